@@ -1,0 +1,262 @@
+"""Checkpoints: one ``.safetensors`` file with weights, model config and provenance.
+
+Nothing is unpickled. The metadata holds the config as JSON (so the file alone rebuilds the
+network), the provenance (how it was made), and a sha256 of the weights that is verified on
+every load. A model name resolves in one place, :func:`resolve_checkpoint`: a bundled name
+from ``models/index.json``, a local path, or ``hf:OWNER/REPO[@REVISION][/FILE]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from vimss_cli.errors import CheckpointError
+from vimss_cli.model import ModelConfig, WaveUNet
+
+FORMAT_NAME = "vimss-checkpoint"
+FORMAT_VERSION = "1"
+DEFAULT_MODEL_ALIAS = "default"
+INDEX_FILE = "index.json"
+HF_PREFIX = "hf:"
+HF_DEFAULT_FILE = "model.safetensors"
+
+
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A digest of names, dtypes, shapes and bytes of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: Path, model: WaveUNet, provenance: dict[str, Any] | None = None) -> None:
+    """Write ``model`` to ``path`` atomically (temporary file, then rename)."""
+    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_json(),
+        "provenance": json.dumps(provenance or {}, sort_keys=True),
+        "weights_sha256": weights_sha256(state),
+    }
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        save_file(state, str(temporary), metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@dataclass
+class LoadedModel:
+    """A network rebuilt from a checkpoint, with what the checkpoint says about itself."""
+
+    model: WaveUNet
+    name: str
+    path: Path
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.provenance.get("trained", False))
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a checkpoint file, with clear errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors checkpoint ({error})"
+        ) from None
+    if metadata.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path} is a safetensors file but not a vimss checkpoint")
+    return state, metadata
+
+
+def load_checkpoint(path: Path, name: str | None = None) -> LoadedModel:
+    """Rebuild the network stored in ``path`` (on the CPU, in eval mode)."""
+    path = Path(path)
+    state, metadata = read_checkpoint(path)
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {metadata.get('format_version')!r}; "
+            f"this vimss reads format {FORMAT_VERSION}"
+        )
+    expected = metadata.get("weights_sha256")
+    if expected != weights_sha256(state):
+        raise CheckpointError(f"{path} is corrupt: its weights do not match their sha256")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata["config"]))
+        provenance = json.loads(metadata.get("provenance", "{}"))
+    except (KeyError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{path} has an invalid model config: {error}") from None
+    model = WaveUNet(config)
+    missing, unexpected, mismatched = _compare_state(model.state_dict(), state)
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}")
+        if mismatched:
+            parts.append(f"wrong shape {mismatched[:3]}")
+        raise CheckpointError(
+            f"{path}: the stored config does not match the stored weights ({'; '.join(parts)})"
+        )
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return LoadedModel(model=model, name=name or path.stem, path=path, provenance=provenance)
+
+
+def _compare_state(
+    expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    missing = sorted(set(expected) - set(actual))
+    unexpected = sorted(set(actual) - set(expected))
+    mismatched = sorted(
+        name
+        for name in set(expected) & set(actual)
+        if tuple(expected[name].shape) != tuple(actual[name].shape)
+    )
+    return missing, unexpected, mismatched
+
+
+# ------------------------------------------------------------------------ name resolution
+def bundled_models_dir() -> Path:
+    """Where bundled checkpoints live: ``$VIMSS_MODELS_DIR``, the wheel's copy, or ``models/``."""
+    override = os.environ.get("VIMSS_MODELS_DIR")
+    if override:
+        return Path(override)
+    package_copy = Path(__file__).parent / "bundled_models"
+    if (package_copy / INDEX_FILE).is_file():
+        return package_copy
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """One entry of ``models/index.json``."""
+
+    name: str
+    file: str
+    sha256: str
+    description: str
+    trained: bool
+
+
+def bundled_index(directory: Path | None = None) -> tuple[dict[str, BundledModel], str | None]:
+    """Bundled models by name, and the name the ``default`` alias points at."""
+    directory = directory or bundled_models_dir()
+    index_path = directory / INDEX_FILE
+    if not index_path.is_file():
+        return {}, None
+    try:
+        data = json.loads(index_path.read_text())
+        models = {
+            name: BundledModel(
+                name=name,
+                file=entry["file"],
+                sha256=entry["sha256"],
+                description=entry.get("description", ""),
+                trained=bool(entry.get("trained", False)),
+            )
+            for name, entry in data["models"].items()
+        }
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"bundled model index {index_path} is malformed: {error}") from None
+    return models, data.get("default")
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    """A model reference turned into a local file."""
+
+    path: Path
+    name: str
+    source: str  # "bundled", "local" or "hf"
+    expected_file_sha256: str | None = None
+
+
+def parse_hf_reference(reference: str) -> tuple[str, str | None, str]:
+    """``hf:OWNER/REPO[@REVISION][/FILE]`` -> ``(repo_id, revision, filename)``."""
+    body = reference[len(HF_PREFIX) :]
+    parts = body.split("/")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise CheckpointError(
+            f"malformed Hub reference {reference!r}; expected hf:OWNER/REPO[@REVISION][/FILE]"
+        )
+    repo, revision = parts[1], None
+    if "@" in repo:
+        repo, revision = repo.split("@", 1)
+    filename = "/".join(parts[2:]) or HF_DEFAULT_FILE
+    return f"{parts[0]}/{repo}", revision, filename
+
+
+def resolve_checkpoint(reference: str, models_dir: Path | None = None) -> ResolvedCheckpoint:
+    """Turn a bundled name, a local path or an ``hf:`` reference into a local file."""
+    if reference.startswith(HF_PREFIX):
+        repo_id, revision, filename = parse_hf_reference(reference)
+        from huggingface_hub import hf_hub_download
+
+        try:
+            local = hf_hub_download(repo_id, filename, revision=revision)
+        except Exception as error:  # the hub raises many types; all mean "not available"
+            raise CheckpointError(f"cannot fetch {reference}: {error}") from None
+        return ResolvedCheckpoint(Path(local), f"{repo_id}/{filename}", "hf")
+    models, default = bundled_index(models_dir)
+    name = default if reference == DEFAULT_MODEL_ALIAS and default else reference
+    if name in models:
+        entry = models[name]
+        path = (models_dir or bundled_models_dir()) / entry.file
+        return ResolvedCheckpoint(path, name, "bundled", entry.sha256)
+    path = Path(reference).expanduser()
+    if path.exists() or reference.endswith(".safetensors") or os.sep in reference:
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        return ResolvedCheckpoint(path, path.stem, "local")
+    known = ", ".join(sorted(models)) or "none bundled"
+    raise CheckpointError(
+        f"unknown model {reference!r}; known models: {known} "
+        "(or give a .safetensors path or hf:OWNER/REPO[@REVISION][/FILE])"
+    )
+
+
+def load_model(reference: str = DEFAULT_MODEL_ALIAS, models_dir: Path | None = None) -> LoadedModel:
+    """Resolve ``reference`` and load it, checking the file's sha256 where one is known."""
+    resolved = resolve_checkpoint(reference, models_dir)
+    if not resolved.path.is_file():
+        raise CheckpointError(f"bundled model file missing: {resolved.path}")
+    if (
+        resolved.expected_file_sha256
+        and file_sha256(resolved.path) != resolved.expected_file_sha256
+    ):
+        raise CheckpointError(
+            f"{resolved.path} does not match the sha256 recorded for model {resolved.name!r}"
+        )
+    return load_checkpoint(resolved.path, resolved.name)

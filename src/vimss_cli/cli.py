@@ -1,0 +1,273 @@
+"""The ``vimss`` command: a thin Typer layer over :mod:`vimss_cli.api`.
+
+Every known error becomes one line on stderr and a non-zero exit code (no traceback unless
+``--debug`` or ``VIMSS_DEBUG=1``). Progress is drawn with rich on a terminal only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vimss_cli import __version__
+from vimss_cli.errors import InputError, VimssError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="vimss",
+    help="Visually-informed music source separation: one WAV per player.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m", help="Bundled name, 'default', a .safetensors path or hf:OWNER/REPO."
+    ),
+]
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _debug_enabled(debug: bool) -> bool:
+    return debug or os.environ.get("VIMSS_DEBUG", "") not in ("", "0")
+
+
+def _guarded(debug: bool, action: Callable[[], T]) -> T:
+    """Run ``action``; turn known errors and Ctrl-C into one line and an exit code."""
+    try:
+        return action()
+    except VimssError as error:
+        if _debug_enabled(debug):
+            raise
+        typer.echo(f"error: {' '.join(str(error).split())}", err=True)
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        if _debug_enabled(debug):
+            raise
+        typer.echo("interrupted: no partial stems were left behind", err=True)
+        raise typer.Exit(130) from None
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"vimss {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show version."),
+    ] = False,
+) -> None:
+    """Visually-informed music source separation."""
+
+
+@contextmanager
+def _progress_display(enabled: bool) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+    """A rich progress bar in seconds of audio, or nothing when stderr is not a terminal."""
+    console = _stderr()
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s of audio"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(event: dict[str, Any]) -> None:
+            name = event["input"]
+            if name not in tasks:
+                tasks[name] = bar.add_task(Path(name).name, total=event["total_seconds"])
+            bar.update(tasks[name], completed=event["done_seconds"])
+
+        yield update
+
+
+@app.command()
+def separate(
+    inputs: Annotated[list[Path], typer.Argument(help="Audio or video files to separate.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    instruments: Annotated[
+        str | None,
+        typer.Option("--instruments", "-i", help="Players' instruments left to right, e.g. vn,vc."),
+    ] = None,
+    model: ModelOption = "default",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 (CUDA) or bf16.")] = "fp32",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Windows per forward pass.")
+    ] = None,
+    wav_format: Annotated[str, typer.Option("--format", help="wav16, wav24 or float32.")] = "wav16",
+    no_split: Annotated[
+        bool, typer.Option("--no-split", help="One pass over the whole input (engine check).")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing stems.")] = False,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Separate each INPUT into one WAV per player: OUTDIR/<input>/<NN>_<instrument>.wav."""
+
+    def run() -> None:
+        from vimss_cli.api import Separator, check_outputs_free, stem_paths
+        from vimss_cli.conditioning import Query
+        from vimss_cli.instruments import parse_instrument_list
+        from vimss_cli.media import check_input_path, probe
+        from vimss_cli.stem_writer import check_wav_format, ensure_writable_directory
+
+        check_wav_format(wav_format)
+        for path in inputs:
+            check_input_path(path)
+        if len({p.stem for p in inputs}) != len(inputs):
+            raise InputError("two inputs share a file name stem; their stem folders would collide")
+        if instruments is None:
+            has_video = any(probe(path).has_video for path in inputs)
+            hint = "pass --instruments, e.g. --instruments vn,vc"
+            if has_video:
+                raise InputError(f"finding players in video is not available yet; {hint}")
+            raise InputError(f"audio-only input: say who plays; {hint}")
+        queries = [Query(code) for code in parse_instrument_list(instruments)]
+        for path in inputs:
+            check_outputs_free(stem_paths(path, out_dir, queries), force)
+        ensure_writable_directory(out_dir)
+        separator = Separator(model, device=device, precision=precision, batch_size=batch_size)
+        if not separator.loaded.trained:
+            typer.echo(
+                f"warning: model {separator.loaded.name!r} is untrained (randomly initialised); "
+                "its stems are not real separations",
+                err=True,
+            )
+        reports = []
+        with _progress_display(not as_json) as progress:
+            for path in inputs:
+                reports.append(
+                    separator.separate_file(
+                        path,
+                        queries,
+                        out_dir,
+                        wav_format=wav_format,
+                        split=not no_split,
+                        force=force,
+                        progress=progress,
+                    )
+                )
+        if as_json:
+            document = {
+                "model": separator.loaded.name,
+                "device": str(separator.device),
+                "precision": separator.precision,
+                "inputs": [r.to_json() for r in reports],
+            }
+            typer.echo(json.dumps(document))
+        else:
+            console = _stderr()
+            for report in reports:
+                console.print(
+                    f"{report.input}: {report.audio_seconds:.1f} s of audio in "
+                    f"{report.wall_seconds:.1f} s -> {len(report.stems)} stems in "
+                    f"{report.stems[0].path.parent}"
+                )
+
+    _guarded(debug, run)
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOption = False, debug: DebugOption = False) -> None:
+    """List the bundled models."""
+
+    def run() -> None:
+        from vimss_cli.checkpoint import bundled_index
+
+        models, default = bundled_index()
+        if as_json:
+            rows = [
+                {
+                    "name": m.name,
+                    "default": m.name == default,
+                    "trained": m.trained,
+                    "description": m.description,
+                }
+                for m in models.values()
+            ]
+            typer.echo(json.dumps({"models": rows}))
+            return
+        table = Table("name", "default", "trained", "description")
+        for m in models.values():
+            table.add_row(m.name, "yes" if m.name == default else "", str(m.trained), m.description)
+        Console(soft_wrap=True).print(table)
+
+    _guarded(debug, run)
+
+
+@models_app.command("info")
+def models_info(
+    model: Annotated[str, typer.Argument(help="Bundled name, path or hf:OWNER/REPO.")],
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Describe one model: config, length arithmetic, provenance."""
+
+    def run() -> None:
+        import dataclasses
+
+        from vimss_cli.checkpoint import load_model
+        from vimss_cli.engine import DEFAULT_TILE, plan_windows
+
+        loaded = load_model(model)
+        net = loaded.model
+        plan = plan_windows(net, DEFAULT_TILE)
+        info = {
+            "name": loaded.name,
+            "path": str(loaded.path),
+            "trained": loaded.trained,
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "config": dataclasses.asdict(net.config),
+            "context_samples": net.context,
+            "window_input_samples": plan.input_length,
+            "window_output_samples": plan.step,
+            "provenance": loaded.provenance,
+        }
+        if as_json:
+            typer.echo(json.dumps(info))
+            return
+        console = Console(soft_wrap=True)
+        for key, value in info.items():
+            console.print(f"[bold]{key}[/bold]: {value}")
+
+    _guarded(debug, run)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="vimss")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Typed user-facing errors.
+
+Every error a user can cause is one of these; the CLI turns each into a single line on stderr
+and a non-zero exit code. Library code raises them and never prints.
+"""
+
+from __future__ import annotations
+
+
+class VimssError(Exception):
+    """Base class of every error caused by the user's inputs or environment."""
+
+    exit_code: int = 1
+
+
+class InputError(VimssError):
+    """A command-line value or API argument is not acceptable."""
+
+    exit_code = 2
+
+
+class MediaError(VimssError):
+    """A media file cannot be read or decoded; carries ffmpeg's own message when there is one."""
+
+    def __init__(self, message: str, ffmpeg_message: str | None = None) -> None:
+        if ffmpeg_message:
+            message = f"{message} (ffmpeg: {ffmpeg_message})"
+        super().__init__(message)
+        self.ffmpeg_message = ffmpeg_message
+
+
+class NoAudioStreamError(MediaError):
+    """The file has no audio stream."""
+
+
+class EmptyAudioError(MediaError):
+    """The audio stream holds no samples."""
+
+
+class TruncatedMediaError(MediaError):
+    """The file ends before its header says it should."""
+
+
+class NonFiniteAudioError(MediaError):
+    """The decoded audio holds NaN or infinite samples."""
+
+
+class OutputError(VimssError):
+    """Outputs cannot be written (unwritable directory, existing files without --force)."""
+
+
+class CheckpointError(VimssError):
+    """A checkpoint cannot be found, verified or loaded."""
+
+
+class DeviceError(VimssError):
+    """The requested device or precision is not available here."""

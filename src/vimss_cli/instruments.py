@@ -1,0 +1,44 @@
+"""The 13 instruments of the URMP dataset, with the codes URMP uses in its file names."""
+
+from __future__ import annotations
+
+from vimss_cli.errors import InputError
+
+#: URMP code -> English name, in the fixed order that defines the label index.
+INSTRUMENTS: dict[str, str] = {
+    "vn": "violin",
+    "va": "viola",
+    "vc": "cello",
+    "db": "double bass",
+    "fl": "flute",
+    "ob": "oboe",
+    "cl": "clarinet",
+    "bn": "bassoon",
+    "sax": "saxophone",
+    "tpt": "trumpet",
+    "hn": "horn",
+    "tbn": "trombone",
+    "tba": "tuba",
+}
+
+INSTRUMENT_CODES: tuple[str, ...] = tuple(INSTRUMENTS)
+NUM_INSTRUMENTS: int = len(INSTRUMENT_CODES)
+
+
+def instrument_index(code: str) -> int:
+    """Label index (0..12) of a URMP instrument code; raises :class:`InputError` if unknown."""
+    try:
+        return INSTRUMENT_CODES.index(code)
+    except ValueError:
+        known = ", ".join(f"{c} ({n})" for c, n in INSTRUMENTS.items())
+        raise InputError(f"unknown instrument code {code!r}; known codes: {known}") from None
+
+
+def parse_instrument_list(text: str) -> list[str]:
+    """Parse ``"vn,vc"`` into ``["vn", "vc"]``, validating every code (case-insensitive)."""
+    codes = [part.strip().lower() for part in text.split(",")]
+    if not text.strip() or any(not c for c in codes):
+        raise InputError(f"--instruments expects a comma-separated list of codes, got {text!r}")
+    for code in codes:
+        instrument_index(code)
+    return codes

@@ -1,0 +1,289 @@
+"""Reading media with ffmpeg: locate the binary, probe a file, stream its audio in blocks.
+
+Any file ffmpeg reads is accepted (wav, flac, mp3, ogg, m4a, and the audio of mp4/mov/mkv/webm).
+The system ``ffmpeg`` is used when present, else the static binary that ``imageio-ffmpeg``
+ships, so installing needs no system package. ``VIMSS_FFMPEG`` overrides both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+import soundfile
+
+from vimss_cli.errors import (
+    EmptyAudioError,
+    InputError,
+    MediaError,
+    NoAudioStreamError,
+    NonFiniteAudioError,
+    TruncatedMediaError,
+)
+
+#: Samples per block handed out by :class:`AudioStream` (about 3 s at 22.05 kHz).
+DEFAULT_BLOCK_FRAMES = 65536
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_executable() -> str:
+    """Path of the ffmpeg binary to run: ``$VIMSS_FFMPEG``, the system one, or imageio-ffmpeg's."""
+    override = os.environ.get("VIMSS_FFMPEG")
+    if override:
+        return override
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What ``ffmpeg -i`` says about a file.
+
+    ``duration`` is in seconds (``None`` when unknown); ``duration_is_estimate`` is set when
+    ffmpeg guessed it from the bit rate, so it cannot be used to detect truncation.
+    """
+
+    path: Path
+    duration: float | None
+    duration_is_estimate: bool
+    has_audio: bool
+    has_video: bool
+    audio_sample_rate: int | None
+    #: Exact frame count of the first audio stream when libsndfile can read the header.
+    audio_frames: int | None
+
+
+def _ffmpeg_message(stderr: str) -> str:
+    """The most telling line of ffmpeg's stderr (its last non-empty line, trimmed)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", line) for line in lines]
+    telling = [line for line in lines if "Error" in line or "error" in line or "Invalid" in line]
+    return (telling or lines or ["no message"])[-1][:300]
+
+
+def check_input_path(path: Path) -> Path:
+    """Raise a clear :class:`InputError` unless ``path`` names a readable regular file."""
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input is a directory, not a media file: {path}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input is not readable: {path}")
+    return path
+
+
+_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+
+
+def probe(path: Path) -> MediaInfo:
+    """Describe a media file from ``ffmpeg -i`` (no ffprobe is needed).
+
+    Raises :class:`MediaError` with ffmpeg's message when ffmpeg cannot open the file.
+    """
+    check_input_path(path)
+    result = subprocess.run(
+        [ffmpeg_executable(), "-hide_banner", "-nostdin", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    text = result.stderr
+    if "Input #0" not in text:
+        raise MediaError(f"cannot read {path} as audio or video", _ffmpeg_message(text))
+    duration = None
+    match = _DURATION.search(text)
+    if match:
+        hours, minutes, seconds = match.groups()
+        duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    stream_lines = [line for line in text.splitlines() if line.strip().startswith("Stream #")]
+    audio_lines = [line for line in stream_lines if ": Audio:" in line]
+    video_lines = [
+        line for line in stream_lines if ": Video:" in line and "attached pic" not in line
+    ]
+    rate = None
+    if audio_lines:
+        rate_match = re.search(r"(\d+) Hz", audio_lines[0])
+        rate = int(rate_match.group(1)) if rate_match else None
+    return MediaInfo(
+        path=path,
+        duration=duration,
+        duration_is_estimate="Estimating duration from bitrate" in text,
+        has_audio=bool(audio_lines),
+        has_video=bool(video_lines),
+        audio_sample_rate=rate,
+        audio_frames=_exact_frames(path),
+    )
+
+
+def _exact_frames(path: Path) -> int | None:
+    """Frame count from the header when libsndfile reads the format (wav, flac, ogg...)."""
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # libsndfile does not know the format: fall back to ffmpeg's count
+        return None
+    return int(info.frames) if info.frames > 0 else None
+
+
+def expected_output_frames(info: MediaInfo, sample_rate: int) -> int | None:
+    """Exact number of samples the input lasts at ``sample_rate``, when the header tells it."""
+    if info.audio_frames is None or not info.audio_sample_rate:
+        return None
+    return round(info.audio_frames * sample_rate / info.audio_sample_rate)
+
+
+def _decode_command(path: Path, sample_rate: int) -> list[str]:
+    """ffmpeg arguments that write the first audio stream as mono float32 to stdout."""
+    source = ffmpeg.input(str(path), v="error", xerror=None, nostdin=None, hide_banner=None)
+    out = ffmpeg.output(source["a:0"], "pipe:1", format="f32le", ac=1, ar=sample_rate)
+    return out.compile(cmd=ffmpeg_executable())
+
+
+class AudioStream:
+    """Decode a file's first audio stream to mono float32 at ``sample_rate``, block by block.
+
+    Iterating yields 1-D ``np.float32`` arrays of at most ``block_frames`` samples. When the
+    file's header states its exact length, the stream is padded or trimmed to exactly that
+    many samples at ``sample_rate`` (resamplers may differ by a sample or two). Errors are
+    raised as typed :class:`MediaError` subclasses carrying ffmpeg's message; a stream that
+    ends before the header says it should raises :class:`TruncatedMediaError` at its end.
+
+    Use as a context manager so the ffmpeg process is always reaped::
+
+        with AudioStream(path, 22050) as stream:
+            for block in stream:
+                ...
+    """
+
+    def __init__(
+        self, path: Path, sample_rate: int, block_frames: int = DEFAULT_BLOCK_FRAMES
+    ) -> None:
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.block_frames = block_frames
+        self.info = probe(self.path)
+        if not self.info.has_audio:
+            kind = "a video" if self.info.has_video else "a file"
+            raise NoAudioStreamError(f"{self.path} is {kind} with no audio stream")
+        self.expected_frames = expected_output_frames(self.info, sample_rate)
+        self.frames_read = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+
+    @property
+    def duration_hint(self) -> float | None:
+        """Best known duration in seconds before decoding (for progress bars)."""
+        if self.expected_frames is not None:
+            return self.expected_frames / self.sample_rate
+        return self.info.duration
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop ffmpeg if it still runs and release its pipes."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait()
+            if self._process.stdout:
+                self._process.stdout.close()
+            self._process = None
+        self._stderr.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self._process = subprocess.Popen(
+            _decode_command(self.path, self.sample_rate),
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            stdin=subprocess.DEVNULL,
+        )
+        assert self._process.stdout is not None  # set by stdout=PIPE
+        limit = self.expected_frames
+        pending = b""
+        block_bytes = 4 * self.block_frames
+        while True:
+            chunk = self._process.stdout.read(block_bytes - len(pending))
+            if not chunk:
+                break
+            pending += chunk
+            if len(pending) < block_bytes:
+                continue
+            block, pending = np.frombuffer(pending, dtype="<f4"), b""
+            yield from self._emit(block, limit)
+        self._finish_process()
+        usable = len(pending) - len(pending) % 4
+        if usable:
+            yield from self._emit(np.frombuffer(pending[:usable], dtype="<f4"), limit)
+        self._check_length()
+        if limit is not None and self.frames_read < limit:
+            missing = limit - self.frames_read
+            for start in range(0, missing, self.block_frames):
+                count = min(self.block_frames, missing - start)
+                self.frames_read += count
+                yield np.zeros(count, dtype=np.float32)
+
+    def _emit(self, block: np.ndarray, limit: int | None) -> Iterator[np.ndarray]:
+        """Check a decoded block for NaN/Inf, apply the exact-length limit, count it."""
+        if limit is not None:
+            block = block[: max(0, limit - self.frames_read)]
+        if block.size == 0:
+            return
+        finite = np.isfinite(block)
+        if not finite.all():
+            first = self.frames_read + int(np.argmin(finite))
+            raise NonFiniteAudioError(
+                f"{self.path} holds NaN or infinite samples "
+                f"(first at {first / self.sample_rate:.3f} s)"
+            )
+        self.frames_read += block.size
+        yield block.astype(np.float32, copy=True)
+
+    def _finish_process(self) -> None:
+        assert self._process is not None
+        returncode = self._process.wait()
+        if returncode == 0:
+            return
+        self._stderr.seek(0)
+        stderr = self._stderr.read().decode("utf-8", errors="replace")
+        message = _ffmpeg_message(stderr)
+        if "matches no streams" in stderr:
+            raise NoAudioStreamError(f"{self.path} has no audio stream", message)
+        if "corrupt" in stderr.lower() or "Invalid data" in stderr:
+            raise TruncatedMediaError(f"{self.path} is truncated or corrupt", message)
+        raise MediaError(f"cannot decode the audio of {self.path}", message)
+
+    def _check_length(self) -> None:
+        if self.frames_read == 0:
+            raise EmptyAudioError(f"{self.path} holds no audio samples")
+        decoded_seconds = self.frames_read / self.sample_rate
+        stated = self.info.duration
+        if stated is None or self.info.duration_is_estimate:
+            return
+        if decoded_seconds < 0.98 * stated - 0.2:
+            raise TruncatedMediaError(
+                f"{self.path} is truncated: its header states {stated:.2f} s "
+                f"but only {decoded_seconds:.2f} s decode"
+            )
+
+
+def read_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """Decode a whole file to a mono float32 array of shape ``(samples,)`` (for short files)."""
+    with AudioStream(path, sample_rate) as stream:
+        return np.concatenate(list(stream))

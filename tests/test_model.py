@@ -1,0 +1,138 @@
+"""The conditioned Wave-U-Net: length arithmetic, shapes, conditioning, exact properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_model
+from vimss_cli.conditioning import Query, QueryBatch, motion_at_samples
+from vimss_cli.model import CONDITIONING_CHOICES, ModelConfig, WaveUNet, upsample_linear
+
+
+def test_upsample_linear_inserts_means_without_extrapolation() -> None:
+    x = torch.tensor([[[0.0, 2.0, 4.0, 10.0]]])
+    assert upsample_linear(x).tolist() == [[[0.0, 1.0, 2.0, 3.0, 4.0, 7.0, 10.0]]]
+
+
+@pytest.mark.parametrize("levels", [1, 3, 5])
+@pytest.mark.parametrize("kernels", [(15, 5, 15), (5, 3, 7), (3, 1, 1)])
+def test_length_arithmetic_is_consistent(levels: int, kernels: tuple[int, int, int]) -> None:
+    down, up, bottleneck = kernels
+    model = WaveUNet(
+        ModelConfig(
+            levels=levels,
+            base_features=2,
+            down_kernel=down,
+            up_kernel=up,
+            bottleneck_kernel=bottleneck,
+        )
+    )
+    context = model.context
+    for wanted in [1, 2, 7, 100, 1023, 4096]:
+        length = model.input_length_for(wanted)
+        span = model.output_span(length)
+        assert span is not None and span.count >= wanted
+        assert span.start == context  # the left context never depends on the length
+        assert model.output_length(length - 1) < wanted  # the smallest such input
+        # right context is at least the left one (the silence gate relies on it)
+        assert length - span.start - span.count >= context
+    assert model.output_span(model.input_length_for(1) - 1) is None
+
+
+@pytest.mark.parametrize("conditioning", CONDITIONING_CHOICES)
+def test_forward_shapes_and_queries_run_batched(conditioning: str) -> None:
+    config = ModelConfig(
+        levels=3,
+        base_features=4,
+        query_dim=8,
+        conditioning=conditioning,
+        appearance_dim=5,
+        motion_channels=2,
+        silence_gate=False,
+    )
+    model = make_tiny_model(config)
+    length = model.input_length_for(200)
+    mixture = torch.randn(3, 1, length)
+    labels = torch.tensor([0, 2, 9])
+    appearance = torch.randn(3, 5)
+    motion = torch.randn(3, 3, 2, length)
+    with torch.no_grad():
+        batched = model(mixture, QueryBatch(labels, appearance, motion))
+        assert batched.shape == (3, 3, model.output_length(length))
+        for k in range(3):
+            single = model(
+                mixture, QueryBatch(labels[k : k + 1], appearance[k : k + 1], motion[:, k : k + 1])
+            )
+            torch.testing.assert_close(single[:, 0], batched[:, k], atol=1e-5, rtol=1e-5)
+    # every part of the query changes the output
+    with torch.no_grad():
+        other_label = model(mixture, QueryBatch(torch.tensor([1, 2, 9]), appearance, motion))
+        other_look = model(mixture, QueryBatch(labels, appearance + 1, motion))
+        other_motion = model(mixture, QueryBatch(labels, appearance, motion + 1))
+    for changed in (other_label, other_look, other_motion):
+        assert not torch.allclose(changed[:, 0], batched[:, 0])
+
+
+def test_mixture_consistency_sums_to_the_mixture() -> None:
+    model = make_tiny_model(
+        ModelConfig(
+            levels=2, base_features=3, query_dim=4, mixture_consistency=True, silence_gate=False
+        )
+    )
+    length = model.input_length_for(300)
+    mixture = 0.3 * torch.randn(2, 1, length)
+    with torch.no_grad():
+        estimates = model(mixture, QueryBatch(torch.tensor([0, 1, 4])))
+    span = model.output_span(length)
+    target = mixture[:, 0, span.start : span.start + span.count]
+    torch.testing.assert_close(estimates.sum(dim=1), target, atol=1e-5, rtol=0)
+
+
+def test_silence_gate_outputs_exact_zeros_on_silence_only() -> None:
+    model = make_tiny_model()
+    length = model.input_length_for(500)
+    mixture = torch.zeros(1, 1, length)
+    with torch.no_grad():
+        silent = model(mixture, QueryBatch(torch.tensor([0, 1])))
+        mixture[0, 0, length // 2] = 0.5
+        active = model(mixture, QueryBatch(torch.tensor([0, 1])))
+    assert torch.count_nonzero(silent) == 0
+    # outputs within the context of the impulse are live, those further away stay zero
+    centre = length // 2 - model.context
+    assert torch.count_nonzero(active[0, 0, centre - 5 : centre + 5]) == 10
+    assert torch.count_nonzero(active[0, 0, : centre - 2 * model.context - 1]) == 0
+
+
+def test_input_too_short_is_a_clear_error() -> None:
+    model = make_tiny_model()
+    with pytest.raises(ValueError, match="shorter than the network's minimum"):
+        model(torch.zeros(1, 1, 10), QueryBatch(torch.tensor([0])))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"down_kernel": 4}, "odd"),
+        ({"levels": 0}, "levels"),
+        ({"conditioning": "film-somewhere"}, "conditioning"),
+    ],
+)
+def test_invalid_configs_are_rejected(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**changes)
+
+
+def test_config_from_dict_lists_valid_keys() -> None:
+    with pytest.raises(ValueError, match="valid keys"):
+        ModelConfig.from_dict({"levls": 3})
+
+
+def test_motion_is_a_function_of_absolute_time() -> None:
+    query = Query("vn", motion=np.array([[0.0, 1.0, 2.0, 3.0]]), motion_rate=2.0)
+    whole = motion_at_samples(query, -4, 24, sample_rate=4, channels=1)
+    part = motion_at_samples(query, 3, 10, sample_rate=4, channels=1)
+    np.testing.assert_array_equal(whole[:, 7:17], part)
+    assert whole[0, 4] == 0.0 and whole[0, 6] == 1.0  # sample 2 = 0.5 s = frame 1
+    assert whole[0, 4 + 6] == 3.0 and whole[0, 4 + 7] == 0.0  # zero after the last frame
