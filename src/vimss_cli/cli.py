@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from vimss_cli import __version__
-from vimss_cli.errors import InputError, VimssError
+from vimss_cli.errors import InputError, NoAudioStreamError, VimssError
 
 T = TypeVar("T")
 
@@ -147,10 +147,15 @@ def separate(
             check_input_path(path)
         if len({p.stem for p in inputs}) != len(inputs):
             raise InputError("two inputs share a file name stem; their stem folders would collide")
+        # probe every input before loading the model, so bad files fail before a long run
+        infos = [probe(path) for path in inputs]
+        for info in infos:
+            if not info.has_audio:
+                kind = "a video" if info.has_video else "a file"
+                raise NoAudioStreamError(f"{info.path} is {kind} with no audio stream")
         if instruments is None:
-            has_video = any(probe(path).has_video for path in inputs)
             hint = "pass --instruments, e.g. --instruments vn,vc"
-            if has_video:
+            if any(info.has_video for info in infos):
                 raise InputError(f"finding players in video is not available yet; {hint}")
             raise InputError(f"audio-only input: say who plays; {hint}")
         queries = [Query(code) for code in parse_instrument_list(instruments)]

@@ -270,7 +270,8 @@ class AudioStream:
         raise MediaError(f"cannot decode the audio of {self.path}", message)
 
     def _check_length(self) -> None:
-        if self.frames_read == 0:
+        expected = self.expected_frames
+        if (self.frames_read == 0 and expected is None) or expected == 0:
             raise EmptyAudioError(f"{self.path} holds no audio samples")
         decoded_seconds = self.frames_read / self.sample_rate
         stated = self.info.duration

@@ -1,0 +1,297 @@
+"""The ``vimss`` command through Typer's runner: outputs, JSON, and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from typer.testing import CliRunner
+
+from conftest import RATE, ffmpeg, noise, write_wav
+from vimss_cli import __version__
+from vimss_cli.cli import app
+from vimss_cli.engine import _WindowRunner
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_failure(result, *fragments: str) -> None:
+    """Non-zero exit, one line on stderr naming the problem, no traceback."""
+    assert result.exit_code != 0, result.output
+    lines = [ln for ln in result.stderr.strip().splitlines() if not ln.startswith("warning: ")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.output + result.stderr
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.fixture()
+def mix(tmp_path: Path) -> Path:
+    return write_wav(tmp_path / "duet.wav", noise(2.5), subtype="PCM_16")
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"vimss {__version__}"
+
+
+def test_separate_writes_one_stem_per_player_with_exact_duration(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "stems"
+    result = run("separate", mix, "-o", out, "--instruments", "vn,VC,fl", "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    (entry,) = document["inputs"]
+    assert entry["input"] == str(mix) and entry["audio_seconds"] == pytest.approx(2.5)
+    assert entry["wall_seconds"] > 0
+    assert [(s["player"], s["instrument"]) for s in entry["stems"]] == [
+        (1, "vn"),
+        (2, "vc"),
+        (3, "fl"),
+    ]
+    expected = [out / "duet" / name for name in ("01_vn.wav", "02_vc.wav", "03_fl.wav")]
+    assert [Path(s["path"]) for s in entry["stems"]] == expected
+    assert files_under(out) == expected
+    for path in expected:
+        info = soundfile.info(str(path))
+        assert info.frames == soundfile.info(str(mix)).frames and info.samplerate == RATE
+        assert info.subtype == "PCM_16"
+    assert "untrained" in result.stderr  # the placeholder model is called what it is
+
+
+@pytest.mark.parametrize(
+    "fmt, subtype", [("wav16", "PCM_16"), ("wav24", "PCM_24"), ("float32", "FLOAT")]
+)
+def test_formats(tiny_models_dir: Path, mix: Path, tmp_path: Path, fmt: str, subtype: str) -> None:
+    result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn", "--format", fmt)
+    assert result.exit_code == 0, result.stderr
+    assert soundfile.info(str(tmp_path / "o" / "duet" / "01_vn.wav")).subtype == subtype
+
+
+def test_no_split_equals_the_chunked_run(tiny_models_dir: Path, tmp_path: Path) -> None:
+    long_mix = write_wav(tmp_path / "long.wav", noise(20))
+    for folder, extra in (("a", []), ("b", ["--no-split"])):
+        result = run(
+            "separate",
+            long_mix,
+            "-o",
+            tmp_path / folder,
+            "-i",
+            "vn,vc",
+            "--format",
+            "float32",
+            "--batch-size",
+            "3",
+            *extra,
+        )
+        assert result.exit_code == 0, result.stderr
+    for name in ("01_vn.wav", "02_vc.wav"):
+        chunked, _ = soundfile.read(str(tmp_path / "a" / "long" / name), dtype="float32")
+        whole, _ = soundfile.read(str(tmp_path / "b" / "long" / name), dtype="float32")
+        assert chunked.shape == whole.shape == (20 * RATE,)
+        assert np.abs(chunked - whole).max() <= 1e-5
+
+
+def test_several_inputs_and_audio_of_a_video(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    video = tmp_path / "concert.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:s=64x48:r=10:d=2",
+        "-i",
+        str(mix),
+        "-shortest",
+        str(video),
+    )
+    result = run("separate", mix, video, "-o", tmp_path / "o", "-i", "vn,vc", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)["inputs"]) == 2
+    assert (tmp_path / "o" / "concert" / "02_vc.wav").is_file()
+
+
+def test_shorter_than_one_window_works(tiny_models_dir: Path, tmp_path: Path) -> None:
+    short = write_wav(tmp_path / "blip.wav", noise(0.003))  # 24 samples
+    result = run("separate", short, "-o", tmp_path / "o", "-i", "vn")
+    assert result.exit_code == 0, result.stderr
+    assert soundfile.info(str(tmp_path / "o" / "blip" / "01_vn.wav")).frames == 24
+
+
+def test_silence_in_silence_out(tiny_models_dir: Path, tmp_path: Path) -> None:
+    quiet = write_wav(tmp_path / "quiet.wav", np.zeros(3 * RATE, np.float32))
+    result = run("separate", quiet, "-o", tmp_path / "o", "-i", "vn,vc", "--format", "float32")
+    assert result.exit_code == 0, result.stderr
+    for name in ("01_vn.wav", "02_vc.wav"):
+        stem, _ = soundfile.read(str(tmp_path / "o" / "quiet" / name))
+        assert stem.shape == (3 * RATE,) and not stem.any()
+
+
+def test_existing_outputs_need_force(tiny_models_dir: Path, mix: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    target = out / "duet" / "01_vn.wav"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"the user's file")
+    result = run("separate", mix, "-o", out, "-i", "vn")
+    assert_clean_failure(result, "already exist", "--force")
+    assert target.read_bytes() == b"the user's file"
+    result = run("separate", mix, "-o", out, "-i", "vn", "--force")
+    assert result.exit_code == 0 and soundfile.info(str(target)).frames == 2.5 * RATE
+
+
+def _text_wav(tmp: Path) -> Path:
+    path = tmp / "text.wav"
+    path.write_text("definitely not audio\n")
+    return path
+
+
+def _truncated(tmp: Path) -> Path:
+    path = write_wav(tmp / "cut.wav", noise(2), subtype="PCM_16")
+    path.write_bytes(path.read_bytes()[:7001])
+    return path
+
+
+def _no_audio_video(tmp: Path) -> Path:
+    path = tmp / "film.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=64x48:r=10:d=1", str(path))
+    return path
+
+
+def _nan(tmp: Path) -> Path:
+    audio = noise(2)
+    audio[9000] = np.nan
+    return write_wav(tmp / "nan.wav", audio)
+
+
+@pytest.mark.parametrize(
+    "make_input, fragments",
+    [
+        (lambda tmp: tmp / "missing.wav", ["not found", "missing.wav"]),
+        (lambda tmp: tmp, ["is a directory"]),
+        (_text_wav, ["cannot read", "text.wav", "ffmpeg:"]),
+        (_truncated, ["truncated", "cut.wav"]),
+        (_no_audio_video, ["no audio stream"]),
+        (lambda tmp: write_wav(tmp / "empty.wav", np.zeros(0, np.float32)), ["no audio samples"]),
+        (_nan, ["NaN or infinite", "1.125 s"]),
+    ],
+    ids=[
+        "missing",
+        "directory",
+        "text-as-wav",
+        "truncated",
+        "video-no-audio",
+        "zero-length",
+        "nan",
+    ],
+)
+def test_bad_inputs(tiny_models_dir: Path, tmp_path: Path, make_input, fragments) -> None:
+    source = make_input(tmp_path)
+    out = tmp_path / "out"
+    result = run("separate", source, "-o", out, "-i", "vn,vc")
+    assert_clean_failure(result, *fragments)
+    assert files_under(out) == []
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["-i", "vn,xylo"], ["unknown instrument code 'xylo'", "vn (violin)"]),
+        (["-i", "vn,,vc"], ["comma-separated"]),
+        ([], ["audio-only input", "--instruments"]),
+        (["-i", "vn", "--model", "nope"], ["unknown model 'nope'", "known models: tiny"]),
+        (["-i", "vn", "--model", "missing.safetensors"], ["checkpoint not found"]),
+        (["-i", "vn", "--format", "mp3"], ["unknown --format 'mp3'"]),
+        (["-i", "vn", "--precision", "fp8"], ["unknown --precision"]),
+        (["-i", "vn", "--device", "tpu"], ["unknown --device 'tpu'"]),
+        (["-i", "vn", "--batch-size", "0"], ["--batch-size must be at least 1"]),
+    ],
+)
+def test_bad_options(tiny_models_dir: Path, mix: Path, tmp_path: Path, args, fragments) -> None:
+    out = tmp_path / "out"
+    result = run("separate", mix, "-o", out, *args)
+    assert_clean_failure(result, *fragments)
+    assert files_under(out) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize(
+    "args", [["--device", "cuda"], ["--device", "cuda:1"], ["--precision", "fp16"]]
+)
+def test_cuda_asked_where_there_is_none(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, args: list[str]
+) -> None:
+    result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn", *args)
+    assert_clean_failure(result, "CUDA")
+
+
+def test_corrupt_checkpoint(tiny_models_dir: Path, mix: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.safetensors"
+    data = bytearray((tiny_models_dir / "tiny.safetensors").read_bytes())
+    bad.write_bytes(bytes(data[: len(data) // 2]))
+    result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn", "--model", bad)
+    assert_clean_failure(result, "bad.safetensors", "not a readable safetensors checkpoint")
+
+
+def test_unwritable_output_directory(tiny_models_dir: Path, mix: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    result = run("separate", mix, "-o", blocker / "stems", "-i", "vn")
+    assert_clean_failure(result, "cannot create output directory")
+
+
+def test_debug_shows_the_traceback(tiny_models_dir: Path, tmp_path: Path) -> None:
+    result = run("separate", tmp_path / "missing.wav", "-o", tmp_path / "o", "-i", "vn", "--debug")
+    assert result.exit_code != 0 and result.exception is not None
+    assert "not found" in str(result.exception)
+
+
+def test_ctrl_c_mid_run_leaves_no_partial_stems(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_mix = write_wav(tmp_path / "long.wav", noise(30))
+    out = tmp_path / "o"
+    original = _WindowRunner.run
+    calls = {"n": 0}
+
+    def interrupted_run(self, windows, starts):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, windows, starts)
+
+    monkeypatch.setattr(_WindowRunner, "run", interrupted_run)
+    result = run("separate", long_mix, "-o", out, "-i", "vn,vc", "--batch-size", "1")
+    assert result.exit_code == 130
+    assert "interrupted" in result.stderr
+    assert files_under(out) == [] and not (out / "long").exists()
+
+
+def test_models_list_and_info(tiny_models_dir: Path) -> None:
+    listed = run("models", "list", "--json")
+    assert listed.exit_code == 0
+    assert json.loads(listed.stdout)["models"][0] == {
+        "name": "tiny",
+        "default": True,
+        "trained": False,
+        "description": "test model",
+    }
+    info = run("models", "info", "tiny", "--json")
+    assert info.exit_code == 0
+    document = json.loads(info.stdout)
+    assert document["config"]["levels"] == 3 and document["context_samples"] > 0
+    assert_clean_failure(run("models", "info", "nope"), "unknown model")

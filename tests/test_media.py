@@ -1,0 +1,133 @@
+"""Decoding with ffmpeg: formats, exact lengths, typed errors with ffmpeg's message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import RATE, ffmpeg, noise, write_wav
+from vimss_cli.errors import (
+    EmptyAudioError,
+    InputError,
+    MediaError,
+    NoAudioStreamError,
+    NonFiniteAudioError,
+    TruncatedMediaError,
+)
+from vimss_cli.media import AudioStream, probe, read_audio
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    t = np.arange(int(2.5 * 44100)) / 44100
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 660 * t)], 1)
+    return write_wav(folder / "source.wav", stereo.astype(np.float32), 44100)
+
+
+@pytest.mark.parametrize(
+    "suffix, args",
+    [
+        (".flac", []),
+        (".mp3", ["-c:a", "libmp3lame"]),
+        (".ogg", ["-c:a", "libvorbis"]),
+        (".m4a", ["-c:a", "aac"]),
+        (".mp4", ["-f", "lavfi", "-i", "color=c=blue:s=64x48:r=10:d=2.5", "-shortest"]),
+        (".mkv", ["-f", "lavfi", "-i", "color=c=red:s=64x48:r=10:d=2.5", "-shortest"]),
+        (".webm", ["-c:a", "libopus"]),
+        (".mov", ["-f", "lavfi", "-i", "color=c=red:s=64x48:r=10:d=2.5", "-shortest"]),
+    ],
+)
+def test_decodes_common_formats_to_mono_at_the_model_rate(
+    source: Path, tmp_path: Path, suffix: str, args: list[str]
+) -> None:
+    target = tmp_path / f"clip{suffix}"
+    ffmpeg("-i", str(source), *args, str(target))
+    audio = read_audio(target, RATE)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(audio.size / RATE - 2.5) < 0.1
+    assert 0.05 < np.sqrt(np.mean(audio**2)) < 0.5
+    info = probe(target)
+    assert info.has_audio and info.has_video == (suffix in (".mp4", ".mkv", ".mov"))
+
+
+@pytest.mark.parametrize("native_rate", [8000, 11025, 16000, 44100, 48000])
+@pytest.mark.parametrize("frames", [6, 999, 12345])
+def test_exact_duration_for_headers_that_state_it(
+    tmp_path: Path, native_rate: int, frames: int
+) -> None:
+    path = write_wav(tmp_path / "x.wav", noise(2, native_rate)[:frames], native_rate)
+    audio = read_audio(path, RATE)
+    assert audio.size == round(frames * RATE / native_rate)
+
+
+def test_streams_in_blocks(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "x.wav", noise(3))
+    with AudioStream(path, RATE, block_frames=1000) as stream:
+        sizes = [block.size for block in stream]
+    assert max(sizes) == 1000 and sum(sizes) == 3 * RATE
+
+
+def test_same_rate_wav_is_decoded_bit_exactly(tmp_path: Path) -> None:
+    audio = noise(1)
+    path = write_wav(tmp_path / "x.wav", audio)
+    np.testing.assert_array_equal(read_audio(path, RATE), audio)
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        read_audio(tmp_path / "nope.wav", RATE)
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="directory"):
+        read_audio(tmp_path, RATE)
+
+
+def test_text_file_named_wav_carries_ffmpegs_message(tmp_path: Path) -> None:
+    path = tmp_path / "notes.wav"
+    path.write_text("this is not audio\n")
+    with pytest.raises(MediaError, match="cannot read") as caught:
+        read_audio(path, RATE)
+    assert "ffmpeg:" in str(caught.value) and caught.value.ffmpeg_message
+
+
+def test_truncated_wav(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "x.wav", noise(2), subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 + 1])
+    with pytest.raises(TruncatedMediaError, match="truncated"):
+        read_audio(path, RATE)
+
+
+def test_truncated_mp3(tmp_path: Path, source: Path) -> None:
+    path = tmp_path / "x.mp3"
+    ffmpeg("-i", str(source), str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TruncatedMediaError, match="truncated"):
+        read_audio(path, RATE)
+
+
+def test_video_without_audio(tmp_path: Path) -> None:
+    path = tmp_path / "silent_film.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=64x48:r=10:d=1", str(path))
+    with pytest.raises(NoAudioStreamError, match="video with no audio stream"):
+        read_audio(path, RATE)
+
+
+def test_zero_length_audio(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32))
+    with pytest.raises(EmptyAudioError, match="no audio samples"):
+        read_audio(path, RATE)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples(tmp_path: Path, bad: float) -> None:
+    audio = noise(1)
+    audio[4321] = bad
+    path = write_wav(tmp_path / "bad.wav", audio)
+    with pytest.raises(NonFiniteAudioError, match=r"NaN or infinite samples \(first at 0.540 s\)"):
+        read_audio(path, RATE)
