@@ -7,12 +7,11 @@ Every known error becomes one line on stderr and a non-zero exit code (no traceb
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,9 +19,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from vimss_cli import __version__
-from vimss_cli.errors import InputError, NoAudioStreamError, VimssError
-
-T = TypeVar("T")
+from vimss_cli.cli_common import DebugOption, JsonOption, ModelOption, guarded, stderr_console
+from vimss_cli.errors import InputError, NoAudioStreamError
 
 app = typer.Typer(
     name="vimss",
@@ -33,41 +31,6 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-
-DebugOption = Annotated[
-    bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-ModelOption = Annotated[
-    str,
-    typer.Option(
-        "--model", "-m", help="Bundled name, 'default', a .safetensors path or hf:OWNER/REPO."
-    ),
-]
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _debug_enabled(debug: bool) -> bool:
-    return debug or os.environ.get("VIMSS_DEBUG", "") not in ("", "0")
-
-
-def _guarded(debug: bool, action: Callable[[], T]) -> T:
-    """Run ``action``; turn known errors and Ctrl-C into one line and an exit code."""
-    try:
-        return action()
-    except VimssError as error:
-        if _debug_enabled(debug):
-            raise
-        typer.echo(f"error: {' '.join(str(error).split())}", err=True)
-        raise typer.Exit(error.exit_code) from None
-    except KeyboardInterrupt:
-        if _debug_enabled(debug):
-            raise
-        typer.echo("interrupted: no partial stems were left behind", err=True)
-        raise typer.Exit(130) from None
 
 
 def _version_callback(value: bool) -> None:
@@ -89,7 +52,7 @@ def _root(
 @contextmanager
 def _progress_display(enabled: bool) -> Iterator[Callable[[dict[str, Any]], None] | None]:
     """A rich progress bar in seconds of audio, or nothing when stderr is not a terminal."""
-    console = _stderr()
+    console = stderr_console()
     if not enabled or not console.is_terminal:
         yield None
         return
@@ -192,7 +155,7 @@ def separate(
             }
             typer.echo(json.dumps(document))
         else:
-            console = _stderr()
+            console = stderr_console()
             for report in reports:
                 console.print(
                     f"{report.input}: {report.audio_seconds:.1f} s of audio in "
@@ -200,7 +163,7 @@ def separate(
                     f"{report.stems[0].path.parent}"
                 )
 
-    _guarded(debug, run)
+    guarded(debug, run)
 
 
 @models_app.command("list")
@@ -228,7 +191,7 @@ def models_list(as_json: JsonOption = False, debug: DebugOption = False) -> None
             table.add_row(m.name, "yes" if m.name == default else "", str(m.trained), m.description)
         Console(soft_wrap=True).print(table)
 
-    _guarded(debug, run)
+    guarded(debug, run)
 
 
 @models_app.command("info")
@@ -266,7 +229,7 @@ def models_info(
         for key, value in info.items():
             console.print(f"[bold]{key}[/bold]: {value}")
 
-    _guarded(debug, run)
+    guarded(debug, run)
 
 
 def main() -> None:
