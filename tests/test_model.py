@@ -136,3 +136,19 @@ def test_motion_is_a_function_of_absolute_time() -> None:
     np.testing.assert_array_equal(whole[:, 7:17], part)
     assert whole[0, 4] == 0.0 and whole[0, 6] == 1.0  # sample 2 = 0.5 s = frame 1
     assert whole[0, 4 + 6] == 3.0 and whole[0, 4 + 7] == 0.0  # zero after the last frame
+
+
+def test_per_window_queries_equal_shared_queries_window_by_window() -> None:
+    config = ModelConfig(
+        levels=2, base_features=3, query_dim=4, appearance_dim=2, silence_gate=False
+    )
+    model = make_tiny_model(config)
+    length = model.input_length_for(50)
+    mixture = torch.randn(2, 1, length)
+    labels = torch.tensor([[0, 5], [7, 1]])
+    appearance = torch.randn(2, 2, 2)
+    with torch.no_grad():
+        per_window = model(mixture, QueryBatch(labels, appearance))
+        for w in range(2):
+            shared = model(mixture[w : w + 1], QueryBatch(labels[w], appearance[w]))
+            torch.testing.assert_close(per_window[w], shared[0], atol=1e-6, rtol=1e-6)

@@ -50,8 +50,8 @@ class QueryBatch:
     """K queries as tensors, ready for the network.
 
     Attributes:
-        labels: ``(K,)`` int64 label indices.
-        appearance: ``(K, appearance_dim)`` or ``None``.
+        labels: ``(K,)`` int64 label indices shared by all windows, or ``(W, K)`` per window.
+        appearance: ``(K, appearance_dim)`` (or ``(W, K, appearance_dim)``) or ``None``.
         motion: ``(W, K, motion_channels, T_in)`` per-sample motion for each of W windows,
             aligned with the mixture window, or ``None``.
     """
@@ -62,7 +62,7 @@ class QueryBatch:
 
     @property
     def size(self) -> int:
-        return int(self.labels.shape[0])
+        return int(self.labels.shape[-1])
 
 
 def motion_at_samples(

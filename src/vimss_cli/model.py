@@ -252,7 +252,11 @@ class WaveUNet(nn.Module):
         return self.films[name](features, query, layer_motion)
 
     def forward(self, mixture: Tensor, queries: QueryBatch) -> Tensor:
-        """Separate ``mixture`` ``(W, 1, T_in)`` for K queries -> estimates ``(W, K, T_out)``."""
+        """Separate ``mixture`` ``(W, 1, T_in)`` for K queries -> estimates ``(W, K, T_out)``.
+
+        The queries are either shared by all windows (``labels (K,)``) or given per window
+        (``labels (W, K)``, ``appearance (W, K, A)``), as training uses.
+        """
         c = self.config
         windows, _, input_length = mixture.shape
         spans = self.trace(input_length)
@@ -262,8 +266,14 @@ class WaveUNet(nn.Module):
                 f"({self.input_length_for(1)})"
             )
         k = queries.size
-        query = self.query_encoder(queries.labels, queries.appearance)  # (K, D)
-        query = query.repeat(windows, 1)  # (W*K, D), window-major
+        if queries.labels.ndim == 1:  # the same K queries for every window
+            query = self.query_encoder(queries.labels, queries.appearance)  # (K, D)
+            query = query.repeat(windows, 1)  # (W*K, D), window-major
+        else:  # per-window queries (training): labels (W, K), appearance (W, K, A)
+            appearance = queries.appearance
+            if appearance is not None:
+                appearance = appearance.reshape(windows * k, -1)
+            query = self.query_encoder(queries.labels.reshape(-1), appearance)
         motion = None
         if queries.motion is not None and c.motion_channels:
             motion = queries.motion.reshape(windows * k, c.motion_channels, input_length)
