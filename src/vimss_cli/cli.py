@@ -20,6 +20,7 @@ from rich.table import Table
 
 from vimss_cli import __version__
 from vimss_cli.cli_common import DebugOption, JsonOption, ModelOption, guarded, stderr_console
+from vimss_cli.cli_train import train_command
 from vimss_cli.errors import InputError, NoAudioStreamError
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.command("train")(train_command)
 
 
 def _version_callback(value: bool) -> None:

@@ -1,0 +1,93 @@
+"""``vimss train``: train a model on a URMP-layout tree (one process, or many under torchrun)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vimss_cli.cli_common import DebugOption, JsonOption, guarded, stderr_console
+
+DATASETS = ("urmp", "synth")
+
+
+def train_command(
+    root: Annotated[Path, typer.Option("--root", help="URMP-layout dataset root.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="urmp or synth.")] = "urmp",
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML with [model] [data] [optim] [run].")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop at this step.")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", help="Stop after this much wall time.")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Train a separation model; the best checkpoint is exported as OUT/best.safetensors."""
+
+    def run() -> None:
+        from vimss_cli.errors import InputError
+        from vimss_cli.training.config import load_config
+        from vimss_cli.training.loop import run_training
+
+        if dataset not in DATASETS:
+            raise InputError(f"unknown --dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        config = load_config(config_file, overrides)
+        console = stderr_console()
+        show = console.is_terminal and not as_json
+
+        def progress(event: dict) -> None:
+            if not show:
+                return
+            if "loss" in event:
+                console.print(
+                    f"step {event['step']}/{event['max_steps']}  loss {event['loss']:.4f}  "
+                    f"{event['examples_per_second']:.1f} ex/s  lr {event['lr']:.2e}"
+                )
+            elif "valid_sdr" in event:
+                console.print(
+                    f"step {event['step']}: valid SDR {event['valid_sdr']:.2f} dB "
+                    f"(mixture {event['valid_sdr_mixture']:.2f} dB)"
+                )
+
+        def warn(message: str) -> None:
+            console.print(f"warning: {message}")
+
+        report = run_training(
+            config,
+            root,
+            out,
+            device=device,
+            resume=resume,
+            max_steps=max_steps,
+            max_minutes=max_minutes,
+            progress=progress,
+            warn=warn,
+        )
+        summary = {
+            "run_dir": str(report.run_dir),
+            "step": report.step,
+            "wall_seconds": round(report.wall_seconds, 2),
+            "examples_per_second": round(report.examples_per_second, 3),
+            "audio_seconds_per_second": round(report.audio_seconds_per_second, 3),
+            "best_valid_sdr": report.best_valid_sdr,
+            "skipped_files": report.skipped_files,
+        }
+        if as_json:
+            typer.echo(json.dumps(summary))
+        else:
+            console.print(
+                f"stopped at step {report.step}: {report.examples_per_second:.1f} examples/s, "
+                f"best valid SDR {report.best_valid_sdr}"
+            )
+
+    guarded(debug, run)

@@ -1,0 +1,1 @@
+"""Training: configuration, excerpt sampling, the optimisation loop, resumable run state."""

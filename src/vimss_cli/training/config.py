@@ -1,0 +1,154 @@
+"""One configuration for a training run: model, data, optimisation and run settings.
+
+Read from a TOML file with sections ``[model]``, ``[data]``, ``[optim]``, ``[run]``;
+``--set section.key=value`` overrides any key. Unknown keys are errors that list the valid
+ones. The resolved configuration is saved in the run folder as ``config.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vimss_cli.errors import InputError
+from vimss_cli.model import ModelConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How training excerpts are drawn and augmented.
+
+    Attributes:
+        output_samples: output samples per excerpt (the input adds the model's context).
+        batch_size: excerpts per step (per process under DDP).
+        queries_per_mixture: players queried per excerpt (K); fewer players are padded with
+            absent-instrument queries whose target is silence.
+        workers: DataLoader worker processes.
+        gain_db: each stem's gain is drawn uniformly in ``[-gain_db, +gain_db]`` dB.
+        remix_probability: chance an excerpt mixes stems drawn from several pieces.
+        drop_player_probability: chance each extra player is left out of the mixture.
+        absent_query_probability: chance one query names an instrument that is not playing.
+        validation_excerpts: fixed excerpts from the valid split scored at each validation.
+    """
+
+    output_samples: int = 16384
+    batch_size: int = 8
+    queries_per_mixture: int = 2
+    workers: int = 2
+    gain_db: float = 6.0
+    remix_probability: float = 0.5
+    drop_player_probability: float = 0.1
+    absent_query_probability: float = 0.1
+    validation_excerpts: int = 64
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation: AdamW, warm-up then cosine decay, clipping, precision, EMA."""
+
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    max_steps: int = 20000
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+    precision: str = "fp32"
+    ema_decay: float = 0.0
+    spectral_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Book-keeping: seeds and intervals (in steps)."""
+
+    seed: int = 0
+    checkpoint_every: int = 200
+    validate_every: int = 1000
+    log_every: int = 10
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def to_toml(self) -> str:
+        """The configuration as TOML (values are JSON-compatible scalars)."""
+        lines = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
+            lines.append("")
+        return "\n".join(lines)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "run": RunConfig,
+}
+
+
+def valid_keys() -> list[str]:
+    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML scalar (``3``, ``1e-3``, ``true``, ``"x"``), else the bare string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def build_config(
+    file_values: dict[str, Any] | None = None, overrides: list[str] | None = None
+) -> TrainConfig:
+    """Defaults, then a parsed TOML document, then ``section.key=value`` overrides."""
+    merged: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for section, values in (file_values or {}).items():
+        if section not in SECTIONS or not isinstance(values, dict):
+            raise InputError(f"unknown config section {section!r}; sections: {list(SECTIONS)}")
+        merged[section].update(values)
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or section not in SECTIONS:
+            raise InputError(f"--set expects section.key=value, got {item!r}")
+        merged[section][name] = _parse_value(value.strip())
+    sections = {}
+    for section, cls in SECTIONS.items():
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(merged[section]) - set(known))
+        if unknown:
+            raise InputError(
+                f"unknown config key {section}.{unknown[0]}; valid keys: {', '.join(valid_keys())}"
+            )
+        try:
+            sections[section] = cls(**merged[section])
+        except (TypeError, ValueError) as error:
+            raise InputError(f"invalid [{section}] config: {error}") from None
+    return TrainConfig(**sections)
+
+
+def load_config(path: Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a TOML config file (optional) and apply overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise InputError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise InputError(f"config file {path} is not valid TOML: {error}") from None
+    return build_config(values, overrides)

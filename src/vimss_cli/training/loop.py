@@ -1,0 +1,480 @@
+"""The training loop: one process, or one of several under ``torchrun`` (DDP).
+
+A run folder holds ``config.toml`` (the resolved configuration), ``state.safetensors``
+(resumable state, rewritten atomically every ``run.checkpoint_every`` steps), ``best.safetensors``
+(the release-format checkpoint with the best validation SDR), ``log.jsonl`` (one line per log
+interval, validation and warning), and ``tensorboard/`` event files. Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import math
+import os
+import time
+import tomllib
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from vimss_cli import __version__
+from vimss_cli.checkpoint import save_checkpoint, weights_sha256
+from vimss_cli.conditioning import QueryBatch
+from vimss_cli.errors import InputError
+from vimss_cli.model import WaveUNet
+from vimss_cli.training.config import TrainConfig
+from vimss_cli.training.data import (
+    ExcerptDataset,
+    ExcerptShape,
+    StepSampler,
+    load_pieces,
+    split_folders,
+)
+from vimss_cli.training.state import RunState, load_state, save_state
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+WarningCallback = Callable[[str], None]
+
+STATE_FILE = "state.safetensors"
+BEST_FILE = "best.safetensors"
+CONFIG_FILE = "config.toml"
+LOG_FILE = "log.jsonl"
+
+
+@dataclass
+class TrainReport:
+    """Summary of a finished (or stopped) run."""
+
+    run_dir: Path
+    step: int
+    wall_seconds: float
+    examples_per_second: float
+    audio_seconds_per_second: float
+    best_valid_sdr: float | None
+    skipped_files: list[str]
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _distributed_from_env() -> Distributed:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Distributed()
+    return Distributed(
+        rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", 0))
+    )
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at ``max_steps``."""
+    optim = config.optim
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    span = max(1, optim.max_steps - optim.warmup_steps)
+    progress = min(1.0, (step - optim.warmup_steps) / span)
+    floor = optim.min_lr_ratio
+    return optim.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def sdr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Plain signal-to-distortion ratio in dB over the last axis (no distortion filter)."""
+    noise = (target - estimate).pow(2).sum(-1).clamp_min(1e-10)
+    return 10 * torch.log10(target.pow(2).sum(-1).clamp_min(1e-10) / noise)
+
+
+def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 distance of log-magnitude STFTs at three resolutions; inputs ``(N, T)``."""
+    total = estimate.new_zeros(())
+    for n_fft in (256, 1024, 2048):
+        window = torch.hann_window(n_fft, device=estimate.device)
+        spectra = [
+            torch.stft(x.float(), n_fft, n_fft // 4, window=window, return_complex=True).abs()
+            for x in (estimate, target)
+        ]
+        total = total + F.l1_loss(torch.log1p(spectra[0]), torch.log1p(spectra[1]))
+    return total / 3
+
+
+class _RunLog:
+    """Appends JSON lines to ``log.jsonl`` and scalars to TensorBoard (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.writer = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            self.path = run_dir / LOG_FILE
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        step = record.get("step")
+        if self.writer is not None and step is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
+    saved = run_dir / CONFIG_FILE
+    if resume:
+        if not (run_dir / STATE_FILE).is_file() or not saved.is_file():
+            raise InputError(f"--resume: no run to resume in {run_dir}")
+        previous = tomllib.loads(saved.read_text())
+        if previous.get("model") != config.to_dict()["model"]:
+            raise InputError(
+                f"--resume: {run_dir} was made with another model config; "
+                "start a new run folder or use the same [model] settings"
+            )
+    elif (run_dir / STATE_FILE).exists():
+        raise InputError(f"{run_dir} already holds a run; pass --resume or choose a new --out")
+
+
+def _device(spec: str, dist_info: Distributed) -> torch.device:
+    from vimss_cli.api import resolve_device
+
+    device = resolve_device(spec)
+    if device.type == "cuda" and dist_info.world > 1:
+        device = torch.device(f"cuda:{dist_info.local_rank}")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise InputError("optim.precision = fp16 needs a CUDA device; use bf16 or fp32")
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _validate(
+    model: WaveUNet, dataset: ExcerptDataset, count: int, device: torch.device, batch: int
+) -> dict[str, float]:
+    """Median SDR of the model and of the mixture baseline over fixed validation excerpts."""
+    model_scores, mixture_scores = [], []
+    shape = dataset.shape
+    with torch.inference_mode():
+        for first in range(0, count, batch):
+            items = [dataset[i] for i in range(first, min(count, first + batch))]
+            mixture = torch.stack([item["mixture"] for item in items]).to(device)
+            labels = torch.stack([item["labels"] for item in items]).to(device)
+            targets = torch.stack([item["targets"] for item in items]).to(device)
+            estimates = model(mixture, QueryBatch(labels)).float()
+            out = mixture[:, :, shape.context : shape.context + shape.output_length]
+            active = targets.pow(2).sum(-1) > 1e-8
+            model_scores.append(sdr(estimates, targets)[active])
+            mixture_scores.append(sdr(out.expand_as(targets), targets)[active])
+    model_all = torch.cat(model_scores)
+    mixture_all = torch.cat(mixture_scores)
+    return {
+        "valid_sdr": float(model_all.median()) if model_all.numel() else float("nan"),
+        "valid_sdr_mixture": float(mixture_all.median()) if mixture_all.numel() else float("nan"),
+        "valid_targets": int(model_all.numel()),
+    }
+
+
+def _dataset_manifest(root: Path) -> dict[str, Any] | None:
+    for candidate in (root / "manifest.json", root / "train" / "manifest.json"):
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except ValueError:
+                return None
+    return None
+
+
+def run_training(
+    config: TrainConfig,
+    root: Path,
+    run_dir: Path,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    max_steps: int | None = None,
+    max_minutes: float | None = None,
+    progress: ProgressCallback | None = None,
+    warn: WarningCallback | None = None,
+) -> TrainReport:
+    """Train (or continue training) a model on the URMP-layout tree at ``root``.
+
+    ``max_steps`` overrides ``optim.max_steps`` as the step to stop at (the schedule still
+    uses ``optim.max_steps``); ``max_minutes`` stops after that much wall time in this call.
+    """
+    dist_info = _distributed_from_env()
+    if dist_info.world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
+        dist.init_process_group(backend)
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir, config, resume)
+    torch_device = _device(device, dist_info)
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(config.to_toml())
+    log = _RunLog(run_dir, dist_info.is_main)
+    messages: list[str] = []
+
+    def on_warning(message: str) -> None:
+        messages.append(message)
+        log.write({"warning": message})
+        if warn is not None and dist_info.is_main:
+            warn(message)
+
+    train_folder, valid_folder = split_folders(root)
+    rate = config.model.sample_rate
+    train_pieces, skipped = load_pieces(train_folder, rate, on_warning)
+    valid_pieces = load_pieces(valid_folder, rate, on_warning)[0] if valid_folder else None
+
+    torch.manual_seed(config.run.seed)
+    model = WaveUNet(config.model).to(torch_device)
+    ema = copy.deepcopy(model).eval() if config.optim.ema_decay > 0 else None
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+    )
+    state = RunState()
+    if resume:
+        state = load_state(run_dir / STATE_FILE, model, optimizer, ema)
+    state.skipped_files = sorted(set(state.skipped_files) | set(skipped))
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=config.optim.precision == "fp16" and torch_device.type == "cuda"
+    )
+    if state.grad_scale is not None and scaler.is_enabled():
+        scaler.update(state.grad_scale)
+    network: torch.nn.Module = model
+    if dist_info.world > 1:
+        network = DistributedDataParallel(
+            model, device_ids=[torch_device.index] if torch_device.type == "cuda" else None
+        )
+
+    input_length = model.input_length_for(config.data.output_samples)
+    output_length = model.output_length(input_length)  # at least data.output_samples
+    shape = ExcerptShape(input_length, output_length, model.context)
+    merge = config.model.motion_channels == 0
+    train_set = ExcerptDataset(train_pieces, shape, config.data, config.run.seed, True, merge)
+    valid_set = None
+    if valid_pieces is not None:
+        valid_set = ExcerptDataset(
+            valid_pieces, shape, config.data, config.run.seed + 1, False, merge
+        )
+    stop_step = max_steps if max_steps is not None else config.optim.max_steps
+    if state.step >= stop_step:
+        return _report(run_dir, state, 0.0, 0, shape, rate)
+    sampler = StepSampler(
+        state.step, config.data.batch_size, dist_info.rank, dist_info.world, stop_step - state.step
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=config.data.batch_size,
+        sampler=sampler,
+        num_workers=config.data.workers,
+        persistent_workers=config.data.workers > 0,
+        pin_memory=torch_device.type == "cuda",
+    )
+    started = time.perf_counter()
+    examples_this_call = 0
+    interval_start, interval_examples = started, 0
+    deadline = None if max_minutes is None else started + 60 * max_minutes
+    model.train()
+    try:
+        for batch in loader:
+            lr = learning_rate(config, state.step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            mixture = batch["mixture"].to(torch_device, non_blocking=True)
+            labels = batch["labels"].to(torch_device, non_blocking=True)
+            targets = batch["targets"].to(torch_device, non_blocking=True)
+            with _autocast(torch_device, config.optim.precision):
+                estimates = network(mixture, QueryBatch(labels))
+            estimates = estimates.float()
+            loss = F.l1_loss(estimates, targets)
+            if config.optim.spectral_weight > 0:
+                loss = loss + config.optim.spectral_weight * multi_resolution_stft_loss(
+                    estimates.flatten(0, 1), targets.flatten(0, 1)
+                )
+            if not torch.isfinite(loss):
+                raise InputError(f"training diverged at step {state.step} (loss {loss.item()})")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if ema is not None:
+                with torch.no_grad():
+                    for averaged, current in zip(ema.parameters(), model.parameters(), strict=True):
+                        averaged.lerp_(current, 1 - config.optim.ema_decay)
+            state.step += 1
+            examples = config.data.batch_size * dist_info.world
+            state.examples_seen += examples
+            examples_this_call += examples
+            interval_examples += examples
+            now = time.perf_counter()
+            if state.step % config.run.log_every == 0 or state.step == stop_step:
+                rate_now = interval_examples / max(now - interval_start, 1e-9)
+                record = {
+                    "step": state.step,
+                    "loss": float(loss.item()),
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "examples_per_second": rate_now,
+                    "audio_seconds_per_second": rate_now * output_length / config.model.sample_rate,
+                }
+                log.write(record)
+                if progress is not None and dist_info.is_main:
+                    progress({**record, "max_steps": stop_step})
+                interval_start, interval_examples = now, 0
+            validate_now = valid_set is not None and (
+                state.step % config.run.validate_every == 0 or state.step == stop_step
+            )
+            if validate_now and dist_info.is_main:
+                scored = ema if ema is not None else model
+                scored.eval()
+                scores = _validate(
+                    scored,
+                    valid_set,
+                    config.data.validation_excerpts,
+                    torch_device,
+                    config.data.batch_size,
+                )
+                model.train()
+                log.write({"step": state.step, **scores})
+                if progress is not None:
+                    progress({"step": state.step, "max_steps": stop_step, **scores})
+                best = state.best_valid_sdr
+                if math.isfinite(scores["valid_sdr"]) and (
+                    best is None or scores["valid_sdr"] > best
+                ):
+                    state.best_valid_sdr = scores["valid_sdr"]
+                    _export_best(
+                        run_dir,
+                        scored,
+                        config,
+                        state,
+                        root,
+                        torch_device,
+                        scores,
+                        state.wall_seconds + now - started,
+                    )
+            finished = state.step >= stop_step or (deadline is not None and now >= deadline)
+            if state.step % config.run.checkpoint_every == 0 or finished:
+                _checkpoint(
+                    run_dir,
+                    model,
+                    optimizer,
+                    ema,
+                    state,
+                    scaler,
+                    state.wall_seconds + now - started,
+                    dist_info,
+                )
+            if finished:
+                break
+        log.write(
+            {"step": state.step, "replica_weights_sha256": _replica_digests(model, dist_info)}
+        )
+    finally:
+        log.close()
+    elapsed = time.perf_counter() - started
+    state.wall_seconds += elapsed
+    return _report(run_dir, state, elapsed, examples_this_call, shape, rate)
+
+
+def _checkpoint(
+    run_dir: Path,
+    model: WaveUNet,
+    optimizer: torch.optim.Optimizer,
+    ema: torch.nn.Module | None,
+    state: RunState,
+    scaler: torch.amp.GradScaler,
+    wall_seconds: float,
+    dist_info: Distributed,
+) -> None:
+    if dist_info.is_main:
+        snapshot = RunState(**{**state.__dict__, "wall_seconds": wall_seconds})
+        snapshot.grad_scale = float(scaler.get_scale()) if scaler.is_enabled() else None
+        save_state(run_dir / STATE_FILE, model, optimizer, ema, snapshot)
+    if dist_info.world > 1:
+        dist.barrier()
+
+
+def _export_best(
+    run_dir: Path,
+    model: WaveUNet,
+    config: TrainConfig,
+    state: RunState,
+    root: Path,
+    device: torch.device,
+    scores: dict[str, float],
+    wall_seconds: float,
+) -> None:
+    provenance = {
+        "trained": True,
+        "code_version": __version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "steps": state.step,
+        "examples_seen": state.examples_seen,
+        "wall_seconds": round(wall_seconds, 1),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "validation": scores,
+        "dataset_root": str(root),
+        "data_manifest": _dataset_manifest(Path(root)),
+        "train_config": config.to_dict(),
+    }
+    save_checkpoint(run_dir / BEST_FILE, model, provenance)
+
+
+def _report(
+    run_dir: Path, state: RunState, elapsed: float, examples: int, shape: ExcerptShape, rate: int
+) -> TrainReport:
+    per_second = examples / elapsed if elapsed > 0 else 0.0
+    return TrainReport(
+        run_dir=run_dir,
+        step=state.step,
+        wall_seconds=elapsed,
+        examples_per_second=per_second,
+        audio_seconds_per_second=per_second * shape.output_length / rate,
+        best_valid_sdr=state.best_valid_sdr,
+        skipped_files=state.skipped_files,
+    )
+
+
+def _replica_digests(model: WaveUNet, dist_info: Distributed) -> list[str]:
+    """sha256 of every rank's weights (one entry per rank; all equal when DDP is in sync)."""
+    digest = weights_sha256(model.state_dict())
+    if dist_info.world == 1:
+        return [digest]
+    gathered: list[Any] = [None] * dist_info.world
+    dist.all_gather_object(gathered, digest)
+    return [str(d) for d in gathered]

@@ -1,0 +1,96 @@
+"""The resumable state of a training run, in one safetensors file (nothing pickled).
+
+Tensors: ``model.*`` (weights), ``ema.*`` (averaged weights, when enabled) and
+``optim.<param index>.<name>`` (AdamW moments and step counts). Metadata: JSON of the
+optimiser's parameter groups and of the run's counters. Written to a temporary file and
+renamed, so a crash or a full disk leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from vimss_cli.errors import CheckpointError
+
+
+@dataclass
+class RunState:
+    """What the loop needs besides tensors to continue exactly."""
+
+    step: int = 0
+    best_valid_sdr: float | None = None
+    wall_seconds: float = 0.0
+    examples_seen: int = 0
+    skipped_files: list[str] = field(default_factory=list)
+    grad_scale: float | None = None
+
+
+def save_state(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: torch.nn.Module | None,
+    state: RunState,
+) -> None:
+    """Write the run state atomically."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        tensors[f"model.{name}"] = tensor.detach().cpu().contiguous()
+    if ema is not None:
+        for name, tensor in ema.state_dict().items():
+            tensors[f"ema.{name}"] = tensor.detach().cpu().contiguous()
+    optimizer_state = optimizer.state_dict()
+    for index, entries in optimizer_state["state"].items():
+        for key, value in entries.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    metadata = {
+        "param_groups": json.dumps(optimizer_state["param_groups"]),
+        "run_state": json.dumps(state.__dict__),
+    }
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        save_file(tensors, str(temporary), metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_state(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: torch.nn.Module | None,
+) -> RunState:
+    """Restore weights, EMA and optimiser from ``path``; return the counters."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"cannot read training state {path}: {error}") from None
+    model.load_state_dict(
+        {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    )
+    if ema is not None:
+        ema.load_state_dict(
+            {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
+        )
+    entries: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            entries.setdefault(int(index), {})[key] = tensor
+    optimizer.load_state_dict(
+        {"state": entries, "param_groups": json.loads(metadata["param_groups"])}
+    )
+    values: dict[str, Any] = json.loads(metadata["run_state"])
+    return RunState(**values)

@@ -1,0 +1,262 @@
+"""Training: config, excerpts, exact resume, bad inputs, and 2-process DDP on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+from conftest import write_wav
+from vimss_cli.checkpoint import load_checkpoint
+from vimss_cli.cli import app
+from vimss_cli.errors import InputError
+from vimss_cli.training.config import build_config, load_config
+from vimss_cli.training.data import ExcerptDataset, ExcerptShape, StepSampler, load_pieces
+from vimss_cli.urmp import PieceName
+
+RATE = 8000
+TINY = [
+    "model.sample_rate=8000",
+    "model.levels=3",
+    "model.base_features=4",
+    "model.query_dim=8",
+    "data.output_samples=256",
+    "data.batch_size=2",
+    "data.workers=0",
+    "data.validation_excerpts=4",
+    "run.checkpoint_every=2",
+    "run.validate_every=3",
+    "run.log_every=1",
+    "optim.warmup_steps=2",
+    "optim.max_steps=6",
+]
+SETS = [part for setting in TINY for part in ("--set", setting)]
+
+
+def make_piece(
+    folder: Path, number: int, instruments: tuple[str, ...], seconds: float = 1.5, seed: int = 0
+) -> Path:
+    name = PieceName(number, f"Piece{number}", instruments)
+    piece = folder / name.folder_name
+    piece.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    stems = []
+    for j, _ in enumerate(instruments, start=1):
+        f0 = rng.uniform(150, 900)
+        stem = 0.2 * np.sin(2 * np.pi * f0 * t) * (np.sin(2 * np.pi * rng.uniform(0.5, 2) * t) > 0)
+        stems.append(stem.astype(np.float32))
+        write_wav(piece / name.stem_name(j), stems[-1])
+    write_wav(piece / name.mix_name(), np.sum(stems, axis=0))
+    return piece
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    make_piece(root / "train", 1, ("vn", "vc"), seed=1)
+    make_piece(root / "train", 2, ("fl", "cl", "bn"), seed=2)
+    make_piece(root / "train", 3, ("vn", "vn"), seed=3)
+    make_piece(root / "valid", 4, ("tpt", "tbn"), seed=4)
+    return root
+
+
+def train(*args: str):
+    return CliRunner().invoke(app, ["train", *map(str, args)])
+
+
+# ------------------------------------------------------------------------------- config
+def test_config_file_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[optim]\nlr = 0.01\n[model]\nlevels = 4\n")
+    config = load_config(path, ["optim.lr=0.5", 'model.conditioning="concat"'])
+    assert config.optim.lr == 0.5 and config.model.levels == 4
+    assert config.model.conditioning == "concat"
+    assert load_config(None, []) == build_config()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optim.lrr=1"], "unknown config key optim.lrr; valid keys: model.sample_rate"),
+        (["lr=1"], "section.key=value"),
+        (["model.down_kernel=4"], "odd"),
+    ],
+)
+def test_config_errors(overrides: list[str], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        build_config(None, overrides)
+
+
+# ------------------------------------------------------------------------------ excerpts
+def test_excerpts_are_a_function_of_their_index(tree: Path) -> None:
+    pieces, skipped = load_pieces(tree / "train", RATE)
+    assert len(pieces) == 3 and skipped == []
+    config = build_config(None, TINY)
+    shape = ExcerptShape(input_length=400, output_length=256, context=72)
+    dataset = ExcerptDataset(pieces, shape, config.data, seed=5)
+    first, again, other = dataset[17], dataset[17], dataset[18]
+    for key in ("mixture", "labels", "targets"):
+        assert torch.equal(first[key], again[key])
+    assert not torch.equal(first["mixture"], other["mixture"])
+    assert first["mixture"].shape == (1, 400) and first["targets"].shape == (2, 256)
+
+
+def test_without_augmentation_targets_sum_to_the_mixture(tree: Path) -> None:
+    pieces, _ = load_pieces(tree / "train", RATE)
+    config = build_config(None, [*TINY, "data.queries_per_mixture=3"])
+    shape = ExcerptShape(400, 256, 72)
+    dataset = ExcerptDataset(pieces, shape, config.data, seed=0, augment=False)
+    for index in range(12):
+        item = dataset[index]
+        out = item["mixture"][0, 72 : 72 + 256]
+        torch.testing.assert_close(item["targets"].sum(0), out, atol=1e-6, rtol=0)
+        labels = item["labels"].tolist()
+        for label, target in zip(labels, item["targets"], strict=True):
+            if labels.count(label) > 1:  # padding queries name absent instruments: silence
+                assert not target.any()
+
+
+def test_step_sampler_is_disjoint_across_ranks_and_resumable() -> None:
+    ranks = [list(StepSampler(0, 3, rank, 2, steps=4)) for rank in range(2)]
+    assert not set(ranks[0]) & set(ranks[1])
+    assert list(StepSampler(2, 3, 1, 2, steps=2)) == ranks[1][6:]
+
+
+# ---------------------------------------------------------------------------- the loop
+def test_train_exports_a_loadable_checkpoint_and_resumes_exactly(
+    tree: Path, tmp_path: Path
+) -> None:
+    straight = train(
+        "--dataset",
+        "synth",
+        "--root",
+        tree,
+        "--out",
+        tmp_path / "a",
+        "--device",
+        "cpu",
+        "--json",
+        *SETS,
+    )
+    assert straight.exit_code == 0, straight.output
+    summary = json.loads(straight.stdout)
+    assert summary["step"] == 6 and summary["examples_per_second"] > 0
+    best = load_checkpoint(tmp_path / "a" / "best.safetensors")
+    assert best.trained and best.provenance["steps"] in (3, 6)
+    assert best.model.config.levels == 3
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert any("valid_sdr" in r for r in log) and any("loss" in r for r in log)
+    assert list((tmp_path / "a" / "tensorboard").iterdir())
+
+    first = train(
+        "--root", tree, "--out", tmp_path / "b", "--device", "cpu", "--max-steps", "4", *SETS
+    )
+    assert first.exit_code == 0, first.output
+    second = train("--root", tree, "--out", tmp_path / "b", "--device", "cpu", "--resume", *SETS)
+    assert second.exit_code == 0, second.output
+
+    def weights(run: Path) -> dict[str, torch.Tensor]:
+        with safe_open(str(run / "state.safetensors"), "pt") as handle:
+            return {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_train_bad_inputs(tree: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = train("--root", empty, "--out", tmp_path / "r1", "--device", "cpu", *SETS)
+    assert result.exit_code != 0 and "no URMP piece folders" in result.stderr
+    result = train("--root", tree, "--out", tmp_path / "r2", "--set", "optim.bogus=1")
+    assert result.exit_code != 0 and "unknown config key optim.bogus; valid keys:" in result.stderr
+    ok = train(
+        "--root", tree, "--out", tmp_path / "r3", "--device", "cpu", "--max-steps", "2", *SETS
+    )
+    assert ok.exit_code == 0, ok.output
+    again = train("--root", tree, "--out", tmp_path / "r3", "--device", "cpu", *SETS)
+    assert again.exit_code != 0 and "already holds a run" in again.stderr
+    other = train(
+        "--root",
+        tree,
+        "--out",
+        tmp_path / "r3",
+        "--device",
+        "cpu",
+        "--resume",
+        *SETS,
+        "--set",
+        "model.base_features=5",
+    )
+    assert other.exit_code != 0 and "another model config" in other.stderr
+    assert "Traceback" not in other.stderr
+
+
+def test_corrupt_audio_in_the_dataset_is_skipped_and_counted(tree: Path, tmp_path: Path) -> None:
+    bad = next((tree / "train").glob("02_*")) / "AuSep_2_cl_02_Piece2.wav"
+    bad.write_bytes(bad.read_bytes()[:100])
+    result = train(
+        "--root",
+        tree,
+        "--out",
+        tmp_path / "r",
+        "--device",
+        "cpu",
+        "--max-steps",
+        "2",
+        "--json",
+        *SETS,
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["skipped_files"] == [str(bad)]
+    log = (tmp_path / "r" / "log.jsonl").read_text()
+    assert "skipping piece 02_Piece2_fl_cl_bn" in log
+
+
+def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+        "-m",
+        "vimss_cli",
+        "train",
+        "--root",
+        str(tree),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--max-steps",
+        "4",
+        *SETS,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    (digests,) = [r["replica_weights_sha256"] for r in log if "replica_weights_sha256" in r]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert sorted(p.name for p in out.glob("*.safetensors")) == [
+        "best.safetensors",
+        "state.safetensors",
+    ]
+    assert not list(out.glob(".*partial*"))
