@@ -147,7 +147,7 @@ def separate_blocks(
     total = 0
     next_window = 0
 
-    def take_windows(count: int, signal_end: int | None) -> tuple[np.ndarray, list[int]]:
+    def take_windows(count: int) -> tuple[np.ndarray, list[int]]:
         starts = [plan.window_start(next_window + i) for i in range(count)]
         needed = starts[-1] + plan.input_length - buffer_start
         padded = buffer
@@ -159,7 +159,7 @@ def separate_blocks(
 
     def emit(count: int, signal_end: int | None) -> None:
         nonlocal buffer, buffer_start, next_window
-        windows, starts = take_windows(count, signal_end)
+        windows, starts = take_windows(count)
         output = _stitch(runner.run(windows, starts))
         first_output = next_window * plan.step
         if signal_end is not None:
