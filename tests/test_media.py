@@ -131,3 +131,11 @@ def test_non_finite_samples(tmp_path: Path, bad: float) -> None:
     path = write_wav(tmp_path / "bad.wav", audio)
     with pytest.raises(NonFiniteAudioError, match=r"NaN or infinite samples \(first at 0.540 s\)"):
         read_audio(path, RATE)
+
+
+def test_video_longer_than_its_audio_is_not_called_truncated(tmp_path: Path) -> None:
+    audio = write_wav(tmp_path / "a.wav", noise(1))
+    video = tmp_path / "long_picture.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=64x48:r=10:d=4", "-i", str(audio), str(video))
+    decoded = read_audio(video, RATE)
+    assert abs(decoded.size / RATE - 1.0) < 0.1
