@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vimss-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow test-cuda lint format bench clean
+.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv with vimss, torch (CPU build) and the test tools
 
+# Debian packages `vimss data synth` needs (fluidsynth, soundfonts, instrument pictures).
+SYSTEM_PACKAGES := fluidsynth fluid-soundfont-gm musescore-general-soundfont-small \
+	timgm6mb-soundfont openclipart-png tuxpaint-stamps-default
+SYSTEM_STAMP := $(VENV)/.vimss-system-deps
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(SYSTEM_STAMP):
+	dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update && \
+	  $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }
+	mkdir -p $(VENV) && touch $@
+
+system-deps: $(SYSTEM_STAMP)  ## install the Debian packages of `vimss data synth` (apt-get)
+
 demo: install  ## separate the bundled example duet into out/demo/
 	$(BIN)/vimss separate examples/duet_vn_vc.flac --instruments vn,vc -o out/demo --force
 
-test: install  ## lint, then the fast test suite (what CI runs)
+test: install system-deps  ## lint, then the fast test suite (what CI runs)
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/pytest -q -m "not slow and not cuda" $(PYTEST_ARGS)
 

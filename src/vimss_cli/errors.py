@@ -55,3 +55,7 @@ class CheckpointError(VimssError):
 
 class DeviceError(VimssError):
     """The requested device or precision is not available here."""
+
+
+class MissingDependencyError(VimssError):
+    """A system package the command needs (a program or data files) is not installed."""

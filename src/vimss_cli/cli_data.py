@@ -1,0 +1,158 @@
+"""``vimss data``: make URMP-format training data (``synth``) and validate a tree (``check``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from vimss_cli.cli_common import DebugOption, JsonOption, guarded, stderr_console
+from vimss_cli.errors import InputError
+
+data_app = typer.Typer(help="Make and check datasets in URMP's layout.", no_args_is_help=True)
+
+
+@contextmanager
+def _piece_progress(enabled: bool, label: str) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+    """A rich bar counting pieces on stderr, or nothing when stderr is not a terminal."""
+    console = stderr_console()
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("", total=None)
+
+        def update(event: dict[str, Any]) -> None:
+            bar.update(
+                task,
+                total=event["total"],
+                completed=event["done"],
+                description=event["piece"] or "",
+            )
+
+        yield update
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--video-size expects WIDTHxHEIGHT, e.g. 640x360, got {text!r}") from None
+    return width, height
+
+
+def _parse_fonts(values: list[str] | None) -> tuple[Path, ...]:
+    if not values:
+        return ()
+    return tuple(Path(p.strip()) for value in values for p in value.split(",") if p.strip())
+
+
+@data_app.command("synth")
+def synth(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
+    pieces: Annotated[int, typer.Option("--pieces", "-n", help="Number of pieces (1-99).")],
+    split: Annotated[str, typer.Option(help="train, valid or test (disjoint by work).")] = "train",
+    seed: Annotated[int, typer.Option(help="Same seed, same audio bytes.")] = 0,
+    seconds: Annotated[float, typer.Option(help="Length of each piece in seconds.")] = 30.0,
+    workers: Annotated[int, typer.Option(help="Pieces made in parallel.")] = 1,
+    soundfonts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--soundfonts", help="Soundfont files (.sf2/.sf3) instead of the split's own set."
+        ),
+    ] = None,
+    sample_rate: Annotated[int, typer.Option("--sample-rate", help="Audio rate (Hz).")] = 48000,
+    video_size: Annotated[str, typer.Option("--video-size", help="WIDTHxHEIGHT.")] = "640x360",
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Render ensembles from music21 scores with fluidsynth, film them, write URMP's layout.
+
+    Re-running on the same folder with the same options resumes: finished pieces are kept,
+    half-written ones are made again.
+    """
+
+    def run() -> None:
+        from vimss_cli.synth import SynthConfig, synthesize
+
+        config = SynthConfig(
+            out_dir=out_dir,
+            pieces=pieces,
+            split=split,
+            seed=seed,
+            seconds=seconds,
+            workers=workers,
+            soundfonts=_parse_fonts(soundfonts),
+            sample_rate=sample_rate,
+            video_size=_parse_size(video_size),
+        )
+        with _piece_progress(not as_json, "pieces") as progress:
+            report = synthesize(config, progress)
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "out_dir": str(report.out_dir),
+                        "generated": report.generated,
+                        "kept": report.kept,
+                        "redone": report.redone,
+                        "seconds_generated": report.seconds_generated,
+                        "wall_seconds": round(report.wall_seconds, 3),
+                    }
+                )
+            )
+            return
+        console = stderr_console()
+        if report.redone:
+            console.print(f"redid {len(report.redone)} unfinished piece(s)")
+        console.print(
+            f"{len(report.generated)} piece(s) made ({report.seconds_generated / 60:.1f} min) in "
+            f"{report.wall_seconds:.1f} s, {len(report.kept)} kept, in {report.out_dir}"
+        )
+
+    guarded(debug, run)
+
+
+@data_app.command("check")
+def check(
+    root: Annotated[Path, typer.Option("--root", help="Folder holding the piece folders.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Layout to check: urmp.")] = "urmp",
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Validate a URMP-layout tree: names, tracks, rates, lengths, mix = sum, video.
+
+    Prints a report; exits with status 1 when any problem is found.
+    """
+
+    def run() -> bool:
+        from vimss_cli.datacheck import check_dataset
+
+        with _piece_progress(not as_json, "checked") as progress:
+            report = check_dataset(dataset, root, progress)
+        if as_json:
+            typer.echo(json.dumps(report.to_json()))
+        else:
+            for problem in report.problems:
+                typer.echo(f"problem: {problem}")
+            typer.echo(
+                f"{len(report.pieces)} piece(s), {report.seconds / 60:.1f} min of audio, "
+                f"{len(report.problems)} problem(s)"
+            )
+        return report.ok
+
+    if not guarded(debug, run):
+        typer.echo(f"error: {root} does not pass the {dataset} check (problems above)", err=True)
+        raise typer.Exit(1)

@@ -1,0 +1,362 @@
+"""Writing a synthetic dataset in URMP's layout: planning, one piece, manifest, resume.
+
+Every piece is built in a hidden ``.partial-NN`` folder and renamed into place when all its
+files are complete; the manifest (``vimss_synth.json``) then records it with its file
+sizes. A later run with the same settings keeps the recorded pieces whose files are intact
+and redoes everything else (a killed run's partial folder, a damaged or unrecorded piece).
+A piece depends only on (seed, split, number), never on the order workers finish in, so one
+seed gives the same audio bytes with any ``--workers``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vimss_cli.errors import InputError, OutputError
+from vimss_cli.media import ffmpeg_executable
+from vimss_cli.synth import audio, performance, scores
+from vimss_cli.synth.images import ImageSpec, image_pool, load_rgba
+from vimss_cli.synth.resources import (
+    Soundfont,
+    default_soundfonts,
+    fluidsynth_executable,
+    user_soundfonts,
+)
+from vimss_cli.synth.video import PlayerLook, render_video
+from vimss_cli.urmp import PieceName, parse_folder_name
+
+#: Bump when the same settings would produce different files.
+GENERATOR_VERSION = "1"
+MANIFEST_NAME = "vimss_synth.json"
+PARTIAL_PREFIX = ".partial-"
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What ``vimss data synth`` was asked for."""
+
+    out_dir: Path
+    pieces: int
+    split: str = "train"
+    seed: int = 0
+    seconds: float = 30.0
+    workers: int = 1
+    soundfonts: tuple[Path, ...] = ()  # empty: the split's own pool
+    sample_rate: int = 48000
+    video_size: tuple[int, int] = (640, 360)
+
+
+@dataclass
+class SynthReport:
+    """What a run did."""
+
+    out_dir: Path
+    generated: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    redone: list[str] = field(default_factory=list)
+    seconds_generated: float = 0.0
+    wall_seconds: float = 0.0
+
+
+def validate(config: SynthConfig) -> None:
+    """Raise :class:`InputError` for values no run can use."""
+    if config.split not in scores.SPLITS:
+        raise InputError(f"unknown --split {config.split!r}; choose one of train, valid, test")
+    if config.pieces < 1 or config.pieces > 99:
+        raise InputError(f"--pieces must be between 1 and 99, got {config.pieces}")
+    if not 2.0 <= config.seconds <= 600.0:
+        raise InputError(f"--seconds must be between 2 and 600, got {config.seconds}")
+    if config.workers < 1:
+        raise InputError(f"--workers must be at least 1, got {config.workers}")
+    if config.sample_rate not in (16000, 22050, 44100, 48000):
+        raise InputError(
+            f"--sample-rate must be 16000, 22050, 44100 or 48000, not {config.sample_rate}"
+        )
+    width, height = config.video_size
+    if width < 64 or height < 36 or width % 2 or height % 2:
+        raise InputError(f"--video-size must be even and at least 64x36, got {width}x{height}")
+
+
+def settings_of(config: SynthConfig, fonts: list[Soundfont]) -> dict[str, Any]:
+    """The settings a resumed run must share with the run that started the folder."""
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "split": config.split,
+        "seed": config.seed,
+        "seconds": config.seconds,
+        "sample_rate": config.sample_rate,
+        "video_size": list(config.video_size),
+        "soundfonts": [str(font.path) for font in fonts],
+    }
+
+
+def piece_rngs(seed: int, split: str, number: int) -> list[np.random.Generator]:
+    """Independent generators for the music, performance, sound and picture of one piece."""
+    sequence = np.random.SeedSequence([seed, scores.SPLITS.index(split), number])
+    return [np.random.default_rng(child) for child in sequence.spawn(4)]
+
+
+def _file_sizes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def generate_piece(
+    settings: dict[str, Any], fonts: list[Soundfont], number: int, out_dir: Path
+) -> dict[str, Any]:
+    """Make piece ``number`` in a partial folder, publish it, return its manifest entry."""
+    split, seconds, rate = settings["split"], settings["seconds"], settings["sample_rate"]
+    music_rng, perform_rng, sound_rng, picture_rng = piece_rngs(settings["seed"], split, number)
+    instruments = scores.choose_ensemble(music_rng)
+    bpm = float(music_rng.uniform(56, 112))
+    excerpt = scores.choose_excerpt(
+        music_rng,
+        scores.works_for_split(split),
+        instruments,
+        performance.quarters_for(seconds, bpm),
+    )
+    player_fonts = [fonts[int(music_rng.integers(len(fonts)))] for _ in instruments]
+    pool = image_pool(split)
+    player_images: list[ImageSpec] = [
+        pool[code][int(music_rng.integers(len(pool[code])))] for code in instruments
+    ]
+    played = performance.perform(excerpt, bpm, seconds, perform_rng)
+    name = PieceName(number, excerpt.work.title, instruments)
+    partial = out_dir / f"{PARTIAL_PREFIX}{number:02d}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+
+    frames = round(seconds * rate)
+    room = audio.draw_room(sound_rng, len(instruments))
+    fluidsynth = fluidsynth_executable()
+    dry_stems = []
+    with tempfile.TemporaryDirectory(prefix="vimss-midi-") as scratch:
+        for j, code in enumerate(instruments):
+            midi = Path(scratch) / f"player{j + 1}.mid"
+            performance.write_player_midi(
+                midi, played.players[j], played.expression[j], scores.PROGRAMS[code], seconds
+            )
+            dry_stems.append(
+                audio.render_midi(fluidsynth, player_fonts[j].path, midi, rate, frames)
+            )
+    wet_stems = [
+        audio.convolve(stem, audio.impulse_response(sound_rng, room, j, rate))
+        for j, stem in enumerate(dry_stems)
+    ]
+    stems, mix, gains = audio.balance_and_quantise(wet_stems, sound_rng, rate)
+    for j in range(len(instruments)):
+        audio.write_wav16(partial / name.stem_name(j + 1), stems[j], rate)
+        (partial / name.notes_name(j + 1)).write_text(performance.notes_text(played.players[j]))
+        (partial / name.f0_name(j + 1)).write_text(performance.f0_text(played.players[j], seconds))
+    audio.write_wav16(partial / name.mix_name(), mix, rate)
+    performance.write_score_midi(partial / name.score_name(), excerpt, bpm)
+
+    looks = [
+        PlayerLook(
+            code,
+            load_rgba(spec),
+            tuple(int(c) for c in picture_rng.integers(30, 220, size=3)),  # type: ignore[arg-type]
+            tuple(int(c) for c in picture_rng.integers(120, 240, size=3)),  # type: ignore[arg-type]
+        )
+        for code, spec in zip(instruments, player_images, strict=True)
+    ]
+    width, height = settings["video_size"]
+    render_video(
+        str(partial / name.video_name()),
+        looks,
+        played.players,
+        seconds,
+        (width, height),
+        picture_rng,
+        ffmpeg_executable(),
+    )
+
+    final = out_dir / name.folder_name
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(partial, final)
+    return {
+        "number": number,
+        "folder": name.folder_name,
+        "work": excerpt.work.path,
+        "work_id": excerpt.work.work_id,
+        "composer": excerpt.work.composer,
+        "start_quarter": excerpt.start_quarter,
+        "part_names": list(excerpt.part_names),
+        "instruments": list(instruments),
+        "transpositions": list(excerpt.transpositions),
+        "soundfonts": [font.name for font in player_fonts],
+        "images": [spec.label for spec in player_images],
+        "bpm": round(bpm, 2),
+        "rt60": round(room.rt60, 3),
+        "gains_db": [round(float(g), 2) for g in gains],
+        "notes": [len(notes) for notes in played.players],
+        "seconds": seconds,
+        "files": _file_sizes(final),
+    }
+
+
+def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / MANIFEST_NAME
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise OutputError(f"cannot read the manifest {path}: {error}") from None
+
+
+def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically, with the dataset-wide summary recomputed."""
+    pieces = sorted(manifest["pieces"].values(), key=lambda p: p["number"])
+    manifest["works"] = sorted({p["work"] for p in pieces})
+    manifest["instruments"] = sorted({code for p in pieces for code in p["instruments"]})
+    manifest["total_seconds"] = sum(p["seconds"] for p in pieces)
+    temporary = out_dir / f".{MANIFEST_NAME}.tmp"
+    temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(temporary, out_dir / MANIFEST_NAME)
+
+
+def _open_output(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Check the output folder and return its manifest (new or resumed) and redone pieces."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"output path exists and is not a directory: {out_dir}")
+    manifest = _read_manifest(out_dir) if out_dir.exists() else None
+    if manifest is None:
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise OutputError(
+                f"output directory {out_dir} is not empty and is not a previous "
+                "`vimss data synth` run; use an empty directory"
+            )
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"cannot create {out_dir}: {error.strerror}") from None
+        manifest = {"settings": settings, "pieces": {}}
+        _write_manifest(out_dir, manifest)
+        return manifest, []
+    if manifest.get("settings") != settings:
+        old = manifest.get("settings", {})
+        raise OutputError(
+            f"output directory {out_dir} holds a run with other settings "
+            f"(split={old.get('split')}, seed={old.get('seed')}, seconds={old.get('seconds')}); "
+            "resume it with the same options or use an empty directory"
+        )
+    redone = []
+    for partial in out_dir.glob(f"{PARTIAL_PREFIX}*"):
+        shutil.rmtree(partial, ignore_errors=True)
+        redone.append(partial.name)
+    recorded = manifest["pieces"]
+    for key, entry in list(recorded.items()):
+        folder = out_dir / entry["folder"]
+        if not folder.is_dir() or _file_sizes(folder) != entry["files"]:
+            shutil.rmtree(folder, ignore_errors=True)
+            del recorded[key]
+            redone.append(entry["folder"])
+    known = {entry["folder"] for entry in recorded.values()}
+    for folder in out_dir.iterdir():
+        if folder.is_dir() and folder.name not in known and not folder.name.startswith("."):
+            try:
+                parse_folder_name(folder.name)
+            except InputError:
+                continue  # not ours: leave it alone
+            shutil.rmtree(folder)  # published but never recorded: the run died in between
+            redone.append(folder.name)
+    _write_manifest(out_dir, manifest)
+    return manifest, redone
+
+
+def synthesize(config: SynthConfig, progress: ProgressCallback | None = None) -> SynthReport:
+    """Generate (or complete) a dataset; see the module docstring.
+
+    Raises :class:`InputError`, :class:`OutputError` or :class:`MissingDependencyError`
+    before writing anything when the request or the machine cannot work.
+    """
+    validate(config)
+    fonts = (
+        user_soundfonts(list(config.soundfonts))
+        if config.soundfonts
+        else default_soundfonts(config.split)
+    )
+    fluidsynth_executable()
+    image_pool(config.split)
+    out_dir = Path(config.out_dir)
+    settings = settings_of(config, fonts)
+    manifest, redone = _open_output(out_dir, settings)
+    report = SynthReport(out_dir=out_dir, redone=redone)
+    done_numbers = {int(key) for key in manifest["pieces"]}
+    report.kept = [manifest["pieces"][str(n)]["folder"] for n in sorted(done_numbers)]
+    todo = [n for n in range(1, config.pieces + 1) if n not in done_numbers]
+    started = time.perf_counter()
+    total = len(todo)
+
+    def record(entry: dict[str, Any]) -> None:
+        manifest["pieces"][str(entry["number"])] = entry
+        _write_manifest(out_dir, manifest)
+        report.generated.append(entry["folder"])
+        report.seconds_generated += entry["seconds"]
+        if progress is not None:
+            progress({"done": len(report.generated), "total": total, "piece": entry["folder"]})
+
+    if progress is not None:
+        progress({"done": 0, "total": total, "piece": None})
+    try:
+        if config.workers == 1 or total <= 1:
+            for number in todo:
+                record(generate_piece(settings, fonts, number, out_dir))
+        else:
+            _run_parallel(config.workers, settings, fonts, todo, out_dir, record)
+    except BaseException:
+        for partial in out_dir.glob(f"{PARTIAL_PREFIX}*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    report.wall_seconds = time.perf_counter() - started
+    return report
+
+
+def _run_parallel(
+    workers: int,
+    settings: dict[str, Any],
+    fonts: list[Soundfont],
+    todo: list[int],
+    out_dir: Path,
+    record: Callable[[dict[str, Any]], None],
+) -> None:
+    """Generate ``todo`` in ``workers`` processes, recording each piece as it finishes."""
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        pending: set[Future[dict[str, Any]]] = {
+            pool.submit(generate_piece, settings, fonts, number, out_dir) for number in todo
+        }
+        try:
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    record(future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def manifest_summary(out_dir: Path) -> dict[str, Any]:
+    """The manifest of a generated dataset (for reports)."""
+    manifest = _read_manifest(Path(out_dir))
+    if manifest is None:
+        raise InputError(f"no {MANIFEST_NAME} in {out_dir}")
+    return manifest
+
+
+__all__ = ["SynthConfig", "SynthReport", "synthesize"]

@@ -1,0 +1,114 @@
+"""What the players' instruments look like: image pools from Debian packages, per split.
+
+Train and valid draw from openclipart drawings; the test split uses tuxpaint's photo
+cut-outs where one exists (violin, viola, cello, double bass, trumpet, bassoon) and, for the
+instruments with a single picture in these packages, a mirrored, recoloured variant of the
+training drawing (recorded as such in the manifest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from vimss_cli.errors import MissingDependencyError
+from vimss_cli.synth.resources import OPENCLIPART_MUSIC, TUXPAINT_MUSIC, install_hint
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One instrument picture: a source file and how it is varied."""
+
+    source: Path
+    package: str
+    scale: float = 1.0  # relative size (viola vs violin, bass vs cello)
+    mirror: bool = False
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # RGB multipliers
+
+    @property
+    def label(self) -> str:
+        extra = ("-mirrored" if self.mirror else "") + ("-tinted" if self.tint != (1, 1, 1) else "")
+        return f"{self.package}:{self.source.name}{extra}"
+
+
+def _oc(name: str, **kw: object) -> ImageSpec:
+    return ImageSpec(OPENCLIPART_MUSIC / name, "openclipart-png", **kw)  # type: ignore[arg-type]
+
+
+def _tux(name: str, **kw: object) -> ImageSpec:
+    return ImageSpec(TUXPAINT_MUSIC / name, "tuxpaint-stamps-default", **kw)  # type: ignore[arg-type]
+
+
+_DARK = (0.45, 0.4, 0.4)
+_BROWN = (0.75, 0.5, 0.3)
+_VARIANT = {"mirror": True, "tint": (0.8, 0.9, 1.15)}
+
+TRAIN_IMAGES: dict[str, tuple[ImageSpec, ...]] = {
+    "vn": (_oc("violin_ganson.png"), _oc("violin_colour_ganson.png")),
+    "va": (_oc("violin_ganson.png", scale=1.12), _oc("violin_colour_ganson.png", scale=1.12)),
+    "vc": (_oc("cello_ganson.png"),),
+    "db": (_oc("cello_ganson.png", scale=1.3, tint=_BROWN),),
+    "fl": (_oc("flute_ganson.png"),),
+    "ob": (_oc("oboe_ganson.png"),),
+    "cl": (_oc("oboe_ganson.png", tint=_DARK),),
+    "bn": (_oc("oboe_ganson.png", scale=1.5, tint=_BROWN),),
+    "sax": (_oc("saxophone_jarno_vasamaa_.png"),),
+    "tpt": (
+        _oc("trumpet_b_flat__ganson.png"),
+        _oc("trumpet_b_flat_colour_ganso.png"),
+        _oc("trumpet_pocket_colour_ganso.png"),
+    ),
+    "hn": (_oc("french_horn_ganson.png"),),
+    "tbn": (_oc("tenor_trombone_ganson.png"),),
+    "tba": (_oc("french_horn_ganson.png", scale=1.5, tint=_DARK),),
+}
+
+TEST_IMAGES: dict[str, tuple[ImageSpec, ...]] = {
+    "vn": (_tux("string/violin.png"),),
+    "va": (_tux("string/violin.png", scale=1.12),),
+    "vc": (_tux("string/cello.png"),),
+    "db": (_tux("string/cello.png", scale=1.3),),
+    "fl": (_oc("flute_ganson.png", **_VARIANT),),
+    "ob": (_oc("oboe_ganson.png", **_VARIANT),),
+    "cl": (_oc("oboe_ganson.png", mirror=True, tint=(0.3, 0.3, 0.35)),),
+    "bn": (_tux("wind/bassoon.png"),),
+    "sax": (_oc("saxophone_jarno_vasamaa_.png", **_VARIANT),),
+    "tpt": (_tux("brass/trumpet.png"),),
+    "hn": (_oc("french_horn_ganson.png", **_VARIANT),),
+    "tbn": (_oc("tenor_trombone_ganson.png", **_VARIANT),),
+    "tba": (_oc("french_horn_ganson.png", scale=1.5, mirror=True, tint=(0.55, 0.55, 0.7)),),
+}
+
+
+def image_pool(split: str) -> dict[str, tuple[ImageSpec, ...]]:
+    """The pool of ``split``, after checking that its files are installed."""
+    pool = TEST_IMAGES if split == "test" else TRAIN_IMAGES
+    for specs in pool.values():
+        for spec in specs:
+            if not spec.source.is_file():
+                raise MissingDependencyError(
+                    f"instrument image {spec.source} is missing; install it with: "
+                    f"{install_hint([spec.package])}"
+                )
+    return pool
+
+
+@lru_cache(maxsize=64)
+def load_rgba(spec: ImageSpec) -> np.ndarray:
+    """The picture as RGBA uint8, cropped to its opaque part, varied as the spec says."""
+    import cv2
+
+    image = cv2.imread(str(spec.source), cv2.IMREAD_UNCHANGED)
+    if image is None or image.ndim != 3 or image.shape[2] != 4:
+        raise MissingDependencyError(f"cannot read instrument image {spec.source} as RGBA PNG")
+    rgba = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    ys, xs = np.nonzero(rgba[..., 3] > 16)
+    rgba = rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    if spec.mirror:
+        rgba = rgba[:, ::-1]
+    rgb = rgba[..., :3].astype(np.float32) * np.array(spec.tint, dtype=np.float32)
+    rgba = np.concatenate([np.clip(rgb, 0, 255).astype(np.uint8), rgba[..., 3:]], axis=2)
+    return np.ascontiguousarray(rgba)

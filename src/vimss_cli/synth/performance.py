@@ -1,0 +1,183 @@
+"""Turning an excerpt into a performance: tempo, timing, dynamics; and the text/MIDI files.
+
+Everything is drawn from the ``numpy`` generator handed in, so one seed gives one
+performance. Players share the piece's tempo and rubato but each has its own lead or lag,
+note-level timing jitter, articulation, dynamic level and crescendo/decrescendo curve.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from vimss_cli.synth.scores import PROGRAMS, Excerpt
+
+#: Time step of the F0 annotation files, in seconds.
+F0_HOP = 0.01
+#: Seconds left at the end of every piece for releases and reverberation.
+TAIL_SECONDS = 0.8
+#: Time step of the expression (CC 11) curve, in seconds.
+EXPRESSION_STEP = 0.1
+
+
+@dataclass(frozen=True)
+class PlayedNote:
+    """A note as performed: times in seconds, sounding MIDI pitch, MIDI velocity."""
+
+    onset: float
+    duration: float
+    pitch: int
+    velocity: int
+
+    @property
+    def frequency(self) -> float:
+        return 440.0 * 2.0 ** ((self.pitch - 69) / 12)
+
+
+@dataclass(frozen=True)
+class Performance:
+    """What each player plays (track order) over ``seconds``, and how loudly over time."""
+
+    seconds: float
+    bpm: float
+    players: tuple[tuple[PlayedNote, ...], ...]
+    expression: tuple[np.ndarray, ...]  # CC 11 values every EXPRESSION_STEP seconds
+
+
+def smooth_curve(
+    rng: np.random.Generator, times: np.ndarray, slow: float, fast: float
+) -> np.ndarray:
+    """A smooth random curve in about [-1, 1]: three sines between ``slow`` and ``fast`` Hz."""
+    curve = np.zeros_like(times, dtype=np.float64)
+    for _ in range(3):
+        frequency = rng.uniform(slow, fast)
+        curve += np.sin(2 * np.pi * frequency * times + rng.uniform(0, 2 * np.pi))
+    return curve / 3
+
+
+def quarters_for(seconds: float, bpm: float) -> float:
+    """How many quarter notes fill ``seconds`` (less the tail) at ``bpm``."""
+    return max(1.0, (seconds - TAIL_SECONDS) * bpm / 60.0)
+
+
+def perform(excerpt: Excerpt, bpm: float, seconds: float, rng: np.random.Generator) -> Performance:
+    """Play ``excerpt`` at ``bpm`` (with rubato) for ``seconds``; see the module docstring."""
+    grid = np.arange(0.0, excerpt.length_quarters + 8.0, 1 / 32)
+    rubato = 1.0 + 0.05 * smooth_curve(rng, grid, 0.02, 0.15)
+    seconds_per_step = 60.0 / (bpm * rubato) / 32
+    clock = np.concatenate([[0.0], np.cumsum(seconds_per_step)[:-1]])
+    last_onset = seconds - TAIL_SECONDS
+    players = []
+    expressions = []
+    for notes in excerpt.parts:
+        lag = float(np.clip(rng.normal(0.0, 0.012), -0.03, 0.03))
+        articulation = rng.uniform(0.8, 0.98)
+        level = rng.uniform(55, 100)
+        swing = rng.uniform(8, 22)
+        ramp = rng.uniform(-12, 12)
+        played = []
+        for note in notes:
+            start = float(np.interp(note.onset, grid, clock)) + lag + rng.normal(0.0, 0.008)
+            stop = float(np.interp(note.onset + note.duration, grid, clock))
+            start = max(0.0, start)
+            if start >= last_onset:
+                break
+            duration = max(0.05, (stop - start) * articulation)
+            duration = min(duration, last_onset + 0.4 - start)
+            played.append([start, duration, note.pitch])
+        for current, following in itertools.pairwise(played):
+            current[1] = max(0.03, min(current[1], following[0] - current[0] - 0.01))
+        onsets = np.array([p[0] for p in played])
+        dynamics = level + swing * smooth_curve(rng, onsets, 0.03, 0.2)
+        dynamics += ramp * onsets / max(seconds, 1e-6) + rng.normal(0.0, 4.0, size=len(onsets))
+        velocities = np.clip(np.round(dynamics), 25, 127).astype(int)
+        players.append(
+            tuple(
+                PlayedNote(round(s, 3), round(d, 3), int(p), int(v))
+                for (s, d, p), v in zip(played, velocities, strict=True)
+            )
+        )
+        times = np.arange(0.0, seconds, EXPRESSION_STEP)
+        expression = 100 + 0.9 * swing * smooth_curve(rng, times, 0.03, 0.25)
+        expressions.append(np.clip(np.round(expression), 40, 127).astype(int))
+    return Performance(seconds, bpm, tuple(players), tuple(expressions))
+
+
+def write_player_midi(
+    path: Path, notes: tuple[PlayedNote, ...], expression: np.ndarray, program: int, seconds: float
+) -> None:
+    """One player's performance as a MIDI file with millisecond ticks (for fluidsynth)."""
+    events: list[tuple[int, int, mido.Message]] = []
+    for index, value in enumerate(expression):
+        tick = round(index * EXPRESSION_STEP * 1000)
+        events.append((tick, 0, mido.Message("control_change", control=11, value=int(value))))
+    for note in notes:
+        on = round(note.onset * 1000)
+        off = round((note.onset + note.duration) * 1000)
+        events.append((on, 2, mido.Message("note_on", note=note.pitch, velocity=note.velocity)))
+        events.append((off, 1, mido.Message("note_off", note=note.pitch, velocity=0)))
+    events.sort(key=lambda event: (event[0], event[1]))
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("set_tempo", tempo=1_000_000, time=0))
+    track.append(mido.Message("program_change", program=program, time=0))
+    track.append(mido.Message("control_change", control=7, value=100, time=0))
+    track.append(mido.Message("control_change", control=10, value=64, time=0))
+    now = 0
+    for tick, _, message in events:
+        track.append(message.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=max(0, round(seconds * 1000) - now)))
+    midi = mido.MidiFile(type=0, ticks_per_beat=1000)
+    midi.tracks.append(track)
+    midi.save(str(path))
+
+
+def write_score_midi(path: Path, excerpt: Excerpt, bpm: float) -> None:
+    """The excerpt's score (as transposed for the instruments) at its nominal tempo."""
+    ticks = 480
+    midi = mido.MidiFile(type=1, ticks_per_beat=ticks)
+    for channel, (instrument, notes) in enumerate(
+        zip(excerpt.instruments, excerpt.parts, strict=True)
+    ):
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=f"{channel + 1} {instrument}", time=0))
+        if channel == 0:
+            track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
+        midi_channel = channel if channel < 9 else channel + 1
+        track.append(
+            mido.Message("program_change", program=PROGRAMS[instrument], channel=midi_channel)
+        )
+        events = []
+        for note in notes:
+            on, off = round(note.onset * ticks), round((note.onset + note.duration) * ticks)
+            events.append((on, 1, "note_on", note.pitch, 80))
+            events.append((off, 0, "note_off", note.pitch, 0))
+        events.sort()
+        now = 0
+        for tick, _, kind, pitch, velocity in events:
+            track.append(
+                mido.Message(
+                    kind, note=pitch, velocity=velocity, channel=midi_channel, time=tick - now
+                )
+            )
+            now = tick
+        midi.tracks.append(track)
+    midi.save(str(path))
+
+
+def notes_text(notes: tuple[PlayedNote, ...]) -> str:
+    """URMP ``Notes_`` lines: onset (s), frequency (Hz), duration (s), tab-separated."""
+    return "".join(f"{n.onset:.3f}\t{n.frequency:.3f}\t{n.duration:.3f}\n" for n in notes)
+
+
+def f0_text(notes: tuple[PlayedNote, ...], seconds: float) -> str:
+    """URMP ``F0s_`` lines: time (s), f0 (Hz; 0 where the player is silent), every F0_HOP s."""
+    times = np.arange(0.0, seconds, F0_HOP)
+    f0 = np.zeros_like(times)
+    for note in notes:
+        f0[(times >= note.onset) & (times < note.onset + note.duration)] = note.frequency
+    return "".join(f"{t:.3f}\t{f:.3f}\n" for t, f in zip(times, f0, strict=True))
