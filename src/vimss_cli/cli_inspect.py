@@ -1,0 +1,72 @@
+"""``vimss inspect VIDEO``: the players the video front end finds, before a long run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vimss_cli.cli_common import DebugOption, JsonOption, guarded
+
+
+def inspect_command(
+    video: Annotated[Path, typer.Argument(help="A video with the players side by side.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="PNG to write with the boxes drawn [<video>_players.png]."
+        ),
+    ] = None,
+    players: Annotated[
+        int | None, typer.Option("--players", help="Number of players (a hint).")
+    ] = None,
+    boxes: Annotated[
+        str | None, typer.Option("--boxes", help="Use these boxes: 'x,y,w,h;x,y,w,h' (pixels).")
+    ] = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show the players found in VIDEO (boxes, instrument guesses) and draw them on a frame."""
+
+    def run() -> None:
+        from vimss_cli.media import check_input_path
+        from vimss_cli.vision.analysis import analyse_video
+        from vimss_cli.vision.drawing import draw_players, write_png
+
+        check_input_path(video)
+        analysis = analyse_video(video, players=players, boxes=boxes)
+        frame_path = write_png(out or Path(f"{video.stem}_players.png"), draw_players(analysis))
+        if as_json:
+            rows = [
+                {
+                    "player": p.number,
+                    "box": list(p.box),
+                    "instrument": p.guess.instrument,
+                    "confidence": round(p.guess.confidence, 4),
+                }
+                for p in analysis.players
+            ]
+            typer.echo(json.dumps({"players": rows, "frame": str(frame_path)}))
+            return
+        table = Table("player", "box (x, y, w, h)", "instrument", "confidence", "ImageNet class")
+        for p in analysis.players:
+            table.add_row(
+                str(p.number),
+                ", ".join(str(v) for v in p.box),
+                p.guess.instrument or "unknown",
+                f"{p.guess.confidence:.2f}",
+                p.guess.imagenet_class,
+            )
+        console = Console(soft_wrap=True)
+        console.print(
+            f"{video}: {len(analysis.players)} players ({analysis.source}), "
+            f"{analysis.info.width}x{analysis.info.height}"
+        )
+        console.print(table)
+        console.print(f"boxes drawn in {frame_path}")
+
+    guarded(debug, run)

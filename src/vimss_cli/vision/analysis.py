@@ -1,0 +1,193 @@
+"""One pass over a video: players, their boxes, instrument guesses, appearance and motion.
+
+Frames are decoded once, at a low rate and size (:mod:`.frames`). Every frame feeds the motion
+grid (:mod:`.motion`); a handful spread over the video are kept for finding the players
+(:mod:`.players`) and for their appearance (:mod:`.appearance`). Memory holds those few frames
+and a small grid per frame, whatever the length of the video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vimss_cli.errors import InputError, MediaError
+from vimss_cli.vision.appearance import describe_players
+from vimss_cli.vision.frames import (
+    DEFAULT_MAX_SIDE,
+    DEFAULT_RATE,
+    FrameStream,
+    VideoInfo,
+    probe_video,
+    stream_duration,
+)
+from vimss_cli.vision.instrument_guess import InstrumentGuess, guess_instrument
+from vimss_cli.vision.motion import MotionAccumulator, box_motion, column_profile, compress
+from vimss_cli.vision.players import Box, find_players, parse_boxes
+
+#: Frames kept for finding the players and describing them.
+DEFAULT_SAMPLES = 6
+#: Picture and sound may differ in length by this many seconds (or 5 %, if more) at most.
+LENGTH_TOLERANCE = 1.0
+
+
+@dataclass(frozen=True)
+class Player:
+    """One player, numbered from 1 left to right.
+
+    Attributes:
+        box: ``(x, y, w, h)`` in source pixels.
+        guess: the instrument guessed from the pictures.
+        appearance: ``(1280,)`` float32 L2-normalised EfficientNet-Lite0 embedding.
+    """
+
+    number: int
+    box: Box
+    guess: InstrumentGuess
+    appearance: np.ndarray
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "player": self.number,
+            "box": list(self.box),
+            "instrument": self.guess.instrument,
+            "confidence": round(self.guess.confidence, 4),
+            "imagenet_class": self.guess.imagenet_class,
+        }
+
+
+@dataclass
+class VideoAnalysis:
+    """What the front end learnt from one video.
+
+    Attributes:
+        rate: frames per second of the motion grids (on the audio clock).
+        grids: ``(T, rows, cols)`` motion energy, frame ``t`` at audio time ``t / rate``.
+        snapshot: ``(H, W, 3)`` uint8 RGB decoded frame from the middle of the video.
+        source: what decided the number of players (see :class:`.players.Layout`).
+    """
+
+    info: VideoInfo
+    rate: float
+    players: list[Player]
+    grids: np.ndarray
+    snapshot: np.ndarray
+    source: str
+
+    def motion(self, player: Player, channels: int) -> np.ndarray:
+        """``(channels, T)`` compressed motion of ``player`` at :attr:`rate` on the audio clock."""
+        x, y, w, h = player.box
+        width, height = self.info.width, self.info.height
+        fraction = (x / width, y / height, w / width, h / height)
+        return compress(box_motion(self.grids, fraction, channels))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"players": [p.to_json() for p in self.players]}
+
+
+def _sample_indices(duration: float | None, rate: float, samples: int) -> set[int]:
+    """Frame indices spread over the video (the first seconds when the length is unknown)."""
+    if duration is None or duration <= 0:
+        return {round(i * rate) for i in range(samples)}
+    frames = duration * rate
+    return {int((i + 0.5) * frames / samples) for i in range(samples)}
+
+
+def check_lengths(info: VideoInfo) -> None:
+    """Refuse a video whose picture is much longer or shorter than its sound."""
+    if not info.has_audio:
+        return
+    audio = stream_duration(info.path, "a:0")
+    video = stream_duration(info.path, "v:0")
+    if audio is None or video is None:
+        return
+    if abs(audio - video) > max(LENGTH_TOLERANCE, 0.05 * max(audio, video)):
+        raise MediaError(
+            f"{info.path}: the picture lasts {video:.1f} s but the sound {audio:.1f} s, so they "
+            "cannot be matched; pass --instruments to separate by labels only"
+        )
+
+
+def _to_source(box: Box, scale_x: float, scale_y: float, info: VideoInfo) -> Box:
+    x, y, w, h = box
+    x0, y0 = round(x / scale_x), round(y / scale_y)
+    x1 = min(info.width, round((x + w) / scale_x))
+    y1 = min(info.height, round((y + h) / scale_y))
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def _to_decoded(box: Box, scale_x: float, scale_y: float, size: tuple[int, int]) -> Box:
+    x, y, w, h = box
+    x0, y0 = int(x * scale_x), int(y * scale_y)
+    x1 = min(size[0], max(x0 + 1, round((x + w) * scale_x)))
+    y1 = min(size[1], max(y0 + 1, round((y + h) * scale_y)))
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def analyse_video(
+    path: str | Path,
+    *,
+    players: int | None = None,
+    boxes: str | None = None,
+    rate: float = DEFAULT_RATE,
+    max_side: int = DEFAULT_MAX_SIDE,
+    samples: int = DEFAULT_SAMPLES,
+) -> VideoAnalysis:
+    """Find the players in a video and describe each one.
+
+    Args:
+        path: any file ffmpeg reads with a picture stream.
+        players: the number of players, when known (a hint for the layout).
+        boxes: ``"x,y,w,h;..."`` in source pixels: use these boxes instead of finding them.
+        rate: frames per second decoded (the motion rate).
+        max_side: longest side of decoded frames in pixels.
+        samples: frames kept for the layout and the appearance.
+
+    Raises:
+        InputError: no picture stream, bad ``boxes``, or no player found.
+        MediaError: undecodable pictures, or picture and sound of very different lengths.
+    """
+    info = probe_video(Path(path))
+    user_boxes = parse_boxes(boxes, info.width, info.height) if boxes is not None else None
+    if user_boxes is not None and players is not None and players != len(user_boxes):
+        raise InputError(f"--players {players} but --boxes gives {len(user_boxes)} boxes")
+    check_lengths(info)
+    wanted = _sample_indices(info.duration, rate, samples)
+    kept: list[np.ndarray] = []
+    last: np.ndarray | None = None
+    motion = MotionAccumulator()
+    with FrameStream(info, rate, max_side) as stream:
+        size = stream.size
+        for index, frame in stream:
+            motion.push(frame)
+            if index in wanted:
+                kept.append(frame)
+            last = frame
+    if len(kept) < samples and last is not None and (not kept or kept[-1] is not last):
+        kept.append(last)
+    grids = motion.grids()
+    scale_x, scale_y = size[0] / info.width, size[1] / info.height
+    if user_boxes is not None:
+        decoded = [_to_decoded(b, scale_x, scale_y, size) for b in user_boxes]
+        source = "boxes"
+    else:
+        layout = find_players(kept, column_profile(grids, size[0]), players)
+        if not layout.boxes:
+            raise InputError(
+                f"no players found in {info.path}; pass --players N or --boxes 'x,y,w,h;...'"
+            )
+        decoded, source = layout.boxes, layout.source
+    appearance = describe_players(kept, decoded)
+    found = [
+        Player(
+            number=j + 1,
+            box=user_boxes[j] if user_boxes is not None else _to_source(b, scale_x, scale_y, info),
+            guess=guess_instrument(appearance.probabilities[j]),
+            appearance=appearance.embeddings[j],
+        )
+        for j, b in enumerate(decoded)
+    ]
+    return VideoAnalysis(info, rate, found, grids, kept[len(kept) // 2], source)

@@ -1,0 +1,144 @@
+"""Per-player queries for one input: from ``--instruments`` or from the video, or both.
+
+:func:`plan_players` decides who plays before the model is loaded (so bad inputs fail first
+and the stem names are known); :meth:`PlayerPlan.queries` then builds the queries the loaded
+model takes: the label always, the appearance vector and the motion sequence when the model's
+config asks for them (``appearance_dim``, ``motion_channels``). The motion sequence lies on the
+audio clock at the video front end's rate; the engine resamples it per absolute audio sample,
+so chunked separation still equals one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vimss_cli.conditioning import Query
+from vimss_cli.errors import InputError
+from vimss_cli.instruments import parse_instrument_list
+from vimss_cli.media import MediaInfo
+from vimss_cli.model import ModelConfig
+from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
+from vimss_cli.vision.efficientnet import FEATURE_DIM
+from vimss_cli.vision.frames import probe_video
+from vimss_cli.vision.players import parse_boxes
+
+AUTO = "auto"
+
+
+@dataclass
+class PlayerPlan:
+    """Who plays in one input.
+
+    Attributes:
+        labels: the players' instrument codes, left to right (``None``: unknown).
+        analysis: the video front end's findings, once run.
+        notes: sentences for the user about how the queries were made.
+    """
+
+    path: Path
+    labels: list[str | None]
+    has_video: bool
+    players: int | None = None
+    boxes: str | None = None
+    analysis: VideoAnalysis | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def label_queries(self) -> list[Query]:
+        """Label-only queries (what the stem file names are made from)."""
+        return [Query(label) for label in self.labels]
+
+    def queries(self, config: ModelConfig) -> list[Query]:
+        """The queries the model of ``config`` takes: the label, plus appearance and motion."""
+        if config.appearance_dim not in (0, FEATURE_DIM):
+            raise InputError(
+                f"the model takes appearance vectors of {config.appearance_dim} values; "
+                f"the video front end makes {FEATURE_DIM}"
+            )
+        visual = config.appearance_dim > 0 or config.motion_channels > 0
+        if not visual:
+            if self.analysis is not None:
+                self.notes.append(
+                    "the model takes only instrument labels: the players' appearance and "
+                    "motion were measured but are not used"
+                )
+            return self.label_queries()
+        if not self.has_video:
+            self.notes.append("no picture: the model gets labels only")
+            return self.label_queries()
+        if self.analysis is None:
+            hint = self.players or (None if self.boxes else len(self.labels))
+            self.analysis = analyse_video(self.path, players=hint, boxes=self.boxes)
+        found = self.analysis.players
+        if len(found) != len(self.labels):
+            raise InputError(
+                f"--instruments names {len(self.labels)} players but {len(found)} were found in "
+                f"{self.path}; pass --players {len(self.labels)} or --boxes"
+            )
+        return [
+            Query(
+                label,
+                appearance=player.appearance if config.appearance_dim else None,
+                motion=(
+                    self.analysis.motion(player, config.motion_channels)
+                    if config.motion_channels
+                    else None
+                ),
+                motion_rate=self.analysis.rate if config.motion_channels else None,
+            )
+            for label, player in zip(self.labels, found, strict=True)
+        ]
+
+
+def plan_players(
+    info: MediaInfo,
+    instruments: str | None = None,
+    players: int | None = None,
+    boxes: str | None = None,
+) -> PlayerPlan:
+    """Decide who plays in one input before the model is loaded.
+
+    ``instruments`` ``None`` or ``"auto"``: find the players in the video and guess their
+    instruments (needs a picture). Otherwise the codes, left to right; with ``players`` or
+    ``boxes`` their count must match.
+    """
+    path = info.path
+    auto = instruments is None or instruments.strip().lower() == AUTO
+    if not info.has_video:
+        if players is not None or boxes is not None:
+            raise InputError(f"--players and --boxes need a picture, and {path} has none")
+        if auto:
+            raise InputError(
+                f"audio-only input {path.name}: say who plays; "
+                "pass --instruments, e.g. --instruments vn,vc"
+            )
+    if auto:
+        analysis = analyse_video(path, players=players, boxes=boxes)
+        labels = [player.guess.instrument for player in analysis.players]
+        plan = PlayerPlan(path, labels, True, players, boxes, analysis)
+        return plan
+    labels = parse_instrument_list(instruments or "")
+    if players is not None and players != len(labels):
+        raise InputError(f"--players {players} but --instruments names {len(labels)} players")
+    if boxes is not None:
+        video = probe_video(path)
+        count = len(parse_boxes(boxes, video.width, video.height))
+        if count != len(labels):
+            raise InputError(f"--boxes gives {count} boxes but --instruments names {len(labels)}")
+    return PlayerPlan(path, list(labels), info.has_video, players, boxes)
+
+
+def describe_plan(plan: PlayerPlan) -> str:
+    """One line per input for the user: players found, boxes, guesses with confidence."""
+    if plan.analysis is None:
+        return ""
+    parts = [
+        f"{p.number} {p.guess.instrument or 'unknown'} ({p.guess.confidence:.2f}) "
+        f"at {','.join(str(v) for v in p.box)}"
+        for p in plan.analysis.players
+    ]
+    count = len(plan.analysis.players)
+    return (
+        f"{plan.path.name}: {count} player{'s' if count != 1 else ''} "
+        f"({plan.analysis.source}): " + "; ".join(parts)
+    )
