@@ -18,7 +18,7 @@ import pytest
 import soundfile
 
 from vimss_cli.media import ffmpeg_executable
-from vimss_cli.metrics import bss_eval, bss_eval_sources, bss_eval_v4, si_sdr
+from vimss_cli.metrics import ReferenceGram, bss_eval, bss_eval_sources, bss_eval_v4, si_sdr
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 MIR_EVAL = FIXTURES / "mir_eval_separation"
@@ -172,6 +172,18 @@ def test_one_fit_gives_both_flavours() -> None:
     np.testing.assert_allclose(whole.sdr, alone_whole.sdr, rtol=0, atol=1e-9)
     np.testing.assert_allclose(framewise.sar, alone_framewise.sar, rtol=0, atol=1e-9)
     assert whole.isr is None and framewise.isr is not None
+
+
+def test_a_shared_reference_gram_changes_nothing() -> None:
+    references, estimates = synthetic_case()
+    gram = ReferenceGram(references, filter_length=64)
+    for scaled in (estimates, 0.5 * estimates[::-1]):
+        alone = bss_eval_sources(references, scaled, filter_length=64)
+        shared = bss_eval_sources(references, scaled, filter_length=64, gram=gram)
+        np.testing.assert_allclose(shared.sdr, alone.sdr, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(shared.sar, alone.sar, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="other references"):
+        bss_eval_sources(references[:2], estimates[:2], filter_length=64, gram=gram)
 
 
 def test_silent_reference_or_estimate_is_undefined() -> None:

@@ -21,6 +21,7 @@ from rich.table import Table
 from vimss_cli import __version__
 from vimss_cli.cli_common import DebugOption, JsonOption, ModelOption, guarded, stderr_console
 from vimss_cli.cli_data import data_app
+from vimss_cli.cli_eval import eval_command
 from vimss_cli.cli_train import train_command
 from vimss_cli.errors import InputError, NoAudioStreamError
 
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.command("eval")(eval_command)
 app.add_typer(data_app, name="data")
 app.command("train")(train_command)
 

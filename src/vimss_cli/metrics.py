@@ -23,10 +23,12 @@ Shapes: references and estimates are ``(K, N)`` (mono) or ``(K, N, C)`` (museval
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 #: Taps of the time-invariant distortion filters (BSS Eval's default).
 FILTER_LENGTH = 512
@@ -93,47 +95,70 @@ def _lagged_correlations(x: np.ndarray, y: np.ndarray, lags: int) -> np.ndarray:
     return result
 
 
-def _solve_gram(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solve ``gram @ x = rhs`` (LU, as museval does; least squares if it is singular)."""
-    try:
-        return np.linalg.solve(gram, rhs)
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(gram, rhs, rcond=None)[0]
+class ReferenceGram:
+    """The references' Gram matrix of delayed copies, LU-factorised once.
 
-
-def _distortion_filters(
-    refs: np.ndarray, ests: np.ndarray, filter_length: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares projection filters, museval's ``_compute_projection_filters``.
-
-    Returns ``(all_filters, own_filters)``: ``(K_est, K_ref, C_in, L, C_out)`` projecting each
-    estimate on every reference's delayed copies, and ``(K, C_in, L, C_out)`` projecting
-    estimate j on reference j's delayed copies only.
+    Every system scored against the same references (model, baselines) shares it: building
+    and factorising it is most of the cost of BSS Eval. ``references`` is ``(K, N)`` or
+    ``(K, N, C)``; the factorisation is LAPACK's partial-pivoting LU, as in museval's
+    ``np.linalg.solve``, on ``G + eps I``.
     """
-    sources, channels, _ = refs.shape
-    lags = filter_length
-    flat_refs = refs.reshape(sources * channels, -1)
-    flat_ests = ests.reshape(sources * channels, -1)
-    # G[(i,ci,a),(j,cj,b)] = <ref_i,ci delayed by a, ref_j,cj delayed by b> = r[i, j, b - a + L - 1]
-    ref_corr = _lagged_correlations(flat_refs, flat_refs, lags)
-    shift = np.arange(lags)[None, :] - np.arange(lags)[:, None] + lags - 1
-    size = sources * channels * lags
-    gram = ref_corr[:, :, shift].transpose(0, 2, 1, 3).reshape(size, size)
-    # D[(i,ci,a),(k,c)] = <ref_i,ci delayed by a, est_k,c> = r[i, k, L - 1 - a]
-    est_corr = _lagged_correlations(flat_refs, flat_ests, lags)
-    cross = est_corr[:, :, lags - 1 - np.arange(lags)].transpose(0, 2, 1).reshape(size, -1)
-    regularised = gram + _EPS * np.eye(size)
-    all_filters = _solve_gram(regularised, cross)  # (K C L, K_est C_out)
-    all_filters = all_filters.reshape(sources, channels, lags, sources, channels)
-    all_filters = all_filters.transpose(3, 0, 1, 2, 4)
-    own = np.empty((sources, channels, lags, channels))
-    block = channels * lags
-    for j in range(sources):
-        rows = slice(j * block, (j + 1) * block)
-        cols = slice(j * channels, (j + 1) * channels)
-        solved = _solve_gram(regularised[rows, rows], cross[rows, cols])
-        own[j] = solved.reshape(channels, lags, channels)
-    return all_filters, own
+
+    def __init__(self, references: np.ndarray, filter_length: int = FILTER_LENGTH) -> None:
+        refs = _as_kcn(references, "references")
+        sources, channels, _ = refs.shape
+        lags = filter_length
+        self.shape = refs.shape
+        self.filter_length = filter_length
+        self._flat = refs.reshape(sources * channels, -1)
+        # G[(i,ci,a),(j,cj,b)] = <ref_i,ci delayed a, ref_j,cj delayed b> = r[i, j, b - a + L - 1]
+        ref_corr = _lagged_correlations(self._flat, self._flat, lags)
+        shift = np.arange(lags)[None, :] - np.arange(lags)[:, None] + lags - 1
+        size = sources * channels * lags
+        gram = ref_corr[:, :, shift].transpose(0, 2, 1, 3).reshape(size, size)
+        gram += _EPS * np.eye(size)
+        block = channels * lags
+        self._blocks = [slice(j * block, (j + 1) * block) for j in range(sources)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            self._all = scipy.linalg.lu_factor(gram, check_finite=False)
+            self._own = [
+                scipy.linalg.lu_factor(gram[b, b], check_finite=False) for b in self._blocks
+            ]
+
+    def filters(self, estimates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Least-squares projection filters, museval's ``_compute_projection_filters``.
+
+        ``estimates`` ``(K, C, N)`` -> ``(all_filters, own_filters)``:
+        ``(K_est, K_ref, C_in, L, C_out)`` projecting each estimate on every reference's
+        delayed copies, and ``(K, C_in, L, C_out)`` projecting estimate j on reference j's.
+        """
+        sources, channels, _ = self.shape
+        lags = self.filter_length
+        flat_ests = estimates.reshape(sources * channels, -1)
+        # D[(i,ci,a),(k,c)] = <ref_i,ci delayed by a, est_k,c> = r[i, k, L - 1 - a]
+        est_corr = _lagged_correlations(self._flat, flat_ests, lags)
+        size = sources * channels * lags
+        cross = est_corr[:, :, lags - 1 - np.arange(lags)].transpose(0, 2, 1).reshape(size, -1)
+        solved = scipy.linalg.lu_solve(self._all, cross, check_finite=False)
+        all_filters = solved.reshape(sources, channels, lags, sources, channels)
+        all_filters = all_filters.transpose(3, 0, 1, 2, 4)
+        own = np.empty((sources, channels, lags, channels))
+        for j, rows in enumerate(self._blocks):
+            cols = slice(j * channels, (j + 1) * channels)
+            solved_own = scipy.linalg.lu_solve(self._own[j], cross[rows, cols], check_finite=False)
+            own[j] = solved_own.reshape(channels, lags, channels)
+        return all_filters, own
+
+
+def _filters(
+    refs: np.ndarray, ests: np.ndarray, filter_length: int, gram: ReferenceGram | None
+) -> tuple[np.ndarray, np.ndarray]:
+    if gram is None:
+        gram = ReferenceGram(np.moveaxis(refs, 1, 2), filter_length)
+    elif gram.shape != refs.shape or gram.filter_length != filter_length:
+        raise ValueError("the ReferenceGram was built for other references or filter length")
+    return gram.filters(ests)
 
 
 class _Projector:
@@ -270,14 +295,17 @@ def _silent_sources(signals: np.ndarray) -> np.ndarray:
 
 
 def bss_eval_sources(
-    references: np.ndarray, estimates: np.ndarray, filter_length: int = FILTER_LENGTH
+    references: np.ndarray,
+    estimates: np.ndarray,
+    filter_length: int = FILTER_LENGTH,
+    gram: ReferenceGram | None = None,
 ) -> BssEval:
     """mir_eval's ``bss_eval_sources`` without permutation search: SDR, SIR, SAR ``(K,)``.
 
     A source whose reference or estimate is all zeros scores NaN (mir_eval refuses such input).
     """
     refs, ests = _check_pair(references, estimates)
-    all_filters, own_filters = _distortion_filters(refs, ests, filter_length)
+    all_filters, own_filters = _filters(refs, ests, filter_length, gram)
     projector = _Projector(all_filters, own_filters, _BLOCK)
     scores = _sources_scores(_whole_signal_energies(refs, ests, projector))
     return _blank(scores, _silent_sources(refs) | _silent_sources(ests))
@@ -289,6 +317,7 @@ def bss_eval_v4(
     window: int,
     hop: int | None = None,
     filter_length: int = FILTER_LENGTH,
+    gram: ReferenceGram | None = None,
 ) -> BssEval:
     """museval's ``evaluate(..., mode="v4")``: SDR, ISR, SIR, SAR per window ``(K, T)``.
 
@@ -299,7 +328,7 @@ def bss_eval_v4(
     hop = window if hop is None else hop
     refs, ests = _check_pair(references, estimates)
     frame, count = _windows(refs.shape[-1], window, hop)
-    all_filters, own_filters = _distortion_filters(refs, ests, filter_length)
+    all_filters, own_filters = _filters(refs, ests, filter_length, gram)
     projector = _Projector(all_filters, own_filters, frame)
     return _images_scores(_framewise_energies(refs, ests, projector, frame, hop, count))
 
@@ -309,6 +338,7 @@ def bss_eval(
     estimates: np.ndarray,
     window: int,
     filter_length: int = FILTER_LENGTH,
+    gram: ReferenceGram | None = None,
 ) -> tuple[BssEval, BssEval]:
     """Both flavours from one filter fit: (v3 sources whole-signal ``(K,)``, v4 ``(K, T)``).
 
@@ -316,7 +346,7 @@ def bss_eval(
     """
     refs, ests = _check_pair(references, estimates)
     frame, count = _windows(refs.shape[-1], window, window)
-    all_filters, own_filters = _distortion_filters(refs, ests, filter_length)
+    all_filters, own_filters = _filters(refs, ests, filter_length, gram)
     whole_energy = _whole_signal_energies(refs, ests, _Projector(all_filters, own_filters, _BLOCK))
     whole = _blank(_sources_scores(whole_energy), _silent_sources(refs) | _silent_sources(ests))
     frame_projector = _Projector(all_filters, own_filters, frame)

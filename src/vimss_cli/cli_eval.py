@@ -1,0 +1,213 @@
+"""``vimss eval``: score a model and the baselines on a URMP-layout tree or folders of WAVs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vimss_cli.cli_common import DebugOption, JsonOption, guarded, stderr_console
+from vimss_cli.errors import InputError
+
+QUERIES = ("labels", "video")
+
+
+def eval_command(
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="urmp or synth (URMP layout under --root).")
+    ] = None,
+    root: Annotated[Path | None, typer.Option("--root", help="Dataset folder.")] = None,
+    pieces: Annotated[
+        str | None, typer.Option("--pieces", help="Piece numbers to score, e.g. 01,13.")
+    ] = None,
+    references: Annotated[
+        Path | None, typer.Option("--references", help="Folder of reference WAVs.")
+    ] = None,
+    estimates: Annotated[
+        Path | None,
+        typer.Option("--estimates", help="Folder of estimate WAVs named as the references."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Also score this model (name, path or hf:...)."),
+    ] = None,
+    queries: Annotated[str, typer.Option("--queries", help="labels or video.")] = "labels",
+    baselines: Annotated[
+        bool, typer.Option("--baselines/--no-baselines", help="Score mixture, IRM and IBM too.")
+    ] = True,
+    protocol: Annotated[str, typer.Option("--protocol", help="museval or segments.")] = "museval",
+    rate: Annotated[
+        int | None,
+        typer.Option(
+            "--rate",
+            help="Evaluation rate in Hz (default: 11025 for segments, "
+            "the references' rate for museval).",
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (for --model).")] = "auto",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write results.json, stems.csv, a box plot, a cache."),
+    ] = None,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option("--compare", help="Show two result folders side by side: RUN_A RUN_B."),
+    ] = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Score separations with BSS Eval (equal to museval/mir_eval), baselines side by side."""
+
+    def run() -> None:
+        if compare is not None:
+            _compare(compare, as_json)
+            return
+        from vimss_cli.eval_report import CACHE_NAME, write_results
+        from vimss_cli.evaluation import BASELINES, evaluate, evaluation_rate
+
+        tracks, user_estimates = _tracks(dataset, root, pieces, references, estimates)
+        if queries not in QUERIES:
+            raise InputError(f"unknown --queries {queries!r}; choose labels or video")
+        if model is not None and user_estimates:
+            raise InputError(
+                "--model separates dataset mixtures; use it with --dataset, "
+                "not with --references/--estimates"
+            )
+        if model is not None and queries == "video":
+            raise InputError("video queries are not available yet; use --queries labels")
+        systems = (["estimates"] if user_estimates else []) + (["model"] if model else [])
+        systems += list(BASELINES) if baselines else []
+        if not systems:
+            raise InputError("nothing to score: give --model, or keep the baselines")
+        eval_rate = evaluation_rate(protocol, rate, tracks)
+        separator = None
+        if model is not None:
+            from vimss_cli.api import Separator
+
+            separator = Separator(model, device=device)
+            if not separator.loaded.trained:
+                typer.echo(
+                    f"warning: model {separator.loaded.name!r} is untrained "
+                    "(randomly initialised); its scores mean nothing",
+                    err=True,
+                )
+        console = stderr_console()
+        show = not as_json and console.is_terminal
+
+        def progress(event: dict[str, Any]) -> None:
+            if show:
+                console.print(
+                    f"[{event['done']}/{event['total']}] {event['piece']}: {event['system']} scored"
+                )
+
+        evaluation = evaluate(
+            tracks,
+            systems,
+            protocol,
+            eval_rate,
+            separator=separator,
+            cache_dir=None if out_dir is None else out_dir / CACHE_NAME,
+            progress=progress,
+        )
+        if separator is not None:
+            evaluation.model = separator.loaded.name
+        written = write_results(evaluation, out_dir) if out_dir is not None else []
+        document = evaluation.to_json()
+        if as_json:
+            typer.echo(json.dumps(document))
+            return
+        _print_tables(document)
+        for note in document["notes"]:
+            typer.echo(f"note: {note}", err=True)
+        for path in written:
+            typer.echo(f"wrote {path}", err=True)
+
+    guarded(debug, run)
+
+
+def _tracks(
+    dataset: str | None,
+    root: Path | None,
+    pieces: str | None,
+    references: Path | None,
+    estimates: Path | None,
+) -> tuple[list[Any], bool]:
+    """The tracks to score and whether they carry user estimates."""
+    from vimss_cli.evaluation import DATASETS, folder_tracks, parse_pieces, urmp_tracks
+
+    folders = references is not None or estimates is not None
+    if dataset is not None and folders:
+        raise InputError("give either --dataset or --references/--estimates, not both")
+    if folders:
+        if references is None or estimates is None:
+            raise InputError("--references and --estimates go together")
+        if pieces is not None:
+            raise InputError("--pieces applies to --dataset only")
+        return folder_tracks(references, estimates), True
+    if dataset is None:
+        raise InputError(
+            "say what to score: --dataset urmp|synth --root DIR, "
+            "or --references DIR --estimates DIR"
+        )
+    if dataset not in DATASETS:
+        raise InputError(f"unknown --dataset {dataset!r}; choose urmp or synth")
+    if root is None:
+        raise InputError(f"--dataset {dataset} needs --root DIR")
+    return urmp_tracks(root, parse_pieces(pieces)), False
+
+
+def _print_tables(document: dict[str, Any]) -> None:
+    from vimss_cli.eval_report import table_rows
+
+    console = Console(soft_wrap=True)
+    protocol, systems = document["protocol"], document["systems"]
+    what = (
+        "median over stems of window medians"
+        if protocol == "museval"
+        else "mean ± std over segments"
+    )
+    for grouping, title in (
+        ("instrument", "instrument"),
+        ("ensemble_size", "players"),
+        ("overall", ""),
+    ):
+        table = Table(title=None if grouping == "overall" else f"SDR (dB) by {title}")
+        table.add_column(title or "overall")
+        for system in systems:
+            table.add_column(system, justify="right")
+        for row in table_rows(document["summary"], grouping, systems, protocol):
+            table.add_row(*row)
+        console.print(table)
+    console.print(
+        f"protocol {protocol} at {document['rate']} Hz: SDR is the {what} "
+        f"({document['framewise']}); counts in parentheses"
+    )
+
+
+def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
+    from vimss_cli.eval_report import compare_runs, load_results
+
+    first, second = (load_results(run) for run in runs)
+    comparison = compare_runs(first, second)
+    if as_json:
+        typer.echo(json.dumps(comparison))
+        return
+    table = Table(title=f"{runs[1]} minus {runs[0]} (paired by piece, stem, system)")
+    for column in ("system", "metric", "pairs", "A mean", "B mean", "mean diff", "B better"):
+        table.add_column(column, justify="left" if column in ("system", "metric") else "right")
+    for system, metrics in comparison["systems"].items():
+        for metric, cell in metrics.items():
+            table.add_row(
+                system,
+                metric,
+                str(cell["pairs"]),
+                f"{cell['first_mean']:.2f}",
+                f"{cell['second_mean']:.2f}",
+                f"{cell['mean_difference']:+.2f}",
+                f"{cell['second_better']}/{cell['pairs']}",
+            )
+    Console(soft_wrap=True).print(table)

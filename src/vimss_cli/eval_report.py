@@ -1,0 +1,217 @@
+"""Reports of an evaluation: results.json, a per-stem CSV, a box plot, tables, comparisons.
+
+Library code: it writes files and returns data; the CLI draws the tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vimss_cli.errors import InputError, OutputError
+from vimss_cli.evaluation import Evaluation
+
+RESULTS_NAME = "results.json"
+CSV_NAME = "stems.csv"
+PLOT_NAME = "sdr_boxplot.png"
+CACHE_NAME = "cache"
+#: Columns of the per-stem CSV (protocol columns are empty when they do not apply).
+CSV_COLUMNS = (
+    "piece",
+    "name",
+    "instrument",
+    "player",
+    "players",
+    "system",
+    "SDR",
+    "SIR",
+    "SAR",
+    "SI-SDR",
+    "SDR_v4_median",
+    "SIR_v4_median",
+    "SAR_v4_median",
+    "ISR_v4_median",
+    "windows",
+    "SDR_segments_mean",
+    "SIR_segments_mean",
+    "SAR_segments_mean",
+    "undefined",
+)
+
+
+def protocol_sdr(row: dict[str, Any], protocol: str) -> float | None:
+    """A stem's SDR under the protocol: the window median (museval) or segment mean."""
+    key = "SDR_v4_median" if protocol == "museval" else "SDR_segments_mean"
+    return row.get(key)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def write_results(evaluation: Evaluation, out_dir: Path) -> list[Path]:
+    """Write ``results.json``, ``stems.csv`` and ``sdr_boxplot.png`` under ``out_dir``."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create output directory {out_dir}: {error.strerror}") from None
+    document = evaluation.to_json()
+    results = out_dir / RESULTS_NAME
+    _atomic_write(results, json.dumps(document, indent=1))
+    table = out_dir / CSV_NAME
+    temporary = table.with_suffix(".csv.tmp")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in evaluation.stems:
+            writer.writerow(
+                {key: "" if row.get(key) is None else row.get(key) for key in CSV_COLUMNS}
+            )
+    os.replace(temporary, table)
+    plot = out_dir / PLOT_NAME
+    write_boxplot(evaluation, plot)
+    return [results, table, plot]
+
+
+def write_boxplot(evaluation: Evaluation, path: Path) -> None:
+    """Box plot of the protocol's SDR per instrument, one box per system (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values: dict[tuple[str, str], list[float]] = {}
+    for row in evaluation.stems:
+        instrument = row["instrument"] or Path(row["name"]).stem
+        if evaluation.protocol == "segments":
+            points = row.get("segments", {}).get("SDR", [])
+        else:
+            value = protocol_sdr(row, evaluation.protocol)
+            points = [] if value is None else [value]
+        values.setdefault((instrument, row["system"]), []).extend(points)
+    instruments = sorted({instrument for instrument, _ in values})
+    systems = evaluation.systems
+    width = 0.8 / max(1, len(systems))
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.2 * len(instruments) * len(systems) / 2), 4.5))
+    for index, system in enumerate(systems):
+        data = [values.get((instrument, system), []) for instrument in instruments]
+        positions = [i + (index - (len(systems) - 1) / 2) * width for i in range(len(instruments))]
+        kept = [(p, d) for p, d in zip(positions, data, strict=True) if d]
+        if not kept:
+            continue
+        boxes = axes.boxplot(
+            [d for _, d in kept],
+            positions=[p for p, _ in kept],
+            widths=width * 0.9,
+            patch_artist=True,
+            manage_ticks=False,
+        )
+        color = plt.get_cmap("tab10")(index % 10)
+        for box in boxes["boxes"]:
+            box.set_facecolor(color)
+        axes.plot([], [], color=color, linewidth=8, label=system)
+    axes.set_xticks(range(len(instruments)), instruments)
+    axes.set_ylabel("SDR (dB)")
+    axes.set_title(f"SDR per instrument ({evaluation.protocol} protocol, {evaluation.rate} Hz)")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    temporary = path.with_suffix(".tmp.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def load_results(folder: Path) -> dict[str, Any]:
+    """The ``results.json`` of a run folder (or the file itself)."""
+    path = Path(folder)
+    if path.is_dir():
+        path = path / RESULTS_NAME
+    if not path.is_file():
+        raise InputError(f"no {RESULTS_NAME} in {folder}: not a vimss eval output folder")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise InputError(f"{path} is not valid JSON: {error}") from None
+
+
+def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Paired differences (second minus first) of per-stem SDR, per system.
+
+    Stems are paired by (piece, name, system). Reports whole-signal SDR and, when both
+    runs used the same protocol, the protocol's SDR.
+    """
+    same_protocol = first.get("protocol") == second.get("protocol")
+    keyed = {(r["piece"], r["name"], r["system"]): r for r in first["stems"]}
+    paired: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for row in second["stems"]:
+        before = keyed.get((row["piece"], row["name"], row["system"]))
+        if before is None:
+            continue
+        metrics = {"SDR": (before.get("SDR"), row.get("SDR"))}
+        if same_protocol:
+            metrics["protocol SDR"] = (
+                protocol_sdr(before, first["protocol"]),
+                protocol_sdr(row, second["protocol"]),
+            )
+        for metric, (a, b) in metrics.items():
+            if a is not None and b is not None:
+                paired.setdefault(row["system"], {}).setdefault(metric, []).append((a, b))
+    if not paired:
+        raise InputError("the two runs share no scored stem (same piece, file name and system)")
+    systems: dict[str, Any] = {}
+    for system, metrics in paired.items():
+        for metric, pairs in metrics.items():
+            a = np.array([p[0] for p in pairs])
+            b = np.array([p[1] for p in pairs])
+            systems.setdefault(system, {})[metric] = {
+                "pairs": len(pairs),
+                "first_mean": round(float(a.mean()), 4),
+                "second_mean": round(float(b.mean()), 4),
+                "mean_difference": round(float((b - a).mean()), 4),
+                "median_difference": round(float(np.median(b - a)), 4),
+                "second_better": int((b > a).sum()),
+            }
+    return {
+        "first": {"protocol": first.get("protocol"), "rate": first.get("rate")},
+        "second": {"protocol": second.get("protocol"), "rate": second.get("rate")},
+        "systems": systems,
+    }
+
+
+def format_cell(cell: dict[str, Any] | None, protocol: str, metric: str = "SDR") -> str:
+    """``"5.21 (8)"`` (museval median, stems) or ``"5.21 ± 3.10 (40)"`` (segments, segments)."""
+    if cell is None or cell.get(metric) is None:
+        return "n/a"
+    if protocol == "segments":
+        return f"{cell[metric]:.2f} ± {cell[f'{metric}_std']:.2f} ({cell[f'{metric}_count']})"
+    return f"{cell[metric]:.2f} ({cell['stems']})"
+
+
+def table_rows(
+    summary: dict[str, Any], grouping: str, systems: list[str], protocol: str
+) -> list[list[str]]:
+    """Rows ``[group, cell per system...]`` of one grouping, groups sorted, "all" last."""
+    groups = sorted({g for s in systems for g in summary.get(s, {}).get(grouping, {})}, key=_order)
+    return [
+        [
+            group,
+            *(
+                format_cell(summary.get(s, {}).get(grouping, {}).get(group), protocol)
+                for s in systems
+            ),
+        ]
+        for group in groups
+    ]
+
+
+def _order(group: str) -> tuple[int, str]:
+    return (int(group), "") if group.isdigit() else (10**6, group)

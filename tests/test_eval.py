@@ -1,0 +1,278 @@
+"""``vimss eval`` through Typer's runner, on small URMP-layout trees made here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from typer.testing import CliRunner
+
+from conftest import RATE, write_wav
+from test_cli import assert_clean_failure
+from vimss_cli import evaluation
+from vimss_cli.cli import app
+from vimss_cli.metrics import bss_eval_sources, si_sdr
+from vimss_cli.urmp import parse_folder_name
+
+runner = CliRunner()
+
+
+def run(*args: object):
+    return runner.invoke(app, ["eval", *(str(a) for a in args)])
+
+
+def tone(seconds: float, pitch: float, rate: int, seed: int) -> np.ndarray:
+    """A harmonic note train with a slow tremolo and a little noise ``(N,)`` float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    signal = sum(np.sin(2 * np.pi * pitch * h * t) / h for h in (1, 2, 3))
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * (0.5 + 0.2 * seed) * t)
+    return (0.2 * envelope * signal + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def make_piece(root: Path, folder: str, seconds: float = 3.0, rate: int = RATE) -> Path:
+    """A URMP piece folder with stems and their sum as the mixture; returns the folder."""
+    name = parse_folder_name(folder)
+    piece = root / folder
+    piece.mkdir(parents=True)
+    stems = [
+        tone(seconds, 110.0 * (1.5**j), rate, seed=name.number * 10 + j)
+        for j in range(len(name.instruments))
+    ]
+    for j, stem in enumerate(stems, start=1):
+        write_wav(piece / name.stem_name(j), stem, rate)
+    write_wav(piece / name.mix_name(), np.sum(stems, axis=0), rate)
+    return piece
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "urmp"
+    make_piece(root, "01_Jupiter_vn_vc")
+    make_piece(root, "02_Hark_fl_cl_bn")
+    (root / "Supplementary").mkdir()  # URMP ships other folders beside the pieces
+    return root
+
+
+def by_system(document: dict) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {}
+    for row in document["stems"]:
+        rows.setdefault(row["system"], []).append(row)
+    return rows
+
+
+def test_baselines_on_a_tree_with_files_and_resume(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    result = run("--dataset", "synth", "--root", tree, "--out", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["protocol"] == "museval" and document["rate"] == RATE
+    assert document["systems"] == ["mixture", "irm", "ibm"]
+    rows = by_system(document)
+    assert {k: len(v) for k, v in rows.items()} == {"mixture": 5, "irm": 5, "ibm": 5}
+    first = rows["irm"][0]
+    assert first["piece"] == "01_Jupiter_vn_vc" and first["name"] == "AuSep_1_vn_01_Jupiter.wav"
+    for key in ("SDR", "SIR", "SAR", "SI-SDR", "SDR_v4_median", "ISR_v4_median"):
+        assert isinstance(first[key], float), key
+    # the oracle masks beat the mixture on every stem, by the protocol and whole-signal SDR
+    for mixture, irm in zip(rows["mixture"], rows["irm"], strict=True):
+        assert irm["SDR"] > mixture["SDR"] + 3
+        assert irm["SDR_v4_median"] > mixture["SDR_v4_median"] + 3
+    summary = document["summary"]["irm"]
+    assert set(summary["ensemble_size"]) == {"2", "3"}
+    assert set(summary["instrument"]) == {"vn", "vc", "fl", "cl", "bn"}
+    assert summary["overall"]["all"]["stems"] == 5
+    # files: results.json (same stems), one CSV row per stem, a PNG box plot
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["stems"] == document["stems"]
+    lines = (out / "stems.csv").read_text().splitlines()
+    assert lines[0].startswith("piece,name,instrument") and len(lines) == 1 + 15
+    assert (out / "sdr_boxplot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a second run reads every track from the cache: scoring anything would fail
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scored again instead of using the cache")
+
+    monkeypatch.setattr(evaluation, "score_track", refuse)
+    again = run("--dataset", "synth", "--root", tree, "--out", out, "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["stems"] == document["stems"]
+    # a changed input invalidates its piece's cache entries only
+    stem = tree / "01_Jupiter_vn_vc" / "AuSep_1_vn_01_Jupiter.wav"
+    write_wav(stem, tone(3.0, 200.0, RATE, seed=99))
+    changed = run("--dataset", "synth", "--root", tree, "--out", out, "--json")
+    assert "scored again" in str(changed.exception)
+
+
+def test_tables_and_pieces(tree: Path) -> None:
+    result = run("--dataset", "urmp", "--root", tree, "--pieces", "2", "--no-baselines")
+    assert_clean_failure(result, "nothing to score")
+    result = run("--dataset", "urmp", "--root", tree, "--pieces", "02")
+    assert result.exit_code == 0, result.stderr
+    assert "SDR (dB) by instrument" in result.stdout and "SDR (dB) by players" in result.stdout
+    assert "cl" in result.stdout and "vn" not in result.stdout
+    assert "protocol museval at 8000 Hz" in result.stdout
+
+
+def test_segments_protocol_skips_silent_segments(tmp_path: Path) -> None:
+    root = tmp_path / "urmp"
+    piece = make_piece(root, "03_Long_vn_va", seconds=13.0, rate=11025)
+    stem = piece / "AuSep_2_va_03_Long.wav"
+    audio, _ = soundfile.read(str(stem), dtype="float32")
+    audio[65535:] = 0.0  # the viola rests from the second segment on
+    write_wav(stem, audio, 11025)
+    result = run("--dataset", "urmp", "--root", root, "--protocol", "segments", "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["rate"] == 11025
+    irm = by_system(document)["irm"]
+    assert [len(row["segments"]["SDR"]) for row in irm] == [2, 1]
+    cell = document["summary"]["irm"]["overall"]["all"]
+    assert cell["SDR_count"] == 3 and cell["SDR_std"] >= 0
+    assert cell["SDR"] == pytest.approx(
+        np.mean(irm[0]["segments"]["SDR"] + irm[1]["segments"]["SDR"]), abs=1e-3
+    )
+
+
+def write_folder(folder: Path, signals: dict[str, np.ndarray], rate: int = RATE) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, signal in signals.items():
+        write_wav(folder / name, signal, rate)
+    return folder
+
+
+def test_references_and_estimates_match_the_metrics(tmp_path: Path) -> None:
+    refs = {"vn.wav": tone(3, 220, RATE, 1), "vc.wav": tone(3, 98, RATE, 2)}
+    mix = refs["vn.wav"] + refs["vc.wav"]
+    ests = {name: 0.8 * ref + 0.1 * mix for name, ref in refs.items()}
+    write_folder(tmp_path / "ref", refs)
+    write_folder(tmp_path / "est", ests)
+    result = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = by_system(json.loads(result.stdout))["estimates"]
+    assert [(r["name"], r["instrument"]) for r in rows] == [("vc.wav", "vc"), ("vn.wav", "vn")]
+    references = np.stack([refs["vc.wav"], refs["vn.wav"]]).astype(np.float64)
+    estimates = np.stack([ests["vc.wav"], ests["vn.wav"]]).astype(np.float64)
+    expected = bss_eval_sources(references, estimates)
+    assert [r["SDR"] for r in rows] == pytest.approx(expected.sdr, abs=1e-3)
+    assert [r["SI-SDR"] for r in rows] == pytest.approx(si_sdr(references, estimates), abs=1e-3)
+
+
+def test_rates_and_lengths_are_reconciled_and_reported(tmp_path: Path) -> None:
+    refs = {"vn.wav": tone(3, 220, RATE, 1), "vc.wav": tone(3, 98, RATE, 2)}
+    write_folder(tmp_path / "ref", refs)
+    write_folder(tmp_path / "est", {"vn.wav": tone(3.1, 220, 16000, 1)}, rate=16000)
+    write_folder(tmp_path / "est", {"vc.wav": tone(2.9, 98, RATE, 2)})
+    result = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est", "--json")
+    assert result.exit_code == 0, result.stderr
+    notes = " | ".join(json.loads(result.stdout)["notes"])
+    assert "vn.wav (estimate) resampled from 16000 Hz to 8000 Hz" in notes
+    assert "vn.wav (estimate): 800 samples longer" in notes and "cut" in notes
+    assert "vc.wav (estimate): 800 samples shorter" in notes and "zero-padded" in notes
+
+
+def test_lengths_too_different_fail(tmp_path: Path) -> None:
+    write_folder(tmp_path / "ref", {"vn.wav": tone(3, 220, RATE, 1)})
+    write_folder(tmp_path / "est", {"vn.wav": tone(1, 220, RATE, 1)})
+    result = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est")
+    assert_clean_failure(result, "lasts 1.00 s but its reference 3.00 s")
+
+
+def test_silent_reference_is_undefined_not_a_number(tmp_path: Path) -> None:
+    refs = {"vn.wav": tone(3, 220, RATE, 1), "vc.wav": np.zeros(3 * RATE, np.float32)}
+    write_folder(tmp_path / "ref", refs)
+    write_folder(tmp_path / "est", {"vn.wav": refs["vn.wav"], "vc.wav": tone(3, 98, RATE, 2)})
+    args = ("--references", tmp_path / "ref", "--estimates", tmp_path / "est", "--no-baselines")
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    silent = next(r for r in document["stems"] if r["name"] == "vc.wav")
+    assert silent["undefined"] == "reference is silent"
+    assert silent["SDR"] is None and silent["SI-SDR"] is None and silent["SDR_v4_median"] is None
+    assert any("vc.wav: reference is silent" in note for note in document["notes"])
+    table = run(*args)
+    assert table.exit_code == 0 and "metrics are undefined" in table.stderr
+
+
+def test_model_is_scored_beside_the_baselines(tiny_models_dir: Path, tree: Path) -> None:
+    result = run("--dataset", "urmp", "--root", tree, "--pieces", "1", "--model", "tiny", "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["systems"] == ["model", "mixture", "irm", "ibm"]
+    assert document["model"] == "tiny"
+    model_rows = by_system(document)["model"]
+    assert [r["instrument"] for r in model_rows] == ["vn", "vc"]
+    assert "untrained" in result.stderr
+    video = run("--dataset", "urmp", "--root", tree, "--model", "tiny", "--queries", "video")
+    assert_clean_failure(video, "video queries are not available yet")
+
+
+def test_compare_two_runs(tree: Path, tmp_path: Path) -> None:
+    first = ("--dataset", "urmp", "--root", tree, "--pieces", "1")
+    assert run(*first, "--out", tmp_path / "a").exit_code == 0
+    # run B: noise added to piece 1's mixture, so the mixture baseline must score lower
+    piece = tree / "01_Jupiter_vn_vc"
+    mix, _ = soundfile.read(str(piece / "AuMix_01_Jupiter_vn_vc.wav"), dtype="float32")
+    noise = 0.05 * np.random.default_rng(0).standard_normal(mix.size).astype(np.float32)
+    write_wav(piece / "AuMix_01_Jupiter_vn_vc.wav", mix + noise)
+    assert run(*first, "--out", tmp_path / "b").exit_code == 0
+    result = run("--compare", tmp_path / "a", tmp_path / "b", "--json")
+    assert result.exit_code == 0, result.stderr
+    mixture = json.loads(result.stdout)["systems"]["mixture"]["SDR"]
+    assert mixture["pairs"] == 2 and mixture["mean_difference"] < 0
+    assert mixture["second_better"] == 0
+    shown = run("--compare", tmp_path / "a", tmp_path / "b")
+    assert shown.exit_code == 0 and "mean diff" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        ((), "say what to score"),
+        (("--dataset", "urmp"), "needs --root"),
+        (("--dataset", "musdb", "--root", "."), "unknown --dataset"),
+        (("--references", "."), "go together"),
+        (("--dataset", "urmp", "--root", ".", "--protocol", "sisec"), "unknown --protocol"),
+        (("--dataset", "urmp", "--root", ".", "--pieces", "1,x"), "--pieces expects"),
+    ],
+)
+def test_bad_options(args: tuple[str, ...], fragment: str, tmp_path: Path) -> None:
+    make_piece(tmp_path / "tree", "01_Jupiter_vn_vc")
+    args = tuple(str(tmp_path / "tree") if a == "." else a for a in args)
+    assert_clean_failure(run(*args), fragment)
+
+
+def test_empty_root_fails(tmp_path: Path) -> None:
+    assert_clean_failure(run("--dataset", "urmp", "--root", tmp_path), "no URMP piece folders")
+
+
+def test_missing_stem_fails(tree: Path) -> None:
+    (tree / "02_Hark_fl_cl_bn" / "AuSep_3_bn_02_Hark.wav").unlink()
+    result = run("--dataset", "urmp", "--root", tree)
+    assert_clean_failure(result, "02_Hark_fl_cl_bn is missing stems: AuSep_3_bn_02_Hark.wav")
+
+
+def test_folder_name_disagreeing_with_files_fails(tree: Path) -> None:
+    piece = tree / "01_Jupiter_vn_vc"
+    (piece / "AuSep_2_vc_01_Jupiter.wav").rename(piece / "AuSep_2_va_01_Jupiter.wav")
+    result = run("--dataset", "urmp", "--root", tree)
+    assert_clean_failure(result, "disagrees with its files", "AuSep_2_va_01_Jupiter.wav")
+
+
+def test_missing_estimate_fails(tmp_path: Path) -> None:
+    write_folder(
+        tmp_path / "ref", {"vn.wav": tone(3, 220, RATE, 1), "vc.wav": tone(3, 98, RATE, 2)}
+    )
+    write_folder(tmp_path / "est", {"vn.wav": tone(3, 220, RATE, 1)})
+    result = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est")
+    assert_clean_failure(result, "missing estimates", "vc.wav")
+
+
+def test_compare_needs_result_folders(tmp_path: Path) -> None:
+    result = run("--compare", tmp_path, tmp_path)
+    assert_clean_failure(result, "not a vimss eval output folder")
