@@ -17,6 +17,8 @@ import numpy as np
 import soundfile
 
 from vimss_cli.errors import MediaError
+from vimss_cli.synth.performance import RENDER_GAP, PlayedNote, write_render_midi
+from vimss_cli.synth.resources import is_soundfont
 
 #: Mixture peak ceiling (-1 dBFS) before quantisation.
 PEAK_CEILING = 10 ** (-1 / 20)
@@ -35,7 +37,13 @@ class Room:
 def render_midi(
     fluidsynth: str, soundfont: Path, midi_path: Path, sample_rate: int, frames: int
 ) -> np.ndarray:
-    """Render a MIDI file to mono float32 of exactly ``frames`` samples (no reverb/chorus)."""
+    """Render a MIDI file to mono float32 of exactly ``frames`` samples (no reverb/chorus).
+
+    fluidsynth's own timing is kept: a file written by
+    :func:`~vimss_cli.synth.performance.write_render_midi` is cut into players afterwards.
+    """
+    if not is_soundfont(soundfont):
+        raise MediaError(f"fluidsynth cannot use {soundfont}: it is not a SoundFont file")
     with tempfile.TemporaryDirectory(prefix="vimss-fs-") as folder:
         wav = Path(folder) / "out.wav"
         command = [
@@ -62,8 +70,10 @@ def render_midi(
         result = subprocess.run(
             command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
         )
-        if result.returncode != 0 or not wav.exists():
-            message = (result.stderr or result.stdout).strip().splitlines()
+        said = (result.stderr + result.stdout).strip()
+        # fluidsynth exits 0 even when it cannot load the font; its words say so
+        if result.returncode != 0 or not wav.exists() or "error" in said.lower():
+            message = said.splitlines()
             raise MediaError(
                 f"fluidsynth could not render with {soundfont}", message[-1] if message else None
             )
@@ -72,6 +82,26 @@ def render_midi(
     out = np.zeros(frames, dtype=np.float32)
     out[: min(frames, mono.size)] = mono[:frames]
     return out
+
+
+def render_players(
+    fluidsynth: str,
+    soundfont: Path,
+    players: list[tuple[tuple[PlayedNote, ...], np.ndarray, int]],
+    seconds: float,
+    sample_rate: int,
+) -> list[np.ndarray]:
+    """Render several players with one soundfont load; one mono float32 array each.
+
+    Each array holds exactly ``round(seconds * sample_rate)`` samples.
+    """
+    frames = round(seconds * sample_rate)
+    stride = round((seconds + RENDER_GAP) * sample_rate)
+    with tempfile.TemporaryDirectory(prefix="vimss-midi-") as folder:
+        midi = Path(folder) / "players.mid"
+        write_render_midi(midi, players, seconds)
+        audio = render_midi(fluidsynth, soundfont, midi, sample_rate, stride * len(players))
+    return [audio[k * stride : k * stride + frames].copy() for k in range(len(players))]
 
 
 def draw_room(rng: np.random.Generator, players: int) -> Room:

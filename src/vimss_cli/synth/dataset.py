@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -139,19 +138,18 @@ def generate_piece(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
 
-    frames = round(seconds * rate)
     room = audio.draw_room(sound_rng, len(instruments))
     fluidsynth = fluidsynth_executable()
-    dry_stems = []
-    with tempfile.TemporaryDirectory(prefix="vimss-midi-") as scratch:
-        for j, code in enumerate(instruments):
-            midi = Path(scratch) / f"player{j + 1}.mid"
-            performance.write_player_midi(
-                midi, played.players[j], played.expression[j], scores.PROGRAMS[code], seconds
-            )
-            dry_stems.append(
-                audio.render_midi(fluidsynth, player_fonts[j].path, midi, rate, frames)
-            )
+    dry_stems: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(instruments)
+    for font in sorted(set(player_fonts), key=lambda f: str(f.path)):
+        tracks = [j for j, used in enumerate(player_fonts) if used == font]
+        parts = [
+            (played.players[j], played.expression[j], scores.PROGRAMS[instruments[j]])
+            for j in tracks
+        ]
+        rendered = audio.render_players(fluidsynth, font.path, parts, seconds, rate)
+        for j, stem in zip(tracks, rendered, strict=True):
+            dry_stems[j] = stem
     wet_stems = [
         audio.convolve(stem, audio.impulse_response(sound_rng, room, j, rate))
         for j, stem in enumerate(dry_stems)

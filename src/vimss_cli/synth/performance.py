@@ -107,30 +107,67 @@ def perform(excerpt: Excerpt, bpm: float, seconds: float, rng: np.random.Generat
     return Performance(seconds, bpm, tuple(players), tuple(expressions))
 
 
-def write_player_midi(
-    path: Path, notes: tuple[PlayedNote, ...], expression: np.ndarray, program: int, seconds: float
+#: Silence between players laid end to end in one render file, in seconds (lets releases die).
+RENDER_GAP = 3.0
+
+
+def render_channel(index: int) -> int:
+    """MIDI channel of the ``index``-th player in a render file (channel 10 is drums)."""
+    return index if index < 9 else index + 1
+
+
+def write_render_midi(
+    path: Path,
+    players: list[tuple[tuple[PlayedNote, ...], np.ndarray, int]],
+    seconds: float,
 ) -> None:
-    """One player's performance as a MIDI file with millisecond ticks (for fluidsynth)."""
+    """Players' performances end to end in one MIDI file with millisecond ticks.
+
+    Player ``k`` (``(notes, expression, program)``) plays on its own channel from
+    ``k * (seconds + RENDER_GAP)``, so one fluidsynth run (one soundfont load) renders them
+    all and each player's stem is the slice of the output at its offset.
+    """
     events: list[tuple[int, int, mido.Message]] = []
-    for index, value in enumerate(expression):
-        tick = round(index * EXPRESSION_STEP * 1000)
-        events.append((tick, 0, mido.Message("control_change", control=11, value=int(value))))
-    for note in notes:
-        on = round(note.onset * 1000)
-        off = round((note.onset + note.duration) * 1000)
-        events.append((on, 2, mido.Message("note_on", note=note.pitch, velocity=note.velocity)))
-        events.append((off, 1, mido.Message("note_off", note=note.pitch, velocity=0)))
+    for index, (notes, expression, program) in enumerate(players):
+        channel = render_channel(index)
+        base = round(index * (seconds + RENDER_GAP) * 1000)
+        events.append((base, 0, mido.Message("program_change", program=program, channel=channel)))
+        for control, value in ((7, 100), (10, 64)):
+            events.append(
+                (
+                    base,
+                    0,
+                    mido.Message("control_change", control=control, value=value, channel=channel),
+                )
+            )
+        for step, value in enumerate(expression):
+            tick = base + round(step * EXPRESSION_STEP * 1000)
+            message = mido.Message("control_change", control=11, value=int(value), channel=channel)
+            events.append((tick, 1, message))
+        for note in notes:
+            on = base + round(note.onset * 1000)
+            off = base + round((note.onset + note.duration) * 1000)
+            events.append(
+                (
+                    on,
+                    3,
+                    mido.Message(
+                        "note_on", note=note.pitch, velocity=note.velocity, channel=channel
+                    ),
+                )
+            )
+            events.append(
+                (off, 2, mido.Message("note_off", note=note.pitch, velocity=0, channel=channel))
+            )
     events.sort(key=lambda event: (event[0], event[1]))
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("set_tempo", tempo=1_000_000, time=0))
-    track.append(mido.Message("program_change", program=program, time=0))
-    track.append(mido.Message("control_change", control=7, value=100, time=0))
-    track.append(mido.Message("control_change", control=10, value=64, time=0))
     now = 0
     for tick, _, message in events:
         track.append(message.copy(time=tick - now))
         now = tick
-    track.append(mido.MetaMessage("end_of_track", time=max(0, round(seconds * 1000) - now)))
+    end = round(len(players) * (seconds + RENDER_GAP) * 1000)
+    track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
     midi = mido.MidiFile(type=0, ticks_per_beat=1000)
     midi.tracks.append(track)
     midi.save(str(path))

@@ -77,13 +77,23 @@ def default_soundfonts(split: str) -> list[Soundfont]:
     return list(pool)
 
 
+def is_soundfont(path: Path) -> bool:
+    """True when ``path`` starts like a SoundFont (a RIFF file of form ``sfbk``)."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(12)
+    except OSError:
+        return False
+    return header[:4] == b"RIFF" and header[8:12] == b"sfbk"
+
+
 def user_soundfonts(paths: list[Path]) -> list[Soundfont]:
     """Soundfonts named on the command line; raises :class:`InputError` for a bad path."""
     fonts = []
     for path in paths:
         if not path.is_file():
             raise InputError(f"soundfont not found: {path}")
-        if path.suffix.lower() not in (".sf2", ".sf3"):
-            raise InputError(f"not a soundfont (.sf2 or .sf3): {path}")
+        if path.suffix.lower() not in (".sf2", ".sf3") or not is_soundfont(path):
+            raise InputError(f"not a SoundFont file (.sf2 or .sf3): {path}")
         fonts.append(Soundfont(path.stem, path.resolve(), "user"))
     return fonts

@@ -292,12 +292,30 @@ def choose_ensemble(rng: np.random.Generator) -> tuple[str, ...]:
     return options[int(rng.integers(len(options)))]
 
 
-def _draw_work(rng: np.random.Generator, works: list[Work]) -> Work:
+#: Composers whose corpus files have five or more parts (madrigals, masses, cantatas).
+MANY_PARTS = {"bach", "monteverdi", "palestrina"}
+
+
+def _draw_work(rng: np.random.Generator, works: list[Work], size: int) -> Work:
     composers = sorted({w.composer for w in works})
+    if size >= 5 and MANY_PARTS & set(composers):
+        composers = sorted(MANY_PARTS & set(composers))
     weights = np.array([COMPOSER_WEIGHTS[c] for c in composers])
     composer = composers[int(rng.choice(len(composers), p=weights / weights.sum()))]
     candidates = [w for w in works if w.composer == composer]
     return candidates[int(rng.integers(len(candidates)))]
+
+
+@lru_cache(maxsize=64)
+def score_parts(path: str) -> list[tuple[str, list[Note]]]:
+    """Name and monophonic notes of every part of a corpus file (parsed once per process)."""
+    from music21 import corpus
+
+    score = corpus.parse(path)
+    return [
+        (part.partName or f"Part {i + 1}", monophonic_notes(part))
+        for i, part in enumerate(score.parts)
+    ]
 
 
 def choose_excerpt(
@@ -312,16 +330,10 @@ def choose_excerpt(
 
     Raises :class:`InputError` when no work of the list fits after ``attempts`` draws.
     """
-    from music21 import corpus
-
     size = len(instruments)
     for _ in range(attempts):
-        work = _draw_work(rng, works)
-        score = corpus.parse(work.path)
-        parts = [
-            (p.partName or f"Part {i + 1}", monophonic_notes(p)) for i, p in enumerate(score.parts)
-        ]
-        parts = [(name, notes) for name, notes in parts if len(notes) >= min_notes]
+        work = _draw_work(rng, works, size)
+        parts = [(name, notes) for name, notes in score_parts(work.path) if len(notes) >= min_notes]
         if len(parts) < size:
             continue
         end = max(n.onset + n.duration for _, notes in parts for n in notes)

@@ -1,0 +1,151 @@
+"""Music and performance of the generator: works, splits, ensembles, ranges, timing, files."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+from vimss_cli.synth import performance, scores
+from vimss_cli.synth.scores import RANGES, Note
+
+
+def test_movements_and_numbered_pieces_share_a_work() -> None:
+    assert scores.work_id("beethoven/opus18no1/movement3.mxl") == "beethoven/opus18no1"
+    assert scores.work_id("bach/bwv66.6.mxl") == scores.work_id("bach/bwv66.1.mxl") == "bach/bwv66"
+    assert scores.work_id("palestrina/Credo_97_a.krn") == scores.work_id(
+        "palestrina/Credo_97_d.krn"
+    )
+    assert scores.work_id("palestrina/Credo_97_a.krn") != scores.work_id("palestrina/Credo_98.krn")
+
+
+def test_splits_are_disjoint_by_work_and_all_nonempty() -> None:
+    by_split = {
+        split: {w.work_id for w in scores.works_for_split(split)} for split in scores.SPLITS
+    }
+    assert all(by_split.values())
+    assert not by_split["train"] & by_split["valid"]
+    assert not by_split["train"] & by_split["test"]
+    assert not by_split["valid"] & by_split["test"]
+    total = len({w.work_id for w in scores.corpus_works()})
+    assert sum(len(s) for s in by_split.values()) == total
+    assert len(by_split["train"]) > 4 * len(by_split["test"])  # 80/10/10 by hash
+
+
+def test_unknown_split_is_an_input_error() -> None:
+    from vimss_cli.errors import InputError
+
+    with pytest.raises(InputError, match="unknown split"):
+        scores.works_for_split("dev")
+
+
+def test_ensemble_sizes_follow_urmp_proportions_and_include_same_instrument_pairs() -> None:
+    rng = np.random.default_rng(1)
+    drawn = [scores.choose_ensemble(rng) for _ in range(4400)]
+    sizes = Counter(len(e) for e in drawn)
+    for size, weight in scores.SIZE_WEIGHTS.items():
+        assert sizes[size] / len(drawn) == pytest.approx(weight / 44, abs=0.03)
+    pairs = {e for e in drawn if len(e) == 2 and e[0] == e[1]}
+    assert pairs == {("vn", "vn"), ("fl", "fl"), ("tpt", "tpt"), ("sax", "sax")}
+
+
+@pytest.mark.parametrize(
+    "pitches, low, high, expected",
+    [
+        ([60, 64, 67], 55, 100, 0),  # already inside: no shift
+        ([40, 45, 50], 55, 100, 24),  # a bass line for a violin goes up two octaves
+        ([84, 88, 91], 28, 58, -36),  # a soprano line for a tuba goes down three
+    ],
+)
+def test_octave_shift(pitches: list[int], low: int, high: int, expected: int) -> None:
+    shift = scores.octave_shift(pitches, low, high)
+    assert shift == expected and shift % 12 == 0
+
+
+def test_parts_go_to_instruments_by_register_and_within_range() -> None:
+    soprano = [Note(i, 1.0, p) for i, p in enumerate([72, 74, 76, 79, 100])]
+    bass = [Note(i, 1.0, p) for i, p in enumerate([40, 43, 45, 36, 48])]
+    # track order puts the cello first: it must still get the bass line
+    mapped, shifts, sources = scores.assign_parts([soprano, bass], ("vc", "fl"))
+    assert sources == [1, 0]
+    for notes, code in zip(mapped, ("vc", "fl"), strict=True):
+        low, high = RANGES[code]
+        assert all(low <= n.pitch <= high for n in notes)
+    assert shifts == [0, -12]  # an octave down puts all five flute notes in range
+    assert [n.pitch for n in mapped[1]] == [60, 62, 64, 67, 88]
+
+
+def test_chorale_parts_are_monophonic_with_ties_merged() -> None:
+    from music21 import corpus
+
+    score = corpus.parse("bach/bwv66.6")
+    for part in score.parts:
+        notes = scores.monophonic_notes(part)
+        assert len(notes) > 20
+        for a, b in itertools.pairwise(notes):
+            assert a.onset < b.onset and a.onset + a.duration <= b.onset + 1e-9
+        tied = [n for n in part.flatten().notes if n.tie is not None and n.tie.type != "start"]
+        assert len(notes) == len(part.flatten().notes) - len(tied)
+
+
+def test_excerpt_every_player_plays_and_is_in_range() -> None:
+    rng = np.random.default_rng(3)
+    works = [w for w in scores.works_for_split("train") if w.composer == "bach"][:20]
+    excerpt = scores.choose_excerpt(rng, works, ("vn", "va", "vc"), 12.0)
+    assert len(excerpt.parts) == 3 and excerpt.work in works
+    for notes, code in zip(excerpt.parts, excerpt.instruments, strict=True):
+        assert len(notes) >= 4
+        assert all(0 <= n.onset < 12.0 for n in notes)
+        assert all(RANGES[code][0] <= n.pitch <= RANGES[code][1] for n in notes)
+
+
+def _excerpt() -> scores.Excerpt:
+    line = tuple(Note(float(i), 1.0, 60 + i % 5) for i in range(24))
+    work = scores.Work("bach/bwv66.6.mxl", "bach/bwv66", "bach")
+    return scores.Excerpt(work, 0.0, 24.0, ("vn", "vc"), (line, line), ("S", "B"), (0, 0))
+
+
+def test_players_vary_in_timing_and_dynamics_and_stay_inside_the_piece() -> None:
+    played = performance.perform(_excerpt(), 90.0, 10.0, np.random.default_rng(0))
+    first, second = played.players
+    assert first and second
+    assert [n.onset for n in first] != [n.onset for n in second]  # own lag and jitter
+    assert [n.velocity for n in first] != [n.velocity for n in second]
+    for notes in played.players:
+        for a, b in itertools.pairwise(notes):
+            assert a.onset + a.duration <= b.onset
+        assert notes[-1].onset < 10.0 - performance.TAIL_SECONDS
+        assert all(25 <= n.velocity <= 127 for n in notes)
+    # at 90 bpm a quarter lasts about 2/3 s (rubato within 5 %)
+    gaps = np.diff([n.onset for n in first])
+    assert 0.55 < float(np.median(gaps)) < 0.78
+
+
+def test_notes_f0_and_midi_files(tmp_path: Path) -> None:
+    notes = (
+        performance.PlayedNote(0.5, 0.25, 69, 80),
+        performance.PlayedNote(1.0, 0.5, 81, 90),
+    )
+    lines = performance.notes_text(notes).splitlines()
+    assert lines == ["0.500\t440.000\t0.250", "1.000\t880.000\t0.500"]
+    f0 = [line.split("\t") for line in performance.f0_text(notes, 2.0).splitlines()]
+    assert len(f0) == 200
+    values = {row[0]: float(row[1]) for row in f0}
+    assert values["0.400"] == 0.0 and values["0.600"] == 440.0 and values["1.200"] == 880.0
+    path = tmp_path / "p.mid"
+    players = [(notes, np.full(20, 100), 40), (notes[:1], np.full(20, 90), 73)]
+    performance.write_render_midi(path, players, 2.0)
+    midi = mido.MidiFile(str(path))
+    ons = [(m.channel, m.note) for m in midi if m.type == "note_on"]
+    assert ons == [(0, 69), (0, 81), (1, 69)]
+    assert midi.length == pytest.approx(2 * (2.0 + performance.RENDER_GAP), abs=1e-3)
+    times, now = [], 0.0  # player 2 starts one stride (piece + gap) later
+    for message in midi:
+        now += message.time
+        if message.type == "note_on":
+            times.append(round(now, 3))
+    assert times == [0.5, 1.0, 0.5 + 2.0 + performance.RENDER_GAP]
