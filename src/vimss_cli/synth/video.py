@@ -165,20 +165,20 @@ def _draw_player(
     jolt = motion.jolt[index]
     chest = motion.chest[index] if look.instrument not in STRINGS else 0.3
     x = centre_x + sway
-    head = (x + 0.01 * height * motion.nod[index], 0.28 * height + 0.015 * height * jolt)
-    body_w = min(0.32 * region_width, 0.16 * height) * (1 + 0.08 * chest)
-    body_h = 0.22 * height * (1 + 0.03 * chest)
+    head = (x + 0.01 * height * motion.nod[index], 0.28 * height + 0.03 * height * jolt)
+    body_w = min(0.32 * region_width, 0.16 * height) * (1 + 0.12 * chest)
+    body_h = 0.22 * height * (1 + 0.04 * chest)
     cv2.ellipse(
         frame, (int(x), int(0.56 * height)), (int(body_w), int(body_h)), 0, 0, 360, look.shirt, -1
     )
     cv2.circle(frame, (int(head[0]), int(head[1])), int(0.07 * height), look.skin, -1)
-    tilt = 6.0 * jolt
+    tilt = 8.0 * jolt
     if look.instrument in UPRIGHT:
         low = look.instrument in ("vc", "db", "tba")
-        centre = (x, (0.62 if low else 0.5) * height + 0.01 * height * jolt)
+        centre = (x, (0.62 if low else 0.5) * height + 0.025 * height * jolt)
         _paste(frame, image, centre, tilt)
     else:
-        centre = (x - 0.15 * region_width, 0.33 * height + 0.01 * height * jolt)
+        centre = (x - 0.15 * region_width, 0.33 * height + 0.025 * height * jolt)
         angle = (20.0 if look.instrument in ("vn", "va") else 5.0) + tilt
         _paste(frame, image, centre, angle)
     if look.instrument in STRINGS:
@@ -192,13 +192,18 @@ def _draw_player(
         half = 0.22 * height * direction
         start, end = (mid - half).astype(int), (mid + half).astype(int)
         cv2.line(frame, tuple(start), tuple(end), (235, 220, 180), max(1, height // 120))
-    # fingers: a row of dots whose pattern follows the pitch while a note sounds
+        # the bowing arm: from the right shoulder to the hand holding the bow's frog
+        shoulder = (int(x + 0.8 * body_w), int(0.42 * height))
+        hand = tuple(int(v) for v in (mid + 0.6 * half))
+        cv2.line(frame, shoulder, hand, look.shirt, max(2, height // 28))
+        cv2.circle(frame, hand, max(2, height // 45), look.skin, -1)
+    # fingers: hands on the instrument whose places follow the pitch while a note sounds
     pitch = int(motion.pitch[index])
     if pitch:
         for bit in range(3):
             if (pitch >> bit) & 1:
-                dot = (int(centre[0] + (bit - 1) * 0.04 * height), int(centre[1] - 0.05 * height))
-                cv2.circle(frame, dot, max(1, height // 90), look.skin, -1)
+                dot = (int(centre[0] + (bit - 1) * 0.05 * height), int(centre[1] - 0.05 * height))
+                cv2.circle(frame, dot, max(2, height // 50), look.skin, -1)
 
 
 def render_video(
@@ -219,9 +224,11 @@ def render_video(
     region_width = width // len(looks)
     images = [_prepare_image(look, region_width, height) for look in looks]
     light = 1.0 + 0.08 * _smooth(rng, times, 0.05, 0.4)
-    shake = np.cumsum(rng.normal(0, 0.6, size=(frames, 2)), axis=0)
-    shake = np.clip(shake - np.linspace(0, 1, frames)[:, None] * shake[-1], -4, 4).astype(int)
-    noise_bank = rng.normal(0, 3.0, size=(4, height, width, 3)).astype(np.int16)
+    limit = max(1, width // 200)
+    shake = np.cumsum(rng.normal(0, 0.3, size=(frames, 2)), axis=0)
+    shake = np.clip(shake - np.linspace(0, 1, frames)[:, None] * shake[-1], -limit, limit)
+    shake = np.round(shake).astype(int)
+    noise_bank = rng.normal(0, 2.0, size=(4, height, width, 3)).astype(np.int16)
     command = [
         ffmpeg, "-hide_banner", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
         "-s", f"{width}x{height}", "-r", "30000/1001", "-i", "pipe:0",

@@ -1,0 +1,77 @@
+"""The picture: motion follows each player's own notes, players left to right in track order."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from vimss_cli.media import ffmpeg_executable
+from vimss_cli.synth.images import TRAIN_IMAGES, load_rgba
+from vimss_cli.synth.performance import PlayedNote
+from vimss_cli.synth.video import FPS, PlayerLook, motion_signals, render_video
+
+
+def notes_between(start: float, stop: float, length: float = 0.5) -> tuple[PlayedNote, ...]:
+    onsets = np.arange(start, stop - length + 1e-9, length)
+    return tuple(PlayedNote(float(t), length - 0.02, 60 + i % 5, 90) for i, t in enumerate(onsets))
+
+
+def test_motion_is_still_in_rests_and_moves_with_notes() -> None:
+    times = np.arange(0, 4.0, 1 / FPS)
+    notes = (PlayedNote(0.5, 1.0, 69, 100), PlayedNote(2.5, 1.0, 72, 100))
+    motion = motion_signals(notes, times, np.random.default_rng(0))
+    playing = ((times >= 0.5) & (times < 1.5)) | ((times >= 2.5) & (times < 3.5))
+    assert np.array_equal(motion.active, playing.astype(float))
+    bow_steps = np.abs(np.diff(motion.bow))
+    assert bow_steps[playing[1:] & playing[:-1]].min() > 0  # the bow travels during notes
+    rest = ~playing[1:] & ~playing[:-1]
+    assert bow_steps[rest].max() == 0  # and stays put in rests
+    # the second note's bow stroke goes the other way
+    assert np.sign(motion.bow[int(1.4 * FPS)] - motion.bow[int(0.6 * FPS)]) == -np.sign(
+        motion.bow[int(3.4 * FPS)] - motion.bow[int(2.6 * FPS)]
+    )
+    chest_steps = np.diff(motion.chest)
+    assert (chest_steps[playing[1:] & playing[:-1]] < 0).all()  # breath is spent on notes
+    assert (chest_steps[rest & (motion.chest[1:] < 0.99)] > 0).all()  # taken in rests
+    assert motion.jolt[int(0.55 * FPS)] > 0.5 > motion.jolt[int(2.4 * FPS)]
+    assert set(np.unique(motion.pitch)) == {0, 69, 72}
+
+
+def decode(path: Path, width: int, height: int) -> np.ndarray:
+    raw = subprocess.run(
+        [ffmpeg_executable(), "-v", "error", "-i", str(path), "-f", "rawvideo",
+         "-pix_fmt", "gray", "pipe:1"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, height, width).astype(np.float32)
+
+
+def test_each_region_moves_when_its_own_player_plays(tmp_path: Path) -> None:
+    width, height, seconds = 192, 108, 4.0
+    looks = [
+        PlayerLook("vn", load_rgba(TRAIN_IMAGES["vn"][0]), (200, 40, 40), (230, 190, 160)),
+        PlayerLook("vc", load_rgba(TRAIN_IMAGES["vc"][0]), (40, 40, 200), (200, 160, 130)),
+    ]
+    first_half, second_half = notes_between(0.0, 2.0), notes_between(2.0, 3.8)
+    path = tmp_path / "v.mp4"
+    frames = render_video(
+        str(path),
+        looks,
+        (first_half, second_half),
+        seconds,
+        (width, height),
+        np.random.default_rng(0),
+        ffmpeg_executable(),
+    )
+    video = decode(path, width, height)
+    assert video.shape[0] == frames == int(np.ceil(seconds * FPS))
+    # share of pixels that change by more than sensor noise does, frame to frame
+    moving = np.abs(np.diff(video, axis=0)) > 12
+    half = int(2.0 * FPS)
+    left, right = moving[:, :, : width // 2], moving[:, :, width // 2 :]
+    # the left player (track 1) moves more in the first half, the right one (track 2) in the
+    # second; sway, camera shake and light change move both halves alike
+    assert left[: half - 1].mean() > 1.25 * left[half + 1 :].mean()
+    assert right[half + 1 :].mean() > 1.25 * right[: half - 1].mean()
