@@ -168,6 +168,7 @@ def generate_piece(
             load_rgba(spec),
             tuple(int(c) for c in picture_rng.integers(30, 220, size=3)),  # type: ignore[arg-type]
             tuple(int(c) for c in picture_rng.integers(120, 240, size=3)),  # type: ignore[arg-type]
+            spec.scale,
         )
         for code, spec in zip(instruments, player_images, strict=True)
     ]

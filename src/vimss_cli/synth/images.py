@@ -26,11 +26,12 @@ class ImageSpec:
     package: str
     scale: float = 1.0  # relative size (viola vs violin, bass vs cello)
     mirror: bool = False
-    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # RGB multipliers
+    tint: tuple[int, int, int] | None = None  # RGB colour blended in at TINT_SHARE
 
     @property
     def label(self) -> str:
-        extra = ("-mirrored" if self.mirror else "") + ("-tinted" if self.tint != (1, 1, 1) else "")
+        extra = ("-mirrored" if self.mirror else "") + ("-tinted" if self.tint else "")
+        extra += f"-x{self.scale:g}" if self.scale != 1.0 else ""
         return f"{self.package}:{self.source.name}{extra}"
 
 
@@ -42,9 +43,11 @@ def _tux(name: str, **kw: object) -> ImageSpec:
     return ImageSpec(TUXPAINT_MUSIC / name, "tuxpaint-stamps-default", **kw)  # type: ignore[arg-type]
 
 
-_DARK = (0.45, 0.4, 0.4)
-_BROWN = (0.75, 0.5, 0.3)
-_VARIANT = {"mirror": True, "tint": (0.8, 0.9, 1.15)}
+#: How much of a tint colour is blended into a picture.
+TINT_SHARE = 0.35
+_SILVER = (200, 200, 210)
+_BROWN = (150, 90, 40)
+_VARIANT = {"mirror": True, "tint": (60, 110, 200)}
 
 TRAIN_IMAGES: dict[str, tuple[ImageSpec, ...]] = {
     "vn": (_oc("violin_ganson.png"), _oc("violin_colour_ganson.png")),
@@ -53,7 +56,7 @@ TRAIN_IMAGES: dict[str, tuple[ImageSpec, ...]] = {
     "db": (_oc("cello_ganson.png", scale=1.3, tint=_BROWN),),
     "fl": (_oc("flute_ganson.png"),),
     "ob": (_oc("oboe_ganson.png"),),
-    "cl": (_oc("oboe_ganson.png", tint=_DARK),),
+    "cl": (_oc("oboe_ganson.png", scale=1.1, tint=_SILVER),),
     "bn": (_oc("oboe_ganson.png", scale=1.5, tint=_BROWN),),
     "sax": (_oc("saxophone_jarno_vasamaa_.png"),),
     "tpt": (
@@ -63,7 +66,7 @@ TRAIN_IMAGES: dict[str, tuple[ImageSpec, ...]] = {
     ),
     "hn": (_oc("french_horn_ganson.png"),),
     "tbn": (_oc("tenor_trombone_ganson.png"),),
-    "tba": (_oc("french_horn_ganson.png", scale=1.5, tint=_DARK),),
+    "tba": (_oc("french_horn_ganson.png", scale=1.5, tint=_SILVER),),
 }
 
 TEST_IMAGES: dict[str, tuple[ImageSpec, ...]] = {
@@ -73,13 +76,13 @@ TEST_IMAGES: dict[str, tuple[ImageSpec, ...]] = {
     "db": (_tux("string/cello.png", scale=1.3),),
     "fl": (_oc("flute_ganson.png", **_VARIANT),),
     "ob": (_oc("oboe_ganson.png", **_VARIANT),),
-    "cl": (_oc("oboe_ganson.png", mirror=True, tint=(0.3, 0.3, 0.35)),),
+    "cl": (_oc("oboe_ganson.png", scale=1.1, mirror=True, tint=(90, 60, 160)),),
     "bn": (_tux("wind/bassoon.png"),),
     "sax": (_oc("saxophone_jarno_vasamaa_.png", **_VARIANT),),
     "tpt": (_tux("brass/trumpet.png"),),
     "hn": (_oc("french_horn_ganson.png", **_VARIANT),),
     "tbn": (_oc("tenor_trombone_ganson.png", **_VARIANT),),
-    "tba": (_oc("french_horn_ganson.png", scale=1.5, mirror=True, tint=(0.55, 0.55, 0.7)),),
+    "tba": (_oc("french_horn_ganson.png", scale=1.5, mirror=True, tint=(120, 120, 140)),),
 }
 
 
@@ -109,6 +112,8 @@ def load_rgba(spec: ImageSpec) -> np.ndarray:
     rgba = rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     if spec.mirror:
         rgba = rgba[:, ::-1]
-    rgb = rgba[..., :3].astype(np.float32) * np.array(spec.tint, dtype=np.float32)
+    rgb = rgba[..., :3].astype(np.float32)
+    if spec.tint is not None:
+        rgb = (1 - TINT_SHARE) * rgb + TINT_SHARE * np.array(spec.tint, dtype=np.float32)
     rgba = np.concatenate([np.clip(rgb, 0, 255).astype(np.uint8), rgba[..., 3:]], axis=2)
     return np.ascontiguousarray(rgba)

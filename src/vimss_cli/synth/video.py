@@ -33,6 +33,7 @@ class PlayerLook:
     image: np.ndarray  # RGBA uint8
     shirt: tuple[int, int, int]
     skin: tuple[int, int, int]
+    scale: float = 1.0  # size relative to the instrument's usual size (viola vs violin)
 
 
 @dataclass
@@ -123,7 +124,8 @@ def _prepare_image(look: PlayerLook, region_width: int, height: int) -> np.ndarr
     if tall != want_tall:
         image = np.ascontiguousarray(np.rot90(image))
     long_side = {"vc": 0.6, "db": 0.75, "tba": 0.35, "hn": 0.3}.get(look.instrument, 0.42) * height
-    long_side = min(long_side, 1.1 * region_width if not want_tall else long_side)
+    long_side *= look.scale
+    long_side = min(long_side, 1.1 * region_width if not want_tall else 0.8 * height)
     scale = long_side / max(image.shape[:2])
     size = (max(2, int(image.shape[1] * scale)), max(2, int(image.shape[0] * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
