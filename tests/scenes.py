@@ -79,7 +79,7 @@ def compose_scene(
         y = int((height - h) / 2 + rng.uniform(-0.05, 0.05) * height)
         placed.append((photo, x, y))
     sway = max(1, round(0.01 * width))
-    frames = int(round(seconds * fps))
+    frames = round(seconds * fps)
     union = [[np.inf, np.inf, -np.inf, -np.inf] for _ in instruments]
     base = _background(background, width, height)
     command = [

@@ -22,6 +22,7 @@ from vimss_cli import __version__
 from vimss_cli.cli_common import DebugOption, JsonOption, ModelOption, guarded, stderr_console
 from vimss_cli.cli_data import data_app
 from vimss_cli.cli_eval import eval_command
+from vimss_cli.cli_inspect import inspect_command
 from vimss_cli.cli_train import train_command
 from vimss_cli.errors import InputError, NoAudioStreamError
 
@@ -35,6 +36,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.command("eval")(eval_command)
+app.command("inspect")(inspect_command)
 app.add_typer(data_app, name="data")
 app.command("train")(train_command)
 
@@ -86,7 +88,19 @@ def separate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     instruments: Annotated[
         str | None,
-        typer.Option("--instruments", "-i", help="Players' instruments left to right, e.g. vn,vc."),
+        typer.Option(
+            "--instruments",
+            "-i",
+            help="Players' instruments left to right, e.g. vn,vc; 'auto' (the default for a "
+            "video) finds the players and guesses them.",
+        ),
+    ] = None,
+    players: Annotated[
+        int | None, typer.Option("--players", help="Number of players in the video (a hint).")
+    ] = None,
+    boxes: Annotated[
+        str | None,
+        typer.Option("--boxes", help="Players' boxes in the video, 'x,y,w,h;x,y,w,h' (pixels)."),
     ] = None,
     model: ModelOption = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -106,10 +120,9 @@ def separate(
 
     def run() -> None:
         from vimss_cli.api import Separator, check_outputs_free, stem_paths
-        from vimss_cli.conditioning import Query
-        from vimss_cli.instruments import parse_instrument_list
         from vimss_cli.media import check_input_path, probe
         from vimss_cli.stem_writer import check_wav_format, ensure_writable_directory
+        from vimss_cli.vision.queries import describe_plan, plan_players
 
         check_wav_format(wav_format)
         for path in inputs:
@@ -122,14 +135,9 @@ def separate(
             if not info.has_audio:
                 kind = "a video" if info.has_video else "a file"
                 raise NoAudioStreamError(f"{info.path} is {kind} with no audio stream")
-        if instruments is None:
-            hint = "pass --instruments, e.g. --instruments vn,vc"
-            if any(info.has_video for info in infos):
-                raise InputError(f"finding players in video is not available yet; {hint}")
-            raise InputError(f"audio-only input: say who plays; {hint}")
-        queries = [Query(code) for code in parse_instrument_list(instruments)]
-        for path in inputs:
-            check_outputs_free(stem_paths(path, out_dir, queries), force)
+        plans = [plan_players(info, instruments, players, boxes) for info in infos]
+        for plan in plans:
+            check_outputs_free(stem_paths(plan.path, out_dir, plan.label_queries()), force)
         ensure_writable_directory(out_dir)
         separator = Separator(model, device=device, precision=precision, batch_size=batch_size)
         if not separator.loaded.trained:
@@ -138,9 +146,14 @@ def separate(
                 "its stems are not real separations",
                 err=True,
             )
+        queries_by_input = [plan.queries(separator.model.config) for plan in plans]
+        for plan in plans:
+            for line in [describe_plan(plan), *plan.notes]:
+                if line:
+                    typer.echo(f"note: {line}", err=True)
         reports = []
         with _progress_display(not as_json) as progress:
-            for path in inputs:
+            for path, queries in zip(inputs, queries_by_input, strict=True):
                 reports.append(
                     separator.separate_file(
                         path,

@@ -28,7 +28,7 @@ from vimss_cli.vision.instrument_guess import InstrumentGuess, guess_instrument
 from vimss_cli.vision.motion import MotionAccumulator, box_motion, column_profile, compress
 from vimss_cli.vision.players import Box, find_players, parse_boxes
 
-#: Frames kept for finding the players and describing them.
+#: Frames kept for finding the players; every other one is also used for their appearance.
 DEFAULT_SAMPLES = 6
 #: Picture and sound may differ in length by this many seconds (or 5 %, if more) at most.
 LENGTH_TOLERANCE = 1.0
@@ -180,7 +180,7 @@ def analyse_video(
                 f"no players found in {info.path}; pass --players N or --boxes 'x,y,w,h;...'"
             )
         decoded, source = layout.boxes, layout.source
-    appearance = describe_players(kept, decoded)
+    appearance = describe_players(kept[::2], decoded)
     found = [
         Player(
             number=j + 1,

@@ -161,6 +161,9 @@ def _detect_faces(grey: np.ndarray) -> list[Box]:
 
 def _detect_people(frame: np.ndarray) -> list[Box]:
     hog = cv2.HOGDescriptor()
+    window_width, window_height = hog.winSize
+    if frame.shape[0] < window_height or frame.shape[1] < window_width:
+        return []  # smaller than one detection window (OpenCV 4.14 crashes on these)
     hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
     found, weights = hog.detectMultiScale(frame, winStride=(8, 8), padding=(8, 8), scale=1.05)
     return [

@@ -67,8 +67,7 @@ class PlayerPlan:
             self.notes.append("no picture: the model gets labels only")
             return self.label_queries()
         if self.analysis is None:
-            hint = self.players or (None if self.boxes else len(self.labels))
-            self.analysis = analyse_video(self.path, players=hint, boxes=self.boxes)
+            self.analysis = analyse_video(self.path, players=self.players, boxes=self.boxes)
         found = self.analysis.players
         if len(found) != len(self.labels):
             raise InputError(

@@ -1,0 +1,177 @@
+"""`vimss inspect` and `vimss separate VIDEO` without --instruments, through Typer's runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+import soundfile
+from typer.testing import CliRunner
+
+from conftest import RATE, TINY_CONFIG, ffmpeg, make_tiny_model
+from scenes import compose_scene
+from test_cli import assert_clean_failure, files_under
+from vimss_cli.checkpoint import save_checkpoint
+from vimss_cli.cli import app
+from vimss_cli.instruments import INSTRUMENT_CODES
+
+runner = CliRunner()
+SIZE = (256, 120)
+
+
+def run(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def duet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "duet.mp4"
+    compose_scene(path, ["vc", "tpt"], size=SIZE, seconds=2.0, audio_rate=RATE, seed=5)
+    return path
+
+
+@pytest.fixture()
+def visual_model(tmp_path: Path) -> Path:
+    path = tmp_path / "visual.safetensors"
+    config = dataclasses.replace(TINY_CONFIG, appearance_dim=1280, motion_channels=1)
+    save_checkpoint(path, make_tiny_model(config), provenance={"trained": False})
+    return path
+
+
+def test_inspect_json_and_frame(duet: Path, tmp_path: Path) -> None:
+    frame = tmp_path / "frame.png"
+    result = run("inspect", duet, "--out", frame, "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    players = document["players"]
+    assert [p["player"] for p in players] == [1, 2]
+    for player in players:
+        x, y, w, h = player["box"]
+        assert x >= 0 and y >= 0 and x + w <= SIZE[0] and y + h <= SIZE[1] and w > 0 and h > 0
+        assert player["instrument"] in (*INSTRUMENT_CODES, None)
+        assert 0.0 <= player["confidence"] <= 1.0
+    assert players[0]["box"][0] < players[1]["box"][0]
+    image = cv2.imread(str(frame))
+    assert image is not None and image.shape == (SIZE[1], SIZE[0], 3)
+
+
+def test_inspect_table_and_default_frame_path(
+    duet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("inspect", duet, "--boxes", "10,10,100,100;140,20,100,90")
+    assert result.exit_code == 0, result.stderr
+    assert "2 players (boxes)" in result.stdout and "140, 20, 100, 90" in result.stdout
+    assert (tmp_path / "duet_players.png").is_file()
+
+
+def test_separate_video_without_instruments(
+    tiny_models_dir: Path, duet: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "stems"
+    result = run("separate", duet, "-o", out, "--json")
+    assert result.exit_code == 0, result.stderr
+    (entry,) = json.loads(result.stdout)["inputs"]
+    assert [s["player"] for s in entry["stems"]] == [1, 2]
+    assert len(files_under(out)) == 2
+    assert "2 players (foreground)" in result.stderr
+    assert "appearance and motion were measured but are not used" in result.stderr
+    for stem in entry["stems"]:
+        assert soundfile.info(stem["path"]).frames == entry["samples"]
+
+
+def test_separate_video_with_a_visual_model(
+    tiny_models_dir: Path, duet: Path, tmp_path: Path, visual_model: Path
+) -> None:
+    out = tmp_path / "stems"
+    result = run("separate", duet, "-o", out, "-i", "vc,tpt", "--model", visual_model)
+    assert result.exit_code == 0, result.stderr
+    assert [p.name for p in files_under(out)] == ["01_vc.wav", "02_tpt.wav"]
+    assert "not used" not in result.stderr
+
+
+def _audio_only_mp4(tmp: Path) -> Path:
+    path = tmp / "sound.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"anoisesrc=d=1:r={RATE}", "-c:a", "aac", str(path))
+    return path
+
+
+def _empty_stage(tmp: Path) -> Path:
+    path = tmp / "stage.mp4"
+    ffmpeg(
+        *("-f", "lavfi", "-i", "color=c=gray:s=256x120:r=10:d=2"),
+        *("-f", "lavfi", "-i", f"anoisesrc=d=2:r={RATE}", "-pix_fmt", "yuv420p", str(path)),
+    )
+    return path
+
+
+def _corrupt(tmp: Path) -> Path:
+    path = tmp / "broken.mp4"
+    compose_scene(path, ["vn", "vc"], size=SIZE, seconds=4.0, audio_rate=RATE)
+    data = bytearray(path.read_bytes())
+    start = len(data) // 3  # inside the media data, well before the index at the end
+    data[start : start + 1500] = bytes((b * 7 + 13) % 256 for b in data[start : start + 1500])
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _lengths(video: float, audio: float):
+    def make(tmp: Path) -> Path:
+        path = tmp / "mismatch.mp4"
+        compose_scene(path, ["vn", "vc"], size=SIZE, seconds=video, audio_seconds=audio)
+        return path
+
+    return make
+
+
+@pytest.mark.parametrize(
+    "make_input, args, fragments",
+    [
+        (_audio_only_mp4, [], ["audio-only input", "--instruments"]),
+        (_empty_stage, [], ["no players found", "--players N or --boxes"]),
+        (lambda tmp: None, ["--boxes", "0,0,50,50;230,0,50,50"], ["outside the 256x120 frame"]),
+        (lambda tmp: None, ["-i", "vn,vc,fl", "--players", "2"], ["--players 2", "names 3"]),
+        (lambda tmp: None, ["-i", "vn", "--boxes", "0,0,9,9;20,0,9,9"], ["2 boxes", "names 1"]),
+        (_corrupt, [], ["cannot decode the pictures"]),
+        (_lengths(video=4.0, audio=1.0), [], ["the picture lasts 3.", "but the sound 1.0 s"]),
+        (_lengths(video=1.0, audio=5.0), [], ["picture lasts", "sound 5.0 s"]),
+    ],
+    ids=[
+        "no-picture",
+        "zero-players",
+        "box-outside",
+        "count-vs-players",
+        "count-vs-boxes",
+        "corrupt-frames",
+        "video-longer",
+        "video-shorter",
+    ],
+)
+def test_bad_video_inputs(
+    tiny_models_dir: Path, duet: Path, tmp_path: Path, make_input, args, fragments
+) -> None:
+    source = make_input(tmp_path) or duet
+    out = tmp_path / "out"
+    result = run("separate", source, "-o", out, *args)
+    assert_clean_failure(result, *fragments)
+    assert files_under(out) == []
+
+
+def test_count_mismatch_with_a_visual_model(
+    tiny_models_dir: Path, duet: Path, tmp_path: Path, visual_model: Path
+) -> None:
+    out = tmp_path / "out"
+    result = run("separate", duet, "-o", out, "-i", "vn,vc,fl", "--model", visual_model)
+    assert_clean_failure(result, "--instruments names 3 players but 2 were found")
+    assert files_under(out) == []
+
+
+def test_inspect_bad_inputs(tmp_path: Path) -> None:
+    sound = _audio_only_mp4(tmp_path)
+    assert_clean_failure(run("inspect", sound), "no picture stream")
+    assert_clean_failure(run("inspect", tmp_path / "nope.mp4"), "not found")
+    stage = _empty_stage(tmp_path)
+    assert_clean_failure(run("inspect", stage, "--out", tmp_path / "x.png"), "no players found")

@@ -1,0 +1,89 @@
+"""Finding the players: counts and boxes on URMP-layout videos composed from real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ffmpeg
+from scenes import compose_scene, iou
+from vimss_cli.errors import InputError
+from vimss_cli.vision.analysis import analyse_video
+from vimss_cli.vision.players import find_players, parse_boxes
+
+SCENES = {
+    "duet-plain": (["vn", "vc"], "plain", 0.0),
+    "trio-gradient-noisy": (["vn", "vc", "tpt"], "gradient", 3.0),
+    "quintet-plain": (["vn", "vn", "vc", "bn", "tpt"], "plain", 0.0),
+}
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list]]:
+    folder = tmp_path_factory.mktemp("scenes")
+    made = {}
+    for seed, (name, (codes, background, noise)) in enumerate(SCENES.items()):
+        path = folder / f"{name}.mp4"
+        truth = compose_scene(path, codes, background=background, noise=noise, seed=seed)
+        made[name] = (path, truth)
+    return made
+
+
+@pytest.mark.parametrize("name", list(SCENES))
+def test_count_and_boxes(scenes, name: str) -> None:
+    path, truth = scenes[name]
+    analysis = analyse_video(path)
+    boxes = [player.box for player in analysis.players]
+    assert len(boxes) == len(truth), boxes
+    assert analysis.source == "foreground"
+    assert [b[0] for b in boxes] == sorted(b[0] for b in boxes)  # numbered left to right
+    overlaps = [iou(found, true) for found, true in zip(boxes, truth, strict=True)]
+    assert min(overlaps) >= 0.5, overlaps
+
+
+def test_players_hint_decides_the_count(scenes) -> None:
+    path, _ = scenes["trio-gradient-noisy"]
+    analysis = analyse_video(path, players=2)
+    assert len(analysis.players) == 2 and analysis.source == "players"
+
+
+def test_boxes_override(scenes) -> None:
+    path, _ = scenes["duet-plain"]
+    analysis = analyse_video(path, boxes="200,10,80,150; 10,10,100,150")
+    assert [p.box for p in analysis.players] == [(10, 10, 100, 150), (200, 10, 80, 150)]
+    assert analysis.source == "boxes"
+
+
+def test_an_empty_stage_finds_nobody() -> None:
+    still = [np.full((90, 160, 3), 80, np.uint8) for _ in range(4)]
+    assert find_players(still).boxes == []
+
+
+def test_empty_video_error_suggests_the_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "empty.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=160x90:r=10:d=2", "-pix_fmt", "yuv420p", str(path))
+    with pytest.raises(InputError, match=r"no players found.*--players N or --boxes"):
+        analyse_video(path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("0,0,50,50;300,0,50,50", "box 2 (300,0,50,50) lies outside the 320x180 frame"),
+        ("-1,0,10,10", "outside"),
+        ("0,0,0,10", "has no area"),
+        ("1,2,3", "expects 'x,y,w,h"),
+        ("a,b,c,d", "expects 'x,y,w,h"),
+        (";", "expects 'x,y,w,h"),
+    ],
+)
+def test_bad_boxes(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_boxes(text, 320, 180)
+
+
+def test_bad_players_hint() -> None:
+    with pytest.raises(InputError, match="--players must be between 1 and 8"):
+        find_players([np.zeros((90, 160, 3), np.uint8)], players=0)

@@ -1,0 +1,76 @@
+"""Queries from video: label, appearance and motion per player; chunked still equals whole."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import RATE, TINY_CONFIG, make_tiny_model
+from scenes import compose_scene
+from vimss_cli.engine import separate_array
+from vimss_cli.errors import InputError
+from vimss_cli.media import probe, read_audio
+from vimss_cli.vision.queries import plan_players
+
+VISUAL_CONFIG = dataclasses.replace(TINY_CONFIG, appearance_dim=1280, motion_channels=2)
+
+
+@pytest.fixture(scope="module")
+def duet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two violins, the left one playing first, the right one second; 3 s of noise as sound."""
+    path = tmp_path_factory.mktemp("duet") / "duet.mp4"
+    compose_scene(path, ["vn", "vn"], active=[[(0.0, 1.5)], [(1.5, 3.0)]], seed=3)
+    return path
+
+
+def test_visual_model_gets_appearance_and_motion(duet: Path) -> None:
+    plan = plan_players(probe(duet), "vn,vn")
+    assert plan.analysis is None  # nothing is decoded until a model asks for it
+    queries = plan.queries(VISUAL_CONFIG)
+    assert [q.instrument for q in queries] == ["vn", "vn"]
+    for query in queries:
+        assert query.appearance.shape == (1280,)
+        assert np.linalg.norm(query.appearance) == pytest.approx(1.0, abs=1e-5)
+        assert query.motion.shape == (2, 30) and query.motion_rate == 10.0
+    assert not np.allclose(queries[0].motion, queries[1].motion)
+
+
+def test_label_only_model_gets_labels_and_a_note(duet: Path) -> None:
+    plan = plan_players(probe(duet))  # auto: found and guessed
+    assert len(plan.labels) == 2 and plan.analysis is not None
+    queries = plan.queries(TINY_CONFIG)
+    assert all(q.appearance is None and q.motion is None for q in queries)
+    assert [q.instrument for q in queries] == plan.labels
+    assert any("not used" in note for note in plan.notes)
+
+
+def test_same_instrument_told_apart_and_chunked_equals_whole(duet: Path) -> None:
+    """Two violins: only motion differs, so the stems differ; and tiles equal one pass."""
+    queries = plan_players(probe(duet), "vn,vn").queries(VISUAL_CONFIG)
+    model = make_tiny_model(VISUAL_CONFIG)
+    audio = read_audio(duet, RATE)
+    chunked = separate_array(model, audio, queries, tile=1000, batch_size=3)
+    whole = separate_array(model, audio, queries, tile=None)
+    assert chunked.shape == whole.shape == (2, audio.size)
+    assert np.abs(chunked - whole).max() <= 1e-5
+    assert np.abs(chunked[0] - chunked[1]).max() > 1e-4
+
+
+def test_counts_must_agree(duet: Path) -> None:
+    info = probe(duet)
+    with pytest.raises(InputError, match="--players 2 but --instruments names 3"):
+        plan_players(info, "vn,vn,vc", players=2)
+    with pytest.raises(InputError, match="--boxes gives 2 boxes but --instruments names 1"):
+        plan_players(info, "vn", boxes="0,0,100,100;150,0,100,100")
+    plan = plan_players(info, "vn,vn,vc")
+    with pytest.raises(InputError, match=r"names 3 players but 2 were found.*--players 3"):
+        plan.queries(dataclasses.replace(VISUAL_CONFIG, appearance_dim=0))
+
+
+def test_appearance_size_must_match(duet: Path) -> None:
+    plan = plan_players(probe(duet), "vn,vn")
+    with pytest.raises(InputError, match="appearance vectors of 64 values"):
+        plan.queries(dataclasses.replace(VISUAL_CONFIG, appearance_dim=64))
