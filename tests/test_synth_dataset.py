@@ -243,3 +243,42 @@ def test_interrupt_leaves_no_half_written_piece(
     assert result.exit_code == 130
     assert [p.name for p in out.iterdir()] == [dataset.MANIFEST_NAME]
     assert json.loads((out / dataset.MANIFEST_NAME).read_text())["pieces"] == {}
+
+
+def test_library_reports_progress_through_a_callback(tmp_path: Path) -> None:
+    events: list[dict] = []
+    config = dataset.SynthConfig(
+        tmp_path / "api",
+        pieces=1,
+        seconds=3.0,
+        sample_rate=16000,
+        video_size=(96, 54),
+        soundfonts=(resources.TEST_SOUNDFONTS[0].path,),
+    )
+    report = dataset.synthesize(config, events.append)
+    assert [(e["done"], e["total"]) for e in events] == [(0, 1), (1, 1)]
+    assert events[-1]["piece"] == report.generated[0]
+    assert report.seconds_generated == 3.0 and report.wall_seconds > 0
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_bytes(generated: Path, tmp_path: Path) -> None:
+    """Kill a real `vimss data synth` process mid-run, then finish the job."""
+    import os
+    import signal
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "vimss_cli", "data", "synth", "-o", str(out), "-n", "2"]
+    command += ["--seed", "7", *SMALL, *FAST_FONT]
+    process = subprocess.Popen(command, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".partial-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    result = synth(out, "-n", "2", "--seed", "7", "--json", *FAST_FONT)
+    assert result.exit_code == 0, result.output
+    assert not list(out.glob(".partial-*"))
+    assert audio_digests(out) == audio_digests(generated)
