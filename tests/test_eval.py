@@ -10,7 +10,7 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from conftest import RATE, write_wav
+from conftest import RATE, ffmpeg, write_wav
 from test_cli import assert_clean_failure
 from vimss_cli import evaluation
 from vimss_cli.cli import app
@@ -171,7 +171,7 @@ def test_rates_and_lengths_are_reconciled_and_reported(tmp_path: Path) -> None:
     result = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est", "--json")
     assert result.exit_code == 0, result.stderr
     notes = " | ".join(json.loads(result.stdout)["notes"])
-    assert "vn.wav (estimate) resampled from 16000 Hz to 8000 Hz" in notes
+    assert "resampled from 16000 Hz to 8000 Hz: 1 file (ref/vn.wav (estimate))" in notes
     assert "vn.wav (estimate): 800 samples longer" in notes and "cut" in notes
     assert "vc.wav (estimate): 800 samples shorter" in notes and "zero-padded" in notes
 
@@ -208,8 +208,22 @@ def test_model_is_scored_beside_the_baselines(tiny_models_dir: Path, tree: Path)
     model_rows = by_system(document)["model"]
     assert [r["instrument"] for r in model_rows] == ["vn", "vc"]
     assert "untrained" in result.stderr
-    video = run("--dataset", "urmp", "--root", tree, "--model", "tiny", "--queries", "video")
-    assert_clean_failure(video, "video queries are not available yet")
+    video = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--model", "tiny")
+    video += ("--queries", "video", "--no-baselines", "--json")
+    assert_clean_failure(run(*video), "01_Jupiter_vn_vc has no video file")
+    piece = tree / "01_Jupiter_vn_vc"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:s=64x48:r=10:d=3",
+        str(piece / "Vid_01_Jupiter_vn_vc.mp4"),
+    )
+    with_video = run(*video)
+    assert with_video.exit_code == 0, with_video.stderr
+    document = json.loads(with_video.stdout)
+    assert by_system(document)["model"][0]["SDR"] == model_rows[0]["SDR"]  # labels only
+    assert any("takes labels only" in note for note in document["notes"])
 
 
 def test_compare_two_runs(tree: Path, tmp_path: Path) -> None:

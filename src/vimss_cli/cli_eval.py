@@ -35,7 +35,10 @@ def eval_command(
         str | None,
         typer.Option("--model", "-m", help="Also score this model (name, path or hf:...)."),
     ] = None,
-    queries: Annotated[str, typer.Option("--queries", help="labels or video.")] = "labels",
+    queries: Annotated[
+        str,
+        typer.Option("--queries", help="labels, or video: appearance and motion from Vid_*.mp4."),
+    ] = "labels",
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Score mixture, IRM and IBM too.")
     ] = True,
@@ -77,8 +80,6 @@ def eval_command(
                 "--model separates dataset mixtures; use it with --dataset, "
                 "not with --references/--estimates"
             )
-        if model is not None and queries == "video":
-            raise InputError("video queries are not available yet; use --queries labels")
         systems = (["estimates"] if user_estimates else []) + (["model"] if model else [])
         systems += list(BASELINES) if baselines else []
         if not systems:
@@ -110,6 +111,7 @@ def eval_command(
             protocol,
             eval_rate,
             separator=separator,
+            queries=queries,
             cache_dir=None if out_dir is None else out_dir / CACHE_NAME,
             progress=progress,
         )

@@ -100,7 +100,9 @@ def write_boxplot(evaluation: Evaluation, path: Path) -> None:
     instruments = sorted({instrument for instrument, _ in values})
     systems = evaluation.systems
     width = 0.8 / max(1, len(systems))
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.2 * len(instruments) * len(systems) / 2), 4.5))
+    figure, axes = plt.subplots(
+        figsize=(max(6.0, 0.35 * len(instruments) * max(1, len(systems))), 4.5)
+    )
     for index, system in enumerate(systems):
         data = [values.get((instrument, system), []) for instrument in instruments]
         positions = [i + (index - (len(systems) - 1) / 2) * width for i in range(len(instruments))]

@@ -67,6 +67,7 @@ class Track:
         references: reference paths ``(K,)``.
         mixture: the mixture path, or ``None`` (then the sum of the references is used).
         estimates: user estimate paths ``(K,)``, or ``None``.
+        video: the piece's video (players left to right in track order), or ``None``.
     """
 
     piece: str
@@ -75,6 +76,7 @@ class Track:
     references: tuple[Path, ...]
     mixture: Path | None = None
     estimates: tuple[Path, ...] | None = None
+    video: Path | None = None
 
     @property
     def players(self) -> int:
@@ -138,6 +140,7 @@ def urmp_tracks(root: Path, pieces: list[int] | None = None) -> list[Track]:
                 instruments=piece.name.instruments,
                 references=tuple(piece.stem_paths),
                 mixture=piece.mix_path if piece.mix_path.is_file() else None,
+                video=piece.video_path if piece.video_path.is_file() else None,
             )
         )
     return tracks
@@ -332,21 +335,44 @@ def baseline_estimates(system: str, audio: TrackAudio) -> np.ndarray:
     raise ValueError(f"unknown baseline {system!r}")
 
 
-def model_estimates(separator: Any, track: Track, audio: TrackAudio) -> np.ndarray:
-    """Separate the track's mixture with ``separator`` (one label query per player).
+def model_queries(separator: Any, track: Track, mode: str, notes: list[str]) -> list[Any]:
+    """One query per player: its label, plus appearance and motion from the video (``video``).
+
+    With ``video``, the model's config decides what it takes (a label-only model gets labels).
+    """
+    from vimss_cli.conditioning import Query
+
+    labels = list(track.instruments)
+    if mode == "labels":
+        return [Query(code) for code in labels]
+    if track.video is None:
+        raise InputError(f"piece {track.piece} has no video file for --queries video")
+    from vimss_cli.vision.queries import PlayerPlan
+
+    config = separator.model.config
+    if not (config.appearance_dim or config.motion_channels):
+        notes.append(f"{track.piece}: the model takes labels only; the video was not used")
+    plan = PlayerPlan(track.video, labels, has_video=True)
+    queries = plan.queries(config)
+    notes.extend(f"{track.piece}: {note}" for note in plan.notes)
+    return queries
+
+
+def model_estimates(
+    separator: Any, track: Track, audio: TrackAudio, queries: str = "labels"
+) -> np.ndarray:
+    """Separate the track's mixture with ``separator`` (one query per player).
 
     The mixture is read at the model's rate, separated, and the stems resampled to the
     evaluation rate and fitted to the references' length ``(K, N)``.
     """
-    from vimss_cli.conditioning import Query
-
     if track.mixture is None:
         raise InputError(f"piece {track.piece} has no mixture file to separate")
+    player_queries = model_queries(separator, track, queries, audio.notes)
     model_rate = separator.sample_rate
     mixture, native = read_mono(track.mixture)
     mixture = resample(mixture, native, model_rate).astype(np.float32)
-    queries = [Query(code) for code in track.instruments]
-    stems = separator.separate_array(mixture, queries).astype(np.float64)
+    stems = separator.separate_array(mixture, player_queries).astype(np.float64)
     stems = resample(stems, model_rate, audio.rate)
     what = f"{track.piece}: model output"
     return fit_length(stems, audio.references.shape[1], audio.rate, what, audio.notes)
@@ -383,12 +409,14 @@ def score_track(
     rate: int,
     protocol: str,
     gram: ReferenceGram | None = None,
+    segment_grams: dict[tuple[int, tuple[int, ...]], ReferenceGram] | None = None,
 ) -> list[dict[str, Any]]:
     """One result row per stem: whole-signal values plus the protocol's own.
 
     ``references`` and ``estimates`` are ``(K, N)`` at ``rate``. Undefined values (a silent
     reference or estimate) are ``None``, with the reason under ``"undefined"``. ``gram``
-    (built from ``references``) saves refactorising it for every system of a track.
+    (built from ``references``) saves refactorising it for every system of a track;
+    ``segment_grams`` does the same for the segments protocol (filled as segments are met).
     """
     stems = references.shape[0]
     if protocol == "museval":
@@ -421,17 +449,20 @@ def score_track(
                 ("SAR", framewise.sar),
                 ("ISR", framewise.isr),
             ):
-                finite = values[k][np.isfinite(values[k])]
-                row[f"{metric}_v4_median"] = _value(np.median(finite)) if finite.size else None
-            row["windows"] = int(np.isfinite(framewise.sdr[k]).sum())
+                scored = values[k][~np.isnan(values[k])]  # museval's nanmedian over windows
+                row[f"{metric}_v4_median"] = _value(np.median(scored)) if scored.size else None
+            row["windows"] = int((~np.isnan(framewise.sdr[k])).sum())
         rows.append(row)
     if protocol == "segments":
-        _add_segment_scores(rows, references, estimates)
+        _add_segment_scores(rows, references, estimates, segment_grams)
     return rows
 
 
 def _add_segment_scores(
-    rows: list[dict[str, Any]], references: np.ndarray, estimates: np.ndarray
+    rows: list[dict[str, Any]],
+    references: np.ndarray,
+    estimates: np.ndarray,
+    grams: dict[tuple[int, tuple[int, ...]], ReferenceGram] | None = None,
 ) -> None:
     """Score each non-overlapping segment; skip a stem's segment where it is silent."""
     length = references.shape[1]
@@ -444,7 +475,11 @@ def _add_segment_scores(
         if not loud_ref.any():
             continue
         active = np.flatnonzero(loud_ref)
-        scores = bss_eval_sources(ref[active], est[active])
+        key = (start, tuple(int(k) for k in active))
+        grams = {} if grams is None else grams
+        if key not in grams:
+            grams[key] = ReferenceGram(ref[active])
+        scores = bss_eval_sources(ref[active], est[active], gram=grams[key])
         for position, k in enumerate(active):
             if not loud_est[k]:
                 continue
@@ -541,10 +576,15 @@ def evaluate(
     rate: int,
     *,
     separator: Any | None = None,
+    queries: str = "labels",
     cache_dir: Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> Evaluation:
-    """Score every system on every track (cached per track and system under ``cache_dir``)."""
+    """Score every system on every track (cached per track and system under ``cache_dir``).
+
+    ``separator`` (a :class:`~vimss_cli.api.Separator`) is needed for the ``model`` system,
+    which it runs with ``queries`` (``labels`` or ``video``).
+    """
     systems = list(systems)
     cache = _Cache(cache_dir)
     model_name = None if separator is None else str(separator.loaded.path)
@@ -553,6 +593,7 @@ def evaluate(
     for index, track in enumerate(tracks):
         audio: TrackAudio | None = None
         gram: ReferenceGram | None = None
+        segment_grams: dict[tuple[int, tuple[int, ...]], ReferenceGram] = {}
         for system in systems:
             key = json.dumps(
                 [
@@ -560,7 +601,7 @@ def evaluate(
                     system,
                     protocol,
                     rate,
-                    model_name if system == "model" else None,
+                    (model_name, queries) if system == "model" else None,
                 ]
             )
             entry = cache.load(track, system, key)
@@ -568,8 +609,10 @@ def evaluate(
                 if audio is None:
                     audio = load_track(track, rate)
                     gram = ReferenceGram(audio.references)
-                estimates = _estimates(system, track, audio, separator)
-                rows = score_track(track, system, audio.references, estimates, rate, protocol, gram)
+                estimates = _estimates(system, track, audio, separator, queries)
+                rows = score_track(
+                    track, system, audio.references, estimates, rate, protocol, gram, segment_grams
+                )
                 entry = {"stems": rows, "notes": list(audio.notes)}
                 cache.store(track, system, key, entry)
             stems.extend(entry["stems"])
@@ -588,12 +631,34 @@ def evaluate(
             note = f"{row['piece']}/{row['name']}: {row['undefined']}; its metrics are undefined"
             if note not in notes:
                 notes.append(note)
-    return Evaluation(protocol, rate, systems, stems, notes, model_name)
+    return Evaluation(protocol, rate, systems, stems, _condense_notes(notes), model_name)
 
 
-def _estimates(system: str, track: Track, audio: TrackAudio, separator: Any | None) -> np.ndarray:
+_RESAMPLED = re.compile(r"^(.*) resampled from (\d+) Hz to (\d+) Hz$")
+
+
+def _condense_notes(notes: list[str]) -> list[str]:
+    """One note per rate change listing a few of the files, instead of one note per file."""
+    resampled: dict[tuple[str, str], list[str]] = {}
+    kept = []
+    for note in notes:
+        match = _RESAMPLED.match(note)
+        if match:
+            resampled.setdefault((match.group(2), match.group(3)), []).append(match.group(1))
+        else:
+            kept.append(note)
+    for (source, target), files in resampled.items():
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        count = f"{len(files)} file{'s' if len(files) > 1 else ''}"
+        kept.insert(0, f"resampled from {source} Hz to {target} Hz: {count} ({shown})")
+    return kept
+
+
+def _estimates(
+    system: str, track: Track, audio: TrackAudio, separator: Any | None, queries: str
+) -> np.ndarray:
     if system == "model":
-        return model_estimates(separator, track, audio)
+        return model_estimates(separator, track, audio, queries)
     if system == "estimates":
         return user_estimates(track, audio)
     return baseline_estimates(system, audio)
