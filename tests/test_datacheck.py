@@ -25,8 +25,8 @@ SECONDS = 2.0
 
 def make_video(path: Path, seconds: float) -> None:
     ffmpeg(
-        "-f", "lavfi", "-i", f"color=c=gray:s=64x36:d={seconds}:r=30000/1001",
-        "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path),
+        "-f", "lavfi", "-i", f"testsrc=s=64x36:d={seconds}:r=30000/1001",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path),
     )  # fmt: skip
 
 
@@ -131,6 +131,12 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "short video": (
         lambda f: make_video((f / NAME.video_name()), 1.0),
         "lasts 1.00 s but the audio lasts 2.00 s",
+    ),
+    "video cut after its header": (
+        lambda f: (f / NAME.video_name()).write_bytes(
+            (f / NAME.video_name()).read_bytes()[: (f / NAME.video_name()).stat().st_size // 2]
+        ),
+        "is truncated or corrupt (its pictures stop at",
     ),
     "video is not a video": (
         lambda f: (f / NAME.video_name()).write_bytes(b"\x00" * 100),

@@ -10,6 +10,7 @@ collected, not raised: the caller prints the report and exits non-zero when ther
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,8 +224,37 @@ def check_midi(path: Path) -> str | None:
     return None
 
 
+_STATS_TIME = re.compile(r"time=\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+
+
+def video_stream_seconds(path: Path) -> tuple[float | None, str | None]:
+    """How far the video packets really go (by reading them, not the header), and ffmpeg's
+    complaint if the file is cut short. The packets are copied, not decoded: it is fast."""
+    from vimss_cli.media import ffmpeg_executable
+
+    result = subprocess.run(
+        [ffmpeg_executable(), "-hide_banner", "-nostdin", "-stats", "-i", str(path),
+         "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
+        capture_output=True, text=True, errors="replace", check=False,
+    )  # fmt: skip
+    text = result.stderr.replace("\r", "\n")
+    complaint = None
+    for marker in ("partial file", "Invalid data", "moov atom not found"):
+        if marker in text:
+            complaint = marker
+    times = _STATS_TIME.findall(text)
+    if not times:
+        return None, complaint
+    hours, minutes, seconds = times[-1]
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds), complaint
+
+
 def check_video(path: Path, duration: float | None) -> str | None:
-    """None if ``path`` has a video stream lasting about ``duration`` seconds, else why not."""
+    """None if ``path`` has a video stream lasting about ``duration`` seconds, else why not.
+
+    The header's duration is compared, then the packets are read to the end, so a file cut
+    short after its header was written (an interrupted copy) is caught too.
+    """
     from vimss_cli.media import probe
 
     try:
@@ -233,8 +263,15 @@ def check_video(path: Path, duration: float | None) -> str | None:
         return f"{path.name} cannot be read as video ({' '.join(str(error).split())})"
     if not info.has_video:
         return f"{path.name} has no video stream"
-    if duration is not None and info.duration is not None:
-        tolerance = max(VIDEO_TOLERANCE_S, 0.02 * duration)
-        if abs(info.duration - duration) > tolerance:
-            return f"{path.name} lasts {info.duration:.2f} s but the audio lasts {duration:.2f} s"
+    if duration is None:
+        return None
+    tolerance = max(VIDEO_TOLERANCE_S, 0.02 * duration)
+    if info.duration is not None and abs(info.duration - duration) > tolerance:
+        return f"{path.name} lasts {info.duration:.2f} s but the audio lasts {duration:.2f} s"
+    packets, complaint = video_stream_seconds(path)
+    if complaint or packets is None or packets < duration - tolerance:
+        reach = f"its pictures stop at {packets:.2f} s" if packets is not None else "no pictures"
+        return f"{path.name} is truncated or corrupt ({reach}, the audio lasts {duration:.2f} s" + (
+            f"; ffmpeg: {complaint})" if complaint else ")"
+        )
     return None
