@@ -40,6 +40,8 @@ MIN_PIXELS = 2
 MOVING_SHARE = 0.2
 #: Mean motion energy below which a video counts as still.
 MIN_MOTION = 1e-3
+#: HOG people detections weaker than this are ignored (instrument photos alone reach 0.9).
+HOG_MIN_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def _detect_people(frame: np.ndarray) -> list[Box]:
     return [
         tuple(int(v) for v in box)
         for box, weight in zip(found, np.ravel(weights), strict=True)
-        if weight > 0.5
+        if weight > HOG_MIN_WEIGHT
     ]
 
 
