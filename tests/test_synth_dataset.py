@@ -83,6 +83,7 @@ def test_manifest_records_works_instruments_soundfonts_and_version(generated: Pa
     settings = manifest["settings"]
     assert settings["seed"] == 7 and settings["split"] == "train"
     assert settings["generator_version"] == dataset.GENERATOR_VERSION
+    assert manifest["software"]["fluidsynth"].startswith("FluidSynth")
     assert settings["soundfonts"] == [str(resources.TEST_SOUNDFONTS[0].path)]
     for entry in manifest["pieces"].values():
         assert entry["folder"].startswith(f"{entry['number']:02d}_")

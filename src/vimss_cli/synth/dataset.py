@@ -207,6 +207,26 @@ def generate_piece(
     }
 
 
+def software_versions() -> dict[str, str]:
+    """Versions of what shapes the output beyond the settings (for the manifest)."""
+    import subprocess
+
+    import music21
+
+    from vimss_cli import __version__
+
+    result = subprocess.run(
+        [fluidsynth_executable(), "--version"], capture_output=True, text=True, check=False
+    )
+    lines = result.stdout.strip().splitlines()
+    return {
+        "vimss": __version__,
+        "music21": str(music21.__version__),
+        "numpy": np.__version__,
+        "fluidsynth": lines[0] if lines else "unknown",
+    }
+
+
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
     path = out_dir / MANIFEST_NAME
     if not path.exists():
@@ -243,7 +263,7 @@ def _open_output(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise OutputError(f"cannot create {out_dir}: {error.strerror}") from None
-        manifest = {"settings": settings, "pieces": {}}
+        manifest = {"settings": settings, "software": software_versions(), "pieces": {}}
         _write_manifest(out_dir, manifest)
         return manifest, []
     if manifest.get("settings") != settings:
