@@ -75,8 +75,8 @@ def validate(config: SynthConfig) -> None:
     """Raise :class:`InputError` for values no run can use."""
     if config.split not in scores.SPLITS:
         raise InputError(f"unknown --split {config.split!r}; choose one of train, valid, test")
-    if config.pieces < 1 or config.pieces > 99:
-        raise InputError(f"--pieces must be between 1 and 99, got {config.pieces}")
+    if config.pieces < 1 or config.pieces > 9999:
+        raise InputError(f"--pieces must be between 1 and 9999, got {config.pieces}")
     if not 2.0 <= config.seconds <= 600.0:
         raise InputError(f"--seconds must be between 2 and 600, got {config.seconds}")
     if config.workers < 1:
