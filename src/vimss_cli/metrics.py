@@ -28,13 +28,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 import scipy.linalg
 
 #: Taps of the time-invariant distortion filters (BSS Eval's default).
 FILTER_LENGTH = 512
 _EPS = np.finfo(np.float64).eps
-#: Samples per block for correlations and whole-signal projections.
-_BLOCK = 1 << 16
+#: FFT size of the blockwise correlations and whole-signal projections.
+_BLOCK_FFT = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,16 @@ def _check_pair(references: np.ndarray, estimates: np.ndarray) -> tuple[np.ndarr
 
 
 def _fft_size(length: int) -> int:
-    return 1 << int(np.ceil(np.log2(length)))
+    """A fast real-FFT size of at least ``length`` (products of 2, 3, 5, 7, 11)."""
+    return scipy.fft.next_fast_len(length, real=True)
+
+
+def _rfft(x: np.ndarray, n: int) -> np.ndarray:
+    return scipy.fft.rfft(x, n=n, axis=-1, workers=-1)
+
+
+def _irfft(x: np.ndarray, n: int) -> np.ndarray:
+    return scipy.fft.irfft(x, n=n, axis=-1, workers=-1)
 
 
 def _lagged_correlations(x: np.ndarray, y: np.ndarray, lags: int) -> np.ndarray:
@@ -83,25 +93,47 @@ def _lagged_correlations(x: np.ndarray, y: np.ndarray, lags: int) -> np.ndarray:
     Computed block by block, so memory does not grow with N.
     """
     length = x.shape[-1]
+    context = 2 * (lags - 1)
+    n_fft = max(_BLOCK_FFT, _fft_size(2 * context))
+    block = n_fft - context
     padded = np.pad(x, ((0, 0), (lags - 1, lags - 1)))
-    n_fft = _fft_size(_BLOCK + 2 * (lags - 1))
-    result = np.zeros((x.shape[0], y.shape[0], 2 * lags - 1))
-    for start in range(0, length, _BLOCK):
-        stop = min(start + _BLOCK, length)
-        x_spec = np.fft.rfft(padded[:, start : stop + 2 * (lags - 1)], n=n_fft)
-        y_spec = np.fft.rfft(y[:, start:stop], n=n_fft)
-        cross = np.fft.irfft(x_spec[:, None, :] * np.conj(y_spec)[None, :, :], n=n_fft)
-        result += cross[..., : 2 * lags - 1]
-    return result
+    # the correlation is linear in each block's cross-spectrum: sum spectra, invert once
+    cross = np.zeros((x.shape[0], y.shape[0], n_fft // 2 + 1), dtype=np.complex128)
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        x_spec = _rfft(padded[:, start : stop + context], n_fft)
+        y_spec = _rfft(y[:, start:stop], n_fft)
+        cross += x_spec[:, None, :] * np.conj(y_spec)[None, :, :]
+    return _irfft(cross, n_fft)[..., : 2 * lags - 1]
+
+
+class _Factor:
+    """Cholesky factor of a Gram matrix; LU when rounding makes it not positive definite."""
+
+    def __init__(self, gram: np.ndarray) -> None:
+        try:
+            self._cholesky = scipy.linalg.cho_factor(gram, check_finite=False)
+            self._lu = None
+        except np.linalg.LinAlgError:
+            self._cholesky = None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+                self._lu = scipy.linalg.lu_factor(gram, check_finite=False)
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        if self._cholesky is not None:
+            return scipy.linalg.cho_solve(self._cholesky, rhs, check_finite=False)
+        return scipy.linalg.lu_solve(self._lu, rhs, check_finite=False)
 
 
 class ReferenceGram:
-    """The references' Gram matrix of delayed copies, LU-factorised once.
+    """The references' Gram matrix of delayed copies, factorised once.
 
     Every system scored against the same references (model, baselines) shares it: building
     and factorising it is most of the cost of BSS Eval. ``references`` is ``(K, N)`` or
-    ``(K, N, C)``; the factorisation is LAPACK's partial-pivoting LU, as in museval's
-    ``np.linalg.solve``, on ``G + eps I``.
+    ``(K, N, C)``. ``G + eps I`` (museval's regularisation) is symmetric positive definite, so
+    it is Cholesky-factorised: half the work of the LU in museval's ``np.linalg.solve``, the
+    same filters up to rounding (LU is the fallback if rounding breaks definiteness).
     """
 
     def __init__(self, references: np.ndarray, filter_length: int = FILTER_LENGTH) -> None:
@@ -119,12 +151,8 @@ class ReferenceGram:
         gram += _EPS * np.eye(size)
         block = channels * lags
         self._blocks = [slice(j * block, (j + 1) * block) for j in range(sources)]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-            self._all = scipy.linalg.lu_factor(gram, check_finite=False)
-            self._own = [
-                scipy.linalg.lu_factor(gram[b, b], check_finite=False) for b in self._blocks
-            ]
+        self._all = _Factor(gram)
+        self._own = [_Factor(gram[b, b]) for b in self._blocks]
 
     def filters(self, estimates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Least-squares projection filters, museval's ``_compute_projection_filters``.
@@ -140,13 +168,13 @@ class ReferenceGram:
         est_corr = _lagged_correlations(self._flat, flat_ests, lags)
         size = sources * channels * lags
         cross = est_corr[:, :, lags - 1 - np.arange(lags)].transpose(0, 2, 1).reshape(size, -1)
-        solved = scipy.linalg.lu_solve(self._all, cross, check_finite=False)
+        solved = self._all.solve(cross)
         all_filters = solved.reshape(sources, channels, lags, sources, channels)
         all_filters = all_filters.transpose(3, 0, 1, 2, 4)
         own = np.empty((sources, channels, lags, channels))
         for j, rows in enumerate(self._blocks):
             cols = slice(j * channels, (j + 1) * channels)
-            solved_own = scipy.linalg.lu_solve(self._own[j], cross[rows, cols], check_finite=False)
+            solved_own = self._own[j].solve(cross[rows, cols])
             own[j] = solved_own.reshape(channels, lags, channels)
         return all_filters, own
 
@@ -161,6 +189,11 @@ def _filters(
     return gram.filters(ests)
 
 
+def _whole_block(filter_length: int) -> int:
+    """Block length of the whole-signal projections: block + taps - 1 fills one FFT."""
+    return max(_BLOCK_FFT, _fft_size(4 * filter_length)) - filter_length + 1
+
+
 class _Projector:
     """Convolve reference blocks with the distortion filters in the frequency domain."""
 
@@ -168,17 +201,17 @@ class _Projector:
         self.filter_length = own_filters.shape[2]
         self.n_fft = _fft_size(frame + self.filter_length - 1)
         # (K_est, K_ref, C_in, C_out, F) and (K, C_in, C_out, F)
-        self.all_spec = np.fft.rfft(np.moveaxis(all_filters, 3, -1), n=self.n_fft)
-        self.own_spec = np.fft.rfft(np.moveaxis(own_filters, 2, -1), n=self.n_fft)
+        self.all_spec = _rfft(np.moveaxis(all_filters, 3, -1), self.n_fft)
+        self.own_spec = _rfft(np.moveaxis(own_filters, 2, -1), self.n_fft)
 
     def __call__(self, frames: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
         """``frames`` ``(K, C, B, W)`` -> full and own projections ``(K, C, B, length)``."""
-        spec = np.fft.rfft(frames, n=self.n_fft)
+        spec = _rfft(frames, self.n_fft)
         full = np.einsum("icbf,jicof->jobf", spec, self.all_spec)
         own = np.einsum("jcbf,jcof->jobf", spec, self.own_spec)
         return (
-            np.fft.irfft(full, n=self.n_fft)[..., :length],
-            np.fft.irfft(own, n=self.n_fft)[..., :length],
+            _irfft(full, self.n_fft)[..., :length],
+            _irfft(own, self.n_fft)[..., :length],
         )
 
 
@@ -186,23 +219,37 @@ class _Projector:
 _REF, _REF_ERR, _SPAT, _OWN, _INTERF, _FULL, _ARTIF, _OWN_ERR = range(8)
 
 
+def _energy(x: np.ndarray) -> np.ndarray:
+    """``(K, C, B, M)`` -> ``(K, B)``: sum of squares over channels and time."""
+    return np.einsum("kcbm,kcbm->kb", x, x)
+
+
 def _energy_sums(ref: np.ndarray, est: np.ndarray, own: np.ndarray, full: np.ndarray) -> np.ndarray:
     """Energies of BSS Eval's components, summed over channels and time.
 
-    Inputs ``(K, C, B, M)`` aligned segments of the reference, the estimate and the two
-    projections -> ``(8, K, B)``.
+    ``ref`` and ``est`` are ``(K, C, B, W)`` segments of the references and estimates;
+    ``own`` and ``full`` the projections ``(K, C, B, M)`` with ``M >= W``, whose last
+    ``M - W`` samples (the filters' tails) lie where ``ref`` and ``est`` are zero.
+    Returns ``(8, K, B)`` in the order ``_REF, _REF_ERR, ...``.
     """
-    terms = (
-        ref,
-        est - ref,
-        own - ref,
-        own,
-        full - own,
-        full,
-        est - full,
-        est - own,
+    width = ref.shape[-1]
+    own_head, own_tail = own[..., :width], own[..., width:]
+    full_head, full_tail = full[..., :width], full[..., width:]
+    own_tail_energy = _energy(own_tail)
+    full_tail_energy = _energy(full_tail)
+    interference_tail = _energy(full_tail - own_tail)
+    return np.stack(
+        [
+            _energy(ref),
+            _energy(est - ref),
+            _energy(own_head - ref) + own_tail_energy,
+            _energy(own_head) + own_tail_energy,
+            _energy(full_head - own_head) + interference_tail,
+            _energy(full_head) + full_tail_energy,
+            _energy(est - full_head) + full_tail_energy,
+            _energy(est - own_head) + own_tail_energy,
+        ]
     )
-    return np.stack([np.einsum("kcbm,kcbm->kb", t, t) for t in terms])
 
 
 def _ratio_db(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -230,29 +277,56 @@ def _sources_scores(energy: np.ndarray) -> BssEval:
     )
 
 
-def _whole_signal_energies(refs: np.ndarray, ests: np.ndarray, projector: _Projector) -> np.ndarray:
-    """Energy sums over the whole signal (projections overlap-added block by block) ``(8, K)``."""
+class _WholeSignal:
+    """Whole-signal energy sums, fed consecutive blocks of projections (overlap-add).
+
+    Each block's projections extend ``L - 1`` samples past its end; that tail is carried
+    into the next block, so the sums equal those of one convolution over the whole signal.
+    """
+
+    def __init__(self, sources: int, channels: int, filter_length: int) -> None:
+        self.tail = filter_length - 1
+        self.total = np.zeros((8, sources))
+        self.carry_full = np.zeros((sources, channels, 1, self.tail))
+        self.carry_own = np.zeros_like(self.carry_full)
+
+    def add(self, ref: np.ndarray, est: np.ndarray, own: np.ndarray, full: np.ndarray) -> None:
+        """Consecutive blocks ``(K, C, B, W)`` and their projections ``(K, C, B, W + L - 1)``."""
+        width = ref.shape[-1]
+        own, full = own.copy(), full.copy()
+        for b in range(ref.shape[2]):  # each block's head receives the previous block's tail
+            own[:, :, b, : self.tail] += self.carry_own[:, :, 0]
+            full[:, :, b, : self.tail] += self.carry_full[:, :, 0]
+            self.carry_own = own[:, :, b : b + 1, width:]
+            self.carry_full = full[:, :, b : b + 1, width:]
+        energy = _energy_sums(ref, est, own[..., :width], full[..., :width])
+        self.total += energy.sum(axis=-1)
+
+    def finish(self) -> np.ndarray:
+        """The sums ``(8, K)``, with the last block's tail."""
+        sources, channels = self.carry_own.shape[:2]
+        nothing = np.zeros((sources, channels, 1, 0))
+        return self.total + _energy_sums(nothing, nothing, self.carry_own, self.carry_full)[..., 0]
+
+
+def _whole_signal_energies(
+    refs: np.ndarray,
+    ests: np.ndarray,
+    projector: _Projector,
+    start: int = 0,
+    whole: _WholeSignal | None = None,
+) -> np.ndarray:
+    """Energy sums ``(8, K)`` over the whole signal, from sample ``start`` on into ``whole``."""
     sources, channels, length = refs.shape
-    tail = projector.filter_length - 1
-    total = np.zeros((8, sources, 1))
-    carry_full = np.zeros((sources, channels, 1, tail))
-    carry_own = np.zeros_like(carry_full)
-    for start in range(0, length, _BLOCK):
-        stop = min(start + _BLOCK, length)
-        block = stop - start
-        full, own = projector(refs[:, :, None, start:stop], block + tail)
-        full[..., :tail] += carry_full
-        own[..., :tail] += carry_own
-        carry_full, carry_own = full[..., block:], own[..., block:]
-        total += _energy_sums(
-            refs[:, :, None, start:stop],
-            ests[:, :, None, start:stop],
-            own[..., :block],
-            full[..., :block],
-        )
-    zeros = np.zeros_like(carry_full)
-    total += _energy_sums(zeros, zeros, carry_own, carry_full)
-    return total[..., 0]
+    if whole is None:
+        whole = _WholeSignal(sources, channels, projector.filter_length)
+    block_length = projector.n_fft - whole.tail
+    for first in range(start, length, block_length):
+        stop = min(first + block_length, length)
+        block = refs[:, :, None, first:stop]
+        full, own = projector(block, stop - first + whole.tail)
+        whole.add(block, ests[:, :, None, first:stop], own, full)
+    return whole.finish()
 
 
 def _windows(length: int, window: int, hop: int) -> tuple[int, int]:
@@ -263,9 +337,19 @@ def _windows(length: int, window: int, hop: int) -> tuple[int, int]:
 
 
 def _framewise_energies(
-    refs: np.ndarray, ests: np.ndarray, projector: _Projector, window: int, hop: int, count: int
+    refs: np.ndarray,
+    ests: np.ndarray,
+    projector: _Projector,
+    window: int,
+    hop: int,
+    count: int,
+    whole: _WholeSignal | None = None,
 ) -> np.ndarray:
-    """Energy sums per window ``(8, K, T)``; each window projected on its own, as museval does."""
+    """Energy sums per window ``(8, K, T)``; each window projected on its own, as museval does.
+
+    With ``whole`` (and ``hop == window``) the same projections, overlap-added, also feed the
+    whole-signal sums of the windows' span.
+    """
     filter_length = projector.filter_length
     sources, channels, _ = refs.shape
     length = window + filter_length - 1
@@ -277,8 +361,9 @@ def _framewise_energies(
         index = batch[:, None] + np.arange(window)[None, :]  # (B, W)
         ref_frames, est_frames = refs[:, :, index], ests[:, :, index]  # (K, C, B, W)
         full, own = projector(ref_frames, length)
-        pad = ((0, 0), (0, 0), (0, 0), (0, filter_length - 1))
-        chunks.append(_energy_sums(np.pad(ref_frames, pad), np.pad(est_frames, pad), own, full))
+        chunks.append(_energy_sums(ref_frames, est_frames, own, full))
+        if whole is not None:
+            whole.add(ref_frames, est_frames, own, full)
         silent = _any_silent(ref_frames) | _any_silent(est_frames)
         chunks[-1][:, :, silent] = np.nan
     return np.concatenate(chunks, axis=-1)
@@ -306,7 +391,7 @@ def bss_eval_sources(
     """
     refs, ests = _check_pair(references, estimates)
     all_filters, own_filters = _filters(refs, ests, filter_length, gram)
-    projector = _Projector(all_filters, own_filters, _BLOCK)
+    projector = _Projector(all_filters, own_filters, _whole_block(filter_length))
     scores = _sources_scores(_whole_signal_energies(refs, ests, projector))
     return _blank(scores, _silent_sources(refs) | _silent_sources(ests))
 
@@ -347,12 +432,14 @@ def bss_eval(
     refs, ests = _check_pair(references, estimates)
     frame, count = _windows(refs.shape[-1], window, window)
     all_filters, own_filters = _filters(refs, ests, filter_length, gram)
-    whole_energy = _whole_signal_energies(refs, ests, _Projector(all_filters, own_filters, _BLOCK))
-    whole = _blank(_sources_scores(whole_energy), _silent_sources(refs) | _silent_sources(ests))
-    frame_projector = _Projector(all_filters, own_filters, frame)
+    projector = _Projector(all_filters, own_filters, frame)
+    # the windows tile the signal: their projections, overlap-added, give the whole signal's
+    accumulator = _WholeSignal(refs.shape[0], refs.shape[1], filter_length)
     framewise = _images_scores(
-        _framewise_energies(refs, ests, frame_projector, frame, frame, count)
+        _framewise_energies(refs, ests, projector, frame, frame, count, accumulator)
     )
+    whole_energy = _whole_signal_energies(refs, ests, projector, count * frame, accumulator)
+    whole = _blank(_sources_scores(whole_energy), _silent_sources(refs) | _silent_sources(ests))
     return whole, framewise
 
 
