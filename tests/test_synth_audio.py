@@ -44,7 +44,10 @@ def test_room_response_has_a_direct_path_and_decays() -> None:
 def test_one_fluidsynth_run_renders_each_player_into_its_own_exact_slice() -> None:
     early = (performance.PlayedNote(0.1, 0.5, 69, 100),)
     late = (performance.PlayedNote(1.2, 0.5, 57, 100),)
-    players = [(early, np.full(20, 100), 73), (late, np.full(20, 100), 42)]
+    players = [
+        performance.RenderPart(early, np.full(20, 100), 73),
+        performance.RenderPart(late, np.full(20, 100), 42, performance.Vibrato(5.0, 20.0, 0.1)),
+    ]
     font = TEST_SOUNDFONTS[0].path
     rendered = audio.render_players(fluidsynth_executable(), font, players, 2.0, RATE)
     assert [r.shape for r in rendered] == [(2 * RATE,), (2 * RATE,)]
@@ -62,7 +65,9 @@ def test_one_fluidsynth_run_renders_each_player_into_its_own_exact_slice() -> No
 def test_fluidsynth_failure_is_a_media_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.sf2"
     broken.write_bytes(b"not a soundfont")
-    players = [((performance.PlayedNote(0.1, 0.5, 69, 100),), np.full(10, 100), 40)]
+    players = [
+        performance.RenderPart((performance.PlayedNote(0.1, 0.5, 69, 100),), np.full(10, 100), 40)
+    ]
     with pytest.raises(MediaError, match="fluidsynth"):
         audio.render_players(fluidsynth_executable(), broken, players, 1.0, RATE)
 

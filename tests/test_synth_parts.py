@@ -137,7 +137,11 @@ def test_notes_f0_and_midi_files(tmp_path: Path) -> None:
     values = {row[0]: float(row[1]) for row in f0}
     assert values["0.400"] == 0.0 and values["0.600"] == 440.0 and values["1.200"] == 880.0
     path = tmp_path / "p.mid"
-    players = [(notes, np.full(20, 100), 40), (notes[:1], np.full(20, 90), 73)]
+    vibrato = performance.Vibrato(rate=5.0, depth=20.0, delay=0.1)
+    players = [
+        performance.RenderPart(notes, np.full(20, 100), 40),
+        performance.RenderPart(notes[:1], np.full(20, 90), 73, vibrato),
+    ]
     performance.write_render_midi(path, players, 2.0)
     midi = mido.MidiFile(str(path))
     ons = [(m.channel, m.note) for m in midi if m.type == "note_on"]
@@ -149,3 +153,32 @@ def test_notes_f0_and_midi_files(tmp_path: Path) -> None:
         if message.type == "note_on":
             times.append(round(now, 3))
     assert times == [0.5, 1.0, 0.5 + 2.0 + performance.RENDER_GAP]
+
+
+def test_vibrato_bends_the_pitch_wheel_and_the_f0s_alike(tmp_path: Path) -> None:
+    vibrato = performance.Vibrato(rate=5.0, depth=20.0, delay=0.1)
+    note = performance.PlayedNote(0.5, 1.0, 69, 80)
+    rows = [line.split("\t") for line in performance.f0_text((note,), 2.0, vibrato).splitlines()]
+    f0 = {round(float(t), 2): float(f) for t, f in rows}
+    assert f0[0.55] == pytest.approx(440.0)  # straight tone before the delay
+    inside = np.array([f for t, f in f0.items() if 0.8 <= t < 1.5])
+    cents = 1200 * np.log2(inside / 440.0)
+    assert 15 < cents.max() <= 20.01 and -20.01 <= cents.min() < -15  # f0s have 3 decimals
+    assert f0[1.6] == 0.0
+    path = tmp_path / "v.mid"
+    performance.write_render_midi(
+        path, [performance.RenderPart((note,), np.full(20, 100), 40, vibrato)], 2.0
+    )
+    bends = [m.pitch for m in mido.MidiFile(str(path)) if m.type == "pitchwheel"]
+    assert len(bends) == 50  # every 20 ms over the 1 s note
+    full_depth = round(20 / 200 * 8192)  # 20 cents of the +-200 cent wheel
+    assert bends[0] == 0 and 0.9 * full_depth < max(bends) <= full_depth
+
+
+def test_each_family_gets_its_kind_of_vibrato() -> None:
+    line = tuple(Note(float(i), 1.0, 60) for i in range(8))
+    work = scores.Work("bach/bwv66.6.mxl", "bach/bwv66", "bach")
+    excerpt = scores.Excerpt(work, 0.0, 8.0, ("vn", "tpt"), (line, line), ("S", "B"), (0, 0))
+    played = performance.perform(excerpt, 90.0, 6.0, np.random.default_rng(0))
+    violin, trumpet = played.vibratos
+    assert 8.0 <= violin.depth <= 30.0 and 0.0 <= trumpet.depth <= 6.0

@@ -17,7 +17,7 @@ import numpy as np
 import soundfile
 
 from vimss_cli.errors import MediaError
-from vimss_cli.synth.performance import RENDER_GAP, PlayedNote, write_render_midi
+from vimss_cli.synth.performance import RENDER_GAP, RenderPart, write_render_midi
 from vimss_cli.synth.resources import is_soundfont
 
 #: Mixture peak ceiling (-1 dBFS) before quantisation.
@@ -87,7 +87,7 @@ def render_midi(
 def render_players(
     fluidsynth: str,
     soundfont: Path,
-    players: list[tuple[tuple[PlayedNote, ...], np.ndarray, int]],
+    players: list[RenderPart],
     seconds: float,
     sample_rate: int,
 ) -> list[np.ndarray]:

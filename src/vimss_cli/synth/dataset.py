@@ -144,7 +144,12 @@ def generate_piece(
     for font in sorted(set(player_fonts), key=lambda f: str(f.path)):
         tracks = [j for j, used in enumerate(player_fonts) if used == font]
         parts = [
-            (played.players[j], played.expression[j], scores.PROGRAMS[instruments[j]])
+            performance.RenderPart(
+                played.players[j],
+                played.expression[j],
+                scores.PROGRAMS[instruments[j]],
+                played.vibratos[j],
+            )
             for j in tracks
         ]
         rendered = audio.render_players(fluidsynth, font.path, parts, seconds, rate)
@@ -158,7 +163,9 @@ def generate_piece(
     for j in range(len(instruments)):
         audio.write_wav16(partial / name.stem_name(j + 1), stems[j], rate)
         (partial / name.notes_name(j + 1)).write_text(performance.notes_text(played.players[j]))
-        (partial / name.f0_name(j + 1)).write_text(performance.f0_text(played.players[j], seconds))
+        (partial / name.f0_name(j + 1)).write_text(
+            performance.f0_text(played.players[j], seconds, played.vibratos[j])
+        )
     audio.write_wav16(partial / name.mix_name(), mix, rate)
     performance.write_score_midi(partial / name.score_name(), excerpt, bpm)
 

@@ -39,6 +39,33 @@ class PlayedNote:
 
 
 @dataclass(frozen=True)
+class Vibrato:
+    """A player's vibrato: a sine of ``rate`` Hz and ``depth`` cents that fades in after
+    ``delay`` seconds of each note (played with the pitch wheel, written into the F0s)."""
+
+    rate: float
+    depth: float
+    delay: float
+
+    def cents(self, since_onset: np.ndarray) -> np.ndarray:
+        """Pitch offset in cents at ``since_onset`` seconds into a note."""
+        held = np.maximum(since_onset - self.delay, 0.0)
+        return self.depth * np.clip(held / 0.15, 0.0, 1.0) * np.sin(2 * np.pi * self.rate * held)
+
+
+#: Vibrato depth range (cents) by family: strings and winds use it, brass hardly.
+VIBRATO_DEPTH: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(("vn", "va", "vc", "db"), (8.0, 30.0)),
+    **dict.fromkeys(("fl", "ob", "cl", "bn", "sax"), (4.0, 18.0)),
+    **dict.fromkeys(("tpt", "hn", "tbn", "tba"), (0.0, 6.0)),
+}
+#: Time step of the pitch-wheel messages that play the vibrato, in seconds.
+BEND_STEP = 0.02
+#: fluidsynth's default pitch-wheel range: +-2 semitones over +-8192.
+BEND_RANGE_CENTS = 200.0
+
+
+@dataclass(frozen=True)
 class Performance:
     """What each player plays (track order) over ``seconds``, and how loudly over time."""
 
@@ -46,6 +73,7 @@ class Performance:
     bpm: float
     players: tuple[tuple[PlayedNote, ...], ...]
     expression: tuple[np.ndarray, ...]  # CC 11 values every EXPRESSION_STEP seconds
+    vibratos: tuple[Vibrato, ...]
 
 
 def smooth_curve(
@@ -73,7 +101,8 @@ def perform(excerpt: Excerpt, bpm: float, seconds: float, rng: np.random.Generat
     last_onset = seconds - TAIL_SECONDS
     players = []
     expressions = []
-    for notes in excerpt.parts:
+    vibratos = []
+    for instrument, notes in zip(excerpt.instruments, excerpt.parts, strict=True):
         lag = float(np.clip(rng.normal(0.0, 0.012), -0.03, 0.03))
         articulation = rng.uniform(0.8, 0.98)
         level = rng.uniform(55, 100)
@@ -104,7 +133,11 @@ def perform(excerpt: Excerpt, bpm: float, seconds: float, rng: np.random.Generat
         times = np.arange(0.0, seconds, EXPRESSION_STEP)
         expression = 100 + 0.9 * swing * smooth_curve(rng, times, 0.03, 0.25)
         expressions.append(np.clip(np.round(expression), 40, 127).astype(int))
-    return Performance(seconds, bpm, tuple(players), tuple(expressions))
+        low, high = VIBRATO_DEPTH[instrument]
+        vibratos.append(
+            Vibrato(rng.uniform(4.5, 6.5), rng.uniform(low, high), rng.uniform(0.1, 0.35))
+        )
+    return Performance(seconds, bpm, tuple(players), tuple(expressions), tuple(vibratos))
 
 
 #: Silence between players laid end to end in one render file, in seconds (lets releases die).
@@ -116,19 +149,26 @@ def render_channel(index: int) -> int:
     return index if index < 9 else index + 1
 
 
-def write_render_midi(
-    path: Path,
-    players: list[tuple[tuple[PlayedNote, ...], np.ndarray, int]],
-    seconds: float,
-) -> None:
+@dataclass(frozen=True)
+class RenderPart:
+    """One player as fluidsynth plays it."""
+
+    notes: tuple[PlayedNote, ...]
+    expression: np.ndarray  # CC 11 every EXPRESSION_STEP seconds
+    program: int  # General MIDI program
+    vibrato: Vibrato | None = None
+
+
+def write_render_midi(path: Path, players: list[RenderPart], seconds: float) -> None:
     """Players' performances end to end in one MIDI file with millisecond ticks.
 
-    Player ``k`` (``(notes, expression, program)``) plays on its own channel from
+    Player ``k`` plays on its own channel from
     ``k * (seconds + RENDER_GAP)``, so one fluidsynth run (one soundfont load) renders them
     all and each player's stem is the slice of the output at its offset.
     """
     events: list[tuple[int, int, mido.Message]] = []
-    for index, (notes, expression, program) in enumerate(players):
+    for index, part in enumerate(players):
+        notes, expression, program = part.notes, part.expression, part.program
         channel = render_channel(index)
         base = round(index * (seconds + RENDER_GAP) * 1000)
         events.append((base, 0, mido.Message("program_change", program=program, channel=channel)))
@@ -159,6 +199,8 @@ def write_render_midi(
             events.append(
                 (off, 2, mido.Message("note_off", note=note.pitch, velocity=0, channel=channel))
             )
+            if part.vibrato is not None:
+                events.extend(_bend_events(part.vibrato, note, on, off, channel))
     events.sort(key=lambda event: (event[0], event[1]))
     track = mido.MidiTrack()
     track.append(mido.MetaMessage("set_tempo", tempo=1_000_000, time=0))
@@ -171,6 +213,19 @@ def write_render_midi(
     midi = mido.MidiFile(type=0, ticks_per_beat=1000)
     midi.tracks.append(track)
     midi.save(str(path))
+
+
+def _bend_events(
+    vibrato: Vibrato, note: PlayedNote, on: int, off: int, channel: int
+) -> list[tuple[int, int, mido.Message]]:
+    """Pitch-wheel messages playing ``vibrato`` over one note (reset at its start)."""
+    ticks = np.arange(on, off, round(BEND_STEP * 1000))
+    cents = vibrato.cents((ticks - on) / 1000.0)
+    values = np.clip(np.round(cents / BEND_RANGE_CENTS * 8192), -8192, 8191).astype(int)
+    return [
+        (int(tick), 0, mido.Message("pitchwheel", pitch=int(value), channel=channel))
+        for tick, value in zip(ticks, values, strict=True)
+    ]
 
 
 def write_score_midi(path: Path, excerpt: Excerpt, bpm: float) -> None:
@@ -211,10 +266,15 @@ def notes_text(notes: tuple[PlayedNote, ...]) -> str:
     return "".join(f"{n.onset:.3f}\t{n.frequency:.3f}\t{n.duration:.3f}\n" for n in notes)
 
 
-def f0_text(notes: tuple[PlayedNote, ...], seconds: float) -> str:
-    """URMP ``F0s_`` lines: time (s), f0 (Hz; 0 where the player is silent), every F0_HOP s."""
+def f0_text(notes: tuple[PlayedNote, ...], seconds: float, vibrato: Vibrato | None = None) -> str:
+    """URMP ``F0s_`` lines: time (s), f0 (Hz; 0 where the player is silent), every F0_HOP s.
+
+    The f0 is the note's equal-tempered frequency moved by the player's vibrato.
+    """
     times = np.arange(0.0, seconds, F0_HOP)
     f0 = np.zeros_like(times)
     for note in notes:
-        f0[(times >= note.onset) & (times < note.onset + note.duration)] = note.frequency
+        inside = (times >= note.onset) & (times < note.onset + note.duration)
+        cents = vibrato.cents(times[inside] - note.onset) if vibrato else 0.0
+        f0[inside] = note.frequency * 2.0 ** (cents / 1200)
     return "".join(f"{t:.3f}\t{f:.3f}\n" for t, f in zip(times, f0, strict=True))
