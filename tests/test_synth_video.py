@@ -75,3 +75,11 @@ def test_each_region_moves_when_its_own_player_plays(tmp_path: Path) -> None:
     # second; sway, camera shake and light change move both halves alike
     assert left[: half - 1].mean() > 1.25 * left[half + 1 :].mean()
     assert right[half + 1 :].mean() > 1.25 * right[: half - 1].mean()
+
+
+def test_camera_shake_moves_the_picture_and_repeats_the_uncovered_edge() -> None:
+    from vimss_cli.synth.video import _shift
+
+    frame = np.arange(12).reshape(3, 4)[..., None]
+    moved = _shift(frame, 1, -1)[..., 0]  # one pixel down, one left
+    assert moved.tolist() == [[1, 2, 3, 3], [1, 2, 3, 3], [5, 6, 7, 7]]

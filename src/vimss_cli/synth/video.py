@@ -208,6 +208,14 @@ def _draw_player(
                 cv2.circle(frame, dot, max(2, height // 50), look.skin, -1)
 
 
+def _shift(frame: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Move the picture by whole pixels (camera shake), repeating the edge it uncovers."""
+    height, width = frame.shape[:2]
+    rows = np.clip(np.arange(height) - dy, 0, height - 1)
+    cols = np.clip(np.arange(width) - dx, 0, width - 1)
+    return frame[rows[:, None], cols[None, :]]
+
+
 def render_video(
     path: str,
     looks: list[PlayerLook],
@@ -247,7 +255,7 @@ def render_video(
             for j, look in enumerate(looks):
                 centre_x = (j + 0.5) * region_width
                 _draw_player(frame, look, images[j], motions[j], i, centre_x, region_width)
-            frame = np.roll(frame, tuple(shake[i]), axis=(0, 1))
+            frame = _shift(frame, int(shake[i][0]), int(shake[i][1]))
             lit = frame.astype(np.int16) * light[i] + noise_bank[i % len(noise_bank)]
             process.stdin.write(np.clip(lit, 0, 255).astype(np.uint8).tobytes())
         process.stdin.close()
