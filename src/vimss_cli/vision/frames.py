@@ -158,6 +158,10 @@ class FrameStream:
             "-v",
             "error",
             "-xerror",
+            # skipping the deblocking filter and allowing the decoder's fast paths halves the
+            # decoding time of 1080p H.264 here; the blocking it leaves is far below what
+            # survives downscaling to the analysis size
+            *("-skip_loop_filter", "all", "-flags2", "fast"),
             "-copyts",
             "-i",
             str(self.info.path),
