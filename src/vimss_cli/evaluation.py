@@ -380,7 +380,8 @@ def model_estimates(
 
 def user_estimates(track: Track, audio: TrackAudio) -> np.ndarray:
     """The track's estimate files at the evaluation rate, fitted to the references ``(K, N)``."""
-    assert track.estimates is not None
+    if track.estimates is None:
+        raise ValueError(f"track {track.piece} has no estimate files")
     stems = []
     for path in track.estimates:
         what = f"{track.piece}/{path.name} (estimate)"
