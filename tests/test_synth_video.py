@@ -80,6 +80,6 @@ def test_each_region_moves_when_its_own_player_plays(tmp_path: Path) -> None:
 def test_camera_shake_moves_the_picture_and_repeats_the_uncovered_edge() -> None:
     from vimss_cli.synth.video import _shift
 
-    frame = np.arange(12).reshape(3, 4)[..., None]
+    frame = np.repeat(np.arange(12, dtype=np.uint8).reshape(3, 4)[..., None], 3, axis=2)
     moved = _shift(frame, 1, -1)[..., 0]  # one pixel down, one left
     assert moved.tolist() == [[1, 2, 3, 3], [1, 2, 3, 3], [5, 6, 7, 7]]

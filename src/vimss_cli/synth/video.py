@@ -210,10 +210,15 @@ def _draw_player(
 
 def _shift(frame: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """Move the picture by whole pixels (camera shake), repeating the edge it uncovers."""
+    import cv2
+
+    if dy == 0 and dx == 0:
+        return frame
     height, width = frame.shape[:2]
-    rows = np.clip(np.arange(height) - dy, 0, height - 1)
-    cols = np.clip(np.arange(width) - dx, 0, width - 1)
-    return frame[rows[:, None], cols[None, :]]
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(
+        frame, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def render_video(
@@ -238,7 +243,7 @@ def render_video(
     shake = np.cumsum(rng.normal(0, 0.3, size=(frames, 2)), axis=0)
     shake = np.clip(shake - np.linspace(0, 1, frames)[:, None] * shake[-1], -limit, limit)
     shake = np.round(shake).astype(int)
-    noise_bank = rng.normal(0, 2.0, size=(4, height, width, 3)).astype(np.int16)
+    noise_bank = np.round(rng.normal(0, 2.0, size=(4, height, width, 3))).astype(np.float32)
     command = [
         ffmpeg, "-hide_banner", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
         "-s", f"{width}x{height}", "-r", "30000/1001", "-i", "pipe:0",
@@ -256,8 +261,8 @@ def render_video(
                 centre_x = (j + 0.5) * region_width
                 _draw_player(frame, look, images[j], motions[j], i, centre_x, region_width)
             frame = _shift(frame, int(shake[i][0]), int(shake[i][1]))
-            lit = frame.astype(np.int16) * light[i] + noise_bank[i % len(noise_bank)]
-            process.stdin.write(np.clip(lit, 0, 255).astype(np.uint8).tobytes())
+            lit = frame.astype(np.float32) * np.float32(light[i]) + noise_bank[i % len(noise_bank)]
+            process.stdin.write(np.clip(lit, 0, 255, out=lit).astype(np.uint8).tobytes())
         process.stdin.close()
     except BrokenPipeError:
         pass
