@@ -11,11 +11,12 @@ whole signal):
   once on the whole track, scores per window (SiSEC: 1 s windows, 1 s hop). Its SDR is the
   plain signal-to-error ratio ``|s|^2 / |s - ŝ|^2``; ISR, SIR and SAR use the filters.
 
-The arithmetic follows museval's ``bss_eval`` exactly (same Gram matrix of delayed
-references, same ``eps`` on its diagonal, same projections of each window), but correlations
-and projections run blockwise with real FFTs and every estimate shares one linear solve, so
-memory stays bounded and a minute of four sources scores in well under a second's worth of
-FFTs per source. Everything is float64 numpy; no thread settings matter.
+The arithmetic follows museval's ``bss_eval`` (same Gram matrix of delayed references, same
+``eps`` on its diagonal, same projections of each window), but correlations and projections
+run blockwise with real FFTs, the Gram matrix is factorised once per set of references
+(:class:`ReferenceGram`, shared by every system scored against them), and the window
+projections, overlap-added, also give the whole-signal values. Memory stays bounded by the
+block size. Everything is float64 numpy/scipy; no torch linear algebra is involved.
 
 Shapes: references and estimates are ``(K, N)`` (mono) or ``(K, N, C)`` (museval's
 ``(nsrc, nsampl, nchan)``); K sources, N samples, C channels.
@@ -24,7 +25,6 @@ Shapes: references and estimates are ``(K, N)`` (mono) or ``(K, N, C)`` (museval
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -388,6 +388,7 @@ def bss_eval_sources(
     """mir_eval's ``bss_eval_sources`` without permutation search: SDR, SIR, SAR ``(K,)``.
 
     A source whose reference or estimate is all zeros scores NaN (mir_eval refuses such input).
+    ``gram``: a :class:`ReferenceGram` of these references, to skip refactorising it.
     """
     refs, ests = _check_pair(references, estimates)
     all_filters, own_filters = _filters(refs, ests, filter_length, gram)
@@ -408,7 +409,7 @@ def bss_eval_v4(
 
     Windows of ``window`` samples every ``hop`` (default: ``window``); a trailing partial
     window is dropped, as museval does. Windows where any reference or estimate is all zeros
-    are NaN for every source.
+    are NaN for every source. ``gram``: as for :func:`bss_eval_sources`.
     """
     hop = window if hop is None else hop
     refs, ests = _check_pair(references, estimates)
@@ -427,7 +428,8 @@ def bss_eval(
 ) -> tuple[BssEval, BssEval]:
     """Both flavours from one filter fit: (v3 sources whole-signal ``(K,)``, v4 ``(K, T)``).
 
-    Same values as :func:`bss_eval_sources` and :func:`bss_eval_v4` with ``hop = window``.
+    Same values as :func:`bss_eval_sources` and :func:`bss_eval_v4` with ``hop = window``;
+    ``gram``: as for :func:`bss_eval_sources`.
     """
     refs, ests = _check_pair(references, estimates)
     frame, count = _windows(refs.shape[-1], window, window)
@@ -476,10 +478,3 @@ def si_sdr(references: np.ndarray, estimates: np.ndarray) -> np.ndarray:
         )
     undefined = (ref_energy == 0) | ~np.any(ests != 0, axis=1)
     return np.where(undefined, np.nan, values)
-
-
-def iter_windows(length: int, window: int) -> Iterator[slice]:
-    """The windows :func:`bss_eval_v4` scores (hop = window), as slices."""
-    frame, count = _windows(length, window, window)
-    for t in range(count):
-        yield slice(t * window, t * window + frame)
