@@ -271,11 +271,18 @@ def test_missing_stem_fails(tree: Path) -> None:
     assert_clean_failure(result, "02_Hark_fl_cl_bn is missing stems: AuSep_3_bn_02_Hark.wav")
 
 
-def test_folder_name_disagreeing_with_files_fails(tree: Path) -> None:
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("AuSep_2_vc_01_Jupiter.wav", "AuSep_2_va_01_Jupiter.wav"),
+        ("AuMix_01_Jupiter_vn_vc.wav", "AuMix_01_Jupiter_vn_va.wav"),
+    ],
+)
+def test_folder_name_disagreeing_with_files_fails(tree: Path, old: str, new: str) -> None:
     piece = tree / "01_Jupiter_vn_vc"
-    (piece / "AuSep_2_vc_01_Jupiter.wav").rename(piece / "AuSep_2_va_01_Jupiter.wav")
+    (piece / old).rename(piece / new)
     result = run("--dataset", "urmp", "--root", tree)
-    assert_clean_failure(result, "disagrees with its files", "AuSep_2_va_01_Jupiter.wav")
+    assert_clean_failure(result, "disagrees with its files", new)
 
 
 def test_missing_estimate_fails(tmp_path: Path) -> None:

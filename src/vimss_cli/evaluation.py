@@ -117,7 +117,8 @@ def check_piece_files(piece: Piece) -> None:
     """Refuse a piece whose stems are missing or disagree with its folder name."""
     expected = {path.name for path in piece.stem_paths}
     found = {path.name for path in piece.folder.glob("AuSep_*.wav")}
-    foreign = sorted(found - expected)
+    mixtures = {path.name for path in piece.folder.glob("AuMix_*.wav")}
+    foreign = sorted((found - expected) | (mixtures - {piece.mix_path.name}))
     if foreign:
         raise InputError(
             f"piece folder {piece.folder.name} disagrees with its files: it names "
