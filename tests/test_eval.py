@@ -261,6 +261,14 @@ def test_bad_options(args: tuple[str, ...], fragment: str, tmp_path: Path) -> No
     assert_clean_failure(run(*args), fragment)
 
 
+def test_output_that_is_a_file_fails(tree: Path, tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.write_text("the user's file")
+    result = run("--dataset", "urmp", "--root", tree, "--out", target)
+    assert_clean_failure(result, "cannot create output directory")
+    assert target.read_text() == "the user's file"
+
+
 def test_empty_root_fails(tmp_path: Path) -> None:
     assert_clean_failure(run("--dataset", "urmp", "--root", tmp_path), "no URMP piece folders")
 

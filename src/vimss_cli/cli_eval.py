@@ -85,6 +85,10 @@ def eval_command(
         if not systems:
             raise InputError("nothing to score: give --model, or keep the baselines")
         eval_rate = evaluation_rate(protocol, rate, tracks)
+        if out_dir is not None:
+            from vimss_cli.stem_writer import ensure_writable_directory
+
+            ensure_writable_directory(out_dir)
         separator = None
         if model is not None:
             from vimss_cli.api import Separator
