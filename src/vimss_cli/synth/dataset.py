@@ -113,6 +113,40 @@ def _file_sizes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+def _sound(
+    played: performance.Performance,
+    instruments: tuple[str, ...],
+    player_fonts: list[Soundfont],
+    rate: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, list[float], audio.Room]:
+    """Render, reverberate, level and mix the players: int16 stems, mix, gains, room."""
+    seconds = played.seconds
+    room = audio.draw_room(rng, len(instruments))
+    fluidsynth = fluidsynth_executable()
+    dry_stems: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(instruments)
+    for font in sorted(set(player_fonts), key=lambda f: str(f.path)):
+        tracks = [j for j, used in enumerate(player_fonts) if used == font]
+        parts = [
+            performance.RenderPart(
+                played.players[j],
+                played.expression[j],
+                scores.PROGRAMS[instruments[j]],
+                played.vibratos[j],
+            )
+            for j in tracks
+        ]
+        rendered = audio.render_players(fluidsynth, font.path, parts, seconds, rate)
+        for j, stem in zip(tracks, rendered, strict=True):
+            dry_stems[j] = stem
+    wet_stems = [
+        audio.convolve(stem, audio.impulse_response(rng, room, j, rate))
+        for j, stem in enumerate(dry_stems)
+    ]
+    stems, mix, gains = audio.balance_and_quantise(wet_stems, rng, rate)
+    return stems, mix, gains, room
+
+
 def generate_piece(
     settings: dict[str, Any], fonts: list[Soundfont], number: int, out_dir: Path
 ) -> dict[str, Any]:
@@ -138,28 +172,7 @@ def generate_piece(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
 
-    room = audio.draw_room(sound_rng, len(instruments))
-    fluidsynth = fluidsynth_executable()
-    dry_stems: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(instruments)
-    for font in sorted(set(player_fonts), key=lambda f: str(f.path)):
-        tracks = [j for j, used in enumerate(player_fonts) if used == font]
-        parts = [
-            performance.RenderPart(
-                played.players[j],
-                played.expression[j],
-                scores.PROGRAMS[instruments[j]],
-                played.vibratos[j],
-            )
-            for j in tracks
-        ]
-        rendered = audio.render_players(fluidsynth, font.path, parts, seconds, rate)
-        for j, stem in zip(tracks, rendered, strict=True):
-            dry_stems[j] = stem
-    wet_stems = [
-        audio.convolve(stem, audio.impulse_response(sound_rng, room, j, rate))
-        for j, stem in enumerate(dry_stems)
-    ]
-    stems, mix, gains = audio.balance_and_quantise(wet_stems, sound_rng, rate)
+    stems, mix, gains, room = _sound(played, instruments, player_fonts, rate, sound_rng)
     for j in range(len(instruments)):
         audio.write_wav16(partial / name.stem_name(j + 1), stems[j], rate)
         (partial / name.notes_name(j + 1)).write_text(performance.notes_text(played.players[j]))
