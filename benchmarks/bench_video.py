@@ -4,6 +4,7 @@
     python benchmarks/bench_video.py imagenet    # top-1 of the port on the real photos
     python benchmarks/bench_video.py motion      # frame differences vs Farneback flow
     python benchmarks/bench_video.py cost        # seconds per minute of 1080p video
+    python benchmarks/bench_video.py synth ROOT  # count and panel hits on `vimss data synth` output
 
 Scenes are composed from the real instrument photos in tests/data/instruments (see
 tests/scenes.py): K players side by side on a plain or a graded, noisy backdrop, swaying while
@@ -201,9 +202,40 @@ def cost(seconds: float) -> None:
         )
 
 
+def synth(root: Path) -> None:
+    """Generated URMP-format pieces: player count, each box centred in its own panel, guesses.
+
+    ``vimss data synth`` draws player ``j`` of ``K`` in the ``j``-th of ``K`` equal panels, so
+    a found box is right when its centre lies in its own panel (the generator writes no boxes).
+    """
+    from vimss_cli.urmp import list_pieces
+
+    rows: dict[int, list[int]] = {}
+    for piece in list_pieces(root):
+        codes = piece.name.instruments
+        analysis = analyse_video(piece.video_path)
+        width = analysis.info.width
+        row = rows.setdefault(len(codes), [0, 0, 0, 0, 0])
+        row[0] += 1
+        if len(analysis.players) != len(codes):
+            continue
+        row[1] += 1
+        for j, (player, code) in enumerate(zip(analysis.players, codes, strict=True)):
+            x, _, w, _ = player.box
+            row[2] += int((x + w / 2) // (width / len(codes))) == j
+            row[3] += player.guess.instrument == code
+            row[4] += 1
+    print("| players | pieces | count right | boxes in own panel | guess right |")
+    print("|---|---|---|---|---|")
+    for count in sorted(rows):
+        pieces, right, in_panel, guessed, total = rows[count]
+        print(f"| {count} | {pieces} | {right}/{pieces} | {in_panel}/{total} | {guessed}/{total} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["layout", "imagenet", "motion", "cost"])
+    parser.add_argument("what", choices=["layout", "imagenet", "motion", "cost", "synth"])
+    parser.add_argument("root", nargs="?", type=Path, help="dataset folder (synth)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
@@ -213,6 +245,8 @@ def main() -> None:
         imagenet()
     elif args.what == "motion":
         motion((640, 360))
+    elif args.what == "synth":
+        synth(args.root)
     else:
         cost(args.seconds)
 

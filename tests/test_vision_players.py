@@ -87,3 +87,20 @@ def test_bad_boxes(text: str, message: str) -> None:
 def test_bad_players_hint() -> None:
     with pytest.raises(InputError, match="--players must be between 1 and 8"):
         find_players([np.zeros((90, 160, 3), np.uint8)], players=0)
+
+
+def test_touching_players_on_a_floor_are_split_by_the_layout_prior() -> None:
+    """Three figures whose instruments touch (no empty column between them) above a floor
+    band that spans the frame: the foreground is one run, the panel prior finds three."""
+    rng = np.random.default_rng(0)
+    frame = np.full((120, 240, 3), 90, np.uint8)
+    frame[100:] = (40, 30, 90)  # the floor
+    for j in range(3):
+        centre = 40 + 80 * j
+        frame[20:100, centre - 22 : centre + 22] = rng.integers(150, 255, 3)  # the player
+    frame[55:60, 50:190] = (250, 250, 250)  # bows and instruments joining them
+    frames = [frame] * 3
+    layout = find_players(frames)
+    assert layout.source == "layout"
+    centres = [b[0] + b[2] / 2 for b in layout.boxes]
+    assert [int(c // 80) for c in centres] == [0, 1, 2]  # each box centred in its own panel

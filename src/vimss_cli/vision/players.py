@@ -40,6 +40,10 @@ MIN_PIXELS = 2
 MOVING_SHARE = 0.2
 #: Mean motion energy below which a video counts as still.
 MIN_MOTION = 1e-3
+#: Rows foreground over more than this share of the width are a floor or a band: ignored.
+FULL_WIDTH_ROW = 0.9
+#: Least contrast between panel centres and edges (share of the profile's peak) for a layout.
+LAYOUT_CONTRAST = 0.2
 #: HOG people detections weaker than this are ignored (instrument photos alone reach 0.9).
 HOG_MIN_WEIGHT = 1.0
 
@@ -51,7 +55,7 @@ class Layout:
     Attributes:
         boxes: ``(x, y, w, h)`` per player in the pixels of the analysed frames, left to right.
         source: what decided the number of players: ``"boxes"``, ``"players"`` (the hint),
-            ``"faces"``, ``"people"`` (HOG) or ``"foreground"``.
+            ``"faces"``, ``"people"`` (HOG), ``"layout"`` (equal panels) or ``"foreground"``.
     """
 
     boxes: list[Box]
@@ -228,7 +232,12 @@ def _cuts(
         nominal = start + j * span
         low = int(max(edges[-1] + 1, nominal - span / 3))
         high = int(min(stop - 1, nominal + span / 3)) + 1
-        edges.append(low + int(np.argmin(smooth[low:high])) if high > low else round(nominal))
+        if high <= low:
+            edges.append(round(nominal))
+            continue
+        window = smooth[low:high]
+        flat = np.flatnonzero(window <= window.min() + 1e-3 * max(float(smooth.max()), 1e-6))
+        edges.append(low + int(np.median(flat)))  # the middle of the emptiest stretch
     return [*edges, stop]
 
 
@@ -245,6 +254,31 @@ def _tight_box(present: np.ndarray, occupied: np.ndarray, left: int, right: int,
     x0, x1 = max(left, x0 - pad_x), min(right, x1 + pad_x)
     y0, y1 = max(0, y0 - pad_y), min(height, y1 + pad_y)
     return (x0, y0, x1 - x0, y1 - y0)
+
+
+def layout_count(profile: np.ndarray, most: int = MAX_PLAYERS) -> int:
+    """Players implied by the side-by-side prior: the K >= 2 equal panels that fit best.
+
+    For each K, the contrast is the mean profile around the panel centres minus the mean
+    profile around the edges between panels (each averaged over a third of a panel). The K
+    with the highest contrast wins if that contrast is at least :data:`LAYOUT_CONTRAST` of
+    the profile's peak; else 0 (no evidence of more than one player).
+    """
+    width = profile.size
+    peak = float(profile.max()) if width else 0.0
+    best, best_score = 0, LAYOUT_CONTRAST * peak
+    for count in range(2, most + 1):
+        panel = width / count
+        reach = max(1, int(panel / 6))
+
+        def around(x: float, reach: int = reach) -> float:
+            return float(profile[max(0, int(x) - reach) : int(x) + reach + 1].mean())
+
+        centres = np.mean([around((j + 0.5) * panel) for j in range(count)])
+        edges = np.mean([around(j * panel) for j in range(1, count)])
+        if centres - edges > best_score:
+            best, best_score = count, centres - edges
+    return best
 
 
 def find_players(
@@ -268,6 +302,7 @@ def find_players(
         raise InputError(f"--players must be between 1 and {MAX_PLAYERS}, got {players}")
     height, width = frames[0].shape[:2]
     present = foreground_fraction(frames) > 0
+    present[present.mean(axis=1) > FULL_WIDTH_ROW] = False  # a floor or a band, not a player
     column_share = present.sum(axis=0) / height
     occupied = (column_share >= OCCUPIED_SHARE) & (present.sum(axis=0) >= MIN_PIXELS)
     profile = column_share
@@ -277,12 +312,17 @@ def find_players(
         occupied |= moving >= MOVING_SHARE
         profile = np.maximum(profile / max(profile.max(), 1e-6), moving)
     runs = column_runs(occupied)
-    count, detector, centres = (0, "", []) if players else count_people(frames)
-    source = "players" if players else "foreground"
-    if count > len(runs):  # people standing close together merge into one strip
-        source = detector
+    count, source = len(runs), "foreground"
+    panels = layout_count(profile)
+    if panels > count:  # players whose instruments touch merge into one run
+        count, source = panels, "layout"
+    people, detector, centres = (0, "", []) if players else count_people(frames)
+    if people > count:  # people standing close together merge into one strip
+        count, source = people, detector
     else:
-        count, centres = len(runs), []
+        centres = []
+    if players:
+        source = "players"
     count = min(players or count, MAX_PLAYERS)
     if count == 0:
         return Layout([], source)
@@ -291,7 +331,8 @@ def find_players(
         middles = [(a[1] + b[0]) // 2 for a, b in pairwise(runs)]
         edges = [0, *middles, width]
     else:
-        start, stop = (runs[0][0], runs[-1][1]) if runs and not centres else (0, width)
+        whole = centres or source == "layout" or not runs
+        start, stop = (0, width) if whole else (runs[0][0], runs[-1][1])
         edges = _cuts(profile, start, stop, count, centres)
     boxes = [_tight_box(present, occupied, edges[j], edges[j + 1], pad) for j in range(count)]
     return Layout(boxes, source)
