@@ -114,8 +114,7 @@ def plan_players(
     if auto:
         analysis = analyse_video(path, players=players, boxes=boxes)
         labels = [player.guess.instrument for player in analysis.players]
-        plan = PlayerPlan(path, labels, True, players, boxes, analysis)
-        return plan
+        return PlayerPlan(path, labels, True, players, boxes, analysis)
     labels = parse_instrument_list(instruments or "")
     if players is not None and players != len(labels):
         raise InputError(f"--players {players} but --instruments names {len(labels)} players")
