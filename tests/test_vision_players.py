@@ -104,3 +104,20 @@ def test_touching_players_on_a_floor_are_split_by_the_layout_prior() -> None:
     assert layout.source == "layout"
     centres = [b[0] + b[2] / 2 for b in layout.boxes]
     assert [int(c // 80) for c in centres] == [0, 1, 2]  # each box centred in its own panel
+
+
+def test_people_found_by_a_detector_split_a_merged_strip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three people side by side in one continuous block of foreground: the face count wins
+    and the strips are cut half-way between the faces."""
+    from vimss_cli.vision import players
+
+    frame = np.full((120, 240, 3), 90, np.uint8)
+    frame[20:110, 20:220] = (200, 160, 120)  # one block, no valley between the people
+    faces = [(40, 25, 20, 20), (100, 25, 20, 20), (170, 25, 20, 20)]
+    monkeypatch.setattr(players, "_detect_faces", lambda grey: list(faces))
+    layout = find_players([frame] * 4)
+    assert layout.source == "faces"
+    edges = [(b[0], b[0] + b[2]) for b in layout.boxes]
+    # cut half-way between the face centres (50, 110, 180); outer edges padded by 2 %
+    assert edges[0][1] == edges[1][0] == 80 and edges[1][1] == edges[2][0] == 145
+    assert edges[0][0] == pytest.approx(20, abs=2) and edges[2][1] == pytest.approx(220, abs=3)
