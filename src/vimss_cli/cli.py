@@ -34,11 +34,6 @@ app = typer.Typer(
     add_completion=False,
 )
 models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
-app.command("eval")(eval_command)
-app.command("inspect")(inspect_command)
-app.add_typer(data_app, name="data")
-app.command("train")(train_command)
 
 
 def _version_callback(value: bool) -> None:
@@ -249,6 +244,14 @@ def models_info(
             console.print(f"[bold]{key}[/bold]: {value}")
 
     guarded(debug, run)
+
+
+# registered here so `vimss --help` lists the commands in the order a user meets them
+app.command("inspect")(inspect_command)
+app.command("eval")(eval_command)
+app.command("train")(train_command)
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:
