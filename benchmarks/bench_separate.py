@@ -39,8 +39,19 @@ def write_test_wav(path: Path, minutes: float) -> None:
 
 def run_once(wav: Path, instruments: int, out: Path, extra: list[str]) -> tuple[float, float]:
     """Run the command; return (wall seconds, peak RSS in MB of the vimss process)."""
-    command = [sys.executable, "-m", "vimss_cli", "separate", str(wav), "-o", str(out),
-               "-i", ",".join(CODES[:instruments]), "--force", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "vimss_cli",
+        "separate",
+        str(wav),
+        "-o",
+        str(out),
+        "-i",
+        ",".join(CODES[:instruments]),
+        "--force",
+        *extra,
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -55,8 +66,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0])
     parser.add_argument("--instruments", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                        help="further arguments for vimss separate (e.g. --model NAME)")
+    parser.add_argument(
+        "--extra",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="further arguments for vimss separate (e.g. --model NAME)",
+    )
     args = parser.parse_args()
     print(f"torch threads: {os.cpu_count()} cores on this machine")
     print(f"{'minutes':>8} {'players':>8} {'wall s':>9} {'x realtime':>11} {'peak RSS MB':>12}")
@@ -66,8 +81,10 @@ def main() -> None:
             write_test_wav(wav, minutes)
             for count in args.instruments:
                 wall, rss = run_once(wav, count, Path(scratch) / "out", args.extra)
-                print(f"{minutes:8g} {count:8d} {wall:9.1f} {minutes * 60 / wall:11.2f} "
-                      f"{rss:12.0f}", flush=True)
+                print(
+                    f"{minutes:8g} {count:8d} {wall:9.1f} {minutes * 60 / wall:11.2f} {rss:12.0f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

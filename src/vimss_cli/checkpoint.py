@@ -58,10 +58,16 @@ def save_checkpoint(path: Path, model: WaveUNet, provenance: dict[str, Any] | No
         "provenance": json.dumps(provenance or {}, sort_keys=True),
         "weights_sha256": weights_sha256(state),
     }
-    path = Path(path)
+    save_file_atomically(state, Path(path), metadata)
+
+
+def save_file_atomically(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
+) -> None:
+    """Write a safetensors file via a temporary file and a rename: never half-written."""
     temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
-        save_file(state, str(temporary), metadata=metadata)
+        save_file(tensors, str(temporary), metadata=metadata)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

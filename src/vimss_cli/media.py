@@ -129,6 +129,17 @@ def probe(path: Path) -> MediaInfo:
     )
 
 
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Kill ``process`` if it still runs, reap it and close its stdout (``None``: nothing)."""
+    if process is None:
+        return
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    if process.stdout:
+        process.stdout.close()
+
+
 def _exact_frames(path: Path) -> int | None:
     """Frame count from the header when libsndfile reads the format (wav, flac, ogg...)."""
     try:
@@ -198,13 +209,8 @@ class AudioStream:
 
     def close(self) -> None:
         """Stop ffmpeg if it still runs and release its pipes."""
-        if self._process is not None:
-            if self._process.poll() is None:
-                self._process.kill()
-            self._process.wait()
-            if self._process.stdout:
-                self._process.stdout.close()
-            self._process = None
+        stop_process(self._process)
+        self._process = None
         self._stderr.close()
 
     def __iter__(self) -> Iterator[np.ndarray]:

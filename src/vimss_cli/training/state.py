@@ -9,15 +9,14 @@ renamed, so a crash or a full disk leaves the previous state intact.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
+from vimss_cli.checkpoint import save_file_atomically
 from vimss_cli.errors import CheckpointError
 
 
@@ -55,13 +54,7 @@ def save_state(
         "param_groups": json.dumps(optimizer_state["param_groups"]),
         "run_state": json.dumps(state.__dict__),
     }
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        save_file(tensors, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    save_file_atomically(tensors, Path(path), metadata)
 
 
 def load_state(

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from vimss_cli.errors import InputError, MediaError
-from vimss_cli.media import _ffmpeg_message, ffmpeg_executable, probe
+from vimss_cli.media import _ffmpeg_message, ffmpeg_executable, probe, stop_process
 
 #: Default decoding rate (frames per second on the audio clock).
 DEFAULT_RATE = 10.0
@@ -183,13 +183,8 @@ class FrameStream:
         self.close()
 
     def close(self) -> None:
-        if self._process is not None:
-            if self._process.poll() is None:
-                self._process.kill()
-            self._process.wait()
-            if self._process.stdout:
-                self._process.stdout.close()
-            self._process = None
+        stop_process(self._process)
+        self._process = None
         self._stderr.close()
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
