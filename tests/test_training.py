@@ -260,3 +260,46 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: P
         "state.safetensors",
     ]
     assert not list(out.glob(".*partial*"))
+
+
+def test_visual_features_are_cached_once_and_feed_video_queries(tmp_path: Path) -> None:
+    """A model taking appearance and motion trains on per-player features from Vid_*.mp4."""
+    from scenes import compose_scene
+    from vimss_cli.training.data import ExcerptDataset, ExcerptShape
+    from vimss_cli.urmp import list_pieces
+
+    root = tmp_path / "data"
+    for number, codes, folder in ((1, ("vn", "vn"), "train"), (2, ("tpt", "bn"), "train"),
+                                  (3, ("vc", "vn"), "valid")):  # fmt: skip
+        piece = make_piece(root / folder, number, codes, seconds=3.0, seed=number)
+        name = list_pieces(root / folder)[-1 if folder == "train" else 0].name
+        active = [[(0.0, 1.5)], [(1.5, 3.0)]]  # player 1 moves first, then player 2
+        compose_scene(piece / name.video_name(), list(codes), seconds=3.0, active=active,
+                      seed=number)  # fmt: skip
+    visual = ["--set", "model.appearance_dim=1280", "--set", "model.motion_channels=2"]
+    out = tmp_path / "run"
+    result = train("--root", root, "--out", out, "--device", "cpu", "--max-steps", "2",
+                   "--json", *SETS, *visual)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["skipped_files"] == []
+    cached = sorted(p.name for p in (out / "visual_cache").rglob("*.npz"))
+    assert cached == ["01_Piece1_vn_vn.npz", "02_Piece2_tpt_bn.npz", "03_Piece3_vc_vn.npz"]
+    stamps = [p.stat().st_mtime_ns for p in sorted((out / "visual_cache").rglob("*.npz"))]
+    again = train("--root", root, "--out", out, "--device", "cpu", "--resume", "--max-steps",
+                  "3", *SETS, *visual)  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert stamps == [p.stat().st_mtime_ns for p in sorted((out / "visual_cache").rglob("*.npz"))]
+
+    # the two violins of piece 1 keep separate targets, each with its own motion
+    pieces, _ = load_pieces(root / "train", RATE, None, 2, out / "visual_cache" / "train")
+    violins = next(p for p in pieces if p.name.startswith("01_"))
+    assert violins.visuals is not None and violins.visuals.motion.shape[:2] == (2, 2)
+    config = build_config(None, [*TINY, "data.queries_per_mixture=2"])
+    dataset = ExcerptDataset([violins], ExcerptShape(400, 256, 72), config.data, seed=0,
+                             augment=False, merge_same_instrument=False, appearance_dim=1280,
+                             motion_channels=2, sample_rate=RATE)  # fmt: skip
+    item = next(dataset[i] for i in range(50) if (dataset[i]["targets"].abs().sum(-1) > 0).all())
+    assert item["labels"].tolist() == [0, 0]
+    assert item["appearance"].shape == (2, 1280) and item["motion"].shape == (2, 2, 400)
+    assert not torch.equal(item["targets"][0], item["targets"][1])
+    assert not torch.equal(item["motion"][0], item["motion"][1])

@@ -26,10 +26,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from vimss_cli.errors import InputError, MediaError
+from vimss_cli.conditioning import Query, motion_at_samples
+from vimss_cli.errors import InputError, MediaError, VimssError
 from vimss_cli.instruments import INSTRUMENT_CODES, instrument_index
 from vimss_cli.media import read_audio
 from vimss_cli.training.config import DataConfig
+from vimss_cli.training.visual_cache import PlayerVisuals, piece_visuals
 from vimss_cli.urmp import Piece, list_pieces
 
 WarningCallback = Callable[[str], None]
@@ -37,11 +39,13 @@ WarningCallback = Callable[[str], None]
 
 @dataclass
 class PieceAudio:
-    """The stems of one piece in memory: ``stems (players, samples)`` float32 at model rate."""
+    """The stems of one piece in memory: ``stems (players, samples)`` float32 at model rate,
+    and the players' visual features when the model takes them."""
 
     name: str
     instruments: tuple[str, ...]
     stems: np.ndarray
+    visuals: PlayerVisuals | None = None
 
     @property
     def samples(self) -> int:
@@ -61,18 +65,33 @@ def split_folders(root: Path) -> tuple[Path, Path | None]:
 
 
 def load_pieces(
-    folder: Path, sample_rate: int, warn: WarningCallback | None = None
+    folder: Path,
+    sample_rate: int,
+    warn: WarningCallback | None = None,
+    motion_channels: int = 0,
+    visual_cache: Path | None = None,
 ) -> tuple[list[PieceAudio], list[str]]:
-    """Read every piece's stems; pieces with unreadable audio are skipped with a warning.
+    """Read every piece's stems (and, with ``visual_cache``, its players' visual features).
 
-    Returns the pieces and the list of skipped files.
+    Pieces with unreadable audio, or whose video cannot be analysed when visual features are
+    wanted, are skipped with a warning. Returns the pieces and the list of skipped files.
     """
     pieces: list[PieceAudio] = []
     skipped: list[str] = []
     for piece in list_pieces(folder):
         stems = _read_stems(piece, sample_rate, skipped, warn)
-        if stems is not None:
-            pieces.append(PieceAudio(piece.folder.name, piece.name.instruments, stems))
+        if stems is None:
+            continue
+        visuals = None
+        if visual_cache is not None:
+            try:
+                visuals = piece_visuals(piece, max(1, motion_channels), visual_cache)
+            except VimssError as error:
+                skipped.append(str(piece.video_path))
+                if warn is not None:
+                    warn(f"skipping piece {piece.folder.name}: {error}")
+                continue
+        pieces.append(PieceAudio(piece.folder.name, piece.name.instruments, stems, visuals))
     if not pieces:
         raise InputError(f"no readable pieces under {folder}")
     return pieces, skipped
@@ -115,7 +134,9 @@ def _window(stem: np.ndarray, start: int, length: int) -> np.ndarray:
 class ExcerptDataset(Dataset):
     """Map-style dataset: ``dataset[index]`` -> dict of tensors for one excerpt.
 
-    Keys: ``mixture (1, T_in)``, ``labels (K,)`` int64, ``targets (K, T_out)``.
+    Keys: ``mixture (1, T_in)``, ``labels (K,)`` int64, ``targets (K, T_out)``, and for
+    models that take them ``appearance (K, A)`` and ``motion (K, M, T_in)`` (the motion on
+    the mixture window's samples; zeros for absent instruments).
     """
 
     def __init__(
@@ -126,6 +147,9 @@ class ExcerptDataset(Dataset):
         seed: int,
         augment: bool = True,
         merge_same_instrument: bool = True,
+        appearance_dim: int = 0,
+        motion_channels: int = 0,
+        sample_rate: int = 0,
     ) -> None:
         self.pieces = pieces
         self.shape = shape
@@ -133,6 +157,9 @@ class ExcerptDataset(Dataset):
         self.seed = seed
         self.augment = augment
         self.merge_same_instrument = merge_same_instrument
+        self.appearance_dim = appearance_dim
+        self.motion_channels = motion_channels
+        self.sample_rate = sample_rate
 
     def __len__(self) -> int:  # indices are unbounded; the sampler decides
         return 2**62
@@ -141,7 +168,7 @@ class ExcerptDataset(Dataset):
         rng = np.random.default_rng([self.seed, index])
         config, shape = self.config, self.shape
         players = self._choose_players(rng)
-        excerpts, instruments = [], []
+        excerpts, instruments, sources = [], [], []
         for piece, player, offset in players:
             start = offset - shape.context
             audio = _window(piece.stems[player], start, shape.input_length)
@@ -149,16 +176,40 @@ class ExcerptDataset(Dataset):
                 audio *= 10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20)
             excerpts.append(audio)
             instruments.append(piece.instruments[player])
+            sources.append((piece, player, start))
         mixture = np.sum(excerpts, axis=0, dtype=np.float32)
         peak = float(np.abs(mixture).max())
         scale = 0.95 / peak if peak > 0.95 else 1.0  # keep the mixture within [-1, 1]
         out = slice(shape.context, shape.context + shape.output_length)
-        labels, targets = self._queries(rng, instruments, [e[out] * scale for e in excerpts])
-        return {
+        queries = self._queries(rng, instruments, [e[out] * scale for e in excerpts], sources)
+        item = {
             "mixture": torch.from_numpy(mixture * scale).unsqueeze(0),
-            "labels": torch.tensor(labels, dtype=torch.long),
-            "targets": torch.from_numpy(np.stack(targets).astype(np.float32)),
+            "labels": torch.tensor([instrument_index(q[0]) for q in queries], dtype=torch.long),
+            "targets": torch.from_numpy(np.stack([q[1] for q in queries]).astype(np.float32)),
         }
+        if self.appearance_dim:
+            rows = [self._appearance(source) for _, _, source in queries]
+            item["appearance"] = torch.from_numpy(np.stack(rows))
+        if self.motion_channels:
+            rows = [self._motion(code, source) for code, _, source in queries]
+            item["motion"] = torch.from_numpy(np.stack(rows))
+        return item
+
+    def _appearance(self, source: tuple[PieceAudio, int, int] | None) -> np.ndarray:
+        if source is None or source[0].visuals is None:
+            return np.zeros(self.appearance_dim, np.float32)
+        piece, player, _ = source
+        return piece.visuals.appearance[player].astype(np.float32)
+
+    def _motion(self, code: str, source: tuple[PieceAudio, int, int] | None) -> np.ndarray:
+        """``(M, T_in)`` motion of the queried player over the mixture window."""
+        if source is None or source[0].visuals is None:
+            return np.zeros((self.motion_channels, self.shape.input_length), np.float32)
+        piece, player, start = source
+        query = Query(code, motion=piece.visuals.motion[player], motion_rate=piece.visuals.rate)
+        return motion_at_samples(
+            query, start, self.shape.input_length, self.sample_rate, self.motion_channels
+        )
 
     def _choose_players(self, rng: np.random.Generator) -> list[tuple[PieceAudio, int, int]]:
         """``(piece, player, output offset)`` for each player in the excerpt's mixture."""
@@ -185,18 +236,23 @@ class ExcerptDataset(Dataset):
         return chosen
 
     def _queries(
-        self, rng: np.random.Generator, instruments: list[str], outputs: list[np.ndarray]
-    ) -> tuple[list[int], list[np.ndarray]]:
-        """K label indices and their targets ``(T_out,)`` each."""
+        self,
+        rng: np.random.Generator,
+        instruments: list[str],
+        outputs: list[np.ndarray],
+        sources: list[tuple[PieceAudio, int, int]],
+    ) -> list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None]]:
+        """K queries: instrument code, target ``(T_out,)``, and the player it is (if one)."""
         k = self.config.queries_per_mixture
         length = self.shape.output_length
+        present: list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None]]
         if self.merge_same_instrument:
             merged: dict[str, np.ndarray] = {}
             for code, audio in zip(instruments, outputs, strict=True):
                 merged[code] = merged.get(code, np.zeros(length, np.float32)) + audio
-            present = list(merged.items())
+            present = [(code, audio, None) for code, audio in merged.items()]
         else:
-            present = list(zip(instruments, outputs, strict=True))
+            present = list(zip(instruments, outputs, sources, strict=True))
         order = rng.permutation(len(present))
         queries = [present[i] for i in order[:k]]
         absent_codes = [c for c in INSTRUMENT_CODES if c not in set(instruments)]
@@ -205,8 +261,8 @@ class ExcerptDataset(Dataset):
             queries = queries[:-1]
         while len(queries) < k:
             code = absent_codes[int(rng.integers(len(absent_codes)))]
-            queries.append((code, np.zeros(length, np.float32)))
-        return [instrument_index(code) for code, _ in queries], [audio for _, audio in queries]
+            queries.append((code, np.zeros(length, np.float32), None))
+        return queries
 
 
 class StepSampler(Sampler[int]):

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from vimss_cli import __version__
 from vimss_cli.checkpoint import save_checkpoint, weights_sha256
@@ -180,6 +180,17 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def batch_queries(batch: dict[str, torch.Tensor], device: torch.device) -> QueryBatch:
+    """Per-window queries of a collated batch: labels ``(W, K)``, appearance ``(W, K, A)``
+    and motion ``(W, K, M, T_in)`` when present."""
+
+    def get(key: str) -> torch.Tensor | None:
+        value = batch.get(key)
+        return None if value is None else value.to(device, non_blocking=True)
+
+    return QueryBatch(get("labels"), get("appearance"), get("motion"))
+
+
 def _validate(
     model: WaveUNet, dataset: ExcerptDataset, count: int, device: torch.device, batch: int
 ) -> dict[str, float]:
@@ -188,11 +199,10 @@ def _validate(
     shape = dataset.shape
     with torch.inference_mode():
         for first in range(0, count, batch):
-            items = [dataset[i] for i in range(first, min(count, first + batch))]
-            mixture = torch.stack([item["mixture"] for item in items]).to(device)
-            labels = torch.stack([item["labels"] for item in items]).to(device)
-            targets = torch.stack([item["targets"] for item in items]).to(device)
-            estimates = model(mixture, QueryBatch(labels)).float()
+            items = default_collate([dataset[i] for i in range(first, min(count, first + batch))])
+            mixture = items["mixture"].to(device)
+            targets = items["targets"].to(device)
+            estimates = model(mixture, batch_queries(items, device)).float()
             out = mixture[:, :, shape.context : shape.context + shape.output_length]
             active = targets.pow(2).sum(-1) > 1e-8
             model_scores.append(sdr(estimates, targets)[active])
@@ -254,8 +264,15 @@ def run_training(
 
     train_folder, valid_folder = split_folders(root)
     rate = config.model.sample_rate
-    train_pieces, skipped = load_pieces(train_folder, rate, on_warning)
-    valid_pieces = load_pieces(valid_folder, rate, on_warning)[0] if valid_folder else None
+    visual = config.model.appearance_dim > 0 or config.model.motion_channels > 0
+    channels = config.model.motion_channels
+
+    def load(folder: Path) -> tuple[list, list[str]]:
+        cache = run_dir / "visual_cache" / folder.name if visual else None
+        return load_pieces(folder, rate, on_warning, channels, cache)
+
+    train_pieces, skipped = load(train_folder)
+    valid_pieces = load(valid_folder)[0] if valid_folder else None
 
     torch.manual_seed(config.run.seed)
     model = WaveUNet(config.model).to(torch_device)
@@ -282,11 +299,14 @@ def run_training(
     output_length = model.output_length(input_length)  # at least data.output_samples
     shape = ExcerptShape(input_length, output_length, model.context)
     merge = config.model.motion_channels == 0
-    train_set = ExcerptDataset(train_pieces, shape, config.data, config.run.seed, True, merge)
+    visual_dims = (config.model.appearance_dim, config.model.motion_channels, rate)
+    train_set = ExcerptDataset(
+        train_pieces, shape, config.data, config.run.seed, True, merge, *visual_dims
+    )
     valid_set = None
     if valid_pieces is not None:
         valid_set = ExcerptDataset(
-            valid_pieces, shape, config.data, config.run.seed + 1, False, merge
+            valid_pieces, shape, config.data, config.run.seed + 1, False, merge, *visual_dims
         )
     stop_step = max_steps if max_steps is not None else config.optim.max_steps
     if state.step >= stop_step:
@@ -313,10 +333,9 @@ def run_training(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             mixture = batch["mixture"].to(torch_device, non_blocking=True)
-            labels = batch["labels"].to(torch_device, non_blocking=True)
             targets = batch["targets"].to(torch_device, non_blocking=True)
             with _autocast(torch_device, config.optim.precision):
-                estimates = network(mixture, QueryBatch(labels))
+                estimates = network(mixture, batch_queries(batch, torch_device))
             estimates = estimates.float()
             loss = F.l1_loss(estimates, targets)
             if config.optim.spectral_weight > 0:

@@ -1,0 +1,84 @@
+"""Each training piece's per-player visual features, computed once and cached.
+
+Training never decodes video per step: before the first step every piece's ``Vid_*.mp4`` goes
+through the video front end once (players found with the known player count as a hint), and
+each player's appearance vector and motion sequence are stored in
+``<cache dir>/<piece folder>.npz``. The cache key is the video's path, size and modification
+time, the motion channel count and the front end's rate, so a changed video is analysed again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vimss_cli.urmp import Piece
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class PlayerVisuals:
+    """Visual features of a piece's players, in track order.
+
+    Attributes:
+        appearance: ``(players, 1280)`` float32 L2-normalised embeddings.
+        motion: ``(players, channels, frames)`` float32 on the audio clock.
+        rate: frames per second of ``motion``.
+    """
+
+    appearance: np.ndarray
+    motion: np.ndarray
+    rate: float
+
+
+def _key(video: Path, channels: int) -> str:
+    stat = video.stat()
+    return json.dumps(
+        {
+            "version": CACHE_VERSION,
+            "video": str(video.resolve()),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "channels": channels,
+        },
+        sort_keys=True,
+    )
+
+
+def piece_visuals(piece: Piece, channels: int, cache_dir: Path) -> PlayerVisuals:
+    """The cached features of ``piece``'s players, analysing its video on a cache miss.
+
+    Raises :class:`vimss_cli.errors.VimssError` subclasses when the video is missing or its
+    players cannot be matched to the folder's player count.
+    """
+    from vimss_cli.errors import InputError
+
+    video = piece.video_path
+    if not video.is_file():
+        raise InputError(f"{piece.folder.name} has no video {video.name}")
+    key = _key(video, channels)
+    cache_file = Path(cache_dir) / f"{piece.folder.name}.npz"
+    if cache_file.is_file():
+        with np.load(cache_file) as stored:
+            if str(stored["key"]) == key:
+                return PlayerVisuals(stored["appearance"], stored["motion"], float(stored["rate"]))
+    from vimss_cli.vision.analysis import analyse_video
+
+    analysis = analyse_video(video, players=piece.players)
+    if len(analysis.players) != piece.players:
+        raise InputError(
+            f"{video.name}: found {len(analysis.players)} players, the folder names {piece.players}"
+        )
+    appearance = np.stack([p.appearance for p in analysis.players]).astype(np.float32)
+    motion = np.stack([analysis.motion(p, channels) for p in analysis.players]).astype(np.float32)
+    visuals = PlayerVisuals(appearance, motion, float(analysis.rate))
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    temporary = cache_file.with_name(f".{cache_file.stem}.partial-{os.getpid()}.npz")
+    np.savez(temporary, key=key, appearance=appearance, motion=motion, rate=visuals.rate)
+    os.replace(temporary, cache_file)
+    return visuals
