@@ -37,9 +37,13 @@ def test_round_trip_keeps_weights_config_and_provenance(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded.model(x, queries), model(x, queries), rtol=0, atol=0)
 
 
-def test_bundled_untrained_model_loads_and_says_it_is_untrained() -> None:
-    loaded = load_model("default", checkpoint.bundled_models_dir())
-    assert loaded.name == "vimss-untrained-v0" and not loaded.trained
+def test_bundled_models_load_and_say_whether_they_are_trained() -> None:
+    folder = checkpoint.bundled_models_dir()
+    untrained = load_model("vimss-untrained-v0", folder)
+    assert not untrained.trained
+    default = load_model("default", folder)
+    assert default.name == "vimss-synth-cpu-v0" and default.trained
+    assert default.provenance["steps"] > 0 and "validation" in default.provenance
 
 
 def test_corrupt_weights_fail_the_sha256_check(tmp_path: Path) -> None:
