@@ -20,6 +20,7 @@ from vimss_cli.cli import app
 from vimss_cli.errors import InputError
 from vimss_cli.training.config import build_config, load_config
 from vimss_cli.training.data import ExcerptDataset, ExcerptShape, StepSampler, load_pieces
+from vimss_cli.training.visual_cache import PlayerVisuals
 from vimss_cli.urmp import PieceName
 
 RATE = 8000
@@ -123,6 +124,59 @@ def test_without_augmentation_targets_sum_to_the_mixture(tree: Path) -> None:
         for label, target in zip(labels, item["targets"], strict=True):
             if labels.count(label) > 1:  # padding queries name absent instruments: silence
                 assert not target.any()
+
+
+def _with_fake_visuals(pieces: list) -> list:
+    """Give each player a distinct appearance and a motion ramp (no video needed)."""
+    for number, piece in enumerate(pieces):
+        players = len(piece.instruments)
+        appearance = np.zeros((players, 1280), np.float32)
+        appearance[np.arange(players), number * 8 + np.arange(players)] = 1.0
+        motion = np.ones((players, 2, 40), np.float32) * (1 + np.arange(players))[:, None, None]
+        piece.visuals = PlayerVisuals(appearance, motion, rate=20.0)
+    return pieces
+
+
+def _video_dataset(tree: Path, *settings: str) -> ExcerptDataset:
+    pieces = _with_fake_visuals(load_pieces(tree / "train", RATE)[0])
+    config = build_config(None, [*TINY, *settings])
+    return ExcerptDataset(pieces, ExcerptShape(400, 256, 72), config.data, seed=3, augment=True,
+                          merge_same_instrument=False, appearance_dim=1280, motion_channels=2,
+                          sample_rate=RATE)  # fmt: skip
+
+
+def test_same_instrument_pairs_are_queried_as_two_players(tree: Path) -> None:
+    dataset = _video_dataset(tree, "data.same_instrument_probability=1",
+                             "data.drop_player_probability=0.5")  # fmt: skip
+    for index in range(40):
+        item = dataset[index]
+        labels = item["labels"].tolist()
+        assert labels == [0, 0], labels  # the only instrument with two players is the violin
+        assert not torch.equal(item["appearance"][0], item["appearance"][1])
+        assert item["appearance"].abs().sum(-1).min() > 0  # both are real players
+
+
+def test_label_only_excerpts_carry_no_visuals_and_sum_same_instrument_players(
+    tree: Path,
+) -> None:
+    dataset = _video_dataset(tree, "data.label_query_probability=1", "data.remix_probability=0",
+                             "data.drop_player_probability=0", "data.gain_db=0",
+                             "data.absent_query_probability=0",
+                             "data.same_instrument_probability=0")  # fmt: skip
+    saw_violin_duet = False
+    for index in range(30):
+        item = dataset[index]
+        assert not item["appearance"].any() and not item["motion"].any()
+        labels = item["labels"].tolist()
+        assert labels.count(0) <= 1, labels  # the two violins of piece 3 are one query
+        out = item["mixture"][0, 72 : 72 + 256]
+        if 0 in labels and out.abs().sum() > 0:
+            violin = item["targets"][labels.index(0)]
+            saw_violin_duet |= bool(torch.allclose(violin, out, atol=1e-6))
+    assert saw_violin_duet
+    plain = _video_dataset(tree, "data.label_query_probability=0",
+                           "data.same_instrument_probability=0")  # fmt: skip
+    assert any(plain[i]["appearance"].any() for i in range(10))
 
 
 def test_step_sampler_is_disjoint_across_ranks_and_resumable() -> None:
@@ -303,3 +357,49 @@ def test_visual_features_are_cached_once_and_feed_video_queries(tmp_path: Path) 
     assert item["appearance"].shape == (2, 1280) and item["motion"].shape == (2, 2, 400)
     assert not torch.equal(item["targets"][0], item["targets"][1])
     assert not torch.equal(item["motion"][0], item["motion"][1])
+
+
+def test_warm_start_from_a_label_model_computes_what_it_computes(
+    tree: Path, tmp_path: Path
+) -> None:
+    from vimss_cli.api import Separator
+    from vimss_cli.checkpoint import save_checkpoint
+    from vimss_cli.conditioning import Query
+    from vimss_cli.model import WaveUNet
+    from vimss_cli.training.warm_start import warm_start
+
+    label_config = build_config(None, TINY).model
+    torch.manual_seed(1)
+    label_model = WaveUNet(label_config)
+    for parameter in label_model.parameters():  # non-trivial FiLM weights too
+        parameter.data.normal_(0, 0.1)
+    source = tmp_path / "label.safetensors"
+    save_checkpoint(source, label_model, {"trained": True})
+    visual = ["model.appearance_dim=1280", "model.motion_channels=2"]
+    video_model = WaveUNet(build_config(None, [*TINY, *visual]).model)
+    info = warm_start(video_model, str(source))
+    assert "query_encoder.appearance_projection.weight" in info["zeroed"]
+    assert any(name.endswith("dynamic.weight") for name in info["zeroed"])
+    video_path = tmp_path / "video.safetensors"
+    save_checkpoint(video_path, video_model, {"trained": True})
+
+    rng = np.random.default_rng(0)
+    mixture = (0.3 * rng.standard_normal(3000)).astype(np.float32)
+    motion = rng.random((2, 40)).astype(np.float32)
+    looks = [Query("vn", rng.random(1280).astype(np.float32), motion, 20.0), Query("vc")]
+    plain = Separator(str(source), device="cpu").separate_array(mixture, [Query("vn"), Query("vc")])
+    warmed = Separator(str(video_path), device="cpu").separate_array(mixture, looks)
+    np.testing.assert_allclose(warmed, plain, atol=1e-6)
+
+    # through the CLI: a run starts from it, and a checkpoint that does not fit is refused
+    result = train("--root", tree, "--out", tmp_path / "run", "--device", "cpu", "--max-steps",
+                   "1", "--init-from", source, *SETS)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().split("\n")
+              if "initialised_from" in line]  # fmt: skip
+    assert logged[0]["initialised_from"]["reference"] == str(source)
+    assert logged[0]["initialised_from"]["zeroed"] == []
+    wider = train("--root", tree, "--out", tmp_path / "run2", "--device", "cpu", "--max-steps",
+                  "1", "--init-from", source, *SETS, "--set", "model.base_features=6")  # fmt: skip
+    assert wider.exit_code != 0
+    assert "cannot initialise from" in wider.output and "Traceback" not in wider.output

@@ -28,6 +28,10 @@ def train_command(
         float | None, typer.Option("--max-minutes", help="Stop after this much wall time.")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    init_from: Annotated[
+        str | None,
+        typer.Option("--init-from", help="Start from this checkpoint's weights (run.init_from)."),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -41,7 +45,10 @@ def train_command(
 
         if dataset not in DATASETS:
             raise InputError(f"unknown --dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-        config = load_config(config_file, overrides)
+        settings = list(overrides or [])
+        if init_from is not None:
+            settings.append(f"run.init_from={init_from}")
+        config = load_config(config_file, settings)
         console = stderr_console()
         show = console.is_terminal and not as_json
 

@@ -32,6 +32,12 @@ class DataConfig:
         remix_probability: chance an excerpt mixes stems drawn from several pieces.
         drop_player_probability: chance each extra player is left out of the mixture.
         absent_query_probability: chance one query names an instrument that is not playing.
+        same_instrument_probability: video models only: chance an excerpt is built around two
+            players of one instrument (from one piece, or two) that are both queried, so the
+            model learns to tell them apart by what it sees.
+        label_query_probability: video models only: chance an excerpt's queries carry labels
+            alone (no appearance, no motion; same-instrument players' targets summed), so the
+            same model also serves label queries.
         validation_excerpts: fixed excerpts from the valid split scored at each validation.
     """
 
@@ -43,6 +49,8 @@ class DataConfig:
     remix_probability: float = 0.5
     drop_player_probability: float = 0.1
     absent_query_probability: float = 0.1
+    same_instrument_probability: float = 0.25
+    label_query_probability: float = 0.2
     validation_excerpts: int = 64
 
 
@@ -63,12 +71,17 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Book-keeping: seeds and intervals (in steps)."""
+    """Book-keeping: seeds, intervals (in steps), and the weights a fresh run starts from.
+
+    ``init_from``: a checkpoint (bundled name, path or hf:) whose weights a fresh run starts
+    from (see ``training/warm_start.py``); empty: random initialisation.
+    """
 
     seed: int = 0
     checkpoint_every: int = 200
     validate_every: int = 1000
     log_every: int = 10
+    init_from: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ stems over the output span:
 * per-stem gain, uniform in ±``gain_db``;
 * remixing: with ``remix_probability`` the players come from several pieces of the split;
 * dropping players: each extra player is left out of the mix with ``drop_player_probability``;
-* absent instruments: a query for an instrument that is not playing, whose target is silence.
+* absent instruments: a query for an instrument that is not playing, whose target is silence;
+* same-instrument pairs (video models): two players of one instrument, both queried;
+* label-only excerpts (video models): queries without appearance or motion.
 
-Models that take only labels cannot tell two players of one instrument apart, so for them the
-target of a label is the sum of all players of that instrument.
+Models that take only labels cannot tell two players of one instrument apart, so for them (and
+for a video model's label-only excerpts) the target of a label is the sum of all players of
+that instrument.
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ class ExcerptDataset(Dataset):
         self.appearance_dim = appearance_dim
         self.motion_channels = motion_channels
         self.sample_rate = sample_rate
+        self.players_by_instrument = _players_by_instrument(pieces)
 
     def __len__(self) -> int:  # indices are unbounded; the sampler decides
         return 2**62
@@ -167,7 +171,11 @@ class ExcerptDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
         config, shape = self.config, self.shape
-        players = self._choose_players(rng)
+        visual = self.augment and not self.merge_same_instrument
+        pair = visual and rng.random() < config.same_instrument_probability
+        label_only = visual and not pair and rng.random() < config.label_query_probability
+        players = self._choose_pair(rng) if pair else None
+        players = players or self._choose_players(rng)
         excerpts, instruments, sources = [], [], []
         for piece, player, offset in players:
             start = offset - shape.context
@@ -181,7 +189,8 @@ class ExcerptDataset(Dataset):
         peak = float(np.abs(mixture).max())
         scale = 0.95 / peak if peak > 0.95 else 1.0  # keep the mixture within [-1, 1]
         out = slice(shape.context, shape.context + shape.output_length)
-        queries = self._queries(rng, instruments, [e[out] * scale for e in excerpts], sources)
+        outputs = [e[out] * scale for e in excerpts]
+        queries = self._queries(rng, instruments, outputs, sources, pair, label_only)
         item = {
             "mixture": torch.from_numpy(mixture * scale).unsqueeze(0),
             "labels": torch.tensor([instrument_index(q[0]) for q in queries], dtype=torch.long),
@@ -228,12 +237,52 @@ class ExcerptDataset(Dataset):
             offset = int(rng.integers(0, max(1, piece.samples - shape.output_length)))
             chosen = [(piece, player, offset) for player in range(piece.stems.shape[0])]
         rng.shuffle(chosen)
-        if self.augment:
-            kept = chosen[:1] + [
-                c for c in chosen[1:] if rng.random() >= config.drop_player_probability
-            ]
-            chosen = kept
-        return chosen
+        return self._drop_players(rng, chosen, keep=1)
+
+    def _drop_players(
+        self, rng: np.random.Generator, chosen: list[tuple[PieceAudio, int, int]], keep: int
+    ) -> list[tuple[PieceAudio, int, int]]:
+        """Leave out each player after the first ``keep`` with ``drop_player_probability``."""
+        if not self.augment:
+            return chosen
+        drop = self.config.drop_player_probability
+        return chosen[:keep] + [c for c in chosen[keep:] if rng.random() >= drop]
+
+    def _choose_pair(self, rng: np.random.Generator) -> list[tuple[PieceAudio, int, int]] | None:
+        """Two players of one instrument first, then others; ``None`` if the split has no pair.
+
+        Half the time (when the first player's piece has another player of its instrument) the
+        pair and the others are that piece's players at one offset, as in a real ensemble;
+        otherwise the second player and up to three others come from anywhere in the split.
+        """
+        codes = [c for c, players in self.players_by_instrument.items() if len(players) >= 2]
+        if not codes:
+            return None
+        candidates = self.players_by_instrument[codes[int(rng.integers(len(codes)))]]
+        first_piece, first_player = candidates[int(rng.integers(len(candidates)))]
+        piece = self.pieces[first_piece]
+        code = piece.instruments[first_player]
+        partners = [i for i, c in enumerate(piece.instruments) if c == code and i != first_player]
+        length = self.shape.output_length
+        if partners and rng.random() < 0.5:
+            offset = int(rng.integers(0, max(1, piece.samples - length)))
+            second = partners[int(rng.integers(len(partners)))]
+            others = [i for i in range(len(piece.instruments)) if i not in (first_player, second)]
+            rng.shuffle(others)
+            chosen = [(piece, first_player), (piece, second)] + [(piece, i) for i in others]
+            return self._drop_players(rng, [(p, i, offset) for p, i in chosen], keep=2)
+        others = [c for c in candidates if c != (first_piece, first_player)]
+        second_piece, second_player = others[int(rng.integers(len(others)))]
+        picks = [(first_piece, first_player), (second_piece, second_player)]
+        for _ in range(int(rng.integers(0, 4))):
+            extra = int(rng.integers(len(self.pieces)))
+            picks.append((extra, int(rng.integers(self.pieces[extra].stems.shape[0]))))
+        result = []
+        for piece_index, player in picks:
+            piece = self.pieces[piece_index]
+            offset = int(rng.integers(0, max(1, piece.samples - length)))
+            result.append((piece, player, offset))
+        return self._drop_players(rng, result, keep=2)
 
     def _queries(
         self,
@@ -241,12 +290,18 @@ class ExcerptDataset(Dataset):
         instruments: list[str],
         outputs: list[np.ndarray],
         sources: list[tuple[PieceAudio, int, int]],
+        pair: bool = False,
+        label_only: bool = False,
     ) -> list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None]]:
-        """K queries: instrument code, target ``(T_out,)``, and the player it is (if one)."""
+        """K queries: instrument code, target ``(T_out,)``, and the player it is (if one).
+
+        With ``pair`` the first two players (one instrument) are queried first; with
+        ``label_only`` (or a label-only model) same-instrument players are one summed query.
+        """
         k = self.config.queries_per_mixture
         length = self.shape.output_length
         present: list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None]]
-        if self.merge_same_instrument:
+        if self.merge_same_instrument or label_only:
             merged: dict[str, np.ndarray] = {}
             for code, audio in zip(instruments, outputs, strict=True):
                 merged[code] = merged.get(code, np.zeros(length, np.float32)) + audio
@@ -254,15 +309,26 @@ class ExcerptDataset(Dataset):
         else:
             present = list(zip(instruments, outputs, sources, strict=True))
         order = rng.permutation(len(present))
+        if pair:
+            order = np.concatenate([[0, 1], rng.permutation(np.arange(2, len(present)))])
         queries = [present[i] for i in order[:k]]
         absent_codes = [c for c in INSTRUMENT_CODES if c not in set(instruments)]
         wants_absent = self.augment and rng.random() < self.config.absent_query_probability
-        if wants_absent and queries and len(queries) == k:
+        if wants_absent and not pair and queries and len(queries) == k:
             queries = queries[:-1]
         while len(queries) < k:
             code = absent_codes[int(rng.integers(len(absent_codes)))]
             queries.append((code, np.zeros(length, np.float32), None))
         return queries
+
+
+def _players_by_instrument(pieces: list[PieceAudio]) -> dict[str, list[tuple[int, int]]]:
+    """Instrument code -> ``(piece index, player index)`` of every player of it."""
+    table: dict[str, list[tuple[int, int]]] = {}
+    for piece_index, piece in enumerate(pieces):
+        for player, code in enumerate(piece.instruments):
+            table.setdefault(code, []).append((piece_index, player))
+    return table
 
 
 class StepSampler(Sampler[int]):

@@ -41,6 +41,7 @@ from vimss_cli.training.data import (
     split_folders,
 )
 from vimss_cli.training.state import RunState, load_state, save_state
+from vimss_cli.training.warm_start import warm_start
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 WarningCallback = Callable[[str], None]
@@ -283,6 +284,10 @@ def run_training(
     state = RunState()
     if resume:
         state = load_state(run_dir / STATE_FILE, model, optimizer, ema)
+    elif config.run.init_from:
+        log.write({"initialised_from": warm_start(model, config.run.init_from)})
+        if ema is not None:
+            ema.load_state_dict(model.state_dict())
     state.skipped_files = sorted(set(state.skipped_files) | set(skipped))
     scaler = torch.amp.GradScaler(
         "cuda", enabled=config.optim.precision == "fp16" and torch_device.type == "cuda"

@@ -1,0 +1,47 @@
+"""Start a run from a trained checkpoint's weights (``run.init_from``).
+
+The new model may add conditioning paths the checkpoint lacks (appearance projection, motion
+FiLM convolutions): every tensor the checkpoint holds must exist in the new model with the
+same shape, and every tensor it lacks is set to zero. All of vimss's added conditioning paths
+are additive, so at step 0 the new model computes exactly what the checkpoint computes, and
+training only has to learn what the new inputs add.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vimss_cli.checkpoint import file_sha256, load_model
+from vimss_cli.errors import CheckpointError
+from vimss_cli.model import WaveUNet
+
+
+def warm_start(model: WaveUNet, reference: str) -> dict[str, object]:
+    """Copy the weights of checkpoint ``reference`` (name, path or hf:) into ``model``.
+
+    Returns provenance: the reference, the checkpoint's file sha256 and the names of the
+    tensors that were zero-initialised. Raises :class:`CheckpointError` when the checkpoint
+    does not fit (another sample rate, a tensor missing from the model or of another shape).
+    """
+    loaded = load_model(reference)
+    source = loaded.model
+    if source.config.sample_rate != model.config.sample_rate:
+        raise CheckpointError(
+            f"cannot initialise from {reference}: it runs at {source.config.sample_rate} Hz, "
+            f"the model at {model.config.sample_rate} Hz"
+        )
+    target_state = model.state_dict()
+    for name, tensor in source.state_dict().items():
+        if name not in target_state:
+            raise CheckpointError(f"cannot initialise from {reference}: the model has no {name}")
+        if target_state[name].shape != tensor.shape:
+            raise CheckpointError(
+                f"cannot initialise from {reference}: {name} is {tuple(tensor.shape)} there, "
+                f"{tuple(target_state[name].shape)} here"
+            )
+    source_state = source.state_dict()
+    zeroed = sorted(name for name in target_state if name not in source_state)
+    with torch.no_grad():
+        for name, tensor in target_state.items():
+            tensor.copy_(source_state[name] if name in source_state else torch.zeros_like(tensor))
+    return {"reference": reference, "file_sha256": file_sha256(loaded.path), "zeroed": zeroed}
