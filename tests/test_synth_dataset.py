@@ -187,6 +187,8 @@ def test_previous_run_of_another_split_is_refused(generated: Path, tmp_path: Pat
         (["--split", "dev"], "--split"),
         (["--video-size", "95x54"], "--video-size"),
         (["--video-size", "big"], "WIDTHxHEIGHT"),
+        (["--ensemble", "vn,violin"], "unknown instrument 'violin'"),
+        (["--ensemble", "vn"], "2 to 5 players"),
     ],
 )
 def test_bad_values_fail_before_writing(tmp_path: Path, args: list[str], fragment: str) -> None:
@@ -194,6 +196,16 @@ def test_bad_values_fail_before_writing(tmp_path: Path, args: list[str], fragmen
     result = runner.invoke(app, ["data", "synth", "-o", str(out), "-n", "1", *args])
     assert_clean_failure(result, fragment)
     assert not out.exists()
+
+
+def test_chosen_ensembles_are_cycled_through(tmp_path: Path) -> None:
+    out = tmp_path / "duets"
+    result = synth(out, "-n", "3", "--ensemble", "vn,vn", "--ensemble", "tpt, tbn", *FAST_FONT)
+    assert result.exit_code == 0, result.output
+    players = [piece.name.instruments for piece in list_pieces(out)]
+    assert players == [("vn", "vn"), ("tpt", "tbn"), ("vn", "vn")]
+    settings = json.loads((out / "vimss_synth.json").read_text())["settings"]
+    assert settings["ensembles"] == [["vn", "vn"], ["tpt", "tbn"]]
 
 
 def test_a_file_that_is_not_a_soundfont_is_refused(tmp_path: Path) -> None:

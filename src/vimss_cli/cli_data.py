@@ -75,6 +75,14 @@ def synth(
     ] = None,
     sample_rate: Annotated[int, typer.Option("--sample-rate", help="Audio rate (Hz).")] = 48000,
     video_size: Annotated[str, typer.Option("--video-size", help="WIDTHxHEIGHT.")] = "640x360",
+    ensembles: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ensemble",
+            help="Players left to right, e.g. vn,vn (repeatable; pieces cycle through them). "
+            "Default: URMP-like ensembles.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -97,6 +105,9 @@ def synth(
             soundfonts=_parse_fonts(soundfonts),
             sample_rate=sample_rate,
             video_size=_parse_size(video_size),
+            ensembles=tuple(
+                tuple(code.strip() for code in text.split(",")) for text in ensembles or []
+            ),
         )
         with _piece_progress(not as_json, "pieces") as progress:
             report = synthesize(config, progress)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from vimss_cli.errors import InputError, OutputError
+from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.media import ffmpeg_executable
 from vimss_cli.synth import audio, performance, scores
 from vimss_cli.synth.images import ImageSpec, image_pool, load_rgba
@@ -57,6 +58,7 @@ class SynthConfig:
     soundfonts: tuple[Path, ...] = ()  # empty: the split's own pool
     sample_rate: int = 48000
     video_size: tuple[int, int] = (640, 360)
+    ensembles: tuple[tuple[str, ...], ...] = ()  # pieces cycle through; empty: URMP-like
 
 
 @dataclass
@@ -88,6 +90,15 @@ def validate(config: SynthConfig) -> None:
     width, height = config.video_size
     if width < 64 or height < 36 or width % 2 or height % 2:
         raise InputError(f"--video-size must be even and at least 64x36, got {width}x{height}")
+    for ensemble in config.ensembles:
+        unknown = [code for code in ensemble if code not in INSTRUMENT_CODES]
+        if unknown:
+            raise InputError(
+                f"--ensemble {','.join(ensemble)}: unknown instrument {unknown[0]!r}; "
+                f"choose from {', '.join(INSTRUMENT_CODES)}"
+            )
+        if not 2 <= len(ensemble) <= 5:
+            raise InputError(f"--ensemble {','.join(ensemble)}: give 2 to 5 players")
 
 
 def settings_of(config: SynthConfig, fonts: list[Soundfont]) -> dict[str, Any]:
@@ -100,6 +111,7 @@ def settings_of(config: SynthConfig, fonts: list[Soundfont]) -> dict[str, Any]:
         "sample_rate": config.sample_rate,
         "video_size": list(config.video_size),
         "soundfonts": [str(font.path) for font in fonts],
+        **({"ensembles": [list(e) for e in config.ensembles]} if config.ensembles else {}),
     }
 
 
@@ -153,7 +165,11 @@ def generate_piece(
     """Make piece ``number`` in a partial folder, publish it, return its manifest entry."""
     split, seconds, rate = settings["split"], settings["seconds"], settings["sample_rate"]
     music_rng, perform_rng, sound_rng, picture_rng = piece_rngs(settings["seed"], split, number)
-    instruments = scores.choose_ensemble(music_rng)
+    ensembles = settings.get("ensembles")
+    if ensembles:
+        instruments = tuple(ensembles[(number - 1) % len(ensembles)])  # pieces cycle
+    else:
+        instruments = scores.choose_ensemble(music_rng)
     bpm = float(music_rng.uniform(56, 112))
     excerpt = scores.choose_excerpt(
         music_rng,
