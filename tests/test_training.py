@@ -206,6 +206,10 @@ def test_train_exports_a_loadable_checkpoint_and_resumes_exactly(
     assert summary["step"] == 6 and summary["examples_per_second"] > 0
     best = load_checkpoint(tmp_path / "a" / "best.safetensors")
     assert best.trained and best.provenance["steps"] in (3, 6)
+    manifest = best.provenance["data_manifest"]
+    train_pieces = ["01_Piece1_vn_vc", "02_Piece2_fl_cl_bn", "03_Piece3_vn_vn"]
+    assert manifest["train"]["pieces"] == train_pieces
+    assert manifest["valid"]["pieces"] == ["04_Piece4_tpt_tbn"]
     assert best.model.config.levels == 3
     log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert any("valid_sdr" in r for r in log) and any("loss" in r for r in log)

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, default_collate
 
 from vimss_cli import __version__
-from vimss_cli.checkpoint import save_checkpoint, weights_sha256
+from vimss_cli.checkpoint import file_sha256, save_checkpoint, weights_sha256
 from vimss_cli.conditioning import QueryBatch
 from vimss_cli.errors import InputError
 from vimss_cli.model import WaveUNet
@@ -42,6 +42,7 @@ from vimss_cli.training.data import (
 )
 from vimss_cli.training.state import RunState, load_state, save_state
 from vimss_cli.training.warm_start import warm_start
+from vimss_cli.urmp import list_pieces
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 WarningCallback = Callable[[str], None]
@@ -217,14 +218,27 @@ def _validate(
     }
 
 
-def _dataset_manifest(root: Path) -> dict[str, Any] | None:
-    for candidate in (root / "manifest.json", root / "train" / "manifest.json"):
-        if candidate.is_file():
+#: The manifest ``vimss data synth`` writes in each tree (``synth.dataset.MANIFEST_NAME``).
+SYNTH_MANIFEST = "vimss_synth.json"
+
+
+def _dataset_manifest(root: Path) -> dict[str, Any]:
+    """What the run trained and validated on: each split's piece folders, and for generated
+    data the ``vimss_synth.json`` settings and that file's sha256."""
+    manifest: dict[str, Any] = {}
+    for folder in split_folders(root):
+        if folder is None:
+            continue
+        entry: dict[str, Any] = {"pieces": [piece.folder.name for piece in list_pieces(folder)]}
+        synth = folder / SYNTH_MANIFEST
+        if synth.is_file():
+            entry["vimss_synth_json_sha256"] = file_sha256(synth)
             try:
-                return json.loads(candidate.read_text())
-            except ValueError:
-                return None
-    return None
+                entry["synth_settings"] = json.loads(synth.read_text()).get("settings")
+            except (ValueError, AttributeError):
+                entry["synth_settings"] = None
+        manifest[folder.name] = entry
+    return manifest
 
 
 def run_training(
