@@ -90,6 +90,7 @@ def test_config_file_then_overrides(tmp_path: Path) -> None:
         (["optim.lrr=1"], "unknown config key optim.lrr; valid keys: model.sample_rate"),
         (["lr=1"], "section.key=value"),
         (["model.down_kernel=4"], "odd"),
+        (["model.motion_features=flow"], "motion_features must be 'bands' or 'multiscale'"),
     ],
 )
 def test_config_errors(overrides: list[str], message: str) -> None:
@@ -347,6 +348,15 @@ def test_visual_features_are_cached_once_and_feed_video_queries(tmp_path: Path) 
                   "3", *SETS, *visual)  # fmt: skip
     assert again.exit_code == 0, again.output
     assert stamps == [p.stat().st_mtime_ns for p in sorted((out / "visual_cache").rglob("*.npz"))]
+
+    # multiscale motion features train too, and are cached under their own key
+    multi = ["--set", "model.motion_features=multiscale", "--set", "model.motion_channels=3"]
+    again = train("--root", root, "--out", tmp_path / "multi", "--device", "cpu", "--max-steps",
+                  "1", *SETS, "--set", "model.appearance_dim=1280", *multi)  # fmt: skip
+    assert again.exit_code == 0, again.output
+    pieces, _ = load_pieces(root / "train", RATE, None, 3, tmp_path / "multi" / "visual_cache" /
+                            "train", "multiscale")  # fmt: skip
+    assert pieces[0].visuals is not None and pieces[0].visuals.motion.shape[1] == 3
 
     # the two violins of piece 1 keep separate targets, each with its own motion
     pieces, _ = load_pieces(root / "train", RATE, None, 2, out / "visual_cache" / "train")

@@ -43,6 +43,10 @@ class ModelConfig:
         query_dim: size of the static query embedding.
         appearance_dim: size of appearance vectors (0: the model takes none).
         motion_channels: channels of the motion sequence (0: the model takes none).
+        motion_features: what the channels hold (``vision/motion.py``): ``"bands"``, the
+            player's box cut into horizontal bands; ``"multiscale"``, the whole box averaged
+            over centred windows of growing length (``MULTISCALE_SECONDS``), so the model sees
+            seconds of motion through its short receptive field.
         mixture_consistency: project the K estimates so they sum to the mixture.
         silence_gate: output exactly zero where the mixture is digitally silent for the whole
             context around a sample (a function of absolute positions, so still exact).
@@ -60,6 +64,7 @@ class ModelConfig:
     query_dim: int = 64
     appearance_dim: int = 0
     motion_channels: int = 0
+    motion_features: Literal["bands", "multiscale"] = "bands"
     mixture_consistency: bool = False
     silence_gate: bool = True
     output_activation: Literal["tanh", "identity"] = "tanh"
@@ -74,6 +79,10 @@ class ModelConfig:
         if self.conditioning not in CONDITIONING_CHOICES:
             raise ValueError(
                 f"conditioning must be one of {CONDITIONING_CHOICES}, got {self.conditioning!r}"
+            )
+        if self.motion_features not in ("bands", "multiscale"):
+            raise ValueError(
+                f"motion_features must be 'bands' or 'multiscale', got {self.motion_features!r}"
             )
         if self.feature_growth not in ("add", "double"):
             raise ValueError(f"feature_growth must be 'add' or 'double', got {self.feature_growth}")

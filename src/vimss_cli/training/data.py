@@ -73,6 +73,7 @@ def load_pieces(
     warn: WarningCallback | None = None,
     motion_channels: int = 0,
     visual_cache: Path | None = None,
+    motion_features: str = "bands",
 ) -> tuple[list[PieceAudio], list[str]]:
     """Read every piece's stems (and, with ``visual_cache``, its players' visual features).
 
@@ -88,7 +89,8 @@ def load_pieces(
         visuals = None
         if visual_cache is not None:
             try:
-                visuals = piece_visuals(piece, max(1, motion_channels), visual_cache)
+                channels = max(1, motion_channels)
+                visuals = piece_visuals(piece, channels, visual_cache, motion_features)
             except VimssError as error:
                 skipped.append(str(piece.video_path))
                 if warn is not None:

@@ -284,7 +284,8 @@ def run_training(
 
     def load(folder: Path) -> tuple[list, list[str]]:
         cache = run_dir / "visual_cache" / folder.name if visual else None
-        return load_pieces(folder, rate, on_warning, channels, cache)
+        features = config.model.motion_features
+        return load_pieces(folder, rate, on_warning, channels, cache, features)
 
     train_pieces, skipped = load(train_folder)
     valid_pieces = load(valid_folder)[0] if valid_folder else None

@@ -36,7 +36,7 @@ class PlayerVisuals:
     rate: float
 
 
-def _key(video: Path, channels: int) -> str:
+def _key(video: Path, channels: int, features: str) -> str:
     stat = video.stat()
     return json.dumps(
         {
@@ -45,12 +45,15 @@ def _key(video: Path, channels: int) -> str:
             "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
             "channels": channels,
+            "features": features,
         },
         sort_keys=True,
     )
 
 
-def piece_visuals(piece: Piece, channels: int, cache_dir: Path) -> PlayerVisuals:
+def piece_visuals(
+    piece: Piece, channels: int, cache_dir: Path, features: str = "bands"
+) -> PlayerVisuals:
     """The cached features of ``piece``'s players, analysing its video on a cache miss.
 
     Raises :class:`vimss_cli.errors.VimssError` subclasses when the video is missing or its
@@ -61,7 +64,7 @@ def piece_visuals(piece: Piece, channels: int, cache_dir: Path) -> PlayerVisuals
     video = piece.video_path
     if not video.is_file():
         raise InputError(f"{piece.folder.name} has no video {video.name}")
-    key = _key(video, channels)
+    key = _key(video, channels, features)
     cache_file = Path(cache_dir) / f"{piece.folder.name}.npz"
     if cache_file.is_file():
         with np.load(cache_file) as stored:
@@ -75,7 +78,8 @@ def piece_visuals(piece: Piece, channels: int, cache_dir: Path) -> PlayerVisuals
             f"{video.name}: found {len(analysis.players)} players, the folder names {piece.players}"
         )
     appearance = np.stack([p.appearance for p in analysis.players]).astype(np.float32)
-    motion = np.stack([analysis.motion(p, channels) for p in analysis.players]).astype(np.float32)
+    motion = np.stack([analysis.motion(p, channels, features) for p in analysis.players])
+    motion = motion.astype(np.float32)
     visuals = PlayerVisuals(appearance, motion, float(analysis.rate))
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     temporary = cache_file.with_name(f".{cache_file.stem}.partial-{os.getpid()}.npz")

@@ -25,7 +25,13 @@ from vimss_cli.vision.frames import (
     stream_duration,
 )
 from vimss_cli.vision.instrument_guess import InstrumentGuess, guess_instrument
-from vimss_cli.vision.motion import MotionAccumulator, box_motion, column_profile, compress
+from vimss_cli.vision.motion import (
+    MotionAccumulator,
+    box_motion,
+    column_profile,
+    compress,
+    multiscale,
+)
 from vimss_cli.vision.players import Box, find_players, parse_boxes
 
 #: Frames kept for finding the players; every other one is also used for their appearance.
@@ -77,11 +83,20 @@ class VideoAnalysis:
     snapshot: np.ndarray
     source: str
 
-    def motion(self, player: Player, channels: int) -> np.ndarray:
-        """``(channels, T)`` compressed motion of ``player`` at :attr:`rate` on the audio clock."""
+    def motion(self, player: Player, channels: int, features: str = "bands") -> np.ndarray:
+        """``(channels, T)`` compressed motion of ``player`` at :attr:`rate` on the audio clock.
+
+        ``features``: ``"bands"`` (horizontal bands of the box) or ``"multiscale"`` (the whole
+        box averaged over :data:`~vimss_cli.vision.motion.MULTISCALE_SECONDS` windows).
+        """
         x, y, w, h = player.box
         width, height = self.info.width, self.info.height
         fraction = (x / width, y / height, w / width, h / height)
+        if features == "multiscale":
+            whole = compress(box_motion(self.grids, fraction, 1))[0]
+            return multiscale(whole, self.rate, channels)
+        if features != "bands":
+            raise ValueError(f"unknown motion features {features!r}")
         return compress(box_motion(self.grids, fraction, channels))
 
     def to_json(self) -> dict[str, Any]:

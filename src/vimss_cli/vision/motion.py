@@ -103,6 +103,37 @@ def box_motion(
     return np.stack(bands).astype(np.float32)
 
 
+#: Window lengths (seconds) of the ``"multiscale"`` motion channels, in channel order.
+MULTISCALE_SECONDS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def centred_mean(values: np.ndarray, frames: int) -> np.ndarray:
+    """Mean of ``values (T,)`` over a centred window of ``frames`` (odd) frames, ``(T,)``.
+
+    Near the ends the window holds only the frames that exist (no zero padding bias).
+    """
+    if frames <= 1 or values.size == 0:
+        return values.astype(np.float32)
+    kernel = np.ones(frames)
+    total = np.convolve(values.astype(np.float64), kernel, mode="same")
+    count = np.convolve(np.ones(values.size), kernel, mode="same")
+    return (total / count).astype(np.float32)
+
+
+def multiscale(values: np.ndarray, rate: float, channels: int) -> np.ndarray:
+    """``(channels, T)``: ``values (T,)`` averaged over each of the first ``channels`` windows
+    of :data:`MULTISCALE_SECONDS` at ``rate`` frames per second."""
+    if not 1 <= channels <= len(MULTISCALE_SECONDS):
+        raise ValueError(
+            f"multiscale motion has 1 to {len(MULTISCALE_SECONDS)} channels, got {channels}"
+        )
+    rows = []
+    for seconds in MULTISCALE_SECONDS[:channels]:
+        frames = 2 * round(seconds * rate / 2) + 1
+        rows.append(centred_mean(values, frames))
+    return np.stack(rows)
+
+
 def compress(energy: np.ndarray) -> np.ndarray:
     """Motion energy -> the model's scale: ``log1p(energy / MOTION_SCALE)`` (same shape)."""
     return np.log1p(np.maximum(energy, 0.0) / MOTION_SCALE).astype(np.float32)

@@ -79,7 +79,7 @@ class PlayerPlan:
                 label,
                 appearance=player.appearance if config.appearance_dim else None,
                 motion=(
-                    self.analysis.motion(player, config.motion_channels)
+                    self.analysis.motion(player, config.motion_channels, config.motion_features)
                     if config.motion_channels
                     else None
                 ),
