@@ -23,6 +23,9 @@ from pathlib import Path
 from vimss_cli.errors import InputError
 from vimss_cli.instruments import INSTRUMENT_CODES
 
+#: The manifest ``vimss data synth`` writes at the top of each generated tree.
+SYNTH_MANIFEST_NAME = "vimss_synth.json"
+
 _FOLDER = re.compile(r"^(\d+)_([^_]+)_((?:[a-z]+_?)+)$")
 
 

@@ -35,11 +35,11 @@ from vimss_cli.synth.resources import (
     user_soundfonts,
 )
 from vimss_cli.synth.video import PlayerLook, render_video
-from vimss_cli.urmp import PieceName, parse_folder_name
+from vimss_cli.urmp import SYNTH_MANIFEST_NAME, PieceName, parse_folder_name
 
 #: Bump when the same settings would produce different files.
 GENERATOR_VERSION = "1"
-MANIFEST_NAME = "vimss_synth.json"
+MANIFEST_NAME = SYNTH_MANIFEST_NAME
 PARTIAL_PREFIX = ".partial-"
 
 ProgressCallback = Callable[[dict[str, Any]], None]

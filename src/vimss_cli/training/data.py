@@ -165,7 +165,13 @@ class ExcerptDataset(Dataset):
         self.appearance_dim = appearance_dim
         self.motion_channels = motion_channels
         self.sample_rate = sample_rate
-        self.players_by_instrument = _players_by_instrument(pieces)
+        #: instrument code -> ``(piece index, player)`` of its players, for codes with two or
+        #: more (the candidates of same-instrument pairs)
+        self.pair_candidates = {
+            code: players
+            for code, players in _players_by_instrument(pieces).items()
+            if len(players) >= 2
+        }
 
     def __len__(self) -> int:  # indices are unbounded; the sampler decides
         return 2**62
@@ -257,10 +263,10 @@ class ExcerptDataset(Dataset):
         pair and the others are that piece's players at one offset, as in a real ensemble;
         otherwise the second player and up to three others come from anywhere in the split.
         """
-        codes = [c for c, players in self.players_by_instrument.items() if len(players) >= 2]
+        codes = list(self.pair_candidates)
         if not codes:
             return None
-        candidates = self.players_by_instrument[codes[int(rng.integers(len(codes)))]]
+        candidates = self.pair_candidates[codes[int(rng.integers(len(codes)))]]
         first_piece, first_player = candidates[int(rng.integers(len(candidates)))]
         piece = self.pieces[first_piece]
         code = piece.instruments[first_player]

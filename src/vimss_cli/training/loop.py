@@ -36,13 +36,14 @@ from vimss_cli.training.config import TrainConfig
 from vimss_cli.training.data import (
     ExcerptDataset,
     ExcerptShape,
+    PieceAudio,
     StepSampler,
     load_pieces,
     split_folders,
 )
 from vimss_cli.training.state import RunState, load_state, save_state
 from vimss_cli.training.warm_start import warm_start
-from vimss_cli.urmp import list_pieces
+from vimss_cli.urmp import SYNTH_MANIFEST_NAME
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 WarningCallback = Callable[[str], None]
@@ -218,19 +219,13 @@ def _validate(
     }
 
 
-#: The manifest ``vimss data synth`` writes in each tree (``synth.dataset.MANIFEST_NAME``).
-SYNTH_MANIFEST = "vimss_synth.json"
-
-
-def _dataset_manifest(root: Path) -> dict[str, Any]:
-    """What the run trained and validated on: each split's piece folders, and for generated
-    data the ``vimss_synth.json`` settings and that file's sha256."""
+def _dataset_manifest(splits: list[tuple[Path, list[PieceAudio]]]) -> dict[str, Any]:
+    """What the run trains and validates on: per split folder, the pieces loaded, and for
+    generated data the ``vimss_synth.json`` settings and that file's sha256."""
     manifest: dict[str, Any] = {}
-    for folder in split_folders(root):
-        if folder is None:
-            continue
-        entry: dict[str, Any] = {"pieces": [piece.folder.name for piece in list_pieces(folder)]}
-        synth = folder / SYNTH_MANIFEST
+    for folder, pieces in splits:
+        entry: dict[str, Any] = {"pieces": [piece.name for piece in pieces]}
+        synth = folder / SYNTH_MANIFEST_NAME
         if synth.is_file():
             entry["vimss_synth_json_sha256"] = file_sha256(synth)
             try:
@@ -282,13 +277,17 @@ def run_training(
     visual = config.model.appearance_dim > 0 or config.model.motion_channels > 0
     channels = config.model.motion_channels
 
-    def load(folder: Path) -> tuple[list, list[str]]:
+    def load(folder: Path) -> tuple[list[PieceAudio], list[str]]:
         cache = run_dir / "visual_cache" / folder.name if visual else None
         features = config.model.motion_features
         return load_pieces(folder, rate, on_warning, channels, cache, features)
 
     train_pieces, skipped = load(train_folder)
     valid_pieces = load(valid_folder)[0] if valid_folder else None
+    splits = [(train_folder, train_pieces)]
+    if valid_folder is not None and valid_pieces is not None:
+        splits.append((valid_folder, valid_pieces))
+    data_manifest = _dataset_manifest(splits)
 
     torch.manual_seed(config.run.seed)
     model = WaveUNet(config.model).to(torch_device)
@@ -422,6 +421,7 @@ def run_training(
                         config,
                         state,
                         root,
+                        data_manifest,
                         torch_device,
                         scores,
                         state.wall_seconds + now - started,
@@ -474,6 +474,7 @@ def _export_best(
     config: TrainConfig,
     state: RunState,
     root: Path,
+    data_manifest: dict[str, Any],
     device: torch.device,
     scores: dict[str, float],
     wall_seconds: float,
@@ -488,7 +489,7 @@ def _export_best(
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "validation": scores,
         "dataset_root": str(root),
-        "data_manifest": _dataset_manifest(Path(root)),
+        "data_manifest": data_manifest,
         "train_config": config.to_dict(),
     }
     save_checkpoint(run_dir / BEST_FILE, model, provenance)

@@ -4,7 +4,8 @@ Training never decodes video per step: before the first step every piece's ``Vid
 through the video front end once (players found with the known player count as a hint), and
 each player's appearance vector and motion sequence are stored in
 ``<cache dir>/<piece folder>.npz``. The cache key is the video's path, size and modification
-time, the motion channel count and the front end's rate, so a changed video is analysed again.
+time, and the motion channel count and layout (``model.motion_features``), so a changed video
+or another motion layout is analysed again.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def warm_start(model: WaveUNet, reference: str) -> dict[str, object]:
             f"the model at {model.config.sample_rate} Hz"
         )
     target_state = model.state_dict()
-    for name, tensor in source.state_dict().items():
+    source_state = source.state_dict()
+    for name, tensor in source_state.items():
         if name not in target_state:
             raise CheckpointError(f"cannot initialise from {reference}: the model has no {name}")
         if target_state[name].shape != tensor.shape:
@@ -39,7 +40,6 @@ def warm_start(model: WaveUNet, reference: str) -> dict[str, object]:
                 f"cannot initialise from {reference}: {name} is {tuple(tensor.shape)} there, "
                 f"{tuple(target_state[name].shape)} here"
             )
-    source_state = source.state_dict()
     zeroed = sorted(name for name in target_state if name not in source_state)
     with torch.no_grad():
         for name, tensor in target_state.items():
