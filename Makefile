@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vimss-installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean
+.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean device-data device-pack
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,29 @@ format: install
 
 bench: install  ## realtime factor and peak memory of `vimss separate` (prints figures)
 	$(BIN)/python benchmarks/bench_separate.py
+
+# The GPU run (docs/training.md): synthetic data from every train soundfont Debian ships
+# (TimGM6mb held out for the test split), packed with the wheels into .device/ to carry.
+DEVICE_DATA ?= $(HOME)/vimss-work/data/synth5
+DEVICE_CONFIG ?= configs/gpu-h200.toml
+DEVICE_FONT_PACKAGES := fluidr3mono-gm-soundfont musescore-general-soundfont csound-soundfont \
+	gcompris-qt-data
+TRAIN_FONTS := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf3/FluidR3Mono_GM.sf3 \
+	/usr/share/sounds/sf3/MuseScore_General.sf3 /usr/share/sounds/sf3/MuseScore_General_Lite.sf3 \
+	/usr/share/sounds/sf2/sf_GMbank.sf2
+SYNTH := $(BIN)/vimss data synth --seconds 20 --workers 2 --sample-rate 22050 --video-size 64x36
+
+device-data: install system-deps  ## synthetic train/valid/test trees for the GPU run (resumable)
+	dpkg -s $(DEVICE_FONT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update && \
+	  $(SUDO) apt-get install -y --no-install-recommends $(DEVICE_FONT_PACKAGES); }
+	$(SYNTH) -o $(DEVICE_DATA)/valid -n 8 --split valid --seed 102 $(addprefix --soundfonts ,$(TRAIN_FONTS))
+	$(SYNTH) -o $(DEVICE_DATA)/test -n 12 --split test --seed 103
+	$(SYNTH) -o $(DEVICE_DATA)/train -n 160 --split train --seed 101 $(addprefix --soundfonts ,$(TRAIN_FONTS))
+	$(BIN)/vimss data solos -o $(DEVICE_DATA)/solos
+
+device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to the GPU (prints sizes)
+	$(BIN)/python scripts/device_pack.py pack --data $(DEVICE_DATA) --config $(DEVICE_CONFIG) \
+	  --extra-train $(DEVICE_DATA)/solos
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

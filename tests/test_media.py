@@ -139,3 +139,46 @@ def test_video_longer_than_its_audio_is_not_called_truncated(tmp_path: Path) -> 
     ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=64x48:r=10:d=4", "-i", str(audio), str(video))
     decoded = read_audio(video, RATE)
     assert abs(decoded.size / RATE - 1.0) < 0.1
+
+
+@pytest.mark.parametrize(
+    ("suffix", "subtype"),
+    [(".wav", "PCM_16"), (".wav", "FLOAT"), (".flac", "PCM_16"), (".ogg", "VORBIS")],
+)
+def test_libsndfile_reads_same_rate_mono_files_as_ffmpeg_decodes_them(
+    tmp_path: Path, suffix: str, subtype: str
+) -> None:
+    import soundfile
+
+    path = tmp_path / f"x{suffix}"
+    soundfile.write(str(path), 0.5 * noise(1), RATE, subtype=subtype)
+    with AudioStream(path, RATE) as stream:
+        through_ffmpeg = np.concatenate(list(stream))
+    native = read_audio(path, RATE)
+    assert native.shape == through_ffmpeg.shape
+    tolerance = 1e-3 if subtype == "VORBIS" else 0  # two Vorbis decoders, same stream
+    np.testing.assert_allclose(native, through_ffmpeg, rtol=0, atol=tolerance)
+
+
+def test_files_at_another_rate_or_with_two_channels_still_go_through_ffmpeg(
+    tmp_path: Path,
+) -> None:
+    import soundfile
+
+    stereo = np.stack([noise(1), noise(1, seed=1)], axis=1)
+    path = tmp_path / "stereo.wav"
+    soundfile.write(str(path), stereo, RATE, subtype="FLOAT")
+    other = write_wav(tmp_path / "other.wav", noise(1, 16000), 16000)
+    for source in (path, other):
+        with AudioStream(source, RATE) as stream:
+            through_ffmpeg = np.concatenate(list(stream))
+        np.testing.assert_array_equal(read_audio(source, RATE), through_ffmpeg)
+    assert through_ffmpeg.size == RATE
+
+
+def test_a_same_rate_wav_holding_nan_is_refused(tmp_path: Path) -> None:
+    audio = noise(1)
+    audio[100] = np.nan
+    path = write_wav(tmp_path / "nan.wav", audio)
+    with pytest.raises(NonFiniteAudioError, match="NaN"):
+        read_audio(path, RATE)

@@ -127,6 +127,71 @@ def test_without_augmentation_targets_sum_to_the_mixture(tree: Path) -> None:
                 assert not target.any()
 
 
+def test_colouring_filters_each_player_and_keeps_targets_summing_to_the_mixture(
+    tree: Path,
+) -> None:
+    pieces, _ = load_pieces(tree / "train", RATE)
+    plain = [*TINY, "data.queries_per_mixture=3", "data.remix_probability=0"]
+    plain += ["data.drop_player_probability=0", "data.absent_query_probability=0"]
+    shape = ExcerptShape(400, 256, 72)
+
+    def dataset(colour_db: float) -> ExcerptDataset:
+        config = build_config(None, [*plain, f"data.colour_db={colour_db}"])
+        return ExcerptDataset(pieces, shape, config.data, seed=0, sample_rate=RATE)
+
+    coloured, uncoloured = dataset(6.0), dataset(0.0)
+    for index in range(6):
+        item = coloured[index]
+        assert torch.equal(item["targets"], coloured[index]["targets"])  # still a function
+        out = item["mixture"][0, 72 : 72 + 256]
+        torch.testing.assert_close(item["targets"].sum(0), out, atol=1e-5, rtol=0)
+        assert not torch.allclose(item["mixture"], uncoloured[index]["mixture"], atol=1e-4)
+
+
+def test_colour_filters_have_the_gains_they_are_drawn_with() -> None:
+    from scipy.signal import sosfreqz
+
+    from vimss_cli.training.data import _biquad
+
+    for kind, frequency, probes, expected in [
+        ("low", 200.0, [20.0, 200.0, 8000.0], [6.0, 3.0, 0.0]),
+        ("high", 4000.0, [20.0, 4000.0, 10000.0], [0.0, 3.0, 6.0]),
+        ("peak", 1000.0, [30.0, 1000.0, 10000.0], [0.0, 6.0, 0.0]),
+    ]:
+        section = _biquad(kind, frequency, 6.0, 0.7 if kind != "peak" else 1.0, 22050)
+        _, response = sosfreqz(section[None], worN=probes, fs=22050)
+        np.testing.assert_allclose(20 * np.log10(np.abs(response)), expected, atol=0.3)
+
+
+def test_learning_rate_schedule_ends_where_it_is_told() -> None:
+    from vimss_cli.training.loop import learning_rate
+
+    config = build_config(None, ["optim.lr=1e-3", "optim.warmup_steps=10"])
+    assert learning_rate(config, 0) == pytest.approx(1e-4)
+    assert learning_rate(config, 100, schedule_steps=100) == pytest.approx(5e-5)  # the floor
+    assert learning_rate(config, 100) > 9e-4  # max_steps (20000) is far away
+
+
+def test_schedule_fitted_to_the_deadline_is_logged_and_ends_the_run(
+    tree: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "timed"
+    result = train(
+        "--root", tree, "--out", run, "--device", "cpu", "--max-minutes", "0.25", *SETS,
+        "--set", "optim.max_steps=100000", "--set", "run.schedule_to_deadline=true",
+        "--set", "run.validate_every=1000", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    fitted = [r for r in log if "schedule_steps" in r]
+    assert len(fitted) == 1 and fitted[0]["step"] == 30
+    step = json.loads(result.stdout)["step"]
+    assert 30 <= step <= fitted[0]["schedule_steps"]
+    last = load_checkpoint(run / "last.safetensors")
+    assert last.provenance["steps"] == step
+    assert any(r.get("step") == step and "valid_sdr" in r for r in log)  # validated at the end
+
+
 def _with_fake_visuals(pieces: list) -> list:
     """Give each player a distinct appearance and a motion ramp (no video needed)."""
     for number, piece in enumerate(pieces):

@@ -136,6 +136,27 @@ def synth(
     guarded(debug, run)
 
 
+@data_app.command("solos")
+def solos(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write pieces into.")],
+    sample_rate: Annotated[int, typer.Option("--sample-rate", help="Audio rate (Hz).")] = 22050,
+    debug: DebugOption = False,
+) -> None:
+    """Write the real solo recordings Debian ships (gcompris, tuxpaint) as one-player pieces."""
+
+    def run() -> None:
+        from vimss_cli.synth.real_solos import write_solo_pieces
+
+        if sample_rate not in (16000, 22050, 44100, 48000):
+            raise InputError(
+                f"--sample-rate must be 16000, 22050, 44100 or 48000, not {sample_rate}"
+            )
+        folders = write_solo_pieces(out_dir, sample_rate)
+        stderr_console().print(f"{len(folders)} real solo piece(s) in {out_dir}")
+
+    guarded(debug, run)
+
+
 @data_app.command("check")
 def check(
     root: Annotated[Path, typer.Option("--root", help="Folder holding the piece folders.")],

@@ -291,7 +291,69 @@ class AudioStream:
             )
 
 
+def _read_native(path: Path, sample_rate: int) -> np.ndarray | None:
+    """The file's samples through libsndfile when it is a mono WAV, FLAC or Ogg Vorbis file
+    already at ``sample_rate``, else ``None`` (ffmpeg must convert it).
+
+    For such files ffmpeg would only convert the samples to float32 (``x / 32768`` for
+    16-bit PCM), which libsndfile does identically, without a process per file and without
+    ffmpeg at all (the GPU training machine has none).
+    """
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, OSError):
+        return None
+    if info.channels != 1 or info.samplerate != sample_rate or info.format not in NATIVE_FORMATS:
+        return None
+    if info.format == "WAV" and _wav_data_is_short(path):
+        return None  # truncated: ffmpeg's path says so
+    try:
+        samples, _ = soundfile.read(str(path), dtype="float32", always_2d=False)
+    except (soundfile.LibsndfileError, RuntimeError, OSError):
+        return None
+    if samples.size < info.frames:
+        return None  # fewer samples than the header states: ffmpeg's path says why
+    if samples.size == 0:
+        raise EmptyAudioError(f"{path} holds no audio samples")
+    finite = np.isfinite(samples)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise NonFiniteAudioError(
+            f"{path} holds NaN or infinite samples (first at {first / sample_rate:.3f} s)"
+        )
+    return samples
+
+
+def _wav_data_is_short(path: Path) -> bool:
+    """True when a RIFF/WAVE file holds fewer bytes than its ``data`` chunk declares."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        header = handle.read(12)
+        if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return False
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(offset)
+            chunk = handle.read(8)
+            declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                return size - (offset + 8) < declared
+            offset += 8 + declared + (declared & 1)
+    return False
+
+
+#: libsndfile containers :func:`read_audio` decodes without ffmpeg.
+NATIVE_FORMATS = ("WAV", "FLAC", "OGG")
+
+
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
-    """Decode a whole file to a mono float32 array of shape ``(samples,)`` (for short files)."""
+    """Decode a whole file to a mono float32 array of shape ``(samples,)`` (for short files).
+
+    Mono WAV/FLAC/Ogg files at ``sample_rate`` are read by libsndfile (same samples, no
+    ffmpeg process); anything else goes through ffmpeg (:class:`AudioStream`).
+    """
+    native = _read_native(Path(path), sample_rate)
+    if native is not None:
+        return native
     with AudioStream(path, sample_rate) as stream:
         return np.concatenate(list(stream))

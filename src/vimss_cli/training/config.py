@@ -29,6 +29,8 @@ class DataConfig:
             absent-instrument queries whose target is silence.
         workers: DataLoader worker processes.
         gain_db: each stem's gain is drawn uniformly in ``[-gain_db, +gain_db]`` dB.
+        colour_db: each stem is coloured by random shelves and a peak of up to this many dB
+            (0: off), standing for maker, microphone and room differences.
         remix_probability: chance an excerpt mixes stems drawn from several pieces.
         drop_player_probability: chance each extra player is left out of the mixture.
         absent_query_probability: chance one query names an instrument that is not playing.
@@ -46,6 +48,7 @@ class DataConfig:
     queries_per_mixture: int = 2
     workers: int = 2
     gain_db: float = 6.0
+    colour_db: float = 0.0
     remix_probability: float = 0.5
     drop_player_probability: float = 0.1
     absent_query_probability: float = 0.1
@@ -75,6 +78,10 @@ class RunConfig:
 
     ``init_from``: a checkpoint (bundled name, path or hf:) whose weights a fresh run starts
     from (see ``training/warm_start.py``); empty: random initialisation.
+    ``schedule_to_deadline``: with ``--max-minutes``, time the first steps and end the
+    learning-rate schedule at the step the deadline allows (stored in the run state, so a
+    resumed run keeps it); otherwise the schedule ends at ``optim.max_steps``.
+    ``compile``: run the training forward pass through ``torch.compile``.
     """
 
     seed: int = 0
@@ -82,6 +89,8 @@ class RunConfig:
     validate_every: int = 1000
     log_every: int = 10
     init_from: str = ""
+    schedule_to_deadline: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ An excerpt is a mixture window of the model's input length and K queries with th
 stems over the output span:
 
 * per-stem gain, uniform in ±``gain_db``;
+* per-stem colouring (``colour_db``): random low/high shelves and a peak, standing for the
+  instrument maker, microphone and room (:func:`colour`);
 * remixing: with ``remix_probability`` the players come from several pieces of the split;
 * dropping players: each extra player is left out of the mix with ``drop_player_probability``;
 * absent instruments: a query for an instrument that is not playing, whose target is silence;
@@ -190,6 +192,8 @@ class ExcerptDataset(Dataset):
             audio = _window(piece.stems[player], start, shape.input_length)
             if self.augment:
                 audio *= 10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20)
+                if config.colour_db > 0:
+                    audio = colour(audio, rng, config.colour_db, self.sample_rate)
             excerpts.append(audio)
             instruments.append(piece.instruments[player])
             sources.append((piece, player, start))
@@ -328,6 +332,64 @@ class ExcerptDataset(Dataset):
             code = absent_codes[int(rng.integers(len(absent_codes)))]
             queries.append((code, np.zeros(length, np.float32), None))
         return queries
+
+
+def _biquad(kind: str, frequency: float, gain_db: float, q: float, rate: int) -> np.ndarray:
+    """One second-order section ``(6,)`` (RBJ audio-EQ cookbook): ``"low"`` or ``"high"``
+    shelf, or ``"peak"``, at ``frequency`` Hz with ``gain_db`` dB."""
+    a = 10 ** (gain_db / 40)
+    w0 = 2 * np.pi * frequency / rate
+    cos, alpha = np.cos(w0), np.sin(w0) / (2 * q)
+    if kind == "peak":
+        b = [1 + alpha * a, -2 * cos, 1 - alpha * a]
+        d = [1 + alpha / a, -2 * cos, 1 - alpha / a]
+    else:
+        root = 2 * np.sqrt(a) * alpha
+        sign = 1 if kind == "low" else -1
+        b = [
+            a * ((a + 1) - sign * (a - 1) * cos + root),
+            sign * 2 * a * ((a - 1) - sign * (a + 1) * cos),
+            a * ((a + 1) - sign * (a - 1) * cos - root),
+        ]
+        d = [
+            (a + 1) + sign * (a - 1) * cos + root,
+            -sign * 2 * ((a - 1) + sign * (a + 1) * cos),
+            (a + 1) + sign * (a - 1) * cos - root,
+        ]
+    return np.array(b + d) / d[0]
+
+
+def colour(audio: np.ndarray, rng: np.random.Generator, max_db: float, rate: int) -> np.ndarray:
+    """One player's random colouring ``(T,) -> (T,)``: a low shelf (80-400 Hz), a high shelf
+    (2-7 kHz) and a peak (200 Hz-5 kHz, Q 0.7-3), each within ±``max_db`` dB.
+
+    It stands for what differs between real players and the soundfonts: the instrument
+    maker, the microphone and its placement, the room. The same filter shapes the mixture
+    and the target, so the model learns to return the player as recorded.
+    """
+    from scipy.signal import sosfilt
+
+    top = 0.4 * rate  # every corner stays well below Nyquist, whatever the model's rate
+    sections = np.stack(
+        [
+            _biquad("low", rng.uniform(80, 400), rng.uniform(-max_db, max_db), 0.7, rate),
+            _biquad(
+                "high",
+                rng.uniform(min(2000, top / 2), min(7000, top)),
+                rng.uniform(-max_db, max_db),
+                0.7,
+                rate,
+            ),
+            _biquad(
+                "peak",
+                float(np.exp(rng.uniform(np.log(200), np.log(min(5000, top))))),
+                rng.uniform(-max_db, max_db),
+                rng.uniform(0.7, 3.0),
+                rate,
+            ),
+        ]
+    )
+    return sosfilt(sections, audio).astype(np.float32)
 
 
 def _players_by_instrument(pieces: list[PieceAudio]) -> dict[str, list[tuple[int, int]]]:

@@ -50,6 +50,11 @@ WarningCallback = Callable[[str], None]
 
 STATE_FILE = "state.safetensors"
 BEST_FILE = "best.safetensors"
+LAST_FILE = "last.safetensors"
+#: steps timed (after the first few, which warm up kernels) to fit the schedule to a deadline
+SCHEDULE_TIMING_STEPS = (10, 30)
+#: share of the time left that the fitted schedule may use (the rest: validation, export)
+SCHEDULE_TIME_SHARE = 0.95
 CONFIG_FILE = "config.toml"
 LOG_FILE = "log.jsonl"
 
@@ -89,12 +94,14 @@ def _distributed_from_env() -> Distributed:
     )
 
 
-def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at ``max_steps``."""
+def learning_rate(config: TrainConfig, step: int, schedule_steps: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at ``schedule_steps``
+    (default ``optim.max_steps``)."""
     optim = config.optim
     if step < optim.warmup_steps:
         return optim.lr * (step + 1) / optim.warmup_steps
-    span = max(1, optim.max_steps - optim.warmup_steps)
+    end = optim.max_steps if schedule_steps is None else schedule_steps
+    span = max(1, end - optim.warmup_steps)
     progress = min(1.0, (step - optim.warmup_steps) / span)
     floor = optim.min_lr_ratio
     return optim.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
@@ -290,6 +297,10 @@ def run_training(
     data_manifest = _dataset_manifest(splits)
 
     torch.manual_seed(config.run.seed)
+    if torch_device.type == "cuda":  # fixed excerpt shapes: let cuDNN pick its fastest kernels
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     model = WaveUNet(config.model).to(torch_device)
     ema = copy.deepcopy(model).eval() if config.optim.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(
@@ -313,6 +324,8 @@ def run_training(
         network = DistributedDataParallel(
             model, device_ids=[torch_device.index] if torch_device.type == "cuda" else None
         )
+    if config.run.compile:  # the plain module is what gets saved (no ``_orig_mod.`` names)
+        network = torch.compile(network)
 
     input_length = model.input_length_for(config.data.output_samples)
     output_length = model.output_length(input_length)  # at least data.output_samples
@@ -328,7 +341,8 @@ def run_training(
             valid_pieces, shape, config.data, config.run.seed + 1, False, merge, *visual_dims
         )
     stop_step = max_steps if max_steps is not None else config.optim.max_steps
-    if state.step >= stop_step:
+    schedule_over = state.schedule_steps is not None and state.step >= state.schedule_steps
+    if state.step >= stop_step or schedule_over:
         return _report(run_dir, state, 0.0, 0, shape, rate)
     sampler = StepSampler(
         state.step, config.data.batch_size, dist_info.rank, dist_info.world, stop_step - state.step
@@ -345,10 +359,15 @@ def run_training(
     examples_this_call = 0
     interval_start, interval_examples = started, 0
     deadline = None if max_minutes is None else started + 60 * max_minutes
+    fit_schedule = (
+        config.run.schedule_to_deadline and deadline is not None and state.schedule_steps is None
+    )
+    first_step = state.step
+    timing_start = started
     model.train()
     try:
         for batch in loader:
-            lr = learning_rate(config, state.step)
+            lr = learning_rate(config, state.step, state.schedule_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             mixture = batch["mixture"].to(torch_device, non_blocking=True)
@@ -379,6 +398,22 @@ def run_training(
             examples_this_call += examples
             interval_examples += examples
             now = time.perf_counter()
+            if fit_schedule and deadline is not None:
+                done = state.step - first_step
+                if done == SCHEDULE_TIMING_STEPS[0]:
+                    timing_start = now
+                elif done == SCHEDULE_TIMING_STEPS[1]:
+                    seconds_per_step = (now - timing_start) / (done - SCHEDULE_TIMING_STEPS[0])
+                    affordable = int(SCHEDULE_TIME_SHARE * (deadline - now) / seconds_per_step)
+                    state.schedule_steps = min(stop_step, state.step + max(0, affordable))
+                    fit_schedule = False
+                    log.write(
+                        {
+                            "step": state.step,
+                            "schedule_steps": state.schedule_steps,
+                            "seconds_per_step": seconds_per_step,
+                        }
+                    )
             if state.step % config.run.log_every == 0 or state.step == stop_step:
                 rate_now = interval_examples / max(now - interval_start, 1e-9)
                 record = {
@@ -393,8 +428,11 @@ def run_training(
                 if progress is not None and dist_info.is_main:
                     progress({**record, "max_steps": stop_step})
                 interval_start, interval_examples = now, 0
+            finished = state.step >= stop_step or (deadline is not None and now >= deadline)
+            if state.schedule_steps is not None and state.step >= state.schedule_steps:
+                finished = True  # the fitted schedule has ended: stop before the deadline
             validate_now = valid_set is not None and (
-                state.step % config.run.validate_every == 0 or state.step == stop_step
+                state.step % config.run.validate_every == 0 or finished
             )
             if validate_now and dist_info.is_main:
                 scored = ema if ema is not None else model
@@ -415,8 +453,8 @@ def run_training(
                     best is None or scores["valid_sdr"] > best
                 ):
                     state.best_valid_sdr = scores["valid_sdr"]
-                    _export_best(
-                        run_dir,
+                    _export(
+                        run_dir / BEST_FILE,
                         scored,
                         config,
                         state,
@@ -426,7 +464,6 @@ def run_training(
                         scores,
                         state.wall_seconds + now - started,
                     )
-            finished = state.step >= stop_step or (deadline is not None and now >= deadline)
             if state.step % config.run.checkpoint_every == 0 or finished:
                 _checkpoint(
                     run_dir,
@@ -439,6 +476,18 @@ def run_training(
                     dist_info,
                 )
             if finished:
+                if dist_info.is_main:
+                    _export(
+                        run_dir / LAST_FILE,
+                        ema if ema is not None else model,
+                        config,
+                        state,
+                        root,
+                        data_manifest,
+                        torch_device,
+                        None,
+                        state.wall_seconds + time.perf_counter() - started,
+                    )
                 break
         log.write(
             {"step": state.step, "replica_weights_sha256": _replica_digests(model, dist_info)}
@@ -468,17 +517,18 @@ def _checkpoint(
         dist.barrier()
 
 
-def _export_best(
-    run_dir: Path,
+def _export(
+    path: Path,
     model: WaveUNet,
     config: TrainConfig,
     state: RunState,
     root: Path,
     data_manifest: dict[str, Any],
     device: torch.device,
-    scores: dict[str, float],
+    scores: dict[str, float] | None,
     wall_seconds: float,
 ) -> None:
+    """Write a release-format checkpoint of ``model`` with the run's provenance."""
     provenance = {
         "trained": True,
         "code_version": __version__,
@@ -492,7 +542,7 @@ def _export_best(
         "data_manifest": data_manifest,
         "train_config": config.to_dict(),
     }
-    save_checkpoint(run_dir / BEST_FILE, model, provenance)
+    save_checkpoint(path, model, provenance)
 
 
 def _report(

@@ -30,6 +30,9 @@ class RunState:
     examples_seen: int = 0
     skipped_files: list[str] = field(default_factory=list)
     grad_scale: float | None = None
+    #: the step the learning-rate schedule ends at, when fitted to a wall-clock budget
+    #: (``run.schedule_to_deadline``); ``None``: ``optim.max_steps``
+    schedule_steps: int | None = None
 
 
 def save_state(

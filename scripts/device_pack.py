@@ -1,0 +1,241 @@
+"""Pack what a training run needs onto the GPU machine, and unpack it there.
+
+The GPU machine (see docs/training.md, "The GPU run") starts bare, without network, and
+receives the work tree plus a few ignored folders, 64 MiB in all. ``pack`` builds such a
+folder (``.device/`` by default)::
+
+    .device/wheels/            Python 3.12 wheels that machine lacks (soundfile, cffi, ...)
+    .device/data/<split>/<piece>/AuSep_<j>_<inst>_<id>.ogg   stems as Ogg Vorbis
+    .device/data/<split>/vimss_synth.json                    the generator's manifest
+                               (--extra-train folders, e.g. real solos, join train/ first)
+    .device/config.toml        the run's configuration
+    .device/pack.json          what was packed: pieces, seconds, bytes, codec setting
+
+Training pieces are added in number order until the budget is spent, so the whole tree plus
+the pack stays within the limit; the sizes are printed. ``unpack`` decodes the stems back
+into a URMP-layout tree of float WAV files (libsndfile only: the GPU machine has no ffmpeg).
+
+    python scripts/device_pack.py pack --data ~/vimss-work/data/synth5 \
+        --extra-train ~/vimss-work/data/synth5/solos
+    python scripts/device_pack.py unpack .device/data /tmp/vimss-device/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from importlib import metadata
+from pathlib import Path
+
+import soundfile
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "src"
+if str(SRC) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(SRC))
+
+from vimss_cli.urmp import SYNTH_MANIFEST_NAME, list_pieces  # noqa: E402
+
+MIB = 2**20
+#: what travels to the GPU machine at most (work tree plus carried folders)
+TRAVEL_LIMIT_MIB = 64.0
+#: Python packages ``vimss train`` imports that the GPU machine's image lacks
+DEVICE_WHEELS = (
+    "soundfile",
+    "cffi",
+    "pycparser",
+    "tensorboardX",
+    "ffmpeg-python",
+    "future",
+    "typer",
+    "click",
+)
+#: libsndfile's Vorbis setting: 0 is the best quality, 1 the smallest file. At 0.5, stems of
+#: the synthetic data decode at a median 27 dB signal-to-noise ratio (docs/training.md).
+DEFAULT_VORBIS_LEVEL = 0.5
+
+
+def travelling_tree_bytes(repo: Path) -> int:
+    """Bytes of the files that travel with every device call: tracked files and untracked
+    files git does not ignore (``shared/`` inside the checkout included)."""
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout
+    total = 0
+    for name in listing.decode().split("\0"):
+        path = repo / name
+        if name and path.is_file():
+            total += path.stat().st_size
+    return total
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def download_wheels(target: Path) -> None:
+    """Fetch the wheels of :data:`DEVICE_WHEELS` for CPython 3.12 on manylinux x86-64, at the
+    versions installed here (so both machines run the same code)."""
+    target.mkdir(parents=True, exist_ok=True)
+    platforms = [
+        "manylinux_2_28_x86_64",
+        "manylinux_2_27_x86_64",
+        "manylinux_2_17_x86_64",
+        "manylinux2014_x86_64",
+        "manylinux1_x86_64",
+        "any",
+    ]
+    wanted = []
+    for name in DEVICE_WHEELS:
+        try:
+            wanted.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            wanted.append(name)
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
+    command += ["--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp"]
+    for platform in platforms:
+        command += ["--platform", platform]
+    command += ["-d", str(target), *wanted]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise SystemExit(f"error: cannot download the device wheels: {last}")
+
+
+def _encode_stem(job: tuple[str, str, float]) -> int:
+    source, target, level = job
+    samples, rate = soundfile.read(source, dtype="float32", always_2d=False)
+    soundfile.write(target, samples, rate, format="OGG", subtype="VORBIS", compression_level=level)
+    return os.path.getsize(target)
+
+
+def pack_split(
+    split_dir: Path, out_dir: Path, level: float, budget: int | None, workers: int
+) -> dict[str, object]:
+    """Encode the stems of ``split_dir``'s pieces into ``out_dir``, in piece order, until
+    ``budget`` bytes (``None``: all pieces). Returns the split's entry of ``pack.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = split_dir / SYNTH_MANIFEST_NAME
+    if manifest.is_file():
+        shutil.copy2(manifest, out_dir / SYNTH_MANIFEST_NAME)
+    used, seconds, names = 0, 0.0, []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for piece in list_pieces(split_dir):
+            folder = out_dir / piece.folder.name
+            folder.mkdir(exist_ok=True)
+            jobs = [
+                (str(path), str(folder / (path.stem + ".ogg")), level) for path in piece.stem_paths
+            ]
+            size = sum(pool.map(_encode_stem, jobs))
+            if budget is not None and used + size > budget:
+                shutil.rmtree(folder)
+                break
+            used += size
+            names.append(piece.folder.name)
+            seconds += sum(soundfile.info(path).duration for path in piece.stem_paths)
+    return {"pieces": names, "stem_seconds": round(seconds, 1), "bytes": used}
+
+
+def pack(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    data_root = Path(args.data).expanduser()
+    if not (data_root / "train").is_dir():
+        raise SystemExit(f"error: {data_root} has no train/ split (make one with vimss data synth)")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copy2(args.config, out / "config.toml")
+    if not args.no_wheels:
+        download_wheels(out / "wheels")
+    tree = travelling_tree_bytes(REPO)
+    limit = int(args.limit_mib * MIB)
+    entries: dict[str, object] = {}
+    valid_dir = data_root / "valid"
+    if valid_dir.is_dir():
+        entries["valid"] = pack_split(valid_dir, out / "data" / "valid", args.level, None, 2)
+    budget = limit - tree - folder_bytes(out)
+    if budget <= 0:
+        raise SystemExit(
+            f"error: no room for training data: the tree alone is {tree / MIB:.1f} MiB"
+        )
+    train_out = out / "data" / "train"
+    for extra in args.extra_train or []:  # e.g. real solo recordings: packed before the synth
+        entry = pack_split(Path(extra).expanduser(), train_out, args.level, budget, 2)
+        entries[f"train_extra:{Path(extra).name}"] = entry
+        budget -= int(entry["bytes"])  # type: ignore[call-overload]
+    entries["train"] = pack_split(data_root / "train", train_out, args.level, budget, 2)
+    info = {"vorbis_compression_level": args.level, "source": str(data_root), "splits": entries}
+    (out / "pack.json").write_text(json.dumps(info, indent=1))
+    pack_size = folder_bytes(out)
+    print(f"work tree that travels: {tree / MIB:.1f} MiB")
+    for name, entry in entries.items():
+        assert isinstance(entry, dict)
+        print(
+            f"{name}: {len(entry['pieces'])} pieces, {entry['stem_seconds'] / 3600:.2f} h of "
+            f"stems, {entry['bytes'] / MIB:.1f} MiB"
+        )
+    if (out / "wheels").is_dir():
+        print(f"wheels: {folder_bytes(out / 'wheels') / MIB:.1f} MiB")
+    print(
+        f"pack {out}: {pack_size / MIB:.1f} MiB; everything that travels: "
+        f"{(tree + pack_size) / MIB:.1f} MiB of {args.limit_mib:.0f}"
+    )
+
+
+def _decode_stem(job: tuple[str, str]) -> None:
+    source, target = job
+    samples, rate = soundfile.read(source, dtype="float32", always_2d=False)
+    partial = target + ".partial"
+    soundfile.write(partial, samples, rate, format="WAV", subtype="FLOAT")
+    os.replace(partial, target)
+
+
+def unpack(args: argparse.Namespace) -> None:
+    """Decode every ``.ogg`` stem under the pack's data folder into float WAV files."""
+    source, target = Path(args.pack), Path(args.out)
+    jobs = []
+    for split in sorted(p for p in source.iterdir() if p.is_dir()):
+        for piece in sorted(p for p in split.iterdir() if p.is_dir()):
+            folder = target / split.name / piece.name
+            folder.mkdir(parents=True, exist_ok=True)
+            jobs += [(str(s), str(folder / (s.stem + ".wav"))) for s in sorted(piece.glob("*.ogg"))]
+        manifest = split / SYNTH_MANIFEST_NAME
+        if manifest.is_file():
+            (target / split.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(manifest, target / split.name / SYNTH_MANIFEST_NAME)
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        list(pool.map(_decode_stem, jobs, chunksize=8))
+    print(f"unpacked {len(jobs)} stems into {target}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("pack", help="build the folder to carry")
+    p.add_argument("--data", required=True, help="URMP-layout root with train/ (and valid/)")
+    p.add_argument("--config", default=str(REPO / "configs" / "gpu-h200.toml"))
+    p.add_argument("--out", default=str(REPO / ".device"))
+    p.add_argument(
+        "--extra-train", action="append", help="more piece folders for train/ (repeatable)"
+    )
+    p.add_argument("--level", type=float, default=DEFAULT_VORBIS_LEVEL, help="Vorbis 0 (best)-1")
+    p.add_argument("--limit-mib", type=float, default=TRAVEL_LIMIT_MIB - 1.0)
+    p.add_argument("--no-wheels", action="store_true", help="skip the wheels (CPU dry run)")
+    u = commands.add_parser("unpack", help="decode a pack's stems into a URMP-layout tree")
+    u.add_argument("pack", help="the pack's data folder")
+    u.add_argument("out", help="where to write the tree")
+    u.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    pack(args) if args.command == "pack" else unpack(args)
+
+
+if __name__ == "__main__":
+    main()

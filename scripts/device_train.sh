@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The GPU run in one command (docs/training.md, "The GPU run"). On the bare GPU machine:
+# install the carried wheels, unpack the carried data, train with `vimss train` until the
+# wall-clock budget (validating and exporting first), and copy the results into $OUT.
+#
+#   bash scripts/device_train.sh                     # on the H200: 8-minute budget, CUDA
+#   DEVICE=cpu BUDGET_SECONDS=60 PACK=/tmp/pack bash scripts/device_train.sh   # CPU dry run
+#
+# Settings (environment):
+#   PACK            the carried folder (default .device): wheels/, data/, config.toml,
+#                   and optionally resume/ (a previous launch's $OUT: continues it exactly)
+# Results in $OUT: best.safetensors (best synthetic validation SDR), last.safetensors (the
+# weights at the end), log.jsonl, config.toml, train.log, state.safetensors.partNN.
+#   DEVICE          cuda (default) or cpu
+#   BUDGET_SECONDS  wall clock for the whole script (default 480); training stops early
+#                   enough to validate, export and copy before it
+#   RESERVE_SECONDS kept back for the final validation, export, copy and (on CUDA) the
+#                   separation benchmark (default 75)
+#   WORKERS         data-loader processes (default: cores - 2)
+#   INIT_FROM       start from these weights instead (run.init_from), e.g. resume/last.safetensors
+#   EXTRA           further `vimss train` options, e.g. "--set data.batch_size=64"
+#   OUT             where results go (default: $OUT of the device tool, else out/device)
+#   WORK            scratch folder (default /tmp/vimss-device)
+set -euo pipefail
+started=$(date +%s)
+cd "$(dirname "$0")/.."
+PACK=${PACK:-.device}
+DEVICE=${DEVICE:-cuda}
+BUDGET_SECONDS=${BUDGET_SECONDS:-480}
+RESERVE_SECONDS=${RESERVE_SECONDS:-75}
+WORK=${WORK:-/tmp/vimss-device}
+OUT=${OUT:-$PWD/out/device}
+PYTHON=${PYTHON:-python3}
+cores=$(nproc)
+WORKERS=${WORKERS:-$((cores > 3 ? cores - 2 : 1))}
+export PYTHONUNBUFFERED=1
+
+[ -f "$PACK/config.toml" ] || { echo "error: $PACK/config.toml not found: run make device-pack first" >&2; exit 2; }
+mkdir -p "$OUT" "$WORK"
+
+# 1. Python packages the machine lacks (skipped where they import already, as on the CPU dry run).
+if ! "$PYTHON" -c "import soundfile, tensorboardX, ffmpeg" 2>/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$WORK/site" "$PACK"/wheels/*.whl
+  export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+
+# 2. The data: Ogg Vorbis stems back to a URMP-layout tree.
+rm -rf "$WORK/data" "$WORK/run"
+"$PYTHON" scripts/device_pack.py unpack "$PACK/data" "$WORK/data" --workers "$cores"
+
+# 3. Resume a carried run, or start one.
+mode=()
+if [ -f "$PACK/resume/state.safetensors.part00" ] || [ -f "$PACK/resume/state.safetensors" ]; then
+  mkdir -p "$WORK/run"
+  if [ -f "$PACK/resume/state.safetensors.part00" ]; then  # as step 5 splits it
+    cat "$PACK"/resume/state.safetensors.part* > "$WORK/run/state.safetensors"
+  else
+    cp "$PACK/resume/state.safetensors" "$WORK/run/"
+  fi
+  cp "$PACK/resume/config.toml" "$WORK/run/"
+  [ -f "$PACK/resume/log.jsonl" ] && cp "$PACK/resume/log.jsonl" "$WORK/run/"
+  [ -f "$PACK/resume/best.safetensors" ] && cp "$PACK/resume/best.safetensors" "$WORK/run/"
+  mode=(--resume --config "$WORK/run/config.toml")
+else
+  mode=(--config "$PACK/config.toml")
+  [ -n "${INIT_FROM:-}" ] && mode+=(--init-from "$INIT_FROM")
+fi
+if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true; fi
+
+# 4. Train until the budget, less what setup took and the reserve.
+left=$(( BUDGET_SECONDS - ($(date +%s) - started) - RESERVE_SECONDS ))
+[ "$left" -gt 5 ] || { echo "error: no time left to train ($left s)" >&2; exit 3; }
+minutes=$(awk "BEGIN {print $left / 60}")
+echo "setup took $(( $(date +%s) - started )) s; training for $left s on $DEVICE with $WORKERS workers"
+status=0
+# shellcheck disable=SC2086
+"$PYTHON" -m vimss_cli train --dataset synth --root "$WORK/data" --out "$WORK/run" \
+  "${mode[@]}" --device "$DEVICE" --max-minutes "$minutes" --set "data.workers=$WORKERS" \
+  --json ${EXTRA:-} 2>&1 | tee "$OUT/train.log" || status=$?
+
+# 5. Results (at most 8 files of at most 16 MiB come back): weights, log, config, and the
+#    training state in 15 MiB parts (cat state.safetensors.part* > state.safetensors).
+for name in best.safetensors last.safetensors log.jsonl config.toml; do
+  if [ -f "$WORK/run/$name" ]; then cp "$WORK/run/$name" "$OUT/"; fi
+done
+if [ -f "$WORK/run/state.safetensors" ]; then
+  split -b 15m -d "$WORK/run/state.safetensors" "$OUT/state.safetensors.part"
+fi
+# 6. On CUDA: the realtime factor of separating a quartet with the new and the bundled model,
+#    and chunked-equals-whole on the GPU (scripts/device_bench.py), inside the reserve.
+if [ "$DEVICE" = cuda ] && [ "${BENCH:-1}" = 1 ] && [ -f "$OUT/last.safetensors" ]; then
+  "$PYTHON" scripts/device_bench.py --device cuda --seconds 60 "$OUT/last.safetensors" \
+    vimss-synth-video-cpu-v0 2>&1 | tee -a "$OUT/train.log" || true
+fi
+echo "done in $(( $(date +%s) - started )) s (exit $status); results in $OUT:"
+ls -l "$OUT"
+exit "$status"

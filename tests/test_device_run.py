@@ -1,0 +1,167 @@
+"""The prepared GPU run on the CPU: pack, unpack, ``scripts/device_train.sh``, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+from conftest import write_wav
+from test_training import TINY, make_piece
+from vimss_cli.checkpoint import load_checkpoint
+from vimss_cli.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "device_train.sh"
+PACKER = REPO / "scripts" / "device_pack.py"
+
+
+def tiny_config_toml() -> str:
+    sections: dict[str, list[str]] = {}
+    for setting in TINY:
+        key, value = setting.split("=")
+        section, name = key.split(".")
+        sections.setdefault(section, []).append(f"{name} = {value}")
+    return "\n".join(f"[{s}]\n" + "\n".join(lines) for s, lines in sections.items()) + "\n"
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pack (no wheels) of a tiny 8 kHz tree and the tiny training config."""
+    base = tmp_path_factory.mktemp("device")
+    root = base / "data"
+    make_piece(root / "train", 1, ("vn", "vc"), seed=1)
+    make_piece(root / "train", 2, ("fl", "cl", "bn"), seed=2)
+    make_piece(root / "valid", 3, ("tpt", "tbn"), seed=3)
+    config = base / "tiny.toml"
+    config.write_text(tiny_config_toml())
+    out = base / "pack"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(PACKER),
+            "pack",
+            "--data",
+            str(root),
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--no-wheels",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "everything that travels" in result.stdout
+    return out
+
+
+def launch(pack: Path, out: Path, work: Path, extra: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PACK": str(pack),
+        "OUT": str(out),
+        "WORK": str(work),
+        "DEVICE": "cpu",
+        "PYTHON": sys.executable,
+        "WORKERS": "0",
+        "BUDGET_SECONDS": "300",
+        "RESERVE_SECONDS": "5",
+        "EXTRA": extra,
+    }
+    return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+
+
+def test_pack_holds_vorbis_stems_that_unpack_close_to_the_originals(
+    pack: Path, tmp_path: Path
+) -> None:
+    info = json.loads((pack / "pack.json").read_text())
+    assert info["splits"]["train"]["pieces"] == ["01_Piece1_vn_vc", "02_Piece2_fl_cl_bn"]
+    oggs = sorted((pack / "data").rglob("*.ogg"))
+    assert len(oggs) == 7 and soundfile.info(str(oggs[0])).format == "OGG"
+    subprocess.run(
+        [sys.executable, str(PACKER), "unpack", str(pack / "data"), str(tmp_path / "tree")],
+        check=True,
+        capture_output=True,
+    )
+    decoded = tmp_path / "tree" / "train" / "01_Piece1_vn_vc" / "AuSep_1_vn_01_Piece1.wav"
+    original, _ = soundfile.read(
+        str(pack.parent / "data" / "train" / decoded.parent.name / decoded.name), dtype="float32"
+    )
+    restored, rate = soundfile.read(str(decoded), dtype="float32")
+    assert rate == 8000 and restored.shape == original.shape
+    snr = 10 * np.log10(np.sum(original**2) / np.sum((original - restored) ** 2))
+    assert snr > 15
+
+
+def test_dry_run_trains_exports_and_separates(pack: Path, tmp_path: Path) -> None:
+    result = launch(pack, tmp_path / "out", tmp_path / "work", "--max-steps 6")
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"best.safetensors", "last.safetensors", "log.jsonl", "config.toml"} <= names
+    assert "state.safetensors.part00" in names
+    last = load_checkpoint(tmp_path / "out" / "last.safetensors")
+    assert last.trained and last.provenance["steps"] == 6
+    mixture = tmp_path / "mix.wav"
+    write_wav(mixture, 0.1 * np.sin(np.arange(8000, dtype=np.float32) / 5))
+    separated = CliRunner().invoke(
+        app,
+        [
+            "separate",
+            str(mixture),
+            "-i",
+            "vn,vc",
+            "-o",
+            str(tmp_path / "stems"),
+            "--model",
+            str(tmp_path / "out" / "best.safetensors"),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert separated.exit_code == 0, separated.output
+    assert len(list((tmp_path / "stems" / "mix").glob("*.wav"))) == 2
+
+
+def test_a_second_launch_continues_the_carried_state_exactly(pack: Path, tmp_path: Path) -> None:
+    straight = launch(pack, tmp_path / "straight", tmp_path / "w1", "--max-steps 6")
+    assert straight.returncode == 0, straight.stderr
+    first = launch(pack, tmp_path / "first", tmp_path / "w2", "--max-steps 3")
+    assert first.returncode == 0, first.stderr
+    carried = tmp_path / "pack_with_state"
+    shutil.copytree(pack, carried)
+    shutil.copytree(tmp_path / "first", carried / "resume")
+    second = launch(carried, tmp_path / "second", tmp_path / "w3", "--max-steps 6")
+    assert second.returncode == 0, second.stdout + second.stderr
+
+    log = (tmp_path / "second" / "log.jsonl").read_text().splitlines()
+    ends = [r["step"] for r in map(json.loads, log) if "replica_weights_sha256" in r]
+    assert ends == [3, 6]  # the carried launch's end, then this launch's: it resumed
+
+    def weights(run: Path) -> dict[str, torch.Tensor]:
+        joined = run / "state.safetensors"
+        joined.write_bytes(b"".join(p.read_bytes() for p in sorted(run.glob("state*.part*"))))
+        with safe_open(str(joined), "pt") as handle:
+            return {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "second")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_missing_pack_is_one_clear_error(tmp_path: Path) -> None:
+    result = launch(tmp_path / "nothing", tmp_path / "out", tmp_path / "work", "")
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("run make device-pack first")
