@@ -1,0 +1,98 @@
+"""Separation quality on real recordings (``../shared/realval/bach10`` by default).
+
+For each model, runs ``vimss eval --dataset urmp`` with label queries and prints, per
+instrument and overall, beside the mixture and the IRM oracle:
+
+* museval: median over stems of each stem's median SDR over 1 s windows (BSS Eval v4);
+* whole clip: mean over stems of the whole-clip SDR (bss_eval v3, ``SDR`` in stems.csv).
+
+The last line per model is one JSON object with the same figures, so runs can be logged
+(``--json-only`` prints just those). The realval set is for validation and model choice only:
+never train on it.
+
+    .venv/bin/python benchmarks/bench_realval.py default models/x.safetensors --out /tmp/rv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ROOT = REPO.parent / "shared" / "realval" / "bach10"
+SYSTEMS = ("model", "mixture", "irm")
+
+
+def evaluate(model: str, root: Path, out: Path, device: str) -> Path:
+    """Run ``vimss eval`` for ``model``; return its stems.csv."""
+    command = [sys.executable, "-m", "vimss_cli", "eval", "--dataset", "urmp", "--root", str(root)]
+    command += ["--model", model, "--device", device, "-o", str(out), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"error: vimss eval failed for {model}: {result.stderr.strip()}")
+    return out / "stems.csv"
+
+
+def summarise(stems_csv: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """``{group: {system: {"museval": median, "whole": mean, "stems": n}}}``; groups are the
+    instruments and ``all``."""
+    museval: dict[tuple[str, str], list[float]] = defaultdict(list)
+    whole: dict[tuple[str, str], list[float]] = defaultdict(list)
+    with stems_csv.open() as handle:
+        for row in csv.DictReader(handle):
+            if row["system"] not in SYSTEMS:
+                continue
+            for group in (row["instrument"], "all"):
+                if row["SDR_v4_median"]:
+                    museval[group, row["system"]].append(float(row["SDR_v4_median"]))
+                if row["SDR"]:
+                    whole[group, row["system"]].append(float(row["SDR"]))
+    table: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    for group, system in sorted(museval):
+        table[group][system] = {
+            "museval": round(statistics.median(museval[group, system]), 2),
+            "whole": round(statistics.fmean(whole[group, system]), 2),
+            "stems": len(museval[group, system]),
+        }
+    return dict(table)
+
+
+def print_table(model: str, table: dict[str, dict[str, dict[str, float]]]) -> None:
+    print(f"\n{model}: SDR in dB (museval median of 1 s-window medians | whole-clip mean)")
+    print(f"{'group':<6} {'n':>4}  " + "  ".join(f"{s:>15}" for s in SYSTEMS))
+    groups = sorted(g for g in table if g != "all") + ["all"]
+    for group in groups:
+        cells = []
+        for system in SYSTEMS:
+            entry = table[group].get(system)
+            cells.append(f"{entry['museval']:6.2f} | {entry['whole']:6.2f}" if entry else " " * 15)
+        stems = int(table[group]["model"]["stems"])
+        print(f"{group:<6} {stems:>4}  " + "  ".join(f"{c:>15}" for c in cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="model names or .safetensors paths")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--out", type=Path, default=Path("out/realval"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json-only", action="store_true")
+    args = parser.parse_args()
+    if not args.root.is_dir():
+        raise SystemExit(f"error: real validation set not found: {args.root}")
+    for index, model in enumerate(args.models):
+        out = args.out / f"{index:02d}_{Path(model).stem}"
+        table = summarise(evaluate(model, args.root, out, args.device))
+        if not args.json_only:
+            print_table(model, table)
+        print(json.dumps({"model": model, "root": str(args.root), "table": table}))
+
+
+if __name__ == "__main__":
+    main()

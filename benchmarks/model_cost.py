@@ -1,0 +1,80 @@
+"""What a model costs: parameters, receptive field, multiply-adds per second of audio per query.
+
+Counts the multiply-adds of every convolution from the network's own length arithmetic
+(:meth:`WaveUNet.trace`) for one window of ``--tile`` output samples, so the figure includes
+the context each window recomputes; elementwise work (activations, FiLM, interpolation) is
+not counted. With FiLM in the encoder (``film-all``) the whole network runs once per query;
+otherwise the encoder runs once per window and its share is divided among ``--queries``.
+
+    .venv/bin/python benchmarks/model_cost.py default configs/gpu-h200.toml --tile 262144
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+from vimss_cli.checkpoint import load_model  # noqa: E402
+from vimss_cli.model import ModelConfig, WaveUNet  # noqa: E402
+
+
+def model_of(reference: str) -> WaveUNet:
+    """A bundled name or checkpoint path, or a TOML config with a ``[model]`` section."""
+    if reference.endswith(".toml"):
+        values = tomllib.loads(Path(reference).read_text()).get("model", {})
+        return WaveUNet(ModelConfig.from_dict(values))
+    return load_model(reference).model
+
+
+def cost(model: WaveUNet, tile: int, queries: int) -> dict[str, float]:
+    c = model.config
+    input_length = model.input_length_for(tile)
+    spans = model.trace(input_length)
+    assert spans is not None
+    output = spans["output"].count
+    encoder, decoder = 0, 0
+    channels_in = 1
+    for level in range(c.levels):
+        encoder += spans[f"down{level}"].count * c.down_kernel * channels_in * c.features(level)
+        channels_in = c.features(level)
+    bottleneck_in = channels_in + (c.query_dim if c.conditioning == "concat" else 0)
+    decoder += spans["bottleneck"].count * c.bottleneck_kernel * bottleneck_in * c.features(c.levels)
+    channels_in = c.features(c.levels)
+    for level in reversed(range(c.levels)):
+        width = channels_in + c.features(level)
+        decoder += spans[f"up{level}"].count * c.up_kernel * width * c.features(level)
+        channels_in = c.features(level)
+    decoder += output * (channels_in + 1)
+    per_query = encoder + decoder if c.conditioning == "film-all" else encoder / queries + decoder
+    seconds = output / c.sample_rate
+    context = input_length - output
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "levels": c.levels,
+        "receptive_field_seconds": round((context + 1) / c.sample_rate, 3),
+        "tile_output_samples": output,
+        "window_input_samples": input_length,
+        "gmac_per_audio_second_per_query": round(per_query / seconds / 1e9, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="names, .safetensors paths or .toml configs")
+    parser.add_argument("--tile", type=int, default=65536, help="output samples per window")
+    parser.add_argument("--queries", type=int, default=4, help="players (shared encoder only)")
+    args = parser.parse_args()
+    for reference in args.models:
+        report = cost(model_of(reference), args.tile, args.queries)
+        print(json.dumps({"model": reference, **report}))
+
+
+if __name__ == "__main__":
+    main()

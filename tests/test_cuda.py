@@ -1,0 +1,79 @@
+"""CUDA only (``make test-cuda`` on a GPU machine): the engine on the GPU, exact and close to
+the CPU, in every precision; a training step on the GPU with bf16 autocast."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_model
+from vimss_cli.api import Separator
+from vimss_cli.checkpoint import save_checkpoint
+from vimss_cli.conditioning import Query
+from vimss_cli.engine import separate_array
+from vimss_cli.model import ModelConfig
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+CONFIG = ModelConfig(sample_rate=8000, levels=5, base_features=6, query_dim=8)
+QUERIES = [Query("vn"), Query("vc"), Query("fl")]
+
+
+def mixture(seconds: float = 6.0) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (0.3 * rng.standard_normal(int(seconds * 8000))).astype(np.float32)
+
+
+def test_chunked_equals_whole_on_cuda() -> None:
+    model = make_tiny_model(CONFIG).cuda()
+    audio = mixture()
+    whole = separate_array(model, audio, QUERIES, tile=None)
+    chunked = separate_array(model, audio, QUERIES, tile=1000, batch_size=3)
+    assert np.abs(whole - chunked).max() <= 1e-5
+
+
+def test_cuda_matches_the_cpu_in_fp32() -> None:
+    audio = mixture()
+    on_cpu = separate_array(make_tiny_model(CONFIG), audio, QUERIES, tile=4000)
+    on_gpu = separate_array(make_tiny_model(CONFIG).cuda(), audio, QUERIES, tile=4000)
+    assert np.abs(on_cpu - on_gpu).max() <= 1e-4
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precisions_stay_close_to_fp32(tmp_path, precision: str) -> None:
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, make_tiny_model(CONFIG), provenance={"trained": False})
+    audio = mixture()
+    reference = Separator(str(path), device="cuda").separate_array(audio, QUERIES)
+    half = Separator(str(path), device="cuda", precision=precision).separate_array(audio, QUERIES)
+    assert half.dtype == np.float32 and half.shape == reference.shape
+    error = np.sqrt(np.mean((half - reference) ** 2)) / np.sqrt(np.mean(reference**2))
+    assert error < 0.05
+
+
+def test_a_bf16_training_step_on_cuda_lowers_the_loss() -> None:
+    from vimss_cli.conditioning import QueryBatch
+
+    torch.manual_seed(0)
+    model = make_tiny_model(CONFIG).cuda().train()
+    length = model.input_length_for(2048)
+    out = model.output_span(length)
+    assert out is not None
+    mixture_batch = torch.randn(4, 1, length, device="cuda") * 0.3
+    target = mixture_batch[:, :, out.start : out.start + out.count].repeat(1, 2, 1) * 0.5
+    queries = QueryBatch(torch.tensor([[0, 2]] * 4, device="cuda"), None, None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            estimate = model(mixture_batch, queries)
+        loss = torch.nn.functional.l1_loss(estimate.float(), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
