@@ -32,6 +32,8 @@ from vimss_cli.synth.resources import install_hint
 from vimss_cli.urmp import PieceName
 
 GCOMPRIS_RCC = Path("/usr/share/gcompris-qt/rcc/instruments.rcc")
+#: the folder inside the bundle that holds the recordings
+GCOMPRIS_FOLDER = "/activities/instruments/"
 TUXPAINT_MUSIC = Path("/usr/share/tuxpaint/stamps/hobbies/music")
 
 #: file name inside instruments.rcc -> instrument code
@@ -104,7 +106,7 @@ def find_solos() -> list[Solo]:
     if GCOMPRIS_RCC.is_file():
         for inner, content in read_rcc(GCOMPRIS_RCC):
             name = inner.rsplit("/", 1)[-1]
-            if "/instruments/" in inner and name in GCOMPRIS_SOLOS:
+            if GCOMPRIS_FOLDER in inner and name in GCOMPRIS_SOLOS:
                 solos.append(Solo(f"gcompris:{name}", GCOMPRIS_SOLOS[name], content))
     for relative, code in TUXPAINT_SOLOS.items():
         path = TUXPAINT_MUSIC / relative
