@@ -32,7 +32,7 @@ demo: install  ## separate the bundled examples into out/demo/ (an audio duet, a
 	$(BIN)/vimss separate examples/duet_vn_vn.mp4 --instruments vn,vn -o out/demo --force
 
 test: install system-deps  ## lint, then the fast test suite (what CI runs)
-	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/pytest -q -m "not slow and not cuda" $(PYTEST_ARGS)
 
 test-slow: install  ## the slow tests (long inputs, subprocess interrupts)
@@ -42,12 +42,12 @@ test-cuda: install  ## CUDA-only tests (on a GPU machine)
 	$(BIN)/pytest -q -m cuda $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
 
 format: install
-	$(BIN)/ruff format src tests scripts
-	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts benchmarks
+	$(BIN)/ruff check --fix src tests scripts benchmarks
 
 bench: install  ## realtime factor and peak memory of `vimss separate` (prints figures)
 	$(BIN)/python benchmarks/bench_separate.py

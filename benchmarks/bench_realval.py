@@ -66,7 +66,7 @@ def summarise(stems_csv: Path) -> dict[str, dict[str, dict[str, float]]]:
 def print_table(model: str, table: dict[str, dict[str, dict[str, float]]]) -> None:
     print(f"\n{model}: SDR in dB (museval median of 1 s-window medians | whole-clip mean)")
     print(f"{'group':<6} {'n':>4}  " + "  ".join(f"{s:>15}" for s in SYSTEMS))
-    groups = sorted(g for g in table if g != "all") + ["all"]
+    groups = [*sorted(g for g in table if g != "all"), "all"]
     for group in groups:
         cells = []
         for system in SYSTEMS:

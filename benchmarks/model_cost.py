@@ -45,7 +45,8 @@ def cost(model: WaveUNet, tile: int, queries: int) -> dict[str, float]:
         encoder += spans[f"down{level}"].count * c.down_kernel * channels_in * c.features(level)
         channels_in = c.features(level)
     bottleneck_in = channels_in + (c.query_dim if c.conditioning == "concat" else 0)
-    decoder += spans["bottleneck"].count * c.bottleneck_kernel * bottleneck_in * c.features(c.levels)
+    bottleneck_out = c.features(c.levels)
+    decoder += spans["bottleneck"].count * c.bottleneck_kernel * bottleneck_in * bottleneck_out
     channels_in = c.features(c.levels)
     for level in reversed(range(c.levels)):
         width = channels_in + c.features(level)

@@ -133,10 +133,14 @@ def test_segments_protocol_skips_silent_segments(tmp_path: Path) -> None:
     irm = by_system(document)["irm"]
     assert [len(row["segments"]["SDR"]) for row in irm] == [2, 1]
     cell = document["summary"]["irm"]["overall"]["all"]
-    assert cell["SDR_count"] == 3 and cell["SDR_std"] >= 0
-    assert cell["SDR"] == pytest.approx(
-        np.mean(irm[0]["segments"]["SDR"] + irm[1]["segments"]["SDR"]), abs=1e-3
-    )
+    segments = irm[0]["segments"]["SDR"] + irm[1]["segments"]["SDR"]
+    assert cell["SDR_count"] == 3
+    assert cell["SDR"] == pytest.approx(np.mean(segments), abs=1e-3)
+    # the population std over those three segments (not over stems, not zero)
+    assert cell["SDR_std"] == pytest.approx(np.std(segments), abs=1e-3)
+    stem_means = [row["SDR_segments_mean"] for row in irm]
+    assert cell["SDR_std"] != pytest.approx(np.std(stem_means), abs=1e-3)
+    assert cell["SDR_std"] > 0.01
 
 
 def write_folder(folder: Path, signals: dict[str, np.ndarray], rate: int = RATE) -> Path:
@@ -224,6 +228,95 @@ def test_model_is_scored_beside_the_baselines(tiny_models_dir: Path, tree: Path)
     document = json.loads(with_video.stdout)
     assert by_system(document)["model"][0]["SDR"] == model_rows[0]["SDR"]  # labels only
     assert any("takes labels only" in note for note in document["notes"])
+
+
+def test_model_cache_follows_the_checkpoint_and_the_video_not_their_paths(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import make_tiny_model
+    from vimss_cli.checkpoint import save_checkpoint
+
+    scored: list[str] = []
+    score_track = evaluation.score_track
+
+    def counting(*args, **kwargs):
+        scored.append(args[1])
+        return score_track(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "score_track", counting)
+    model = tmp_path / "model.safetensors"
+    save_checkpoint(model, make_tiny_model(seed=0), {"trained": True})
+    args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--model", model)
+    args += ("--no-baselines", "--out", tmp_path / "run", "--json")
+
+    def model_sdr(*extra: str) -> list[float]:
+        result = run(*args, *extra)
+        assert result.exit_code == 0, result.stderr
+        return [row["SDR"] for row in by_system(json.loads(result.stdout))["model"]]
+
+    first = model_sdr()
+    assert model_sdr() == first and scored == ["model"]  # the second run was cached
+    save_checkpoint(model, make_tiny_model(seed=1), {"trained": True})  # retrained, same path
+    retrained = model_sdr()
+    assert scored == ["model", "model"] and retrained != first
+    video = tree / "01_Jupiter_vn_vc" / "Vid_01_Jupiter_vn_vc.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=64x48:r=10:d=3", str(video))
+    assert model_sdr("--queries", "video") == retrained and len(scored) == 3
+    assert model_sdr("--queries", "video") == retrained and len(scored) == 3
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x48:r=10:d=3", str(video))  # another video
+    assert model_sdr("--queries", "video") == retrained and len(scored) == 4
+
+
+def test_segment_grams_are_built_once_per_track_for_all_systems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[int] = []
+    gram = evaluation.ReferenceGram
+
+    def counting(references, *args, **kwargs):
+        built.append(references.shape[0])
+        return gram(references, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "ReferenceGram", counting)
+    root = tmp_path / "urmp"
+    make_piece(root, "03_Long_vn_va", seconds=13.0, rate=11025)  # two 65535-sample segments
+    result = run("--dataset", "urmp", "--root", root, "--protocol", "segments", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["systems"] == ["mixture", "irm", "ibm"]
+    assert len(built) == 1 + 2  # the whole track once, each segment once: not once per system
+
+
+def test_two_runs_into_one_folder_do_not_share_temporary_files(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    out = tmp_path / "run"
+    piece = out / "cache" / "01_Jupiter_vn_vc"
+    piece.mkdir(parents=True)
+    # what another run writing into the folder holds at this moment, under fixed names
+    blockers = [out / "results.json.tmp", out / "stems.csv.tmp", out / "sdr_boxplot.tmp.png"]
+    blockers += [piece / "mixture.tmp"]
+    for blocker in blockers:
+        blocker.mkdir()
+    renamed: list[str] = []
+    replace = os.replace
+
+    def recording(source, target):
+        renamed.append(Path(source).name)
+        return replace(source, target)
+
+    monkeypatch.setattr(os, "replace", recording)
+    args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--out", out, "--json")
+    for _ in range(2):
+        result = run(*args, "--rate", "8000" if not renamed else "4000")  # 2nd run: no cache
+        assert result.exit_code == 0, result.stderr
+    assert len(renamed) == 2 * (3 + 3) and len(set(renamed)) == len(renamed)
+    assert all(blocker.is_dir() for blocker in blockers)  # the other run's files untouched
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert written == {"results.json", "stems.csv", "sdr_boxplot.png"} | {
+        f"cache/01_Jupiter_vn_vc/{system}.json" for system in ("mixture", "irm", "ibm")
+    }
 
 
 def test_compare_two_runs(tree: Path, tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 The fixtures live in ``../shared/fixtures`` beside the repository (CI has them there):
 mir_eval's separation data with its expected ``bss_eval_sources`` values, and museval's
-regression track with its expected v4 framewise values.
+regression track with its expected v4 framewise values. Without them these tests are
+skipped, except under ``CI=true``, where they fail.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from conftest import missing_fixture
 from vimss_cli.media import ffmpeg_executable
 from vimss_cli.metrics import ReferenceGram, bss_eval, bss_eval_sources, bss_eval_v4, si_sdr
 
@@ -25,7 +27,12 @@ MIR_EVAL = FIXTURES / "mir_eval_separation"
 MUSEVAL = FIXTURES / "museval_regression"
 TRACK = MUSEVAL / "MUSDB18-7-SAMPLE" / "train" / "Music Delta - 80s Rock.stem.mp4"
 
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no fixtures at {FIXTURES}")
+
+@pytest.fixture()
+def needs_fixtures() -> None:
+    """Skip without ``../shared/fixtures``; fail without them under CI (``CI=true``)."""
+    if not FIXTURES.is_dir():
+        missing_fixture(f"no fixtures at {FIXTURES}")
 
 
 def museval_metrics() -> ModuleType:
@@ -51,10 +58,13 @@ def load_stack(folder: Path) -> np.ndarray:
 
 
 def mir_eval_cases() -> list[str]:
-    return sorted(p.stem.removeprefix("output") for p in MIR_EVAL.glob("output*.json"))
+    """The fixture cases; one placeholder without fixtures, so the test runs and says so
+    (an empty parameter list would be skipped silently, even under CI)."""
+    cases = sorted(p.stem.removeprefix("output") for p in MIR_EVAL.glob("output*.json"))
+    return cases or ["(no fixtures)"]
 
 
-@needs_fixtures
+@pytest.mark.usefixtures("needs_fixtures")
 @pytest.mark.parametrize("case", mir_eval_cases())
 def test_equals_mir_eval_bss_eval_sources_fixtures(case: str) -> None:
     expected = json.loads((MIR_EVAL / f"output{case}.json").read_text())["Sources"]
@@ -85,7 +95,7 @@ def decode_stream(index: int) -> np.ndarray:
 def regression_case() -> tuple[np.ndarray, np.ndarray, dict]:
     """museval's regression: vocals and accompaniment against seeded uniform noise."""
     if not TRACK.is_file():
-        pytest.skip(f"no museval regression track at {TRACK}")
+        missing_fixture(f"no museval regression track at {TRACK}")
     _, drums, bass, other, vocals = (decode_stream(k) for k in range(5))
     np.random.seed(0)  # museval's test draws its estimates this way
     random_vocals = np.random.random(vocals.shape)
@@ -96,7 +106,7 @@ def regression_case() -> tuple[np.ndarray, np.ndarray, dict]:
     return references, estimates, expected
 
 
-@needs_fixtures
+@pytest.mark.usefixtures("needs_fixtures")
 def test_museval_regression_track(regression_case: tuple[np.ndarray, np.ndarray, dict]) -> None:
     """SDR equals museval's stored values; all four equal museval's code on the same signals.
 
@@ -218,3 +228,34 @@ def test_si_sdr_is_scale_invariant_and_exact() -> None:
 def test_shape_mismatch_is_refused() -> None:
     with pytest.raises(ValueError, match="differ in shape"):
         bss_eval_sources(np.ones((2, 100)), np.ones((2, 99)))
+
+
+@pytest.mark.parametrize(
+    "ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)]
+)
+def test_missing_fixtures_fail_under_ci_and_are_skipped_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="no fixtures at /nowhere"):
+        missing_fixture("no fixtures at /nowhere")
+
+
+def test_fixture_tests_fail_under_ci_where_the_fixtures_are_absent(tmp_path: Path) -> None:
+    """These very tests, copied where ``../shared`` does not exist, run under CI=true."""
+    import os
+    import shutil
+    import sys
+
+    copy = tmp_path / "repo" / "tests"
+    copy.mkdir(parents=True)
+    here = Path(__file__).parent
+    for name in ("conftest.py", "test_metrics.py"):
+        shutil.copy(here / name, copy / name)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(copy)]
+    command += ["-k", "fixtures and not fail_under_ci or regression_track", "-rfs"]
+    for ci, outcome in (("true", "2 errors"), ("false", "2 skipped")):
+        env = {**os.environ, "CI": ci}
+        result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert outcome in result.stdout, result.stdout[-2000:]  # errors: failed in a fixture
+        assert ("CI=true: the fixtures must be present" in result.stdout) == (ci == "true")

@@ -35,7 +35,9 @@ def write_rcc(path: Path, files: dict[str, tuple[bytes, bool]]) -> None:
     ]
     for name, (_, compress) in files.items():
         nodes.append(
-            struct.pack(">IHHHI", name_offsets[name], 1 if compress else 0, 0, 0, data_offsets[name])
+            struct.pack(
+                ">IHHHI", name_offsets[name], 1 if compress else 0, 0, 0, data_offsets[name]
+            )
             + b"\0" * 8
         )
     tree = b"".join(nodes)

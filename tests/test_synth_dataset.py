@@ -287,11 +287,15 @@ def test_a_killed_run_resumes_to_the_same_bytes(generated: Path, tmp_path: Path)
     command += ["--seed", "7", *SMALL, *FAST_FONT]
     process = subprocess.Popen(command, start_new_session=True)
     deadline = time.monotonic() + 60
-    while not list(out.glob(".partial-*")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while not list(out.glob(".partial-*/*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until a piece is half-written: its folder holds a first file
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    assert process.returncode == -signal.SIGKILL  # killed, not finished
+    half_written = sorted(p.name for p in out.glob(".partial-*") if any(p.iterdir()))
+    assert half_written, "the run was not killed while writing a piece"
     result = synth(out, "-n", "2", "--seed", "7", "--json", *FAST_FONT)
     assert result.exit_code == 0, result.output
+    assert set(half_written) <= set(json.loads(result.stdout)["redone"])
     assert not list(out.glob(".partial-*"))
     assert audio_digests(out) == audio_digests(generated)

@@ -90,12 +90,72 @@ def test_config_file_then_overrides(tmp_path: Path) -> None:
         (["optim.lrr=1"], "unknown config key optim.lrr; valid keys: model.sample_rate"),
         (["lr=1"], "section.key=value"),
         (["model.down_kernel=4"], "odd"),
-        (["model.motion_features=flow"], "motion_features must be 'bands' or 'multiscale'"),
+        (["model.motion_features=flow"], "motion_features must be one of 'bands', 'multiscale'"),
     ],
 )
 def test_config_errors(overrides: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message):
         build_config(None, overrides)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("optim.lr=abc", "optim.lr must be a number, got 'abc'"),
+        ("optim.lr=-1", "optim.lr must be greater than 0, got -1"),
+        ("optim.lr=nan", "optim.lr must be a finite number, got nan"),
+        ("data.batch_size=0", "data.batch_size must be at least 1, got 0"),
+        ("optim.max_steps=abc", "optim.max_steps must be an integer, got 'abc'"),
+        ("optim.max_steps=2.5", "optim.max_steps must be an integer, got 2.5"),
+        ("data.workers=-1", "data.workers must be at least 0, got -1"),
+        ("optim.precision=fp8", "optim.precision must be one of 'fp32', 'fp16', 'bf16', got 'fp8'"),
+        ("optim.ema_decay=1", "optim.ema_decay must be below 1, got 1"),
+        ("data.remix_probability=1.5", "data.remix_probability must be at most 1, got 1.5"),
+        ("run.validate_every=0", "run.validate_every must be at least 1, got 0"),
+        ("run.compile=1", "run.compile must be true or false, got 1"),
+        ("run.seed=-3", "run.seed must be at least 0, got -3"),
+        ('model.levels="five"', "model.levels must be an integer, got 'five'"),
+        ("model.base_features=0", "model.base_features must be at least 1, got 0"),
+        ('model.output_activation="relu"', "model.output_activation must be one of"),
+    ],
+)
+def test_every_config_value_is_checked_with_its_key_named(setting: str, message: str) -> None:
+    with pytest.raises(InputError) as caught:
+        build_config(None, [setting])
+    text = str(caught.value)
+    assert text.startswith(f"invalid config value: {message}"), text
+    assert "\n" not in text
+
+
+def test_config_file_values_are_checked_too(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\nlevels = "five"\n')
+    with pytest.raises(InputError, match=r"model\.levels must be an integer, got 'five'"):
+        load_config(path)
+    integers = build_config(None, ["optim.lr=1", "optim.grad_clip=2"])  # ints are numbers too
+    assert integers.optim.lr == 1.0 and integers.optim.grad_clip == 2.0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "optim.lr=abc"], "optim.lr must be a number"),
+        (["--set", "optim.precision=fp8"], "optim.precision must be one of"),
+        (["--set", "data.batch_size=0"], "data.batch_size must be at least 1"),
+        (["--max-steps", "-5"], "--max-steps must be at least 1, got -5"),
+        (["--max-minutes", "0"], "--max-minutes must be more than 0, got 0.0"),
+        (["--set", "optim.precision=fp16"], "optim.precision = fp16 needs a CUDA device"),
+    ],
+)
+def test_bad_training_settings_fail_in_one_line_and_write_nothing(
+    tree: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    from test_cli import assert_clean_failure
+
+    out = tmp_path / "run"
+    result = train("--root", tree, "--out", out, "--device", "cpu", *SETS, *args)
+    assert_clean_failure(result, message)
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------------------ excerpts
@@ -207,8 +267,7 @@ def _video_dataset(tree: Path, *settings: str) -> ExcerptDataset:
     pieces = _with_fake_visuals(load_pieces(tree / "train", RATE)[0])
     config = build_config(None, [*TINY, *settings])
     return ExcerptDataset(pieces, ExcerptShape(400, 256, 72), config.data, seed=3, augment=True,
-                          merge_same_instrument=False, appearance_dim=1280, motion_channels=2,
-                          sample_rate=RATE)  # fmt: skip
+                          appearance_dim=1280, motion_channels=2, sample_rate=RATE)  # fmt: skip
 
 
 def test_same_instrument_pairs_are_queried_as_two_players(tree: Path) -> None:
@@ -245,6 +304,29 @@ def test_label_only_excerpts_carry_no_visuals_and_sum_same_instrument_players(
     assert any(plain[i]["appearance"].any() for i in range(10))
 
 
+def test_an_appearance_only_model_trains_on_the_players_appearance(tree: Path) -> None:
+    """appearance_dim > 0 with no motion is not a label-only model: its excerpts carry each
+    queried player's own appearance vector, and no motion."""
+    pieces = _with_fake_visuals(load_pieces(tree / "train", RATE)[0])
+    settings = ["model.appearance_dim=1280", "data.label_query_probability=0"]
+    settings += ["data.absent_query_probability=0", "data.drop_player_probability=0"]
+    config = build_config(None, [*TINY, *settings])
+    dataset = ExcerptDataset(pieces, ExcerptShape(400, 256, 72), config.data, seed=3,
+                             appearance_dim=1280, motion_channels=0, sample_rate=RATE)  # fmt: skip
+    assert not dataset.label_only_model
+    looks = {tuple(v.nonzero()[0]) for piece in pieces for v in piece.visuals.appearance}
+    saw_pair = False
+    for index in range(20):
+        item = dataset[index]
+        assert "motion" not in item and item["appearance"].shape == (2, 1280)
+        for label, row in zip(item["labels"].tolist(), item["appearance"].numpy(), strict=True):
+            assert tuple(row.nonzero()[0]) in looks, label  # one real player's vector
+        saw_pair |= item["labels"].tolist() == [0, 0]
+    assert saw_pair  # same-instrument pairs are drawn for it, as for any video model
+    labels_only = ExcerptDataset(pieces, ExcerptShape(400, 256, 72), config.data, seed=3)
+    assert labels_only.label_only_model and "appearance" not in labels_only[0]
+
+
 def test_step_sampler_is_disjoint_across_ranks_and_resumable() -> None:
     ranks = [list(StepSampler(0, 3, rank, 2, steps=4)) for rank in range(2)]
     assert not set(ranks[0]) & set(ranks[1])
@@ -271,14 +353,19 @@ def test_train_exports_a_loadable_checkpoint_and_resumes_exactly(
     summary = json.loads(straight.stdout)
     assert summary["step"] == 6 and summary["examples_per_second"] > 0
     best = load_checkpoint(tmp_path / "a" / "best.safetensors")
-    assert best.trained and best.provenance["steps"] in (3, 6)
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    validations = [r for r in log if "valid_sdr" in r]
+    assert [r["step"] for r in validations] == [3, 6]  # run.validate_every=3, and at the end
+    # the best is the first validation of the highest SDR (a later equal one does not replace it)
+    highest = max(validations, key=lambda r: r["valid_sdr"])
+    assert best.trained and best.provenance["steps"] == highest["step"]
+    assert best.provenance["validation"]["valid_sdr"] == highest["valid_sdr"]
     manifest = best.provenance["data_manifest"]
     train_pieces = ["01_Piece1_vn_vc", "02_Piece2_fl_cl_bn", "03_Piece3_vn_vn"]
     assert manifest["train"]["pieces"] == train_pieces
     assert manifest["valid"]["pieces"] == ["04_Piece4_tpt_tbn"]
     assert best.model.config.levels == 3
-    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
-    assert any("valid_sdr" in r for r in log) and any("loss" in r for r in log)
+    assert any("loss" in r for r in log)
     assert list((tmp_path / "a" / "tensorboard").iterdir())
 
     first = train(
@@ -303,6 +390,7 @@ def test_train_bad_inputs(tree: Path, tmp_path: Path) -> None:
     empty.mkdir()
     result = train("--root", empty, "--out", tmp_path / "r1", "--device", "cpu", *SETS)
     assert result.exit_code != 0 and "no URMP piece folders" in result.stderr
+    assert not (tmp_path / "r1").exists()  # no stub run folder
     result = train("--root", tree, "--out", tmp_path / "r2", "--set", "optim.bogus=1")
     assert result.exit_code != 0 and "unknown config key optim.bogus; valid keys:" in result.stderr
     ok = train(
@@ -325,6 +413,70 @@ def test_train_bad_inputs(tree: Path, tmp_path: Path) -> None:
     )
     assert other.exit_code != 0 and "another model config" in other.stderr
     assert "Traceback" not in other.stderr
+
+
+def test_dataset_option_is_checked_against_the_tree(tree: Path, tmp_path: Path) -> None:
+    from test_cli import assert_clean_failure
+
+    run = tmp_path / "synth"
+    result = train("--dataset", "synth", "--root", tree, "--out", run, "--device", "cpu",
+                   "--max-steps", "1", *SETS)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "--dataset synth: no vimss_synth.json in" in (run / "log.jsonl").read_text()
+    assert load_checkpoint(run / "last.safetensors").provenance["dataset"] == "synth"
+    plain = train("--root", tree, "--out", tmp_path / "plain", "--device", "cpu", "--max-steps",
+                  "1", *SETS)  # fmt: skip
+    assert plain.exit_code == 0, plain.output
+    assert "vimss_synth.json" not in (tmp_path / "plain" / "log.jsonl").read_text()
+
+    for split in ("train", "valid"):  # now it is a generated tree: not real URMP recordings
+        (tree / split / "vimss_synth.json").write_text('{"settings": {}}')
+    out = tmp_path / "urmp"
+    result = train("--dataset", "urmp", "--root", tree, "--out", out, "--device", "cpu", *SETS)
+    assert_clean_failure(result, f"--dataset urmp: {tree / 'train'} was made by `vimss data synth`")
+    assert not out.exists()
+    result = train("--dataset", "musdb", "--root", tree, "--out", out, *SETS)
+    assert_clean_failure(result, "unknown --dataset 'musdb'; choose one of urmp, synth")
+    assert not out.exists()
+
+
+def test_divergence_is_its_own_error(tree: Path, tmp_path: Path) -> None:
+    from test_cli import assert_clean_failure
+    from vimss_cli.errors import TrainingDivergedError
+
+    out = tmp_path / "run"
+    result = train("--root", tree, "--out", out, "--device", "cpu", *SETS,
+                   "--set", "optim.lr=1e30", "--set", "optim.warmup_steps=0",
+                   "--set", 'model.output_activation="identity"')  # fmt: skip
+    assert_clean_failure(result, "training diverged at step ", "(loss nan)")
+    assert result.exit_code == TrainingDivergedError.exit_code == 4
+    assert "nothing was saved yet: lower optim.lr" in result.stderr
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    (logged,) = [r for r in log if "error" in r]
+    assert result.stderr == f"error: {logged['error']}\n"
+    assert logged["error"].startswith(f"training diverged at step {logged['step']} (loss nan)")
+    assert not any(r.get("step", 0) > logged["step"] for r in log)  # it stopped there
+
+
+def test_resume_from_a_foreign_state_file_is_one_line(tree: Path, tmp_path: Path) -> None:
+    from test_cli import assert_clean_failure
+
+    run, other = tmp_path / "run", tmp_path / "other"
+    ok = train("--root", tree, "--out", run, "--device", "cpu", "--max-steps", "2", *SETS)
+    assert ok.exit_code == 0, ok.output
+    wider = train("--root", tree, "--out", other, "--device", "cpu", "--max-steps", "2", *SETS,
+                  "--set", "model.base_features=5")  # fmt: skip
+    assert wider.exit_code == 0, wider.output
+    state = run / "state.safetensors"
+    resume = ("--root", tree, "--out", run, "--device", "cpu", "--resume", *SETS)
+    for source, fragments in (
+        (run / "last.safetensors", ["is not a training state", "no optimiser state"]),
+        (other / "state.safetensors", ["is not a training state of this model", "shape"]),
+    ):
+        state.write_bytes(source.read_bytes())
+        assert_clean_failure(train(*resume), f"{state}", *fragments)
+    state.write_bytes(b"not safetensors")
+    assert_clean_failure(train(*resume), f"cannot read training state {state}")
 
 
 def test_corrupt_audio_in_the_dataset_is_skipped_and_counted(tree: Path, tmp_path: Path) -> None:
@@ -381,6 +533,7 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: P
     assert len(digests) == 2 and digests[0] == digests[1]
     assert sorted(p.name for p in out.glob("*.safetensors")) == [
         "best.safetensors",
+        "last.safetensors",
         "state.safetensors",
     ]
     assert not list(out.glob(".*partial*"))
@@ -429,8 +582,8 @@ def test_visual_features_are_cached_once_and_feed_video_queries(tmp_path: Path) 
     assert violins.visuals is not None and violins.visuals.motion.shape[:2] == (2, 2)
     config = build_config(None, [*TINY, "data.queries_per_mixture=2"])
     dataset = ExcerptDataset([violins], ExcerptShape(400, 256, 72), config.data, seed=0,
-                             augment=False, merge_same_instrument=False, appearance_dim=1280,
-                             motion_channels=2, sample_rate=RATE)  # fmt: skip
+                             augment=False, appearance_dim=1280, motion_channels=2,
+                             sample_rate=RATE)  # fmt: skip
     item = next(dataset[i] for i in range(50) if (dataset[i]["targets"].abs().sum(-1) > 0).all())
     assert item["labels"].tolist() == [0, 0]
     assert item["appearance"].shape == (2, 1280) and item["motion"].shape == (2, 2, 400)
@@ -482,3 +635,4 @@ def test_warm_start_from_a_label_model_computes_what_it_computes(
                   "1", "--init-from", source, *SETS, "--set", "model.base_features=6")  # fmt: skip
     assert wider.exit_code != 0
     assert "cannot initialise from" in wider.output and "Traceback" not in wider.output
+    assert not (tmp_path / "run2").exists()

@@ -14,6 +14,7 @@ Nothing here prints: progress goes to an optional callback.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +28,15 @@ from vimss_cli.checkpoint import DEFAULT_MODEL_ALIAS, LoadedModel, load_model
 from vimss_cli.conditioning import Query
 from vimss_cli.engine import DEFAULT_TILE, separate_array, separate_blocks
 from vimss_cli.errors import DeviceError, InputError, OutputError
-from vimss_cli.media import AudioStream
-from vimss_cli.stem_writer import StemSetWriter, check_wav_format
+from vimss_cli.instruments import INSTRUMENT_CODES
+from vimss_cli.media import AudioStream, peak_level
+from vimss_cli.stem_writer import (
+    StemSetWriter,
+    check_stem_folder,
+    check_wav_format,
+    describe_paths,
+    existing_outputs,
+)
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -88,6 +96,14 @@ class SeparationReport:
     sample_rate: int
     wall_seconds: float
     stems: list[StemReport] = field(default_factory=list)
+    #: the input's peak when it lies beyond full scale (1.0), else ``None``
+    input_peak: float | None = None
+    #: factor the stems were scaled by to fit an integer format (1.0: the input's level)
+    stem_gain: float = 1.0
+    #: stem samples beyond full scale that an integer format clipped
+    clipped_samples: int = 0
+    #: sentences for the user about the level of the stems
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def audio_seconds(self) -> float:
@@ -105,12 +121,37 @@ class SeparationReport:
                 {"player": s.player, "instrument": s.instrument, "path": str(s.path)}
                 for s in self.stems
             ],
+            "input_peak": self.input_peak,
+            "stem_gain": self.stem_gain,
+            "clipped_samples": self.clipped_samples,
+            "warnings": self.warnings,
         }
+
+
+#: A stem file name this tool writes: ``NN_<instrument>.wav`` or ``NN_player.wav``.
+_STEM_NAME = re.compile(rf"\d{{2}}_(?:{'|'.join(INSTRUMENT_CODES)}|player)\.wav")
+
+
+def is_stem_name(name: str) -> bool:
+    """Whether a file name is one :func:`stem_paths` makes."""
+    return _STEM_NAME.fullmatch(name) is not None
+
+
+def output_folder_name(input_path: Path) -> str:
+    """The name of an input's stem folder: its file name without the extension.
+
+    A name made only of dots (``...wav`` -> ``..``) would name the output folder's parent
+    or itself, so its dots become underscores.
+    """
+    name = Path(input_path).stem
+    if not name.strip("."):
+        name = "_" * max(len(name), 1)
+    return name
 
 
 def stem_paths(input_path: Path, out_dir: Path, queries: list[Query]) -> list[Path]:
     """``OUTDIR/<input stem>/<NN>_<instrument>.wav`` for each player, numbered from 01."""
-    folder = Path(out_dir) / Path(input_path).stem
+    folder = Path(out_dir) / output_folder_name(input_path)
     return [
         folder / f"{number:02d}_{query.instrument or 'player'}.wav"
         for number, query in enumerate(queries, start=1)
@@ -118,12 +159,18 @@ def stem_paths(input_path: Path, out_dir: Path, queries: list[Query]) -> list[Pa
 
 
 def check_outputs_free(paths: list[Path], force: bool) -> None:
-    """Refuse to overwrite existing stems unless ``force``."""
-    existing = [p for p in paths if p.exists()]
+    """Refuse a stem folder that is a file, and existing stems unless ``force``.
+
+    Existing stems are the files of ``paths`` and any other stem set in their folder (an
+    earlier run with other players): ``force`` replaces the whole set.
+    """
+    for folder in sorted({p.parent for p in paths}):
+        check_stem_folder(folder)
+    existing = existing_outputs(paths, is_stem_name)
     if existing and not force:
-        shown = ", ".join(str(p) for p in existing[:3])
-        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
-        raise OutputError(f"outputs already exist: {shown}{more} (use --force to overwrite)")
+        raise OutputError(
+            f"outputs already exist: {describe_paths(existing)} (use --force to replace them)"
+        )
 
 
 class Separator:
@@ -187,7 +234,15 @@ class Separator:
         """Separate one media file into ``OUTDIR/<input stem>/<NN>_<instrument>.wav``.
 
         The stems are written block by block to temporary files and published together at
-        the end; on any error or interruption nothing is left behind.
+        the end; on any error or interruption nothing is left behind. Existing stems of the
+        input (also an earlier run's with other players) are refused unless ``force``, which
+        replaces the whole earlier set.
+
+        Nothing is clipped silently: an input beyond full scale (a float file peaking above
+        1.0) is scaled to full scale for the network; its stems get the input's level back
+        with ``wav_format="float32"``, or stay scaled by ``1/peak`` in the integer formats.
+        Stem samples an integer format still clips are counted; both are told in the
+        report's ``warnings``.
         """
         if not queries:
             raise InputError("nothing to separate: no players given")
@@ -198,6 +253,14 @@ class Separator:
         started = time.perf_counter()
         with AudioStream(input_path, self.sample_rate) as stream:
             total_hint = stream.duration_hint
+            # the network takes mixtures within full scale: a louder (float) input is scaled
+            # down for it, and its stems back up (float32) or left scaled (integer formats)
+            peak = 1.0
+            if stream.info.may_exceed_full_scale:
+                peak = max(peak_level(input_path, self.sample_rate), 1.0)
+            restore = peak if wav_format == "float32" else 1.0  # gain on the network's output
+            stem_gain = restore / peak  # the stems' level relative to the input's
+            blocks = stream if peak == 1.0 else (block / peak for block in stream)
 
             def report(done_samples: int) -> None:
                 if progress is not None:
@@ -209,23 +272,41 @@ class Separator:
                         }
                     )
 
-            with StemSetWriter(paths, self.sample_rate, wav_format) as writer:
+            with StemSetWriter(
+                paths, self.sample_rate, wav_format, overwrite=force, is_stem=is_stem_name
+            ) as writer:
+
+                def write(stems: np.ndarray) -> None:
+                    writer.write(stems if restore == 1.0 else stems * np.float32(restore))
+
                 if split:
                     samples = separate_blocks(
                         self.model,
-                        stream,
+                        blocks,
                         queries,
-                        writer.write,
+                        write,
                         tile=self.tile,
                         batch_size=self.batch_size,
                         precision=self.precision,
                         progress=report,
                     )
                 else:
-                    audio = np.concatenate(list(stream))
-                    writer.write(self.separate_array(audio, queries, split=False))
+                    audio = np.concatenate(list(blocks))
+                    write(self.separate_array(audio, queries, split=False))
                     samples = audio.size
                     report(samples)
+        warnings = []
+        if peak > 1.0 and stem_gain != 1.0:
+            warnings.append(
+                f"{input_path.name} peaks at {peak:.2f}, beyond full scale: its {wav_format} "
+                f"stems are scaled by 1/{peak:.2f} to fit (--format float32 keeps its level)"
+            )
+        if writer.clipped_samples:
+            warnings.append(
+                f"{writer.clipped_samples} samples of the stems in {paths[0].parent} were beyond "
+                f"full scale (peak {writer.peak:.2f}) and were clipped to fit {wav_format} "
+                "(--format float32 keeps them)"
+            )
         return SeparationReport(
             input=input_path,
             samples=samples,
@@ -235,4 +316,8 @@ class Separator:
                 StemReport(player=i, instrument=q.instrument, path=p)
                 for i, (q, p) in enumerate(zip(queries, paths, strict=True), start=1)
             ],
+            input_peak=peak if peak > 1.0 else None,
+            stem_gain=stem_gain,
+            clipped_samples=writer.clipped_samples,
+            warnings=warnings,
         )

@@ -87,11 +87,30 @@ class LoadedModel:
         return bool(self.provenance.get("trained", False))
 
 
+def check_checkpoint_file(path: Path) -> Path:
+    """Raise a clear :class:`CheckpointError` unless ``path`` is a file this process can read.
+
+    (safetensors reports an unreadable file as "No such file or directory".)
+    """
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint is a directory, not a .safetensors file: {path}")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint is not a regular file: {path}")
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        raise CheckpointError(f"cannot read checkpoint {path}: permission denied") from None
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+    return path
+
+
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a checkpoint file, with clear errors for bad files."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = check_checkpoint_file(Path(path))
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -243,9 +262,7 @@ def resolve_checkpoint(reference: str, models_dir: Path | None = None) -> Resolv
         return ResolvedCheckpoint(path, name, "bundled", entry.sha256)
     path = Path(reference).expanduser()
     if path.exists() or reference.endswith(".safetensors") or os.sep in reference:
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        return ResolvedCheckpoint(path, path.stem, "local")
+        return ResolvedCheckpoint(check_checkpoint_file(path), path.stem, "local")
     known = ", ".join(sorted(models)) or "none bundled"
     raise CheckpointError(
         f"unknown model {reference!r}; known models: {known} "
@@ -256,8 +273,9 @@ def resolve_checkpoint(reference: str, models_dir: Path | None = None) -> Resolv
 def load_model(reference: str = DEFAULT_MODEL_ALIAS, models_dir: Path | None = None) -> LoadedModel:
     """Resolve ``reference`` and load it, checking the file's sha256 where one is known."""
     resolved = resolve_checkpoint(reference, models_dir)
-    if not resolved.path.is_file():
+    if not resolved.path.exists():
         raise CheckpointError(f"bundled model file missing: {resolved.path}")
+    check_checkpoint_file(resolved.path)
     if (
         resolved.expected_file_sha256
         and file_sha256(resolved.path) != resolved.expected_file_sha256

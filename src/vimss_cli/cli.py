@@ -19,7 +19,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from vimss_cli import __version__
-from vimss_cli.cli_common import DebugOption, JsonOption, ModelOption, guarded, stderr_console
+from vimss_cli.cli_common import (
+    DebugOption,
+    JsonOption,
+    ModelOption,
+    guarded,
+    printable,
+    stderr_console,
+)
 from vimss_cli.cli_data import data_app
 from vimss_cli.cli_eval import eval_command
 from vimss_cli.cli_inspect import inspect_command
@@ -86,12 +93,13 @@ def separate(
         typer.Option(
             "--instruments",
             "-i",
-            help="Players' instruments left to right, e.g. vn,vc; 'auto' (the default for a "
-            "video) finds the players and guesses them.",
+            help="Players' instruments left to right (1 to 8), e.g. vn,vc; 'auto' (the default "
+            "for a video) finds the players and guesses them.",
         ),
     ] = None,
     players: Annotated[
-        int | None, typer.Option("--players", help="Number of players in the video (a hint).")
+        int | None,
+        typer.Option("--players", help="Number of players in the video, 1 to 8 (a hint)."),
     ] = None,
     boxes: Annotated[
         str | None,
@@ -103,18 +111,33 @@ def separate(
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Windows per forward pass.")
     ] = None,
-    wav_format: Annotated[str, typer.Option("--format", help="wav16, wav24 or float32.")] = "wav16",
+    wav_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="wav16, wav24 or float32. Nothing is clipped silently: float32 keeps samples "
+            "beyond full scale; wav16/wav24 stems of an input beyond full scale are scaled to "
+            "fit, and any sample still clipped is counted in a warning.",
+        ),
+    ] = "wav16",
     no_split: Annotated[
         bool, typer.Option("--no-split", help="One pass over the whole input (engine check).")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing stems.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace the stems an earlier run wrote for the input (all of them, also "
+            "those of other players).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Separate each INPUT into one WAV per player: OUTDIR/<input>/<NN>_<instrument>.wav."""
 
     def run() -> None:
-        from vimss_cli.api import Separator, check_outputs_free, stem_paths
+        from vimss_cli.api import Separator, check_outputs_free, output_folder_name, stem_paths
         from vimss_cli.media import check_input_path, probe
         from vimss_cli.stem_writer import check_wav_format, ensure_writable_directory
         from vimss_cli.vision.queries import describe_plan, plan_players
@@ -122,7 +145,7 @@ def separate(
         check_wav_format(wav_format)
         for path in inputs:
             check_input_path(path)
-        if len({p.stem for p in inputs}) != len(inputs):
+        if len({output_folder_name(p) for p in inputs}) != len(inputs):
             raise InputError("two inputs share a file name stem; their stem folders would collide")
         # probe every input before loading the model, so bad files fail before a long run
         infos = [probe(path) for path in inputs]
@@ -145,7 +168,7 @@ def separate(
         for plan in plans:
             for line in [describe_plan(plan), *plan.notes]:
                 if line:
-                    typer.echo(f"note: {line}", err=True)
+                    typer.echo(f"note: {printable(line)}", err=True)
         reports = []
         with _progress_display(not as_json) as progress:
             for path, queries in zip(inputs, queries_by_input, strict=True):
@@ -160,6 +183,9 @@ def separate(
                         progress=progress,
                     )
                 )
+        for report in reports:
+            for line in report.warnings:
+                typer.echo(f"warning: {printable(line)}", err=True)
         if as_json:
             document = {
                 "model": separator.loaded.name,
@@ -172,12 +198,15 @@ def separate(
             console = stderr_console()
             for report in reports:
                 console.print(
-                    f"{report.input}: {report.audio_seconds:.1f} s of audio in "
-                    f"{report.wall_seconds:.1f} s -> {len(report.stems)} stems in "
-                    f"{report.stems[0].path.parent}"
+                    printable(
+                        f"{report.input}: {report.audio_seconds:.1f} s of audio in "
+                        f"{report.wall_seconds:.1f} s -> {len(report.stems)} stems in "
+                        f"{report.stems[0].path.parent}"
+                    ),
+                    markup=False,
                 )
 
-    guarded(debug, run)
+    guarded(debug, run, terminate_cleanly=True)
 
 
 @models_app.command("list")

@@ -7,7 +7,10 @@ import them to register their commands without an import cycle.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, TypeVar
 
 import typer
@@ -28,24 +31,75 @@ ModelOption = Annotated[
     ),
 ]
 
+#: Signals that stop a command the way Ctrl-C does when it asks for it (``guarded``).
+TERMINATION_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so that cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
 
 def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def printable(text: str) -> str:
+    """``text`` with the bytes of non-UTF-8 file names shown as ``\\xff`` escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _debug_enabled(debug: bool) -> bool:
     return debug or os.environ.get("VIMSS_DEBUG", "") not in ("", "0")
 
 
-def guarded(debug: bool, action: Callable[[], T]) -> T:
-    """Run ``action``; turn known errors and Ctrl-C into one line and an exit code."""
+@contextmanager
+def _termination_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = {}
+    for name in TERMINATION_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, handler)
     try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def guarded(debug: bool, action: Callable[[], T], *, terminate_cleanly: bool = False) -> T:
+    """Run ``action``; turn known errors and Ctrl-C into one line and an exit code.
+
+    With ``terminate_cleanly``, SIGTERM and SIGHUP interrupt ``action`` as Ctrl-C does (so
+    its cleanup runs) and exit with 128 + the signal's number.
+    """
+    try:
+        if terminate_cleanly:
+            with _termination_as_interrupt():
+                return action()
         return action()
     except VimssError as error:
         if _debug_enabled(debug):
             raise
-        typer.echo(f"error: {' '.join(str(error).split())}", err=True)
+        typer.echo(f"error: {printable(' '.join(str(error).split()))}", err=True)
         raise typer.Exit(error.exit_code) from None
+    except Terminated as stop:
+        if _debug_enabled(debug):
+            raise
+        name = signal.Signals(stop.signum).name
+        typer.echo(f"interrupted by {name}: nothing half-written was left behind", err=True)
+        raise typer.Exit(128 + stop.signum) from None
     except KeyboardInterrupt:
         if _debug_enabled(debug):
             raise

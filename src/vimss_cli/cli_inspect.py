@@ -18,7 +18,9 @@ def inspect_command(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="PNG to write with the boxes drawn [<video>_players.png]."
+            "--out",
+            "-o",
+            help="PNG to write with the boxes drawn [<video name>_players.png, here].",
         ),
     ] = None,
     players: Annotated[
@@ -27,6 +29,7 @@ def inspect_command(
     boxes: Annotated[
         str | None, typer.Option("--boxes", help="Use these boxes: 'x,y,w,h;x,y,w,h' (pixels).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the PNG if it exists.")] = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -35,11 +38,12 @@ def inspect_command(
     def run() -> None:
         from vimss_cli.media import check_input_path
         from vimss_cli.vision.analysis import analyse_video
-        from vimss_cli.vision.drawing import draw_players, write_png
+        from vimss_cli.vision.drawing import check_png_target, draw_players, write_png
 
         check_input_path(video)
+        frame_path = check_png_target(out or Path(f"{video.stem}_players.png"), force)
         analysis = analyse_video(video, players=players, boxes=boxes)
-        frame_path = write_png(out or Path(f"{video.stem}_players.png"), draw_players(analysis))
+        write_png(frame_path, draw_players(analysis), force)
         if as_json:
             rows = [
                 {

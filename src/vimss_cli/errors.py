@@ -1,7 +1,9 @@
 """Typed user-facing errors.
 
 Every error a user can cause is one of these; the CLI turns each into a single line on stderr
-and a non-zero exit code. Library code raises them and never prints.
+and a non-zero exit code: 2 for a bad argument (:class:`InputError`), 4 for a training run
+that diverged (:class:`TrainingDivergedError`), 1 for everything else (130: interrupted).
+Library code raises them and never prints.
 """
 
 from __future__ import annotations
@@ -59,3 +61,9 @@ class DeviceError(VimssError):
 
 class MissingDependencyError(VimssError):
     """A system package the command needs (a program or data files) is not installed."""
+
+
+class TrainingDivergedError(VimssError):
+    """The training loss became NaN or infinite: the settings, not an argument, are at fault."""
+
+    exit_code = 4

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vimss_cli.atomic import atomic_path, write_text_atomically
 from vimss_cli.errors import InputError, OutputError
 from vimss_cli.evaluation import Evaluation
 
@@ -50,14 +50,12 @@ def protocol_sdr(row: dict[str, Any], protocol: str) -> float | None:
     return row.get(key)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def write_results(evaluation: Evaluation, out_dir: Path) -> list[Path]:
-    """Write ``results.json``, ``stems.csv`` and ``sdr_boxplot.png`` under ``out_dir``."""
+    """Write ``results.json``, ``stems.csv`` and ``sdr_boxplot.png`` under ``out_dir``.
+
+    Each is written under a temporary name of its own and renamed into place, so two runs
+    writing into one folder never share a half-written file.
+    """
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -65,19 +63,20 @@ def write_results(evaluation: Evaluation, out_dir: Path) -> list[Path]:
         raise OutputError(f"cannot create output directory {out_dir}: {error.strerror}") from None
     document = evaluation.to_json()
     results = out_dir / RESULTS_NAME
-    _atomic_write(results, json.dumps(document, indent=1))
     table = out_dir / CSV_NAME
-    temporary = table.with_suffix(".csv.tmp")
-    with temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in evaluation.stems:
-            writer.writerow(
-                {key: "" if row.get(key) is None else row.get(key) for key in CSV_COLUMNS}
-            )
-    os.replace(temporary, table)
     plot = out_dir / PLOT_NAME
-    write_boxplot(evaluation, plot)
+    try:
+        write_text_atomically(results, json.dumps(document, indent=1))
+        with atomic_path(table) as temporary, temporary.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in evaluation.stems:
+                writer.writerow(
+                    {key: "" if row.get(key) is None else row.get(key) for key in CSV_COLUMNS}
+                )
+        write_boxplot(evaluation, plot)
+    except OSError as error:
+        raise OutputError(f"cannot write the results in {out_dir}: {error}") from None
     return [results, table, plot]
 
 
@@ -126,10 +125,11 @@ def write_boxplot(evaluation: Evaluation, path: Path) -> None:
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
-    temporary = path.with_suffix(".tmp.png")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=100, format="png")
+    finally:
+        plt.close(figure)
 
 
 def load_results(folder: Path) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import soundfile
 
+from vimss_cli.atomic import write_text_atomically
 from vimss_cli.errors import InputError, MediaError
 from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.metrics import ReferenceGram, bss_eval, bss_eval_sources, si_sdr
@@ -468,6 +468,7 @@ def _add_segment_scores(
 ) -> None:
     """Score each non-overlapping segment; skip a stem's segment where it is silent."""
     length = references.shape[1]
+    grams = {} if grams is None else grams  # one per (segment, active stems), for every system
     values: list[dict[str, list[float]]] = [{"SDR": [], "SIR": [], "SAR": []} for _ in rows]
     for start in range(0, length - SEGMENT_SAMPLES + 1, SEGMENT_SAMPLES):
         ref = references[:, start : start + SEGMENT_SAMPLES]
@@ -478,7 +479,6 @@ def _add_segment_scores(
             continue
         active = np.flatnonzero(loud_ref)
         key = (start, tuple(int(k) for k in active))
-        grams = {} if grams is None else grams
         if key not in grams:
             grams[key] = ReferenceGram(ref[active])
         scores = bss_eval_sources(ref[active], est[active], gram=grams[key])
@@ -566,9 +566,7 @@ class _Cache:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"key": key, **entry}))
-        os.replace(temporary, path)
+        write_text_atomically(path, json.dumps({"key": key, **entry}))
 
 
 def evaluate(
@@ -590,6 +588,7 @@ def evaluate(
     systems = list(systems)
     cache = _Cache(cache_dir)
     model_name = None if separator is None else str(separator.loaded.path)
+    model_key = None if separator is None else _model_key(separator, queries)
     stems: list[dict[str, Any]] = []
     notes: list[str] = []
     for index, track in enumerate(tracks):
@@ -603,7 +602,7 @@ def evaluate(
                     system,
                     protocol,
                     rate,
-                    (model_name, queries) if system == "model" else None,
+                    _with_video(model_key, track, queries) if system == "model" else None,
                 ]
             )
             entry = cache.load(track, system, key)
@@ -634,6 +633,31 @@ def evaluate(
             if note not in notes:
                 notes.append(note)
     return Evaluation(protocol, rate, systems, stems, _condense_notes(notes), model_name)
+
+
+def _model_key(separator: Any, queries: str) -> list[Any]:
+    """What the model's scores depend on: its weights and config (not the checkpoint's path,
+    so a checkpoint retrained in place is scored again), its precision, and the queries."""
+    from vimss_cli.checkpoint import weights_sha256
+
+    model = separator.model
+    return [
+        weights_sha256(model.state_dict()),
+        model.config.to_json(),
+        separator.precision,
+        queries,
+    ]
+
+
+def _with_video(model_key: list[Any] | None, track: Track, queries: str) -> list[Any] | None:
+    """The model's key, plus the track's video's size and modification time for video
+    queries (a video replaced in place is analysed again)."""
+    if model_key is None or queries != "video" or track.video is None:
+        return model_key
+    if not track.video.exists():
+        return [*model_key, None]
+    stat = track.video.stat()
+    return [*model_key, str(track.video), stat.st_size, stat.st_mtime_ns]
 
 
 _RESAMPLED = re.compile(r"^(.*) resampled from (\d+) Hz to (\d+) Hz$")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -64,6 +65,15 @@ class MediaInfo:
     audio_sample_rate: int | None
     #: Exact frame count of the first audio stream when libsndfile can read the header.
     audio_frames: int | None
+    #: ffmpeg's sample format of the first audio stream (``s16``, ``fltp``...), if stated.
+    audio_sample_format: str | None = None
+
+    @property
+    def may_exceed_full_scale(self) -> bool:
+        """Whether the samples can lie beyond ±1 (float formats can; integer ones cannot)."""
+        return self.audio_sample_format is None or self.audio_sample_format.startswith(
+            ("flt", "dbl")
+        )
 
 
 def _ffmpeg_message(stderr: str) -> str:
@@ -75,17 +85,30 @@ def _ffmpeg_message(stderr: str) -> str:
 
 
 def check_input_path(path: Path) -> Path:
-    """Raise a clear :class:`InputError` unless ``path`` names a readable regular file."""
+    """Raise a clear :class:`InputError` unless ``path`` names a readable regular file.
+
+    Named pipes, devices and sockets are refused: probing a pipe would consume what the
+    decoder then waits for in vain.
+    """
     if not path.exists():
         raise InputError(f"input not found: {path}")
     if path.is_dir():
         raise InputError(f"input is a directory, not a media file: {path}")
+    if not path.is_file():
+        mode = path.stat().st_mode
+        kind = "a device"
+        if stat.S_ISFIFO(mode):
+            kind = "a named pipe"
+        elif stat.S_ISSOCK(mode):
+            kind = "a socket"
+        raise InputError(f"input is {kind}, not a regular file: {path}")
     if not os.access(path, os.R_OK):
         raise InputError(f"input is not readable: {path}")
     return path
 
 
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+_SAMPLE_FORMAT = re.compile(r",\s*((?:u8|s16|s32|s64|flt|dbl)p?)\b")
 
 
 def probe(path: Path) -> MediaInfo:
@@ -115,9 +138,12 @@ def probe(path: Path) -> MediaInfo:
         line for line in stream_lines if ": Video:" in line and "attached pic" not in line
     ]
     rate = None
+    sample_format = None
     if audio_lines:
         rate_match = re.search(r"(\d+) Hz", audio_lines[0])
         rate = int(rate_match.group(1)) if rate_match else None
+        format_match = _SAMPLE_FORMAT.search(audio_lines[0])
+        sample_format = format_match.group(1) if format_match else None
     return MediaInfo(
         path=path,
         duration=duration,
@@ -126,6 +152,7 @@ def probe(path: Path) -> MediaInfo:
         has_video=bool(video_lines),
         audio_sample_rate=rate,
         audio_frames=_exact_frames(path),
+        audio_sample_format=sample_format,
     )
 
 
@@ -158,9 +185,13 @@ def expected_output_frames(info: MediaInfo, sample_rate: int) -> int | None:
 
 def _decode_command(path: Path, sample_rate: int) -> list[str]:
     """ffmpeg arguments that write the first audio stream as mono float32 to stdout."""
-    source = ffmpeg.input(str(path), v="error", xerror=None, nostdin=None, hide_banner=None)
+    # the graph names a placeholder: ffmpeg-python hashes its arguments as UTF-8 text, and a
+    # file name need not be UTF-8 (subprocess passes such a name on byte for byte)
+    placeholder = "\0input"
+    source = ffmpeg.input(placeholder, v="error", xerror=None, nostdin=None, hide_banner=None)
     out = ffmpeg.output(source["a:0"], "pipe:1", format="f32le", ac=1, ar=sample_rate)
-    return out.compile(cmd=ffmpeg_executable())
+    command = out.compile(cmd=ffmpeg_executable())
+    return [str(path) if argument == placeholder else argument for argument in command]
 
 
 class AudioStream:
@@ -289,6 +320,15 @@ class AudioStream:
                 f"{self.path} is truncated: its header states {stated:.2f} s "
                 f"but only {decoded_seconds:.2f} s decode"
             )
+
+
+def peak_level(path: Path, sample_rate: int) -> float:
+    """Largest magnitude of the file's mono samples at ``sample_rate`` (one decoding pass)."""
+    peak = 0.0
+    with AudioStream(path, sample_rate) as stream:
+        for block in stream:
+            peak = max(peak, float(np.abs(block).max()))
+    return peak
 
 
 def _read_native(path: Path, sample_rate: int) -> np.ndarray | None:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vimss_cli.conditioning import FiLM, QueryBatch, QueryEncoder
+from vimss_cli.config_checks import ConfigValueError, check_range, check_types
 
 Conditioning = Literal["film-all", "film-bottleneck", "film-output", "concat"]
 CONDITIONING_CHOICES: tuple[str, ...] = ("film-all", "film-bottleneck", "film-output", "concat")
@@ -70,22 +71,15 @@ class ModelConfig:
     output_activation: Literal["tanh", "identity"] = "tanh"
 
     def __post_init__(self) -> None:
+        check_types(self)  # before the ranges, so ``levels = "five"`` names its key
+        for name in ("sample_rate", "levels", "base_features", "query_dim"):
+            check_range(self, name, at_least=1)
+        for name in ("appearance_dim", "motion_channels"):
+            check_range(self, name, at_least=0)
         for name in ("down_kernel", "up_kernel", "bottleneck_kernel"):
             kernel = getattr(self, name)
             if kernel < 1 or kernel % 2 == 0:
-                raise ValueError(f"{name} must be a positive odd number, got {kernel}")
-        if self.levels < 1:
-            raise ValueError(f"levels must be at least 1, got {self.levels}")
-        if self.conditioning not in CONDITIONING_CHOICES:
-            raise ValueError(
-                f"conditioning must be one of {CONDITIONING_CHOICES}, got {self.conditioning!r}"
-            )
-        if self.motion_features not in ("bands", "multiscale"):
-            raise ValueError(
-                f"motion_features must be 'bands' or 'multiscale', got {self.motion_features!r}"
-            )
-        if self.feature_growth not in ("add", "double"):
-            raise ValueError(f"feature_growth must be 'add' or 'double', got {self.feature_growth}")
+                raise ConfigValueError(f"{name} must be a positive odd number, got {kernel}")
 
     def features(self, level: int) -> int:
         """Channels at ``level`` (0 .. levels; ``levels`` is the bottleneck)."""

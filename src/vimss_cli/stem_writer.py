@@ -1,14 +1,20 @@
 """Writing stems as WAV files block by block, atomically.
 
 Each stem is written to a hidden temporary file beside its final path and renamed into place
-only when every stem of the input is complete, so an error or Ctrl-C never leaves a partial
-stem and never damages a file the user already had.
+only when every stem of the input is complete, so an error, Ctrl-C, SIGTERM or SIGHUP never
+leaves a partial stem and never damages a file the user already had. While it writes, a
+writer holds an exclusive lock on its folder, so two runs never write into one folder at once;
+temporary files left by a killed run (``kill -9``) are removed by the next run in that folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -17,8 +23,19 @@ import soundfile
 
 from vimss_cli.errors import InputError, OutputError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: writers do not lock their folder
+    fcntl = None  # type: ignore[assignment]
+
 #: ``--format`` value -> libsndfile subtype.
 WAV_FORMATS: dict[str, str] = {"wav16": "PCM_16", "wav24": "PCM_24", "float32": "FLOAT"}
+
+#: A writer's temporary file: ``.<stem name>.wav.partial-<pid of the writing process>``.
+_PARTIAL = re.compile(r"\..+\.wav\.partial-(\d+)")
+
+#: Less free space than this after a libsndfile "System error." means the disk is full.
+_FULL_DISK_BYTES = 1 << 20
 
 
 def check_wav_format(name: str) -> str:
@@ -46,46 +63,184 @@ def ensure_writable_directory(directory: Path) -> None:
         ) from None
 
 
+def check_stem_folder(folder: Path) -> None:
+    """Raise :class:`OutputError` when ``folder`` exists but is not a directory."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"cannot write stems into {folder}: it exists and is not a directory")
+
+
+def existing_outputs(paths: list[Path], is_stem: Callable[[str], bool] | None = None) -> list[Path]:
+    """Which of ``paths`` exist, plus the files of ``paths``' folder that ``is_stem`` names
+    (the stems of an earlier run that a new set would sit beside)."""
+    existing = [p for p in paths if p.exists()]
+    folders = {p.parent for p in paths}
+    if is_stem is not None:
+        for folder in sorted(folders):
+            if not folder.is_dir():
+                continue
+            with contextlib.suppress(OSError):  # an unlistable folder fails when written to
+                existing += sorted(
+                    p
+                    for p in folder.iterdir()
+                    if is_stem(p.name) and p not in paths and p.is_file()
+                )
+    return existing
+
+
+def describe_paths(paths: list[Path], shown: int = 3) -> str:
+    """``a, b, c and 2 more``."""
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return ", ".join(str(p) for p in paths[:shown]) + more
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Delete the temporary stem files in ``folder`` whose writing process no longer runs
+    (left by a run killed with ``kill -9``); return what was removed."""
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _PARTIAL.fullmatch(entry.name)
+            if match is None or not entry.is_file(follow_symlinks=False):
+                continue
+            if _process_alive(int(match.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, ValueError):  # not a possible process id
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        return True
+    return True
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether a write failed because the device (or the user's quota) is full.
+
+    libsndfile reports a failed ``write(2)`` only as "System error.", without the errno, so
+    its errors are judged by the free space left.
+    """
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    try:
+        return shutil.disk_usage(folder).free < _FULL_DISK_BYTES
+    except OSError:
+        return False
+
+
 class StemSetWriter:
-    """Write K mono stems of equal length, block by block, and publish them together.
+    """Write K mono stems of equal length into one folder, block by block, and publish them
+    together.
 
     ``write(block)`` takes an array of shape ``(K, samples)``. On a clean exit from the
     ``with`` block the temporary files are renamed to ``paths``; on any exception (including
     ``KeyboardInterrupt``) they are deleted and ``paths`` are left as they were.
+
+    Args:
+        paths: the stems' final paths, all in one folder.
+        sample_rate: samples per second.
+        wav_format: ``wav16``, ``wav24`` or ``float32``. Integer formats clip samples beyond
+            full scale; :attr:`clipped_samples` and :attr:`peak` tell how many and how loud.
+        overwrite: replace existing files. Without it, existing ``paths`` (or files that
+            ``is_stem`` names) are refused when writing starts and again when publishing,
+            so a run that finished meanwhile is never replaced.
+        is_stem: names the files of the folder that belong to a stem set of this tool; with
+            ``overwrite``, those not in ``paths`` are removed when the new set is published.
     """
 
-    def __init__(self, paths: list[Path], sample_rate: int, wav_format: str = "wav16") -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        sample_rate: int,
+        wav_format: str = "wav16",
+        *,
+        overwrite: bool = False,
+        is_stem: Callable[[str], bool] | None = None,
+    ) -> None:
         self.paths = [Path(p) for p in paths]
+        folders = {p.parent for p in self.paths}
+        if len(folders) != 1:
+            raise ValueError(f"stems of one set go into one folder, got {len(folders)}")
+        self.folder = folders.pop()
         self.sample_rate = sample_rate
+        self.wav_format = wav_format
         self.subtype = check_wav_format(wav_format)
         self.clip = self.subtype != "FLOAT"
+        self.overwrite = overwrite
+        self.is_stem = is_stem
         self.frames_written = 0
+        #: samples beyond full scale clipped by an integer format, and the largest magnitude
+        self.clipped_samples = 0
+        self.peak = 0.0
         self._temporary = [p.with_name(f".{p.name}.partial-{os.getpid()}") for p in self.paths]
         self._files: list[soundfile.SoundFile] = []
+        self._owns_temporary = False  # set once the checks passed and the files are ours
         self._created_dirs: list[Path] = []
+        self._lock_fd: int | None = None
 
     def __enter__(self) -> StemSetWriter:
         try:
+            self._make_parents(self.folder)
+            check_stem_folder(self.folder)
+            self._lock()
+            remove_stale_partials(self.folder)
+            if not self.overwrite:
+                existing = existing_outputs(self.paths, self.is_stem)
+                if existing:
+                    raise OutputError(
+                        f"outputs already exist: {describe_paths(existing)} "
+                        "(use --force to replace them)"
+                    )
+            self._owns_temporary = True
             for temporary in self._temporary:
-                self._make_parents(temporary.parent)
                 self._files.append(
                     soundfile.SoundFile(
-                        str(temporary), "w", self.sample_rate, 1, self.subtype, format="WAV"
+                        # bytes: libsndfile takes any file name, UTF-8 or not
+                        os.fsencode(temporary),
+                        "w",
+                        self.sample_rate,
+                        1,
+                        self.subtype,
+                        format="WAV",
                     )
                 )
-        except (OSError, soundfile.LibsndfileError) as error:
+        except OutputError:
             self._discard()
-            raise OutputError(f"cannot write stems in {self.paths[0].parent}: {error}") from None
+            raise
+        except (OSError, soundfile.SoundFileError) as error:
+            self._discard()
+            raise self._error("cannot write stems in", error) from None
+        except BaseException:
+            self._discard()
+            raise
         return self
 
     def write(self, block: np.ndarray) -> None:
         """Append ``block`` of shape ``(K, samples)``, one row per stem."""
         if block.shape[0] != len(self._files):
             raise ValueError(f"expected {len(self._files)} stems, got {block.shape[0]}")
-        if self.clip:
-            block = np.clip(block, -1.0, 1.0)
-        for handle, samples in zip(self._files, block, strict=True):
-            handle.write(np.ascontiguousarray(samples, dtype=np.float32))
+        if block.size:
+            self.peak = max(self.peak, float(np.abs(block).max()))
+        if self.clip and self.peak > 1.0:
+            beyond = int(np.count_nonzero(np.abs(block) > 1.0))
+            if beyond:
+                self.clipped_samples += beyond
+                block = np.clip(block, -1.0, 1.0)
+        try:
+            for handle, samples in zip(self._files, block, strict=True):
+                handle.write(np.ascontiguousarray(samples, dtype=np.float32))
+        except (OSError, soundfile.SoundFileError) as error:
+            raise self._error("cannot write stems in", error) from None
         self.frames_written += block.shape[1]
 
     def __exit__(
@@ -98,18 +253,75 @@ class StemSetWriter:
             self._discard()
             return
         try:
-            for handle in self._files:
-                handle.close()
-            for temporary, final in zip(self._temporary, self.paths, strict=True):
-                os.replace(temporary, final)
-        except OSError as error:
+            self._publish()
+        except OutputError:
             self._discard()
-            raise OutputError(f"cannot publish stems in {self.paths[0].parent}: {error}") from None
+            raise
+        except (OSError, soundfile.SoundFileError) as error:
+            self._discard()
+            raise self._error("cannot publish stems in", error) from None
+        except BaseException:
+            self._discard()
+            raise
+        finally:
+            self._unlock()
+
+    def _publish(self) -> None:
+        for handle in self._files:
+            handle.close()
+        if not self.overwrite:
+            # another run (one that takes no lock) may have published meanwhile
+            existing = existing_outputs(self.paths, self.is_stem)
+            if existing:
+                raise OutputError(
+                    f"outputs appeared while this run was writing: {describe_paths(existing)} "
+                    "(another run?); nothing was replaced (use --force to replace them)"
+                )
+        earlier = existing_outputs(self.paths, self.is_stem) if self.is_stem else []
+        for temporary, final in zip(self._temporary, self.paths, strict=True):
+            os.replace(temporary, final)
+        for path in earlier:  # the rest of an earlier set: its players differ from this one's
+            if path not in self.paths:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def _error(self, doing: str, error: BaseException) -> OutputError:
+        if _disk_full(error, self.folder):
+            return OutputError(
+                f"no space left on device while writing stems in {self.folder}; nothing was "
+                "published and existing files are untouched"
+            )
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        return OutputError(f"{doing} {self.folder}: {reason}")
+
+    def _lock(self) -> None:
+        """Hold an exclusive lock on the folder until published or discarded."""
+        if fcntl is None:
+            return
+        descriptor = os.open(self.folder, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            self._created_dirs = []  # the other run writes into them
+            raise OutputError(
+                f"another vimss run is writing stems into {self.folder}; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        except OSError:  # no locks on this file system: go on without
+            os.close(descriptor)
+            return
+        self._lock_fd = descriptor
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the lock
+            self._lock_fd = None
 
     def _make_parents(self, directory: Path) -> None:
         """Create ``directory`` (and parents), remembering which ones this writer made."""
         missing = []
-        while not directory.exists():
+        while not directory.exists() and not directory.is_symlink():
             missing.append(directory)
             directory = directory.parent
         for folder in reversed(missing):
@@ -117,12 +329,14 @@ class StemSetWriter:
             self._created_dirs.append(folder)
 
     def _discard(self) -> None:
+        # cleaning up must not mask the original error
         for handle in self._files:
-            # closing a half-written file must not mask the original error
             with contextlib.suppress(Exception):
                 handle.close()
-        for temporary in self._temporary:
-            temporary.unlink(missing_ok=True)
+        for temporary in self._temporary if self._owns_temporary else []:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
         for folder in reversed(self._created_dirs):
             with contextlib.suppress(OSError):  # rmdir only removes an empty folder
                 folder.rmdir()
+        self._unlock()

@@ -2,7 +2,9 @@
 
 Read from a TOML file with sections ``[model]``, ``[data]``, ``[optim]``, ``[run]``;
 ``--set section.key=value`` overrides any key. Unknown keys are errors that list the valid
-ones. The resolved configuration is saved in the run folder as ``config.toml``.
+ones, and every value is checked (type and range, in each dataclass's ``__post_init__``)
+when the configuration is built, so a bad one fails before a run writes anything. The
+resolved configuration is saved in the run folder as ``config.toml``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,19 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from vimss_cli.config_checks import ConfigValueError, check_range, check_types
 from vimss_cli.errors import InputError
 from vimss_cli.model import ModelConfig
+
+PROBABILITIES = (
+    "remix_probability",
+    "drop_player_probability",
+    "absent_query_probability",
+    "same_instrument_probability",
+    "label_query_probability",
+)
 
 
 @dataclass(frozen=True)
@@ -34,12 +45,12 @@ class DataConfig:
         remix_probability: chance an excerpt mixes stems drawn from several pieces.
         drop_player_probability: chance each extra player is left out of the mixture.
         absent_query_probability: chance one query names an instrument that is not playing.
-        same_instrument_probability: video models only: chance an excerpt is built around two
-            players of one instrument (from one piece, or two) that are both queried, so the
-            model learns to tell them apart by what it sees.
-        label_query_probability: video models only: chance an excerpt's queries carry labels
-            alone (no appearance, no motion; same-instrument players' targets summed), so the
-            same model also serves label queries.
+        same_instrument_probability: models that take appearance or motion only: chance an
+            excerpt is built around two players of one instrument (from one piece, or two)
+            that are both queried, so the model learns to tell them apart by what it sees.
+        label_query_probability: models that take appearance or motion only: chance an
+            excerpt's queries carry labels alone (no appearance, no motion; same-instrument
+            players' targets summed), so the same model also serves label queries.
         validation_excerpts: fixed excerpts from the valid split scored at each validation.
     """
 
@@ -56,6 +67,17 @@ class DataConfig:
     label_query_probability: float = 0.2
     validation_excerpts: int = 64
 
+    def __post_init__(self) -> None:
+        check_types(self)
+        for name in ("output_samples", "batch_size", "queries_per_mixture"):
+            check_range(self, name, at_least=1)
+        check_range(self, "validation_excerpts", at_least=1)
+        check_range(self, "workers", at_least=0)
+        check_range(self, "gain_db", at_least=0)
+        check_range(self, "colour_db", at_least=0)
+        for name in PROBABILITIES:
+            check_range(self, name, at_least=0, at_most=1)
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -67,9 +89,19 @@ class OptimConfig:
     max_steps: int = 20000
     min_lr_ratio: float = 0.05
     grad_clip: float = 5.0
-    precision: str = "fp32"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     ema_decay: float = 0.0
     spectral_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        check_range(self, "lr", above=0)
+        check_range(self, "grad_clip", above=0)
+        check_range(self, "max_steps", at_least=1)
+        for name in ("weight_decay", "warmup_steps", "spectral_weight"):
+            check_range(self, name, at_least=0)
+        check_range(self, "min_lr_ratio", at_least=0, at_most=1)
+        check_range(self, "ema_decay", at_least=0, below=1)
 
 
 @dataclass(frozen=True)
@@ -91,6 +123,12 @@ class RunConfig:
     init_from: str = ""
     schedule_to_deadline: bool = False
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        check_range(self, "seed", at_least=0)  # numpy's generators take no negative seeds
+        for name in ("checkpoint_every", "validate_every", "log_every"):
+            check_range(self, name, at_least=1)
 
 
 @dataclass(frozen=True)
@@ -158,6 +196,8 @@ def build_config(
             )
         try:
             sections[section] = cls(**merged[section])
+        except ConfigValueError as error:  # its message starts with the key's name
+            raise InputError(f"invalid config value: {section}.{error}") from None
         except (TypeError, ValueError) as error:
             raise InputError(f"invalid [{section}] config: {error}") from None
     return TrainConfig(**sections)

@@ -16,9 +16,10 @@ stems over the output span:
 * same-instrument pairs (video models): two players of one instrument, both queried;
 * label-only excerpts (video models): queries without appearance or motion.
 
-Models that take only labels cannot tell two players of one instrument apart, so for them (and
-for a video model's label-only excerpts) the target of a label is the sum of all players of
-that instrument.
+A video model is one that takes appearance vectors or motion or both; a label-only model takes
+neither (``appearance_dim == 0`` and ``motion_channels == 0``). It cannot tell two players of
+one instrument apart, so for it (and for a video model's label-only excerpts) the target of a
+label is the sum of all players of that instrument.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from vimss_cli.instruments import INSTRUMENT_CODES, instrument_index
 from vimss_cli.media import read_audio
 from vimss_cli.training.config import DataConfig
 from vimss_cli.training.visual_cache import PlayerVisuals, piece_visuals
-from vimss_cli.urmp import Piece, list_pieces
+from vimss_cli.urmp import SYNTH_MANIFEST_NAME, Piece, list_pieces
 
 WarningCallback = Callable[[str], None]
 
@@ -67,6 +68,37 @@ def split_folders(root: Path) -> tuple[Path, Path | None]:
         valid = root / "valid"
         return train, valid if valid.is_dir() else None
     return root, None
+
+
+#: what ``--dataset`` may say a tree is
+DATASETS = ("urmp", "synth")
+
+
+def check_dataset_kind(
+    dataset: str | None, folders: list[Path], warn: WarningCallback | None = None
+) -> None:
+    """Check the split ``folders`` against what ``dataset`` says they are.
+
+    ``urmp``: real recordings, so a folder holding the generator's ``vimss_synth.json`` is
+    refused; ``synth``: made by ``vimss data synth``, so a folder without that manifest (whose
+    generator settings the run cannot record) is warned about; ``None``: not checked.
+    """
+    if dataset is None:
+        return
+    if dataset not in DATASETS:
+        raise InputError(f"unknown --dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    for folder in folders:
+        generated = (folder / SYNTH_MANIFEST_NAME).is_file()
+        if dataset == "urmp" and generated:
+            raise InputError(
+                f"--dataset urmp: {folder} was made by `vimss data synth` (it holds "
+                f"{SYNTH_MANIFEST_NAME}); pass --dataset synth"
+            )
+        if dataset == "synth" and not generated and warn is not None:
+            warn(
+                f"--dataset synth: no {SYNTH_MANIFEST_NAME} in {folder}, so the run cannot "
+                "record the generator's settings"
+            )
 
 
 def load_pieces(
@@ -143,7 +175,8 @@ class ExcerptDataset(Dataset):
 
     Keys: ``mixture (1, T_in)``, ``labels (K,)`` int64, ``targets (K, T_out)``, and for
     models that take them ``appearance (K, A)`` and ``motion (K, M, T_in)`` (the motion on
-    the mixture window's samples; zeros for absent instruments).
+    the mixture window's samples; zeros for absent instruments). ``appearance_dim`` and
+    ``motion_channels`` are the model's: with both 0 it is a label-only model.
     """
 
     def __init__(
@@ -153,7 +186,6 @@ class ExcerptDataset(Dataset):
         config: DataConfig,
         seed: int,
         augment: bool = True,
-        merge_same_instrument: bool = True,
         appearance_dim: int = 0,
         motion_channels: int = 0,
         sample_rate: int = 0,
@@ -163,7 +195,6 @@ class ExcerptDataset(Dataset):
         self.config = config
         self.seed = seed
         self.augment = augment
-        self.merge_same_instrument = merge_same_instrument
         self.appearance_dim = appearance_dim
         self.motion_channels = motion_channels
         self.sample_rate = sample_rate
@@ -175,13 +206,19 @@ class ExcerptDataset(Dataset):
             if len(players) >= 2
         }
 
+    @property
+    def label_only_model(self) -> bool:
+        """The model takes neither appearance nor motion: same-instrument players are one
+        query, and no pairs or label-only excerpts are drawn."""
+        return self.appearance_dim == 0 and self.motion_channels == 0
+
     def __len__(self) -> int:  # indices are unbounded; the sampler decides
         return 2**62
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
         config, shape = self.config, self.shape
-        visual = self.augment and not self.merge_same_instrument
+        visual = self.augment and not self.label_only_model
         pair = visual and rng.random() < config.same_instrument_probability
         label_only = visual and not pair and rng.random() < config.label_query_probability
         players = self._choose_pair(rng) if pair else None
@@ -313,7 +350,7 @@ class ExcerptDataset(Dataset):
         k = self.config.queries_per_mixture
         length = self.shape.output_length
         present: list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None]]
-        if self.merge_same_instrument or label_only:
+        if self.label_only_model or label_only:
             merged: dict[str, np.ndarray] = {}
             for code, audio in zip(instruments, outputs, strict=True):
                 merged[code] = merged.get(code, np.zeros(length, np.float32)) + audio

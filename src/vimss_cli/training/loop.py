@@ -13,6 +13,7 @@ import datetime
 import json
 import math
 import os
+import shutil
 import time
 import tomllib
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader, default_collate
 from vimss_cli import __version__
 from vimss_cli.checkpoint import file_sha256, save_checkpoint, weights_sha256
 from vimss_cli.conditioning import QueryBatch
-from vimss_cli.errors import InputError
+from vimss_cli.errors import InputError, TrainingDivergedError
 from vimss_cli.model import WaveUNet
 from vimss_cli.training.config import TrainConfig
 from vimss_cli.training.data import (
@@ -38,6 +39,7 @@ from vimss_cli.training.data import (
     ExcerptShape,
     PieceAudio,
     StepSampler,
+    check_dataset_kind,
     load_pieces,
     split_folders,
 )
@@ -131,22 +133,23 @@ class _RunLog:
 
     def __init__(self, run_dir: Path, enabled: bool) -> None:
         self.enabled = enabled
-        self.writer = None
-        if enabled:
-            from tensorboardX import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-            self.path = run_dir / LOG_FILE
+        self.run_dir = run_dir
+        self.path = run_dir / LOG_FILE
+        self.writer: Any = None  # opened at the first record, so a failed setup leaves none
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        if self.writer is None:
+            from tensorboardX import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         step = record.get("step")
         if self.writer is not None and step is not None:
             for key, value in record.items():
-                if key != "step" and isinstance(value, int | float):
+                if key != "step" and isinstance(value, int | float) and math.isfinite(value):
                     self.writer.add_scalar(key, value, step)
             self.writer.flush()
 
@@ -252,6 +255,7 @@ def run_training(
     resume: bool = False,
     max_steps: int | None = None,
     max_minutes: float | None = None,
+    dataset: str | None = None,
     progress: ProgressCallback | None = None,
     warn: WarningCallback | None = None,
 ) -> TrainReport:
@@ -259,17 +263,30 @@ def run_training(
 
     ``max_steps`` overrides ``optim.max_steps`` as the step to stop at (the schedule still
     uses ``optim.max_steps``); ``max_minutes`` stops after that much wall time in this call.
+    ``dataset`` (``urmp``, ``synth`` or ``None``) says what the tree is, checked by
+    :func:`~vimss_cli.training.data.check_dataset_kind` and recorded in the checkpoints.
+
+    Arguments are checked before anything is written; when setting up fails after that (no
+    readable pieces, weights to start from that do not fit), a run folder this call created
+    is removed again. Raises :class:`TrainingDivergedError` when the loss stops being finite.
     """
+    if max_steps is not None and max_steps < 1:
+        raise InputError(f"--max-steps must be at least 1, got {max_steps}")
+    if max_minutes is not None and not max_minutes > 0:
+        raise InputError(f"--max-minutes must be more than 0, got {max_minutes}")
     dist_info = _distributed_from_env()
     if dist_info.world > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
         dist.init_process_group(backend)
     run_dir = Path(run_dir)
     _check_run_dir(run_dir, config, resume)
+    train_folder, valid_folder = split_folders(root)
+    dataset_warnings: list[str] = []
+    folders = [train_folder] + ([valid_folder] if valid_folder is not None else [])
+    check_dataset_kind(dataset, folders, dataset_warnings.append)
     torch_device = _device(device, dist_info)
-    if dist_info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(config.to_toml())
+    _autocast(torch_device, config.optim.precision)  # fp16 without CUDA fails here
+    created = dist_info.is_main and not run_dir.exists()
     log = _RunLog(run_dir, dist_info.is_main)
     messages: list[str] = []
 
@@ -279,40 +296,50 @@ def run_training(
         if warn is not None and dist_info.is_main:
             warn(message)
 
-    train_folder, valid_folder = split_folders(root)
-    rate = config.model.sample_rate
-    visual = config.model.appearance_dim > 0 or config.model.motion_channels > 0
-    channels = config.model.motion_channels
+    try:  # setting up: a failure leaves no run folder behind that this call made
+        if dist_info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / CONFIG_FILE).write_text(config.to_toml())
+        for message in dataset_warnings:
+            on_warning(message)
+        rate = config.model.sample_rate
+        visual = config.model.appearance_dim > 0 or config.model.motion_channels > 0
+        channels = config.model.motion_channels
 
-    def load(folder: Path) -> tuple[list[PieceAudio], list[str]]:
-        cache = run_dir / "visual_cache" / folder.name if visual else None
-        features = config.model.motion_features
-        return load_pieces(folder, rate, on_warning, channels, cache, features)
+        def load(folder: Path) -> tuple[list[PieceAudio], list[str]]:
+            cache = run_dir / "visual_cache" / folder.name if visual else None
+            features = config.model.motion_features
+            return load_pieces(folder, rate, on_warning, channels, cache, features)
 
-    train_pieces, skipped = load(train_folder)
-    valid_pieces = load(valid_folder)[0] if valid_folder else None
-    splits = [(train_folder, train_pieces)]
-    if valid_folder is not None and valid_pieces is not None:
-        splits.append((valid_folder, valid_pieces))
-    data_manifest = _dataset_manifest(splits)
+        train_pieces, skipped = load(train_folder)
+        valid_pieces = load(valid_folder)[0] if valid_folder else None
+        splits = [(train_folder, train_pieces)]
+        if valid_folder is not None and valid_pieces is not None:
+            splits.append((valid_folder, valid_pieces))
+        data_manifest = _dataset_manifest(splits)
 
-    torch.manual_seed(config.run.seed)
-    if torch_device.type == "cuda":  # fixed excerpt shapes: let cuDNN pick its fastest kernels
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    model = WaveUNet(config.model).to(torch_device)
-    ema = copy.deepcopy(model).eval() if config.optim.ema_decay > 0 else None
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
-    )
-    state = RunState()
-    if resume:
-        state = load_state(run_dir / STATE_FILE, model, optimizer, ema)
-    elif config.run.init_from:
-        log.write({"initialised_from": warm_start(model, config.run.init_from)})
-        if ema is not None:
-            ema.load_state_dict(model.state_dict())
+        torch.manual_seed(config.run.seed)
+        if torch_device.type == "cuda":  # fixed excerpt shapes: let cuDNN pick its fastest kernels
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        model = WaveUNet(config.model).to(torch_device)
+        ema = copy.deepcopy(model).eval() if config.optim.ema_decay > 0 else None
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+        )
+        state = RunState()
+        if resume:
+            state = load_state(run_dir / STATE_FILE, model, optimizer, ema)
+        elif config.run.init_from:
+            log.write({"initialised_from": warm_start(model, config.run.init_from)})
+            if ema is not None:
+                ema.load_state_dict(model.state_dict())
+    except BaseException:
+        log.close()
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     state.skipped_files = sorted(set(state.skipped_files) | set(skipped))
     scaler = torch.amp.GradScaler(
         "cuda", enabled=config.optim.precision == "fp16" and torch_device.type == "cuda"
@@ -330,19 +357,19 @@ def run_training(
     input_length = model.input_length_for(config.data.output_samples)
     output_length = model.output_length(input_length)  # at least data.output_samples
     shape = ExcerptShape(input_length, output_length, model.context)
-    merge = config.model.motion_channels == 0
     visual_dims = (config.model.appearance_dim, config.model.motion_channels, rate)
     train_set = ExcerptDataset(
-        train_pieces, shape, config.data, config.run.seed, True, merge, *visual_dims
+        train_pieces, shape, config.data, config.run.seed, True, *visual_dims
     )
     valid_set = None
     if valid_pieces is not None:
         valid_set = ExcerptDataset(
-            valid_pieces, shape, config.data, config.run.seed + 1, False, merge, *visual_dims
+            valid_pieces, shape, config.data, config.run.seed + 1, False, *visual_dims
         )
     stop_step = max_steps if max_steps is not None else config.optim.max_steps
     schedule_over = state.schedule_steps is not None and state.step >= state.schedule_steps
     if state.step >= stop_step or schedule_over:
+        log.close()
         return _report(run_dir, state, 0.0, 0, shape, rate)
     sampler = StepSampler(
         state.step, config.data.batch_size, dist_info.rank, dist_info.world, stop_step - state.step
@@ -355,6 +382,7 @@ def run_training(
         persistent_workers=config.data.workers > 0,
         pin_memory=torch_device.type == "cuda",
     )
+    saved_step = state.step if resume else None  # the step state.safetensors holds
     started = time.perf_counter()
     examples_this_call = 0
     interval_start, interval_examples = started, 0
@@ -381,7 +409,9 @@ def run_training(
                     estimates.flatten(0, 1), targets.flatten(0, 1)
                 )
             if not torch.isfinite(loss):
-                raise InputError(f"training diverged at step {state.step} (loss {loss.item()})")
+                error = _diverged(state.step, float(loss.item()), run_dir, saved_step)
+                log.write({"step": state.step, "error": str(error)})
+                raise error
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -459,12 +489,14 @@ def run_training(
                         config,
                         state,
                         root,
+                        dataset,
                         data_manifest,
                         torch_device,
                         scores,
                         state.wall_seconds + now - started,
                     )
             if state.step % config.run.checkpoint_every == 0 or finished:
+                saved_step = state.step
                 _checkpoint(
                     run_dir,
                     model,
@@ -483,6 +515,7 @@ def run_training(
                         config,
                         state,
                         root,
+                        dataset,
                         data_manifest,
                         torch_device,
                         None,
@@ -497,6 +530,20 @@ def run_training(
     elapsed = time.perf_counter() - started
     state.wall_seconds += elapsed
     return _report(run_dir, state, elapsed, examples_this_call, shape, rate)
+
+
+def _diverged(
+    step: int, loss: float, run_dir: Path, saved_step: int | None
+) -> TrainingDivergedError:
+    """The error of a run whose loss stopped being finite, with what the user can do next."""
+    if saved_step is None:
+        advice = "nothing was saved yet: lower optim.lr (or optim.grad_clip) and start again"
+    else:
+        advice = (
+            f"{run_dir / STATE_FILE} holds step {saved_step}: lower optim.lr (or "
+            "optim.grad_clip) and continue with --resume"
+        )
+    return TrainingDivergedError(f"training diverged at step {step} (loss {loss}); {advice}")
 
 
 def _checkpoint(
@@ -523,6 +570,7 @@ def _export(
     config: TrainConfig,
     state: RunState,
     root: Path,
+    dataset: str | None,
     data_manifest: dict[str, Any],
     device: torch.device,
     scores: dict[str, float] | None,
@@ -538,6 +586,7 @@ def _export(
         "wall_seconds": round(wall_seconds, 1),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "validation": scores,
+        "dataset": dataset,
         "dataset_root": str(root),
         "data_manifest": data_manifest,
         "train_config": config.to_dict(),

@@ -66,27 +66,83 @@ def load_state(
     optimizer: torch.optim.Optimizer,
     ema: torch.nn.Module | None,
 ) -> RunState:
-    """Restore weights, EMA and optimiser from ``path``; return the counters."""
+    """Restore weights, EMA and optimiser from ``path``; return the counters.
+
+    A file that is not a training state of this model (a release checkpoint, another run's
+    state, one written by another vimss version) raises :class:`CheckpointError` naming what
+    does not fit, before anything is restored.
+    """
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"cannot read training state {path}: {error}") from None
-    model.load_state_dict(
-        {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    )
-    if ema is not None:
-        ema.load_state_dict(
-            {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
+
+    def foreign(reason: str) -> CheckpointError:
+        return CheckpointError(
+            f"{path} is not a training state of this model ({reason}); "
+            "start a new run folder, or put back the state.safetensors this run wrote"
         )
+
+    if "param_groups" not in metadata or "run_state" not in metadata:
+        raise CheckpointError(
+            f"{path} is not a training state (no optimiser state or run counters: "
+            "a release checkpoint?); start a new run, with --init-from to use its weights"
+        )
+    parts = {"model": _part(tensors, "model."), "ema": _part(tensors, "ema.")}
+    if ema is not None and not parts["ema"]:
+        raise CheckpointError(
+            f"{path} holds no averaged weights: it was saved with optim.ema_decay = 0; "
+            "resume with that setting"
+        )
+    targets = {"model": model, "ema": ema}
+    for label, module in targets.items():
+        if module is None:
+            continue
+        problem = _mismatch(module.state_dict(), parts[label])
+        if problem:
+            raise foreign(f"{label} weights: {problem}")
     entries: dict[int, dict[str, torch.Tensor]] = {}
-    for name, tensor in tensors.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            entries.setdefault(int(index), {})[key] = tensor
-    optimizer.load_state_dict(
-        {"state": entries, "param_groups": json.loads(metadata["param_groups"])}
-    )
-    values: dict[str, Any] = json.loads(metadata["run_state"])
-    return RunState(**values)
+    try:
+        for name, tensor in tensors.items():
+            if name.startswith("optim."):
+                _, index, key = name.split(".", 2)
+                entries.setdefault(int(index), {})[key] = tensor
+        param_groups = json.loads(metadata["param_groups"])
+        values: dict[str, Any] = json.loads(metadata["run_state"])
+        run_state = RunState(**values)
+    except (ValueError, TypeError) as error:
+        raise foreign(f"unreadable counters: {error}") from None
+    model.load_state_dict(parts["model"])
+    if ema is not None:
+        ema.load_state_dict(parts["ema"])
+    try:
+        optimizer.load_state_dict({"state": entries, "param_groups": param_groups})
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise foreign(f"optimiser state: {' '.join(str(error).split())}") from None
+    return run_state
+
+
+def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _mismatch(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]) -> str:
+    """What keeps ``stored`` from loading into a module whose state is ``expected`` ('' if
+    nothing)."""
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    shapes = [
+        f"{name} has shape {tuple(stored[name].shape)}, not {tuple(tensor.shape)}"
+        for name, tensor in expected.items()
+        if name in stored and stored[name].shape != tensor.shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape, e.g. {shapes[0]}")
+    return "; ".join(parts)

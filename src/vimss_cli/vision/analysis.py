@@ -111,6 +111,10 @@ def _sample_indices(duration: float | None, rate: float, samples: int) -> set[in
     return {int((i + 0.5) * frames / samples) for i in range(samples)}
 
 
+#: how the length-mismatch message points at a label-only model
+LABEL_MODEL_HINT = "--model vimss-synth-cpu-v0; see `vimss models list`"
+
+
 def check_lengths(info: VideoInfo) -> None:
     """Refuse a video whose picture is much longer or shorter than its sound."""
     if not info.has_audio:
@@ -121,8 +125,9 @@ def check_lengths(info: VideoInfo) -> None:
         return
     if abs(audio - video) > max(LENGTH_TOLERANCE, 0.05 * max(audio, video)):
         raise MediaError(
-            f"{info.path}: the picture lasts {video:.1f} s but the sound {audio:.1f} s, so they "
-            "cannot be matched; pass --instruments to separate by labels only"
+            f"{info.path}: the picture lasts {video:.1f} s but the sound {audio:.1f} s, so the "
+            "players cannot be followed in time; to separate by sound alone, name the players "
+            f"with --instruments and use a model that takes labels only ({LABEL_MODEL_HINT})"
         )
 
 

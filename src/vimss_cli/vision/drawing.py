@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vimss_cli.atomic import atomic_path
 from vimss_cli.errors import OutputError
 from vimss_cli.vision.analysis import VideoAnalysis
 
@@ -31,17 +32,31 @@ def draw_players(analysis: VideoAnalysis) -> np.ndarray:
     return image
 
 
-def write_png(path: Path, image: np.ndarray) -> Path:
-    """Write ``(H, W, 3)`` uint8 RGB to ``path`` as PNG; :class:`OutputError` when it cannot."""
+def check_png_target(path: Path, force: bool = False) -> Path:
+    """Refuse a target that is not a ``.png`` in an existing folder, or an existing file
+    unless ``force``; checked before a long analysis, and again when writing."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise OutputError(f"--out must name a .png file, got {path}")
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {path}: {path.parent} is not a directory")
-    try:
-        ok = cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    except cv2.error:
-        ok = False
-    if not ok:
-        raise OutputError(f"cannot write {path}")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory")
+    if path.exists() and not force:
+        raise OutputError(f"{path} already exists (use --force to overwrite it)")
+    return path
+
+
+def write_png(path: Path, image: np.ndarray, force: bool = False) -> Path:
+    """Write ``(H, W, 3)`` uint8 RGB to ``path`` as PNG, whole or not at all (a temporary
+    file, then a rename); :class:`OutputError` when it cannot, or when ``path`` exists and
+    not ``force``."""
+    path = check_png_target(path, force)
+    with atomic_path(path) as temporary:
+        try:
+            ok = cv2.imwrite(str(temporary), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        except cv2.error:
+            ok = False
+        if not ok:
+            raise OutputError(f"cannot write {path}")
     return path

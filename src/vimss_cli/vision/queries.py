@@ -21,7 +21,7 @@ from vimss_cli.model import ModelConfig
 from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
 from vimss_cli.vision.efficientnet import FEATURE_DIM
 from vimss_cli.vision.frames import probe_video
-from vimss_cli.vision.players import parse_boxes
+from vimss_cli.vision.players import MAX_PLAYERS, parse_boxes
 
 AUTO = "auto"
 
@@ -111,11 +111,17 @@ def plan_players(
                 f"audio-only input {path.name}: say who plays; "
                 "pass --instruments, e.g. --instruments vn,vc"
             )
+    if players is not None and not 1 <= players <= MAX_PLAYERS:
+        raise InputError(f"--players must be between 1 and {MAX_PLAYERS}, got {players}")
     if auto:
         analysis = analyse_video(path, players=players, boxes=boxes)
         labels = [player.guess.instrument for player in analysis.players]
         return PlayerPlan(path, labels, True, players, boxes, analysis)
     labels = parse_instrument_list(instruments or "")
+    if len(labels) > MAX_PLAYERS:
+        raise InputError(
+            f"--instruments must name between 1 and {MAX_PLAYERS} players, got {len(labels)}"
+        )
     if players is not None and players != len(labels):
         raise InputError(f"--players {players} but --instruments names {len(labels)} players")
     if boxes is not None:

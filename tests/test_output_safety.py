@@ -1,0 +1,280 @@
+"""``vimss separate`` under faults: odd inputs and outputs, full disks, concurrent and killed
+runs. Every fault gives one line and a non-zero exit; nothing the user had is lost."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from conftest import RATE, noise, write_wav
+from test_cli import assert_clean_failure, files_under, run
+from vimss_cli import checkpoint, stem_writer
+from vimss_cli.api import is_stem_name
+from vimss_cli.engine import _WindowRunner
+from vimss_cli.stem_writer import StemSetWriter
+
+
+@pytest.fixture()
+def mix(tmp_path: Path) -> Path:
+    return write_wav(tmp_path / "duet.wav", noise(2.5), subtype="PCM_16")
+
+
+def read(path: Path) -> np.ndarray:
+    return soundfile.read(str(path), dtype="float32")[0]
+
+
+def warnings_of(result) -> list[str]:
+    return [ln for ln in result.stderr.splitlines() if ln.startswith("warning: ")]
+
+
+# ---------------------------------------------------------------- 1: beyond full scale
+@pytest.fixture()
+def quiet_and_loud(tmp_path: Path) -> tuple[Path, Path]:
+    """The same float WAV at peak 1.0 and at peak 15."""
+    audio = noise(2.5)
+    audio /= np.abs(audio).max()
+    return write_wav(tmp_path / "quiet.wav", audio), write_wav(tmp_path / "loud.wav", 15 * audio)
+
+
+def test_float32_stems_keep_the_level_of_an_input_beyond_full_scale(
+    tiny_models_dir: Path, quiet_and_loud: tuple[Path, Path], tmp_path: Path
+) -> None:
+    quiet, loud = quiet_and_loud
+    out = tmp_path / "o"
+    for source in (quiet, loud):
+        result = run("separate", source, "-o", out, "-i", "vn,vc", "--format", "float32")
+        assert result.exit_code == 0, result.stderr
+        assert not [w for w in warnings_of(result) if "untrained" not in w]
+    for name in ("01_vn.wav", "02_vc.wav"):
+        quiet_stem, loud_stem = read(out / "quiet" / name), read(out / "loud" / name)
+        # the network saw the same mixture; the stems got the input's level back, unclipped
+        assert np.abs(loud_stem - 15 * quiet_stem).max() <= 1e-4
+    assert np.abs(read(out / "loud" / "01_vn.wav")).max() > 1.0
+
+
+def test_integer_stems_of_an_input_beyond_full_scale_are_scaled_to_fit(
+    tiny_models_dir: Path, quiet_and_loud: tuple[Path, Path], tmp_path: Path
+) -> None:
+    quiet, loud = quiet_and_loud
+    out = tmp_path / "o"
+    run("separate", quiet, "-o", out, "-i", "vn", "--format", "wav24")
+    result = run("separate", loud, "-o", out, "-i", "vn", "--format", "wav24", "--json")
+    assert result.exit_code == 0, result.stderr
+    (entry,) = json.loads(result.stdout)["inputs"]
+    assert entry["input_peak"] == pytest.approx(15) and entry["stem_gain"] == pytest.approx(1 / 15)
+    assert entry["clipped_samples"] == 0
+    assert (
+        "warning: loud.wav peaks at 15.00, beyond full scale: its wav24 stems are scaled by "
+        "1/15.00 to fit (--format float32 keeps its level)"
+    ) in warnings_of(result)
+    loud_stem, quiet_stem = read(out / "loud" / "01_vn.wav"), read(out / "quiet" / "01_vn.wav")
+    assert np.abs(loud_stem - quiet_stem).max() <= 1e-4
+
+
+def test_samples_an_integer_format_clips_are_counted(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = _WindowRunner.run
+    monkeypatch.setattr(_WindowRunner, "run", lambda self, w, s: 40 * original(self, w, s))
+    result = run("separate", mix, "-o", tmp_path / "i", "-i", "vn", "--json")
+    assert result.exit_code == 0, result.stderr
+    clipped = json.loads(result.stdout)["inputs"][0]["clipped_samples"]
+    assert clipped > 0
+    (line,) = [w for w in warnings_of(result) if "clipped" in w]
+    assert line.startswith(f"warning: {clipped} samples of the stems in {tmp_path / 'i' / 'duet'}")
+    assert "beyond full scale (peak " in line and "--format float32 keeps them" in line
+    result = run("separate", mix, "-o", tmp_path / "f", "-i", "vn", "--format", "float32")
+    assert result.exit_code == 0 and not [w for w in warnings_of(result) if "clipped" in w]
+    assert np.abs(read(tmp_path / "f" / "duet" / "01_vn.wav")).max() > 1.0
+
+
+# ---------------------------------------------------------------- 2, 13: the stem folder
+def test_stem_folder_that_is_a_file(tiny_models_dir: Path, mix: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "duet").write_text("the user's file")
+    result = run("separate", mix, "-o", out, "-i", "vn")
+    assert_clean_failure(result, f"cannot write stems into {out / 'duet'}", "not a directory")
+    assert (out / "duet").read_text() == "the user's file"
+
+
+def test_an_input_named_dots_stays_inside_out(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "...wav").write_bytes(mix.read_bytes())  # its stem is ".."
+    result = run("separate", "./...wav", "-o", "a/b", "-i", "vn")
+    assert result.exit_code == 0, result.stderr
+    assert files_under(tmp_path / "a") == [tmp_path / "a" / "b" / "__" / "01_vn.wav"]
+
+
+# ---------------------------------------------------------------- 3: full disk
+@pytest.mark.parametrize("failure", ["oserror", "libsndfile"])
+def test_full_disk_keeps_the_earlier_stems(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure
+) -> None:
+    out = tmp_path / "o"
+    assert run("separate", mix, "-o", out, "-i", "vn,vc").exit_code == 0
+    before = {p: p.read_bytes() for p in files_under(out)}
+    original = soundfile.SoundFile.write
+    calls = {"n": 0}
+
+    def write(self, data):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            if failure == "oserror":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise soundfile.LibsndfileError(2)  # what libsndfile says: "System error."
+        return original(self, data)
+
+    monkeypatch.setattr(soundfile.SoundFile, "write", write)
+    if failure == "libsndfile":
+        full = type("Usage", (), {"total": 1 << 30, "used": 1 << 30, "free": 0})
+        monkeypatch.setattr(stem_writer.shutil, "disk_usage", lambda path: full)
+    result = run("separate", mix, "-o", out, "-i", "vn,vc", "--force")
+    assert_clean_failure(result, "no space left on device", str(out / "duet"))
+    assert {p: p.read_bytes() for p in files_under(out)} == before
+
+
+# ---------------------------------------------------------------- 4: unreadable checkpoints
+def test_checkpoint_without_read_permission(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tmp_path / "locked.safetensors"
+    locked.write_bytes((tiny_models_dir / "tiny.safetensors").read_bytes())
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):  # root reads anything: make open() answer as for a user
+        real_open = open
+
+        def denying_open(file, *args, **kwargs):
+            if Path(file) == locked:
+                raise PermissionError(errno.EACCES, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(checkpoint, "open", denying_open, raising=False)
+    result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn", "--model", locked)
+    assert_clean_failure(result, f"cannot read checkpoint {locked}: permission denied")
+
+
+def test_directory_as_checkpoint(tiny_models_dir: Path, mix: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn", "--model", folder)
+    assert_clean_failure(result, f"checkpoint is a directory, not a .safetensors file: {folder}")
+
+
+# ---------------------------------------------------------------- 5: partials of killed runs
+def test_partials_of_dead_runs_are_removed(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "o" / "duet"
+    folder.mkdir(parents=True)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its process id now names no process
+    stale = folder / f".01_vn.wav.partial-{finished.pid}"
+    alive = folder / f".01_vn.wav.partial-{os.getppid()}"  # a running process's: kept
+    for path in (stale, alive):
+        path.write_bytes(b"RIFF")
+    result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn")
+    assert result.exit_code == 0, result.stderr
+    assert not stale.exists() and alive.exists()
+    assert (folder / "01_vn.wav").is_file()
+
+
+# ---------------------------------------------------------------- 10, 11: odd input files
+def test_non_utf8_file_name(tiny_models_dir: Path, mix: Path, tmp_path: Path) -> None:
+    name = os.fsdecode(b"\xff\xfeduo.wav")
+    source = tmp_path / name
+    source.write_bytes(mix.read_bytes())
+    out = tmp_path / "o"
+    result = subprocess.run(
+        [sys.executable, "-m", "vimss_cli", "separate", source, "-o", out, "-i", "vn,vc"],
+        capture_output=True,
+        check=False,
+    )
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 0, stderr
+    assert "Traceback" not in stderr and "\\xff\\xfeduo" in stderr
+    folder = out / os.fsdecode(b"\xff\xfeduo")
+    assert files_under(out) == [folder / "01_vn.wav", folder / "02_vc.wav"]
+
+
+def test_named_pipe_is_refused(tiny_models_dir: Path, tmp_path: Path) -> None:
+    pipe = tmp_path / "live.wav"
+    os.mkfifo(pipe)
+    out = tmp_path / "o"
+    result = subprocess.run(  # a process, so that a regression hangs only it
+        [sys.executable, "-m", "vimss_cli", "separate", pipe, "-o", out, "-i", "vn"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: input is a named pipe, not a regular file: {pipe}"
+    )
+    assert files_under(out) == []
+
+
+# ---------------------------------------------------------------- 14, 15: earlier and other runs
+def test_a_run_writing_into_the_folder_is_not_disturbed(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "o" / "duet"
+    with StemSetWriter([folder / "01_vn.wav"], RATE, "wav16", is_stem=is_stem_name) as other:
+        result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn")
+        assert_clean_failure(result, f"another vimss run is writing stems into {folder}")
+        other.write(np.zeros((1, 10), np.float32))
+    assert soundfile.info(str(folder / "01_vn.wav")).frames == 10
+
+
+def test_stems_published_meanwhile_are_not_replaced(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "o" / "duet" / "01_vn.wav"
+    original = _WindowRunner.run
+
+    def other_run_publishes(self, windows, starts):
+        if not target.exists():
+            target.write_bytes(b"the other run's stem")
+        return original(self, windows, starts)
+
+    monkeypatch.setattr(_WindowRunner, "run", other_run_publishes)
+    result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn")
+    assert_clean_failure(result, "outputs appeared while this run was writing", str(target))
+    assert files_under(tmp_path / "o") == [target]
+    assert target.read_bytes() == b"the other run's stem"
+
+
+def test_force_replaces_the_whole_earlier_set(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "o"
+    assert run("separate", mix, "-o", out, "-i", "vn,vc,fl").exit_code == 0
+    notes = out / "duet" / "notes.txt"  # not a stem: never touched
+    notes.write_text("mine")
+    result = run("separate", mix, "-o", out, "-i", "va,db")
+    assert_clean_failure(result, "outputs already exist", "01_vn.wav", "--force")
+    result = run("separate", mix, "-o", out, "-i", "va,db", "--force")
+    assert result.exit_code == 0, result.stderr
+    assert [p.name for p in files_under(out)] == ["01_va.wav", "02_db.wav", "notes.txt"]
+
+
+# ---------------------------------------------------------------- 16: how many players
+def test_instruments_and_players_share_one_limit(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "o"
+    result = run("separate", mix, "-o", out, "-i", ",".join(["vn"] * 9))
+    assert_clean_failure(result, "--instruments must name between 1 and 8 players, got 9")
+    assert run("separate", mix, "-o", out, "-i", ",".join(["vn"] * 8)).exit_code == 0
+    assert len(files_under(out)) == 8
