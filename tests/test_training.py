@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -244,9 +245,12 @@ def test_schedule_fitted_to_the_deadline_is_logged_and_ends_the_run(
     assert result.exit_code == 0, result.output
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     fitted = [r for r in log if "schedule_steps" in r]
-    assert len(fitted) == 1 and fitted[0]["step"] == 30
+    assert fitted[0]["step"] == 30  # first fitted after timing steps 10-30
+    for earlier, later in itertools.pairwise(fitted):  # then timed again at
+        assert later["step"] % 2 == 0  # checkpoints (every 2 steps here)
+        assert later["step"] < 0.5 * earlier["schedule_steps"]  # in the schedule's first half
     step = json.loads(result.stdout)["step"]
-    assert 30 <= step <= fitted[0]["schedule_steps"]
+    assert 30 <= step <= fitted[-1]["schedule_steps"]
     last = load_checkpoint(run / "last.safetensors")
     assert last.provenance["steps"] == step
     assert any(r.get("step") == step and "valid_sdr" in r for r in log)  # validated at the end

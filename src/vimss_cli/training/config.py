@@ -111,8 +111,9 @@ class RunConfig:
     ``init_from``: a checkpoint (bundled name, path or hf:) whose weights a fresh run starts
     from (see ``training/warm_start.py``); empty: random initialisation.
     ``schedule_to_deadline``: with ``--max-minutes``, time the first steps and end the
-    learning-rate schedule at the step the deadline allows (stored in the run state, so a
-    resumed run keeps it); otherwise the schedule ends at ``optim.max_steps``.
+    learning-rate schedule at the step the deadline allows, timed again at each checkpoint
+    during the schedule's first half (stored in the run state, so a resumed run keeps it);
+    otherwise the schedule ends at ``optim.max_steps``.
     ``compile``: run the training forward pass through ``torch.compile``.
     """
 

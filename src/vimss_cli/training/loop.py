@@ -57,6 +57,11 @@ LAST_FILE = "last.safetensors"
 SCHEDULE_TIMING_STEPS = (10, 30)
 #: share of the time left that the fitted schedule may use (the rest: validation, export)
 SCHEDULE_TIME_SHARE = 0.95
+#: the fitted end is timed again (mean step time since the first timed step) at every
+#: checkpoint until this share of the schedule has passed, so that a machine that was busy
+#: while the first steps were timed does not cut the run short; a resumed run keeps the end
+#: its state records
+SCHEDULE_REFIT_UNTIL = 0.5
 CONFIG_FILE = "config.toml"
 LOG_FILE = "log.jsonl"
 
@@ -430,13 +435,18 @@ def run_training(
             now = time.perf_counter()
             if fit_schedule and deadline is not None:
                 done = state.step - first_step
+                refit = (
+                    done > SCHEDULE_TIMING_STEPS[1]
+                    and state.step % config.run.checkpoint_every == 0
+                    and state.schedule_steps is not None
+                    and state.step < SCHEDULE_REFIT_UNTIL * state.schedule_steps
+                )
                 if done == SCHEDULE_TIMING_STEPS[0]:
                     timing_start = now
-                elif done == SCHEDULE_TIMING_STEPS[1]:
+                elif done == SCHEDULE_TIMING_STEPS[1] or refit:
                     seconds_per_step = (now - timing_start) / (done - SCHEDULE_TIMING_STEPS[0])
                     affordable = int(SCHEDULE_TIME_SHARE * (deadline - now) / seconds_per_step)
                     state.schedule_steps = min(stop_step, state.step + max(0, affordable))
-                    fit_schedule = False
                     log.write(
                         {
                             "step": state.step,
