@@ -160,3 +160,20 @@ def test_hf_download_failure_is_a_checkpoint_error(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(CheckpointError, match="cannot fetch hf:a/b"):
         load_model("hf:a/b")
+
+
+def test_every_bundled_trained_model_has_its_config_file() -> None:
+    """``configs/<name>.toml`` is exactly what the bundled checkpoint says it was trained with."""
+    from vimss_cli.checkpoint import bundled_index, bundled_models_dir
+    from vimss_cli.training.config import build_config, load_config
+
+    models, _ = bundled_index()
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    trained = [name for name, entry in models.items() if entry.trained]
+    assert trained
+    for name in trained:
+        loaded = load_checkpoint(bundled_models_dir() / models[name].file)
+        recorded = build_config(loaded.provenance["train_config"])
+        from_file = load_config(configs / f"{name}.toml")
+        assert from_file == recorded, name
+        assert from_file.model == loaded.model.config, name

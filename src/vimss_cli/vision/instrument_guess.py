@@ -4,8 +4,8 @@ ImageNet-1k has a class for nine of the thirteen URMP instruments (none for viol
 bass, clarinet or tuba, which the zero-shot guess therefore never names). The guess for a
 player is the URMP instrument whose ImageNet class has the highest mean probability over the
 player's crops; its confidence is that probability. Below :data:`MIN_CONFIDENCE` the player
-is reported as unknown (the model's "unknown" label). A head trained on the appearance
-embedding replaces this once training exists.
+is reported as unknown (the model's "unknown" label). No trained guesser exists yet; one
+trained on appearance embeddings of real players is open work.
 """
 
 from __future__ import annotations
