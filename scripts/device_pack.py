@@ -227,7 +227,7 @@ def main() -> None:
         "--extra-train", action="append", help="more piece folders for train/ (repeatable)"
     )
     p.add_argument("--level", type=float, default=DEFAULT_VORBIS_LEVEL, help="Vorbis 0 (best)-1")
-    p.add_argument("--limit-mib", type=float, default=TRAVEL_LIMIT_MIB - 1.0)
+    p.add_argument("--limit-mib", type=float, default=TRAVEL_LIMIT_MIB - 4.0)
     p.add_argument("--no-wheels", action="store_true", help="skip the wheels (CPU dry run)")
     u = commands.add_parser("unpack", help="decode a pack's stems into a URMP-layout tree")
     u.add_argument("pack", help="the pack's data folder")
