@@ -134,6 +134,7 @@ def test_dry_run_trains_exports_and_separates(pack: Path, tmp_path: Path) -> Non
     assert len(list((tmp_path / "stems" / "mix").glob("*.wav"))) == 2
 
 
+@pytest.mark.slow  # three launches: about 25 s
 def test_a_second_launch_continues_the_carried_state_exactly(pack: Path, tmp_path: Path) -> None:
     straight = launch(pack, tmp_path / "straight", tmp_path / "w1", "--max-steps 6")
     assert straight.returncode == 0, straight.stderr

@@ -241,6 +241,7 @@ def test_missing_fixtures_fail_under_ci_and_are_skipped_elsewhere(
         missing_fixture("no fixtures at /nowhere")
 
 
+@pytest.mark.slow
 def test_fixture_tests_fail_under_ci_where_the_fixtures_are_absent(tmp_path: Path) -> None:
     """These very tests, copied where ``../shared`` does not exist, run under CI=true."""
     import os
