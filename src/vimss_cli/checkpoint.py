@@ -142,7 +142,7 @@ def load_checkpoint(path: Path, name: str | None = None) -> LoadedModel:
     except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"{path} has an invalid model config: {error}") from None
     model = WaveUNet(config)
-    missing, unexpected, mismatched = _compare_state(model.state_dict(), state)
+    missing, unexpected, mismatched = compare_state(model.state_dict(), state)
     if missing or unexpected or mismatched:
         parts = []
         if missing:
@@ -159,9 +159,11 @@ def load_checkpoint(path: Path, name: str | None = None) -> LoadedModel:
     return LoadedModel(model=model, name=name or path.stem, path=path, provenance=provenance)
 
 
-def _compare_state(
+def compare_state(
     expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]
 ) -> tuple[list[str], list[str], list[str]]:
+    """Names ``expected`` has and ``actual`` lacks, names only ``actual`` has, and names both
+    hold with other shapes; each sorted."""
     missing = sorted(set(expected) - set(actual))
     unexpected = sorted(set(actual) - set(expected))
     mismatched = sorted(

@@ -14,7 +14,7 @@ import errno
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -188,8 +188,21 @@ class StemSetWriter:
         self._created_dirs: list[Path] = []
         self._lock_fd: int | None = None
 
-    def __enter__(self) -> StemSetWriter:
+    @contextlib.contextmanager
+    def _discard_on_failure(self, action: str) -> Iterator[None]:
+        """Remove this set's temporary files if the body fails; a disk error (full, no
+        permission) becomes one :class:`OutputError` saying ``action`` and the folder."""
         try:
+            yield
+        except BaseException as error:
+            self._discard()
+            disk = isinstance(error, OSError | soundfile.SoundFileError)
+            if disk and not isinstance(error, OutputError):
+                raise self._error(action, error) from None
+            raise
+
+    def __enter__(self) -> StemSetWriter:
+        with self._discard_on_failure("cannot write stems in"):
             self._make_parents(self.folder)
             check_stem_folder(self.folder)
             self._lock()
@@ -214,15 +227,6 @@ class StemSetWriter:
                         format="WAV",
                     )
                 )
-        except OutputError:
-            self._discard()
-            raise
-        except (OSError, soundfile.SoundFileError) as error:
-            self._discard()
-            raise self._error("cannot write stems in", error) from None
-        except BaseException:
-            self._discard()
-            raise
         return self
 
     def write(self, block: np.ndarray) -> None:
@@ -253,16 +257,8 @@ class StemSetWriter:
             self._discard()
             return
         try:
-            self._publish()
-        except OutputError:
-            self._discard()
-            raise
-        except (OSError, soundfile.SoundFileError) as error:
-            self._discard()
-            raise self._error("cannot publish stems in", error) from None
-        except BaseException:
-            self._discard()
-            raise
+            with self._discard_on_failure("cannot publish stems in"):
+                self._publish()
         finally:
             self._unlock()
 

@@ -321,7 +321,9 @@ def run_training(
         splits = [(train_folder, train_pieces)]
         if valid_folder is not None and valid_pieces is not None:
             splits.append((valid_folder, valid_pieces))
-        data_manifest = _dataset_manifest(splits)
+        run_provenance = _run_provenance(
+            config, root, dataset, _dataset_manifest(splits), torch_device
+        )
 
         torch.manual_seed(config.run.seed)
         if torch_device.type == "cuda":  # fixed excerpt shapes: let cuDNN pick its fastest kernels
@@ -496,12 +498,8 @@ def run_training(
                     _export(
                         run_dir / BEST_FILE,
                         scored,
-                        config,
                         state,
-                        root,
-                        dataset,
-                        data_manifest,
-                        torch_device,
+                        run_provenance,
                         scores,
                         state.wall_seconds + now - started,
                     )
@@ -522,12 +520,8 @@ def run_training(
                     _export(
                         run_dir / LAST_FILE,
                         ema if ema is not None else model,
-                        config,
                         state,
-                        root,
-                        dataset,
-                        data_manifest,
-                        torch_device,
+                        run_provenance,
                         None,
                         state.wall_seconds + time.perf_counter() - started,
                     )
@@ -574,32 +568,41 @@ def _checkpoint(
         dist.barrier()
 
 
-def _export(
-    path: Path,
-    model: WaveUNet,
+def _run_provenance(
     config: TrainConfig,
-    state: RunState,
     root: Path,
     dataset: str | None,
     data_manifest: dict[str, Any],
     device: torch.device,
+) -> dict[str, Any]:
+    """The provenance every export of this run shares (built once per run)."""
+    return {
+        "trained": True,
+        "code_version": __version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "dataset": dataset,
+        "dataset_root": str(root),
+        "data_manifest": data_manifest,
+        "train_config": config.to_dict(),
+    }
+
+
+def _export(
+    path: Path,
+    model: WaveUNet,
+    state: RunState,
+    run_provenance: dict[str, Any],
     scores: dict[str, float] | None,
     wall_seconds: float,
 ) -> None:
     """Write a release-format checkpoint of ``model`` with the run's provenance."""
     provenance = {
-        "trained": True,
-        "code_version": __version__,
+        **run_provenance,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "steps": state.step,
         "examples_seen": state.examples_seen,
         "wall_seconds": round(wall_seconds, 1),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "validation": scores,
-        "dataset": dataset,
-        "dataset_root": str(root),
-        "data_manifest": data_manifest,
-        "train_config": config.to_dict(),
     }
     save_checkpoint(path, model, provenance)
 

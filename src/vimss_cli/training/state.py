@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from vimss_cli.checkpoint import save_file_atomically
+from vimss_cli.checkpoint import compare_state, save_file_atomically
 from vimss_cli.errors import CheckpointError
 
 
@@ -131,12 +131,10 @@ def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tens
 def _mismatch(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]) -> str:
     """What keeps ``stored`` from loading into a module whose state is ``expected`` ('' if
     nothing)."""
-    missing = sorted(set(expected) - set(stored))
-    unexpected = sorted(set(stored) - set(expected))
+    missing, unexpected, mismatched = compare_state(expected, stored)
     shapes = [
-        f"{name} has shape {tuple(stored[name].shape)}, not {tuple(tensor.shape)}"
-        for name, tensor in expected.items()
-        if name in stored and stored[name].shape != tensor.shape
+        f"{name} has shape {tuple(stored[name].shape)}, not {tuple(expected[name].shape)}"
+        for name in mismatched
     ]
     parts = []
     if missing:
