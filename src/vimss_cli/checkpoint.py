@@ -142,24 +142,17 @@ def load_checkpoint(path: Path, name: str | None = None) -> LoadedModel:
     except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"{path} has an invalid model config: {error}") from None
     model = WaveUNet(config)
-    missing, unexpected, mismatched = compare_state(model.state_dict(), state)
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:3]}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:3]}")
-        if mismatched:
-            parts.append(f"wrong shape {mismatched[:3]}")
+    problem = describe_state_mismatch(model.state_dict(), state)
+    if problem:
         raise CheckpointError(
-            f"{path}: the stored config does not match the stored weights ({'; '.join(parts)})"
+            f"{path}: the stored config does not match the stored weights ({problem})"
         )
     model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedModel(model=model, name=name or path.stem, path=path, provenance=provenance)
 
 
-def compare_state(
+def _compare_state(
     expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]
 ) -> tuple[list[str], list[str], list[str]]:
     """Names ``expected`` has and ``actual`` lacks, names only ``actual`` has, and names both
@@ -172,6 +165,26 @@ def compare_state(
         if tuple(expected[name].shape) != tuple(actual[name].shape)
     )
     return missing, unexpected, mismatched
+
+
+def describe_state_mismatch(
+    expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]
+) -> str:
+    """What keeps ``stored`` from loading into a module whose state is ``expected`` ('' if
+    nothing)."""
+    missing, unexpected, mismatched = _compare_state(expected, stored)
+    shapes = [
+        f"{name} has shape {tuple(stored[name].shape)}, not {tuple(expected[name].shape)}"
+        for name in mismatched
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape, e.g. {shapes[0]}")
+    return "; ".join(parts)
 
 
 # ------------------------------------------------------------------------ name resolution

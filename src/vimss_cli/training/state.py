@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from vimss_cli.checkpoint import compare_state, save_file_atomically
+from vimss_cli.checkpoint import describe_state_mismatch, save_file_atomically
 from vimss_cli.errors import CheckpointError
 
 
@@ -100,7 +100,7 @@ def load_state(
     for label, module in targets.items():
         if module is None:
             continue
-        problem = _mismatch(module.state_dict(), parts[label])
+        problem = describe_state_mismatch(module.state_dict(), parts[label])
         if problem:
             raise foreign(f"{label} weights: {problem}")
     entries: dict[int, dict[str, torch.Tensor]] = {}
@@ -126,21 +126,3 @@ def load_state(
 
 def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def _mismatch(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]) -> str:
-    """What keeps ``stored`` from loading into a module whose state is ``expected`` ('' if
-    nothing)."""
-    missing, unexpected, mismatched = compare_state(expected, stored)
-    shapes = [
-        f"{name} has shape {tuple(stored[name].shape)}, not {tuple(expected[name].shape)}"
-        for name in mismatched
-    ]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
-    if shapes:
-        parts.append(f"{len(shapes)} of another shape, e.g. {shapes[0]}")
-    return "; ".join(parts)
