@@ -16,7 +16,7 @@ install: $(STAMP)  ## create .venv with vimss, torch (CPU build) and the test to
 
 # Debian packages `vimss data synth` needs (fluidsynth, soundfonts, instrument pictures).
 SYSTEM_PACKAGES := fluidsynth fluid-soundfont-gm musescore-general-soundfont-small \
-	timgm6mb-soundfont openclipart-png tuxpaint-stamps-default
+	timgm6mb-soundfont openclipart-png tuxpaint-stamps-default gcompris-qt-data
 SYSTEM_STAMP := $(VENV)/.vimss-system-deps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -56,8 +56,7 @@ bench: install  ## realtime factor and peak memory of `vimss separate` (prints f
 # (TimGM6mb held out for the test split), packed with the wheels into .device/ to carry.
 DEVICE_DATA ?= $(HOME)/vimss-work/data/synth5
 DEVICE_CONFIG ?= configs/gpu-h200.toml
-DEVICE_FONT_PACKAGES := fluidr3mono-gm-soundfont musescore-general-soundfont csound-soundfont \
-	gcompris-qt-data
+DEVICE_FONT_PACKAGES := fluidr3mono-gm-soundfont musescore-general-soundfont csound-soundfont
 TRAIN_FONTS := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf3/FluidR3Mono_GM.sf3 \
 	/usr/share/sounds/sf3/MuseScore_General.sf3 /usr/share/sounds/sf3/MuseScore_General_Lite.sf3 \
 	/usr/share/sounds/sf2/sf_GMbank.sf2

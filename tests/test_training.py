@@ -21,6 +21,7 @@ from vimss_cli.cli import app
 from vimss_cli.errors import InputError
 from vimss_cli.training.config import build_config, load_config
 from vimss_cli.training.data import ExcerptDataset, ExcerptShape, StepSampler, load_pieces
+from vimss_cli.training.loop import SDR_LOSS_CAP_DB, sdr, thresholded_sdr_loss
 from vimss_cli.training.visual_cache import PlayerVisuals
 from vimss_cli.urmp import PieceName
 
@@ -222,6 +223,31 @@ def test_colour_filters_have_the_gains_they_are_drawn_with() -> None:
         section = _biquad(kind, frequency, 6.0, 0.7 if kind != "peak" else 1.0, 22050)
         _, response = sosfreqz(section[None], worN=probes, fs=22050)
         np.testing.assert_allclose(20 * np.log10(np.abs(response)), expected, atol=0.3)
+
+
+def test_thresholded_sdr_loss_is_the_negative_sdr_capped_and_scores_silence() -> None:
+    torch.manual_seed(0)
+    target = torch.randn(1, 1, 4000)
+    noise = torch.randn(1, 1, 4000)
+    mixture = target + noise
+    for snr_db in (0.0, 10.0, 20.0):
+        estimate = target + noise * 10 ** (-snr_db / 20) * target.norm() / noise.norm()
+        expected = -sdr(estimate, target).item()
+        cap = 10 ** (-SDR_LOSS_CAP_DB / 10)
+        capped = -10 * np.log10(1 / (10 ** (-snr_db / 10) + cap))
+        got = thresholded_sdr_loss(estimate, target, mixture).item()
+        assert got == pytest.approx(capped, abs=1e-3)
+        if snr_db == 0.0:  # far below the cap: plain SDR
+            assert got == pytest.approx(expected, abs=0.01)
+    perfect = thresholded_sdr_loss(target, target, mixture).item()
+    assert perfect == pytest.approx(-SDR_LOSS_CAP_DB, abs=1e-3)
+    silent = torch.zeros_like(target)
+    # a silent player: the estimate's energy against the mixture's
+    assert thresholded_sdr_loss(silent, silent, mixture).item() == pytest.approx(
+        -SDR_LOSS_CAP_DB, abs=1e-3
+    )
+    leak = thresholded_sdr_loss(mixture * 0.1, silent, mixture).item()
+    assert leak == pytest.approx(10 * np.log10(0.01 + 10 ** (-SDR_LOSS_CAP_DB / 10)), abs=1e-3)
 
 
 def test_learning_rate_schedule_ends_where_it_is_told() -> None:

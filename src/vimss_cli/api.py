@@ -230,8 +230,13 @@ class Separator:
         split: bool = True,
         force: bool = False,
         progress: ProgressCallback | None = None,
+        audio_path: str | Path | None = None,
     ) -> SeparationReport:
         """Separate one media file into ``OUTDIR/<input stem>/<NN>_<instrument>.wav``.
+
+        ``audio_path``: read the sound from this file instead (a silent video's own audio,
+        such as URMP's ``AuMix_*.wav`` beside its ``Vid_*.mp4``); the stems are still named
+        after ``input_path``.
 
         The stems are written block by block to temporary files and published together at
         the end; on any error or interruption nothing is left behind. Existing stems of the
@@ -251,13 +256,14 @@ class Separator:
         paths = stem_paths(input_path, Path(out_dir), queries)
         check_outputs_free(paths, force)
         started = time.perf_counter()
-        with AudioStream(input_path, self.sample_rate) as stream:
+        sound = Path(audio_path) if audio_path is not None else input_path
+        with AudioStream(sound, self.sample_rate) as stream:
             total_hint = stream.duration_hint
             # the network takes mixtures within full scale: a louder (float) input is scaled
             # down for it, and its stems back up (float32) or left scaled (integer formats)
             peak = 1.0
             if stream.info.may_exceed_full_scale:
-                peak = max(peak_level(input_path, self.sample_rate), 1.0)
+                peak = max(peak_level(sound, self.sample_rate), 1.0)
             restore = peak if wav_format == "float32" else 1.0  # gain on the network's output
             stem_gain = restore / peak  # the stems' level relative to the input's
             blocks = stream if peak == 1.0 else (block / peak for block in stream)

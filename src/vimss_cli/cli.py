@@ -105,6 +105,22 @@ def separate(
         str | None,
         typer.Option("--boxes", help="Players' boxes in the video, 'x,y,w,h;x,y,w,h' (pixels)."),
     ] = None,
+    audio: Annotated[
+        Path | None,
+        typer.Option(
+            "--audio",
+            help="The sound of a silent video (one INPUT), e.g. URMP's AuMix_*.wav beside its "
+            "Vid_*.mp4.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Treat every doubt about the players (count, instruments, layout) as an "
+            "error, for batch use.",
+        ),
+    ] = False,
     model: ModelOption = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 (CUDA) or bf16.")] = "fp32",
@@ -140,22 +156,37 @@ def separate(
         from vimss_cli.api import Separator, check_outputs_free, output_folder_name, stem_paths
         from vimss_cli.media import check_input_path, probe
         from vimss_cli.stem_writer import check_wav_format, ensure_writable_directory
-        from vimss_cli.vision.queries import describe_plan, plan_players
+        from vimss_cli.vision.queries import check_strict, describe_plan, plan_players
 
         check_wav_format(wav_format)
         for path in inputs:
             check_input_path(path)
         if len({output_folder_name(p) for p in inputs}) != len(inputs):
             raise InputError("two inputs share a file name stem; their stem folders would collide")
+        if audio is not None:
+            if len(inputs) != 1:
+                raise InputError(f"--audio gives the sound of one input, not {len(inputs)}")
+            check_input_path(audio)
+            if not probe(audio).has_audio:
+                raise NoAudioStreamError(f"--audio {audio} has no audio stream")
         # probe every input before loading the model, so bad files fail before a long run
         infos = [probe(path) for path in inputs]
         for info in infos:
-            if not info.has_audio:
-                kind = "a video" if info.has_video else "a file"
-                raise NoAudioStreamError(f"{info.path} is {kind} with no audio stream")
-        plans = [plan_players(info, instruments, players, boxes) for info in infos]
+            if not info.has_audio and audio is None:
+                if info.has_video:
+                    raise NoAudioStreamError(
+                        f"{info.path} is a video with no audio stream; give its sound with "
+                        "--audio FILE (for URMP, the piece's AuMix_*.wav)"
+                    )
+                raise NoAudioStreamError(f"{info.path} is a file with no audio stream")
+        plans = [plan_players(info, instruments, players, boxes, audio) for info in infos]
         for plan in plans:
             check_outputs_free(stem_paths(plan.path, out_dir, plan.label_queries()), force)
+        if strict:
+            check_strict(plans)
+        for plan in plans:
+            for line in plan.warnings:
+                typer.echo(f"warning: {printable(line)}", err=True)
         ensure_writable_directory(out_dir)
         separator = Separator(model, device=device, precision=precision, batch_size=batch_size)
         if not separator.loaded.trained:
@@ -164,7 +195,13 @@ def separate(
                 "its stems are not real separations",
                 err=True,
             )
+        shown = [len(plan.warnings) for plan in plans]
         queries_by_input = [plan.queries(separator.model.config) for plan in plans]
+        if strict:
+            check_strict(plans)
+        for plan, already in zip(plans, shown, strict=True):
+            for line in plan.warnings[already:]:
+                typer.echo(f"warning: {printable(line)}", err=True)
         for plan in plans:
             for line in [describe_plan(plan), *plan.notes]:
                 if line:
@@ -181,6 +218,7 @@ def separate(
                         split=not no_split,
                         force=force,
                         progress=progress,
+                        audio_path=audio,
                     )
                 )
         for report in reports:

@@ -14,7 +14,7 @@ from vimss_cli.cli_common import DebugOption, JsonOption, guarded
 
 
 def inspect_command(
-    video: Annotated[Path, typer.Argument(help="A video with the players side by side.")],
+    video: Annotated[Path, typer.Argument(help="A video of the players.")],
     out: Annotated[
         Path | None,
         typer.Option(
@@ -39,6 +39,7 @@ def inspect_command(
         from vimss_cli.media import check_input_path
         from vimss_cli.vision.analysis import analyse_video
         from vimss_cli.vision.drawing import check_png_target, draw_players, write_png
+        from vimss_cli.vision.queries import guess_warnings
 
         check_input_path(video)
         frame_path = check_png_target(out or Path(f"{video.stem}_players.png"), force)
@@ -51,17 +52,19 @@ def inspect_command(
                     "box": list(p.box),
                     "instrument": p.guess.instrument,
                     "confidence": round(p.guess.confidence, 4),
+                    "keypoints": p.to_json().get("keypoints"),
                 }
                 for p in analysis.players
             ]
-            typer.echo(json.dumps({"players": rows, "frame": str(frame_path)}))
+            document = {"players": rows, "frame": str(frame_path), "source": analysis.source}
+            typer.echo(json.dumps({**document, "warnings": analysis.warnings}))
             return
         table = Table("player", "box (x, y, w, h)", "instrument", "confidence", "ImageNet class")
         for p in analysis.players:
             table.add_row(
                 str(p.number),
                 ", ".join(str(v) for v in p.box),
-                p.guess.instrument or "unknown",
+                p.guess.instrument or ("other" if p.guess.other else "unknown"),
                 f"{p.guess.confidence:.2f}",
                 p.guess.imagenet_class,
             )
@@ -71,6 +74,8 @@ def inspect_command(
             f"{analysis.info.width}x{analysis.info.height}"
         )
         console.print(table)
+        for line in [*analysis.warnings, *guess_warnings(analysis, video.name)]:
+            typer.echo(f"warning: {line}", err=True)
         console.print(f"boxes drawn in {frame_path}")
 
     guarded(debug, run)

@@ -81,7 +81,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimisation: AdamW, warm-up then cosine decay, clipping, precision, EMA."""
+    """Optimisation: AdamW, warm-up then cosine decay, clipping, precision, EMA, loss.
+
+    ``loss``: ``"l1"`` (mean absolute waveform error) or ``"sdr"`` (negative thresholded SDR,
+    the metric itself; see :func:`vimss_cli.training.loop.thresholded_sdr_loss`).
+    ``spectral_weight``: weight of a multi-resolution log-STFT term added to either.
+    """
 
     lr: float = 3e-4
     weight_decay: float = 1e-4
@@ -92,6 +97,7 @@ class OptimConfig:
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     ema_decay: float = 0.0
     spectral_weight: float = 0.0
+    loss: Literal["l1", "sdr"] = "l1"
 
     def __post_init__(self) -> None:
         check_types(self)

@@ -120,6 +120,40 @@ def sdr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(target.pow(2).sum(-1).clamp_min(1e-10) / noise)
 
 
+#: Thresholded SDR saturates here (dB): a stem already this good stops pulling on the weights.
+SDR_LOSS_CAP_DB = 30.0
+
+
+def thresholded_sdr_loss(
+    estimates: torch.Tensor, targets: torch.Tensor, mixture: torch.Tensor
+) -> torch.Tensor:
+    """Mean negative thresholded SDR in dB (Wisdom et al. 2020, MixIT), lower is better.
+
+    Args:
+        estimates: ``(B, Q, T)`` separated stems.
+        targets: ``(B, Q, T)`` true stems (all zero for a player who is absent or silent).
+        mixture: ``(B, 1, T)`` the mixtures the stems came from.
+
+    A stem with signal scores ``-10 log10(|t|^2 / (|t - e|^2 + tau |t|^2))``, which saturates
+    at :data:`SDR_LOSS_CAP_DB`. A silent stem, for which SDR is undefined, scores the
+    estimate's energy against the mixture's, ``10 log10((|e|^2 + tau |m|^2) / |m|^2)``: the
+    same scale, best when the output is the cap below the mixture.
+    """
+    tau = 10 ** (-SDR_LOSS_CAP_DB / 10)
+    eps = 1e-8
+    target_energy = targets.pow(2).sum(-1)
+    mixture_energy = mixture.pow(2).sum(-1).expand_as(target_energy)
+    active = target_energy > 1e-6 * mixture_energy.clamp_min(eps)
+    error = (targets - estimates).pow(2).sum(-1)
+    with_signal = 10 * torch.log10(error + tau * target_energy + eps) - 10 * torch.log10(
+        target_energy + eps
+    )
+    silent = 10 * torch.log10(
+        estimates.pow(2).sum(-1) + tau * mixture_energy + eps
+    ) - 10 * torch.log10(mixture_energy + eps)
+    return torch.where(active, with_signal, silent).mean()
+
+
 def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean L1 distance of log-magnitude STFTs at three resolutions; inputs ``(N, T)``."""
     total = estimate.new_zeros(())
@@ -410,7 +444,11 @@ def run_training(
             with _autocast(torch_device, config.optim.precision):
                 estimates = network(mixture, batch_queries(batch, torch_device))
             estimates = estimates.float()
-            loss = F.l1_loss(estimates, targets)
+            if config.optim.loss == "sdr":
+                centre = mixture[:, :, shape.context : shape.context + shape.output_length]
+                loss = thresholded_sdr_loss(estimates, targets, centre)
+            else:
+                loss = F.l1_loss(estimates, targets)
             if config.optim.spectral_weight > 0:
                 loss = loss + config.optim.spectral_weight * multi_resolution_stft_loss(
                     estimates.flatten(0, 1), targets.flatten(0, 1)

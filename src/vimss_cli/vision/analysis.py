@@ -8,14 +8,14 @@ and a small grid per frame, whatever the length of the video.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vimss_cli.errors import InputError, MediaError
-from vimss_cli.vision.appearance import describe_players
+from vimss_cli.vision.appearance import Appearance, describe_players
 from vimss_cli.vision.frames import (
     DEFAULT_MAX_SIDE,
     DEFAULT_RATE,
@@ -24,15 +24,22 @@ from vimss_cli.vision.frames import (
     probe_video,
     stream_duration,
 )
-from vimss_cli.vision.instrument_guess import InstrumentGuess, guess_instrument
+from vimss_cli.vision.instrument_guess import (
+    MIN_INSTRUMENT_MASS,
+    InstrumentGuess,
+    guess_instrument,
+    instrument_mass,
+)
 from vimss_cli.vision.motion import (
     MotionAccumulator,
     box_motion,
     column_profile,
     compress,
     multiscale,
+    scene_cuts,
 )
-from vimss_cli.vision.players import Box, find_players, parse_boxes
+from vimss_cli.vision.people import MIN_FACE_PIXELS, TrackedPerson, track_people
+from vimss_cli.vision.players import MIN_MOTION, Box, find_players, parse_boxes
 
 #: Frames kept for finding the players; every other one is also used for their appearance.
 DEFAULT_SAMPLES = 6
@@ -48,21 +55,27 @@ class Player:
         box: ``(x, y, w, h)`` in source pixels.
         guess: the instrument guessed from the pictures.
         appearance: ``(1280,)`` float32 L2-normalised EfficientNet-Lite0 embedding.
+        keypoints: ``(33, 3)`` BlazePose ``(x, y, visibility)`` in source pixels (see
+            :data:`.people.KEYPOINTS`), when the player was found as a person.
     """
 
     number: int
     box: Box
     guess: InstrumentGuess
     appearance: np.ndarray
+    keypoints: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "player": self.number,
             "box": list(self.box),
             "instrument": self.guess.instrument,
             "confidence": round(self.guess.confidence, 4),
             "imagenet_class": self.guess.imagenet_class,
         }
+        if self.keypoints is not None:
+            found["keypoints"] = [[round(float(v), 1) for v in k] for k in self.keypoints]
+        return found
 
 
 @dataclass
@@ -73,7 +86,9 @@ class VideoAnalysis:
         rate: frames per second of the motion grids (on the audio clock).
         grids: ``(T, rows, cols)`` motion energy, frame ``t`` at audio time ``t / rate``.
         snapshot: ``(H, W, 3)`` uint8 RGB decoded frame from the middle of the video.
-        source: what decided the number of players (see :class:`.players.Layout`).
+        source: what decided the number of players: ``"people"`` (the person detector),
+            ``"boxes"``, or the picture's layout (see :class:`.players.Layout`).
+        warnings: what the user should know about how sure the finding is.
     """
 
     info: VideoInfo
@@ -82,6 +97,7 @@ class VideoAnalysis:
     grids: np.ndarray
     snapshot: np.ndarray
     source: str
+    warnings: list[str] = field(default_factory=list)
 
     def motion(self, player: Player, channels: int, features: str = "bands") -> np.ndarray:
         """``(channels, T)`` compressed motion of ``player`` at :attr:`rate` on the audio clock.
@@ -190,24 +206,104 @@ def analyse_video(
         kept.append(last)
     grids = motion.grids()
     scale_x, scale_y = size[0] / info.width, size[1] / info.height
+    warnings: list[str] = []
+    cuts = scene_cuts(grids, rate)
+    if cuts:
+        more = f" and {len(cuts) - 1} more time(s)" if len(cuts) > 1 else ""
+        warnings.append(
+            f"{info.path.name} cuts to another shot at {cuts[0]:.1f} s{more}: the players' "
+            "boxes are found once for the whole video and may not hold across shots; check "
+            "with `vimss inspect`, or separate each shot on its own"
+        )
+    people: list[TrackedPerson] = []
+    appearance = None
     if user_boxes is not None:
         decoded = [_to_decoded(b, scale_x, scale_y, size) for b in user_boxes]
         source = "boxes"
     else:
-        layout = find_players(kept, column_profile(grids, size[0]), players)
-        if not layout.boxes:
+        people, appearance = _musicians(kept, size, info.width, players, warnings, info.path.name)
+        decoded, source = [t.box(*size) for t in people], "people"
+        if not people and (players is not None or float(grids.mean()) > MIN_MOTION):
+            # no people: players drawn or filmed so that no face shows; the layout of a
+            # moving picture is the only evidence left (a still one has none)
+            layout = find_players(kept, column_profile(grids, size[0]), players)
+            decoded, source = layout.boxes, layout.source
+            if decoded:
+                warnings.append(
+                    f"no people seen in {info.path.name}: the {len(decoded)} player(s) were "
+                    f"cut from the picture's layout ({source}); check them with `vimss inspect`"
+                )
+        if not decoded:
             raise InputError(
-                f"no players found in {info.path}; pass --players N or --boxes 'x,y,w,h;...'"
+                f"no players found in {info.path}: no people and nothing moving; pass "
+                "--players N or --boxes 'x,y,w,h;...'"
             )
-        decoded, source = layout.boxes, layout.source
-    appearance = describe_players(kept[::2], decoded)
+        if len(decoded) == 1 and source != "people" and decoded[0][2] > 0.8 * size[0]:
+            warnings.append(
+                f"{info.path.name}: one player box covers the whole frame; if more than one "
+                "person plays, pass --players N or --boxes 'x,y,w,h;...'"
+            )
+    if appearance is None:
+        appearance = describe_players(kept[::2], decoded)
     found = [
         Player(
             number=j + 1,
             box=user_boxes[j] if user_boxes is not None else _to_source(b, scale_x, scale_y, info),
             guess=guess_instrument(appearance.probabilities[j]),
             appearance=appearance.embeddings[j],
+            keypoints=_keypoints_to_source(people[j], scale_x, scale_y) if people else None,
         )
         for j, b in enumerate(decoded)
     ]
-    return VideoAnalysis(info, rate, found, grids, kept[len(kept) // 2], source)
+    return VideoAnalysis(info, rate, found, grids, kept[len(kept) // 2], source, warnings)
+
+
+def _keypoints_to_source(person: TrackedPerson, scale_x: float, scale_y: float) -> np.ndarray:
+    keypoints = person.keypoints()
+    if keypoints is None:
+        return None
+    return keypoints / np.array([scale_x, scale_y, 1.0], np.float32)
+
+
+def _musicians(
+    frames: list[np.ndarray],
+    size: tuple[int, int],
+    width: int,
+    players: int | None,
+    warnings: list[str],
+    name: str,
+) -> tuple[list[TrackedPerson], Appearance | None]:
+    """The people who play, left to right, and their appearance; ``([], None)`` if none.
+
+    ``size``: the decoded frames' ``(width, height)``; ``width``: the video's own width.
+
+    People whose crops show no instrument (:func:`.instrument_guess.instrument_mass` below
+    :data:`.instrument_guess.MIN_INSTRUMENT_MASS`) are left out, with a warning; if nobody
+    holds one, that is an error. With ``players``, the ``players`` most confident of the rest;
+    when fewer were seen, none (the caller cuts the picture instead) and a warning.
+    """
+    people = track_people(frames, min_face=MIN_FACE_PIXELS * size[0] / width)
+    if not people:
+        return [], None
+    appearance = describe_players(frames, [t.box(*size) for t in people])
+    holds = instrument_mass(appearance.probabilities) >= MIN_INSTRUMENT_MASS
+    if not holds.any():
+        raise InputError(
+            f"{len(people)} people seen in {name} but none holds an instrument the front end "
+            "knows; if they are the players, pass --boxes 'x,y,w,h;...' (see `vimss inspect`)"
+        )
+    if not holds.all():
+        warnings.append(
+            f"{name}: {int((~holds).sum())} person(s) with no visible instrument left out"
+        )
+    chosen = [j for j in range(len(people)) if holds[j]]
+    if players is not None:
+        if len(chosen) < players:
+            warnings.append(
+                f"--players {players} but only {len(chosen)} players were seen; the picture "
+                "was cut into strips instead (check with `vimss inspect`, or pass --boxes)"
+            )
+            return [], None
+        chosen = sorted(sorted(chosen, key=lambda j: -people[j].score)[:players])
+    subset = Appearance(appearance.embeddings[chosen], appearance.probabilities[chosen])
+    return [people[j] for j in chosen], subset

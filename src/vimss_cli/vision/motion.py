@@ -66,6 +66,30 @@ class MotionAccumulator:
         return 0.5 * (before + after)
 
 
+#: A frame where more than this share of the grid changed ...
+CUT_SHARE = 0.7
+#: ... by more than this (mean absolute grey difference, 0..1) starts a new shot.
+CUT_CHANGE = 0.04
+
+
+def scene_cuts(grids: np.ndarray, rate: float) -> list[float]:
+    """Times (seconds) where the picture cuts to another shot.
+
+    ``grids``: ``(T, GRID_ROWS, GRID_COLS)`` from :meth:`MotionAccumulator.grids`. A cut
+    changes nearly the whole picture at once (:data:`CUT_SHARE` of the cells by more than
+    :data:`CUT_CHANGE`); players moving or a camera drifting change far less. Neighbouring
+    frames of one cut count once.
+    """
+    if len(grids) == 0:
+        return []
+    changed = (grids > CUT_CHANGE).mean(axis=(1, 2)) > CUT_SHARE
+    cuts: list[float] = []
+    for index in np.flatnonzero(changed):
+        if not cuts or index / rate - cuts[-1] > 1.5 / rate:
+            cuts.append(index / rate)
+    return cuts
+
+
 def _overlap_weights(start: float, stop: float, cells: int) -> np.ndarray:
     """Fraction of each of ``cells`` unit cells covered by ``[start, stop)`` (cell units)."""
     edges = np.arange(cells + 1, dtype=np.float64)

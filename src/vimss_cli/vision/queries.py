@@ -18,6 +18,7 @@ from vimss_cli.errors import InputError
 from vimss_cli.instruments import parse_instrument_list
 from vimss_cli.media import MediaInfo
 from vimss_cli.model import ModelConfig
+from vimss_cli.urmp import parse_folder_name
 from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
 from vimss_cli.vision.efficientnet import FEATURE_DIM
 from vimss_cli.vision.frames import probe_video
@@ -34,6 +35,8 @@ class PlayerPlan:
         labels: the players' instrument codes, left to right (``None``: unknown).
         analysis: the video front end's findings, once run.
         notes: sentences for the user about how the queries were made.
+        warnings: what the user should check: how unsure the players or their instruments
+            are (``--strict`` makes them errors).
     """
 
     path: Path
@@ -43,6 +46,7 @@ class PlayerPlan:
     boxes: str | None = None
     analysis: VideoAnalysis | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def label_queries(self) -> list[Query]:
         """Label-only queries (what the stem file names are made from)."""
@@ -68,6 +72,7 @@ class PlayerPlan:
             return self.label_queries()
         if self.analysis is None:
             self.analysis = analyse_video(self.path, players=self.players, boxes=self.boxes)
+            self.warnings.extend(self.analysis.warnings)
         found = self.analysis.players
         if len(found) != len(self.labels):
             raise InputError(
@@ -89,20 +94,72 @@ class PlayerPlan:
         ]
 
 
+#: A guessed instrument below this confidence is used, with a warning.
+UNSURE_CONFIDENCE = 0.3
+#: URMP's file prefixes before the piece's folder name.
+_URMP_PREFIXES = ("Vid_", "AuMix_")
+
+
+def urmp_instruments(path: Path) -> list[str] | None:
+    """The instruments a URMP-style name gives, left to right, or ``None``.
+
+    ``Vid_01_Jupiter_vn_vc.mp4``, ``AuMix_01_Jupiter_vn_vc.wav``, ``01_Jupiter_vn_vc.mp4`` or
+    any file inside a folder named ``01_Jupiter_vn_vc``.
+    """
+    stem = path.stem
+    for prefix in _URMP_PREFIXES:
+        stem = stem.removeprefix(prefix)
+    for name in (stem, path.parent.name):
+        try:
+            return list(parse_folder_name(name).instruments)
+        except InputError:
+            continue
+    return None
+
+
+def guess_warnings(analysis: VideoAnalysis, name: str) -> list[str]:
+    """One warning per player whose guessed instrument is unknown or unsure."""
+    warnings = []
+    for player in analysis.players:
+        guess = player.guess
+        if guess.instrument is None:
+            warnings.append(
+                f"{name}: player {player.number}'s instrument is {guess.describe()}; it is "
+                "separated with the 'unknown' query (name the players with --instruments)"
+            )
+        elif guess.confidence < UNSURE_CONFIDENCE:
+            warnings.append(
+                f"{name}: player {player.number} looks like {guess.instrument} but only with "
+                f"confidence {guess.confidence:.2f}; check with `vimss inspect`, or pass "
+                "--instruments"
+            )
+    return warnings
+
+
 def plan_players(
     info: MediaInfo,
     instruments: str | None = None,
     players: int | None = None,
     boxes: str | None = None,
+    name_path: Path | None = None,
 ) -> PlayerPlan:
     """Decide who plays in one input before the model is loaded.
 
-    ``instruments`` ``None`` or ``"auto"``: find the players in the video and guess their
-    instruments (needs a picture). Otherwise the codes, left to right; with ``players`` or
-    ``boxes`` their count must match.
+    ``instruments`` ``None`` or ``"auto"``: the instruments a URMP-style name of the input (or
+    of ``name_path``) gives, else find the players in the video and guess their instruments
+    (needs a picture). Otherwise the codes, left to right; with ``players`` or ``boxes`` their
+    count must match.
     """
     path = info.path
     auto = instruments is None or instruments.strip().lower() == AUTO
+    if auto:
+        named = urmp_instruments(path) or (urmp_instruments(name_path) if name_path else None)
+        if named is not None:
+            plan = plan_players(info, ",".join(named), players or len(named), boxes)
+            plan.notes.append(
+                f"instruments {','.join(named)} read from the URMP-style name of {path.name}"
+            )
+            return plan
     if not info.has_video:
         if players is not None or boxes is not None:
             raise InputError(f"--players and --boxes need a picture, and {path} has none")
@@ -116,7 +173,10 @@ def plan_players(
     if auto:
         analysis = analyse_video(path, players=players, boxes=boxes)
         labels = [player.guess.instrument for player in analysis.players]
-        return PlayerPlan(path, labels, True, players, boxes, analysis)
+        plan = PlayerPlan(path, labels, True, players, boxes, analysis)
+        plan.warnings.extend(analysis.warnings)
+        plan.warnings.extend(guess_warnings(analysis, path.name))
+        return plan
     labels = parse_instrument_list(instruments or "")
     if len(labels) > MAX_PLAYERS:
         raise InputError(
@@ -132,13 +192,19 @@ def plan_players(
     return PlayerPlan(path, list(labels), info.has_video, players, boxes)
 
 
+def check_strict(plans: list[PlayerPlan]) -> None:
+    """``--strict``: the first warning of any plan becomes an error."""
+    for plan in plans:
+        if plan.warnings:
+            raise InputError(f"{plan.warnings[0]} (an error under --strict)")
+
+
 def describe_plan(plan: PlayerPlan) -> str:
     """One line per input for the user: players found, boxes, guesses with confidence."""
     if plan.analysis is None:
         return ""
     parts = [
-        f"{p.number} {p.guess.instrument or 'unknown'} ({p.guess.confidence:.2f}) "
-        f"at {','.join(str(v) for v in p.box)}"
+        f"{p.number} {p.guess.describe()} at {','.join(str(v) for v in p.box)}"
         for p in plan.analysis.players
     ]
     count = len(plan.analysis.players)

@@ -1,0 +1,118 @@
+"""Player finding on videos made from real photographs: counts, instruments and time.
+
+    python benchmarks/bench_players.py [--folder DIR] [--only NAME ...]
+
+Builds the test videos of ``tests/real_footage.py`` (Debian's gcompris-qt-data photos: a
+stage photo with camera drift, dark, low-contrast and 1080p; players side by side on plain
+and busy backdrops, abutting URMP panels, overlapping, portrait; a mariachi duet; a solo; and
+frames with no musicians) and runs, on each:
+
+* before: the column-foreground layout with the zero-shot URMP-only guess (what
+  ``analyse_video`` did before the person detector);
+* after: ``analyse_video`` as shipped (people, instruments, warnings).
+
+A video with no musicians is right when no players are reported (an error counts as zero).
+An instrument is right, among the players of videos whose count is right, when a URMP
+instrument is named correctly or an instrument outside URMP is reported as unknown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import real_footage
+from vimss_cli.errors import VimssError
+from vimss_cli.vision.analysis import DEFAULT_SAMPLES, _sample_indices, analyse_video
+from vimss_cli.vision.appearance import describe_players
+from vimss_cli.vision.frames import DEFAULT_MAX_SIDE, DEFAULT_RATE, FrameStream, probe_video
+from vimss_cli.vision.instrument_guess import IMAGENET_TO_URMP, MIN_CONFIDENCE
+from vimss_cli.vision.motion import MotionAccumulator, column_profile
+from vimss_cli.vision.players import find_players
+
+
+def before(path: Path) -> list[str | None]:
+    """The earlier front end: column layout, then the best of the nine URMP ImageNet classes."""
+    info = probe_video(path)
+    wanted = _sample_indices(info.duration, DEFAULT_RATE, DEFAULT_SAMPLES)
+    kept, motion = [], MotionAccumulator()
+    with FrameStream(info, DEFAULT_RATE, DEFAULT_MAX_SIDE) as stream:
+        for index, frame in stream:
+            motion.push(frame)
+            if index in wanted:
+                kept.append(frame)
+    layout = find_players(kept, column_profile(motion.grids(), kept[0].shape[1]))
+    if not layout.boxes:
+        return []
+    probabilities = describe_players(kept[::2], layout.boxes).probabilities
+    guesses = []
+    for row in probabilities:
+        index = max(IMAGENET_TO_URMP, key=lambda i: row[i])
+        guesses.append(IMAGENET_TO_URMP[index][0] if row[index] >= MIN_CONFIDENCE else None)
+    return guesses
+
+
+def after(path: Path) -> tuple[list[str | None], list[str]]:
+    try:
+        analysis = analyse_video(path)
+    except VimssError as error:
+        return [], [str(error)]
+    return [p.guess.instrument for p in analysis.players], analysis.warnings
+
+
+def instruments_right(truth: list[str], guesses: list[str | None]) -> tuple[int, int, int, int]:
+    """(right, players, URMP right, URMP players) for a video whose count is right; zeros
+    otherwise."""
+    if len(truth) != len(guesses):
+        return 0, 0, 0, 0
+    pairs = list(zip(truth, guesses, strict=True))
+    right = sum((g is None) if t == real_footage.OTHER else (g == t) for t, g in pairs)
+    urmp = [(t, g) for t, g in pairs if t != real_footage.OTHER]
+    return right, len(truth), sum(t == g for t, g in urmp), len(urmp)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=Path.home() / ".cache" / "vimss-footage")
+    parser.add_argument("--only", nargs="*", help="video names (default: all)")
+    args = parser.parse_args()
+    made = real_footage.build(args.folder, args.only)
+    # counts right; instruments right, of; URMP instruments right, of
+    totals = {"before": [0, 0, 0, 0, 0], "after": [0, 0, 0, 0, 0]}
+    seconds = []
+    print(f"{'video':22s} {'kind':32s} {'truth':>5s} {'before':>6s} {'after':>5s}  after's guesses")
+    for path, truth in made:
+        old = before(path)
+        started = time.perf_counter()
+        new, warnings = after(path)
+        seconds.append(time.perf_counter() - started)
+        for name, guesses in (("before", old), ("after", new)):
+            totals[name][0] += len(guesses) == truth.count
+            for j, value in enumerate(instruments_right(truth.instruments, guesses), start=1):
+                totals[name][j] += value
+        shown = ",".join(g or "?" for g in new) or "-"
+        print(
+            f"{truth.name:22s} {truth.kind[:32]:32s} {truth.count:5d} {len(old):6d} "
+            f"{len(new):5d}  {shown}  ({len(warnings)} warning(s))"
+        )
+    videos = len(made)
+    print()
+    for name, (counts, right, players, urmp_right, urmp) in totals.items():
+        share = right / players if players else float("nan")
+        print(
+            f"{name:6s}: player count right in {counts}/{videos} videos "
+            f"({counts / videos:.0%}); instrument right for {right}/{players} players "
+            f"({share:.0%}) of the videos counted right; URMP instruments named right "
+            f"{urmp_right}/{urmp}"
+        )
+    print(f"after: {np.mean(seconds):.1f} s per video on average ({DEFAULT_SAMPLES} frames each)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Players in videos made from real photographs (tests/real_footage.py), and what the CLI says
+when it is unsure: warnings, --strict, no musicians, --audio for silent videos, URMP names.
+
+The full set and its accuracy are measured by benchmarks/bench_players.py; these tests run a
+subset that covers each kind of shot and each warning.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import real_footage
+from conftest import RATE, ffmpeg, missing_fixture, write_wav
+from vimss_cli.cli import app
+from vimss_cli.errors import InputError
+from vimss_cli.vision.analysis import analyse_video
+from vimss_cli.vision.queries import urmp_instruments
+
+runner = CliRunner()
+
+#: Kinds of shot the finder must get right (the benchmark runs every video).
+CHECKED = ["stage_dark", "panels_two_fiddles", "overlap_trio", "mariachi_duet"]
+#: Also built, for the tests of hints and warnings.
+SUBSET = [*CHECKED, "stage", "plain_duet", "didgeridoo_solo"]
+NOBODY = ["opera_no_musicians", "drums_no_people"]
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
+    if not real_footage.RCC.is_file():
+        missing_fixture(f"{real_footage.RCC} is missing (Debian package gcompris-qt-data)")
+    folder = tmp_path_factory.mktemp("footage")
+    return {
+        truth.name: (path, truth) for path, truth in real_footage.build(folder, SUBSET + NOBODY)
+    }
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_every_player_is_found_and_urmp_instruments_named(footage, name: str) -> None:
+    path, truth = footage[name]
+    analysis = analyse_video(path)
+    assert analysis.source == "people"
+    assert len(analysis.players) == truth.count, [p.box for p in analysis.players]
+    assert [p.box[0] for p in analysis.players] == sorted(p.box[0] for p in analysis.players)
+    for player, instrument in zip(analysis.players, truth.instruments, strict=True):
+        assert player.keypoints is not None and player.keypoints.shape == (33, 3)
+        if instrument == "vn":  # the fiddles, the clearest URMP instrument in these photos
+            assert player.guess.instrument == "vn", player.guess
+
+
+def test_people_without_instruments_are_not_players(footage) -> None:
+    path, _ = footage["opera_no_musicians"]
+    with pytest.raises(InputError, match="none holds an instrument"):
+        analyse_video(path)
+
+
+def test_a_still_picture_without_people_has_no_players(footage) -> None:
+    path, _ = footage["drums_no_people"]
+    with pytest.raises(InputError, match="no players found"):
+        analyse_video(path)
+
+
+def test_players_hint_picks_among_the_people_and_warns_when_short(footage) -> None:
+    path, _ = footage["stage"]
+    two = analyse_video(path, players=2)
+    assert len(two.players) == 2 and two.source == "people"
+    four = analyse_video(path)
+    # the two kept are whole people of the four, not equal strips of the frame
+    assert all(p.box in [q.box for q in four.players] for p in two.players)
+    duet, _ = footage["plain_duet"]
+    short = analyse_video(duet, players=4)
+    assert len(short.players) == 4 and short.source != "people"
+    assert any("--players 4 but only 2 players were seen" in w for w in short.warnings)
+
+
+def _separate(*args: str):
+    return runner.invoke(app, ["separate", *args])
+
+
+def test_unknown_instruments_warn_and_strict_refuses(
+    footage, tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    path, _ = footage["didgeridoo_solo"]
+    result = _separate(str(path), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "player 1's instrument is unknown" in result.output
+    strict = _separate(str(path), "-o", str(tmp_path / "strict"), "--strict")
+    assert strict.exit_code != 0
+    assert "--strict" in strict.output and "player 1's instrument is unknown" in strict.output
+    assert not (tmp_path / "strict").exists()  # refused before anything was written
+
+
+def test_no_musicians_is_a_clear_error(footage, tiny_models_dir: Path, tmp_path: Path) -> None:
+    path, _ = footage["opera_no_musicians"]
+    result = _separate(str(path), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "3 people seen" in result.output and "--boxes" in result.output
+
+
+def test_layout_fallback_and_count_mismatch_warn_and_strict_refuses(
+    footage, tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    path, _ = footage["plain_duet"]
+    args = [str(path), "--players", "4", "-o", str(tmp_path / "out")]
+    result = _separate(*args)
+    assert result.exit_code == 0, result.output
+    assert "--players 4 but only 2 players were seen" in result.output
+    strict = _separate(*args[:-1], str(tmp_path / "strict"), "--strict")
+    assert strict.exit_code == 2 and "--strict" in strict.output
+
+
+def test_inspect_warns_of_cuts_no_people_and_a_whole_frame_box(tmp_path: Path) -> None:
+    # a moving picture with no people and no gaps, cutting to another shot half way
+    path = tmp_path / "cut.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=10:duration=2",
+        "-f", "lavfi", "-i", "smptebars=size=320x180:rate=10:duration=2",
+        "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
+        "-pix_fmt", "yuv420p", str(path),
+    )  # fmt: skip
+    result = runner.invoke(app, ["inspect", str(path), "-o", str(tmp_path / "cut.png")])
+    assert result.exit_code == 0, result.output
+    assert "cuts to another shot at 1.9 s" in result.output
+    assert "no people seen in cut.mp4" in result.output
+    assert "one player box covers the whole frame" in result.output
+    assert (tmp_path / "cut.png").is_file()
+
+
+def test_inspect_warns_of_unsure_instruments(footage, tmp_path: Path) -> None:
+    path, _ = footage["stage"]
+    result = runner.invoke(app, ["inspect", str(path), "-o", str(tmp_path / "stage.png")])
+    assert result.exit_code == 0, result.output
+    assert "4 players (people)" in result.output
+    # the mandola: an instrument URMP does not have; the guitar: a violin, but barely
+    assert "not a URMP instrument" in result.output
+    assert "only with confidence" in result.output
+
+
+def test_silent_video_needs_audio_and_urmp_names_give_the_instruments(
+    footage, tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    source, _ = footage["plain_duet"]
+    folder = tmp_path / "01_Duet_vn_vn"
+    folder.mkdir()
+    video = folder / "Vid_01_Duet_vn_vn.mp4"
+    ffmpeg("-i", str(source), "-an", "-c:v", "copy", str(video))
+    mix = write_wav(folder / "AuMix_01_Duet_vn_vn.wav", np.zeros(2 * RATE, np.float32) + 0.01)
+    refused = _separate(str(video), "-o", str(tmp_path / "out"))
+    assert refused.exit_code != 0
+    assert "--audio" in refused.output and "AuMix" in refused.output
+    result = _separate(str(video), "--audio", str(mix), "-o", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    stems = [Path(s["path"]).name for s in document["inputs"][0]["stems"]]
+    assert stems == ["01_vn.wav", "02_vn.wav"]
+    assert "read from the URMP-style name" in result.output
+
+
+def test_urmp_names() -> None:
+    assert urmp_instruments(Path("Vid_03_Dance_fl_cl.mp4")) == ["fl", "cl"]
+    assert urmp_instruments(Path("01_Jupiter_vn_vc/anything.mp4")) == ["vn", "vc"]
+    assert urmp_instruments(Path("concert.mp4")) is None
+    assert urmp_instruments(Path("Vid_03_Dance_fl_xx.mp4")) is None
+
+
+def test_footage_builder_writes_truth(footage) -> None:
+    path, truth = footage["stage"]
+    truths = json.loads((path.parent / "truth.json").read_text())
+    assert truths["stage"]["instruments"] == truth.instruments == ["other"] * 3 + ["vn"]
