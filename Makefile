@@ -27,9 +27,9 @@ $(SYSTEM_STAMP):
 
 system-deps: $(SYSTEM_STAMP)  ## install the Debian packages of `vimss data synth` (apt-get)
 
-demo: install  ## separate the bundled examples into out/demo/ (an audio duet, a filmed violin duet)
+demo: install  ## separate the bundled examples into out/demo/ (an audio duet; a filmed duet, players found and named)
 	$(BIN)/vimss separate examples/duet_vn_vc.flac --instruments vn,vc -o out/demo --force
-	$(BIN)/vimss separate examples/duet_vn_vn.mp4 --instruments vn,vn -o out/demo --force
+	$(BIN)/vimss separate examples/duet_vn_vn.mp4 -o out/demo --force
 
 test: install system-deps  ## lint, then the fast test suite (what CI runs)
 	$(BIN)/ruff check src tests scripts benchmarks

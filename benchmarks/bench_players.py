@@ -77,11 +77,37 @@ def instruments_right(truth: list[str], guesses: list[str | None]) -> tuple[int,
     return right, len(truth), sum(t == g for t, g in urmp), len(urmp)
 
 
+def time_long_video(folder: Path) -> None:
+    """Wall time of ``vimss inspect`` and ``vimss separate`` (default model, players found
+    automatically) on a 1-minute 1080p, 25 frames/s drifting stage video of a quartet."""
+    import subprocess
+
+    picture, drift, _ = real_footage.compose(real_footage.load_photos())["stage_1080p"]
+    path = folder / "stage_1080p_60s.mp4"
+    if not path.is_file():
+        real_footage.write_video(path, picture, drift, seconds=60.0, fps=25)
+    vimss = str(Path(sys.executable).with_name("vimss"))
+    for name, command in (
+        ("inspect", [vimss, "inspect", str(path), "-o", str(folder / "long.png"), "--force"]),
+        ("separate", [vimss, "separate", str(path), "-o", str(folder / "stems"), "--force"]),
+    ):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        print(f"{name:8s} 1-minute 1080p quartet video: {time.perf_counter() - started:.1f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=Path.home() / ".cache" / "vimss-footage")
     parser.add_argument("--only", nargs="*", help="video names (default: all)")
+    parser.add_argument(
+        "--long", action="store_true", help="only time inspect and separate on a 1-minute video"
+    )
     args = parser.parse_args()
+    if args.long:
+        args.folder.mkdir(parents=True, exist_ok=True)
+        time_long_video(args.folder)
+        return
     made = real_footage.build(args.folder, args.only)
     # counts right; instruments right, of; URMP instruments right, of
     totals = {"before": [0, 0, 0, 0, 0], "after": [0, 0, 0, 0, 0]}

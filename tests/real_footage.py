@@ -237,7 +237,7 @@ def _drift(picture: np.ndarray, t: float) -> np.ndarray:
 
 def write_video(
     path: Path, picture: np.ndarray, drift: bool, seconds: float = 2.0, fps: int = 5
-) -> None:
+) -> None:  # a 2 s clip at 5 frames/s: the analysis samples 6 frames whatever the length
     """An H.264 mp4 of ``picture`` (drifting when asked) with a quiet tone as its sound."""
     height, width = picture.shape[:2]
     frames = int(seconds * fps)

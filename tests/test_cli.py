@@ -295,3 +295,11 @@ def test_models_list_and_info(tiny_models_dir: Path) -> None:
     document = json.loads(info.stdout)
     assert document["config"]["levels"] == 3 and document["context_samples"] > 0
     assert_clean_failure(run("models", "info", "nope"), "unknown model")
+
+
+def test_help_text_keeps_its_brackets_and_a_typo_gets_one_suggestion() -> None:
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert "[model], [data], [optim] and [run]" in result.output
+    typo = runner.invoke(app, ["separat"])
+    assert typo.exit_code == 2 and typo.output.count("Did you mean") == 1
+    assert "--install-completion" in runner.invoke(app, ["--help"]).output

@@ -172,3 +172,26 @@ def test_footage_builder_writes_truth(footage) -> None:
     path, truth = footage["stage"]
     truths = json.loads((path.parent / "truth.json").read_text())
     assert truths["stage"]["instruments"] == truth.instruments == ["other"] * 3 + ["vn"]
+
+
+def test_rotation_metadata_is_applied(footage, tmp_path: Path) -> None:
+    # a phone video: pixels stored turned a quarter clockwise, metadata turning them back
+    source, _ = footage["plain_duet"]
+    turned, phone = tmp_path / "turned.mp4", tmp_path / "phone.mp4"
+    ffmpeg("-i", str(source), "-vf", "transpose=1", "-c:a", "copy", str(turned))
+    ffmpeg("-display_rotation", "90", "-i", str(turned), "-c", "copy", str(phone))
+    analysis = analyse_video(phone)
+    assert (analysis.info.width, analysis.info.height) == (1280, 720)
+    assert analysis.source == "people" and len(analysis.players) == 2
+
+
+def test_identical_label_queries_and_too_many_players_warn(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    mix = write_wav(tmp_path / "mix.wav", np.zeros(RATE, np.float32) + 0.01)
+    result = _separate(str(mix), "-i", "vn,vn,vc,fl,ob,cl", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "queried as vn with nothing else to tell them apart" in result.output
+    assert "6 players, but the models were trained on ensembles of at most 5" in result.output
+    strict = _separate(str(mix), "-i", "vn,vn", "-o", str(tmp_path / "strict"), "--strict")
+    assert strict.exit_code == 2 and "identical" in strict.output

@@ -445,6 +445,20 @@ def test_train_bad_inputs(tree: Path, tmp_path: Path) -> None:
     assert "Traceback" not in other.stderr
 
 
+def test_without_a_valid_split_the_last_weights_are_exported_with_a_warning(
+    tree: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    shutil.rmtree(tree / "valid")
+    run = tmp_path / "novalid"
+    result = train("--root", tree, "--out", run, "--device", "cpu", "--max-steps", "2", *SETS)
+    assert result.exit_code == 0, result.output
+    assert "no valid/ split" in result.output and "last.safetensors" in result.output
+    assert load_checkpoint(run / "last.safetensors").model.config.levels == 3
+    assert not (run / "best.safetensors").exists()
+
+
 def test_dataset_option_is_checked_against_the_tree(tree: Path, tmp_path: Path) -> None:
     from test_cli import assert_clean_failure
 

@@ -38,7 +38,8 @@ app = typer.Typer(
     help="Visually-informed music source separation: one WAV per player.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
+    suggest_commands=False,  # click already says "Did you mean ...?"; Typer would repeat it
 )
 models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
 

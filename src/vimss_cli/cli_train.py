@@ -24,7 +24,10 @@ def train_command(
         ),
     ] = None,
     config_file: Annotated[
-        Path | None, typer.Option("--config", help="TOML with [model] [data] [optim] [run].")
+        Path | None,
+        typer.Option(
+            "--config", help="TOML with the sections \\[model], \\[data], \\[optim] and \\[run]."
+        ),
     ] = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")

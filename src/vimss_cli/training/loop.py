@@ -352,6 +352,11 @@ def run_training(
 
         train_pieces, skipped = load(train_folder)
         valid_pieces = load(valid_folder)[0] if valid_folder else None
+        if valid_folder is None:
+            on_warning(
+                f"no valid/ split under {root}: nothing is validated and no {BEST_FILE} is "
+                f"written; the final weights are exported as {LAST_FILE}"
+            )
         splits = [(train_folder, train_pieces)]
         if valid_folder is not None and valid_pieces is not None:
             splits.append((valid_folder, valid_pieces))

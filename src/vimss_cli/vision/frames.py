@@ -62,6 +62,23 @@ def _run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+_ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
+
+
+def _quarter_turned(text: str, stream_line: str) -> bool:
+    """Whether the stream's display matrix (a phone's rotation metadata) turns it by 90 or
+    270 degrees; ``text`` is ffmpeg's description of the file, ``stream_line`` the stream's."""
+    lines = text.splitlines()
+    start = lines.index(stream_line) + 1
+    for line in lines[start:]:
+        if line.strip().startswith("Stream #"):
+            break
+        found = _ROTATION.search(line)
+        if found:
+            return round(float(found.group(1))) % 180 == 90
+    return False
+
+
 def probe_video(path: Path) -> VideoInfo:
     """Describe a file's first picture stream; :class:`InputError` when it has none."""
     info = probe(Path(path))
@@ -76,11 +93,14 @@ def probe_video(path: Path) -> VideoInfo:
     match = _SIZE.search(video_lines[0]) if video_lines else None
     if match is None:
         raise MediaError(f"cannot tell the picture size of {path}")
+    width, height = int(match.group(1)), int(match.group(2))
+    if _quarter_turned(text, video_lines[0]):
+        width, height = height, width  # ffmpeg applies the rotation when decoding
     audio_start = first_audio_time(Path(path)) if info.has_audio else 0.0
     return VideoInfo(
         path=Path(path),
-        width=int(match.group(1)),
-        height=int(match.group(2)),
+        width=width,
+        height=height,
         duration=info.duration,
         has_audio=info.has_audio,
         audio_start=audio_start,

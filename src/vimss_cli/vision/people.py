@@ -20,8 +20,12 @@ All coordinates returned are in the frame's pixels.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +90,24 @@ def _interpreter(name: str):  # the LiteRT interpreter (its type is not our API)
     path = pose_models_dir() / name
     if not path.is_file():
         raise InputError(f"the bundled pose model {path} is missing; reinstall vimss")
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    interpreter.allocate_tensors()
+    with _quiet_stderr():  # LiteRT announces its CPU delegate on the process's stderr
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        interpreter.allocate_tensors()
     return interpreter
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a moment (C++ logging bypasses Python's)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _run(name: str, picture: np.ndarray) -> list[np.ndarray]:

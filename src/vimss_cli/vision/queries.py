@@ -25,6 +25,8 @@ from vimss_cli.vision.frames import probe_video
 from vimss_cli.vision.players import MAX_PLAYERS, parse_boxes
 
 AUTO = "auto"
+#: URMP's largest ensemble, the most players in any training excerpt.
+MOST_TRAINED_PLAYERS = 5
 
 
 @dataclass
@@ -53,7 +55,30 @@ class PlayerPlan:
         return [Query(label) for label in self.labels]
 
     def queries(self, config: ModelConfig) -> list[Query]:
-        """The queries the model of ``config`` takes: the label, plus appearance and motion."""
+        """The queries the model of ``config`` takes: the label, plus appearance and motion.
+
+        Adds warnings when label-only queries repeat (their stems would be identical) and
+        when there are more players than the models were trained on.
+        """
+        queries = self._queries(config)
+        if len(queries) > MOST_TRAINED_PLAYERS:
+            self.warnings.append(
+                f"{self.path.name}: {len(queries)} players, but the models were trained on "
+                f"ensembles of at most {MOST_TRAINED_PLAYERS}; expect weaker stems"
+            )
+        labels_only = [q.instrument for q in queries if q.appearance is None and q.motion is None]
+        repeated = sorted(
+            {label or "unknown" for label in labels_only if labels_only.count(label) > 1}
+        )
+        if repeated:
+            self.warnings.append(
+                f"{self.path.name}: several players are queried as {', '.join(repeated)} with "
+                "nothing else to tell them apart, so their stems will be identical (a video "
+                "model tells same-instrument players apart by what it sees)"
+            )
+        return queries
+
+    def _queries(self, config: ModelConfig) -> list[Query]:
         if config.appearance_dim not in (0, FEATURE_DIM):
             raise InputError(
                 f"the model takes appearance vectors of {config.appearance_dim} values; "
