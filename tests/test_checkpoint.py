@@ -139,9 +139,11 @@ def test_hf_reference_loads_through_the_real_loader(
     save_checkpoint(path, make_tiny_model(), provenance={"trained": True})
     calls = []
 
-    def fake_download(repo_id: str, filename: str, *, revision: str | None = None) -> str:
+    def fake_download(
+        repo_id: str, filename: str, *, revision: str | None = None, local_files_only: bool = False
+    ) -> str:
         calls.append((repo_id, filename, revision))
-        return str(path)
+        return str(path)  # found in the Hub's cache
 
     import huggingface_hub
 
@@ -159,6 +161,10 @@ def test_hf_download_failure_is_a_checkpoint_error(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(CheckpointError, match="cannot fetch hf:a/b"):
+        load_model("hf:a/b")
+    # offline and not cached: one line at once, without the library's retries
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError, match="not in the Hub cache and HF_HUB_OFFLINE is set"):
         load_model("hf:a/b")
 
 

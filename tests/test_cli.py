@@ -15,6 +15,7 @@ from conftest import RATE, ffmpeg, noise, write_wav
 from vimss_cli import __version__
 from vimss_cli.cli import app
 from vimss_cli.engine import _WindowRunner
+from vimss_cli.errors import InputError
 
 runner = CliRunner()
 
@@ -303,3 +304,51 @@ def test_help_text_keeps_its_brackets_and_a_typo_gets_one_suggestion() -> None:
     typo = runner.invoke(app, ["separat"])
     assert typo.exit_code == 2 and typo.output.count("Did you mean") == 1
     assert "--install-completion" in runner.invoke(app, ["--help"]).output
+
+
+def test_separate_array_takes_any_rate_and_channels(tiny_models_dir: Path) -> None:
+    from scipy.signal import resample_poly
+
+    from vimss_cli.api import Separator
+    from vimss_cli.conditioning import Query
+
+    separator = Separator("tiny", device="cpu")
+    queries = [Query("vn"), Query("vc")]
+    rng = np.random.default_rng(0)
+    stereo = rng.standard_normal((12000, 2)).astype(np.float32) * 0.1  # 0.5 s at 24 kHz
+    stems = separator.separate_array(stereo, queries, sample_rate=24000)
+    assert stems.shape == (2, 12000)  # the input's rate and length, one row per player
+    at_model_rate = resample_poly(stereo.mean(axis=1), RATE, 24000).astype(np.float32)
+    expected = resample_poly(separator.separate_array(at_model_rate, queries), 24000, RATE, axis=-1)
+    assert np.allclose(stems, expected[:, :12000], atol=1e-5)
+    for bad in (np.zeros((2, 3, 4)), np.zeros((3, 3))):
+        with pytest.raises(InputError, match="shape"):
+            separator.separate_array(bad, queries)
+    with pytest.raises(InputError, match="sample_rate"):
+        separator.separate_array(stereo, queries, sample_rate=0)
+
+
+def test_without_out_the_stems_go_to_separated(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("separate", mix, "-i", "vn,vc")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "separated" / mix.stem).iterdir()) == [
+        "01_vn.wav",
+        "02_vc.wav",
+    ]
+
+
+def test_models_info_reads_as_a_summary(tiny_models_dir: Path) -> None:
+    result = run("models", "info", "tiny")
+    assert result.exit_code == 0, result.output
+    assert "tiny (untrained)" in result.output and "instrument labels" in result.output
+    assert "3 levels" in result.output and "receptive field" in result.output
+    assert "{" not in result.output  # no raw dictionaries
+
+
+def test_models_info_points_at_the_model_card() -> None:
+    result = run("models", "info", "vimss-synth-cpu-v2")
+    assert result.exit_code == 0, result.output
+    assert "docs/model-card-vimss-synth-cpu-v2.md" in result.output

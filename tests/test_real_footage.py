@@ -195,3 +195,24 @@ def test_identical_label_queries_and_too_many_players_warn(
     assert "6 players, but the models were trained on ensembles of at most 5" in result.output
     strict = _separate(str(mix), "-i", "vn,vn", "-o", str(tmp_path / "strict"), "--strict")
     assert strict.exit_code == 2 and "identical" in strict.output
+
+
+def test_existing_stems_are_refused_before_the_video_is_analysed(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vimss_cli.vision.queries as queries
+
+    video = tmp_path / "concert.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=5:duration=1",
+        "-f", "lavfi", "-i", f"sine=sample_rate={RATE}:duration=1", "-shortest", str(video),
+    )  # fmt: skip
+    (tmp_path / "out" / "concert").mkdir(parents=True)
+    write_wav(tmp_path / "out" / "concert" / "01_vn.wav", np.zeros(RATE, np.float32))
+
+    def analysed(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the video was analysed before the outputs were checked")
+
+    monkeypatch.setattr(queries, "analyse_video", analysed)
+    result = _separate(str(video), "-o", str(tmp_path / "out"))
+    assert result.exit_code != 0 and "already exist" in result.output

@@ -7,7 +7,7 @@ Example::
 
     separator = Separator("default", device="auto")
     report = separator.separate_file("duet.wav", [Query("vn"), Query("vc")], "stems/")
-    stems = separator.separate_array(mixture, [Query("vn"), Query("vc")])  # (2, N)
+    stems = separator.separate_array(mixture, [Query("vn"), Query("vc")], sample_rate=rate)
 
 Nothing here prints: progress goes to an optional callback.
 """
@@ -173,6 +173,17 @@ def check_outputs_free(paths: list[Path], force: bool) -> None:
         )
 
 
+def _resample(audio: np.ndarray, source: int, target: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (scipy's Kaiser-windowed FIR), float32."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    common = gcd(int(source), int(target))
+    up, down = int(target) // common, int(source) // common
+    return resample_poly(audio, up, down, axis=-1).astype(np.float32)
+
+
 class Separator:
     """A loaded model on a device, ready to separate.
 
@@ -208,10 +219,38 @@ class Separator:
         return self.model.config.sample_rate
 
     def separate_array(
-        self, audio: np.ndarray, queries: list[Query], split: bool = True
+        self,
+        audio: np.ndarray,
+        queries: list[Query],
+        sample_rate: int | None = None,
+        *,
+        split: bool = True,
     ) -> np.ndarray:
-        """Mono mixture ``(N,)`` at the model rate -> stems ``(K, N)``."""
-        return separate_array(
+        """A mixture -> stems ``(K, N)`` at the mixture's rate and length.
+
+        Args:
+            audio: ``(N,)`` mono, or ``(N, C)`` with ``C`` channels (soundfile's layout),
+                which are averaged (the models are mono).
+            sample_rate: the mixture's rate; ``None`` means the model's
+                (:attr:`sample_rate`). Another rate is resampled to the model's for the
+                network and the stems back to it.
+
+        Raises:
+            InputError: an array of another shape, or a rate that is not a positive integer.
+        """
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 2 and 1 <= audio.shape[1] <= 8 and audio.shape[0] > audio.shape[1]:
+            audio = audio.mean(axis=1)
+        if audio.ndim != 1:
+            raise InputError(
+                f"separate_array takes a mixture of shape (N,) or (N, channels), got {audio.shape}"
+            )
+        rate = self.sample_rate if sample_rate is None else sample_rate
+        if not isinstance(rate, int | np.integer) or rate <= 0:
+            raise InputError(f"sample_rate must be a positive whole number of Hz, got {rate!r}")
+        if rate != self.sample_rate:
+            audio = _resample(audio, rate, self.sample_rate)
+        stems = separate_array(
             self.model,
             audio,
             queries,
@@ -219,6 +258,10 @@ class Separator:
             batch_size=self.batch_size if split else 1,
             precision=self.precision,
         )
+        if rate == self.sample_rate:
+            return stems
+        length = round(len(audio) * rate / self.sample_rate)
+        return _resample(stems, self.sample_rate, rate)[..., :length]
 
     def separate_file(
         self,

@@ -258,17 +258,48 @@ def parse_hf_reference(reference: str) -> tuple[str, str | None, str]:
     return f"{parts[0]}/{repo}", revision, filename
 
 
+def _fetch_from_hub(reference: str, repo_id: str, filename: str, revision: str | None) -> Path:
+    """The local file of a Hub checkpoint: from the Hub's cache, else downloaded.
+
+    Fails at once, in one line, when the file is not cached and the Hub cannot be reached
+    (``HF_HUB_OFFLINE`` set, or its host does not resolve), instead of the library's retries
+    and log lines.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
+    except Exception:  # not in the cache (the library raises several types for it)
+        pass
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    if constants.HF_HUB_OFFLINE:
+        raise CheckpointError(
+            f"cannot fetch {reference}: not in the Hub cache and HF_HUB_OFFLINE is set"
+        )
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        raise CheckpointError(
+            f"cannot fetch {reference}: not in the Hub cache and {host} cannot be reached "
+            "(offline?); give a local .safetensors path instead"
+        ) from None
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision))
+    except Exception as error:  # the hub raises many types; all mean "not available"
+        raise CheckpointError(f"cannot fetch {reference}: {error}") from None
+
+
 def resolve_checkpoint(reference: str, models_dir: Path | None = None) -> ResolvedCheckpoint:
     """Turn a bundled name, a local path or an ``hf:`` reference into a local file."""
     if reference.startswith(HF_PREFIX):
         repo_id, revision, filename = parse_hf_reference(reference)
-        from huggingface_hub import hf_hub_download
-
-        try:
-            local = hf_hub_download(repo_id, filename, revision=revision)
-        except Exception as error:  # the hub raises many types; all mean "not available"
-            raise CheckpointError(f"cannot fetch {reference}: {error}") from None
-        return ResolvedCheckpoint(Path(local), f"{repo_id}/{filename}", "hf")
+        local = _fetch_from_hub(reference, repo_id, filename, revision)
+        return ResolvedCheckpoint(local, f"{repo_id}/{filename}", "hf")
     models, default = bundled_index(models_dir)
     name = default if reference == DEFAULT_MODEL_ALIAS and default else reference
     if name in models:

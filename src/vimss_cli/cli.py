@@ -88,7 +88,10 @@ def _progress_display(enabled: bool) -> Iterator[Callable[[dict[str, Any]], None
 @app.command()
 def separate(
     inputs: Annotated[list[Path], typer.Argument(help="Audio or video files to separate.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output directory (as demucs: separated/ by default)."),
+    ] = Path("separated"),
     instruments: Annotated[
         str | None,
         typer.Option(
@@ -155,6 +158,7 @@ def separate(
 
     def run() -> None:
         from vimss_cli.api import Separator, check_outputs_free, output_folder_name, stem_paths
+        from vimss_cli.conditioning import Query
         from vimss_cli.media import check_input_path, probe
         from vimss_cli.stem_writer import check_wav_format, ensure_writable_directory
         from vimss_cli.vision.queries import check_strict, describe_plan, plan_players
@@ -180,6 +184,8 @@ def separate(
                         "--audio FILE (for URMP, the piece's AuMix_*.wav)"
                     )
                 raise NoAudioStreamError(f"{info.path} is a file with no audio stream")
+        for info in infos:  # earlier stems are refused before a long video analysis
+            check_outputs_free(stem_paths(info.path, out_dir, [Query(None)]), force)
         plans = [plan_players(info, instruments, players, boxes, audio) for info in infos]
         for plan in plans:
             check_outputs_free(stem_paths(plan.path, out_dir, plan.label_queries()), force)
@@ -304,14 +310,48 @@ def models_info(
             "window_output_samples": plan.step,
             "provenance": loaded.provenance,
         }
+        card = Path(__file__).resolve().parents[2] / "docs" / f"model-card-{loaded.name}.md"
+        info["model_card"] = str(card) if card.is_file() else None
         if as_json:
             typer.echo(json.dumps(info))
             return
-        console = Console(soft_wrap=True)
-        for key, value in info.items():
-            console.print(f"[bold]{key}[/bold]: {value}")
+        Console(soft_wrap=True).print(_model_summary(info, net), markup=False)
 
     guarded(debug, run)
+
+
+def _model_summary(info: dict[str, Any], net: Any) -> str:
+    """``models info`` for a person: what the model takes, its size, how it was trained."""
+    config = net.config
+    rate = config.sample_rate
+    takes = ["instrument labels"]
+    if config.appearance_dim:
+        takes.append("appearance")
+    if config.motion_channels:
+        takes.append(f"motion ({config.motion_features})")
+    provenance = info["provenance"] or {}
+    lines = [
+        f"{info['name']} ({'trained' if info['trained'] else 'untrained'}): {info['path']}",
+        f"  queries     {', '.join(takes)}",
+        f"  network     {config.levels} levels, {info['parameters']:,} parameters, {rate} Hz mono",
+        f"  hears       {(net.context * 2 + 1) / rate:.2f} s around each sample "
+        f"(receptive field); windows of {info['window_output_samples'] / rate:.2f} s",
+    ]
+    if provenance.get("steps"):
+        hours = provenance.get("wall_seconds", 0) / 3600
+        lines.append(
+            f"  trained     {provenance['steps']} steps, {hours:.2f} h on "
+            f"{provenance.get('device', '?')}, {provenance.get('created', '?')[:10]}"
+        )
+    validation = provenance.get("validation") or {}
+    if "valid_sdr" in validation:
+        lines.append(
+            f"  validation  median SDR {validation['valid_sdr']:.2f} dB (mixture "
+            f"{validation.get('valid_sdr_mixture', float('nan')):.2f}) on its synthetic "
+            "valid split"
+        )
+    lines.append(f"  model card  {info['model_card'] or 'none'}")
+    return "\n".join(lines)
 
 
 # registered here so `vimss --help` lists the commands in the order a user meets them

@@ -105,4 +105,3 @@ def guess_instrument(probabilities: np.ndarray) -> InstrumentGuess:
         return InstrumentGuess(None, confidence, OTHER_INSTRUMENTS[index], other=True)
     code, name = IMAGENET_TO_URMP[index]
     return InstrumentGuess(code if confidence >= MIN_CONFIDENCE else None, confidence, name)
-
