@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv with vimss, torch (CPU build) and the test tools
 
-# Debian packages `vimss data synth` needs (fluidsynth, soundfonts, instrument pictures).
+# Debian packages `vimss data synth` needs (fluidsynth, soundfonts, instrument pictures), the
+# real photographs of the player-finding tests, and Chromium for the listening-report test.
 SYSTEM_PACKAGES := fluidsynth fluid-soundfont-gm musescore-general-soundfont-small \
-	timgm6mb-soundfont openclipart-png tuxpaint-stamps-default gcompris-qt-data
+	timgm6mb-soundfont openclipart-png tuxpaint-stamps-default gcompris-qt-data chromium
 SYSTEM_STAMP := $(VENV)/.vimss-system-deps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -216,3 +216,11 @@ def test_existing_stems_are_refused_before_the_video_is_analysed(
     monkeypatch.setattr(queries, "analyse_video", analysed)
     result = _separate(str(video), "-o", str(tmp_path / "out"))
     assert result.exit_code != 0 and "already exist" in result.output
+
+
+def test_urmp_named_audio_needs_no_instruments(tiny_models_dir: Path, tmp_path: Path) -> None:
+    mix = write_wav(tmp_path / "AuMix_07_Song_vn_vc.wav", np.zeros(RATE, np.float32) + 0.01)
+    result = _separate(str(mix), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "out" / mix.stem
+    assert sorted(p.name for p in folder.iterdir()) == ["01_vn.wav", "02_vc.wav"]

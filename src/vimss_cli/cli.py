@@ -30,6 +30,7 @@ from vimss_cli.cli_common import (
 from vimss_cli.cli_data import data_app
 from vimss_cli.cli_eval import eval_command
 from vimss_cli.cli_inspect import inspect_command
+from vimss_cli.cli_report import report_command
 from vimss_cli.cli_train import train_command
 from vimss_cli.errors import InputError, NoAudioStreamError
 
@@ -151,6 +152,13 @@ def separate(
             "those of other players).",
         ),
     ] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report",
+            help="Also write OUTDIR/<input>/report.html to hear and compare the stems.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -228,9 +236,12 @@ def separate(
                         audio_path=audio,
                     )
                 )
-        for report in reports:
-            for line in report.warnings:
+        for result in reports:
+            for line in result.warnings:
                 typer.echo(f"warning: {printable(line)}", err=True)
+        if report:
+            for plan, result in zip(plans, reports, strict=True):
+                _write_listening_report(plan, result, audio)
         if as_json:
             document = {
                 "model": separator.loaded.name,
@@ -241,17 +252,39 @@ def separate(
             typer.echo(json.dumps(document))
         else:
             console = stderr_console()
-            for report in reports:
+            for result in reports:
                 console.print(
                     printable(
-                        f"{report.input}: {report.audio_seconds:.1f} s of audio in "
-                        f"{report.wall_seconds:.1f} s -> {len(report.stems)} stems in "
-                        f"{report.stems[0].path.parent}"
+                        f"{result.input}: {result.audio_seconds:.1f} s of audio in "
+                        f"{result.wall_seconds:.1f} s -> {len(result.stems)} stems in "
+                        f"{result.stems[0].path.parent}"
                     ),
                     markup=False,
                 )
 
     guarded(debug, run, terminate_cleanly=True)
+
+
+def _write_listening_report(plan: Any, result: Any, audio: Path | None) -> Path:
+    """``report.html`` beside one input's stems: the mixture, the stems, the players' frame."""
+    import cv2
+
+    from vimss_cli.listening_report import Track, read_track, write_report
+    from vimss_cli.media import read_audio
+
+    folder = result.stems[0].path.parent
+    tracks = [read_track(stem.path) for stem in result.stems]
+    rate = tracks[0].rate
+    tracks.insert(0, Track("mixture", read_audio(audio or result.input, rate), rate))
+    picture = None
+    if plan.analysis is not None:
+        from vimss_cli.vision.drawing import draw_players
+
+        frame = cv2.cvtColor(draw_players(plan.analysis), cv2.COLOR_RGB2BGR)
+        picture = cv2.imencode(".png", frame)[1].tobytes()
+    path = write_report(folder / "report.html", folder.name, tracks, picture, force=True)
+    typer.echo(f"note: listening report in {printable(str(path))}", err=True)
+    return path
 
 
 @models_app.command("list")
@@ -356,6 +389,7 @@ def _model_summary(info: dict[str, Any], net: Any) -> str:
 
 # registered here so `vimss --help` lists the commands in the order a user meets them
 app.command("inspect")(inspect_command)
+app.command("report")(report_command)
 app.command("eval")(eval_command)
 app.command("train")(train_command)
 app.add_typer(data_app, name="data")

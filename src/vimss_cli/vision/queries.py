@@ -180,7 +180,8 @@ def plan_players(
     if auto:
         named = urmp_instruments(path) or (urmp_instruments(name_path) if name_path else None)
         if named is not None:
-            plan = plan_players(info, ",".join(named), players or len(named), boxes)
+            hint = players or (len(named) if info.has_video else None)
+            plan = plan_players(info, ",".join(named), hint, boxes)
             plan.notes.append(
                 f"instruments {','.join(named)} read from the URMP-style name of {path.name}"
             )

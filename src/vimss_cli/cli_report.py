@@ -1,0 +1,49 @@
+"""``vimss report STEMS``: a self-contained HTML page to hear and compare separated stems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vimss_cli.cli_common import DebugOption, guarded
+
+
+def report_command(
+    stems: Annotated[
+        Path,
+        typer.Argument(help="A stem folder written by `vimss separate` (NN_<instrument>.wav)."),
+    ],
+    mixture: Annotated[
+        Path | None,
+        typer.Option("--mixture", help="The input that was separated (any file ffmpeg reads)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file [STEMS/report.html].")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing report.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Write one HTML page with a synchronised player (play, seek, mute, solo per stem)."""
+
+    def run() -> None:
+        from vimss_cli.api import is_stem_name
+        from vimss_cli.errors import InputError
+        from vimss_cli.listening_report import Track, read_track, write_report
+        from vimss_cli.media import check_input_path, read_audio
+
+        if not stems.is_dir():
+            raise InputError(f"{stems} is not a folder of stems")
+        files = sorted(p for p in stems.iterdir() if is_stem_name(p.name))
+        if not files:
+            raise InputError(f"no stems (NN_<instrument>.wav) in {stems}")
+        tracks = [read_track(p) for p in files]
+        if mixture is not None:
+            check_input_path(mixture)
+            rate = tracks[0].rate
+            tracks.insert(0, Track("mixture", read_audio(mixture, rate), rate))
+        path = write_report(out or stems / "report.html", stems.name, tracks, force=force)
+        typer.echo(f"report: {path}", err=True)
+
+    guarded(debug, run)

@@ -1,0 +1,101 @@
+"""The listening report: a self-contained page, checked in headless Chromium when present."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from typer.testing import CliRunner
+
+from conftest import RATE, missing_fixture, noise, write_wav
+from vimss_cli.cli import app
+from vimss_cli.listening_report import Track, envelope_svg, render
+
+runner = CliRunner()
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+]  # fmt: skip
+
+
+def test_page_embeds_every_track_decodably_and_fetches_nothing() -> None:
+    tracks = [Track("mixture", noise(1.0), RATE), Track("01_vn", noise(1.0, seed=1) * 0.5, RATE)]
+    page = render("duet", tracks, scores=[{"player": "1", "SDR": "3.2"}])
+    uris = re.findall(r'src="data:audio/ogg;base64,([^"]+)"', page)
+    assert len(uris) == 2
+    decoded, rate = soundfile.read(io.BytesIO(base64.b64decode(uris[1])))
+    assert rate == RATE and abs(len(decoded) - RATE) < 64
+    assert "http://" not in page and "https://" not in page  # nothing is fetched
+    assert "<td>3.2</td>" in page and 'id="solo1"' in page and 'id="mute0"' in page
+
+
+def test_envelope_follows_the_waveform() -> None:
+    audio = np.concatenate([np.zeros(1000), np.ones(1000)]).astype(np.float32)
+    svg = envelope_svg(audio, points=4, height=10)
+    assert "0,5.0" in svg and "3,0.0" in svg  # silent start on the midline, full scale at the end
+
+
+@pytest.fixture()
+def stem_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "out" / "duet"
+    folder.mkdir(parents=True)
+    write_wav(folder / "01_vn.wav", noise(1.0, seed=1) * 0.3)
+    write_wav(folder / "02_vc.wav", noise(1.0, seed=2) * 0.3)
+    return folder
+
+
+def test_report_command_and_its_refusals(stem_folder: Path, tmp_path: Path) -> None:
+    mixture = write_wav(tmp_path / "duet.wav", noise(1.0))
+    result = runner.invoke(app, ["report", str(stem_folder), "--mixture", str(mixture)])
+    assert result.exit_code == 0, result.output
+    page = (stem_folder / "report.html").read_text()
+    assert page.count("<audio") == 3 and ">mixture<" in page
+    again = runner.invoke(app, ["report", str(stem_folder)])
+    assert again.exit_code != 0 and "already exists" in again.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = runner.invoke(app, ["report", str(empty)])
+    assert nothing.exit_code != 0 and "no stems" in nothing.output
+
+
+def test_separate_report_has_the_mixture_and_the_stems(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    mixture = write_wav(tmp_path / "duet.wav", noise(1.0))
+    result = runner.invoke(
+        app, ["separate", str(mixture), "-i", "vn,vc", "-o", str(tmp_path / "out"), "--report"]
+    )
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "out" / "duet" / "report.html").read_text()
+    assert page.count("<audio") == 3
+
+
+def test_every_track_loads_and_plays_in_headless_chromium(
+    stem_folder: Path, tmp_path: Path
+) -> None:
+    if CHROMIUM is None:
+        missing_fixture("chromium is not installed (Debian package chromium)")
+    runner.invoke(app, ["report", str(stem_folder)])
+    page = (stem_folder / "report.html").as_uri()
+    dom = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+         "--autoplay-policy=no-user-gesture-required", "--virtual-time-budget=8000",
+         "--dump-dom", page + "#selftest"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    assert "selftest: 2/2 played" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile2'}",
+         "--window-size=1000,500", f"--screenshot={shot}", page],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert shot.is_file() and shot.stat().st_size > 2000
