@@ -352,3 +352,43 @@ def test_models_info_points_at_the_model_card() -> None:
     result = run("models", "info", "vimss-synth-cpu-v2")
     assert result.exit_code == 0, result.output
     assert "docs/model-card-vimss-synth-cpu-v2.md" in result.output
+
+
+def test_stems_have_the_inputs_rate_and_channels(tiny_models_dir: Path, tmp_path: Path) -> None:
+    # a 48 kHz stereo mix -> 48 kHz stereo FLAC stems of the input's exact length
+    rng = np.random.default_rng(0)
+    stereo = (rng.standard_normal((48000, 2)) * 0.1).astype(np.float32)
+    mix = tmp_path / "mix48.wav"
+    soundfile.write(str(mix), stereo, 48000, subtype="PCM_16")
+    result = run("separate", mix, "-i", "vn,vc", "-o", tmp_path / "out", "--format", "flac24")
+    assert result.exit_code == 0, result.output
+    for name in ("01_vn.flac", "02_vc.flac"):
+        info = soundfile.info(str(tmp_path / "out" / "mix48" / name))
+        assert (info.format, info.samplerate, info.channels, info.frames) == (
+            "FLAC",
+            48000,
+            2,
+            48000,
+        )
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no scratch
+    # --model-rate: mono stems at the model's rate, and a warning that says so
+    mono = run("separate", mix, "-i", "vn,vc", "-o", tmp_path / "mono", "--model-rate")
+    assert mono.exit_code == 0 and "downmixed to mono and resampled" in mono.output
+    assert soundfile.info(str(tmp_path / "mono" / "mix48" / "01_vn.wav")).samplerate == RATE
+
+
+def test_each_channel_is_separated_as_if_alone(tiny_models_dir: Path, tmp_path: Path) -> None:
+    left, right = noise(2.0, seed=1), noise(2.0, seed=2) * 0.5
+    write_wav(tmp_path / "both.wav", np.stack([left, right], axis=1))
+    write_wav(tmp_path / "left.wav", left)
+    write_wav(tmp_path / "right.wav", right)
+    for name in ("both", "left", "right"):
+        args = ("-i", "vn,vc", "-o", tmp_path / "out", "--format", "float32")
+        assert run("separate", tmp_path / f"{name}.wav", *args).exit_code == 0
+    both = soundfile.read(str(tmp_path / "out" / "both" / "02_vc.wav"), dtype="float32")[0]
+    alone = [
+        soundfile.read(str(tmp_path / "out" / side / "02_vc.wav"), dtype="float32")[0]
+        for side in ("left", "right")
+    ]
+    assert both.shape == (2 * RATE, 2)
+    assert np.array_equal(both[:, 0], alone[0]) and np.array_equal(both[:, 1], alone[1])

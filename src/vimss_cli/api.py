@@ -29,13 +29,14 @@ from vimss_cli.conditioning import Query
 from vimss_cli.engine import DEFAULT_TILE, separate_array, separate_blocks
 from vimss_cli.errors import DeviceError, InputError, OutputError
 from vimss_cli.instruments import INSTRUMENT_CODES
-from vimss_cli.media import AudioStream, peak_level
+from vimss_cli.media import AudioStream, peak_level, probe
 from vimss_cli.stem_writer import (
     StemSetWriter,
     check_stem_folder,
     check_wav_format,
     describe_paths,
     existing_outputs,
+    stem_extension,
 )
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -128,8 +129,8 @@ class SeparationReport:
         }
 
 
-#: A stem file name this tool writes: ``NN_<instrument>.wav`` or ``NN_player.wav``.
-_STEM_NAME = re.compile(rf"\d{{2}}_(?:{'|'.join(INSTRUMENT_CODES)}|player)\.wav")
+#: A stem file name this tool writes: ``NN_<instrument>.wav`` or ``NN_player.wav`` (or .flac).
+_STEM_NAME = re.compile(rf"\d{{2}}_(?:{'|'.join(INSTRUMENT_CODES)}|player)\.(?:wav|flac)")
 
 
 def is_stem_name(name: str) -> bool:
@@ -149,11 +150,14 @@ def output_folder_name(input_path: Path) -> str:
     return name
 
 
-def stem_paths(input_path: Path, out_dir: Path, queries: list[Query]) -> list[Path]:
-    """``OUTDIR/<input stem>/<NN>_<instrument>.wav`` for each player, numbered from 01."""
+def stem_paths(
+    input_path: Path, out_dir: Path, queries: list[Query], extension: str = ".wav"
+) -> list[Path]:
+    """``OUTDIR/<input stem>/<NN>_<instrument>.wav`` (or ``extension``) for each player,
+    numbered from 01."""
     folder = Path(out_dir) / output_folder_name(input_path)
     return [
-        folder / f"{number:02d}_{query.instrument or 'player'}.wav"
+        folder / f"{number:02d}_{query.instrument or 'player'}{extension}"
         for number, query in enumerate(queries, start=1)
     ]
 
@@ -182,6 +186,10 @@ def _resample(audio: np.ndarray, source: int, target: int) -> np.ndarray:
     common = gcd(int(source), int(target))
     up, down = int(target) // common, int(source) // common
     return resample_poly(audio, up, down, axis=-1).astype(np.float32)
+
+
+#: Samples per scratch file read when interleaving the stems of several channels.
+MERGE_BLOCK = 1 << 16
 
 
 class Separator:
@@ -274,8 +282,14 @@ class Separator:
         force: bool = False,
         progress: ProgressCallback | None = None,
         audio_path: str | Path | None = None,
+        like_input: bool = False,
     ) -> SeparationReport:
         """Separate one media file into ``OUTDIR/<input stem>/<NN>_<instrument>.wav``.
+
+        ``like_input``: stems at the input's own sample rate and with its channels (each
+        channel separated on its own at the model's rate, the stems resampled back), so they
+        drop into the session the input came from; otherwise mono at the model's rate, from
+        the channels' mean.
 
         ``audio_path``: read the sound from this file instead (a silent video's own audio,
         such as URMP's ``AuMix_*.wav`` beside its ``Vid_*.mp4``); the stems are still named
@@ -296,10 +310,24 @@ class Separator:
             raise InputError("nothing to separate: no players given")
         check_wav_format(wav_format)
         input_path = Path(input_path)
-        paths = stem_paths(input_path, Path(out_dir), queries)
+        paths = stem_paths(input_path, Path(out_dir), queries, stem_extension(wav_format))
         check_outputs_free(paths, force)
         started = time.perf_counter()
         sound = Path(audio_path) if audio_path is not None else input_path
+        info = probe(sound)
+        rate = info.audio_sample_rate or self.sample_rate
+        channels = info.audio_channels or 1
+        if like_input and split and (rate != self.sample_rate or channels > 1):
+            return self._separate_like_input(
+                input_path, sound, queries, paths, wav_format, force, progress, started
+            )
+        warnings = []
+        if rate != self.sample_rate or channels > 1:
+            warnings.append(
+                f"{sound.name} ({rate} Hz, {channels} channel(s)) was "
+                f"{'downmixed to mono and ' if channels > 1 else ''}resampled to the model's "
+                f"{self.sample_rate} Hz: so are its stems"
+            )
         with AudioStream(sound, self.sample_rate) as stream:
             total_hint = stream.duration_hint
             # the network takes mixtures within full scale: a louder (float) input is scaled
@@ -344,7 +372,6 @@ class Separator:
                     write(self.separate_array(audio, queries, split=False))
                     samples = audio.size
                     report(samples)
-        warnings = []
         if peak > 1.0 and stem_gain != 1.0:
             warnings.append(
                 f"{input_path.name} peaks at {peak:.2f}, beyond full scale: its {wav_format} "
@@ -360,6 +387,141 @@ class Separator:
             input=input_path,
             samples=samples,
             sample_rate=self.sample_rate,
+            wall_seconds=time.perf_counter() - started,
+            stems=[
+                StemReport(player=i, instrument=q.instrument, path=p)
+                for i, (q, p) in enumerate(zip(queries, paths, strict=True), start=1)
+            ],
+            input_peak=peak if peak > 1.0 else None,
+            stem_gain=stem_gain,
+            clipped_samples=writer.clipped_samples,
+            warnings=warnings,
+        )
+
+    def _separate_like_input(
+        self,
+        input_path: Path,
+        sound: Path,
+        queries: list[Query],
+        paths: list[Path],
+        wav_format: str,
+        force: bool,
+        progress: ProgressCallback | None,
+        started: float,
+    ) -> SeparationReport:
+        """:meth:`separate_file` with stems at the input's rate and channels.
+
+        Each channel is separated on its own at the model's rate into scratch files beside the
+        output folder (removed afterwards, whatever happens); the stems are then resampled
+        (soxr, streaming) and interleaved into the final set, block by block, so memory stays
+        bounded whatever the length.
+        """
+        import tempfile
+
+        import soundfile
+        import soxr
+
+        info = probe(sound)
+        rate, channels = info.audio_sample_rate or self.sample_rate, info.audio_channels or 1
+        players = len(queries)
+        peak = max(peak_level(sound, self.sample_rate), 1.0) if info.may_exceed_full_scale else 1.0
+        restore = peak if wav_format == "float32" else 1.0
+        out_dir = paths[0].parent.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".vimss-channels-") as scratch:
+            parts: list[Path] = []  # channel-major: channel c, stem k at c * players + k
+            for channel in range(channels):
+                files = [Path(scratch) / f"{channel}_{k}.wav" for k in range(players)]
+                parts.extend(files)
+                handles = [soundfile.SoundFile(f, "w", self.sample_rate, 1, "FLOAT") for f in files]
+                try:
+                    with AudioStream(sound, self.sample_rate, channel=channel) as stream:
+                        total = stream.duration_hint
+
+                        def report(done: int, channel: int = channel, total=total) -> None:
+                            if progress is not None:
+                                seconds = done / self.sample_rate
+                                progress(
+                                    {
+                                        "input": str(input_path),
+                                        "done_seconds": (channel * (total or seconds) + seconds)
+                                        / channels,
+                                        "total_seconds": total,
+                                    }
+                                )
+
+                        def write(stems: np.ndarray, handles=handles) -> None:
+                            for handle, stem in zip(handles, stems, strict=True):
+                                handle.write(stem)
+
+                        blocks = stream if peak == 1.0 else (b / peak for b in stream)
+                        separate_blocks(
+                            self.model,
+                            blocks,
+                            queries,
+                            write,
+                            tile=self.tile,
+                            batch_size=self.batch_size,
+                            precision=self.precision,
+                            progress=report,
+                        )
+                finally:
+                    for handle in handles:
+                        handle.close()
+            expected = info.audio_frames  # the input's own length, when its header tells it
+            readers = [soundfile.SoundFile(part) for part in parts]
+            resampler = (
+                soxr.ResampleStream(self.sample_rate, rate, len(parts), dtype="float32")
+                if rate != self.sample_rate
+                else None
+            )
+            written = 0
+            try:
+                with StemSetWriter(
+                    paths,
+                    rate,
+                    wav_format,
+                    overwrite=force,
+                    is_stem=is_stem_name,
+                    channels=channels,
+                ) as writer:
+                    while True:
+                        columns = [r.read(MERGE_BLOCK, dtype="float32") for r in readers]
+                        last = len(columns[0]) < MERGE_BLOCK
+                        block = np.stack(columns, axis=1)
+                        if resampler is not None:
+                            block = resampler.resample_chunk(block, last=last)
+                        if expected is not None:
+                            block = block[: max(0, expected - written)]
+                        # (n, C * K) channel-major -> (K, n, C)
+                        stems = block.reshape(len(block), channels, players).transpose(2, 0, 1)
+                        writer.write(stems * np.float32(restore) if restore != 1.0 else stems)
+                        written += len(block)
+                        if last:
+                            break
+                    if expected is not None and written < expected:
+                        writer.write(np.zeros((players, expected - written, channels), np.float32))
+                        written = expected
+            finally:
+                for reader in readers:
+                    reader.close()
+        warnings = []
+        stem_gain = restore / peak
+        if peak > 1.0 and stem_gain != 1.0:
+            warnings.append(
+                f"{sound.name} peaks at {peak:.2f}, beyond full scale: its {wav_format} "
+                f"stems are scaled by 1/{peak:.2f} to fit (--format float32 keeps its level)"
+            )
+        if writer.clipped_samples:
+            warnings.append(
+                f"{writer.clipped_samples} samples of the stems in {paths[0].parent} were beyond "
+                f"full scale (peak {writer.peak:.2f}) and were clipped to fit {wav_format} "
+                "(--format float32 keeps them)"
+            )
+        return SeparationReport(
+            input=input_path,
+            samples=written,
+            sample_rate=rate,
             wall_seconds=time.perf_counter() - started,
             stems=[
                 StemReport(player=i, instrument=q.instrument, path=p)

@@ -136,9 +136,9 @@ def separate(
         str,
         typer.Option(
             "--format",
-            help="wav16, wav24 or float32. Nothing is clipped silently: float32 keeps samples "
-            "beyond full scale; wav16/wav24 stems of an input beyond full scale are scaled to "
-            "fit, and any sample still clipped is counted in a warning.",
+            help="wav16, wav24, float32 (WAV) or flac16, flac24. Nothing is clipped silently: "
+            "float32 keeps samples beyond full scale; integer stems of an input beyond full "
+            "scale are scaled to fit, and any sample still clipped is counted in a warning.",
         ),
     ] = "wav16",
     no_split: Annotated[
@@ -150,6 +150,14 @@ def separate(
             "--force",
             help="Replace the stems an earlier run wrote for the input (all of them, also "
             "those of other players).",
+        ),
+    ] = False,
+    model_rate: Annotated[
+        bool,
+        typer.Option(
+            "--model-rate",
+            help="Mono stems at the model's rate (one pass over the channels' mean) instead of "
+            "stems at the input's own rate and channels.",
         ),
     ] = False,
     report: Annotated[
@@ -168,7 +176,11 @@ def separate(
         from vimss_cli.api import Separator, check_outputs_free, output_folder_name, stem_paths
         from vimss_cli.conditioning import Query
         from vimss_cli.media import check_input_path, probe
-        from vimss_cli.stem_writer import check_wav_format, ensure_writable_directory
+        from vimss_cli.stem_writer import (
+            check_wav_format,
+            ensure_writable_directory,
+            stem_extension,
+        )
         from vimss_cli.vision.queries import check_strict, describe_plan, plan_players
 
         check_wav_format(wav_format)
@@ -196,7 +208,10 @@ def separate(
             check_outputs_free(stem_paths(info.path, out_dir, [Query(None)]), force)
         plans = [plan_players(info, instruments, players, boxes, audio) for info in infos]
         for plan in plans:
-            check_outputs_free(stem_paths(plan.path, out_dir, plan.label_queries()), force)
+            extension = stem_extension(wav_format)
+            check_outputs_free(
+                stem_paths(plan.path, out_dir, plan.label_queries(), extension), force
+            )
         if strict:
             check_strict(plans)
         for plan in plans:
@@ -234,6 +249,7 @@ def separate(
                         force=force,
                         progress=progress,
                         audio_path=audio,
+                        like_input=not model_rate,
                     )
                 )
         for result in reports:

@@ -67,6 +67,8 @@ class MediaInfo:
     audio_frames: int | None
     #: ffmpeg's sample format of the first audio stream (``s16``, ``fltp``...), if stated.
     audio_sample_format: str | None = None
+    #: Channels of the first audio stream, if stated.
+    audio_channels: int | None = None
 
     @property
     def may_exceed_full_scale(self) -> bool:
@@ -139,7 +141,9 @@ def probe(path: Path) -> MediaInfo:
     ]
     rate = None
     sample_format = None
+    channels = None
     if audio_lines:
+        channels = _channel_count(audio_lines[0])
         rate_match = re.search(r"(\d+) Hz", audio_lines[0])
         rate = int(rate_match.group(1)) if rate_match else None
         format_match = _SAMPLE_FORMAT.search(audio_lines[0])
@@ -153,7 +157,24 @@ def probe(path: Path) -> MediaInfo:
         audio_sample_rate=rate,
         audio_frames=_exact_frames(path),
         audio_sample_format=sample_format,
+        audio_channels=channels,
     )
+
+
+#: ffmpeg's channel layout names -> channel counts.
+_LAYOUTS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6}
+
+
+def _channel_count(stream_line: str) -> int | None:
+    """Channels from ffmpeg's audio stream line (``..., 48000 Hz, stereo, fltp``)."""
+    match = re.search(r"\d+ Hz, ([^,]+)", stream_line)
+    if match is None:
+        return None
+    layout = match.group(1).strip()
+    counted = re.fullmatch(r"(\d+) channels.*", layout)
+    if counted:
+        return int(counted.group(1))
+    return _LAYOUTS.get(layout.split("(")[0])
 
 
 def stop_process(process: subprocess.Popen[bytes] | None) -> None:
@@ -183,19 +204,24 @@ def expected_output_frames(info: MediaInfo, sample_rate: int) -> int | None:
     return round(info.audio_frames * sample_rate / info.audio_sample_rate)
 
 
-def _decode_command(path: Path, sample_rate: int) -> list[str]:
-    """ffmpeg arguments that write the first audio stream as mono float32 to stdout."""
+def _decode_command(path: Path, sample_rate: int, channel: int | None = None) -> list[str]:
+    """ffmpeg arguments that write the first audio stream as mono float32 to stdout: the
+    channels' mean, or only ``channel`` (0-based)."""
     # the graph names a placeholder: ffmpeg-python hashes its arguments as UTF-8 text, and a
     # file name need not be UTF-8 (subprocess passes such a name on byte for byte)
     placeholder = "\0input"
     source = ffmpeg.input(placeholder, v="error", xerror=None, nostdin=None, hide_banner=None)
-    out = ffmpeg.output(source["a:0"], "pipe:1", format="f32le", ac=1, ar=sample_rate)
+    audio = source["a:0"]
+    if channel is not None:
+        audio = audio.filter("channelmap", map=str(channel), channel_layout="mono")
+    out = ffmpeg.output(audio, "pipe:1", format="f32le", ac=1, ar=sample_rate)
     command = out.compile(cmd=ffmpeg_executable())
     return [str(path) if argument == placeholder else argument for argument in command]
 
 
 class AudioStream:
-    """Decode a file's first audio stream to mono float32 at ``sample_rate``, block by block.
+    """Decode a file's first audio stream to mono float32 at ``sample_rate``, block by block
+    (the mean of its channels, or only ``channel``, 0-based).
 
     Iterating yields 1-D ``np.float32`` arrays of at most ``block_frames`` samples. When the
     file's header states its exact length, the stream is padded or trimmed to exactly that
@@ -211,10 +237,15 @@ class AudioStream:
     """
 
     def __init__(
-        self, path: Path, sample_rate: int, block_frames: int = DEFAULT_BLOCK_FRAMES
+        self,
+        path: Path,
+        sample_rate: int,
+        block_frames: int = DEFAULT_BLOCK_FRAMES,
+        channel: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.sample_rate = sample_rate
+        self.channel = channel
         self.block_frames = block_frames
         self.info = probe(self.path)
         if not self.info.has_audio:
@@ -246,7 +277,7 @@ class AudioStream:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self._process = subprocess.Popen(
-            _decode_command(self.path, self.sample_rate),
+            _decode_command(self.path, self.sample_rate, self.channel),
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             stdin=subprocess.DEVNULL,

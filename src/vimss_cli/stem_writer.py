@@ -29,10 +29,22 @@ except ImportError:  # pragma: no cover - not POSIX: writers do not lock their f
     fcntl = None  # type: ignore[assignment]
 
 #: ``--format`` value -> libsndfile subtype.
-WAV_FORMATS: dict[str, str] = {"wav16": "PCM_16", "wav24": "PCM_24", "float32": "FLOAT"}
+WAV_FORMATS: dict[str, str] = {
+    "wav16": "PCM_16",
+    "wav24": "PCM_24",
+    "float32": "FLOAT",
+    "flac16": "PCM_16",
+    "flac24": "PCM_24",
+}
 
-#: A writer's temporary file: ``.<stem name>.wav.partial-<pid of the writing process>``.
-_PARTIAL = re.compile(r"\..+\.wav\.partial-(\d+)")
+
+def stem_extension(wav_format: str) -> str:
+    """The file extension of a ``--format``: ``.flac`` for the FLAC ones, else ``.wav``."""
+    return ".flac" if wav_format.startswith("flac") else ".wav"
+
+
+#: A writer's temporary file: ``.<stem name>.partial-<pid of the writing process>``.
+_PARTIAL = re.compile(r"\..+\.(?:wav|flac)\.partial-(\d+)")
 
 #: Less free space than this after a libsndfile "System error." means the disk is full.
 _FULL_DISK_BYTES = 1 << 20
@@ -139,10 +151,11 @@ def _disk_full(error: BaseException, folder: Path) -> bool:
 
 
 class StemSetWriter:
-    """Write K mono stems of equal length into one folder, block by block, and publish them
+    """Write K stems of equal length into one folder, block by block, and publish them
     together.
 
-    ``write(block)`` takes an array of shape ``(K, samples)``. On a clean exit from the
+    ``write(block)`` takes an array of shape ``(K, samples)``, or ``(K, samples, channels)``
+    for stems of several channels. On a clean exit from the
     ``with`` block the temporary files are renamed to ``paths``; on any exception (including
     ``KeyboardInterrupt``) they are deleted and ``paths`` are left as they were.
 
@@ -156,6 +169,7 @@ class StemSetWriter:
             so a run that finished meanwhile is never replaced.
         is_stem: names the files of the folder that belong to a stem set of this tool; with
             ``overwrite``, those not in ``paths`` are removed when the new set is published.
+        channels: channels per stem file.
     """
 
     def __init__(
@@ -166,8 +180,10 @@ class StemSetWriter:
         *,
         overwrite: bool = False,
         is_stem: Callable[[str], bool] | None = None,
+        channels: int = 1,
     ) -> None:
         self.paths = [Path(p) for p in paths]
+        self.channels = channels
         folders = {p.parent for p in self.paths}
         if len(folders) != 1:
             raise ValueError(f"stems of one set go into one folder, got {len(folders)}")
@@ -222,9 +238,9 @@ class StemSetWriter:
                         os.fsencode(temporary),
                         "w",
                         self.sample_rate,
-                        1,
+                        self.channels,
                         self.subtype,
-                        format="WAV",
+                        format=stem_extension(self.wav_format)[1:].upper(),
                     )
                 )
         return self
