@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -33,6 +34,8 @@ from vimss_cli.cli_inspect import inspect_command
 from vimss_cli.cli_report import report_command
 from vimss_cli.cli_train import train_command
 from vimss_cli.errors import InputError, NoAudioStreamError
+from vimss_cli.instruments import INSTRUMENTS
+from vimss_cli.stem_writer import WAV_FORMATS
 
 app = typer.Typer(
     name="vimss",
@@ -59,6 +62,17 @@ def _root(
     ] = False,
 ) -> None:
     """Visually-informed music source separation."""
+
+
+@contextmanager
+def _status(message: str, enabled: bool) -> Iterator[None]:
+    """A spinner with ``message`` on a terminal while a phase runs (nothing otherwise)."""
+    console = stderr_console()
+    if not enabled or not console.is_terminal:
+        yield
+        return
+    with console.status(f"{message}..."):
+        yield
 
 
 @contextmanager
@@ -99,7 +113,9 @@ def separate(
             "--instruments",
             "-i",
             help="Players' instruments left to right (1 to 8), e.g. vn,vc; 'auto' (the default "
-            "for a video) finds the players and guesses them.",
+            "for a video) finds the players and guesses them. Codes: "
+            + ", ".join(f"{code} {name}" for code, name in INSTRUMENTS.items())
+            + ".",
         ),
     ] = None,
     players: Annotated[
@@ -128,7 +144,10 @@ def separate(
     ] = False,
     model: ModelOption = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 (CUDA) or bf16.")] = "fp32",
+    precision: Annotated[
+        str,
+        typer.Option(click_type=click.Choice(["fp32", "fp16", "bf16"]), help="fp16 needs CUDA."),
+    ] = "fp32",
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Windows per forward pass.")
     ] = None,
@@ -136,7 +155,8 @@ def separate(
         str,
         typer.Option(
             "--format",
-            help="wav16, wav24, float32 (WAV) or flac16, flac24. Nothing is clipped silently: "
+            click_type=click.Choice(list(WAV_FORMATS)),
+            help="WAV (wav16, wav24, float32) or FLAC. Nothing is clipped silently: "
             "float32 keeps samples beyond full scale; integer stems of an input beyond full "
             "scale are scaled to fit, and any sample still clipped is counted in a warning.",
         ),
@@ -166,6 +186,10 @@ def separate(
             "--report",
             help="Also write OUTDIR/<input>/report.html to hear and compare the stems.",
         ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Only warnings and errors: no notes, no progress."),
     ] = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -206,7 +230,8 @@ def separate(
                 raise NoAudioStreamError(f"{info.path} is a file with no audio stream")
         for info in infos:  # earlier stems are refused before a long video analysis
             check_outputs_free(stem_paths(info.path, out_dir, [Query(None)]), force)
-        plans = [plan_players(info, instruments, players, boxes, audio) for info in infos]
+        with _status("finding the players", not (quiet or as_json)):
+            plans = [plan_players(info, instruments, players, boxes, audio) for info in infos]
         for plan in plans:
             extension = stem_extension(wav_format)
             check_outputs_free(
@@ -218,7 +243,8 @@ def separate(
             for line in plan.warnings:
                 typer.echo(f"warning: {printable(line)}", err=True)
         ensure_writable_directory(out_dir)
-        separator = Separator(model, device=device, precision=precision, batch_size=batch_size)
+        with _status(f"loading model {model}", not (quiet or as_json)):
+            separator = Separator(model, device=device, precision=precision, batch_size=batch_size)
         if not separator.loaded.trained:
             typer.echo(
                 f"warning: model {separator.loaded.name!r} is untrained (randomly initialised); "
@@ -226,18 +252,19 @@ def separate(
                 err=True,
             )
         shown = [len(plan.warnings) for plan in plans]
-        queries_by_input = [plan.queries(separator.model.config) for plan in plans]
+        with _status("looking at the players", not (quiet or as_json)):
+            queries_by_input = [plan.queries(separator.model.config) for plan in plans]
         if strict:
             check_strict(plans)
         for plan, already in zip(plans, shown, strict=True):
             for line in plan.warnings[already:]:
                 typer.echo(f"warning: {printable(line)}", err=True)
-        for plan in plans:
+        for plan in [] if quiet else plans:
             for line in [describe_plan(plan), *plan.notes]:
                 if line:
                     typer.echo(f"note: {printable(line)}", err=True)
         reports = []
-        with _progress_display(not as_json) as progress:
+        with _progress_display(not (as_json or quiet)) as progress:
             for path, queries in zip(inputs, queries_by_input, strict=True):
                 reports.append(
                     separator.separate_file(
@@ -257,7 +284,9 @@ def separate(
                 typer.echo(f"warning: {printable(line)}", err=True)
         if report:
             for plan, result in zip(plans, reports, strict=True):
-                _write_listening_report(plan, result, audio)
+                path = _write_listening_report(plan, result, audio)
+                if not quiet:
+                    typer.echo(f"note: listening report in {printable(str(path))}", err=True)
         if as_json:
             document = {
                 "model": separator.loaded.name,
@@ -266,7 +295,7 @@ def separate(
                 "inputs": [r.to_json() for r in reports],
             }
             typer.echo(json.dumps(document))
-        else:
+        elif not quiet:
             console = stderr_console()
             for result in reports:
                 console.print(
@@ -298,9 +327,7 @@ def _write_listening_report(plan: Any, result: Any, audio: Path | None) -> Path:
 
         frame = cv2.cvtColor(draw_players(plan.analysis), cv2.COLOR_RGB2BGR)
         picture = cv2.imencode(".png", frame)[1].tobytes()
-    path = write_report(folder / "report.html", folder.name, tracks, picture, force=True)
-    typer.echo(f"note: listening report in {printable(str(path))}", err=True)
-    return path
+    return write_report(folder / "report.html", folder.name, tracks, picture, force=True)
 
 
 @models_app.command("list")

@@ -85,7 +85,8 @@ class InstrumentGuess:
     def describe(self) -> str:
         """``"vn (0.93)"``, ``"unknown (looks like a banjo, not a URMP instrument)"``, ..."""
         if self.other:
-            return f"unknown (looks like a {self.imagenet_class}, not a URMP instrument)"
+            article = "an" if self.imagenet_class[0] in "aeiou" else "a"
+            return f"unknown (looks like {article} {self.imagenet_class}, not a URMP instrument)"
         if self.instrument is None:
             return f"unknown (best guess {self.imagenet_class}, {self.confidence:.2f})"
         return f"{self.instrument} ({self.confidence:.2f})"
