@@ -38,8 +38,8 @@ from vimss_cli.vision.motion import (
     multiscale,
     scene_cuts,
 )
-from vimss_cli.vision.people import MIN_FACE_PIXELS, TrackedPerson, track_people
 from vimss_cli.vision.players import MIN_MOTION, Box, find_players, parse_boxes
+from vimss_cli.vision.tracking import MIN_FACE_PIXELS, TrackedPerson, track_people
 
 #: Frames kept for finding the players; every other one is also used for their appearance.
 DEFAULT_SAMPLES = 6
