@@ -209,6 +209,7 @@ def test_model_is_scored_beside_the_baselines(tiny_models_dir: Path, tree: Path)
     document = json.loads(result.stdout)
     assert document["systems"] == ["model", "mixture", "irm", "ibm"]
     assert document["model"] == "tiny"
+    assert document["queries"] == "labels"  # --queries auto: what the (label-only) model takes
     model_rows = by_system(document)["model"]
     assert [r["instrument"] for r in model_rows] == ["vn", "vc"]
     assert "untrained" in result.stderr
@@ -331,10 +332,11 @@ def test_compare_two_runs(tree: Path, tmp_path: Path) -> None:
     result = run("--compare", tmp_path / "a", tmp_path / "b", "--json")
     assert result.exit_code == 0, result.stderr
     mixture = json.loads(result.stdout)["systems"]["mixture"]["SDR"]
-    assert mixture["pairs"] == 2 and mixture["mean_difference"] < 0
+    assert mixture["pairs"] == 2 and mixture["median_difference"] < 0
+    assert mixture["second_median"] < mixture["first_median"]
     assert mixture["second_better"] == 0
     shown = run("--compare", tmp_path / "a", tmp_path / "b")
-    assert shown.exit_code == 0 and "mean diff" in shown.stdout
+    assert shown.exit_code == 0 and "median diff" in shown.stdout
 
 
 @pytest.mark.parametrize(

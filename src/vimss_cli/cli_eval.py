@@ -13,7 +13,7 @@ from rich.table import Table
 from vimss_cli.cli_common import DebugOption, JsonOption, guarded, stderr_console
 from vimss_cli.errors import InputError
 
-QUERIES = ("labels", "video")
+QUERIES = ("auto", "labels", "video")
 
 
 def eval_command(
@@ -37,8 +37,12 @@ def eval_command(
     ] = None,
     queries: Annotated[
         str,
-        typer.Option("--queries", help="labels, or video: appearance and motion from Vid_*.mp4."),
-    ] = "labels",
+        typer.Option(
+            "--queries",
+            help="auto (what the model takes), labels, or video: appearance and motion from "
+            "Vid_*.mp4.",
+        ),
+    ] = "auto",
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Score mixture, IRM and IBM too.")
     ] = True,
@@ -74,7 +78,7 @@ def eval_command(
 
         tracks, user_estimates = _tracks(dataset, root, pieces, references, estimates)
         if queries not in QUERIES:
-            raise InputError(f"unknown --queries {queries!r}; choose labels or video")
+            raise InputError(f"unknown --queries {queries!r}; choose auto, labels or video")
         if model is not None and user_estimates:
             raise InputError(
                 "--model separates dataset mixtures; use it with --dataset, "
@@ -100,6 +104,11 @@ def eval_command(
                     "(randomly initialised); its scores mean nothing",
                     err=True,
                 )
+        mode = queries
+        if mode == "auto":
+            config = separator.model.config if separator is not None else None
+            visual = config is not None and (config.appearance_dim or config.motion_channels)
+            mode = "video" if visual else "labels"
         console = stderr_console()
         show = not as_json and console.is_terminal
 
@@ -115,12 +124,13 @@ def eval_command(
             protocol,
             eval_rate,
             separator=separator,
-            queries=queries,
+            queries=mode,
             cache_dir=None if out_dir is None else out_dir / CACHE_NAME,
             progress=progress,
         )
         if separator is not None:
             evaluation.model = separator.loaded.name
+            evaluation.queries = mode
         written = write_results(evaluation, out_dir) if out_dir is not None else []
         document = evaluation.to_json()
         if as_json:
@@ -188,9 +198,14 @@ def _print_tables(document: dict[str, Any]) -> None:
         for row in table_rows(document["summary"], grouping, systems, protocol):
             table.add_row(*row)
         console.print(table)
+    who = ""
+    if document.get("model"):
+        mode = {"labels": "label"}.get(document.get("queries") or "labels", document["queries"])
+        who = f"model {document['model']} with {mode} queries; "
     console.print(
-        f"protocol {protocol} at {document['rate']} Hz: SDR is the {what} "
-        f"({document['framewise']}); counts in parentheses"
+        f"{who}protocol {protocol} at {document['rate']} Hz: SDR is the {what} "
+        f"({document['framewise']}); counts in parentheses",
+        markup=False,
     )
 
 
@@ -203,7 +218,9 @@ def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
         typer.echo(json.dumps(comparison))
         return
     table = Table(title=f"{runs[1]} minus {runs[0]} (paired by piece, stem, system)")
-    for column in ("system", "metric", "pairs", "A mean", "B mean", "mean diff", "B better"):
+    # medians, as everywhere else in eval (the means stay in --json)
+    columns = ("system", "metric", "pairs", "A median", "B median", "median diff", "B better")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("system", "metric") else "right")
     for system, metrics in comparison["systems"].items():
         for metric, cell in metrics.items():
@@ -211,9 +228,9 @@ def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
                 system,
                 metric,
                 str(cell["pairs"]),
-                f"{cell['first_mean']:.2f}",
-                f"{cell['second_mean']:.2f}",
-                f"{cell['mean_difference']:+.2f}",
+                f"{cell['first_median']:.2f}",
+                f"{cell['second_median']:.2f}",
+                f"{cell['median_difference']:+.2f}",
                 f"{cell['second_better']}/{cell['pairs']}",
             )
     Console(soft_wrap=True).print(table)

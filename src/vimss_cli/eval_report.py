@@ -118,12 +118,20 @@ def write_boxplot(evaluation: Evaluation, path: Path) -> None:
         color = plt.get_cmap("tab10")(index % 10)
         for box in boxes["boxes"]:
             box.set_facecolor(color)
+        for median in boxes["medians"]:  # black, so it shows on a box of any colour
+            median.set_color("black")
+            median.set_linewidth(1.5)
         axes.plot([], [], color=color, linewidth=8, label=system)
     axes.set_xticks(range(len(instruments)), instruments)
     axes.set_ylabel("SDR (dB)")
-    axes.set_title(f"SDR per instrument ({evaluation.protocol} protocol, {evaluation.rate} Hz)")
+    who = evaluation.describe_model()
+    axes.set_title(
+        f"SDR per instrument{f' ({who})' if who else ''}\n"
+        f"{evaluation.protocol} protocol, {evaluation.rate} Hz; line: median"
+    )
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(loc="best", fontsize="small")
+    # beside the axes, not over the data
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     figure.tight_layout()
     try:
         with atomic_path(path) as temporary:
@@ -176,10 +184,12 @@ def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any
             b = np.array([p[1] for p in pairs])
             systems.setdefault(system, {})[metric] = {
                 "pairs": len(pairs),
+                "first_median": round(float(np.median(a)), 4),
+                "second_median": round(float(np.median(b)), 4),
+                "median_difference": round(float(np.median(b - a)), 4),
                 "first_mean": round(float(a.mean()), 4),
                 "second_mean": round(float(b.mean()), 4),
                 "mean_difference": round(float((b - a).mean()), 4),
-                "median_difference": round(float(np.median(b - a)), 4),
                 "second_better": int((b > a).sum()),
             }
     return {

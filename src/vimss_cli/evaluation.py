@@ -518,6 +518,14 @@ class Evaluation:
     stems: list[dict[str, Any]]
     notes: list[str]
     model: str | None = None
+    queries: str | None = None
+
+    def describe_model(self) -> str:
+        """``"model vimss-synth-cpu-v2, label queries"``, or ``""`` without a model."""
+        if self.model is None:
+            return ""
+        mode = {"labels": "label", "video": "video"}.get(self.queries or "labels", self.queries)
+        return f"model {self.model}, {mode} queries"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -525,6 +533,7 @@ class Evaluation:
             "rate": self.rate,
             "systems": self.systems,
             "model": self.model,
+            "queries": self.queries,
             "whole_signal": "BSS Eval v3 bss_eval_sources (mir_eval), 512-tap filters",
             "framewise": _PROTOCOL_TEXT[self.protocol],
             "stems": self.stems,
