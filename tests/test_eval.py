@@ -400,3 +400,28 @@ def test_missing_estimate_fails(tmp_path: Path) -> None:
 def test_compare_needs_result_folders(tmp_path: Path) -> None:
     result = run("--compare", tmp_path, tmp_path)
     assert_clean_failure(result, "not a vimss eval output folder")
+
+
+def test_eval_scores_separates_own_output_against_a_urmp_piece(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(3)
+    root = tmp_path / "urmp"
+    piece = root / "01_Duet_vn_vc"
+    piece.mkdir(parents=True)
+    violin, cello = (rng.standard_normal(2 * RATE).astype(np.float32) * 0.1 for _ in range(2))
+    # FLAC references beside the mixture, as a user's own URMP-layout folder may hold
+    soundfile.write(str(piece / "AuSep_1_vn_01_Duet.flac"), violin, RATE)
+    soundfile.write(str(piece / "AuSep_2_vc_01_Duet.flac"), cello, RATE)
+    mix = write_wav(piece / "AuMix_01_Duet_vn_vc.wav", violin + cello)
+    out = tmp_path / "separated"
+    made = runner.invoke(app, ["separate", str(mix), "-o", str(out), "--format", "flac24"])
+    assert made.exit_code == 0, made.output
+    for references, estimates in ((piece, out / mix.stem), (root, out)):
+        result = run("--references", references, "--estimates", estimates, "--json")
+        assert result.exit_code == 0, result.output
+        rows = by_system(json.loads(result.stdout))["estimates"]
+        assert [(r["name"], r["instrument"]) for r in rows] == [
+            ("AuSep_1_vn_01_Duet.flac", "vn"),
+            ("AuSep_2_vc_01_Duet.flac", "vc"),
+        ]

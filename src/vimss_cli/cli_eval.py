@@ -25,11 +25,18 @@ def eval_command(
         str | None, typer.Option("--pieces", help="Piece numbers to score, e.g. 01,13.")
     ] = None,
     references: Annotated[
-        Path | None, typer.Option("--references", help="Folder of reference WAVs.")
+        Path | None,
+        typer.Option(
+            "--references",
+            help="Folder of reference stems (any audio; a URMP piece folder works as it is).",
+        ),
     ] = None,
     estimates: Annotated[
         Path | None,
-        typer.Option("--estimates", help="Folder of estimate WAVs named as the references."),
+        typer.Option(
+            "--estimates",
+            help="Folder of estimates named as the references, or `vimss separate`'s output.",
+        ),
     ] = None,
     model: Annotated[
         str | None,

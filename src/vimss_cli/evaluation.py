@@ -34,7 +34,7 @@ import numpy as np
 import soundfile
 
 from vimss_cli.atomic import write_text_atomically
-from vimss_cli.errors import InputError, MediaError
+from vimss_cli.errors import InputError, MediaError, VimssError
 from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.metrics import ReferenceGram, bss_eval, bss_eval_sources, si_sdr
 from vimss_cli.urmp import Piece, list_pieces
@@ -110,7 +110,7 @@ def parse_pieces(text: str | None) -> list[int] | None:
     return [int(part) for part in parts]
 
 
-_AUSEP = re.compile(r"^AuSep_(\d+)_([a-z]+)_(.+)\.wav$")
+_AUSEP = re.compile(r"^AuSep_(\d+)_([a-z]+)_(.+)\.[a-z0-9]+$")
 
 
 def check_piece_files(piece: Piece) -> None:
@@ -157,30 +157,63 @@ def _instrument_from_name(name: str) -> str | None:
     return codes[0] if len(codes) == 1 else None
 
 
-def _wav_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".wav")
+#: Audio files ``--references``/``--estimates`` folders may hold (libsndfile or ffmpeg reads them).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".m4a", ".opus")
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    """The audio files of a folder, without URMP's mixture (``AuMix_*``), which is no stem."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("AuMix_")
+    )
+
+
+def _estimate_for(reference: Path, folder: Path) -> Path:
+    """The estimate of one reference in ``folder``: the same file name, or for a URMP
+    ``AuSep_<n>_<code>_*`` reference, ``vimss separate``'s ``<nn>_<code>`` (or
+    ``<nn>_player``) in any audio format. The first candidate when none exists."""
+    candidates = [folder / reference.name]
+    match = _AUSEP.match(reference.name)
+    if match:
+        number, code = int(match.group(1)), match.group(2)
+        for stem in (f"{number:02d}_{code}", f"{number:02d}_player"):
+            candidates += [folder / f"{stem}{suffix}" for suffix in AUDIO_SUFFIXES]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def _estimate_folder(estimates: Path, piece: str) -> Path:
+    """Where a piece's estimates are: ``ESTIMATES/<piece>``, or the folder ``vimss separate``
+    made for the piece's mixture or video (``AuMix_<piece>``, ``Vid_<piece>``)."""
+    for name in (piece, f"AuMix_{piece}", f"Vid_{piece}"):
+        if (estimates / name).is_dir():
+            return estimates / name
+    return estimates / piece
 
 
 def folder_tracks(references: Path, estimates: Path) -> list[Track]:
-    """Estimate WAVs matched to reference WAVs by file name.
+    """Estimates matched to references by file name (see :func:`_estimate_for`).
 
-    Either both folders hold WAVs directly (one track), or one subfolder per track.
+    Either both folders hold audio files directly (one track), or one subfolder per track.
+    References may be a URMP piece folder (its ``AuMix`` is ignored) and estimates the folder
+    ``vimss separate`` wrote, with no renaming.
     """
     references, estimates = Path(references), Path(estimates)
     for folder, option in ((references, "--references"), (estimates, "--estimates")):
         if not folder.is_dir():
             raise InputError(f"{option} is not a directory: {folder}")
-    if _wav_files(references):
+    if _audio_files(references):
         pairs = [(references, estimates)]
     else:
-        subfolders = sorted(p for p in references.iterdir() if p.is_dir() and _wav_files(p))
-        pairs = [(sub, estimates / sub.name) for sub in subfolders]
+        subfolders = sorted(p for p in references.iterdir() if p.is_dir() and _audio_files(p))
+        pairs = [(sub, _estimate_folder(estimates, sub.name)) for sub in subfolders]
     if not pairs:
-        raise InputError(f"no reference WAV files in {references} or its subfolders")
+        raise InputError(f"no reference audio files in {references} or its subfolders")
     tracks = []
     for reference_folder, estimate_folder in pairs:
-        reference_paths = _wav_files(reference_folder)
-        estimate_paths = [estimate_folder / path.name for path in reference_paths]
+        reference_paths = _audio_files(reference_folder)
+        estimate_paths = [_estimate_for(path, estimate_folder) for path in reference_paths]
         missing = [str(path) for path in estimate_paths if not path.is_file()]
         if missing:
             raise InputError(f"missing estimates for references: {', '.join(missing)}")
@@ -200,12 +233,28 @@ def folder_tracks(references: Path, estimates: Path) -> list[Track]:
 # ---------------------------------------------------------------------------- audio
 
 
+def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """``(N, 1)`` float64 and the rate of a file libsndfile cannot read (mp3, m4a...)."""
+    from vimss_cli.media import probe, read_audio
+
+    try:
+        rate = probe(path).audio_sample_rate
+        if not rate:
+            raise MediaError(f"cannot read {path} as audio: no audio stream")
+        return read_audio(path, rate).astype(np.float64)[:, None], rate
+    except MediaError:
+        raise
+    except VimssError as error:
+        raise MediaError(f"cannot read {path} as audio: {error}") from None
+
+
 def read_mono(path: Path) -> tuple[np.ndarray, int]:
-    """A WAV/FLAC file as float64 mono ``(N,)`` (channels averaged) and its rate."""
+    """An audio file as float64 mono ``(N,)`` (channels averaged) and its rate: libsndfile's
+    formats directly, anything else ffmpeg decodes at the file's own rate."""
     try:
         audio, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
-    except Exception as error:  # libsndfile's errors carry no useful type
-        raise MediaError(f"cannot read {path} as audio: {error}") from None
+    except Exception:  # libsndfile's errors carry no useful type: let ffmpeg try
+        audio, rate = _decode_with_ffmpeg(Path(path))
     if audio.shape[0] == 0:
         raise MediaError(f"{path} holds no audio samples")
     if not np.isfinite(audio).all():
