@@ -406,3 +406,21 @@ def test_quiet_keeps_warnings_and_drops_notes(tiny_models_dir: Path, tmp_path: P
     assert "note: instruments vn,vn read from" in loud.output and "note:" not in quiet.output
     assert "s of audio in" in loud.output and "s of audio in" not in quiet.output
     assert "identical" in quiet.output  # two label-only violins: a warning stays
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-split"]])
+def test_the_rest_makes_the_stems_sum_to_the_input(
+    tiny_models_dir: Path, tmp_path: Path, extra: list[str]
+) -> None:
+    left, right = noise(2.0, seed=4), noise(2.0, seed=5) * 0.5
+    for name, audio in (("mono", left), ("stereo", np.stack([left, right], axis=1))):
+        mix = write_wav(tmp_path / f"{name}.wav", audio)
+        args = ("-i", "vn,vc", "-o", tmp_path / "out", "--format", "float32", "--rest", *extra)
+        result = run("separate", mix, *args)
+        assert result.exit_code == 0, result.output
+        folder = tmp_path / "out" / name
+        assert sorted(p.name for p in folder.iterdir()) == ["01_vn.wav", "02_vc.wav", "03_rest.wav"]
+        stems = [soundfile.read(str(p), dtype="float32")[0] for p in sorted(folder.iterdir())]
+        # --no-split separates ffmpeg's mono downmix once, (L + R) / sqrt(2): mono stems
+        expected = audio if stems[0].ndim == audio.ndim else audio.sum(axis=1) / np.sqrt(2)
+        assert np.allclose(sum(stems), expected, atol=1e-5)

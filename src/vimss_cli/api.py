@@ -14,9 +14,10 @@ Nothing here prints: progress goes to an optional callback.
 
 from __future__ import annotations
 
+import collections
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,9 @@ class SeparationReport:
 
 
 #: A stem file name this tool writes: ``NN_<instrument>.wav`` or ``NN_player.wav`` (or .flac).
-_STEM_NAME = re.compile(rf"\d{{2}}_(?:{'|'.join(INSTRUMENT_CODES)}|player)\.(?:wav|flac)")
+_STEM_NAME = re.compile(rf"\d{{2}}_(?:{'|'.join(INSTRUMENT_CODES)}|player|rest)\.(?:wav|flac)")
+#: The name of the optional stem of what no query claimed (the mixture minus the stems).
+REST = "rest"
 
 
 def is_stem_name(name: str) -> bool:
@@ -186,6 +189,47 @@ def _resample(audio: np.ndarray, source: int, target: int) -> np.ndarray:
     common = gcd(int(source), int(target))
     up, down = int(target) // common, int(source) // common
     return resample_poly(audio, up, down, axis=-1).astype(np.float32)
+
+
+def _stem_reports(queries: list[Query], paths: list[Path]) -> list[StemReport]:
+    """One report per written stem; the rest (if any) has the instrument ``"rest"``."""
+    names = [q.instrument for q in queries] + [REST] * (len(paths) - len(queries))
+    return [
+        StemReport(player=i, instrument=name, path=path)
+        for i, (name, path) in enumerate(zip(names, paths, strict=True), start=1)
+    ]
+
+
+class _Rest:
+    """Adds "the rest" (the mixture minus the stems) below each block of stems.
+
+    :meth:`feed` passes the mixture's blocks on to the network and keeps them until the
+    stems of those samples come back (at most the network's look-ahead is held).
+    """
+
+    def __init__(self) -> None:
+        self._pending: collections.deque[np.ndarray] = collections.deque()
+
+    def feed(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for block in blocks:
+            self._pending.append(block)
+            yield block
+
+    def add(self, stems: np.ndarray) -> np.ndarray:
+        """``(K, n)`` stems -> ``(K + 1, n)``: the same, then the mixture minus their sum."""
+        wanted, parts = stems.shape[1], []
+        while wanted > 0 and self._pending:
+            block = self._pending[0]
+            if len(block) <= wanted:
+                parts.append(self._pending.popleft())
+                wanted -= len(block)
+            else:
+                parts.append(block[:wanted])
+                self._pending[0] = block[wanted:]
+                wanted = 0
+        mixture = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        rest = mixture[: stems.shape[1]] - stems.sum(axis=0)
+        return np.concatenate([stems, rest[None].astype(np.float32)])
 
 
 #: Samples per scratch file read when interleaving the stems of several channels.
@@ -283,13 +327,15 @@ class Separator:
         progress: ProgressCallback | None = None,
         audio_path: str | Path | None = None,
         like_input: bool = False,
+        rest: bool = False,
     ) -> SeparationReport:
         """Separate one media file into ``OUTDIR/<input stem>/<NN>_<instrument>.wav``.
 
         ``like_input``: stems at the input's own sample rate and with its channels (each
         channel separated on its own at the model's rate, the stems resampled back), so they
         drop into the session the input came from; otherwise mono at the model's rate, from
-        the channels' mean.
+        ffmpeg's mono downmix. ``rest``: one more stem, ``NN_rest``, the mixture minus the
+        players' stems (what no query claimed), so the stems sum to the input.
 
         ``audio_path``: read the sound from this file instead (a silent video's own audio,
         such as URMP's ``AuMix_*.wav`` beside its ``Vid_*.mp4``); the stems are still named
@@ -310,7 +356,10 @@ class Separator:
             raise InputError("nothing to separate: no players given")
         check_wav_format(wav_format)
         input_path = Path(input_path)
-        paths = stem_paths(input_path, Path(out_dir), queries, stem_extension(wav_format))
+        extension = stem_extension(wav_format)
+        paths = stem_paths(input_path, Path(out_dir), queries, extension)
+        if rest:
+            paths.append(paths[0].with_name(f"{len(queries) + 1:02d}_{REST}{extension}"))
         check_outputs_free(paths, force)
         started = time.perf_counter()
         sound = Path(audio_path) if audio_path is not None else input_path
@@ -319,7 +368,7 @@ class Separator:
         channels = info.audio_channels or 1
         if like_input and split and (rate != self.sample_rate or channels > 1):
             return self._separate_like_input(
-                input_path, sound, queries, paths, wav_format, force, progress, started
+                input_path, sound, queries, paths, wav_format, force, progress, started, rest
             )
         warnings = []
         if rate != self.sample_rate or channels > 1:
@@ -338,6 +387,9 @@ class Separator:
             restore = peak if wav_format == "float32" else 1.0  # gain on the network's output
             stem_gain = restore / peak  # the stems' level relative to the input's
             blocks = stream if peak == 1.0 else (block / peak for block in stream)
+            remainder = _Rest() if rest else None
+            if remainder is not None:
+                blocks = remainder.feed(blocks)
 
             def report(done_samples: int) -> None:
                 if progress is not None:
@@ -354,6 +406,8 @@ class Separator:
             ) as writer:
 
                 def write(stems: np.ndarray) -> None:
+                    if remainder is not None:
+                        stems = remainder.add(stems)
                     writer.write(stems if restore == 1.0 else stems * np.float32(restore))
 
                 if split:
@@ -388,10 +442,7 @@ class Separator:
             samples=samples,
             sample_rate=self.sample_rate,
             wall_seconds=time.perf_counter() - started,
-            stems=[
-                StemReport(player=i, instrument=q.instrument, path=p)
-                for i, (q, p) in enumerate(zip(queries, paths, strict=True), start=1)
-            ],
+            stems=_stem_reports(queries, paths),
             input_peak=peak if peak > 1.0 else None,
             stem_gain=stem_gain,
             clipped_samples=writer.clipped_samples,
@@ -408,6 +459,7 @@ class Separator:
         force: bool,
         progress: ProgressCallback | None,
         started: float,
+        rest: bool = False,
     ) -> SeparationReport:
         """:meth:`separate_file` with stems at the input's rate and channels.
 
@@ -423,7 +475,7 @@ class Separator:
 
         info = probe(sound)
         rate, channels = info.audio_sample_rate or self.sample_rate, info.audio_channels or 1
-        players = len(queries)
+        players = len(paths)  # the queries' stems, and the rest when asked
         peak = max(peak_level(sound, self.sample_rate), 1.0) if info.may_exceed_full_scale else 1.0
         restore = peak if wav_format == "float32" else 1.0
         out_dir = paths[0].parent.parent
@@ -450,11 +502,17 @@ class Separator:
                                     }
                                 )
 
-                        def write(stems: np.ndarray, handles=handles) -> None:
+                        remainder = _Rest() if rest else None
+
+                        def write(stems: np.ndarray, handles=handles, remainder=remainder) -> None:
+                            if remainder is not None:
+                                stems = remainder.add(stems)
                             for handle, stem in zip(handles, stems, strict=True):
                                 handle.write(stem)
 
                         blocks = stream if peak == 1.0 else (b / peak for b in stream)
+                        if remainder is not None:
+                            blocks = remainder.feed(blocks)
                         separate_blocks(
                             self.model,
                             blocks,
@@ -523,10 +581,7 @@ class Separator:
             samples=written,
             sample_rate=rate,
             wall_seconds=time.perf_counter() - started,
-            stems=[
-                StemReport(player=i, instrument=q.instrument, path=p)
-                for i, (q, p) in enumerate(zip(queries, paths, strict=True), start=1)
-            ],
+            stems=_stem_reports(queries, paths),
             input_peak=peak if peak > 1.0 else None,
             stem_gain=stem_gain,
             clipped_samples=writer.clipped_samples,

@@ -176,8 +176,16 @@ def separate(
         bool,
         typer.Option(
             "--model-rate",
-            help="Mono stems at the model's rate (one pass over the channels' mean) instead of "
+            help="Mono stems at the model's rate (one pass over a mono downmix) instead of "
             "stems at the input's own rate and channels.",
+        ),
+    ] = False,
+    rest: Annotated[
+        bool,
+        typer.Option(
+            "--rest",
+            help="Also write NN_rest.wav: the mixture minus the players' stems (what no query "
+            "claimed), so the stems sum to the input.",
         ),
     ] = False,
     report: Annotated[
@@ -277,6 +285,7 @@ def separate(
                         progress=progress,
                         audio_path=audio,
                         like_input=not model_rate,
+                        rest=rest,
                     )
                 )
         for result in reports:

@@ -206,7 +206,7 @@ def expected_output_frames(info: MediaInfo, sample_rate: int) -> int | None:
 
 def _decode_command(path: Path, sample_rate: int, channel: int | None = None) -> list[str]:
     """ffmpeg arguments that write the first audio stream as mono float32 to stdout: the
-    channels' mean, or only ``channel`` (0-based)."""
+    mono downmix ((L + R) / sqrt 2 for stereo), or only ``channel`` (0-based)."""
     # the graph names a placeholder: ffmpeg-python hashes its arguments as UTF-8 text, and a
     # file name need not be UTF-8 (subprocess passes such a name on byte for byte)
     placeholder = "\0input"
@@ -221,7 +221,7 @@ def _decode_command(path: Path, sample_rate: int, channel: int | None = None) ->
 
 class AudioStream:
     """Decode a file's first audio stream to mono float32 at ``sample_rate``, block by block
-    (the mean of its channels, or only ``channel``, 0-based).
+    (ffmpeg's mono downmix, or only ``channel``, 0-based).
 
     Iterating yields 1-D ``np.float32`` arrays of at most ``block_frames`` samples. When the
     file's header states its exact length, the stream is padded or trimmed to exactly that
