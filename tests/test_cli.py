@@ -424,3 +424,30 @@ def test_the_rest_makes_the_stems_sum_to_the_input(
         # --no-split separates ffmpeg's mono downmix once, (L + R) / sqrt(2): mono stems
         expected = audio if stems[0].ndim == audio.ndim else audio.sum(axis=1) / np.sqrt(2)
         assert np.allclose(sum(stems), expected, atol=1e-5)
+
+
+def test_batches_skip_existing_keep_going_and_one_i_per_input(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    first = write_wav(tmp_path / "first.wav", noise(1.0, seed=1))
+    second = write_wav(tmp_path / "second.wav", noise(1.0, seed=2))
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio at all")
+    out = tmp_path / "out"
+    # one -i per input, in order
+    result = run("separate", first, second, "-i", "vn,vc", "-i", "fl", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "first").iterdir()) == ["01_vn.wav", "02_vc.wav"]
+    assert sorted(p.name for p in (out / "second").iterdir()) == ["01_fl.wav"]
+    wrong = run("separate", first, second, "-i", "vn", "-i", "vc", "-i", "fl", "-o", out)
+    assert_clean_failure(wrong, "3 -i for 2 inputs")
+    # --skip-existing passes over the done ones; --keep-going goes past the broken one
+    third = write_wav(tmp_path / "third.wav", noise(1.0, seed=3))
+    batch = run(
+        "separate", first, broken, third, "-i", "vn", "-o", out, "--skip-existing", "--keep-going"
+    )
+    assert batch.exit_code == 1, batch.output
+    assert "first.wav: stems exist, skipped" in batch.output
+    assert "1 of 3 inputs failed" in batch.output
+    assert sorted(p.name for p in (out / "third").iterdir()) == ["01_vn.wav"]
+    assert not (out / "broken").exists()

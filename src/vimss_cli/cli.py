@@ -33,7 +33,7 @@ from vimss_cli.cli_eval import eval_command
 from vimss_cli.cli_inspect import inspect_command
 from vimss_cli.cli_report import report_command
 from vimss_cli.cli_train import train_command
-from vimss_cli.errors import InputError, NoAudioStreamError
+from vimss_cli.errors import InputError, NoAudioStreamError, VimssError
 from vimss_cli.instruments import INSTRUMENTS
 from vimss_cli.stem_writer import WAV_FORMATS
 
@@ -108,12 +108,13 @@ def separate(
         typer.Option("--out", "-o", help="Output directory (as demucs: separated/ by default)."),
     ] = Path("separated"),
     instruments: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--instruments",
             "-i",
             help="Players' instruments left to right (1 to 8), e.g. vn,vc; 'auto' (the default "
-            "for a video) finds the players and guesses them. Codes: "
+            "for a video) finds the players and guesses them. Once for every input, or once "
+            "per input, in order. Codes: "
             + ", ".join(f"{code} {name}" for code, name in INSTRUMENTS.items())
             + ".",
         ),
@@ -199,13 +200,30 @@ def separate(
         bool,
         typer.Option("--quiet", "-q", help="Only warnings and errors: no notes, no progress."),
     ] = False,
+    skip_existing: Annotated[
+        bool,
+        typer.Option("--skip-existing", help="Skip inputs whose stems are already there."),
+    ] = False,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going",
+            help="Go on with the other inputs when one fails; exit 1 at the end if any did.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Separate each INPUT into one WAV per player: OUTDIR/<input>/<NN>_<instrument>.wav."""
 
     def run() -> None:
-        from vimss_cli.api import Separator, check_outputs_free, output_folder_name, stem_paths
+        from vimss_cli.api import (
+            Separator,
+            check_outputs_free,
+            is_stem_name,
+            output_folder_name,
+            stem_paths,
+        )
         from vimss_cli.conditioning import Query
         from vimss_cli.media import check_input_path, probe
         from vimss_cli.stem_writer import (
@@ -216,8 +234,6 @@ def separate(
         from vimss_cli.vision.queries import check_strict, describe_plan, plan_players
 
         check_wav_format(wav_format)
-        for path in inputs:
-            check_input_path(path)
         if len({output_folder_name(p) for p in inputs}) != len(inputs):
             raise InputError("two inputs share a file name stem; their stem folders would collide")
         if audio is not None:
@@ -226,9 +242,32 @@ def separate(
             check_input_path(audio)
             if not probe(audio).has_audio:
                 raise NoAudioStreamError(f"--audio {audio} has no audio stream")
-        # probe every input before loading the model, so bad files fail before a long run
-        infos = [probe(path) for path in inputs]
-        for info in infos:
+        if instruments and len(instruments) not in (1, len(inputs)):
+            raise InputError(
+                f"give -i once for every input or once per input: {len(instruments)} -i for "
+                f"{len(inputs)} inputs"
+            )
+        per_input = instruments if instruments and len(instruments) == len(inputs) else None
+        failures: list[str] = []
+
+        def each(items: list[Any], action: Callable[[Any], Any]) -> list[Any]:
+            """``action`` on every item; with --keep-going a failing item is reported and
+            dropped instead of ending the run."""
+            done = []
+            for item in items:
+                try:
+                    done.append(action(item))
+                except VimssError as error:
+                    if not keep_going:
+                        raise
+                    failures.append(f"{_input_of(item)}: {error}")
+                    typer.echo(f"error: {printable(str(error))}", err=True)
+            return done
+
+        def check(job: tuple[Path, str | None]) -> tuple[Path, str | None, Any]:
+            # probe before loading the model, so bad files fail before a long run
+            path, codes = job
+            info = probe(path)
             if not info.has_audio and audio is None:
                 if info.has_video:
                     raise NoAudioStreamError(
@@ -236,47 +275,74 @@ def separate(
                         "--audio FILE (for URMP, the piece's AuMix_*.wav)"
                     )
                 raise NoAudioStreamError(f"{info.path} is a file with no audio stream")
-        for info in infos:  # earlier stems are refused before a long video analysis
+            # earlier stems are refused before a long video analysis
             check_outputs_free(stem_paths(info.path, out_dir, [Query(None)]), force)
-        with _status("finding the players", not (quiet or as_json)):
-            plans = [plan_players(info, instruments, players, boxes, audio) for info in infos]
-        for plan in plans:
+            return path, codes, info
+
+        jobs = [(p, per_input[j] if per_input else (instruments or [None])[0])
+                for j, p in enumerate(inputs)]  # fmt: skip
+        if skip_existing and not force:
+            kept = []
+            for path, codes in jobs:
+                if any(is_stem_name(p.name) for p in _stem_folder_files(out_dir, path)):
+                    if not quiet:
+                        typer.echo(f"note: {printable(str(path))}: stems exist, skipped", err=True)
+                else:
+                    kept.append((path, codes))
+            jobs = kept
+        checked = each(jobs, check)
+
+        def plan(job: tuple[Path, str | None, Any]) -> Any:
+            _, codes, info = job
+            planned = plan_players(info, codes, players, boxes, audio)
             extension = stem_extension(wav_format)
             check_outputs_free(
-                stem_paths(plan.path, out_dir, plan.label_queries(), extension), force
+                stem_paths(planned.path, out_dir, planned.label_queries(), extension), force
             )
-        if strict:
-            check_strict(plans)
-        for plan in plans:
-            for line in plan.warnings:
+            if strict:
+                check_strict([planned])
+            return planned
+
+        with _status("finding the players", not (quiet or as_json)):
+            plans = each(checked, plan)
+        for planned in plans:
+            for line in planned.warnings:
                 typer.echo(f"warning: {printable(line)}", err=True)
-        ensure_writable_directory(out_dir)
-        with _status(f"loading model {model}", not (quiet or as_json)):
-            separator = Separator(model, device=device, precision=precision, batch_size=batch_size)
-        if not separator.loaded.trained:
-            typer.echo(
-                f"warning: model {separator.loaded.name!r} is untrained (randomly initialised); "
-                "its stems are not real separations",
-                err=True,
-            )
-        shown = [len(plan.warnings) for plan in plans]
-        with _status("looking at the players", not (quiet or as_json)):
-            queries_by_input = [plan.queries(separator.model.config) for plan in plans]
-        if strict:
-            check_strict(plans)
-        for plan, already in zip(plans, shown, strict=True):
-            for line in plan.warnings[already:]:
-                typer.echo(f"warning: {printable(line)}", err=True)
-        for plan in [] if quiet else plans:
-            for line in [describe_plan(plan), *plan.notes]:
-                if line:
-                    typer.echo(f"note: {printable(line)}", err=True)
         reports = []
-        with _progress_display(not (as_json or quiet)) as progress:
-            for path, queries in zip(inputs, queries_by_input, strict=True):
-                reports.append(
-                    separator.separate_file(
-                        path,
+        if plans:
+            ensure_writable_directory(out_dir)
+            with _status(f"loading model {model}", not (quiet or as_json)):
+                separator = Separator(
+                    model, device=device, precision=precision, batch_size=batch_size
+                )
+            if not separator.loaded.trained:
+                typer.echo(
+                    f"warning: model {separator.loaded.name!r} is untrained (randomly "
+                    "initialised); its stems are not real separations",
+                    err=True,
+                )
+
+            def queries_of(planned: Any) -> tuple[Any, Any]:
+                shown = len(planned.warnings)
+                queries = planned.queries(separator.model.config)
+                if strict:
+                    check_strict([planned])
+                for line in planned.warnings[shown:]:
+                    typer.echo(f"warning: {printable(line)}", err=True)
+                return planned, queries
+
+            with _status("looking at the players", not (quiet or as_json)):
+                ready = each(plans, queries_of)
+            for planned, _ in [] if quiet else ready:
+                for line in [describe_plan(planned), *planned.notes]:
+                    if line:
+                        typer.echo(f"note: {printable(line)}", err=True)
+            with _progress_display(not (as_json or quiet)) as progress:
+
+                def separate_one(item: tuple[Any, Any]) -> tuple[Any, Any]:
+                    planned, queries = item
+                    result = separator.separate_file(
+                        planned.path,
                         queries,
                         out_dir,
                         wav_format=wav_format,
@@ -287,7 +353,11 @@ def separate(
                         like_input=not model_rate,
                         rest=rest,
                     )
-                )
+                    return planned, result
+
+                done = each(ready, separate_one)
+            plans = [planned for planned, _ in done]
+            reports = [result for _, result in done]
         for result in reports:
             for line in result.warnings:
                 typer.echo(f"warning: {printable(line)}", err=True)
@@ -316,7 +386,27 @@ def separate(
                     markup=False,
                 )
 
+        if failures:
+            raise VimssError(  # exit code 1: some inputs were separated, some were not
+                f"{len(failures)} of {len(inputs)} inputs failed (--keep-going); the others "
+                "were separated"
+            )
+
     guarded(debug, run, terminate_cleanly=True)
+
+
+def _input_of(item: Any) -> str:
+    """The input file a step of ``separate`` works on, for naming it in a failure."""
+    first = item[0] if isinstance(item, tuple) else item
+    return str(getattr(first, "path", first))
+
+
+def _stem_folder_files(out_dir: Path, input_path: Path) -> list[Path]:
+    """The files already in an input's stem folder (none when it does not exist)."""
+    from vimss_cli.api import output_folder_name
+
+    folder = out_dir / output_folder_name(input_path)
+    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 def _write_listening_report(plan: Any, result: Any, audio: Path | None) -> Path:
