@@ -451,3 +451,15 @@ def test_batches_skip_existing_keep_going_and_one_i_per_input(
     assert "1 of 3 inputs failed" in batch.output
     assert sorted(p.name for p in (out / "third").iterdir()) == ["01_vn.wav"]
     assert not (out / "broken").exists()
+
+
+def test_separate_file_plans_the_queries_itself(tiny_models_dir: Path, tmp_path: Path) -> None:
+    from vimss_cli.api import Separator
+
+    mix = write_wav(tmp_path / "AuMix_03_Trio_vn_vc_fl.wav", noise(1.0))
+    report = Separator("tiny", device="cpu").separate_file(mix, None, tmp_path / "out")
+    assert [s.path.name for s in report.stems] == ["01_vn.wav", "02_vc.wav", "03_fl.wav"]
+    with pytest.raises(InputError, match="say who plays"):
+        Separator("tiny", device="cpu").separate_file(
+            write_wav(tmp_path / "anon.wav", noise(1.0)), None, tmp_path / "out"
+        )

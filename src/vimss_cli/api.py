@@ -315,10 +315,23 @@ class Separator:
         length = round(len(audio) * rate / self.sample_rate)
         return _resample(stems, self.sample_rate, rate)[..., :length]
 
+    def plan_queries(
+        self, input_path: str | Path, audio_path: str | Path | None = None
+    ) -> list[Query]:
+        """The queries for an input with no instrument list: the instruments of its
+        URMP-style name, else the players the video front end finds (with appearance and
+        motion when this model takes them). :class:`InputError` for audio with neither."""
+        from vimss_cli.media import probe as probe_media
+        from vimss_cli.vision.queries import plan_players
+
+        info = probe_media(Path(input_path))
+        plan = plan_players(info, None, name_path=None if audio_path is None else Path(audio_path))
+        return plan.queries(self.model.config)
+
     def separate_file(
         self,
         input_path: str | Path,
-        queries: list[Query],
+        queries: list[Query] | None,
         out_dir: str | Path,
         *,
         wav_format: str = "wav16",
@@ -337,6 +350,9 @@ class Separator:
         ffmpeg's mono downmix. ``rest``: one more stem, ``NN_rest``, the mixture minus the
         players' stems (what no query claimed), so the stems sum to the input.
 
+        ``queries``: one per player; ``None`` plans them as the CLI does with no ``-i``
+        (:meth:`plan_queries`: a URMP-style name, else the players found in the video).
+
         ``audio_path``: read the sound from this file instead (a silent video's own audio,
         such as URMP's ``AuMix_*.wav`` beside its ``Vid_*.mp4``); the stems are still named
         after ``input_path``.
@@ -352,10 +368,12 @@ class Separator:
         Stem samples an integer format still clips are counted; both are told in the
         report's ``warnings``.
         """
+        input_path = Path(input_path)
+        if queries is None:
+            queries = self.plan_queries(input_path, audio_path)
         if not queries:
             raise InputError("nothing to separate: no players given")
         check_wav_format(wav_format)
-        input_path = Path(input_path)
         extension = stem_extension(wav_format)
         paths = stem_paths(input_path, Path(out_dir), queries, extension)
         if rest:
