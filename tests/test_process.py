@@ -87,7 +87,8 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(
 def test_sigint_while_starting_prints_no_traceback(
     tiny_models_dir: Path, tmp_path: Path, delay: float
 ) -> None:
-    mix = write_wav(tmp_path / "duet.wav", noise(2))
+    # long enough that the run cannot finish before the signal, even on a fast machine
+    mix = write_wav(tmp_path / "duet.wav", noise(120))
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "vimss_cli", "separate", str(mix), "-o", str(out), "-i", "vn"],
