@@ -30,7 +30,7 @@ from vimss_cli.conditioning import Query
 from vimss_cli.engine import DEFAULT_TILE, separate_array, separate_blocks
 from vimss_cli.errors import DeviceError, InputError, OutputError
 from vimss_cli.instruments import INSTRUMENT_CODES
-from vimss_cli.media import AudioStream, peak_level, probe
+from vimss_cli.media import AudioStream, MediaInfo, peak_level, probe
 from vimss_cli.stem_writer import (
     StemSetWriter,
     check_stem_folder,
@@ -386,7 +386,7 @@ class Separator:
         channels = info.audio_channels or 1
         if like_input and split and (rate != self.sample_rate or channels > 1):
             return self._separate_like_input(
-                input_path, sound, queries, paths, wav_format, force, progress, started, rest
+                input_path, sound, info, queries, paths, wav_format, force, progress, started, rest
             )
         warnings = []
         if rate != self.sample_rate or channels > 1:
@@ -444,33 +444,16 @@ class Separator:
                     write(self.separate_array(audio, queries, split=False))
                     samples = audio.size
                     report(samples)
-        if peak > 1.0 and stem_gain != 1.0:
-            warnings.append(
-                f"{input_path.name} peaks at {peak:.2f}, beyond full scale: its {wav_format} "
-                f"stems are scaled by 1/{peak:.2f} to fit (--format float32 keeps its level)"
-            )
-        if writer.clipped_samples:
-            warnings.append(
-                f"{writer.clipped_samples} samples of the stems in {paths[0].parent} were beyond "
-                f"full scale (peak {writer.peak:.2f}) and were clipped to fit {wav_format} "
-                "(--format float32 keeps them)"
-            )
-        return SeparationReport(
-            input=input_path,
-            samples=samples,
-            sample_rate=self.sample_rate,
-            wall_seconds=time.perf_counter() - started,
-            stems=_stem_reports(queries, paths),
-            input_peak=peak if peak > 1.0 else None,
-            stem_gain=stem_gain,
-            clipped_samples=writer.clipped_samples,
-            warnings=warnings,
-        )
+        return self._finish(
+            input_path, sound, queries, paths, samples, self.sample_rate, started, peak,
+            stem_gain, writer, wav_format, warnings,
+        )  # fmt: skip
 
     def _separate_like_input(
         self,
         input_path: Path,
         sound: Path,
+        info: MediaInfo,
         queries: list[Query],
         paths: list[Path],
         wav_format: str,
@@ -491,7 +474,6 @@ class Separator:
         import soundfile
         import soxr
 
-        info = probe(sound)
         rate, channels = info.audio_sample_rate or self.sample_rate, info.audio_channels or 1
         players = len(paths)  # the queries' stems, and the rest when asked
         peak = max(peak_level(sound, self.sample_rate), 1.0) if info.may_exceed_full_scale else 1.0
@@ -581,8 +563,27 @@ class Separator:
             finally:
                 for reader in readers:
                     reader.close()
-        warnings = []
-        stem_gain = restore / peak
+        return self._finish(
+            input_path, sound, queries, paths, written, rate, started, peak, restore / peak,
+            writer, wav_format, [],
+        )  # fmt: skip
+
+    def _finish(
+        self,
+        input_path: Path,
+        sound: Path,
+        queries: list[Query],
+        paths: list[Path],
+        samples: int,
+        rate: int,
+        started: float,
+        peak: float,
+        stem_gain: float,
+        writer: StemSetWriter,
+        wav_format: str,
+        warnings: list[str],
+    ) -> SeparationReport:
+        """The report of one separated input, with what was scaled or clipped told."""
         if peak > 1.0 and stem_gain != 1.0:
             warnings.append(
                 f"{sound.name} peaks at {peak:.2f}, beyond full scale: its {wav_format} "
@@ -596,7 +597,7 @@ class Separator:
             )
         return SeparationReport(
             input=input_path,
-            samples=written,
+            samples=samples,
             sample_rate=rate,
             wall_seconds=time.perf_counter() - started,
             stems=_stem_reports(queries, paths),

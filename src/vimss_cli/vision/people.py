@@ -214,13 +214,20 @@ def _detect_window(frame: np.ndarray, x0: int, y0: int) -> list[Person]:
     return people
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+def _area(box: tuple[float, ...]) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _intersection(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Area shared by boxes ``a`` and ``b`` (``x0, y0, x1, y1``)."""
     width = min(a[2], b[2]) - max(a[0], b[0])
     height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    return width * height if width > 0 and height > 0 else 0.0
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    inter = _intersection(a, b)
+    return inter / (_area(a) + _area(b) - inter) if inter else 0.0
 
 
 def windows(width: int, height: int) -> list[tuple[int, int, int]]:
@@ -244,12 +251,7 @@ def windows(width: int, height: int) -> list[tuple[int, int, int]]:
 
 def _contained(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     """Share of the smaller of boxes ``a`` and ``b`` (``x0, y0, x1, y1``) inside the other."""
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return width * height / max(smaller, 1e-6)
+    return _intersection(a, b) / max(min(_area(a), _area(b)), 1e-6)
 
 
 def _upper_body(person: Person) -> np.ndarray:
