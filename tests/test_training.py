@@ -544,6 +544,15 @@ def test_corrupt_audio_in_the_dataset_is_skipped_and_counted(tree: Path, tmp_pat
     assert "skipping piece 02_Piece2_fl_cl_bn" in log
 
 
+def _free_port() -> int:
+    """A TCP port nothing listens on now (a fixed one can be held by an earlier run)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     command = [
@@ -553,7 +562,7 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: P
         "--nproc-per-node",
         "2",
         "--master-port",
-        "29533",
+        str(_free_port()),
         "-m",
         "vimss_cli",
         "train",
