@@ -369,10 +369,72 @@ def test_stems_have_the_inputs_rate_and_channels(tiny_models_dir: Path, tmp_path
             48000,
         )
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no scratch
-    # --model-rate: mono stems at the model's rate, and a warning that says so
-    mono = run("separate", mix, "-i", "vn,vc", "-o", tmp_path / "mono", "--model-rate")
+    # --sample-rate model: mono stems at the model's rate, and a warning that says so
+    mono = run("separate", mix, "-i", "vn,vc", "-o", tmp_path / "mono", "--sample-rate", "model")
     assert mono.exit_code == 0 and "downmixed to mono and resampled" in mono.output
-    assert soundfile.info(str(tmp_path / "mono" / "mix48" / "01_vn.wav")).samplerate == RATE
+    info = soundfile.info(str(tmp_path / "mono" / "mix48" / "01_vn.wav"))
+    assert (info.samplerate, info.channels) == (RATE, 1)
+    # --model-rate, its old name, still works, with a warning that it is deprecated
+    old = run("separate", mix, "-i", "vn,vc", "-o", tmp_path / "old", "--model-rate")
+    assert old.exit_code == 0 and "--model-rate is deprecated" in old.stderr
+    for name in ("01_vn.wav", "02_vc.wav"):
+        assert np.array_equal(
+            soundfile.read(str(tmp_path / "old" / "mix48" / name))[0],
+            soundfile.read(str(tmp_path / "mono" / "mix48" / name))[0],
+        )
+    assert "--model-rate" not in run("separate", "--help").output  # hidden
+
+
+def test_sample_rate_n_resamples_the_stems_and_keeps_the_channels(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    import soxr
+
+    rng = np.random.default_rng(1)
+    stereo = (rng.standard_normal((24000, 2)) * 0.1).astype(np.float32)  # 0.5 s at 48 kHz
+    mix = write_wav(tmp_path / "mix48.wav", stereo, 48000)
+    args = ("-i", "vn,vc", "--format", "float32")
+    # at the model's rate nothing is resampled after the network: the reference stems
+    assert (
+        run("separate", mix, *args, "-o", tmp_path / "at8k", "--sample-rate", RATE).exit_code == 0
+    )
+    result = run("separate", mix, *args, "-o", tmp_path / "at16k", "--sample-rate", "16000")
+    assert result.exit_code == 0, result.output
+    for name in ("01_vn.wav", "02_vc.wav"):
+        at8k, rate8k = soundfile.read(str(tmp_path / "at8k" / "mix48" / name), dtype="float32")
+        at16k, rate16k = soundfile.read(str(tmp_path / "at16k" / "mix48" / name), dtype="float32")
+        assert (rate8k, rate16k) == (RATE, 16000)
+        assert at8k.shape == (4000, 2) and at16k.shape == (8000, 2)  # the input's length
+        expected = soxr.resample(at8k, RATE, 16000)
+        assert np.abs(at16k - expected[: len(at16k)]).max() < 1e-4
+    # a mono input stays mono at the rate asked for
+    mono = write_wav(tmp_path / "mono.wav", noise(1.0))
+    assert (
+        run("separate", mono, "-i", "vn", "-o", tmp_path / "m", "--sample-rate", "22050").exit_code
+        == 0
+    )
+    info = soundfile.info(str(tmp_path / "m" / "mono" / "01_vn.wav"))
+    assert (info.samplerate, info.channels, info.frames) == (22050, 1, 22050)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--sample-rate", "0"], "--sample-rate takes input, model or a whole number of Hz"),
+        (["--sample-rate=-44100"], "got '-44100'"),
+        (["--sample-rate", "fast"], "got 'fast'"),
+        (["--sample-rate", "44.1k"], "got '44.1k'"),
+        (["--sample-rate", "48000", "--model-rate"], "--model-rate means --sample-rate model"),
+        (["--sample-rate", "16000", "--no-split"], "--no-split makes mono stems"),
+    ],
+)
+def test_bad_sample_rates(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, args: list[str], fragment: str
+) -> None:
+    out = tmp_path / "out"
+    result = run("separate", mix, "-i", "vn", "-o", out, *args)
+    assert_clean_failure(result, fragment)
+    assert files_under(out) == []
 
 
 def test_each_channel_is_separated_as_if_alone(tiny_models_dir: Path, tmp_path: Path) -> None:

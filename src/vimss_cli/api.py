@@ -180,6 +180,22 @@ def check_outputs_free(paths: list[Path], force: bool) -> None:
         )
 
 
+#: The stem rates ``--sample-rate N`` takes, in Hz.
+SAMPLE_RATES = range(1000, 384001)
+
+
+def check_sample_rate(rate: object) -> int:
+    """``rate`` as an int when it is a whole number of Hz in :data:`SAMPLE_RATES`, else
+    :class:`InputError`."""
+    whole = isinstance(rate, int | np.integer) and not isinstance(rate, bool)
+    if not whole or int(rate) not in SAMPLE_RATES:  # type: ignore[call-overload]
+        raise InputError(
+            f"a stem sample rate is a whole number of Hz from {SAMPLE_RATES.start} to "
+            f"{SAMPLE_RATES.stop - 1}, got {rate!r}"
+        )
+    return int(rate)
+
+
 def _resample(audio: np.ndarray, source: int, target: int) -> np.ndarray:
     """Polyphase resampling along the last axis (scipy's Kaiser-windowed FIR), float32."""
     from math import gcd
@@ -341,14 +357,17 @@ class Separator:
         audio_path: str | Path | None = None,
         like_input: bool = False,
         rest: bool = False,
+        sample_rate: int | None = None,
     ) -> SeparationReport:
         """Separate one media file into ``OUTDIR/<input stem>/<NN>_<instrument>.wav``.
 
         ``like_input``: stems at the input's own sample rate and with its channels (each
         channel separated on its own at the model's rate, the stems resampled back), so they
         drop into the session the input came from; otherwise mono at the model's rate, from
-        ffmpeg's mono downmix. ``rest``: one more stem, ``NN_rest``, the mixture minus the
-        players' stems (what no query claimed), so the stems sum to the input.
+        ffmpeg's mono downmix. ``sample_rate``: stems at this rate (Hz) with the input's
+        channels, resampled with soxr (implies ``like_input``). ``rest``: one more stem,
+        ``NN_rest``, the mixture minus the players' stems (what no query claimed), so the
+        stems sum to the input.
 
         ``queries``: one per player; ``None`` plans them as the CLI does with no ``-i``
         (:meth:`plan_queries`: a URMP-style name, else the players found in the video).
@@ -378,16 +397,26 @@ class Separator:
         paths = stem_paths(input_path, Path(out_dir), queries, extension)
         if rest:
             paths.append(paths[0].with_name(f"{len(queries) + 1:02d}_{REST}{extension}"))
+        if sample_rate is not None:
+            sample_rate = check_sample_rate(sample_rate)
+            if not split and sample_rate != self.sample_rate:
+                raise InputError(
+                    f"--no-split makes mono stems at the model's {self.sample_rate} Hz, not at "
+                    f"{sample_rate} Hz; drop one of them"
+                )
         check_outputs_free(paths, force)
         started = time.perf_counter()
         sound = Path(audio_path) if audio_path is not None else input_path
         info = probe(sound)
         rate = info.audio_sample_rate or self.sample_rate
         channels = info.audio_channels or 1
-        if like_input and split and (rate != self.sample_rate or channels > 1):
+        like_input = like_input or sample_rate is not None
+        target = sample_rate or rate
+        if like_input and split and (target != self.sample_rate or channels > 1):
             return self._separate_like_input(
-                input_path, sound, info, queries, paths, wav_format, force, progress, started, rest
-            )
+                input_path, sound, info, queries, paths, wav_format, force, progress, started,
+                rest, target,
+            )  # fmt: skip
         warnings = []
         if rate != self.sample_rate or channels > 1:
             warnings.append(
@@ -461,8 +490,10 @@ class Separator:
         progress: ProgressCallback | None,
         started: float,
         rest: bool = False,
+        target_rate: int | None = None,
     ) -> SeparationReport:
-        """:meth:`separate_file` with stems at the input's rate and channels.
+        """:meth:`separate_file` with stems at the input's channels and ``target_rate`` (by
+        default the input's rate).
 
         Each channel is separated on its own at the model's rate into scratch files beside the
         output folder (removed afterwards, whatever happens); the stems are then resampled
@@ -474,7 +505,8 @@ class Separator:
         import soundfile
         import soxr
 
-        rate, channels = info.audio_sample_rate or self.sample_rate, info.audio_channels or 1
+        input_rate = info.audio_sample_rate or self.sample_rate
+        rate, channels = target_rate or input_rate, info.audio_channels or 1
         players = len(paths)  # the queries' stems, and the rest when asked
         peak = max(peak_level(sound, self.sample_rate), 1.0) if info.may_exceed_full_scale else 1.0
         restore = peak if wav_format == "float32" else 1.0
@@ -527,6 +559,8 @@ class Separator:
                     for handle in handles:
                         handle.close()
             expected = info.audio_frames  # the input's own length, when its header tells it
+            if expected is not None and rate != input_rate:
+                expected = round(expected * rate / input_rate)
             readers = [soundfile.SoundFile(part) for part in parts]
             resampler = (
                 soxr.ResampleStream(self.sample_rate, rate, len(parts), dtype="float32")

@@ -173,13 +173,20 @@ def separate(
             "those of other players).",
         ),
     ] = False,
-    model_rate: Annotated[
-        bool,
+    sample_rate: Annotated[
+        str | None,
         typer.Option(
-            "--model-rate",
-            help="Mono stems at the model's rate (one pass over a mono downmix) instead of "
-            "stems at the input's own rate and channels.",
+            "--sample-rate",
+            metavar="input|model|N",
+            show_default="input",
+            help="The stems' rate. input: the input's own rate and channels (each channel "
+            "separated on its own, the stems resampled back with soxr); model: mono stems at "
+            "the model's rate (one pass over a mono downmix, faster); N: N Hz with the "
+            "input's channels, resampled with soxr.",
         ),
+    ] = None,
+    model_rate: Annotated[
+        bool, typer.Option("--model-rate", hidden=True, help="Deprecated: --sample-rate model.")
     ] = False,
     rest: Annotated[
         bool,
@@ -233,6 +240,9 @@ def separate(
         )
         from vimss_cli.vision.queries import check_strict, describe_plan, plan_players
 
+        like_input, stem_rate = _sample_rate_choice(sample_rate, model_rate)
+        if model_rate:
+            typer.echo("warning: --model-rate is deprecated; use --sample-rate model", err=True)
         check_wav_format(wav_format)
         if len({output_folder_name(p) for p in inputs}) != len(inputs):
             raise InputError("two inputs share a file name stem; their stem folders would collide")
@@ -350,8 +360,9 @@ def separate(
                         force=force,
                         progress=progress,
                         audio_path=audio,
-                        like_input=not model_rate,
+                        like_input=like_input,
                         rest=rest,
+                        sample_rate=stem_rate,
                     )
                     return planned, result
 
@@ -393,6 +404,24 @@ def separate(
             )
 
     guarded(debug, run, terminate_cleanly=True)
+
+
+def _sample_rate_choice(text: str | None, model_rate: bool) -> tuple[bool, int | None]:
+    """``--sample-rate`` (and the deprecated ``--model-rate``) -> (stems like the input, their
+    rate in Hz or ``None`` for the input's own)."""
+    from vimss_cli.api import SAMPLE_RATES
+
+    choice = "model" if model_rate and text is None else (text or "input").strip().lower()
+    if model_rate and choice != "model":
+        raise InputError(f"--model-rate means --sample-rate model, not {text}; give one of them")
+    if choice in ("input", "model"):
+        return choice == "input", None
+    if not choice.isdecimal() or int(choice) not in SAMPLE_RATES:
+        raise InputError(
+            f"--sample-rate takes input, model or a whole number of Hz from "
+            f"{SAMPLE_RATES.start} to {SAMPLE_RATES.stop - 1} (e.g. 48000), got {text!r}"
+        )
+    return True, int(choice)
 
 
 def _input_of(item: Any) -> str:
