@@ -33,6 +33,7 @@ from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.media import AudioStream, MediaInfo, peak_level, probe
 from vimss_cli.stem_writer import (
     StemSetWriter,
+    check_format_rate,
     check_stem_folder,
     check_wav_format,
     describe_paths,
@@ -130,8 +131,9 @@ class SeparationReport:
         }
 
 
-#: A stem file name this tool writes: ``NN_<instrument>.wav`` or ``NN_player.wav`` (or .flac).
-_STEM_NAME = re.compile(rf"\d{{2}}_(?:{'|'.join(INSTRUMENT_CODES)}|player|rest)\.(?:wav|flac)")
+#: A stem file name this tool writes: ``NN_<instrument>.wav``, ``NN_player.wav``, ``NN_rest.wav``
+#: (or .flac, .mp3).
+_STEM_NAME = re.compile(rf"\d{{2}}_(?:{'|'.join(INSTRUMENT_CODES)}|player|rest)\.(?:wav|flac|mp3)")
 #: The name of the optional stem of what no query claimed (the mixture minus the stems).
 REST = "rest"
 
@@ -412,7 +414,9 @@ class Separator:
         channels = info.audio_channels or 1
         like_input = like_input or sample_rate is not None
         target = sample_rate or rate
-        if like_input and split and (target != self.sample_rate or channels > 1):
+        like_path = like_input and split and (target != self.sample_rate or channels > 1)
+        check_format_rate(wav_format, target if like_path else self.sample_rate)
+        if like_path:
             return self._separate_like_input(
                 input_path, sound, info, queries, paths, wav_format, force, progress, started,
                 rest, target,

@@ -157,9 +157,12 @@ def separate(
         typer.Option(
             "--format",
             click_type=click.Choice(list(WAV_FORMATS)),
-            help="WAV (wav16, wav24, float32) or FLAC. Nothing is clipped silently: "
-            "float32 keeps samples beyond full scale; integer stems of an input beyond full "
-            "scale are scaled to fit, and any sample still clipped is counted in a warning.",
+            help="WAV (wav16, wav24, float32), FLAC (flac is flac16) or MP3 (lossy, LAME's "
+            "best VBR; it holds 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100 and "
+            "48000 Hz only: stems at another rate are refused, add --sample-rate 48000 or "
+            "44100). Nothing is clipped silently: float32 keeps samples beyond full scale; "
+            "other stems of an input beyond full scale are scaled to fit, and any sample still "
+            "clipped is counted in a warning.",
         ),
     ] = "wav16",
     no_split: Annotated[
@@ -234,6 +237,7 @@ def separate(
         from vimss_cli.conditioning import Query
         from vimss_cli.media import check_input_path, probe
         from vimss_cli.stem_writer import (
+            check_format_rate,
             check_wav_format,
             ensure_writable_directory,
             stem_extension,
@@ -244,6 +248,8 @@ def separate(
         if model_rate:
             typer.echo("warning: --model-rate is deprecated; use --sample-rate model", err=True)
         check_wav_format(wav_format)
+        if stem_rate is not None:
+            check_format_rate(wav_format, stem_rate)
         if len({output_folder_name(p) for p in inputs}) != len(inputs):
             raise InputError("two inputs share a file name stem; their stem folders would collide")
         if audio is not None:
@@ -285,6 +291,8 @@ def separate(
                         "--audio FILE (for URMP, the piece's AuMix_*.wav)"
                     )
                 raise NoAudioStreamError(f"{info.path} is a file with no audio stream")
+            if like_input and not (stem_rate or no_split or audio) and info.audio_sample_rate:
+                check_format_rate(wav_format, info.audio_sample_rate)  # stems at its rate
             # earlier stems are refused before a long video analysis
             check_outputs_free(stem_paths(info.path, out_dir, [Query(None)]), force)
             return path, codes, info

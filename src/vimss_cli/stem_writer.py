@@ -1,4 +1,4 @@
-"""Writing stems as WAV files block by block, atomically.
+"""Writing stems as WAV, FLAC or MP3 files block by block, atomically.
 
 Each stem is written to a hidden temporary file beside its final path and renamed into place
 only when every stem of the input is complete, so an error, Ctrl-C, SIGTERM or SIGHUP never
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import os
 import re
 import shutil
@@ -21,40 +22,73 @@ from types import TracebackType
 import numpy as np
 import soundfile
 
-from vimss_cli.errors import InputError, OutputError
+from vimss_cli.errors import InputError, MissingDependencyError, OutputError
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: writers do not lock their folder
     fcntl = None  # type: ignore[assignment]
 
-#: ``--format`` value -> libsndfile subtype.
+#: ``--format`` value -> libsndfile subtype (``flac`` is ``flac16``).
 WAV_FORMATS: dict[str, str] = {
     "wav16": "PCM_16",
     "wav24": "PCM_24",
     "float32": "FLOAT",
+    "flac": "PCM_16",
     "flac16": "PCM_16",
     "flac24": "PCM_24",
+    "mp3": "MPEG_LAYER_III",
 }
+
+#: The sample rates MPEG-1, 2 and 2.5 Layer III can hold, in Hz.
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+#: libsndfile's encoder settings of the MP3 stems: LAME's best variable bit rate (about V0).
+_MP3_ENCODING = {"compression_level": 0.0, "bitrate_mode": "VARIABLE"}
 
 
 def stem_extension(wav_format: str) -> str:
-    """The file extension of a ``--format``: ``.flac`` for the FLAC ones, else ``.wav``."""
-    return ".flac" if wav_format.startswith("flac") else ".wav"
+    """The file extension of a ``--format``: ``.flac``, ``.mp3`` or ``.wav``."""
+    if wav_format.startswith("flac"):
+        return ".flac"
+    return ".mp3" if wav_format == "mp3" else ".wav"
 
 
 #: A writer's temporary file: ``.<stem name>.partial-<pid of the writing process>``.
-_PARTIAL = re.compile(r"\..+\.(?:wav|flac)\.partial-(\d+)")
+_PARTIAL = re.compile(r"\..+\.(?:wav|flac|mp3)\.partial-(\d+)")
 
 #: Less free space than this after a libsndfile "System error." means the disk is full.
 _FULL_DISK_BYTES = 1 << 20
 
 
 def check_wav_format(name: str) -> str:
-    """Return the libsndfile subtype for a ``--format`` value, or raise :class:`InputError`."""
+    """Return the libsndfile subtype for a ``--format`` value, or raise :class:`InputError`
+    (:class:`MissingDependencyError` for ``mp3`` with a libsndfile that cannot write MP3)."""
     if name not in WAV_FORMATS:
         raise InputError(f"unknown --format {name!r}; choose one of {', '.join(WAV_FORMATS)}")
+    if name == "mp3" and not _can_write_mp3():
+        raise MissingDependencyError(
+            f"this soundfile ({soundfile.__version__}, libsndfile "
+            f"{soundfile.__libsndfile_version__}) cannot write MP3 stems; soundfile 0.13 or "
+            "later can"
+        )
     return WAV_FORMATS[name]
+
+
+def _can_write_mp3() -> bool:
+    """Whether libsndfile has an MP3 encoder and soundfile takes its settings (0.13+)."""
+    takes_settings = "compression_level" in inspect.signature(soundfile.SoundFile).parameters
+    return takes_settings and "MP3" in soundfile.available_formats()
+
+
+def check_format_rate(wav_format: str, rate: int) -> None:
+    """Refuse a stem rate the format cannot hold (:class:`InputError`): MP3 has nine rates."""
+    if wav_format == "mp3" and rate not in MP3_RATES:
+        suggested = min(MP3_RATES, key=lambda r: (abs(r - rate), -r))
+        raise InputError(
+            f"MP3 holds {', '.join(map(str, MP3_RATES))} Hz only, not the stems' {rate} Hz; "
+            f"add --sample-rate {suggested} (or choose another --format)"
+        )
 
 
 def ensure_writable_directory(directory: Path) -> None:
@@ -162,8 +196,9 @@ class StemSetWriter:
     Args:
         paths: the stems' final paths, all in one folder.
         sample_rate: samples per second.
-        wav_format: ``wav16``, ``wav24`` or ``float32``. Integer formats clip samples beyond
-            full scale; :attr:`clipped_samples` and :attr:`peak` tell how many and how loud.
+        wav_format: a ``--format`` value (:data:`WAV_FORMATS`). All but ``float32`` clip
+            samples beyond full scale; :attr:`clipped_samples` and :attr:`peak` tell how many
+            and how loud. ``mp3`` takes the rates of :data:`MP3_RATES` only.
         overwrite: replace existing files. Without it, existing ``paths`` (or files that
             ``is_stem`` names) are refused when writing starts and again when publishing,
             so a run that finished meanwhile is never replaced.
@@ -191,6 +226,7 @@ class StemSetWriter:
         self.sample_rate = sample_rate
         self.wav_format = wav_format
         self.subtype = check_wav_format(wav_format)
+        check_format_rate(wav_format, sample_rate)
         self.clip = self.subtype != "FLOAT"
         self.overwrite = overwrite
         self.is_stem = is_stem
@@ -241,6 +277,7 @@ class StemSetWriter:
                         self.channels,
                         self.subtype,
                         format=stem_extension(self.wav_format)[1:].upper(),
+                        **(_MP3_ENCODING if self.wav_format == "mp3" else {}),
                     )
                 )
         return self
