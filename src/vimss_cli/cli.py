@@ -194,6 +194,7 @@ def separate(
     rest: Annotated[
         bool,
         typer.Option(
+            "--residual",
             "--rest",
             help="Also write NN_rest.wav: the mixture minus the players' stems (what no query "
             "claimed), so the stems sum to the input.",
