@@ -576,3 +576,81 @@ def test_separate_file_plans_the_queries_itself(tiny_models_dir: Path, tmp_path:
         Separator("tiny", device="cpu").separate_file(
             write_wav(tmp_path / "anon.wav", noise(1.0)), None, tmp_path / "out"
         )
+
+
+def test_filename_template_names_every_output(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = write_wav(tmp_path / "first.wav", noise(1.0, seed=1))
+    second = write_wav(tmp_path / "second.wav", noise(1.0, seed=2))
+    out = tmp_path / "out"
+    flat = ("--filename", "{input}_{player}_{instrument}.{ext}", "-o", out)
+    args = (*flat, "-i", "vn,vc", "--format", "flac", "--residual", "--report")
+    result = run("separate", first, second, *args)
+    assert result.exit_code == 0, result.output
+    names = [f"{n}_{p}.flac" for n in ("first", "second") for p in ("1_vn", "2_vc", "3_rest")]
+    names += ["first.report.html", "second.report.html"]  # the inputs share the folder
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    page = (out / "first.report.html").read_text()
+    assert "first_3_rest" in page and "second_" not in page
+    # a rerun is refused before the players are looked at, naming the template's files
+    before = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    def no_analysis(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the players were looked at before the outputs were checked")
+
+    monkeypatch.setattr("vimss_cli.vision.queries.plan_players", no_analysis)
+    again = run("separate", first, *flat, "-i", "vn,vc")
+    assert_clean_failure(again, "already exist", "first_1_vn.flac", "--force")
+    skipped = run("separate", first, second, *flat, "-i", "vn,vc", "--skip-existing")
+    assert skipped.exit_code == 0 and skipped.output.count("stems exist, skipped") == 2
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    monkeypatch.undo()
+    # --force replaces the whole earlier set of that input, and only of that input
+    forced = run("separate", first, *flat, "-i", "fl", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("first_")) == [
+        "first_1_fl.wav"
+    ]
+    assert (out / "second_2_vc.flac").is_file()
+    # folders below OUTDIR, and the player number formatted
+    nested = ("--filename", "stems/{input}/{instrument}-{player:03d}.{ext}", "-i", "vn,vc")
+    assert run("separate", first, "-o", tmp_path / "n", *nested).exit_code == 0
+    assert files_under(tmp_path / "n") == [
+        tmp_path / "n" / "stems" / "first" / name for name in ("vc-002.wav", "vn-001.wav")
+    ]
+
+
+@pytest.mark.parametrize(
+    "template, fragment",
+    [
+        ("{input}/{player}_{name}.{ext}", "unknown field {name}"),
+        ("{input}/{instrument}.{ext}", "has no {player}"),
+        ("/tmp/{input}/{player}.{ext}", "is not a path inside OUTDIR"),
+        ("../{input}/{player}.{ext}", "leaves OUTDIR"),
+        ("{input}/../../{player}.{ext}", "leaves OUTDIR"),
+        ("{input}/{player}.wav", "must end with .{ext}"),
+        ("{player}/{instrument}.{ext}", "only {input} may name one"),
+        ("{input}/{player:x}.{ext}", "other than as digits"),
+        ("{input}/{player:s}.{ext}", "cannot be filled in"),
+        ("{input/{player}.{ext}", "is not a template"),
+    ],
+)
+def test_bad_filename_templates(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, template: str, fragment: str
+) -> None:
+    out = tmp_path / "out"
+    result = run("separate", mix, "-o", out, "-i", "vn,vc", "--filename", template)
+    assert_clean_failure(result, "--filename", fragment)
+    assert result.exit_code == 2 and files_under(out) == []
+
+
+def test_several_inputs_need_input_in_the_filename(tiny_models_dir: Path, tmp_path: Path) -> None:
+    first = write_wav(tmp_path / "first.wav", noise(1.0, seed=1))
+    second = write_wav(tmp_path / "second.wav", noise(1.0, seed=2))
+    out = tmp_path / "out"
+    args = ("-o", out, "-i", "vn", "--filename", "{player:02d}_{instrument}.{ext}")
+    assert_clean_failure(run("separate", first, second, *args), "has no {input}", "2 inputs")
+    assert files_under(out) == []
+    assert run("separate", first, *args).exit_code == 0  # one input may go without
+    assert files_under(out) == [out / "01_vn.wav"]

@@ -15,7 +15,6 @@ Nothing here prints: progress goes to an optional callback.
 from __future__ import annotations
 
 import collections
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,8 +28,8 @@ from vimss_cli.checkpoint import DEFAULT_MODEL_ALIAS, LoadedModel, load_model
 from vimss_cli.conditioning import Query
 from vimss_cli.engine import DEFAULT_TILE, separate_array, separate_blocks
 from vimss_cli.errors import DeviceError, InputError, OutputError
-from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.media import AudioStream, MediaInfo, peak_level, probe
+from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
     StemSetWriter,
     check_format_rate,
@@ -131,20 +130,21 @@ class SeparationReport:
         }
 
 
-#: A stem file name this tool writes: ``NN_<instrument>.wav``, ``NN_player.wav``, ``NN_rest.wav``
-#: (or .flac, .mp3).
-_STEM_NAME = re.compile(rf"\d{{2}}_(?:{'|'.join(INSTRUMENT_CODES)}|player|rest)\.(?:wav|flac|mp3)")
 #: The name of the optional stem of what no query claimed (the mixture minus the stems).
 REST = "rest"
 
+#: Whether a file name is one the default template makes: ``NN_<instrument>.wav``,
+#: ``NN_player.wav``, ``NN_rest.wav`` (or .flac, .mp3).
+_DEFAULT_STEM = StemTemplate().is_stem("")
+
 
 def is_stem_name(name: str) -> bool:
-    """Whether a file name is one :func:`stem_paths` makes."""
-    return _STEM_NAME.fullmatch(name) is not None
+    """Whether a file name is one :func:`stem_paths` makes with the default template."""
+    return _DEFAULT_STEM(name)
 
 
 def output_folder_name(input_path: Path) -> str:
-    """The name of an input's stem folder: its file name without the extension.
+    """An input's ``{input}`` (its stem folder's name): its file name without the extension.
 
     A name made only of dots (``...wav`` -> ``..``) would name the output folder's parent
     or itself, so its dots become underscores.
@@ -156,26 +156,51 @@ def output_folder_name(input_path: Path) -> str:
 
 
 def stem_paths(
-    input_path: Path, out_dir: Path, queries: list[Query], extension: str = ".wav"
+    input_path: Path,
+    out_dir: Path,
+    queries: list[Query],
+    extension: str = ".wav",
+    filename: str = DEFAULT_TEMPLATE,
+    *,
+    rest: bool = False,
 ) -> list[Path]:
-    """``OUTDIR/<input stem>/<NN>_<instrument>.wav`` (or ``extension``) for each player,
-    numbered from 01."""
-    folder = Path(out_dir) / output_folder_name(input_path)
+    """Each player's stem path, numbered from 1, as the ``filename`` template names it
+    (default ``OUTDIR/<input stem>/<NN>_<instrument>.wav``, or ``extension``); with
+    ``rest``, the rest stem's last."""
+    template, name = StemTemplate(filename), output_folder_name(input_path)
+    instruments = [query.instrument or "player" for query in queries] + [REST] * rest
     return [
-        folder / f"{number:02d}_{query.instrument or 'player'}{extension}"
-        for number, query in enumerate(queries, start=1)
+        template.path(Path(out_dir), name, number, instrument, extension.lstrip("."))
+        for number, instrument in enumerate(instruments, start=1)
     ]
 
 
-def check_outputs_free(paths: list[Path], force: bool) -> None:
+def stem_matcher(input_path: Path, filename: str = DEFAULT_TEMPLATE) -> Callable[[str], bool]:
+    """Whether a file name in the input's stem folder is one of its stems (any players and
+    format), as the ``filename`` template names them."""
+    return StemTemplate(filename).is_stem(output_folder_name(input_path))
+
+
+def existing_stems(input_path: Path, out_dir: Path, filename: str = DEFAULT_TEMPLATE) -> list[Path]:
+    """The stems an earlier run left for the input (none when its folder does not exist)."""
+    folder = StemTemplate(filename).folder(Path(out_dir), output_folder_name(input_path))
+    if not folder.is_dir():
+        return []
+    is_stem = stem_matcher(input_path, filename)
+    return sorted(p for p in folder.iterdir() if is_stem(p.name) and p.is_file())
+
+
+def check_outputs_free(
+    paths: list[Path], force: bool, is_stem: Callable[[str], bool] = is_stem_name
+) -> None:
     """Refuse a stem folder that is a file, and existing stems unless ``force``.
 
     Existing stems are the files of ``paths`` and any other stem set in their folder (an
-    earlier run with other players): ``force`` replaces the whole set.
+    earlier run with other players; ``is_stem`` names them): ``force`` replaces the whole set.
     """
     for folder in sorted({p.parent for p in paths}):
         check_stem_folder(folder)
-    existing = existing_outputs(paths, is_stem_name)
+    existing = existing_outputs(paths, is_stem)
     if existing and not force:
         raise OutputError(
             f"outputs already exist: {describe_paths(existing)} (use --force to replace them)"
@@ -360,6 +385,7 @@ class Separator:
         like_input: bool = False,
         rest: bool = False,
         sample_rate: int | None = None,
+        filename: str = DEFAULT_TEMPLATE,
     ) -> SeparationReport:
         """Separate one media file into ``OUTDIR/<input stem>/<NN>_<instrument>.wav``.
 
@@ -369,7 +395,8 @@ class Separator:
         ffmpeg's mono downmix. ``sample_rate``: stems at this rate (Hz) with the input's
         channels, resampled with soxr (implies ``like_input``). ``rest``: one more stem,
         ``NN_rest``, the mixture minus the players' stems (what no query claimed), so the
-        stems sum to the input.
+        stems sum to the input. ``filename``: where the stems go in ``out_dir``, a
+        :class:`~vimss_cli.stem_names.StemTemplate` text.
 
         ``queries``: one per player; ``None`` plans them as the CLI does with no ``-i``
         (:meth:`plan_queries`: a URMP-style name, else the players found in the video).
@@ -395,10 +422,10 @@ class Separator:
         if not queries:
             raise InputError("nothing to separate: no players given")
         check_wav_format(wav_format)
-        extension = stem_extension(wav_format)
-        paths = stem_paths(input_path, Path(out_dir), queries, extension)
-        if rest:
-            paths.append(paths[0].with_name(f"{len(queries) + 1:02d}_{REST}{extension}"))
+        paths = stem_paths(
+            input_path, Path(out_dir), queries, stem_extension(wav_format), filename, rest=rest
+        )
+        is_stem = stem_matcher(input_path, filename)
         if sample_rate is not None:
             sample_rate = check_sample_rate(sample_rate)
             if not split and sample_rate != self.sample_rate:
@@ -406,7 +433,7 @@ class Separator:
                     f"--no-split makes mono stems at the model's {self.sample_rate} Hz, not at "
                     f"{sample_rate} Hz; drop one of them"
                 )
-        check_outputs_free(paths, force)
+        check_outputs_free(paths, force, is_stem)
         started = time.perf_counter()
         sound = Path(audio_path) if audio_path is not None else input_path
         info = probe(sound)
@@ -419,7 +446,7 @@ class Separator:
         if like_path:
             return self._separate_like_input(
                 input_path, sound, info, queries, paths, wav_format, force, progress, started,
-                rest, target,
+                rest, target, Path(out_dir), is_stem,
             )  # fmt: skip
         warnings = []
         if rate != self.sample_rate or channels > 1:
@@ -453,7 +480,7 @@ class Separator:
                     )
 
             with StemSetWriter(
-                paths, self.sample_rate, wav_format, overwrite=force, is_stem=is_stem_name
+                paths, self.sample_rate, wav_format, overwrite=force, is_stem=is_stem
             ) as writer:
 
                 def write(stems: np.ndarray) -> None:
@@ -495,6 +522,8 @@ class Separator:
         started: float,
         rest: bool = False,
         target_rate: int | None = None,
+        out_dir: Path | None = None,
+        is_stem: Callable[[str], bool] = is_stem_name,
     ) -> SeparationReport:
         """:meth:`separate_file` with stems at the input's channels and ``target_rate`` (by
         default the input's rate).
@@ -514,7 +543,7 @@ class Separator:
         players = len(paths)  # the queries' stems, and the rest when asked
         peak = max(peak_level(sound, self.sample_rate), 1.0) if info.may_exceed_full_scale else 1.0
         restore = peak if wav_format == "float32" else 1.0
-        out_dir = paths[0].parent.parent
+        out_dir = out_dir or paths[0].parent.parent
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".vimss-channels-") as scratch:
             parts: list[Path] = []  # channel-major: channel c, stem k at c * players + k
@@ -578,7 +607,7 @@ class Separator:
                     rate,
                     wav_format,
                     overwrite=force,
-                    is_stem=is_stem_name,
+                    is_stem=is_stem,
                     channels=channels,
                 ) as writer:
                     while True:

@@ -35,6 +35,7 @@ from vimss_cli.cli_report import report_command
 from vimss_cli.cli_train import train_command
 from vimss_cli.errors import InputError, NoAudioStreamError, VimssError
 from vimss_cli.instruments import INSTRUMENTS
+from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import WAV_FORMATS
 
 app = typer.Typer(
@@ -200,11 +201,23 @@ def separate(
             "claimed), so the stems sum to the input.",
         ),
     ] = False,
+    filename: Annotated[
+        str,
+        typer.Option(
+            "--filename",
+            metavar="TEMPLATE",
+            help="Where each stem goes in OUTDIR: {input} (the input's name without its "
+            "extension), {player} (1, 2, ...; format it as {player:02d}), {instrument} (its "
+            "code, player when none is known, rest), {ext} (wav, flac or mp3). It ends with "
+            ".{ext}, names {player} in the file name, and only {input} may name a folder.",
+        ),
+    ] = DEFAULT_TEMPLATE,
     report: Annotated[
         bool,
         typer.Option(
             "--report",
-            help="Also write OUTDIR/<input>/report.html to hear and compare the stems.",
+            help="Also write report.html beside the stems (<input>.report.html when inputs "
+            "share a folder) to hear and compare them.",
         ),
     ] = False,
     quiet: Annotated[
@@ -231,8 +244,9 @@ def separate(
         from vimss_cli.api import (
             Separator,
             check_outputs_free,
-            is_stem_name,
+            existing_stems,
             output_folder_name,
+            stem_matcher,
             stem_paths,
         )
         from vimss_cli.conditioning import Query
@@ -251,6 +265,12 @@ def separate(
         check_wav_format(wav_format)
         if stem_rate is not None:
             check_format_rate(wav_format, stem_rate)
+        template = StemTemplate(filename)  # checked before any file is read
+        if len(inputs) > 1 and not template.names_input:
+            raise InputError(
+                f"--filename {filename!r} has no {{input}}: the stems of {len(inputs)} inputs "
+                "would share names"
+            )
         if len({output_folder_name(p) for p in inputs}) != len(inputs):
             raise InputError("two inputs share a file name stem; their stem folders would collide")
         if audio is not None:
@@ -295,7 +315,11 @@ def separate(
             if like_input and not (stem_rate or no_split or audio) and info.audio_sample_rate:
                 check_format_rate(wav_format, info.audio_sample_rate)  # stems at its rate
             # earlier stems are refused before a long video analysis
-            check_outputs_free(stem_paths(info.path, out_dir, [Query(None)]), force)
+            check_outputs_free(
+                stem_paths(info.path, out_dir, [Query(None)], filename=filename),
+                force,
+                stem_matcher(info.path, filename),
+            )
             return path, codes, info
 
         jobs = [(p, per_input[j] if per_input else (instruments or [None])[0])
@@ -303,7 +327,7 @@ def separate(
         if skip_existing and not force:
             kept = []
             for path, codes in jobs:
-                if any(is_stem_name(p.name) for p in _stem_folder_files(out_dir, path)):
+                if existing_stems(path, out_dir, filename):
                     if not quiet:
                         typer.echo(f"note: {printable(str(path))}: stems exist, skipped", err=True)
                 else:
@@ -314,10 +338,15 @@ def separate(
         def plan(job: tuple[Path, str | None, Any]) -> Any:
             _, codes, info = job
             planned = plan_players(info, codes, players, boxes, audio)
-            extension = stem_extension(wav_format)
-            check_outputs_free(
-                stem_paths(planned.path, out_dir, planned.label_queries(), extension), force
+            paths = stem_paths(
+                planned.path,
+                out_dir,
+                planned.label_queries(),
+                stem_extension(wav_format),
+                filename,
+                rest=rest,
             )
+            check_outputs_free(paths, force, stem_matcher(planned.path, filename))
             if strict:
                 check_strict([planned])
             return planned
@@ -372,6 +401,7 @@ def separate(
                         like_input=like_input,
                         rest=rest,
                         sample_rate=stem_rate,
+                        filename=filename,
                     )
                     return planned, result
 
@@ -383,7 +413,7 @@ def separate(
                 typer.echo(f"warning: {printable(line)}", err=True)
         if report:
             for plan, result in zip(plans, reports, strict=True):
-                path = _write_listening_report(plan, result, audio)
+                path = _write_listening_report(plan, result, audio, out_dir, filename)
                 if not quiet:
                     typer.echo(f"note: listening report in {printable(str(path))}", err=True)
         if as_json:
@@ -439,22 +469,17 @@ def _input_of(item: Any) -> str:
     return str(getattr(first, "path", first))
 
 
-def _stem_folder_files(out_dir: Path, input_path: Path) -> list[Path]:
-    """The files already in an input's stem folder (none when it does not exist)."""
-    from vimss_cli.api import output_folder_name
-
-    folder = out_dir / output_folder_name(input_path)
-    return sorted(folder.iterdir()) if folder.is_dir() else []
-
-
-def _write_listening_report(plan: Any, result: Any, audio: Path | None) -> Path:
+def _write_listening_report(
+    plan: Any, result: Any, audio: Path | None, out_dir: Path, filename: str
+) -> Path:
     """``report.html`` beside one input's stems: the mixture, the stems, the players' frame."""
     import cv2
 
+    from vimss_cli.api import output_folder_name
     from vimss_cli.listening_report import Track, read_track, write_report
     from vimss_cli.media import read_audio
 
-    folder = result.stems[0].path.parent
+    name = output_folder_name(result.input)
     tracks = [read_track(stem.path) for stem in result.stems]
     rate = tracks[0].rate
     tracks.insert(0, Track("mixture", read_audio(audio or result.input, rate), rate))
@@ -464,7 +489,8 @@ def _write_listening_report(plan: Any, result: Any, audio: Path | None) -> Path:
 
         frame = cv2.cvtColor(draw_players(plan.analysis), cv2.COLOR_RGB2BGR)
         picture = cv2.imencode(".png", frame)[1].tobytes()
-    return write_report(folder / "report.html", folder.name, tracks, picture, force=True)
+    path = StemTemplate(filename).report_path(out_dir, name)
+    return write_report(path, name, tracks, picture, force=True)
 
 
 @models_app.command("list")
