@@ -654,3 +654,25 @@ def test_several_inputs_need_input_in_the_filename(tiny_models_dir: Path, tmp_pa
     assert files_under(out) == []
     assert run("separate", first, *args).exit_code == 0  # one input may go without
     assert files_under(out) == [out / "01_vn.wav"]
+
+
+def test_the_success_line_names_the_stems_the_model_and_the_device(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn,vc", "--rest", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    (line,) = [ln for ln in result.stderr.splitlines() if "s of audio in" in ln]
+    assert line.startswith(f"{mix}: 2.5 s of audio in ")
+    assert line.endswith(
+        f"with model tiny on cpu -> 3 stems in {tmp_path / 'o' / 'duet'}: "
+        "01_vn.wav, 02_vc.wav, 03_rest.wav"
+    ), line
+    # every input skipped: no model is loaded, and --json still says what was done
+    skipped = run("separate", mix, "-o", tmp_path / "o", "-i", "vn", "--skip-existing", "--json")
+    assert skipped.exit_code == 0, skipped.output
+    assert json.loads(skipped.stdout) == {
+        "model": None,
+        "device": None,
+        "precision": None,
+        "inputs": [],
+    }

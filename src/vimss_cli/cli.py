@@ -357,6 +357,7 @@ def separate(
             for line in planned.warnings:
                 typer.echo(f"warning: {printable(line)}", err=True)
         reports = []
+        separator = None  # none loaded when every input was skipped or failed
         if plans:
             ensure_writable_directory(out_dir)
             with _status(f"loading model {model}", not (quiet or as_json)):
@@ -418,20 +419,23 @@ def separate(
                     typer.echo(f"note: listening report in {printable(str(path))}", err=True)
         if as_json:
             document = {
-                "model": separator.loaded.name,
-                "device": str(separator.device),
-                "precision": separator.precision,
+                "model": separator and separator.loaded.name,
+                "device": separator and str(separator.device),
+                "precision": separator and separator.precision,
                 "inputs": [r.to_json() for r in reports],
             }
             typer.echo(json.dumps(document))
-        elif not quiet:
+        elif not quiet and separator is not None:
             console = stderr_console()
+            numbers = "" if separator.precision == "fp32" else f", {separator.precision}"
             for result in reports:
+                names = ", ".join(stem.path.name for stem in result.stems)
                 console.print(
                     printable(
                         f"{result.input}: {result.audio_seconds:.1f} s of audio in "
-                        f"{result.wall_seconds:.1f} s -> {len(result.stems)} stems in "
-                        f"{result.stems[0].path.parent}"
+                        f"{result.wall_seconds:.1f} s with model {separator.loaded.name} on "
+                        f"{separator.device}{numbers} -> {len(result.stems)} stems in "
+                        f"{result.stems[0].path.parent}: {names}"
                     ),
                     markup=False,
                 )
