@@ -425,3 +425,47 @@ def test_eval_scores_separates_own_output_against_a_urmp_piece(
             ("AuSep_1_vn_01_Duet.flac", "vn"),
             ("AuSep_2_vc_01_Duet.flac", "vc"),
         ]
+
+
+def test_saved_estimates_score_the_same_when_read_back(
+    tiny_models_dir: Path, tree: Path, tmp_path: Path
+) -> None:
+    saved = tmp_path / "estimates"
+    args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--model", "tiny")
+    args += ("--no-baselines",)
+    result = run(*args, "--save-estimates", saved, "--json")
+    assert result.exit_code == 0, result.output
+    model_rows = by_system(json.loads(result.stdout))["model"]
+    piece = saved / "01_Jupiter_vn_vc"
+    assert [p.name for p in saved.iterdir()] == [piece.name]
+    assert sorted(p.name for p in piece.iterdir()) == ["01_vn.wav", "02_vc.wav"]
+    info = soundfile.info(str(piece / "01_vn.wav"))
+    assert (info.samplerate, info.frames, info.subtype) == (RATE, 3 * RATE, "FLOAT")
+    # the piece's references against the saved folder: the scores the model had
+    check = run("--references", tree / piece.name, "--estimates", piece, "--no-baselines", "--json")
+    assert check.exit_code == 0, check.output
+    rows = by_system(json.loads(check.stdout))["estimates"]
+    assert [(r["name"], r["instrument"]) for r in rows] == [
+        (r["name"], r["instrument"]) for r in model_rows
+    ]
+    for row, scored in zip(rows, model_rows, strict=True):
+        for metric in ("SDR", "SI-SDR", "SDR_v4_median"):
+            assert row[metric] == pytest.approx(scored[metric], abs=1e-3), metric
+    report = runner.invoke(app, ["report", str(piece)])
+    assert report.exit_code == 0, report.output
+    assert (piece / "report.html").is_file()
+    # saved estimates are not replaced without --force, and that is said before the model loads
+    before = (piece / "01_vn.wav").read_bytes()
+    again = run(*args, "--save-estimates", saved)
+    assert_clean_failure(again, "already exist", "01_vn.wav", "--force")
+    assert "untrained" not in again.stderr
+    assert (piece / "01_vn.wav").read_bytes() == before
+    forced = run(*args, "--save-estimates", saved, "--force", "--json")
+    assert forced.exit_code == 0, forced.output
+    assert sorted(p.name for p in piece.iterdir()) == ["01_vn.wav", "02_vc.wav", "report.html"]
+
+
+def test_save_estimates_needs_a_model(tree: Path, tmp_path: Path) -> None:
+    result = run("--dataset", "urmp", "--root", tree, "--save-estimates", tmp_path / "e")
+    assert_clean_failure(result, "--save-estimates", "--model")
+    assert not (tmp_path / "e").exists()

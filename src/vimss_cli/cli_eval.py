@@ -67,6 +67,21 @@ def eval_command(
         Path | None,
         typer.Option("--out", "-o", help="Write results.json, stems.csv, a box plot, a cache."),
     ] = None,
+    save_estimates: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-estimates",
+            metavar="DIR",
+            help="With --model: write the stems it scored to DIR/<piece>/NN_<instrument>.wav "
+            "(float WAV at the evaluation rate), named as `vimss separate` names them, so "
+            "--references/--estimates and `vimss report` read them back. Every piece is then "
+            "separated again (the cache holds scores, not stems).",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace estimates an earlier run saved in DIR."),
+    ] = False,
     compare: Annotated[
         tuple[Path, Path] | None,
         typer.Option("--compare", help="Show two result folders side by side: RUN_A RUN_B."),
@@ -81,7 +96,12 @@ def eval_command(
             _compare(compare, as_json)
             return
         from vimss_cli.eval_report import CACHE_NAME, write_results
-        from vimss_cli.evaluation import BASELINES, evaluate, evaluation_rate
+        from vimss_cli.evaluation import (
+            BASELINES,
+            check_estimates_free,
+            evaluate,
+            evaluation_rate,
+        )
 
         tracks, user_estimates = _tracks(dataset, root, pieces, references, estimates)
         if queries not in QUERIES:
@@ -91,15 +111,20 @@ def eval_command(
                 "--model separates dataset mixtures; use it with --dataset, "
                 "not with --references/--estimates"
             )
+        if save_estimates is not None and model is None:
+            raise InputError("--save-estimates writes the stems of --model; give --model too")
         systems = (["estimates"] if user_estimates else []) + (["model"] if model else [])
         systems += list(BASELINES) if baselines else []
         if not systems:
             raise InputError("nothing to score: give --model, or keep the baselines")
         eval_rate = evaluation_rate(protocol, rate, tracks)
-        if out_dir is not None:
-            from vimss_cli.stem_writer import ensure_writable_directory
+        from vimss_cli.stem_writer import ensure_writable_directory
 
-            ensure_writable_directory(out_dir)
+        for folder in (out_dir, save_estimates):
+            if folder is not None:
+                ensure_writable_directory(folder)
+        if save_estimates is not None:  # before the model loads
+            check_estimates_free(tracks, save_estimates, force)
         separator = None
         if model is not None:
             from vimss_cli.api import Separator
@@ -134,6 +159,8 @@ def eval_command(
             queries=mode,
             cache_dir=None if out_dir is None else out_dir / CACHE_NAME,
             progress=progress,
+            save_estimates=save_estimates,
+            force=force,
         )
         if separator is not None:
             evaluation.model = separator.loaded.name
@@ -148,6 +175,11 @@ def eval_command(
             typer.echo(f"note: {note}", err=True)
         for path in written:
             typer.echo(f"wrote {path}", err=True)
+        if save_estimates is not None:
+            from vimss_cli.evaluation import estimate_paths
+
+            for track in tracks:
+                typer.echo(f"wrote {estimate_paths(track, save_estimates)[0].parent}", err=True)
 
     guarded(debug, run)
 

@@ -37,6 +37,8 @@ from vimss_cli.atomic import write_text_atomically
 from vimss_cli.errors import InputError, MediaError, VimssError
 from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.metrics import ReferenceGram, bss_eval, bss_eval_sources, si_sdr
+from vimss_cli.stem_names import StemTemplate
+from vimss_cli.stem_writer import StemSetWriter
 from vimss_cli.urmp import Piece, list_pieces
 
 PROTOCOLS = ("museval", "segments")
@@ -428,6 +430,37 @@ def model_estimates(
     return fit_length(stems, audio.references.shape[1], audio.rate, what, audio.notes)
 
 
+def estimate_paths(track: Track, folder: Path) -> list[Path]:
+    """Where ``--save-estimates`` puts a track's model stems: ``FOLDER/<piece>/NN_<code>.wav``,
+    as ``vimss separate`` names them (so ``--estimates`` and ``vimss report`` read them)."""
+    template = StemTemplate()
+    return [
+        template.path(Path(folder), track.piece, number, code or "player", "wav")
+        for number, code in enumerate(track.instruments, start=1)
+    ]
+
+
+def check_estimates_free(tracks: list[Track], folder: Path, force: bool) -> None:
+    """Refuse, before any work, estimates an earlier run saved (unless ``force``)."""
+    from vimss_cli.api import check_outputs_free
+
+    for track in tracks:
+        check_outputs_free(
+            estimate_paths(track, folder), force, StemTemplate().is_stem(track.piece)
+        )
+
+
+def save_model_estimates(
+    track: Track, estimates: np.ndarray, rate: int, folder: Path, force: bool
+) -> None:
+    """Write the estimates ``(K, N)`` that were scored as float WAVs at ``rate``, atomically
+    (all of the track's stems appear together, or none)."""
+    paths = estimate_paths(track, folder)
+    is_stem = StemTemplate().is_stem(track.piece)
+    with StemSetWriter(paths, rate, "float32", overwrite=force, is_stem=is_stem) as writer:
+        writer.write(estimates.astype(np.float32))
+
+
 def user_estimates(track: Track, audio: TrackAudio) -> np.ndarray:
     """The track's estimate files at the evaluation rate, fitted to the references ``(K, N)``."""
     if track.estimates is None:
@@ -637,13 +670,20 @@ def evaluate(
     queries: str = "labels",
     cache_dir: Path | None = None,
     progress: ProgressCallback | None = None,
+    save_estimates: Path | None = None,
+    force: bool = False,
 ) -> Evaluation:
     """Score every system on every track (cached per track and system under ``cache_dir``).
 
     ``separator`` (a :class:`~vimss_cli.api.Separator`) is needed for the ``model`` system,
-    which it runs with ``queries`` (``labels`` or ``video``).
+    which it runs with ``queries`` (``labels`` or ``video``). ``save_estimates``: a folder
+    where the model's stems are written as they were scored (:func:`estimate_paths`); the
+    model then separates every track (the cache holds scores, not stems), and stems an earlier
+    run saved there are refused before any work unless ``force``.
     """
     systems = list(systems)
+    if save_estimates is not None and "model" in systems:
+        check_estimates_free(tracks, save_estimates, force)
     cache = _Cache(cache_dir)
     model_name = None if separator is None else str(separator.loaded.path)
     model_key = None if separator is None else _model_key(separator, queries)
@@ -663,12 +703,15 @@ def evaluate(
                     _with_video(model_key, track, queries) if system == "model" else None,
                 ]
             )
-            entry = cache.load(track, system, key)
+            saving = save_estimates is not None and system == "model"
+            entry = None if saving else cache.load(track, system, key)
             if entry is None:
                 if audio is None:
                     audio = load_track(track, rate)
                     gram = ReferenceGram(audio.references)
                 estimates = _estimates(system, track, audio, separator, queries)
+                if saving:
+                    save_model_estimates(track, estimates, rate, save_estimates, force)
                 rows = score_track(
                     track, system, audio.references, estimates, rate, protocol, gram, segment_grams
                 )
