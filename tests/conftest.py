@@ -18,6 +18,10 @@ from vimss_cli.model import ModelConfig, WaveUNet
 
 RATE = 8000
 TINY_CONFIG = ModelConfig(sample_rate=RATE, levels=3, base_features=4, query_dim=8)
+#: Environment under which rich takes Typer's runner for an interactive terminal (spinners).
+TERMINAL_ENV = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "TERM": "xterm"}
+#: What starts a rich spinner on a terminal: the cursor hidden.
+SPINNER_START = "\x1b[?25l"
 
 
 def missing_fixture(reason: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from conftest import RATE, ffmpeg, write_wav
+from conftest import RATE, SPINNER_START, TERMINAL_ENV, ffmpeg, write_wav
 from test_cli import assert_clean_failure
 from vimss_cli import evaluation
 from vimss_cli.cli import app
@@ -469,3 +469,25 @@ def test_save_estimates_needs_a_model(tree: Path, tmp_path: Path) -> None:
     result = run("--dataset", "urmp", "--root", tree, "--save-estimates", tmp_path / "e")
     assert_clean_failure(result, "--save-estimates", "--model")
     assert not (tmp_path / "e").exists()
+
+
+def test_start_up_progress_on_a_terminal_only(tiny_models_dir: Path, tree: Path) -> None:
+    args = ["eval", "--dataset", "urmp", "--root", str(tree), "--pieces", "1", "--model", "tiny"]
+    args += ["--no-baselines"]
+    shown = runner.invoke(app, args, env=TERMINAL_ENV)
+    assert shown.exit_code == 0, shown.output
+    assert SPINNER_START in shown.stderr
+    for phase in (
+        "loading model tiny...",
+        "[1/1] 01_Jupiter_vn_vc: reading the references and the mixture...",
+        "[1/1] 01_Jupiter_vn_vc: separating with the model...",
+        "[1/1] 01_Jupiter_vn_vc: model scored",
+    ):
+        assert phase in shown.stderr, phase
+    # not on a terminal, nor with --json or --quiet: no spinner and no progress lines
+    for extra, env in (([], {}), (["--json"], TERMINAL_ENV), (["--quiet"], TERMINAL_ENV)):
+        hidden = runner.invoke(app, [*args, *extra], env=env)
+        assert hidden.exit_code == 0, hidden.output
+        assert SPINNER_START not in hidden.stderr and "01_Jupiter" not in hidden.stderr, extra
+        assert "untrained" in hidden.stderr  # warnings stay
+        assert "SDR" in hidden.stdout  # and the results (tables, or JSON)

@@ -689,3 +689,27 @@ def test_warm_start_from_a_label_model_computes_what_it_computes(
     assert wider.exit_code != 0
     assert "cannot initialise from" in wider.output and "Traceback" not in wider.output
     assert not (tmp_path / "run2").exists()
+
+
+def test_start_up_progress_on_a_terminal_only(tree: Path, tmp_path: Path) -> None:
+    from conftest import SPINNER_START, TERMINAL_ENV
+
+    args = ["train", "--root", str(tree), "--device", "cpu", "--max-steps", "1", *SETS]
+    shown = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")], env=TERMINAL_ENV)
+    assert shown.exit_code == 0, shown.output
+    assert SPINNER_START in shown.stderr
+    for phase in (
+        "reading the train data: piece 1/3, 01_Piece1_vn_vc...",
+        "reading the train data: piece 3/3, 03_Piece3_vn_vn...",
+        "reading the valid data: piece 1/1, 04_Piece4_tpt_tbn...",
+        "building the model...",
+        "starting the first steps...",
+    ):
+        assert phase in shown.stderr, phase
+    assert shown.stderr.index("building the model") < shown.stderr.index("step 1/1")
+    hidden_cases = (([], {}), (["--json"], TERMINAL_ENV), (["--quiet"], TERMINAL_ENV))
+    for number, (extra, env) in enumerate(hidden_cases):
+        out = tmp_path / f"run{number}"
+        hidden = CliRunner().invoke(app, [*args, "--out", str(out), *extra], env=env)
+        assert hidden.exit_code == 0, hidden.output
+        assert SPINNER_START not in hidden.stderr and "reading the" not in hidden.stderr, extra

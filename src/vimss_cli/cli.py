@@ -26,6 +26,7 @@ from vimss_cli.cli_common import (
     ModelOption,
     guarded,
     printable,
+    status,
     stderr_console,
 )
 from vimss_cli.cli_data import data_app
@@ -63,17 +64,6 @@ def _root(
     ] = False,
 ) -> None:
     """Visually-informed music source separation."""
-
-
-@contextmanager
-def _status(message: str, enabled: bool) -> Iterator[None]:
-    """A spinner with ``message`` on a terminal while a phase runs (nothing otherwise)."""
-    console = stderr_console()
-    if not enabled or not console.is_terminal:
-        yield
-        return
-    with console.status(f"{message}..."):
-        yield
 
 
 @contextmanager
@@ -351,7 +341,7 @@ def separate(
                 check_strict([planned])
             return planned
 
-        with _status("finding the players", not (quiet or as_json)):
+        with status("finding the players", not (quiet or as_json)):
             plans = each(checked, plan)
         for planned in plans:
             for line in planned.warnings:
@@ -360,7 +350,7 @@ def separate(
         separator = None  # none loaded when every input was skipped or failed
         if plans:
             ensure_writable_directory(out_dir)
-            with _status(f"loading model {model}", not (quiet or as_json)):
+            with status(f"loading model {model}", not (quiet or as_json)):
                 separator = Separator(
                     model, device=device, precision=precision, batch_size=batch_size
                 )
@@ -380,7 +370,7 @@ def separate(
                     typer.echo(f"warning: {printable(line)}", err=True)
                 return planned, queries
 
-            with _status("looking at the players", not (quiet or as_json)):
+            with status("looking at the players", not (quiet or as_json)):
                 ready = each(plans, queries_of)
             for planned, _ in [] if quiet else ready:
                 for line in [describe_plan(planned), *planned.notes]:

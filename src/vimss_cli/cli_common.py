@@ -15,6 +15,9 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.spinner import Spinner
 
 from vimss_cli.errors import VimssError
 
@@ -24,6 +27,10 @@ DebugOption = Annotated[
     bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Only results, warnings and errors: no notes, no progress."),
+]
 ModelOption = Annotated[
     str,
     typer.Option(
@@ -45,6 +52,36 @@ class Terminated(KeyboardInterrupt):
 
 def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def status(
+    message: str, enabled: bool = True, console: Console | None = None
+) -> Iterator[Callable[[str | None], None]]:
+    """A rich spinner saying ``message`` on stderr while a phase runs, when ``enabled`` and
+    stderr is a terminal (nothing otherwise).
+
+    Yields ``update(text)``: the spinner says ``text`` from then on, or, given ``None``, goes
+    away before the block ends (when the phase gives way to lines of output). Lines printed
+    meanwhile go above the spinner when they are printed through ``console``, the one it
+    draws on (by default a new :func:`stderr_console`).
+    """
+    console = console or stderr_console()
+    if not enabled or not console.is_terminal:
+        yield lambda text: None
+        return
+    spinner = Spinner("dots", escape(f"{message}..."), style="status.spinner")
+    with Live(spinner, console=console, transient=True, refresh_per_second=12.5) as live:
+
+        def update(text: str | None) -> None:
+            if text is None:
+                live.stop()
+                return
+            spinner.update(text=escape(f"{text}..."))
+            live.start()  # again, after a stop
+            live.refresh()  # now: a step may end before the next tick
+
+        yield update
 
 
 def printable(text: str) -> str:

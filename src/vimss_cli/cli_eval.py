@@ -10,7 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vimss_cli.cli_common import DebugOption, JsonOption, guarded, stderr_console
+from vimss_cli.cli_common import (
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    guarded,
+    status,
+    stderr_console,
+)
 from vimss_cli.errors import InputError
 
 QUERIES = ("auto", "labels", "video")
@@ -86,6 +93,7 @@ def eval_command(
         tuple[Path, Path] | None,
         typer.Option("--compare", help="Show two result folders side by side: RUN_A RUN_B."),
     ] = None,
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -129,7 +137,8 @@ def eval_command(
         if model is not None:
             from vimss_cli.api import Separator
 
-            separator = Separator(model, device=device)
+            with status(f"loading model {model}", not (quiet or as_json)):
+                separator = Separator(model, device=device)
             if not separator.loaded.trained:
                 typer.echo(
                     f"warning: model {separator.loaded.name!r} is untrained "
@@ -142,26 +151,38 @@ def eval_command(
             visual = config is not None and (config.appearance_dim or config.motion_channels)
             mode = "video" if visual else "labels"
         console = stderr_console()
-        show = not as_json and console.is_terminal
+        show = not (as_json or quiet) and console.is_terminal
 
-        def progress(event: dict[str, Any]) -> None:
-            if show:
-                console.print(
-                    f"[{event['done']}/{event['total']}] {event['piece']}: {event['system']} scored"
-                )
+        with status("scoring", show, console) as update:
 
-        evaluation = evaluate(
-            tracks,
-            systems,
-            protocol,
-            eval_rate,
-            separator=separator,
-            queries=mode,
-            cache_dir=None if out_dir is None else out_dir / CACHE_NAME,
-            progress=progress,
-            save_estimates=save_estimates,
-            force=force,
-        )
+            def progress(event: dict[str, Any]) -> None:
+                where = f"[{event['done'] + 1}/{event['total']}] {event['piece']}"
+                doing = {
+                    "reading": "reading the references and the mixture",
+                    "separating": "separating with the model",
+                    "scoring": f"scoring {event['system']}",
+                }
+                if event["stage"] in doing:
+                    update(f"{where}: {doing[event['stage']]}")
+                elif show:
+                    console.print(
+                        f"[{event['done']}/{event['total']}] {event['piece']}: "
+                        f"{event['system']} scored",
+                        markup=False,
+                    )
+
+            evaluation = evaluate(
+                tracks,
+                systems,
+                protocol,
+                eval_rate,
+                separator=separator,
+                queries=mode,
+                cache_dir=None if out_dir is None else out_dir / CACHE_NAME,
+                progress=progress,
+                save_estimates=save_estimates,
+                force=force,
+            )
         if separator is not None:
             evaluation.model = separator.loaded.name
             evaluation.queries = mode
@@ -171,6 +192,8 @@ def eval_command(
             typer.echo(json.dumps(document))
             return
         _print_tables(document)
+        if quiet:
+            return
         for note in document["notes"]:
             typer.echo(f"note: {note}", err=True)
         for path in written:

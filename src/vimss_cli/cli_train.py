@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from vimss_cli.cli_common import DebugOption, JsonOption, guarded, stderr_console
+from vimss_cli.cli_common import (
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    guarded,
+    status,
+    stderr_console,
+)
 
 
 def train_command(
@@ -42,6 +49,7 @@ def train_command(
         typer.Option("--init-from", help="Start from this checkpoint's weights (run.init_from)."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    quiet: QuietOption = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -56,9 +64,20 @@ def train_command(
             settings.append(f"run.init_from={init_from}")
         config = load_config(config_file, settings)
         console = stderr_console()
-        show = console.is_terminal and not as_json
+        show = console.is_terminal and not (as_json or quiet)
+        starting = {
+            "reading": "reading the {split} data: piece {number}/{total}, {piece}",
+            "visual features": "visual features of the {split} data: piece {number}/{total}, "
+            "{piece}",
+            "building the model": "building the model",
+            "starting": "starting the first steps",
+        }
 
         def progress(event: dict) -> None:
+            if "stage" in event:
+                update(starting[event["stage"]].format(number=event.get("done", 0) + 1, **event))
+                return
+            update(None)  # setting up is over: lines from here on
             if not show:
                 return
             if "loss" in event:
@@ -75,18 +94,19 @@ def train_command(
         def warn(message: str) -> None:
             console.print(f"warning: {message}")
 
-        report = run_training(
-            config,
-            root,
-            out,
-            device=device,
-            resume=resume,
-            max_steps=max_steps,
-            max_minutes=max_minutes,
-            dataset=dataset,
-            progress=progress,
-            warn=warn,
-        )
+        with status("setting up", show, console) as update:
+            report = run_training(
+                config,
+                root,
+                out,
+                device=device,
+                resume=resume,
+                max_steps=max_steps,
+                max_minutes=max_minutes,
+                dataset=dataset,
+                progress=progress,
+                warn=warn,
+            )
         summary = {
             "run_dir": str(report.run_dir),
             "step": report.step,

@@ -55,6 +55,11 @@ LENGTH_TOLERANCE_SECONDS = 1.0
 MASK_FFT = 2048
 MASK_HOP = 512
 
+#: ``callback({"stage": ..., "piece": str, "system": str | None, "done": int, "total": int})``
+#: with the stages ``reading`` (a piece's references and mixture), ``separating`` (the model
+#: on a piece), ``scoring`` (one system on a piece), each as it starts, and ``scored`` when a
+#: system's scores of a piece are ready (computed or from the cache); ``done`` counts the
+#: pieces finished, this one included once it is ``scored``.
 ProgressCallback = Callable[[dict[str, Any]], None]
 
 
@@ -689,6 +694,12 @@ def evaluate(
     model_key = None if separator is None else _model_key(separator, queries)
     stems: list[dict[str, Any]] = []
     notes: list[str] = []
+
+    def tell(stage: str, track: Track, system: str | None, done: int) -> None:
+        if progress is not None:
+            event = {"piece": track.piece, "system": system, "done": done, "total": len(tracks)}
+            progress({"stage": stage, **event})
+
     for index, track in enumerate(tracks):
         audio: TrackAudio | None = None
         gram: ReferenceGram | None = None
@@ -707,11 +718,15 @@ def evaluate(
             entry = None if saving else cache.load(track, system, key)
             if entry is None:
                 if audio is None:
+                    tell("reading", track, None, index)
                     audio = load_track(track, rate)
                     gram = ReferenceGram(audio.references)
+                if system == "model":
+                    tell("separating", track, system, index)
                 estimates = _estimates(system, track, audio, separator, queries)
                 if saving:
                     save_model_estimates(track, estimates, rate, save_estimates, force)
+                tell("scoring", track, system, index)
                 rows = score_track(
                     track, system, audio.references, estimates, rate, protocol, gram, segment_grams
                 )
@@ -719,15 +734,7 @@ def evaluate(
                 cache.store(track, system, key, entry)
             stems.extend(entry["stems"])
             notes.extend(note for note in entry["notes"] if note not in notes)
-            if progress is not None:
-                progress(
-                    {
-                        "piece": track.piece,
-                        "system": system,
-                        "done": index + 1,
-                        "total": len(tracks),
-                    }
-                )
+            tell("scored", track, system, index + 1)
     for row in stems:
         if "undefined" in row:
             note = f"{row['piece']}/{row['name']}: {row['undefined']}; its metrics are undefined"

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,20 +109,32 @@ def load_pieces(
     motion_channels: int = 0,
     visual_cache: Path | None = None,
     motion_features: str = "bands",
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[list[PieceAudio], list[str]]:
     """Read every piece's stems (and, with ``visual_cache``, its players' visual features).
 
     Pieces with unreadable audio, or whose video cannot be analysed when visual features are
     wanted, are skipped with a warning. Returns the pieces and the list of skipped files.
+    ``progress`` hears ``{"stage": "reading" | "visual features", "piece": name, "done": n,
+    "total": pieces}`` as each piece's step starts.
     """
     pieces: list[PieceAudio] = []
     skipped: list[str] = []
-    for piece in list_pieces(folder):
+    listed = list_pieces(folder)
+
+    def tell(stage: str, piece: Piece, index: int) -> None:
+        if progress is not None:
+            event = {"piece": piece.folder.name, "done": index, "total": len(listed)}
+            progress({"stage": stage, **event})
+
+    for index, piece in enumerate(listed):
+        tell("reading", piece, index)
         stems = _read_stems(piece, sample_rate, skipped, warn)
         if stems is None:
             continue
         visuals = None
         if visual_cache is not None:
+            tell("visual features", piece, index)
             try:
                 channels = max(1, motion_channels)
                 visuals = piece_visuals(piece, channels, visual_cache, motion_features)

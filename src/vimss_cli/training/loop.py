@@ -308,6 +308,11 @@ def run_training(
     Arguments are checked before anything is written; when setting up fails after that (no
     readable pieces, weights to start from that do not fit), a run folder this call created
     is removed again. Raises :class:`TrainingDivergedError` when the loss stops being finite.
+
+    ``progress`` hears each step of setting up as it starts (``{"stage": ...}``: ``reading``
+    and ``visual features`` for each piece, with ``split``, ``piece``, ``done`` and ``total``;
+    ``building the model``; ``starting``), then the training records (``loss``,
+    ``valid_sdr``); all on the main process only.
     """
     if max_steps is not None and max_steps < 1:
         raise InputError(f"--max-steps must be at least 1, got {max_steps}")
@@ -335,6 +340,11 @@ def run_training(
         if warn is not None and dist_info.is_main:
             warn(message)
 
+    def stage(name: str, **details: Any) -> None:
+        """Tell ``progress`` which step of setting up starts (main process only)."""
+        if progress is not None and dist_info.is_main:
+            progress({"stage": name, **details})
+
     try:  # setting up: a failure leaves no run folder behind that this call made
         if dist_info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -348,7 +358,11 @@ def run_training(
         def load(folder: Path) -> tuple[list[PieceAudio], list[str]]:
             cache = run_dir / "visual_cache" / folder.name if visual else None
             features = config.model.motion_features
-            return load_pieces(folder, rate, on_warning, channels, cache, features)
+
+            def tell(event: dict[str, Any]) -> None:
+                stage(event.pop("stage"), split=folder.name, **event)
+
+            return load_pieces(folder, rate, on_warning, channels, cache, features, tell)
 
         train_pieces, skipped = load(train_folder)
         valid_pieces = load(valid_folder)[0] if valid_folder else None
@@ -364,6 +378,7 @@ def run_training(
             config, root, dataset, _dataset_manifest(splits), torch_device
         )
 
+        stage("building the model")
         torch.manual_seed(config.run.seed)
         if torch_device.type == "cuda":  # fixed excerpt shapes: let cuDNN pick its fastest kernels
             torch.backends.cudnn.benchmark = True
@@ -429,6 +444,7 @@ def run_training(
         pin_memory=torch_device.type == "cuda",
     )
     saved_step = state.step if resume else None  # the step state.safetensors holds
+    stage("starting")
     started = time.perf_counter()
     examples_this_call = 0
     interval_start, interval_examples = started, 0
