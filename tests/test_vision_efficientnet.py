@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from scenes import load_photo
@@ -79,3 +80,16 @@ def test_the_photos_not_the_background_decide() -> None:
     for row, index in enumerate(EXPECTED.values()):
         assert probabilities[row, index] > 0.3
         assert probabilities[-1, index] < probabilities[row, index] / 3
+
+
+def test_the_summed_other_instruments_outweigh_a_single_urmp_class() -> None:
+    """A mandola spreads its mass over guitar, banjo and violin: "not URMP" wins when the
+    other instruments together beat the best URMP class, and not otherwise."""
+    probabilities = np.zeros(1000)
+    probabilities[[889, 402, 420]] = [0.30, 0.20, 0.15]  # violin, acoustic guitar, banjo
+    guess = guess_instrument(probabilities)
+    assert guess.other and guess.instrument is None
+    assert guess.imagenet_class == "acoustic guitar" and guess.confidence == pytest.approx(0.35)
+    assert "not a URMP instrument" in guess.describe()
+    probabilities[889] = 0.40
+    assert guess_instrument(probabilities).instrument == "vn"

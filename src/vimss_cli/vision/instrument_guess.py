@@ -8,7 +8,13 @@ instrument class with the highest mean probability over the player's crops:
 * a URMP instrument: named, with that probability as its confidence; below
   :data:`MIN_CONFIDENCE` it is reported as unknown;
 * another instrument (a banjo, a guitar): reported as unknown, ``other`` set, so the user is
-  told it is not a URMP instrument instead of getting the nearest URMP name.
+  told it is not a URMP instrument instead of getting the nearest URMP name. "Another
+  instrument" wins when the summed probability of the fifteen non-URMP classes beats the best
+  URMP class: a mandola or bouzouki spreads its mass over guitar, banjo and violin, and the
+  question asked is "URMP or not" before "which". On the 65 instrument pictures of
+  ``scripts/train_instrument_head.py`` (drawings and photo cut-outs, 16 composed views each)
+  the sum names 49 pictures right against 46 for the single best class, with no URMP
+  picture lost; on the real-footage test videos, 24 of 36 players against 21.
 
 The summed probability of all instrument classes (:func:`instrument_mass`) says whether a
 person holds an instrument at all: an actor on a stage scores almost nothing.
@@ -62,7 +68,8 @@ MIN_CONFIDENCE = 0.05
 #: A person whose instrument classes sum to less than this holds no instrument we can see.
 MIN_INSTRUMENT_MASS = 0.08
 
-_NAMED = np.array(sorted([*IMAGENET_TO_URMP, *OTHER_INSTRUMENTS]))
+_URMP = np.array(sorted(IMAGENET_TO_URMP))
+_OTHER = np.array(sorted(OTHER_INSTRUMENTS))
 _ALL_INSTRUMENTS = np.array(sorted([*IMAGENET_TO_URMP, *OTHER_INSTRUMENTS, *MASS_ONLY]))
 
 
@@ -72,7 +79,8 @@ class InstrumentGuess:
 
     Attributes:
         instrument: URMP code, or ``None`` when unknown.
-        confidence: mean ImageNet probability of the chosen class (0..1).
+        confidence: mean ImageNet probability of the chosen class (0..1); for another
+            instrument, the summed probability of the non-URMP instrument classes.
         imagenet_class: the ImageNet class name behind the guess.
         other: the most likely instrument is one URMP does not have (``imagenet_class``).
     """
@@ -100,9 +108,11 @@ def instrument_mass(probabilities: np.ndarray) -> np.ndarray:
 def guess_instrument(probabilities: np.ndarray) -> InstrumentGuess:
     """``(1000,)`` mean ImageNet probabilities of one player's crops -> the URMP guess."""
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
-    index = int(_NAMED[np.argmax(probabilities[_NAMED])])
+    index = int(_URMP[np.argmax(probabilities[_URMP])])
     confidence = float(probabilities[index])
-    if index in OTHER_INSTRUMENTS:
-        return InstrumentGuess(None, confidence, OTHER_INSTRUMENTS[index], other=True)
+    other_mass = float(probabilities[_OTHER].sum())
+    if other_mass > confidence:
+        likeliest = int(_OTHER[np.argmax(probabilities[_OTHER])])
+        return InstrumentGuess(None, other_mass, OTHER_INSTRUMENTS[likeliest], other=True)
     code, name = IMAGENET_TO_URMP[index]
     return InstrumentGuess(code if confidence >= MIN_CONFIDENCE else None, confidence, name)
