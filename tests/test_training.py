@@ -264,7 +264,7 @@ def test_schedule_fitted_to_the_deadline_is_logged_and_ends_the_run(
 ) -> None:
     run = tmp_path / "timed"
     result = train(
-        "--root", tree, "--out", run, "--device", "cpu", "--max-minutes", "0.12", *SETS,
+        "--root", tree, "--out", run, "--device", "cpu", "--max-minutes", "0.2", *SETS,
         "--set", "optim.max_steps=100000", "--set", "run.schedule_to_deadline=true",
         "--set", "run.validate_every=1000", "--json",
     )  # fmt: skip

@@ -25,6 +25,7 @@ from vimss_cli.cli_common import (
     JsonOption,
     ModelOption,
     guarded,
+    import_torch,
     printable,
     status,
     stderr_console,
@@ -231,6 +232,7 @@ def separate(
     """Separate each INPUT into one WAV per player: OUTDIR/<input>/<NN>_<instrument>.wav."""
 
     def run() -> None:
+        import_torch()
         from vimss_cli.api import (
             Separator,
             check_outputs_free,

@@ -42,6 +42,26 @@ ModelOption = Annotated[
 TERMINATION_SIGNALS = ("SIGTERM", "SIGHUP")
 
 
+def import_torch() -> None:
+    """Import torch with Ctrl-C held until the import is done, then honoured.
+
+    A ``KeyboardInterrupt`` raised while torch's C++ extensions initialise escapes through
+    pybind11 and aborts the process (``terminate called ... KeyboardInterrupt``, exit 134)
+    instead of unwinding to the one-line message. Commands that load a model call this first.
+    """
+    held = threading.current_thread() is threading.main_thread()  # only there can it be
+    received: list[int] = []
+    if held:
+        previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        import torch  # noqa: F401
+    finally:
+        if held:
+            signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised where the program is, so that cleanup runs as for Ctrl-C."""
 

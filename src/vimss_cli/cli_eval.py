@@ -15,6 +15,7 @@ from vimss_cli.cli_common import (
     JsonOption,
     QuietOption,
     guarded,
+    import_torch,
     status,
     stderr_console,
 )
@@ -103,6 +104,7 @@ def eval_command(
         if compare is not None:
             _compare(compare, as_json)
             return
+        import_torch()
         from vimss_cli.eval_report import CACHE_NAME, write_results
         from vimss_cli.evaluation import (
             BASELINES,

@@ -13,6 +13,7 @@ from vimss_cli.cli_common import (
     JsonOption,
     QuietOption,
     guarded,
+    import_torch,
     status,
     stderr_console,
 )
@@ -56,6 +57,7 @@ def train_command(
     """Train a separation model; the best checkpoint is exported as OUT/best.safetensors."""
 
     def run() -> None:
+        import_torch()
         from vimss_cli.training.config import load_config
         from vimss_cli.training.loop import run_training
 
