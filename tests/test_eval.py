@@ -420,11 +420,14 @@ def test_eval_scores_separates_own_output_against_a_urmp_piece(
     for references, estimates in ((piece, out / mix.stem), (root, out)):
         result = run("--references", references, "--estimates", estimates, "--json")
         assert result.exit_code == 0, result.output
-        rows = by_system(json.loads(result.stdout))["estimates"]
+        document = json.loads(result.stdout)
+        rows = by_system(document)["estimates"]
         assert [(r["name"], r["instrument"]) for r in rows] == [
             ("AuSep_1_vn_01_Duet.flac", "vn"),
             ("AuSep_2_vc_01_Duet.flac", "vc"),
         ]
+        # the piece's own AuMix is the mixture of the baselines, not the references' sum
+        assert not [n for n in document["notes"] if "no mixture file" in n], document["notes"]
 
 
 def test_saved_estimates_score_the_same_when_read_back(

@@ -203,8 +203,8 @@ def folder_tracks(references: Path, estimates: Path) -> list[Track]:
     """Estimates matched to references by file name (see :func:`_estimate_for`).
 
     Either both folders hold audio files directly (one track), or one subfolder per track.
-    References may be a URMP piece folder (its ``AuMix`` is ignored) and estimates the folder
-    ``vimss separate`` wrote, with no renaming.
+    References may be a URMP piece folder (its one ``AuMix`` is the mixture the baselines use,
+    not a stem) and estimates the folder ``vimss separate`` wrote, with no renaming.
     """
     references, estimates = Path(references), Path(estimates)
     for folder, option in ((references, "--references"), (estimates, "--estimates")):
@@ -225,6 +225,11 @@ def folder_tracks(references: Path, estimates: Path) -> list[Track]:
         if missing:
             raise InputError(f"missing estimates for references: {', '.join(missing)}")
         names = tuple(path.name for path in reference_paths)
+        mixtures = sorted(
+            p
+            for p in reference_folder.glob("AuMix_*")
+            if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+        )
         tracks.append(
             Track(
                 piece=reference_folder.name,
@@ -232,6 +237,7 @@ def folder_tracks(references: Path, estimates: Path) -> list[Track]:
                 instruments=tuple(_instrument_from_name(name) for name in names),
                 references=tuple(reference_paths),
                 estimates=tuple(estimate_paths),
+                mixture=mixtures[0] if len(mixtures) == 1 else None,
             )
         )
     return tracks
