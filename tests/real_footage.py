@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -236,9 +237,15 @@ def _drift(picture: np.ndarray, t: float) -> np.ndarray:
 
 
 def write_video(
-    path: Path, picture: np.ndarray, drift: bool, seconds: float = 2.0, fps: int = 5
+    path: Path,
+    picture: np.ndarray,
+    drift: bool,
+    seconds: float = 2.0,
+    fps: int = 5,
+    overlay: Callable[[np.ndarray, float], np.ndarray] | None = None,
 ) -> None:  # a 2 s clip at 5 frames/s: the analysis samples 6 frames whatever the length
-    """An H.264 mp4 of ``picture`` (drifting when asked) with a quiet tone as its sound."""
+    """An H.264 mp4 of ``picture`` (drifting when asked, then drawn on by ``overlay(frame,
+    t)`` with ``t`` in 0..1 when given) with a quiet tone as its sound."""
     height, width = picture.shape[:2]
     frames = int(seconds * fps)
     command = [
@@ -252,7 +259,10 @@ def write_video(
     process = subprocess.Popen(command, stdin=subprocess.PIPE)
     assert process.stdin is not None
     for index in range(frames):
-        frame = _drift(picture, index / max(1, frames - 1)) if drift else picture
+        t = index / max(1, frames - 1)
+        frame = _drift(picture, t) if drift else picture
+        if overlay is not None:
+            frame = overlay(frame.copy(), t)
         process.stdin.write(np.ascontiguousarray(frame).tobytes())
     process.stdin.close()
     if process.wait() != 0:

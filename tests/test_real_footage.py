@@ -243,3 +243,24 @@ def test_urmp_named_audio_needs_no_instruments(tiny_models_dir: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     folder = tmp_path / "out" / mix.stem
     assert sorted(p.name for p in folder.iterdir()) == ["01_vn.wav", "02_vc.wav"]
+
+
+def test_motion_where_no_player_was_found_is_warned_of(footage, tmp_path: Path) -> None:
+    """A thing that moves beside the two players the detector sees (a bow, a player it
+    missed): the players are kept and the user is told where to look."""
+    picture = real_footage.compose(real_footage.load_photos())["plain_duet"][0]
+    rng = np.random.default_rng(0)
+
+    def shaking_patch(frame: np.ndarray, t: float) -> np.ndarray:
+        y = 300 + int(60 * np.sin(6 * t))
+        frame[y : y + 200, 1180:1260] = rng.integers(0, 255, (200, 80, 3), dtype=np.uint8)
+        return frame
+
+    path = tmp_path / "duet_and_motion.mp4"
+    real_footage.write_video(path, picture, drift=False, overlay=shaking_patch)
+    analysis = analyse_video(path)
+    assert len(analysis.players) == 2 and analysis.source == "people"
+    warned = [w for w in analysis.warnings if "something moves where no player was found" in w]
+    assert len(warned) == 1 and "x = 12" in warned[0], analysis.warnings  # x = 1200-1240 px
+    still, _ = footage["plain_duet"]  # the same players, nothing else moving: no warning
+    assert not [w for w in analyse_video(still).warnings if "something moves" in w]

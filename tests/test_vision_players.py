@@ -10,7 +10,7 @@ import pytest
 from conftest import ffmpeg
 from scenes import compose_scene, iou
 from vimss_cli.errors import InputError
-from vimss_cli.vision.analysis import analyse_video
+from vimss_cli.vision.analysis import analyse_video, unclaimed_motion
 from vimss_cli.vision.players import find_players, parse_boxes
 
 SCENES = {
@@ -121,3 +121,17 @@ def test_people_found_by_a_detector_split_a_merged_strip(monkeypatch: pytest.Mon
     # cut half-way between the face centres (50, 110, 180); outer edges padded by 2 %
     assert edges[0][1] == edges[1][0] == 80 and edges[1][1] == edges[2][0] == 145
     assert edges[0][0] == pytest.approx(20, abs=2) and edges[2][1] == pytest.approx(220, abs=3)
+
+
+def test_unclaimed_motion_is_the_moving_columns_no_box_covers() -> None:
+    grids = np.zeros((10, 4, 64), np.float32)
+    grids[:, :, 4:12] = 1.0  # a player the boxes cover
+    grids[:, :, 50:58] = 0.8  # something else moving
+    width = 640  # decoded pixels: 10 per grid column
+    assert unclaimed_motion(grids, [(30, 0, 100, 300)], width) == [540]
+    assert unclaimed_motion(grids, [(30, 0, 100, 300), (480, 0, 120, 300)], width) == []
+    # camera drift moves every column: the players cover most of that one run
+    assert (
+        unclaimed_motion(np.ones_like(grids), [(0, 0, 200, 300), (300, 0, 200, 300)], width) == []
+    )
+    assert unclaimed_motion(np.zeros_like(grids), [], width) == []  # a still picture

@@ -38,13 +38,23 @@ from vimss_cli.vision.motion import (
     multiscale,
     scene_cuts,
 )
-from vimss_cli.vision.players import MIN_MOTION, Box, find_players, parse_boxes
+from vimss_cli.vision.players import (
+    MIN_MOTION,
+    MOVING_SHARE,
+    Box,
+    column_runs,
+    find_players,
+    parse_boxes,
+)
 from vimss_cli.vision.tracking import MIN_FACE_PIXELS, TrackedPerson, track_people
 
 #: Frames kept for finding the players; every other one is also used for their appearance.
 DEFAULT_SAMPLES = 6
 #: Picture and sound may differ in length by this many seconds (or 5 %, if more) at most.
 LENGTH_TOLERANCE = 1.0
+#: A run of moving columns less than this share under the players' boxes is unclaimed motion
+#: (:func:`unclaimed_motion`): perhaps a player the person detector missed.
+CLAIMED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -238,6 +248,15 @@ def analyse_video(
                 f"no players found in {info.path}: no people and nothing moving; pass "
                 "--players N or --boxes 'x,y,w,h;...'"
             )
+        if source == "people" and players is None:
+            unclaimed = unclaimed_motion(grids, decoded, size[0])
+            if unclaimed:
+                where = ", ".join(f"{round(x / scale_x)}" for x in unclaimed)
+                warnings.append(
+                    f"{info.path.name}: something moves where no player was found (around "
+                    f"x = {where} px); if a player was missed, pass --players N or --boxes "
+                    "'x,y,w,h;...' (check with `vimss inspect`)"
+                )
         if len(decoded) == 1 and source != "people" and decoded[0][2] > 0.8 * size[0]:
             warnings.append(
                 f"{info.path.name}: one player box covers the whole frame; if more than one "
@@ -256,6 +275,29 @@ def analyse_video(
         for j, b in enumerate(decoded)
     ]
     return VideoAnalysis(info, rate, found, grids, kept[len(kept) // 2], source, warnings)
+
+
+def unclaimed_motion(grids: np.ndarray, boxes: list[Box], width: int) -> list[int]:
+    """Centres (decoded pixels) of the runs of moving columns that no player's box covers.
+
+    ``grids``: the motion grids ``(T, rows, cols)``; ``boxes``: the players in a frame
+    ``width`` pixels wide. A run is columns whose mean motion reaches :data:`MOVING_SHARE` of
+    the strongest (as the fallback layout reads them); it is unclaimed when less than
+    :data:`CLAIMED_SHARE` of it lies under the boxes. Camera drift moves every column, and the
+    players then cover most of that one wide run; a player the detector missed moves alone.
+    A still picture has no runs.
+    """
+    profile = column_profile(grids, width)
+    if profile.max() <= MIN_MOTION:
+        return []
+    covered = np.zeros(width, bool)
+    for x, _, w, _ in boxes:
+        covered[x : x + w] = True
+    return [
+        (start + stop) // 2
+        for start, stop in column_runs(profile / profile.max() >= MOVING_SHARE)
+        if covered[start:stop].mean() < CLAIMED_SHARE
+    ]
 
 
 def _keypoints_to_source(person: TrackedPerson, scale_x: float, scale_y: float) -> np.ndarray:
