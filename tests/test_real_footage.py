@@ -152,6 +152,8 @@ def test_inspect_warns_of_unsure_instruments(
     # the mandola and the guitar: instruments URMP does not have
     assert result.output.count("not a URMP instrument") == 2
     assert "only with confidence" not in result.output
+    # the fiddle: named, with a note that a viola would look the same
+    assert "note: pictures cannot tell these apart here (vn may be va)" in result.output
     # the pipes (named sax) and the fiddle are guessed at 0.4 to 0.6 here: below a stricter bar
     # they are unsure, and said to be
     monkeypatch.setattr(queries, "UNSURE_CONFIDENCE", 0.7)

@@ -39,7 +39,7 @@ def inspect_command(
         from vimss_cli.media import check_input_path
         from vimss_cli.vision.analysis import analyse_video
         from vimss_cli.vision.drawing import check_png_target, draw_players, write_png
-        from vimss_cli.vision.queries import guess_warnings
+        from vimss_cli.vision.queries import guess_warnings, look_alike_note
 
         check_input_path(video)
         frame_path = check_png_target(out or Path(f"{video.stem}_players.png"), force)
@@ -76,6 +76,9 @@ def inspect_command(
         console.print(table)
         for line in [*analysis.warnings, *guess_warnings(analysis, video.name)]:
             typer.echo(f"warning: {line}", err=True)
+        note = look_alike_note(analysis)
+        if note is not None:
+            typer.echo(f"note: {note}", err=True)
         console.print(f"boxes drawn in {frame_path}")
 
     guarded(debug, run)

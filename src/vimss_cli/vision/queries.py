@@ -161,6 +161,29 @@ def guess_warnings(analysis: VideoAnalysis, name: str) -> list[str]:
     return warnings
 
 
+#: A guessed instrument -> the URMP instrument a picture cannot tell it from: ImageNet has no
+#: class for viola, double bass, clarinet or tuba, so those are named as their look-alikes.
+LOOK_ALIKES = {"vn": "va", "vc": "db", "ob": "cl"}
+
+
+def look_alike_note(analysis: VideoAnalysis) -> str | None:
+    """One note when a guess has a look-alike (:data:`LOOK_ALIKES`), else ``None``."""
+    pairs = sorted(
+        {
+            (p.guess.instrument, LOOK_ALIKES[p.guess.instrument])
+            for p in analysis.players
+            if p.guess.instrument in LOOK_ALIKES
+        }
+    )
+    if not pairs:
+        return None
+    said = ", ".join(f"{guess} may be {other}" for guess, other in pairs)
+    return (
+        f"pictures cannot tell these apart here ({said}): name the players with --instruments "
+        "where it matters"
+    )
+
+
 def plan_players(
     info: MediaInfo,
     instruments: str | None = None,
@@ -202,6 +225,9 @@ def plan_players(
         plan = PlayerPlan(path, labels, True, players, boxes, analysis)
         plan.warnings.extend(analysis.warnings)
         plan.warnings.extend(guess_warnings(analysis, path.name))
+        note = look_alike_note(analysis)
+        if note is not None:
+            plan.notes.append(note)
         return plan
     labels = parse_instrument_list(instruments or "")
     if len(labels) > MAX_PLAYERS:
