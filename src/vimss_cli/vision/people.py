@@ -58,6 +58,8 @@ MIN_WINDOW = 112
 #: Square windows per frame side are this fraction of the shorter side apart.
 WINDOW_STEP = 0.5
 
+#: The windows also run over the frame padded with black by this share of its longer side.
+EDGE_PAD = 0.125
 DETECTOR_SIZE = 224
 LANDMARK_SIZE = 256
 #: BlazePose keypoint names, in the network's order.
@@ -323,13 +325,6 @@ def _to_signed(square: np.ndarray) -> np.ndarray:
     return (square.astype(np.float32) / 127.5 - 1.0)[None]
 
 
-def is_person(person: Person) -> bool:
-    """A strong detection, or a weaker one where BlazeFace also sees a face."""
-    if person.score >= STRONG_DETECTION:
-        return True
-    return person.face_score is not None and person.face_score >= MIN_FACE_SCORE
-
-
 def normalise_light(frame: np.ndarray) -> np.ndarray:
     """Stretch a dark or low-contrast ``(H, W, 3)`` uint8 frame's levels to the full range.
 
@@ -348,7 +343,8 @@ def detect_people(frame: np.ndarray, pose: bool = True, min_face: float = 0.0) -
     """People in one ``(H, W, 3)`` uint8 RGB frame, most confident first, without duplicates.
 
     A dark or flat frame is stretched first (:func:`normalise_light`). Every window's
-    detections are pooled. Weak ones need a face (:func:`is_person`). With
+    detections are pooled, over the frame and over the frame padded by :data:`EDGE_PAD`.
+    Weak ones, and all those of the padded frame, need a face (:func:`confirm_face`). With
     ``pose``, each gets its keypoints, and those the landmark network finds no person in
     (presence below :data:`MIN_PRESENCE`) are dropped, as are faces narrower than
     ``min_face`` pixels. A detection that is the same person as a more confident one
@@ -356,16 +352,26 @@ def detect_people(frame: np.ndarray, pose: bool = True, min_face: float = 0.0) -
     """
     frame = normalise_light(frame)
     height, width = frame.shape[:2]
-    pooled: list[Person] = []
+    # (person, whether a face must confirm it whatever its score)
+    pooled: list[tuple[Person, bool]] = []
     for x, y, side in windows(width, height):
-        pooled.extend(_detect_window(frame[y : y + side, x : x + side], x, y))
+        found = _detect_window(frame[y : y + side, x : x + side], x, y)
+        pooled.extend((person, person.score < STRONG_DETECTION) for person in found)
+    # the windows again over the frame framed in black (other sizes, other offsets: a person
+    # at the edge or between two windows above may stand inside one here); what they see
+    # must show BlazeFace a face, however confident the detector is
+    pad = round(EDGE_PAD * max(width, height))
+    padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    for x, y, side in windows(width + 2 * pad, height + 2 * pad):
+        found = _detect_window(padded[y : y + side, x : x + side], x - pad, y - pad)
+        pooled.extend((person, True) for person in found)
     kept: list[Person] = []
-    for person in sorted(pooled, key=lambda p: -p.score):
+    for person, needs_face in sorted(pooled, key=lambda pair: -pair[0].score):
         if any(_seen_already(person, other) for other in kept):
             continue  # cheap checks first: the same face found in another window
-        if person.score < STRONG_DETECTION:
+        if needs_face:
             person = confirm_face(frame, person)
-            if not is_person(person):
+            if (person.face_score or 0.0) < MIN_FACE_SCORE:
                 continue
         if pose:
             person = add_pose(frame, person)
