@@ -8,6 +8,8 @@ subset that covers each kind of shot and each warning.
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,9 @@ import real_footage
 from conftest import RATE, ffmpeg, missing_fixture, write_wav
 from vimss_cli.cli import app
 from vimss_cli.errors import InputError
+from vimss_cli.vision import analysis as analysis_module
 from vimss_cli.vision import queries
-from vimss_cli.vision.analysis import analyse_video
+from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
 from vimss_cli.vision.queries import urmp_instruments
 
 runner = CliRunner()
@@ -39,6 +42,26 @@ NAMED = {
 #: Also built, for the tests of hints and warnings.
 SUBSET = [*CHECKED, "stage", "plain_duet", "didgeridoo_solo"]
 NOBODY = ["opera_no_musicians", "drums_no_people"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def each_video_analysed_once() -> Iterator[None]:
+    """``analyse_video`` runs once per video and arguments in this module: it is deterministic,
+    its users do not change its result, and the 720p analyses are most of this module's time.
+    The CLI commands find it through the modules patched here."""
+    cache: dict[tuple[str, tuple[tuple[str, object], ...]], VideoAnalysis] = {}
+    original = analysis_module.analyse_video
+
+    def analysed_once(path: str | Path, **options: object) -> VideoAnalysis:
+        key = (str(path), tuple(sorted((k, v) for k, v in options.items() if v is not None)))
+        if key not in cache:
+            cache[key] = original(path, **options)
+        return cache[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (analysis_module, queries, sys.modules[__name__]):
+            patch.setattr(module, "analyse_video", analysed_once)
+        yield
 
 
 @pytest.fixture(scope="module")
