@@ -104,7 +104,6 @@ def eval_command(
         if compare is not None:
             _compare(compare, as_json)
             return
-        import_torch()
         from vimss_cli.eval_report import CACHE_NAME, write_results
         from vimss_cli.evaluation import (
             BASELINES,
@@ -137,6 +136,7 @@ def eval_command(
             check_estimates_free(tracks, save_estimates, force)
         separator = None
         if model is not None:
+            import_torch()  # only a model needs it: scoring files does not
             from vimss_cli.api import Separator
 
             with status(f"loading model {model}", not (quiet or as_json)):

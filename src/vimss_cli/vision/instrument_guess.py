@@ -2,19 +2,19 @@
 
 ImageNet-1k has a class for nine of the thirteen URMP instruments (none for viola, double
 bass, clarinet or tuba, which this guess therefore never names) and for fifteen other
-instruments (guitars, banjo, drums, accordion, panpipe, ...). The guess for a player is the
-instrument class with the highest mean probability over the player's crops:
+instruments (guitars, banjo, drums, accordion, panpipe, ...). "URMP or not" is asked first,
+over the mean probabilities of the player's crops:
 
-* a URMP instrument: named, with that probability as its confidence; below
-  :data:`MIN_CONFIDENCE` it is reported as unknown;
-* another instrument (a banjo, a guitar): reported as unknown, ``other`` set, so the user is
-  told it is not a URMP instrument instead of getting the nearest URMP name. "Another
-  instrument" wins when the summed probability of the fifteen non-URMP classes beats the best
-  URMP class: a mandola or bouzouki spreads its mass over guitar, banjo and violin, and the
-  question asked is "URMP or not" before "which". On the 65 instrument pictures of
-  ``scripts/train_instrument_head.py`` (drawings and photo cut-outs, 16 composed views each)
-  the sum names 49 pictures right against 46 for the single best class, with no URMP
-  picture lost; on the real-footage test videos, 24 of 36 players against 21.
+* another instrument (a banjo, a guitar) when the fifteen non-URMP classes together outweigh
+  the best URMP class (a mandola or bouzouki spreads its mass over guitar, banjo and violin):
+  reported as unknown, ``other`` set, so the user is told it is not a URMP instrument
+  instead of getting the nearest URMP name;
+* else the best URMP class, with its probability as the confidence; below
+  :data:`MIN_CONFIDENCE` it is reported as unknown.
+
+On the 65 instrument pictures of ``scripts/train_instrument_head.py`` the summed rule names
+49 right against 46 for the single best class, with no URMP picture lost (docs/video.md has
+the real-footage figures).
 
 The summed probability of all instrument classes (:func:`instrument_mass`) says whether a
 person holds an instrument at all: an actor on a stage scores almost nothing.

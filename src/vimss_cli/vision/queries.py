@@ -162,7 +162,7 @@ def guess_warnings(analysis: VideoAnalysis, name: str) -> list[str]:
 
 
 #: A guessed instrument -> the URMP instrument a picture cannot tell it from: ImageNet has no
-#: class for viola, double bass, clarinet or tuba, so those are named as their look-alikes.
+#: class for viola, double bass or clarinet, so those are named as their look-alikes.
 LOOK_ALIKES = {"vn": "va", "vc": "db", "ob": "cl"}
 
 
