@@ -267,6 +267,7 @@ def test_bad_inputs(tiny_models_dir: Path, tmp_path: Path, make_input, fragments
         (["-i", "vn", "--model", "missing.safetensors"], ["checkpoint not found"]),
         (["-i", "vn", "--device", "tpu"], ["unknown --device 'tpu'"]),
         (["-i", "vn", "--batch-size", "0"], ["--batch-size must be at least 1"]),
+        (["-i", "vn", "--tile", "0"], ["--tile must be at least 1 sample"]),
     ],
 )
 def test_bad_options(tiny_models_dir: Path, mix: Path, tmp_path: Path, args, fragments) -> None:

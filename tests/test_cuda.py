@@ -28,11 +28,12 @@ def mixture(seconds: float = 6.0) -> np.ndarray:
     return (0.3 * rng.standard_normal(int(seconds * 8000))).astype(np.float32)
 
 
-def test_chunked_equals_whole_on_cuda() -> None:
+@pytest.mark.parametrize("batch_size", [1, 3])  # streamed, independent windows
+def test_chunked_equals_whole_on_cuda(batch_size: int) -> None:
     model = make_tiny_model(CONFIG).cuda()
     audio = mixture()
     whole = separate_array(model, audio, QUERIES, tile=None)
-    chunked = separate_array(model, audio, QUERIES, tile=1000, batch_size=3)
+    chunked = separate_array(model, audio, QUERIES, tile=1000, batch_size=batch_size)
     assert np.abs(whole - chunked).max() <= 1e-5
 
 

@@ -9,7 +9,16 @@ from hypothesis import strategies as st
 
 from conftest import make_tiny_model
 from vimss_cli.conditioning import Query
-from vimss_cli.engine import iter_blocks, plan_windows, separate_array, separate_blocks
+from vimss_cli.engine import (
+    CUDA_TILE,
+    MAX_CPU_TILE,
+    MIN_CPU_TILE,
+    iter_blocks,
+    plan_tile,
+    plan_windows,
+    separate_array,
+    separate_blocks,
+)
 from vimss_cli.model import CONDITIONING_CHOICES, ModelConfig
 
 
@@ -132,3 +141,44 @@ def test_silence_in_silence_out() -> None:
     model = make_tiny_model()
     stems = separate_array(model, np.zeros(5000, np.float32), [Query("vn"), Query("vc")], tile=300)
     assert stems.shape == (2, 5000) and not stems.any()
+
+
+def test_tile_plan_fits_the_cache_within_its_bounds() -> None:
+    model = make_tiny_model(ModelConfig(levels=4, base_features=8))
+    cpu = torch.device("cpu")
+    per_sample = model.activation_bytes_per_output_sample()
+    planned = plan_tile(model, 4, cpu, cache_bytes=4 * per_sample * 20000)
+    assert planned == 16384  # the largest power of two whose activations fit
+    assert plan_tile(model, 2, cpu, cache_bytes=4 * per_sample * 20000) == 32768  # fewer players
+    assert plan_tile(model, 4, cpu, cache_bytes=1) == MIN_CPU_TILE
+    assert plan_tile(model, 1, cpu, cache_bytes=2**40) == MAX_CPU_TILE
+    assert plan_tile(model, 4, torch.device("cuda")) == CUDA_TILE
+    odd = make_tiny_model(ModelConfig(levels=13, base_features=2))  # decimation 8192
+    assert plan_tile(odd, 4, cpu, cache_bytes=1) % 8192 == 0
+
+
+def test_a_stream_computes_each_layer_once() -> None:
+    """After the first window, a streamed window returns exactly the step that follows, and
+    its first convolution reads only the new input and the kernel's history."""
+    from vimss_cli.conditioning import query_batch_from_queries
+    from vimss_cli.model import StreamState
+
+    model = make_tiny_model(ModelConfig(levels=3, base_features=4, query_dim=8))
+    plan = plan_windows(model, 64)
+    rng = np.random.default_rng(0)
+    audio = torch.as_tensor(
+        rng.standard_normal(plan.input_length + 3 * plan.step), dtype=torch.float32
+    )
+    queries = query_batch_from_queries([Query("vn"), Query("vc")], 0)
+    seen: list[int] = []
+    handle = model.down_convs[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1]))
+    stream = StreamState(plan.step)
+    outputs = []
+    with torch.inference_mode():
+        for j in range(4):
+            window = audio[j * plan.step : j * plan.step + plan.input_length].view(1, 1, -1)
+            outputs.append(model(window, queries, stream)[0])
+    handle.remove()
+    first = model.output_length(plan.input_length)
+    assert [o.shape[-1] for o in outputs] == [first] + [plan.step] * 3
+    assert seen == [plan.input_length] + [plan.step + model.config.down_kernel - 1] * 3

@@ -26,7 +26,7 @@ import torch
 
 from vimss_cli.checkpoint import DEFAULT_MODEL_ALIAS, LoadedModel, load_model
 from vimss_cli.conditioning import Query
-from vimss_cli.engine import DEFAULT_TILE, separate_array, separate_blocks
+from vimss_cli.engine import plan_tile, separate_array, separate_blocks
 from vimss_cli.errors import DeviceError, InputError, OutputError
 from vimss_cli.media import AudioStream, MediaInfo, peak_level, probe
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
@@ -286,8 +286,11 @@ class Separator:
         model: bundled name, ``default``, a ``.safetensors`` path or ``hf:OWNER/REPO...``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``fp32``, ``fp16`` (CUDA) or ``bf16``.
-        batch_size: windows per forward pass (default: 16 on CUDA, 2 on the CPU).
-        tile: output samples per window.
+        batch_size: windows per forward pass. 1, the default, streams the windows: each
+            layer computes its context once (``model.StreamState``). More runs independent
+            windows side by side, each recomputing its context; the output is the same.
+        tile: output samples per window; ``None`` plans it for the machine and the number of
+            players (``engine.plan_tile``).
     """
 
     def __init__(
@@ -296,15 +299,15 @@ class Separator:
         device: str = "auto",
         precision: str = "fp32",
         batch_size: int | None = None,
-        tile: int = DEFAULT_TILE,
+        tile: int | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.precision = check_precision(precision, self.device)
         if batch_size is not None and batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {batch_size}")
-        self.batch_size = batch_size or (16 if self.device.type == "cuda" else 2)
-        if tile < 1:
-            raise InputError(f"tile must be at least 1 sample, got {tile}")
+        self.batch_size = batch_size or 1
+        if tile is not None and tile < 1:
+            raise InputError(f"--tile must be at least 1 sample, got {tile}")
         self.tile = tile
         self.loaded: LoadedModel = load_model(model)
         self.model = self.loaded.model.to(self.device).eval()
@@ -312,6 +315,12 @@ class Separator:
     @property
     def sample_rate(self) -> int:
         return self.model.config.sample_rate
+
+    def tile_for(self, players: int) -> int:
+        """Output samples per window for ``players`` queries: ``tile``, or planned."""
+        if self.tile is not None:
+            return self.tile
+        return plan_tile(self.model, players, self.device)
 
     def separate_array(
         self,
@@ -349,7 +358,7 @@ class Separator:
             self.model,
             audio,
             queries,
-            tile=self.tile if split else None,
+            tile=self.tile_for(len(queries)) if split else None,
             batch_size=self.batch_size if split else 1,
             precision=self.precision,
         )
@@ -494,7 +503,7 @@ class Separator:
                         blocks,
                         queries,
                         write,
-                        tile=self.tile,
+                        tile=self.tile_for(len(queries)),
                         batch_size=self.batch_size,
                         precision=self.precision,
                         progress=report,
@@ -583,7 +592,7 @@ class Separator:
                             blocks,
                             queries,
                             write,
-                            tile=self.tile,
+                            tile=self.tile_for(len(queries)),
                             batch_size=self.batch_size,
                             precision=self.precision,
                             progress=report,

@@ -142,7 +142,20 @@ def separate(
         typer.Option(click_type=click.Choice(["fp32", "fp16", "bf16"]), help="fp16 needs CUDA."),
     ] = "fp32",
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Windows per forward pass.")
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="Windows per forward pass. 1 (the default) streams them, each layer computing "
+            "its context once; more runs independent windows side by side (same output).",
+        ),
+    ] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            "--tile",
+            help="Output samples per window (default: planned from the model, the number of "
+            "players and the CPU's cache; 262144 on CUDA). Same output at any tile.",
+        ),
     ] = None,
     wav_format: Annotated[
         str,
@@ -354,7 +367,7 @@ def separate(
             ensure_writable_directory(out_dir)
             with status(f"loading model {model}", not (quiet or as_json)):
                 separator = Separator(
-                    model, device=device, precision=precision, batch_size=batch_size
+                    model, device=device, precision=precision, batch_size=batch_size, tile=tile
                 )
             if not separator.loaded.trained:
                 typer.echo(

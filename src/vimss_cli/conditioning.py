@@ -131,12 +131,19 @@ class FiLM(nn.Module):
         nn.init.zeros_(self.static.bias)
 
     def forward(self, features: Tensor, query: Tensor, motion: Tensor | None) -> Tensor:
-        """features ``(N, C, T)``, query ``(N, D)``, motion ``(N, M, T)`` or None."""
+        """features ``(N, C, T)``, query ``(N, D)``, motion ``(N, M, T)`` or None.
+
+        ``motion=None`` on a model with motion channels means no motion: the motion
+        convolution of zeros, which is its bias, without computing it.
+        """
         params = self.static(query).unsqueeze(-1)
-        if self.dynamic is not None and motion is not None:
-            params = params + self.dynamic(motion)
+        if self.dynamic is not None:
+            if motion is None:
+                params = params + self.dynamic.bias.view(1, -1, 1)
+            else:
+                params = params + self.dynamic(motion)
         gamma, beta = params.chunk(2, dim=1)
-        return features * (1 + gamma) + beta
+        return torch.addcmul(beta, features, 1 + gamma)
 
 
 def query_batch_from_queries(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -109,11 +109,36 @@ class Span:
     count: int
 
 
+@dataclass
+class StreamState:
+    """What one stream of consecutive windows carries from each window to the next.
+
+    The windows of a stream start ``step`` input samples apart, ``step`` a multiple of the
+    total decimation, so every layer's window moves on by ``step / stride`` of its positions.
+    After the first window each layer computes only those new positions, reading what came
+    before them (a convolution's ``kernel - 1`` inputs, an interpolation's last input, the
+    encoder features the decoder has not reached yet) from ``tails``. The context that
+    independent windows recompute is computed once, and the values are the same.
+
+    Attributes:
+        step: input samples between consecutive windows.
+        tails: per layer, what the next window needs of this one.
+        counts: per decimation, positions seen so far (which of the new ones to keep).
+        started: whether the first window has run.
+    """
+
+    step: int
+    tails: dict[str, Tensor] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    started: bool = False
+
+
 def upsample_linear(features: Tensor) -> Tensor:
     """``(N, C, n) -> (N, C, 2n - 1)``: insert the mean between neighbours, no extrapolation."""
-    middle = 0.5 * (features[..., :-1] + features[..., 1:])
-    interleaved = torch.stack((features[..., :-1], middle), dim=-1).flatten(-2)
-    return torch.cat((interleaved, features[..., -1:]), dim=-1)
+    upsampled = features.new_empty(*features.shape[:-1], 2 * features.shape[-1] - 1)
+    upsampled[..., 0::2] = features
+    upsampled[..., 1::2] = (features[..., :-1] + features[..., 1:]).mul_(0.5)
+    return upsampled
 
 
 def crop_to(tensor: Tensor, span: Span, target: Span) -> Tensor:
@@ -245,20 +270,34 @@ class WaveUNet(nn.Module):
                 low = middle + 1
         return low
 
-    # ----------------------------------------------------------------------- forward
-    def _film(
-        self, name: str, features: Tensor, query: Tensor, motion: Tensor | None, span: Span
-    ) -> Tensor:
-        if name not in self.films:
-            return features
-        layer_motion = None if motion is None else take_positions(motion, span)
-        return self.films[name](features, query, layer_motion)
+    def activation_bytes_per_output_sample(self, bytes_per_value: int = 4) -> int:
+        """Bytes of layer outputs one query computes per output sample when streaming.
 
-    def forward(self, mixture: Tensor, queries: QueryBatch) -> Tensor:
+        Every convolution's output and every decoder concatenation, at its own time
+        resolution: the working set the engine's tile planner fits into the cache.
+        """
+        c = self.config
+        values = 0.0
+        for level in range(c.levels):
+            decoder_in = c.features(level + 1) + c.features(level)
+            values += (2 * c.features(level) + decoder_in) / 2**level
+        values += c.features(c.levels) / 2**c.levels
+        return int(values * bytes_per_value) + 1
+
+    # ----------------------------------------------------------------------- forward
+    def forward(
+        self, mixture: Tensor, queries: QueryBatch, stream: StreamState | None = None
+    ) -> Tensor:
         """Separate ``mixture`` ``(W, 1, T_in)`` for K queries -> estimates ``(W, K, T_out)``.
 
         The queries are either shared by all windows (``labels (K,)``) or given per window
         (``labels (W, K)``, ``appearance (W, K, A)``), as training uses.
+
+        With ``stream`` (see :class:`StreamState`), the W windows are W streams: the first
+        call computes the whole windows and keeps each layer's tail; every later call gets the
+        windows moved on by ``stream.step`` samples and computes only the new positions of
+        every layer, returning ``(W, K, stream.step)``: the outputs that follow the previous
+        call's.
         """
         c = self.config
         windows, _, input_length = mixture.shape
@@ -268,6 +307,20 @@ class WaveUNet(nn.Module):
                 f"input of {input_length} samples is shorter than the network's minimum "
                 f"({self.input_length_for(1)})"
             )
+        continuing = stream is not None and stream.started
+        if stream is not None and stream.step % self.total_decimation:
+            raise ValueError(
+                f"a stream's step must be a multiple of {self.total_decimation}, got {stream.step}"
+            )
+
+        def new_positions(span: Span) -> Span:
+            """The positions this call computes of a layer whose window positions are ``span``."""
+            if not continuing:
+                return span
+            assert stream is not None
+            count = stream.step // span.step
+            return Span(span.start + span.step * (span.count - count), span.step, count)
+
         k = queries.size
         if queries.labels.ndim == 1:  # the same K queries for every window
             query = self.query_encoder(queries.labels, queries.appearance)  # (K, D)
@@ -286,42 +339,45 @@ class WaveUNet(nn.Module):
             return tensor.repeat_interleave(k, dim=0)
 
         encoder_conditioned = c.conditioning == "film-all"
-        features = expand(mixture) if encoder_conditioned else mixture
+        assert stream is None or not continuing or input_length > stream.step
+        features = mixture[..., input_length - stream.step :] if continuing else mixture
         skips: list[Tensor] = []
         for level, conv in enumerate(self.down_convs):
-            features = F.leaky_relu(conv(features), 0.2)
             name = f"down{level}"
+            features = F.leaky_relu(self._conv(name, conv, stream, features), 0.2, inplace=True)
             if encoder_conditioned:
-                features = self._film(name, features, query, motion, spans[name])
+                if level == 0:  # the first convolution sees only the mixture: shared by K
+                    features = expand(features)
+                features = self._film(name, features, query, motion, new_positions(spans[name]))
             skips.append(features)
-            features = features[..., ::2]
+            features = self._decimate(name, features, stream)
         if not encoder_conditioned:
             features = expand(features)
             skips = [expand(skip) for skip in skips]
         if c.conditioning == "concat":
-            bottleneck_in = Span(
-                spans["down" + str(c.levels - 1)].start,
-                spans["bottleneck"].step,
-                features.shape[-1],
-            )
+            last_down = spans[f"down{c.levels - 1}"]
+            bottleneck_in = Span(last_down.start, last_down.step * 2, (last_down.count + 1) // 2)
             extra = query.unsqueeze(-1).expand(-1, -1, features.shape[-1])
             if self.motion_to_query is not None and motion is not None:
-                extra = extra + self.motion_to_query(take_positions(motion, bottleneck_in))
+                positions = new_positions(bottleneck_in)
+                extra = extra + self.motion_to_query(take_positions(motion, positions))
             features = torch.cat((features, extra.to(features.dtype)), dim=1)
-        features = F.leaky_relu(self.bottleneck(features), 0.2)
-        features = self._film("bottleneck", features, query, motion, spans["bottleneck"])
+        features = self._conv("bottleneck", self.bottleneck, stream, features)
+        features = F.leaky_relu(features, 0.2, inplace=True)
         span = spans["bottleneck"]
+        features = self._film("bottleneck", features, query, motion, new_positions(span))
         for index, conv in enumerate(self.up_convs):
             level = c.levels - 1 - index
-            features = upsample_linear(features)
+            features = self._upsample(f"upsample{level}", features, stream)
             span = Span(span.start, span.step // 2, 2 * span.count - 1)
-            skip = crop_to(skips[level], spans[f"down{level}"], span)
-            features = F.leaky_relu(conv(torch.cat((features, skip), dim=1)), 0.2)
+            skip = self._skip(f"skip{level}", skips[level], spans[f"down{level}"], span, stream)
+            features = self._conv(f"up{level}", conv, stream, features, skip)
+            features = F.leaky_relu(features, 0.2, inplace=True)
             span = spans[f"up{level}"]
             if c.conditioning == "film-all":
-                features = self._film(f"up{level}", features, query, motion, span)
-        features = self._film("output", features, query, motion, spans["output"])
-        output_span = spans["output"]
+                features = self._film(f"up{level}", features, query, motion, new_positions(span))
+        output_span = new_positions(spans["output"])
+        features = self._film("output", features, query, motion, output_span)
         mixture_out = mixture[..., output_span.start : output_span.start + output_span.count]
         features = torch.cat((features, expand(mixture_out)), dim=1)
         estimates = self.output_conv(features)
@@ -332,15 +388,95 @@ class WaveUNet(nn.Module):
             residual = mixture_out - estimates.sum(dim=1, keepdim=True)
             estimates = estimates + residual / k
         if c.silence_gate:
-            estimates = estimates * self._activity_gate(mixture, output_span)
+            radius = spans["output"].start
+            estimates = estimates * self._activity_gate(mixture, output_span, radius)
+        if stream is not None:
+            stream.started = True
         return estimates
 
+    # ------------------------------------------------- layers that keep a stream's tail
+    def _film(
+        self, name: str, features: Tensor, query: Tensor, motion: Tensor | None, span: Span
+    ) -> Tensor:
+        if name not in self.films:
+            return features
+        layer_motion = None if motion is None else take_positions(motion, span)
+        return self.films[name](features, query, layer_motion)
+
     @staticmethod
-    def _activity_gate(mixture: Tensor, output_span: Span) -> Tensor:
-        """``(W, 1, T_out)``: 1 where any input sample within ±context is non-zero, else 0."""
-        radius = output_span.start
+    def _conv(name: str, conv: nn.Conv1d, stream: StreamState | None, *parts: Tensor) -> Tensor:
+        """A valid convolution of ``parts`` joined along channels.
+
+        On a stream, of the ``kernel - 1`` inputs kept from the last window followed by the
+        new ones, gathered in one copy.
+        """
+        history = conv.kernel_size[0] - 1
+        if stream is None or not history or not stream.started:
+            inputs = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        else:
+            tail = stream.tails[name]
+            inputs = tail.new_empty(*tail.shape[:2], history + parts[0].shape[-1])
+            inputs[..., :history] = tail
+            channel = 0
+            for part in parts:
+                inputs[:, channel : channel + part.shape[1], history:] = part
+                channel += part.shape[1]
+        if stream is not None and history:
+            stream.tails[name] = inputs[..., inputs.shape[-1] - history :]
+        return conv(inputs)
+
+    @staticmethod
+    def _decimate(name: str, new: Tensor, stream: StreamState | None) -> Tensor:
+        """Keep every second position, counting positions from the stream's first window."""
+        if stream is None:
+            return new[..., ::2]
+        done = stream.counts.get(name, 0)
+        stream.counts[name] = done + new.shape[-1]
+        return new[..., done % 2 :: 2]
+
+    @staticmethod
+    def _upsample(name: str, new: Tensor, stream: StreamState | None) -> Tensor:
+        """:func:`upsample_linear`; on a stream, the first new mean uses the kept last input."""
+        if stream is None:
+            return upsample_linear(new)
+        if stream.started:
+            upsampled = upsample_linear(torch.cat((stream.tails[name], new), dim=-1))[..., 1:]
+        else:
+            upsampled = upsample_linear(new)
+        stream.tails[name] = new[..., -1:]
+        return upsampled
+
+    @staticmethod
+    def _skip(
+        name: str, new: Tensor, span: Span, target: Span, stream: StreamState | None
+    ) -> Tensor:
+        """The encoder's features (positions ``span``) at the decoder's (``target``).
+
+        On a stream the decoder lags the encoder: the encoder's newest positions are kept
+        until the decoder reaches them.
+        """
+        if stream is None:
+            return crop_to(new, span, target)
+        ahead = (span.start + span.step * (span.count - 1) - target.start) // span.step
+        ahead -= target.count - 1  # encoder positions after the decoder window's last one
+        if stream.started:
+            kept = torch.cat((stream.tails[name], new), dim=-1)
+            end = kept.shape[-1] - ahead
+            result = kept[..., end - new.shape[-1] : end]
+        else:
+            kept = new
+            result = crop_to(new, span, target)
+        stream.tails[name] = kept[..., kept.shape[-1] - ahead :]
+        return result
+
+    @staticmethod
+    def _activity_gate(mixture: Tensor, span: Span, radius: int) -> Tensor:
+        """``(W, 1, span.count)``: 1 where any input sample within ±radius is non-zero, else 0.
+
+        ``span`` holds window positions of output samples (``span.start >= radius``).
+        """
         nonzero = (mixture[:, 0] != 0).to(torch.int64)
         counts = F.pad(nonzero.cumsum(dim=-1), (1, 0))  # counts[i] = nonzero in [0, i)
-        first = torch.arange(output_span.count, device=mixture.device)
+        first = torch.arange(span.count, device=mixture.device) + span.start - radius
         active = counts[:, first + 2 * radius + 1] - counts[:, first]
         return (active > 0).to(mixture.dtype).unsqueeze(1)

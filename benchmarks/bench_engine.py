@@ -1,0 +1,169 @@
+"""The engine against the naive predict loop, in one process, alternating.
+
+For each input length and number of players, runs the engine with its defaults (streamed
+windows, tile planned for this machine) and the port of Wave-U-Net-Pytorch's ``predict()``
+(``benchmarks/reference_predict.py``: one 8192-sample window per forward pass) on the same
+model and mixture, A B A B, and prints per configuration:
+
+* the ratio (reference time / engine time, median over the pairs);
+* the engine's realtime factor (seconds of audio per second of wall time, median);
+* the engine's share of the measured conv ceiling: the network's useful convolution FLOPs
+  (each output sample once, no context recomputation; ``useful_flops_per_sample``) per
+  second, over the FLOP rate of a large fp32 conv1d (128 -> 128 channels, kernel 15) on the
+  same threads;
+* the largest difference between the two outputs.
+
+Peak memory needs a process per run: ``benchmarks/bench_separate.py`` measures it on the CLI.
+
+    .venv/bin/python benchmarks/bench_engine.py --players 2 3 4 5 --minutes 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from reference_predict import predict  # noqa: E402
+
+from vimss_cli.checkpoint import load_model  # noqa: E402
+from vimss_cli.conditioning import Query  # noqa: E402
+from vimss_cli.engine import plan_tile, separate_array  # noqa: E402
+from vimss_cli.model import WaveUNet  # noqa: E402
+
+CODES = ["vn", "vc", "fl", "cl", "tpt"]
+
+
+def test_mixture(seconds: float, rate: int) -> np.ndarray:
+    """Harmonic tones with a slow vibrato plus noise, as ``bench_separate.py`` writes."""
+    rng = np.random.default_rng(0)
+    t = (np.arange(int(seconds * rate)) / rate)[:, None]
+    f0 = np.array([196.0, 262.0, 392.0]) * (1 + 0.1 * np.sin(t / 7))
+    tones = np.sin(2 * np.pi * t * f0).sum(axis=1) / 3
+    return (0.3 * tones + 0.02 * rng.standard_normal(t.shape[0])).astype(np.float32)
+
+
+def useful_flops_per_sample(model: WaveUNet, players: int) -> float:
+    """Convolution FLOPs (2 per multiply-add) per output sample for ``players`` queries,
+    each layer's positions counted once. With FiLM in the encoder only the first
+    convolution is shared by the players; otherwise the whole encoder is."""
+    c = model.config
+    encoder, decoder = 0.0, 0.0
+    channels_in = 1
+    for level in range(c.levels):
+        layer = c.down_kernel * channels_in * c.features(level) / 2**level
+        if level == 0 and c.conditioning == "film-all":
+            layer /= players  # the first convolution sees only the mixture
+        encoder += layer
+        channels_in = c.features(level)
+    bottleneck_in = channels_in + (c.query_dim if c.conditioning == "concat" else 0)
+    decoder += c.bottleneck_kernel * bottleneck_in * c.features(c.levels) / 2**c.levels
+    channels_in = c.features(c.levels)
+    for level in reversed(range(c.levels)):
+        width = channels_in + c.features(level)
+        decoder += c.up_kernel * width * c.features(level) / 2**level
+        channels_in = c.features(level)
+    decoder += channels_in + 1
+    per_query = encoder + decoder if c.conditioning == "film-all" else encoder / players + decoder
+    return 2 * per_query * players
+
+
+def conv_ceiling(repeats: int = 5) -> float:
+    """FLOP/s of a large fp32 conv1d (N=4, 128 -> 128 channels, kernel 15, 16384 samples)."""
+    x = torch.randn(4, 128, 16384)
+    weight = torch.randn(128, 128, 15)
+    flops = 2 * 4 * 128 * 128 * 15 * (16384 - 14)
+    best = float("inf")
+    with torch.inference_mode():
+        F.conv1d(x, weight)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            F.conv1d(x, weight)
+            best = min(best, time.perf_counter() - started)
+    return flops / best
+
+
+def timed(function, *args, **kwargs) -> tuple[float, np.ndarray]:
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--players", type=int, nargs="+", default=[2, 3, 4, 5])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--repeats", type=int, default=2, help="A B pairs per configuration")
+    parser.add_argument("--tile", type=int, default=None, help="engine tile (default: planned)")
+    parser.add_argument("--batch-size", type=int, default=1, help="engine windows per pass")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--no-reference", action="store_true", help="time the engine only")
+    args = parser.parse_args()
+
+    model = load_model(args.model).model.eval()
+    rate = model.config.sample_rate
+    ceiling = conv_ceiling()
+    threads = torch.get_num_threads()
+    print(f"model {args.model}: {sum(p.numel() for p in model.parameters()):,} parameters")
+    print(f"torch threads {threads}; conv ceiling {ceiling / 1e9:.1f} GFLOP/s (fp32 conv1d)")
+    header = f"{'min':>5} {'players':>7} {'tile':>7} {'engine s':>9} {'x realtime':>10}"
+    header += f" {'% ceiling':>9} {'reference s':>11} {'ratio':>6} {'max |diff|':>10}"
+    print(header)
+    for minutes in args.minutes:
+        audio = test_mixture(minutes * 60, rate)
+        for players in args.players:
+            queries = [Query(code) for code in CODES[:players]]
+            tile = args.tile or plan_tile(model, players, torch.device("cpu"))
+            engine_times, reference_times, difference = [], [], 0.0
+            for _ in range(args.repeats):
+                seconds, stems = timed(
+                    separate_array,
+                    model,
+                    audio,
+                    queries,
+                    tile=tile,
+                    batch_size=args.batch_size,
+                    precision=args.precision,
+                )
+                engine_times.append(seconds)
+                if not args.no_reference:
+                    seconds, reference = timed(predict, audio, model, queries)
+                    reference_times.append(seconds)
+                    difference = max(difference, float(np.abs(stems - reference).max()))
+            engine = statistics.median(engine_times)
+            realtime = audio.size / rate / engine
+            share = useful_flops_per_sample(model, players) * audio.size / engine / ceiling
+            row = {
+                "minutes": minutes,
+                "players": players,
+                "tile": tile,
+                "engine_seconds": round(engine, 3),
+                "realtime": round(realtime, 2),
+                "ceiling_share": round(share, 3),
+            }
+            line = f"{minutes:5g} {players:7d} {tile:7d} {engine:9.2f} {realtime:10.1f}"
+            line += f" {100 * share:8.1f}%"
+            if reference_times:
+                ratios = [r / e for r, e in zip(reference_times, engine_times, strict=True)]
+                row["reference_seconds"] = round(statistics.median(reference_times), 3)
+                row["ratio"] = round(statistics.median(ratios), 2)
+                row["max_abs_difference"] = difference
+                line += f" {row['reference_seconds']:11.2f} {row['ratio']:6.2f} {difference:10.1e}"
+            print(line, flush=True)
+            print(json.dumps(row), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
