@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -157,9 +158,10 @@ def test_tile_plan_fits_the_cache_within_its_bounds() -> None:
     assert plan_tile(odd, 4, cpu, cache_bytes=1) % 8192 == 0
 
 
-def test_a_stream_computes_each_layer_once() -> None:
+def test_a_stream_computes_each_layer_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """After the first window, a streamed window returns exactly the step that follows, and
     its first convolution reads only the new input and the kernel's history."""
+    from vimss_cli import model as vimss_model
     from vimss_cli.conditioning import query_batch_from_queries
     from vimss_cli.model import StreamState
 
@@ -171,14 +173,20 @@ def test_a_stream_computes_each_layer_once() -> None:
     )
     queries = query_batch_from_queries([Query("vn"), Query("vc")], 0)
     seen: list[int] = []
-    handle = model.down_convs[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1]))
+    convolve = vimss_model.time_major_conv
+
+    def watched(conv: torch.nn.Conv1d, inputs: torch.Tensor) -> torch.Tensor:
+        if conv is model.down_convs[0]:
+            seen.append(inputs.shape[-1])
+        return convolve(conv, inputs)
+
+    monkeypatch.setattr(vimss_model, "time_major_conv", watched)
     stream = StreamState(plan.step)
     outputs = []
     with torch.inference_mode():
         for j in range(4):
             window = audio[j * plan.step : j * plan.step + plan.input_length].view(1, 1, -1)
             outputs.append(model(window, queries, stream)[0])
-    handle.remove()
     first = model.output_length(plan.input_length)
     assert [o.shape[-1] for o in outputs] == [first] + [plan.step] * 3
     assert seen == [plan.input_length] + [plan.step + model.config.down_kernel - 1] * 3
