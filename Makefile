@@ -50,8 +50,9 @@ format: install
 	$(BIN)/ruff format src tests scripts benchmarks
 	$(BIN)/ruff check --fix src tests scripts benchmarks
 
-bench: install  ## realtime factor and peak memory of `vimss separate` (prints figures)
-	$(BIN)/python benchmarks/bench_separate.py
+bench: install  ## the engine against the naive loop (2-5 players, 1 and 60 min), then `vimss separate`'s realtime factor and peak memory (prints figures)
+	$(BIN)/python benchmarks/bench_engine.py --players 2 3 4 5 --minutes 1 60
+	$(BIN)/python benchmarks/bench_separate.py --minutes 1 60 --instruments 2 4
 
 # The GPU run (docs/training.md): synthetic data from every train soundfont Debian ships
 # (TimGM6mb held out for the test split), packed with the wheels into .device/ to carry.

@@ -14,8 +14,10 @@ model and mixture, A B A B, and prints per configuration:
 * the largest difference between the two outputs.
 
 Peak memory needs a process per run: ``benchmarks/bench_separate.py`` measures it on the CLI.
+The reference loop runs only up to ``--reference-up-to`` minutes (default 1): on an hour it
+would take most of one.
 
-    .venv/bin/python benchmarks/bench_engine.py --players 2 3 4 5 --minutes 1
+    .venv/bin/python benchmarks/bench_engine.py --players 2 3 4 5 --minutes 1 60
 """
 
 from __future__ import annotations
@@ -105,11 +107,18 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--players", type=int, nargs="+", default=[2, 3, 4, 5])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0])
-    parser.add_argument("--repeats", type=int, default=2, help="A B pairs per configuration")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="A B pairs per compared configuration"
+    )
     parser.add_argument("--tile", type=int, default=None, help="engine tile (default: planned)")
     parser.add_argument("--batch-size", type=int, default=1, help="engine windows per pass")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    parser.add_argument("--no-reference", action="store_true", help="time the engine only")
+    parser.add_argument(
+        "--reference-up-to",
+        type=float,
+        default=1.0,
+        help="run the reference loop only on inputs up to this many minutes (0: never)",
+    )
     args = parser.parse_args()
 
     model = load_model(args.model).model.eval()
@@ -127,7 +136,8 @@ def main() -> None:
             queries = [Query(code) for code in CODES[:players]]
             tile = args.tile or plan_tile(model, players, torch.device("cpu"))
             engine_times, reference_times, difference = [], [], 0.0
-            for _ in range(args.repeats):
+            compare = minutes <= args.reference_up_to
+            for _ in range(args.repeats if compare else 1):
                 seconds, stems = timed(
                     separate_array,
                     model,
@@ -138,7 +148,7 @@ def main() -> None:
                     precision=args.precision,
                 )
                 engine_times.append(seconds)
-                if not args.no_reference:
+                if compare:
                     seconds, reference = timed(predict, audio, model, queries)
                     reference_times.append(seconds)
                     difference = max(difference, float(np.abs(stems - reference).max()))

@@ -29,10 +29,11 @@ DEFAULT_ROOT = REPO.parent / "shared" / "realval" / "bach10"
 SYSTEMS = ("model", "mixture", "irm")
 
 
-def evaluate(model: str, root: Path, out: Path, device: str) -> Path:
+def evaluate(model: str, root: Path, out: Path, device: str, precision: str = "fp32") -> Path:
     """Run ``vimss eval`` for ``model``; return its stems.csv."""
     command = [sys.executable, "-m", "vimss_cli", "eval", "--dataset", "urmp", "--root", str(root)]
-    command += ["--model", model, "--device", device, "-o", str(out), "--json"]
+    command += ["--model", model, "--device", device, "--precision", precision]
+    command += ["-o", str(out), "--json"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"error: vimss eval failed for {model}: {result.stderr.strip()}")
@@ -82,16 +83,18 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--out", type=Path, default=Path("out/realval"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--json-only", action="store_true")
     args = parser.parse_args()
     if not args.root.is_dir():
         raise SystemExit(f"error: real validation set not found: {args.root}")
     for index, model in enumerate(args.models):
-        out = args.out / f"{index:02d}_{Path(model).stem}"
-        table = summarise(evaluate(model, args.root, out, args.device))
+        out = args.out / f"{index:02d}_{Path(model).stem}_{args.precision}"
+        table = summarise(evaluate(model, args.root, out, args.device, args.precision))
         if not args.json_only:
             print_table(model, table)
-        print(json.dumps({"model": model, "root": str(args.root), "table": table}))
+        row = {"model": model, "precision": args.precision, "root": str(args.root)}
+        print(json.dumps({**row, "table": table}))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -71,6 +72,13 @@ def eval_command(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (for --model).")] = "auto",
+    precision: Annotated[
+        str,
+        typer.Option(
+            click_type=click.Choice(["fp32", "fp16", "bf16"]),
+            help="The model's arithmetic (for --model); fp16 needs CUDA.",
+        ),
+    ] = "fp32",
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write results.json, stems.csv, a box plot, a cache."),
@@ -140,7 +148,7 @@ def eval_command(
             from vimss_cli.api import Separator
 
             with status(f"loading model {model}", not (quiet or as_json)):
-                separator = Separator(model, device=device)
+                separator = Separator(model, device=device, precision=precision)
             if not separator.loaded.trained:
                 typer.echo(
                     f"warning: model {separator.loaded.name!r} is untrained "

@@ -123,13 +123,14 @@ class StreamState:
     Attributes:
         step: input samples between consecutive windows.
         tails: per layer, what the next window needs of this one.
-        counts: per decimation, positions seen so far (which of the new ones to keep).
+        parities: per decimation, the parity of the positions seen so far (which of the new
+            ones to keep).
         started: whether the first window has run.
     """
 
     step: int
     tails: dict[str, Tensor] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    parities: dict[str, int] = field(default_factory=dict)
     started: bool = False
 
 
@@ -455,9 +456,9 @@ class WaveUNet(nn.Module):
         """Keep every second position, counting positions from the stream's first window."""
         if stream is None:
             return new[..., ::2]
-        done = stream.counts.get(name, 0)
-        stream.counts[name] = done + new.shape[-1]
-        return new[..., done % 2 :: 2]
+        parity = stream.parities.get(name, 0)
+        stream.parities[name] = (parity + new.shape[-1]) % 2
+        return new[..., parity::2]
 
     @staticmethod
     def _upsample(name: str, new: Tensor, stream: StreamState | None) -> Tensor:
