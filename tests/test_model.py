@@ -152,3 +152,17 @@ def test_per_window_queries_equal_shared_queries_window_by_window() -> None:
         for w in range(2):
             shared = model(mixture[w : w + 1], QueryBatch(labels[w], appearance[w]))
             torch.testing.assert_close(per_window[w], shared[0], atol=1e-6, rtol=1e-6)
+
+
+def test_no_motion_is_the_motion_convolution_of_zeros() -> None:
+    """Queries without motion skip the motion branch; the result is that of all-zero motion."""
+    from vimss_cli.conditioning import FiLM
+
+    torch.manual_seed(0)
+    film = FiLM(channels=6, query_dim=4, motion_channels=3)
+    torch.nn.init.normal_(film.dynamic.bias)  # a non-zero bias, so skipping it would show
+    features, query = torch.randn(2, 6, 50), torch.randn(2, 4)
+    skipped = film(features, query, None)
+    zeros = film(features, query, torch.zeros(2, 3, 50))
+    assert torch.allclose(skipped, zeros, atol=1e-6)
+    assert not torch.allclose(skipped, film(features, query, torch.ones(2, 3, 50)))
