@@ -71,6 +71,7 @@ def random_queries(config: ModelConfig, count: int, rng: np.random.Generator) ->
     batch_size=st.integers(1, 5),
     block=st.integers(1, 5000),
     queries=st.integers(1, 4),
+    groups=st.integers(1, 4),
     seed=st.integers(0, 2**16),
 )
 def test_chunked_equals_whole(
@@ -80,9 +81,11 @@ def test_chunked_equals_whole(
     batch_size: int,
     block: int,
     queries: int,
+    groups: int,
     seed: int,
 ) -> None:
-    """The property of the engine: stitched windows == one pass, to float32 precision."""
+    """The property of the engine: stitched windows == one pass, to float32 precision, with
+    the queries run together or in groups side by side."""
     torch.manual_seed(seed)
     model = make_tiny_model(config, seed)
     rng = np.random.default_rng(seed)
@@ -90,7 +93,7 @@ def test_chunked_equals_whole(
     if rng.random() < 0.3:  # stretches of digital silence exercise the silence gate
         audio[: length // 2] = 0
     query_list = random_queries(config, queries, rng)
-    whole = separate_array(model, audio, query_list, tile=None)
+    whole = separate_array(model, audio, query_list, tile=None, groups=1)
     pieces: list[np.ndarray] = []
     separate_blocks(
         model,
@@ -99,6 +102,7 @@ def test_chunked_equals_whole(
         pieces.append,
         tile=tile,
         batch_size=batch_size,
+        groups=min(groups, queries),
     )
     chunked = np.concatenate(pieces, axis=1)
     assert whole.shape == chunked.shape == (queries, length)

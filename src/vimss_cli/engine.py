@@ -14,6 +14,7 @@ batch of windows, never the track.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +166,49 @@ class _WindowRunner:
         return _stitch(estimates[..., : self.plan.step].float().cpu().numpy())
 
 
+class _QueryGroups:
+    """The K queries split into groups that run side by side, one CPU thread each.
+
+    Each group is a :class:`_WindowRunner` of its own (its own stream) over the same windows;
+    query ``k`` goes to group ``k % groups``. On two cores this keeps both busy with large
+    single-threaded operations instead of splitting every small operation over two threads,
+    whose barriers stall whenever another process takes a core. With one group it is just
+    the runner, with torch's own threads.
+    """
+
+    def __init__(
+        self, make_runner: Callable[[list[Query]], _WindowRunner], queries: list[Query], groups: int
+    ) -> None:
+        self.members = [list(range(first, len(queries), groups)) for first in range(groups)]
+        self.runners = [make_runner([queries[k] for k in member]) for member in self.members]
+        self.queries = len(queries)
+        self.pool = None
+        if groups > 1:
+            self.pool = ThreadPoolExecutor(groups, initializer=torch.set_num_threads, initargs=(1,))
+
+    def run(self, windows: np.ndarray, starts: list[int]) -> np.ndarray:
+        """Like :meth:`_WindowRunner.run`, for all K queries in their order."""
+        if self.pool is None:
+            return self.runners[0].run(windows, starts)
+        outputs = list(self.pool.map(lambda runner: runner.run(windows, starts), self.runners))
+        stems = np.empty((self.queries, outputs[0].shape[1]), np.float32)
+        for member, output in zip(self.members, outputs, strict=True):
+            stems[member] = output
+        return stems
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def default_groups(queries: int, device: torch.device) -> int:
+    """Query groups to run side by side: one per CPU thread torch may use, at most one per
+    query; one on CUDA (the GPU runs the queries together)."""
+    if device.type != "cpu":
+        return 1
+    return max(1, min(queries, torch.get_num_threads()))
+
+
 def _stitch(batch_output: np.ndarray) -> np.ndarray:
     """``(W, K, step) -> (K, W * step)``: tiles side by side per query."""
     windows, queries, step = batch_output.shape
@@ -181,6 +225,7 @@ def separate_blocks(
     batch_size: int = 1,
     precision: str = "fp32",
     progress: ProgressCallback | None = None,
+    groups: int | None = None,
 ) -> int:
     """Separate a stream of mono blocks for K queries, emitting ``(K, n)`` output blocks.
 
@@ -196,6 +241,9 @@ def separate_blocks(
             per forward pass, each recomputing its context. Both give the same output.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
         progress: called with the number of samples done after each forward pass.
+        groups: query groups run side by side, one CPU thread each (:class:`_QueryGroups`);
+            ``None``: :func:`default_groups`. The output is the same for any value. A model
+            with ``mixture_consistency`` runs its queries together (its output couples them).
 
     Returns:
         The number of samples in the input (and in each stem).
@@ -203,7 +251,38 @@ def separate_blocks(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     plan = plan_windows(model, tile)
-    runner = _WindowRunner(model, queries, plan, precision, stream=batch_size == 1)
+    device = next(model.parameters()).device
+    groups = default_groups(len(queries), device) if groups is None else groups
+    if not 1 <= groups <= max(1, len(queries)):
+        raise ValueError(f"groups must be between 1 and the number of queries, got {groups}")
+    if model.config.mixture_consistency:
+        groups = 1  # the projection onto the mixture needs all K estimates together
+    threads = torch.get_num_threads()
+    if groups > 1:
+        torch.set_num_threads(1)  # each group's thread runs its operations alone
+    try:
+        runner = _QueryGroups(
+            lambda group: _WindowRunner(model, group, plan, precision, stream=batch_size == 1),
+            queries,
+            groups,
+        )
+        try:
+            return _run_windows(runner, plan, blocks, on_output, batch_size, progress)
+        finally:
+            runner.close()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_windows(
+    runner: _QueryGroups,
+    plan: WindowPlan,
+    blocks: Iterable[np.ndarray],
+    on_output: Callable[[np.ndarray], None],
+    batch_size: int,
+    progress: ProgressCallback | None,
+) -> int:
+    """Cut the block stream into windows as the input arrives; see :func:`separate_blocks`."""
     # buffer holds input samples from absolute position buffer_start on
     buffer = np.zeros(plan.context, dtype=np.float32)
     buffer_start = -plan.context
@@ -258,6 +337,7 @@ def separate_array(
     tile: int | None = DEFAULT_TILE,
     batch_size: int = 1,
     precision: str = "fp32",
+    groups: int | None = None,
 ) -> np.ndarray:
     """Separate a whole mono signal ``(N,)`` held in memory -> stems ``(K, N)``.
 
@@ -276,6 +356,7 @@ def separate_array(
         tile=tile,
         batch_size=batch_size,
         precision=precision,
+        groups=groups,
     )
     if not pieces:
         return np.zeros((len(queries), 0), dtype=np.float32)
