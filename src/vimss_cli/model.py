@@ -150,27 +150,34 @@ def time_major_conv(conv: nn.Conv1d, inputs: Tensor) -> Tensor:
     return F.conv2d(inputs.unsqueeze(2), weight, conv.bias).squeeze(2)
 
 
-def join_channels(parts: tuple[Tensor, ...], history: Tensor | None = None) -> Tensor:
-    """``parts`` (each ``(N, C_i, T)``) side by side along channels, after ``history``
-    (``(N, sum C_i, H)``) along time, in one time-major copy."""
-    offset = 0 if history is None else history.shape[-1]
-    channels = sum(part.shape[1] for part in parts)
-    joined = time_major_empty(parts[0], channels, offset + parts[0].shape[-1])
-    if history is not None:
-        joined[..., :offset] = history
-    channel = 0
-    for part in parts:
-        joined[:, channel : channel + part.shape[1], offset:] = part
-        channel += part.shape[1]
+def join_time(before: Tensor, after: Tensor) -> Tensor:
+    """``before (N, C, H)`` then ``after (N, C, T)`` along time, time-major: ``(N, C, H + T)``."""
+    joined = time_major_empty(after, after.shape[1], before.shape[-1] + after.shape[-1])
+    joined[..., : before.shape[-1]] = before
+    joined[..., before.shape[-1] :] = after
     return joined
 
 
-def upsample_linear(features: Tensor) -> Tensor:
-    """``(N, C, n) -> (N, C, 2n - 1)``: insert the mean between neighbours, no extrapolation."""
-    upsampled = time_major_empty(features, features.shape[1], 2 * features.shape[-1] - 1)
-    upsampled[..., 0::2] = features
-    upsampled[..., 1::2] = (features[..., :-1] + features[..., 1:]).mul_(0.5)
-    return upsampled
+def upsample_linear(features: Tensor, out: Tensor | None = None) -> Tensor:
+    """``(N, C, n) -> (N, C, 2n - 1)``: insert the mean between neighbours, no extrapolation.
+
+    Written into ``out`` (``(N, C, 2n - 1)``, any layout) when given.
+    """
+    if out is None:
+        out = time_major_empty(features, features.shape[1], 2 * features.shape[-1] - 1)
+    out[..., 0::2] = features
+    out[..., 1::2] = (features[..., :-1] + features[..., 1:]).mul_(0.5)
+    return out
+
+
+def upsample_linear_continued(last: Tensor, features: Tensor, out: Tensor) -> Tensor:
+    """The ``2n`` positions of :func:`upsample_linear` that follow, once ``features (N, C, n)``
+    arrive after a signal whose last sample was ``last (N, C, 1)``: the mean of ``last`` and
+    the first new sample, that sample, the next mean, and so on. Written into ``out``."""
+    out[..., 0:1] = (last + features[..., :1]).mul_(0.5)
+    out[..., 2::2] = (features[..., :-1] + features[..., 1:]).mul_(0.5)
+    out[..., 1::2] = features
+    return out
 
 
 def crop_to(tensor: Tensor, span: Span, target: Span) -> Tensor:
@@ -400,10 +407,9 @@ class WaveUNet(nn.Module):
         features = self._film("bottleneck", features, query, motion, new_positions(span))
         for index, conv in enumerate(self.up_convs):
             level = c.levels - 1 - index
-            features = self._upsample(f"upsample{level}", features, stream)
-            span = Span(span.start, span.step // 2, 2 * span.count - 1)
+            span = Span(span.start, span.step // 2, 2 * span.count - 1)  # upsampled
             skip = self._skip(f"skip{level}", skips[level], spans[f"down{level}"], span, stream)
-            features = self._conv(f"up{level}", conv, stream, features, skip)
+            features = self._up_conv(level, conv, features, skip, stream)
             features = F.leaky_relu(features, 0.2, inplace=True)
             span = spans[f"up{level}"]
             if c.conditioning == "film-all":
@@ -436,20 +442,47 @@ class WaveUNet(nn.Module):
         return self.films[name](features, query, layer_motion)
 
     @staticmethod
-    def _conv(name: str, conv: nn.Conv1d, stream: StreamState | None, *parts: Tensor) -> Tensor:
-        """A valid convolution of ``parts`` joined along channels.
-
-        On a stream, of the ``kernel - 1`` inputs kept from the last window followed by the
-        new ones, gathered in one copy.
-        """
+    def _conv(name: str, conv: nn.Conv1d, stream: StreamState | None, new: Tensor) -> Tensor:
+        """A valid convolution; on a stream, of the ``kernel - 1`` inputs kept from the last
+        window followed by the new ones."""
         history = conv.kernel_size[0] - 1
-        if stream is not None and history and stream.started:
-            inputs = join_channels(parts, stream.tails[name])
-        else:
-            inputs = parts[0] if len(parts) == 1 else join_channels(parts)
-        if stream is not None and history:
-            stream.tails[name] = inputs[..., inputs.shape[-1] - history :]
+        if stream is None or not history:
+            return time_major_conv(conv, new)
+        inputs = join_time(stream.tails[name], new) if stream.started else new
+        stream.tails[name] = inputs[..., inputs.shape[-1] - history :]
         return time_major_conv(conv, inputs)
+
+    @staticmethod
+    def _up_conv(
+        level: int, conv: nn.Conv1d, low: Tensor, skip: Tensor, stream: StreamState | None
+    ) -> Tensor:
+        """A decoder block's convolution of ``[upsample_linear(low), skip]`` (channels).
+
+        The upsampled features are written straight into the joined input, after the
+        ``kernel - 1`` joined inputs a stream kept from its last window. On a stream the first
+        new upsampled position is the mean of the last window's last ``low`` sample and the
+        first new one (:func:`upsample_linear_continued`).
+        """
+        upsample_name, conv_name = f"upsample{level}", f"up{level}"
+        continuing = stream is not None and stream.started
+        history = conv.kernel_size[0] - 1 if continuing else 0
+        count = skip.shape[-1]  # 2n upsampled positions on a stream, else 2n - 1
+        joined = time_major_empty(low, low.shape[1] + skip.shape[1], history + count)
+        upsampled = joined[:, : low.shape[1], history:]
+        if continuing:
+            assert stream is not None
+            if history:
+                joined[..., :history] = stream.tails[conv_name]
+            upsample_linear_continued(stream.tails[upsample_name], low, upsampled)
+        else:
+            upsample_linear(low, upsampled)
+        joined[:, low.shape[1] :, history:] = skip
+        if stream is not None:
+            stream.tails[upsample_name] = low[..., -1:]
+            keep = conv.kernel_size[0] - 1
+            if keep:
+                stream.tails[conv_name] = joined[..., joined.shape[-1] - keep :]
+        return time_major_conv(conv, joined)
 
     @staticmethod
     def _decimate(name: str, new: Tensor, stream: StreamState | None) -> Tensor:
@@ -459,18 +492,6 @@ class WaveUNet(nn.Module):
         parity = stream.parities.get(name, 0)
         stream.parities[name] = (parity + new.shape[-1]) % 2
         return new[..., parity::2]
-
-    @staticmethod
-    def _upsample(name: str, new: Tensor, stream: StreamState | None) -> Tensor:
-        """:func:`upsample_linear`; on a stream, the first new mean uses the kept last input."""
-        if stream is None:
-            return upsample_linear(new)
-        if stream.started:
-            upsampled = upsample_linear(join_channels((new,), stream.tails[name]))[..., 1:]
-        else:
-            upsampled = upsample_linear(new)
-        stream.tails[name] = new[..., -1:]
-        return upsampled
 
     @staticmethod
     def _skip(
@@ -486,7 +507,7 @@ class WaveUNet(nn.Module):
         ahead = (span.start + span.step * (span.count - 1) - target.start) // span.step
         ahead -= target.count - 1  # encoder positions after the decoder window's last one
         if stream.started:
-            kept = join_channels((new,), stream.tails[name])
+            kept = join_time(stream.tails[name], new)
             end = kept.shape[-1] - ahead
             result = kept[..., end - new.shape[-1] : end]
         else:
