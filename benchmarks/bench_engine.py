@@ -9,8 +9,8 @@ model and mixture, A B A B, and prints per configuration:
 * the engine's realtime factor (seconds of audio per second of wall time, median);
 * the engine's share of the measured conv ceiling: the network's useful convolution FLOPs
   (each output sample once, no context recomputation; ``useful_flops_per_sample``) per
-  second, over the FLOP rate of a large fp32 conv1d (128 -> 128 channels, kernel 15) on the
-  same threads;
+  second, over the FLOP rate of a large fp32 convolution (128 -> 128 channels, kernel 15,
+  the faster of the two layouts) on the same threads;
 * the largest difference between the two outputs.
 
 Peak memory needs a process per run: ``benchmarks/bench_separate.py`` measures it on the CLI.
@@ -82,17 +82,22 @@ def useful_flops_per_sample(model: WaveUNet, players: int) -> float:
 
 
 def conv_ceiling(repeats: int = 5) -> float:
-    """FLOP/s of a large fp32 conv1d (N=4, 128 -> 128 channels, kernel 15, 16384 samples)."""
+    """FLOP/s of a large fp32 convolution (N=4, 128 -> 128 channels, kernel 15, 16384
+    samples) on torch's threads: the faster of the channels-first conv1d and the channels-last
+    2-D form the model uses, best of ``repeats``."""
     x = torch.randn(4, 128, 16384)
     weight = torch.randn(128, 128, 15)
+    x_last = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    weight_last = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
     flops = 2 * 4 * 128 * 128 * 15 * (16384 - 14)
     best = float("inf")
     with torch.inference_mode():
-        F.conv1d(x, weight)
-        for _ in range(repeats):
-            started = time.perf_counter()
-            F.conv1d(x, weight)
-            best = min(best, time.perf_counter() - started)
+        for run in (lambda: F.conv1d(x, weight), lambda: F.conv2d(x_last, weight_last)):
+            run()
+            for _ in range(repeats):
+                started = time.perf_counter()
+                run()
+                best = min(best, time.perf_counter() - started)
     return flops / best
 
 
