@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from vimss_cli.checkpoint import DEFAULT_MODEL_ALIAS, LoadedModel, load_model
 from vimss_cli.conditioning import Query
+from vimss_cli.devices import check_precision, resolve_device
 from vimss_cli.engine import plan_tile, separate_array, separate_blocks
-from vimss_cli.errors import DeviceError, InputError, OutputError
+from vimss_cli.errors import InputError, OutputError
 from vimss_cli.media import AudioStream, MediaInfo, peak_level, probe
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
@@ -40,46 +40,8 @@ from vimss_cli.stem_writer import (
     stem_extension,
 )
 
-PRECISIONS = ("fp32", "fp16", "bf16")
-
 #: ``callback({"input": str, "done_seconds": float, "total_seconds": float | None})``
 ProgressCallback = Callable[[dict[str, Any]], None]
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    spec = spec.strip().lower()
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec == "cpu":
-        return torch.device("cpu")
-    if spec == "cuda" or spec.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"--device {spec} asked for CUDA, but no CUDA device is available here"
-            )
-        index = 0 if spec == "cuda" else spec.split(":", 1)[1]
-        if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
-            raise DeviceError(
-                f"--device {spec}: no such CUDA device ({torch.cuda.device_count()} available)"
-            )
-        return torch.device(f"cuda:{int(index)}")
-    raise InputError(f"unknown --device {spec!r}; use auto, cpu, cuda or cuda:N")
-
-
-def check_precision(precision: str, device: torch.device) -> str:
-    """Validate ``precision`` for ``device``."""
-    if precision not in PRECISIONS:
-        raise InputError(
-            f"unknown --precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
-        )
-    if precision == "fp16" and device.type != "cuda":
-        raise DeviceError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise DeviceError(
-            f"--precision bf16 is not supported by {torch.cuda.get_device_name(device)}"
-        )
-    return precision
 
 
 @dataclass

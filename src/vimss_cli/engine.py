@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from vimss_cli.conditioning import Query, QueryBatch, motion_at_samples, query_batch_from_queries
+from vimss_cli.devices import autocast
 from vimss_cli.model import StreamState, WaveUNet
 
 #: Output samples per window when nothing else is said (rounded up to the total decimation).
@@ -103,13 +103,6 @@ def plan_tile(
     return -(-tile // decimation) * decimation
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return nullcontext()
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 class _WindowRunner:
     """Runs windows through the model for a fixed set of queries.
 
@@ -159,7 +152,7 @@ class _WindowRunner:
             motion = torch.as_tensor(np.stack(per_window), device=self.device)
         batch = QueryBatch(self.static.labels, self.static.appearance, motion)
         mixture = torch.as_tensor(windows, device=self.device).unsqueeze(1)
-        with torch.inference_mode(), _autocast(self.device, self.precision):
+        with torch.inference_mode(), autocast(self.device, self.precision):
             estimates = self.model(mixture, batch, self.stream)
         if self.stream is not None:
             return estimates[0].float().cpu().numpy()

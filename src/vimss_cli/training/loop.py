@@ -17,7 +17,6 @@ import shutil
 import time
 import tomllib
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,8 @@ from torch.utils.data import DataLoader, default_collate
 from vimss_cli import __version__
 from vimss_cli.checkpoint import file_sha256, save_checkpoint, weights_sha256
 from vimss_cli.conditioning import QueryBatch
-from vimss_cli.errors import InputError, TrainingDivergedError
+from vimss_cli.devices import autocast, check_precision, resolve_device
+from vimss_cli.errors import DeviceError, InputError, TrainingDivergedError
 from vimss_cli.model import WaveUNet
 from vimss_cli.training.config import TrainConfig
 from vimss_cli.training.data import (
@@ -212,24 +212,18 @@ def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
         raise InputError(f"{run_dir} already holds a run; pass --resume or choose a new --out")
 
 
-def _device(spec: str, dist_info: Distributed) -> torch.device:
-    from vimss_cli.api import resolve_device
-
+def _device(spec: str, dist_info: Distributed, precision: str) -> torch.device:
+    """This rank's device, with ``precision`` checked for it."""
     device = resolve_device(spec)
     if device.type == "cuda" and dist_info.world > 1:
         device = torch.device(f"cuda:{dist_info.local_rank}")
+    try:
+        check_precision(precision, device, setting="optim.precision =")
+    except DeviceError as error:  # a setting of the run: exit code 2, as for any other
+        raise InputError(str(error)) from None
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise InputError("optim.precision = fp16 needs a CUDA device; use bf16 or fp32")
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def batch_queries(batch: dict[str, torch.Tensor], device: torch.device) -> QueryBatch:
@@ -328,8 +322,7 @@ def run_training(
     dataset_warnings: list[str] = []
     folders = [train_folder] + ([valid_folder] if valid_folder is not None else [])
     check_dataset_kind(dataset, folders, dataset_warnings.append)
-    torch_device = _device(device, dist_info)
-    _autocast(torch_device, config.optim.precision)  # fp16 without CUDA fails here
+    torch_device = _device(device, dist_info, config.optim.precision)
     created = dist_info.is_main and not run_dir.exists()
     log = _RunLog(run_dir, dist_info.is_main)
     messages: list[str] = []
@@ -462,7 +455,7 @@ def run_training(
                 group["lr"] = lr
             mixture = batch["mixture"].to(torch_device, non_blocking=True)
             targets = batch["targets"].to(torch_device, non_blocking=True)
-            with _autocast(torch_device, config.optim.precision):
+            with autocast(torch_device, config.optim.precision):
                 estimates = network(mixture, batch_queries(batch, torch_device))
             estimates = estimates.float()
             if config.optim.loss == "sdr":

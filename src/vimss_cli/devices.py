@@ -1,0 +1,67 @@
+"""Device and precision, decided at call time, shared by inference and training.
+
+* :func:`resolve_device`: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or
+  ``cuda:N``, checked against what this machine has.
+* :func:`check_precision`: ``fp32``, ``fp16`` (CUDA only) or ``bf16`` (on CUDA, where the
+  GPU supports it).
+* :func:`autocast`: the autocast context of a precision (none for ``fp32``).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+from vimss_cli.errors import DeviceError, InputError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"--device {spec} asked for CUDA, but no CUDA device is available here"
+            )
+        index = 0 if spec == "cuda" else spec.split(":", 1)[1]
+        if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
+            raise DeviceError(
+                f"--device {spec}: no such CUDA device ({torch.cuda.device_count()} available)"
+            )
+        return torch.device(f"cuda:{int(index)}")
+    raise InputError(f"unknown --device {spec!r}; use auto, cpu, cuda or cuda:N")
+
+
+def check_precision(precision: str, device: torch.device, setting: str = "--precision") -> str:
+    """Validate ``precision`` for ``device``; ``setting`` names it in the errors (the option,
+    or a config key such as ``optim.precision =``).
+
+    Raises :class:`InputError` for an unknown precision and :class:`DeviceError` for one
+    this device cannot run: fp16 needs CUDA; bf16 on CUDA needs a GPU that supports it.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown {setting} {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise DeviceError(f"{setting} fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError(
+            f"{setting} bf16 is not supported by {torch.cuda.get_device_name(device)}"
+        )
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """The autocast context of ``precision`` on ``device`` (a no-op for ``fp32``); the
+    precision is expected checked (:func:`check_precision`)."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
