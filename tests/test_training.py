@@ -21,7 +21,7 @@ from vimss_cli.cli import app
 from vimss_cli.errors import InputError
 from vimss_cli.training.config import build_config, load_config
 from vimss_cli.training.data import ExcerptDataset, ExcerptShape, StepSampler, load_pieces
-from vimss_cli.training.loop import SDR_LOSS_CAP_DB, sdr, thresholded_sdr_loss
+from vimss_cli.training.losses import SDR_LOSS_CAP_DB, sdr, thresholded_sdr_loss
 from vimss_cli.training.visual_cache import PlayerVisuals
 from vimss_cli.urmp import PieceName
 
@@ -251,7 +251,7 @@ def test_thresholded_sdr_loss_is_the_negative_sdr_capped_and_scores_silence() ->
 
 
 def test_learning_rate_schedule_ends_where_it_is_told() -> None:
-    from vimss_cli.training.loop import learning_rate
+    from vimss_cli.training.trainer import learning_rate
 
     config = build_config(None, ["optim.lr=1e-3", "optim.warmup_steps=10"])
     assert learning_rate(config, 0) == pytest.approx(1e-4)

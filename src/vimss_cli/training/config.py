@@ -84,7 +84,7 @@ class OptimConfig:
     """Optimisation: AdamW, warm-up then cosine decay, clipping, precision, EMA, loss.
 
     ``loss``: ``"l1"`` (mean absolute waveform error) or ``"sdr"`` (negative thresholded SDR,
-    the metric itself; see :func:`vimss_cli.training.loop.thresholded_sdr_loss`).
+    the metric itself; see :func:`vimss_cli.training.losses.thresholded_sdr_loss`).
     ``spectral_weight``: weight of a multi-resolution log-STFT term added to either.
     """
 

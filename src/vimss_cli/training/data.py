@@ -37,7 +37,7 @@ from vimss_cli.conditioning import Query, motion_at_samples
 from vimss_cli.errors import InputError, MediaError, VimssError
 from vimss_cli.instruments import INSTRUMENT_CODES, instrument_index
 from vimss_cli.media import read_audio
-from vimss_cli.training.config import DataConfig
+from vimss_cli.training.config import DataConfig, TrainConfig
 from vimss_cli.training.visual_cache import PlayerVisuals, piece_visuals
 from vimss_cli.urmp import SYNTH_MANIFEST_NAME, Piece, list_pieces
 
@@ -197,6 +197,7 @@ class ExcerptDataset(Dataset):
         pieces: list[PieceAudio],
         shape: ExcerptShape,
         config: DataConfig,
+        *,
         seed: int,
         augment: bool = True,
         appearance_dim: int = 0,
@@ -218,6 +219,30 @@ class ExcerptDataset(Dataset):
             for code, players in _players_by_instrument(pieces).items()
             if len(players) >= 2
         }
+
+    @classmethod
+    def from_config(
+        cls,
+        pieces: list[PieceAudio],
+        shape: ExcerptShape,
+        config: TrainConfig,
+        *,
+        validation: bool = False,
+    ) -> ExcerptDataset:
+        """A run's training excerpts (augmented, seed ``run.seed``) or, with ``validation``,
+        its fixed validation excerpts (not augmented, seed ``run.seed + 1``), for the
+        model's visual inputs and sample rate."""
+        model = config.model
+        return cls(
+            pieces,
+            shape,
+            config.data,
+            seed=config.run.seed + (1 if validation else 0),
+            augment=not validation,
+            appearance_dim=model.appearance_dim,
+            motion_channels=model.motion_channels,
+            sample_rate=model.sample_rate,
+        )
 
     @property
     def label_only_model(self) -> bool:

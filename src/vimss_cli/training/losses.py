@@ -1,0 +1,78 @@
+"""Training losses: waveform L1 or thresholded SDR, plus an optional multi-resolution
+log-STFT term (``optim.loss``, ``optim.spectral_weight``); and plain SDR for validation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vimss_cli.training.config import OptimConfig
+
+#: Thresholded SDR saturates here (dB): a stem already this good stops pulling on the weights.
+SDR_LOSS_CAP_DB = 30.0
+
+
+def sdr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Plain signal-to-distortion ratio in dB over the last axis (no distortion filter)."""
+    noise = (target - estimate).pow(2).sum(-1).clamp_min(1e-10)
+    return 10 * torch.log10(target.pow(2).sum(-1).clamp_min(1e-10) / noise)
+
+
+def thresholded_sdr_loss(
+    estimates: torch.Tensor, targets: torch.Tensor, mixture: torch.Tensor
+) -> torch.Tensor:
+    """Mean negative thresholded SDR in dB (Wisdom et al. 2020, MixIT), lower is better.
+
+    Args:
+        estimates: ``(B, Q, T)`` separated stems.
+        targets: ``(B, Q, T)`` true stems (all zero for a player who is absent or silent).
+        mixture: ``(B, 1, T)`` the mixtures the stems came from.
+
+    A stem with signal scores ``-10 log10(|t|^2 / (|t - e|^2 + tau |t|^2))``, which saturates
+    at :data:`SDR_LOSS_CAP_DB`. A silent stem, for which SDR is undefined, scores the
+    estimate's energy against the mixture's, ``10 log10((|e|^2 + tau |m|^2) / |m|^2)``: the
+    same scale, best when the output is the cap below the mixture.
+    """
+    tau = 10 ** (-SDR_LOSS_CAP_DB / 10)
+    eps = 1e-8
+    target_energy = targets.pow(2).sum(-1)
+    mixture_energy = mixture.pow(2).sum(-1).expand_as(target_energy)
+    active = target_energy > 1e-6 * mixture_energy.clamp_min(eps)
+    error = (targets - estimates).pow(2).sum(-1)
+    with_signal = 10 * torch.log10(error + tau * target_energy + eps) - 10 * torch.log10(
+        target_energy + eps
+    )
+    silent = 10 * torch.log10(
+        estimates.pow(2).sum(-1) + tau * mixture_energy + eps
+    ) - 10 * torch.log10(mixture_energy + eps)
+    return torch.where(active, with_signal, silent).mean()
+
+
+def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 distance of log-magnitude STFTs at three resolutions; inputs ``(N, T)``."""
+    total = estimate.new_zeros(())
+    for n_fft in (256, 1024, 2048):
+        window = torch.hann_window(n_fft, device=estimate.device)
+        spectra = [
+            torch.stft(x.float(), n_fft, n_fft // 4, window=window, return_complex=True).abs()
+            for x in (estimate, target)
+        ]
+        total = total + F.l1_loss(torch.log1p(spectra[0]), torch.log1p(spectra[1]))
+    return total / 3
+
+
+def training_loss(
+    optim: OptimConfig, estimates: torch.Tensor, targets: torch.Tensor, mixture: torch.Tensor
+) -> torch.Tensor:
+    """The loss ``optim`` asks for: ``estimates`` and ``targets`` ``(B, Q, T)`` float32,
+    ``mixture`` ``(B, 1, T)`` over the same output span (what the SDR loss scores silent
+    stems against)."""
+    if optim.loss == "sdr":
+        loss = thresholded_sdr_loss(estimates, targets, mixture)
+    else:
+        loss = F.l1_loss(estimates, targets)
+    if optim.spectral_weight > 0:
+        loss = loss + optim.spectral_weight * multi_resolution_stft_loss(
+            estimates.flatten(0, 1), targets.flatten(0, 1)
+        )
+    return loss
