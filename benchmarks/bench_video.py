@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from scenes import PHOTOS, compose_scene, iou
-from vimss_cli.media import ffmpeg_executable
+from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.vision.analysis import analyse_video
 from vimss_cli.vision.efficientnet import load_efficientnet_lite0, preprocess
 from vimss_cli.vision.frames import FrameStream, probe_video

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from vimss_cli.media import ffmpeg_executable
+from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.urmp import list_pieces
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

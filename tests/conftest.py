@@ -13,7 +13,7 @@ import soundfile
 import torch
 
 from vimss_cli.checkpoint import file_sha256, save_checkpoint
-from vimss_cli.media import ffmpeg_executable
+from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.model import ModelConfig, WaveUNet
 
 RATE = 8000

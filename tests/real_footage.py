@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vimss_cli.media import ffmpeg_executable
+from vimss_cli.ffmpeg_io import ffmpeg_executable
 
 RCC = Path("/usr/share/gcompris-qt/rcc/explore_world_music.rcc")
 PHOTO_FOLDER = "/gcompris/src/activities/explore_world_music/resource/music/"

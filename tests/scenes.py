@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vimss_cli.media import ffmpeg_executable
+from vimss_cli.ffmpeg_io import ffmpeg_executable
 
 PHOTOS = Path(__file__).parent / "data" / "instruments"
 PHOTO_OF = {"vn": "violin", "vc": "cello", "tpt": "trumpet", "bn": "bassoon"}

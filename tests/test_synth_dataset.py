@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from test_cli import assert_clean_failure
 from vimss_cli.cli import app
-from vimss_cli.media import ffmpeg_executable, probe
+from vimss_cli.ffmpeg_io import ffmpeg_executable
+from vimss_cli.media import probe
 from vimss_cli.synth import dataset, images, resources, scores
 from vimss_cli.urmp import list_pieces
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vimss_cli.media import ffmpeg_executable
+from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.synth.images import TRAIN_IMAGES, load_rgba
 from vimss_cli.synth.performance import PlayedNote
 from vimss_cli.synth.video import FPS, PlayerLook, motion_signals, render_video

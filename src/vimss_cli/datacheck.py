@@ -10,7 +10,6 @@ collected, not raised: the caller prints the report and exits non-zero when ther
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,29 +223,17 @@ def check_midi(path: Path) -> str | None:
     return None
 
 
-_STATS_TIME = re.compile(r"time=\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
-
-
 def video_stream_seconds(path: Path) -> tuple[float | None, str | None]:
     """How far the video packets really go (by reading them, not the header), and ffmpeg's
     complaint if the file is cut short. The packets are copied, not decoded: it is fast."""
-    from vimss_cli.media import ffmpeg_executable
+    from vimss_cli.ffmpeg_io import copy_pass
 
-    result = subprocess.run(
-        [ffmpeg_executable(), "-hide_banner", "-nostdin", "-stats", "-i", str(path),
-         "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
-        capture_output=True, text=True, errors="replace", check=False,
-    )  # fmt: skip
-    text = result.stderr.replace("\r", "\n")
+    result = copy_pass(path, "v:0")
     complaint = None
     for marker in ("partial file", "Invalid data", "moov atom not found"):
-        if marker in text:
+        if marker in result.stderr:
             complaint = marker
-    times = _STATS_TIME.findall(text)
-    if not times:
-        return None, complaint
-    hours, minutes, seconds = times[-1]
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds), complaint
+    return result.seconds, complaint
 
 
 def check_video(path: Path, duration: float | None) -> str | None:

@@ -1,27 +1,21 @@
-"""Reading media with ffmpeg: locate the binary, probe a file, stream its audio in blocks.
+"""Reading audio: probe a file, stream its audio in blocks, read short files whole.
 
 Any file ffmpeg reads is accepted (wav, flac, mp3, ogg, m4a, and the audio of mp4/mov/mkv/webm).
-The system ``ffmpeg`` is used when present, else the static binary that ``imageio-ffmpeg``
-ships, so installing needs no system package. ``VIMSS_FFMPEG`` overrides both.
+Running ffmpeg (which binary, its errors, the one probe per file) is :mod:`vimss_cli.ffmpeg_io`.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import stat
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-import ffmpeg
 import numpy as np
 import soundfile
 
+from vimss_cli import ffmpeg_io
 from vimss_cli.errors import (
     EmptyAudioError,
     InputError,
@@ -33,20 +27,6 @@ from vimss_cli.errors import (
 
 #: Samples per block handed out by :class:`AudioStream` (about 3 s at 22.05 kHz).
 DEFAULT_BLOCK_FRAMES = 65536
-
-
-@lru_cache(maxsize=1)
-def ffmpeg_executable() -> str:
-    """Path of the ffmpeg binary to run: ``$VIMSS_FFMPEG``, the system one, or imageio-ffmpeg's."""
-    override = os.environ.get("VIMSS_FFMPEG")
-    if override:
-        return override
-    system = shutil.which("ffmpeg")
-    if system:
-        return system
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 @dataclass(frozen=True)
@@ -78,14 +58,6 @@ class MediaInfo:
         )
 
 
-def _ffmpeg_message(stderr: str) -> str:
-    """The most telling line of ffmpeg's stderr (its last non-empty line, trimmed)."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    lines = [re.sub(r"^\[[^\]]*\]\s*", "", line) for line in lines]
-    telling = [line for line in lines if "Error" in line or "error" in line or "Invalid" in line]
-    return (telling or lines or ["no message"])[-1][:300]
-
-
 def check_input_path(path: Path) -> Path:
     """Raise a clear :class:`InputError` unless ``path`` names a readable regular file.
 
@@ -109,83 +81,27 @@ def check_input_path(path: Path) -> Path:
     return path
 
 
-_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
-_SAMPLE_FORMAT = re.compile(r",\s*((?:u8|s16|s32|s64|flt|dbl)p?)\b")
-
-
 def probe(path: Path) -> MediaInfo:
-    """Describe a media file from ``ffmpeg -i`` (no ffprobe is needed).
+    """Describe a media file from one ``ffmpeg -i`` (no ffprobe is needed) and, for the
+    formats libsndfile reads, its header's exact frame count.
 
-    Raises :class:`MediaError` with ffmpeg's message when ffmpeg cannot open the file.
+    Raises :class:`InputError` for a path that is not a readable regular file and
+    :class:`MediaError` with ffmpeg's message when ffmpeg cannot open the file.
     """
     check_input_path(path)
-    result = subprocess.run(
-        [ffmpeg_executable(), "-hide_banner", "-nostdin", "-i", str(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        check=False,
-    )
-    text = result.stderr
-    if "Input #0" not in text:
-        raise MediaError(f"cannot read {path} as audio or video", _ffmpeg_message(text))
-    duration = None
-    match = _DURATION.search(text)
-    if match:
-        hours, minutes, seconds = match.groups()
-        duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    stream_lines = [line for line in text.splitlines() if line.strip().startswith("Stream #")]
-    audio_lines = [line for line in stream_lines if ": Audio:" in line]
-    video_lines = [
-        line for line in stream_lines if ": Video:" in line and "attached pic" not in line
-    ]
-    rate = None
-    sample_format = None
-    channels = None
-    if audio_lines:
-        channels = _channel_count(audio_lines[0])
-        rate_match = re.search(r"(\d+) Hz", audio_lines[0])
-        rate = int(rate_match.group(1)) if rate_match else None
-        format_match = _SAMPLE_FORMAT.search(audio_lines[0])
-        sample_format = format_match.group(1) if format_match else None
+    found = ffmpeg_io.probe(path)
+    audio = found.audio[0] if found.audio else None
     return MediaInfo(
         path=path,
-        duration=duration,
-        duration_is_estimate="Estimating duration from bitrate" in text,
-        has_audio=bool(audio_lines),
-        has_video=bool(video_lines),
-        audio_sample_rate=rate,
+        duration=found.duration,
+        duration_is_estimate=found.duration_is_estimate,
+        has_audio=audio is not None,
+        has_video=bool(found.video),
+        audio_sample_rate=audio.sample_rate if audio else None,
         audio_frames=_exact_frames(path),
-        audio_sample_format=sample_format,
-        audio_channels=channels,
+        audio_sample_format=audio.sample_format if audio else None,
+        audio_channels=audio.channels if audio else None,
     )
-
-
-#: ffmpeg's channel layout names -> channel counts.
-_LAYOUTS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6}
-
-
-def _channel_count(stream_line: str) -> int | None:
-    """Channels from ffmpeg's audio stream line (``..., 48000 Hz, stereo, fltp``)."""
-    match = re.search(r"\d+ Hz, ([^,]+)", stream_line)
-    if match is None:
-        return None
-    layout = match.group(1).strip()
-    counted = re.fullmatch(r"(\d+) channels.*", layout)
-    if counted:
-        return int(counted.group(1))
-    return _LAYOUTS.get(layout.split("(")[0])
-
-
-def stop_process(process: subprocess.Popen[bytes] | None) -> None:
-    """Kill ``process`` if it still runs, reap it and close its stdout (``None``: nothing)."""
-    if process is None:
-        return
-    if process.poll() is None:
-        process.kill()
-    process.wait()
-    if process.stdout:
-        process.stdout.close()
 
 
 def _exact_frames(path: Path) -> int | None:
@@ -207,19 +123,14 @@ def expected_output_frames(info: MediaInfo, sample_rate: int) -> int | None:
 def _decode_command(path: Path, sample_rate: int, channel: int | None = None) -> list[str]:
     """ffmpeg arguments that write the first audio stream as mono float32 to stdout: the
     mono downmix ((L + R) / sqrt 2 for stereo), or only ``channel`` (0-based)."""
-    # the graph names a placeholder: ffmpeg-python hashes its arguments as UTF-8 text, and a
-    # file name need not be UTF-8 (subprocess passes such a name on byte for byte)
-    placeholder = "\0input"
-    source = ffmpeg.input(placeholder, v="error", xerror=None, nostdin=None, hide_banner=None)
-    audio = source["a:0"]
+    audio = ffmpeg_io.input_file(v="error", xerror=None, nostdin=None, hide_banner=None)["a:0"]
     if channel is not None:
         audio = audio.filter("channelmap", map=str(channel), channel_layout="mono")
-    out = ffmpeg.output(audio, "pipe:1", format="f32le", ac=1, ar=sample_rate)
-    command = out.compile(cmd=ffmpeg_executable())
-    return [str(path) if argument == placeholder else argument for argument in command]
+    graph = audio.output("pipe:1", format="f32le", ac=1, ar=sample_rate)
+    return ffmpeg_io.command(graph, path)
 
 
-class AudioStream:
+class AudioStream(ffmpeg_io.FfmpegProcess):
     """Decode a file's first audio stream to mono float32 at ``sample_rate``, block by block
     (ffmpeg's mono downmix, or only ``channel``, 0-based).
 
@@ -253,8 +164,7 @@ class AudioStream:
             raise NoAudioStreamError(f"{self.path} is {kind} with no audio stream")
         self.expected_frames = expected_output_frames(self.info, sample_rate)
         self.frames_read = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        super().__init__()  # after probing: a file that cannot be read leaves nothing open
 
     @property
     def duration_hint(self) -> float | None:
@@ -263,31 +173,13 @@ class AudioStream:
             return self.expected_frames / self.sample_rate
         return self.info.duration
 
-    def __enter__(self) -> AudioStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop ffmpeg if it still runs and release its pipes."""
-        stop_process(self._process)
-        self._process = None
-        self._stderr.close()
-
     def __iter__(self) -> Iterator[np.ndarray]:
-        self._process = subprocess.Popen(
-            _decode_command(self.path, self.sample_rate, self.channel),
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            stdin=subprocess.DEVNULL,
-        )
-        assert self._process.stdout is not None  # set by stdout=PIPE
+        stdout = self._start(_decode_command(self.path, self.sample_rate, self.channel))
         limit = self.expected_frames
         pending = b""
         block_bytes = 4 * self.block_frames
         while True:
-            chunk = self._process.stdout.read(block_bytes - len(pending))
+            chunk = stdout.read(block_bytes - len(pending))
             if not chunk:
                 break
             pending += chunk
@@ -324,13 +216,10 @@ class AudioStream:
         yield block.astype(np.float32, copy=True)
 
     def _finish_process(self) -> None:
-        assert self._process is not None
-        returncode = self._process.wait()
+        returncode, stderr = self._wait()
         if returncode == 0:
             return
-        self._stderr.seek(0)
-        stderr = self._stderr.read().decode("utf-8", errors="replace")
-        message = _ffmpeg_message(stderr)
+        message = ffmpeg_io.ffmpeg_message(stderr)
         if "matches no streams" in stderr:
             raise NoAudioStreamError(f"{self.path} has no audio stream", message)
         if "corrupt" in stderr.lower() or "Invalid data" in stderr:

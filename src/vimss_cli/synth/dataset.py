@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from vimss_cli.errors import InputError, OutputError
+from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.instruments import INSTRUMENT_CODES
-from vimss_cli.media import ffmpeg_executable
 from vimss_cli.synth import audio, performance, scores
 from vimss_cli.synth.images import ImageSpec, image_pool, load_rgba
 from vimss_cli.synth.resources import (
