@@ -9,10 +9,10 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,data]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv with vimss, torch (CPU build) and the test tools
+install: $(STAMP)  ## create .venv with vimss, torch (CPU build), the data generator's extras and the test tools
 
 # Debian packages `vimss data synth` needs (fluidsynth, soundfonts, instrument pictures), the
 # real photographs of the player-finding tests, and Chromium for the listening-report test.

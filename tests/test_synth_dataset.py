@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,21 @@ def test_a_killed_run_resumes_to_the_same_bytes(generated: Path, tmp_path: Path)
     assert set(half_written) <= set(json.loads(result.stdout)["redone"])
     assert not list(out.glob(".partial-*"))
     assert audio_digests(out) == audio_digests(generated)
+
+
+@pytest.mark.parametrize("module", ["music21", "mido"])
+def test_without_the_data_extra_synth_names_the_pip_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # imports as if it were not installed
+    result = synth(tmp_path / "never", "-n", "1")
+    assert_clean_failure(result, f"needs {module}", "pip install 'vimss-cli[data]'")
+    assert not (tmp_path / "never").exists()
+
+
+def test_without_mido_the_score_check_names_the_pip_install(
+    generated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "mido", None)
+    result = runner.invoke(app, ["data", "check", "--root", str(generated)])
+    assert_clean_failure(result, "Sco_*.mid", "pip install 'vimss-cli[data]'")

@@ -19,6 +19,7 @@ import numpy as np
 import soundfile
 
 from vimss_cli.errors import InputError, MediaError
+from vimss_cli.extras import require_extra
 from vimss_cli.urmp import Piece, PieceName, parse_folder_name
 
 #: The mixture may differ from the sum of the stems by this much (residual vs mix, dB).
@@ -212,6 +213,7 @@ def check_table(path: Path, columns: int, duration: float | None) -> str | None:
 
 def check_midi(path: Path) -> str | None:
     """None if ``path`` reads as a MIDI file with notes, else why not."""
+    require_extra("data", "mido", purpose="checking a score (Sco_*.mid)")
     import mido
 
     try:

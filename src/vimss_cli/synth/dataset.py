@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from vimss_cli.errors import InputError, OutputError
+from vimss_cli.extras import require_extra
 from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.synth import audio, performance, scores
@@ -339,6 +340,7 @@ def synthesize(config: SynthConfig, progress: ProgressCallback | None = None) ->
     Raises :class:`InputError`, :class:`OutputError` or :class:`MissingDependencyError`
     before writing anything when the request or the machine cannot work.
     """
+    require_extra("data", "music21", "mido", purpose="vimss data synth")
     validate(config)
     fonts = (
         user_soundfonts(list(config.soundfonts))

@@ -10,11 +10,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mido
 import numpy as np
 
 from vimss_cli.synth.scores import PROGRAMS, Excerpt
+
+if TYPE_CHECKING:  # imported where used: mido is an optional dependency (``[data]``)
+    import mido
 
 #: Time step of the F0 annotation files, in seconds.
 F0_HOP = 0.01
@@ -166,6 +169,8 @@ def write_render_midi(path: Path, players: list[RenderPart], seconds: float) -> 
     ``k * (seconds + RENDER_GAP)``, so one fluidsynth run (one soundfont load) renders them
     all and each player's stem is the slice of the output at its offset.
     """
+    import mido
+
     events: list[tuple[int, int, mido.Message]] = []
     for index, part in enumerate(players):
         notes, expression, program = part.notes, part.expression, part.program
@@ -219,6 +224,8 @@ def _bend_events(
     vibrato: Vibrato, note: PlayedNote, on: int, off: int, channel: int
 ) -> list[tuple[int, int, mido.Message]]:
     """Pitch-wheel messages playing ``vibrato`` over one note (reset at its start)."""
+    import mido
+
     ticks = np.arange(on, off, round(BEND_STEP * 1000))
     cents = vibrato.cents((ticks - on) / 1000.0)
     values = np.clip(np.round(cents / BEND_RANGE_CENTS * 8192), -8192, 8191).astype(int)
@@ -230,6 +237,8 @@ def _bend_events(
 
 def write_score_midi(path: Path, excerpt: Excerpt, bpm: float) -> None:
     """The excerpt's score (as transposed for the instruments) at its nominal tempo."""
+    import mido
+
     ticks = 480
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks)
     for channel, (instrument, notes) in enumerate(
