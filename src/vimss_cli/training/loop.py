@@ -395,14 +395,14 @@ def _run_steps(trainer: Trainer, loader: DataLoader, run: _Run) -> int:
 
 def _step_record(trainer: Trainer, result: StepResult, examples_per_second: float) -> dict:
     """The ``log.jsonl`` line of a logged step."""
-    output_seconds = trainer.shape.output_length / trainer.config.model.sample_rate
+    output_length, rate = trainer.shape.output_length, trainer.config.model.sample_rate
     return {
         "step": trainer.state.step,
         "loss": float(result.loss.item()),
         "lr": result.lr,
         "grad_norm": float(result.grad_norm),
         "examples_per_second": examples_per_second,
-        "audio_seconds_per_second": examples_per_second * output_seconds,
+        "audio_seconds_per_second": examples_per_second * output_length / rate,
     }
 
 
