@@ -19,7 +19,7 @@ from vimss_cli.cli import app
 from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.media import probe
 from vimss_cli.synth import dataset, images, resources, scores
-from vimss_cli.urmp import list_pieces
+from vimss_cli.urmp import SYNTH_MANIFEST_NAME, list_pieces
 
 runner = CliRunner()
 SMALL = ["--seconds", "3", "--sample-rate", "16000", "--video-size", "96x54"]
@@ -81,7 +81,7 @@ def test_urmp_layout_exact_mix_and_h264_video(generated: Path) -> None:
 
 
 def test_manifest_records_works_instruments_soundfonts_and_version(generated: Path) -> None:
-    manifest = json.loads((generated / dataset.MANIFEST_NAME).read_text())
+    manifest = json.loads((generated / SYNTH_MANIFEST_NAME).read_text())
     settings = manifest["settings"]
     assert settings["seed"] == 7 and settings["split"] == "train"
     assert settings["generator_version"] == dataset.GENERATOR_VERSION
@@ -120,9 +120,9 @@ def test_resume_keeps_finished_pieces_and_redoes_broken_ones(
     (out / ".partial-03" / "AuMix_junk.wav").write_bytes(b"RIFF")
     stem = first.stem_paths[0]
     stem.write_bytes(stem.read_bytes()[:1000])
-    manifest = json.loads((out / dataset.MANIFEST_NAME).read_text())
+    manifest = json.loads((out / SYNTH_MANIFEST_NAME).read_text())
     del manifest["pieces"]["2"]
-    (out / dataset.MANIFEST_NAME).write_text(json.dumps(manifest))
+    (out / SYNTH_MANIFEST_NAME).write_text(json.dumps(manifest))
     result = synth(out, "-n", "2", "--seed", "7", "--json", *FAST_FONT)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -140,7 +140,7 @@ def test_test_split_holds_out_the_soundfont_and_the_images(tmp_path: Path) -> No
     out = tmp_path / "test"
     result = synth(out, "-n", "1", "--split", "test", "--json")
     assert result.exit_code == 0, result.output
-    entry = json.loads((out / dataset.MANIFEST_NAME).read_text())["pieces"]["1"]
+    entry = json.loads((out / SYNTH_MANIFEST_NAME).read_text())["pieces"]["1"]
     assert set(entry["soundfonts"]) == {f.name for f in resources.TEST_SOUNDFONTS}
     assert scores.split_of(entry["work_id"]) == "test"
     train_labels = {s.label for specs in images.TRAIN_IMAGES.values() for s in specs}
@@ -256,8 +256,8 @@ def test_interrupt_leaves_no_half_written_piece(
     out = tmp_path / "cut"
     result = synth(out, "-n", "1", *FAST_FONT)
     assert result.exit_code == 130
-    assert [p.name for p in out.iterdir()] == [dataset.MANIFEST_NAME]
-    assert json.loads((out / dataset.MANIFEST_NAME).read_text())["pieces"] == {}
+    assert [p.name for p in out.iterdir()] == [SYNTH_MANIFEST_NAME]
+    assert json.loads((out / SYNTH_MANIFEST_NAME).read_text())["pieces"] == {}
 
 
 def test_library_reports_progress_through_a_callback(tmp_path: Path) -> None:

@@ -46,18 +46,7 @@ def inspect_command(
         analysis = analyse_video(video, players=players, boxes=boxes)
         write_png(frame_path, draw_players(analysis), force)
         if as_json:
-            rows = [
-                {
-                    "player": p.number,
-                    "box": list(p.box),
-                    "instrument": p.guess.instrument,
-                    "confidence": round(p.guess.confidence, 4),
-                    "keypoints": p.to_json().get("keypoints"),
-                }
-                for p in analysis.players
-            ]
-            document = {"players": rows, "frame": str(frame_path), "source": analysis.source}
-            typer.echo(json.dumps({**document, "warnings": analysis.warnings}))
+            typer.echo(json.dumps({**analysis.to_json(), "frame": str(frame_path)}))
             return
         table = Table("player", "box (x, y, w, h)", "instrument", "confidence", "ImageNet class")
         for p in analysis.players:

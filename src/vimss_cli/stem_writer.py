@@ -230,7 +230,6 @@ class StemSetWriter:
         self.clip = self.subtype != "FLOAT"
         self.overwrite = overwrite
         self.is_stem = is_stem
-        self.frames_written = 0
         #: samples beyond full scale clipped by an integer format, and the largest magnitude
         self.clipped_samples = 0
         self.peak = 0.0
@@ -298,7 +297,6 @@ class StemSetWriter:
                 handle.write(np.ascontiguousarray(samples, dtype=np.float32))
         except (OSError, soundfile.SoundFileError) as error:
             raise self._error("cannot write stems in", error) from None
-        self.frames_written += block.shape[1]
 
     def __exit__(
         self,

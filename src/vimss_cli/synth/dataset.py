@@ -40,7 +40,6 @@ from vimss_cli.urmp import SYNTH_MANIFEST_NAME, PieceName, parse_folder_name
 
 #: Bump when the same settings would produce different files.
 GENERATOR_VERSION = "1"
-MANIFEST_NAME = SYNTH_MANIFEST_NAME
 PARTIAL_PREFIX = ".partial-"
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -265,7 +264,7 @@ def software_versions() -> dict[str, str]:
 
 
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    path = out_dir / MANIFEST_NAME
+    path = out_dir / SYNTH_MANIFEST_NAME
     if not path.exists():
         return None
     try:
@@ -280,9 +279,9 @@ def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
     manifest["works"] = sorted({p["work"] for p in pieces})
     manifest["instruments"] = sorted({code for p in pieces for code in p["instruments"]})
     manifest["total_seconds"] = sum(p["seconds"] for p in pieces)
-    temporary = out_dir / f".{MANIFEST_NAME}.tmp"
+    temporary = out_dir / f".{SYNTH_MANIFEST_NAME}.tmp"
     temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(temporary, out_dir / MANIFEST_NAME)
+    os.replace(temporary, out_dir / SYNTH_MANIFEST_NAME)
 
 
 def _open_output(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -406,14 +405,6 @@ def _run_parallel(
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-
-
-def manifest_summary(out_dir: Path) -> dict[str, Any]:
-    """The manifest of a generated dataset (for reports)."""
-    manifest = _read_manifest(Path(out_dir))
-    if manifest is None:
-        raise InputError(f"no {MANIFEST_NAME} in {out_dir}")
-    return manifest
 
 
 __all__ = ["SynthConfig", "SynthReport", "synthesize"]

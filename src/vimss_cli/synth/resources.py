@@ -13,16 +13,6 @@ from pathlib import Path
 
 from vimss_cli.errors import InputError, MissingDependencyError
 
-#: The Debian packages the generator uses, in the order ``make system-deps`` installs them.
-DEBIAN_PACKAGES: tuple[str, ...] = (
-    "fluidsynth",
-    "fluid-soundfont-gm",
-    "musescore-general-soundfont-small",
-    "timgm6mb-soundfont",
-    "openclipart-png",
-    "tuxpaint-stamps-default",
-)
-
 
 @dataclass(frozen=True)
 class Soundfont:

@@ -76,16 +76,18 @@ class Player:
     keypoints: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
-        found: dict[str, Any] = {
+        """``vimss inspect --json``'s row: ``keypoints`` is ``None`` when the player was not
+        found as a person."""
+        keypoints = self.keypoints
+        return {
             "player": self.number,
             "box": list(self.box),
             "instrument": self.guess.instrument,
             "confidence": round(self.guess.confidence, 4),
-            "imagenet_class": self.guess.imagenet_class,
+            "keypoints": None
+            if keypoints is None
+            else [[round(float(v), 1) for v in k] for k in keypoints],
         }
-        if self.keypoints is not None:
-            found["keypoints"] = [[round(float(v), 1) for v in k] for k in self.keypoints]
-        return found
 
 
 @dataclass
@@ -126,7 +128,9 @@ class VideoAnalysis:
         return compress(box_motion(self.grids, fraction, channels))
 
     def to_json(self) -> dict[str, Any]:
-        return {"players": [p.to_json() for p in self.players]}
+        """The players, what decided their number, and the warnings (``inspect --json``)."""
+        players = [p.to_json() for p in self.players]
+        return {"players": players, "source": self.source, "warnings": self.warnings}
 
 
 def _sample_indices(duration: float | None, rate: float, samples: int) -> set[int]:

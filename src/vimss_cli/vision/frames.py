@@ -101,11 +101,6 @@ class FrameStream(ffmpeg_io.FfmpegProcess):
         self.size = decoded_size(info.width, info.height, max_side)
         super().__init__()
 
-    @property
-    def scale(self) -> float:
-        """Decoded pixels per source pixel (horizontal)."""
-        return self.size[0] / self.info.width
-
     def command(self) -> list[str]:
         width, height = self.size
         source = ffmpeg_io.input_file(
