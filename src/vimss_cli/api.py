@@ -29,6 +29,7 @@ from vimss_cli.devices import check_precision, resolve_device
 from vimss_cli.engine import plan_tile, separate_array, separate_blocks
 from vimss_cli.errors import InputError, OutputError
 from vimss_cli.media import AudioStream, MediaInfo, peak_level, probe
+from vimss_cli.progress import ProgressCallback
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
     StemSetWriter,
@@ -39,9 +40,6 @@ from vimss_cli.stem_writer import (
     existing_outputs,
     stem_extension,
 )
-
-#: ``callback({"input": str, "done_seconds": float, "total_seconds": float | None})``
-ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass

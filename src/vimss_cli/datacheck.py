@@ -10,7 +10,6 @@ collected, not raised: the caller prints the report and exits non-zero when ther
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import soundfile
 
 from vimss_cli.errors import InputError, MediaError
 from vimss_cli.extras import require_extra
+from vimss_cli.progress import ProgressCallback
 from vimss_cli.urmp import Piece, PieceName, parse_folder_name
 
 #: The mixture may differ from the sum of the stems by this much (residual vs mix, dB).
@@ -66,7 +66,7 @@ class CheckReport:
 
 
 def check_dataset(
-    dataset: str, root: Path, progress: Callable[[dict[str, Any]], None] | None = None
+    dataset: str, root: Path, progress: ProgressCallback | None = None
 ) -> CheckReport:
     """Check the tree under ``root``; raises :class:`InputError` only for unusable arguments."""
     if dataset not in DATASETS:

@@ -36,7 +36,7 @@ MIN_CPU_TILE, MAX_CPU_TILE = 4096, 2**17
 FALLBACK_CACHE_BYTES = 8 * 2**20
 
 #: ``callback(done_samples)`` reports progress in input samples consumed and written.
-ProgressCallback = Callable[[int], None]
+WindowProgress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def separate_blocks(
     tile: int = DEFAULT_TILE,
     batch_size: int = 1,
     precision: str = "fp32",
-    progress: ProgressCallback | None = None,
+    progress: WindowProgress | None = None,
     groups: int | None = None,
 ) -> int:
     """Separate a stream of mono blocks for K queries, emitting ``(K, n)`` output blocks.
@@ -273,7 +273,7 @@ def _run_windows(
     blocks: Iterable[np.ndarray],
     on_output: Callable[[np.ndarray], None],
     batch_size: int,
-    progress: ProgressCallback | None,
+    progress: WindowProgress | None,
 ) -> int:
     """Cut the block stream into windows as the input arrives; see :func:`separate_blocks`."""
     # buffer holds input samples from absolute position buffer_start on

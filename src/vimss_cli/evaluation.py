@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from vimss_cli.atomic import write_text_atomically
 from vimss_cli.errors import InputError, MediaError, VimssError
 from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.metrics import ReferenceGram, bss_eval, bss_eval_sources, si_sdr
+from vimss_cli.progress import ProgressCallback
 from vimss_cli.stem_names import StemTemplate
 from vimss_cli.stem_writer import StemSetWriter
 from vimss_cli.urmp import Piece, list_pieces
@@ -54,13 +55,6 @@ LENGTH_TOLERANCE_SECONDS = 1.0
 #: STFT of the oracle masks: Hann window, 2048 bins, hop 512 (at the evaluation rate).
 MASK_FFT = 2048
 MASK_HOP = 512
-
-#: ``callback({"stage": ..., "piece": str, "system": str | None, "done": int, "total": int})``
-#: with the stages ``reading`` (a piece's references and mixture), ``separating`` (the model
-#: on a piece), ``scoring`` (one system on a piece), each as it starts, and ``scored`` when a
-#: system's scores of a piece are ready (computed or from the cache); ``done`` counts the
-#: pieces finished, this one included once it is ``scored``.
-ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -691,6 +685,12 @@ def evaluate(
     where the model's stems are written as they were scored (:func:`estimate_paths`); the
     model then separates every track (the cache holds scores, not stems), and stems an earlier
     run saved there are refused before any work unless ``force``.
+
+    ``progress({"stage", "piece": str, "system": str | None, "done": int, "total": int})``
+    with the stages ``reading`` (a piece's references and mixture), ``separating`` (the model
+    on a piece), ``scoring`` (one system on a piece), each as it starts, and ``scored`` when a
+    system's scores of a piece are ready (computed or from the cache); ``done`` counts the
+    pieces finished, this one included once it is ``scored``.
     """
     systems = list(systems)
     if save_estimates is not None and "model" in systems:

@@ -27,6 +27,7 @@ from vimss_cli.errors import InputError, OutputError
 from vimss_cli.extras import require_extra
 from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.instruments import INSTRUMENT_CODES
+from vimss_cli.progress import ProgressCallback
 from vimss_cli.synth import audio, performance, scores
 from vimss_cli.synth.images import ImageSpec, image_pool, load_rgba
 from vimss_cli.synth.resources import (
@@ -41,8 +42,6 @@ from vimss_cli.urmp import SYNTH_MANIFEST_NAME, PieceName, parse_folder_name
 #: Bump when the same settings would produce different files.
 GENERATOR_VERSION = "1"
 PARTIAL_PREFIX = ".partial-"
-
-ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from vimss_cli.devices import check_precision, resolve_device
 from vimss_cli.errors import DeviceError, InputError, TrainingDivergedError
+from vimss_cli.progress import ProgressCallback
 from vimss_cli.training import distributed
 from vimss_cli.training.config import TrainConfig
 from vimss_cli.training.data import (
@@ -45,7 +46,6 @@ from vimss_cli.training.run_folder import (
 )
 from vimss_cli.training.trainer import StepResult, Trainer
 
-ProgressCallback = Callable[[dict[str, Any]], None]
 WarningCallback = Callable[[str], None]
 
 #: steps timed (after the first few, which warm up kernels) to fit the schedule to a deadline
