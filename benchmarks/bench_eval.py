@@ -5,7 +5,7 @@
 
 The speed part scores K sources of synthetic audio (harmonic tones with vibrato and noise;
 estimates leak the other sources and add noise) with museval's v4 framewise evaluation
-(1 s windows, the SiSEC setting) and with :func:`vimss_cli.metrics.bss_eval` (which also
+(1 s windows, the SiSEC setting) and with :func:`vimss_cli.eval.metrics.bss_eval` (which also
 gives the whole-signal v3 values), checks the numbers are the same, and prints one JSON
 object. Needs the dev extras (museval, mir_eval).
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from vimss_cli.metrics import bss_eval, bss_eval_sources, bss_eval_v4
+from vimss_cli.eval.metrics import bss_eval, bss_eval_sources, bss_eval_v4
 
 
 def museval_metrics():

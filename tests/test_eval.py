@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from conftest import RATE, SPINNER_START, TERMINAL_ENV, ffmpeg, write_wav
 from test_cli import assert_clean_failure
-from vimss_cli import evaluation
 from vimss_cli.cli import app
-from vimss_cli.metrics import bss_eval_sources, si_sdr
+from vimss_cli.eval import run as eval_run
+from vimss_cli.eval import scoring
+from vimss_cli.eval.metrics import bss_eval_sources, si_sdr
 from vimss_cli.urmp import parse_folder_name
 
 runner = CliRunner()
@@ -98,7 +99,7 @@ def test_baselines_on_a_tree_with_files_and_resume(
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("scored again instead of using the cache")
 
-    monkeypatch.setattr(evaluation, "score_track", refuse)
+    monkeypatch.setattr(eval_run, "score_track", refuse)
     again = run("--dataset", "synth", "--root", tree, "--out", out, "--json")
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["stems"] == document["stems"]
@@ -238,13 +239,13 @@ def test_model_cache_follows_the_checkpoint_and_the_video_not_their_paths(
     from vimss_cli.checkpoint import save_checkpoint
 
     scored: list[str] = []
-    score_track = evaluation.score_track
+    score_track = eval_run.score_track
 
     def counting(*args, **kwargs):
         scored.append(args[1])
         return score_track(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "score_track", counting)
+    monkeypatch.setattr(eval_run, "score_track", counting)
     model = tmp_path / "model.safetensors"
     save_checkpoint(model, make_tiny_model(seed=0), {"trained": True})
     args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--model", model)
@@ -272,13 +273,14 @@ def test_segment_grams_are_built_once_per_track_for_all_systems(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[int] = []
-    gram = evaluation.ReferenceGram
+    gram = eval_run.ReferenceGram
 
     def counting(references, *args, **kwargs):
         built.append(references.shape[0])
         return gram(references, *args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "ReferenceGram", counting)
+    monkeypatch.setattr(eval_run, "ReferenceGram", counting)  # the whole track's
+    monkeypatch.setattr(scoring, "ReferenceGram", counting)  # the segments'
     root = tmp_path / "urmp"
     make_piece(root, "03_Long_vn_va", seconds=13.0, rate=11025)  # two 65535-sample segments
     result = run("--dataset", "urmp", "--root", root, "--protocol", "segments", "--json")

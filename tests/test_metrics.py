@@ -19,8 +19,8 @@ import pytest
 import soundfile
 
 from conftest import missing_fixture
+from vimss_cli.eval.metrics import ReferenceGram, bss_eval, bss_eval_sources, bss_eval_v4, si_sdr
 from vimss_cli.ffmpeg_io import ffmpeg_executable
-from vimss_cli.metrics import ReferenceGram, bss_eval, bss_eval_sources, bss_eval_v4, si_sdr
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 MIR_EVAL = FIXTURES / "mir_eval_separation"

@@ -27,7 +27,7 @@ def default_scores(out: Path) -> tuple[str, list[float]]:
     """The default model's sha256 and the SI-SDR (dB) of its two stems of the example."""
     from vimss_cli.checkpoint import file_sha256, resolve_checkpoint
     from vimss_cli.cli import app
-    from vimss_cli.metrics import si_sdr
+    from vimss_cli.eval.metrics import si_sdr
 
     result = CliRunner().invoke(app, ["separate", str(EXAMPLE), "-o", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output

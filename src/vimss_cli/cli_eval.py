@@ -112,13 +112,10 @@ def eval_command(
         if compare is not None:
             _compare(compare, as_json)
             return
-        from vimss_cli.eval_report import CACHE_NAME, write_results
-        from vimss_cli.evaluation import (
-            BASELINES,
-            check_estimates_free,
-            evaluate,
-            evaluation_rate,
-        )
+        from vimss_cli.eval.report import CACHE_NAME, write_results
+        from vimss_cli.eval.run import evaluate
+        from vimss_cli.eval.scoring import evaluation_rate
+        from vimss_cli.eval.systems import BASELINES, check_estimates_free
 
         tracks, user_estimates = _tracks(dataset, root, pieces, references, estimates)
         if queries not in QUERIES:
@@ -209,7 +206,7 @@ def eval_command(
         for path in written:
             typer.echo(f"wrote {path}", err=True)
         if save_estimates is not None:
-            from vimss_cli.evaluation import estimate_paths
+            from vimss_cli.eval.systems import estimate_paths
 
             for track in tracks:
                 typer.echo(f"wrote {estimate_paths(track, save_estimates)[0].parent}", err=True)
@@ -225,7 +222,7 @@ def _tracks(
     estimates: Path | None,
 ) -> tuple[list[Any], bool]:
     """The tracks to score and whether they carry user estimates."""
-    from vimss_cli.evaluation import DATASETS, folder_tracks, parse_pieces, urmp_tracks
+    from vimss_cli.eval.tracks import DATASETS, folder_tracks, parse_pieces, urmp_tracks
 
     folders = references is not None or estimates is not None
     if dataset is not None and folders:
@@ -249,7 +246,7 @@ def _tracks(
 
 
 def _print_tables(document: dict[str, Any]) -> None:
-    from vimss_cli.eval_report import table_rows
+    from vimss_cli.eval.summary import table_rows
 
     console = Console(soft_wrap=True)
     protocol, systems = document["protocol"], document["systems"]
@@ -282,19 +279,19 @@ def _print_tables(document: dict[str, Any]) -> None:
 
 
 def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
-    from vimss_cli.eval_report import compare_runs, load_results
+    from vimss_cli.eval.report import compare_runs, load_results
 
     first, second = (load_results(run) for run in runs)
     comparison = compare_runs(first, second)
     if as_json:
-        typer.echo(json.dumps(comparison))
+        typer.echo(json.dumps(comparison.to_json()))
         return
     table = Table(title=f"{runs[1]} minus {runs[0]} (paired by piece, stem, system)")
     # medians, as everywhere else in eval (the means stay in --json)
     columns = ("system", "metric", "pairs", "A median", "B median", "median diff", "B better")
     for column in columns:
         table.add_column(column, justify="left" if column in ("system", "metric") else "right")
-    for system, metrics in comparison["systems"].items():
+    for system, metrics in comparison.systems.items():
         for metric, cell in metrics.items():
             table.add_row(
                 system,

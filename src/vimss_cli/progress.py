@@ -3,7 +3,7 @@
 The CLI draws the events (rich); a Python user passes any callable. What each caller sends:
 
 * :meth:`vimss_cli.api.Separator.separate_file`: ``{"input", "done_seconds", "total_seconds"}``.
-* :func:`vimss_cli.evaluation.evaluate`: ``{"stage", "piece", "system", "done", "total"}``.
+* :func:`vimss_cli.eval.run.evaluate`: ``{"stage", "piece", "system", "done", "total"}``.
 * :func:`vimss_cli.synth.dataset.synthesize` and :func:`vimss_cli.datacheck.check_dataset`:
   ``{"done", "total", "piece"}``.
 * :func:`vimss_cli.training.loop.run_training`: ``{"stage", ...}`` while it prepares, then the

@@ -1,4 +1,4 @@
-"""Reports of an evaluation: results.json, a per-stem CSV, a box plot, tables, comparisons.
+"""Reports of an evaluation: results.json, a per-stem CSV, a box plot, comparisons of runs.
 
 Library code: it writes files and returns data; the CLI draws the tables.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import numpy as np
 
 from vimss_cli.atomic import atomic_path, write_text_atomically
 from vimss_cli.errors import InputError, OutputError
-from vimss_cli.evaluation import Evaluation
+from vimss_cli.eval.run import Evaluation
+from vimss_cli.eval.summary import protocol_sdr
 
 RESULTS_NAME = "results.json"
 CSV_NAME = "stems.csv"
@@ -42,12 +44,6 @@ CSV_COLUMNS = (
     "SAR_segments_mean",
     "undefined",
 )
-
-
-def protocol_sdr(row: dict[str, Any], protocol: str) -> float | None:
-    """A stem's SDR under the protocol: the window median (museval) or segment mean."""
-    key = "SDR_v4_median" if protocol == "museval" else "SDR_segments_mean"
-    return row.get(key)
 
 
 def write_results(evaluation: Evaluation, out_dir: Path) -> list[Path]:
@@ -153,7 +149,23 @@ def load_results(folder: Path) -> dict[str, Any]:
         raise InputError(f"{path} is not valid JSON: {error}") from None
 
 
-def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class Comparison:
+    """Two runs' paired per-stem SDR differences (second minus first), per system.
+
+    ``systems[system][metric]`` holds ``pairs``, ``first_median``, ``second_median``,
+    ``median_difference``, the same three for the mean, and ``second_better`` (a count).
+    """
+
+    first: dict[str, Any]
+    second: dict[str, Any]
+    systems: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"first": self.first, "second": self.second, "systems": self.systems}
+
+
+def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> Comparison:
     """Paired differences (second minus first) of per-stem SDR, per system.
 
     Stems are paired by (piece, name, system). Reports whole-signal SDR and, when both
@@ -192,38 +204,8 @@ def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any
                 "mean_difference": round(float((b - a).mean()), 4),
                 "second_better": int((b > a).sum()),
             }
-    return {
-        "first": {"protocol": first.get("protocol"), "rate": first.get("rate")},
-        "second": {"protocol": second.get("protocol"), "rate": second.get("rate")},
-        "systems": systems,
-    }
-
-
-def format_cell(cell: dict[str, Any] | None, protocol: str, metric: str = "SDR") -> str:
-    """``"5.21 (8)"`` (museval median, stems) or ``"5.21 ± 3.10 (40)"`` (segments, segments)."""
-    if cell is None or cell.get(metric) is None:
-        return "n/a"
-    if protocol == "segments":
-        return f"{cell[metric]:.2f} ± {cell[f'{metric}_std']:.2f} ({cell[f'{metric}_count']})"
-    return f"{cell[metric]:.2f} ({cell['stems']})"
-
-
-def table_rows(
-    summary: dict[str, Any], grouping: str, systems: list[str], protocol: str
-) -> list[list[str]]:
-    """Rows ``[group, cell per system...]`` of one grouping, groups sorted, "all" last."""
-    groups = sorted({g for s in systems for g in summary.get(s, {}).get(grouping, {})}, key=_order)
-    return [
-        [
-            group,
-            *(
-                format_cell(summary.get(s, {}).get(grouping, {}).get(group), protocol)
-                for s in systems
-            ),
-        ]
-        for group in groups
-    ]
-
-
-def _order(group: str) -> tuple[int, str]:
-    return (int(group), "") if group.isdigit() else (10**6, group)
+    return Comparison(
+        first={"protocol": first.get("protocol"), "rate": first.get("rate")},
+        second={"protocol": second.get("protocol"), "rate": second.get("rate")},
+        systems=systems,
+    )

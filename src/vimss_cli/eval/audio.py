@@ -1,0 +1,124 @@
+"""A track's audio at the evaluation rate: read (libsndfile, else ffmpeg), resampled, and
+fitted to the references' length."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from vimss_cli.errors import InputError, MediaError, VimssError
+from vimss_cli.eval.tracks import Track
+
+#: Length differences up to this many seconds are reconciled (zero-padded or cut).
+LENGTH_TOLERANCE_SECONDS = 1.0
+
+
+def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """``(N, 1)`` float64 and the rate of a file libsndfile cannot read (mp3, m4a...)."""
+    from vimss_cli.media import probe, read_audio
+
+    try:
+        rate = probe(path).audio_sample_rate
+        if not rate:
+            raise MediaError(f"cannot read {path} as audio: no audio stream")
+        return read_audio(path, rate).astype(np.float64)[:, None], rate
+    except MediaError:
+        raise
+    except VimssError as error:
+        raise MediaError(f"cannot read {path} as audio: {error}") from None
+
+
+def read_mono(path: Path) -> tuple[np.ndarray, int]:
+    """An audio file as float64 mono ``(N,)`` (channels averaged) and its rate: libsndfile's
+    formats directly, anything else ffmpeg decodes at the file's own rate."""
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
+    except Exception:  # libsndfile's errors carry no useful type: let ffmpeg try
+        audio, rate = _decode_with_ffmpeg(Path(path))
+    if audio.shape[0] == 0:
+        raise MediaError(f"{path} holds no audio samples")
+    if not np.isfinite(audio).all():
+        raise MediaError(f"{path} holds NaN or infinite samples")
+    return audio.mean(axis=1), int(rate)
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (scipy's ``resample_poly``)."""
+    if from_rate == to_rate:
+        return audio
+    from scipy.signal import resample_poly
+
+    common = math.gcd(from_rate, to_rate)
+    return resample_poly(audio, to_rate // common, from_rate // common, axis=-1)
+
+
+def fit_length(
+    audio: np.ndarray, length: int, rate: int, what: str, notes: list[str]
+) -> np.ndarray:
+    """Zero-pad or cut ``audio`` ``(..., N)`` to ``length``; note it, or refuse if too far off."""
+    difference = audio.shape[-1] - length
+    if difference == 0:
+        return audio
+    if abs(difference) > LENGTH_TOLERANCE_SECONDS * rate:
+        raise InputError(
+            f"{what} lasts {audio.shape[-1] / rate:.2f} s but its reference "
+            f"{length / rate:.2f} s; lengths this different are not reconciled"
+        )
+    notes.append(
+        f"{what}: {abs(difference)} samples {'longer' if difference > 0 else 'shorter'} than "
+        f"the reference at {rate} Hz, {'cut' if difference > 0 else 'zero-padded'}"
+    )
+    if difference > 0:
+        return audio[..., :length]
+    padding = [(0, 0)] * (audio.ndim - 1) + [(0, -difference)]
+    return np.pad(audio, padding)
+
+
+def read_at(path: Path, rate: int, what: str, notes: list[str]) -> np.ndarray:
+    """``path`` as mono ``(N,)`` at ``rate``, noting a resampling in ``notes``."""
+    audio, native = read_mono(path)
+    if native != rate:
+        notes.append(f"{what} resampled from {native} Hz to {rate} Hz")
+    return resample(audio, native, rate)
+
+
+@dataclass
+class TrackAudio:
+    """A track's signals at the evaluation rate: references ``(K, N)``, mixture ``(N,)``."""
+
+    references: np.ndarray
+    mixture: np.ndarray
+    rate: int
+    notes: list[str] = field(default_factory=list)
+
+
+def load_track(track: Track, rate: int) -> TrackAudio:
+    """Read and resample a track's references and mixture, reconciling their lengths."""
+    notes: list[str] = []
+    signals = [read_at(p, rate, f"{track.piece}/{p.name}", notes) for p in track.references]
+    length = max(signal.size for signal in signals)
+    references = np.stack(
+        [
+            fit_length(s, length, rate, f"{track.piece}/{n}", notes)
+            for s, n in zip(signals, track.names, strict=True)
+        ]
+    )
+    if track.mixture is not None:
+        what = f"{track.piece}/{track.mixture.name}"
+        mixture = fit_length(read_at(track.mixture, rate, what, notes), length, rate, what, notes)
+    else:
+        mixture = references.sum(axis=0)
+        notes.append(f"{track.piece}: no mixture file; the sum of the references is used")
+    return TrackAudio(references=references, mixture=mixture, rate=rate, notes=notes)
+
+
+def native_rate(track: Track) -> int:
+    """The sample rate of a track's first reference."""
+    try:
+        return int(soundfile.info(str(track.references[0])).samplerate)
+    except Exception as error:
+        raise MediaError(f"cannot read {track.references[0]} as audio: {error}") from None

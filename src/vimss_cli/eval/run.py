@@ -1,0 +1,209 @@
+"""Running an evaluation: every system on every track, cached per (track, system)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vimss_cli.atomic import write_text_atomically
+from vimss_cli.eval.audio import TrackAudio, load_track
+from vimss_cli.eval.metrics import ReferenceGram
+from vimss_cli.eval.scoring import PROTOCOL_TEXT, score_track
+from vimss_cli.eval.summary import summarize
+from vimss_cli.eval.systems import check_estimates_free, save_model_estimates, system_estimates
+from vimss_cli.eval.tracks import Track
+from vimss_cli.progress import ProgressCallback
+
+
+@dataclass
+class Evaluation:
+    """The outcome of a run: one row per (track, system, stem), plus what was reconciled."""
+
+    protocol: str
+    rate: int
+    systems: list[str]
+    stems: list[dict[str, Any]]
+    notes: list[str]
+    model: str | None = None
+    queries: str | None = None
+
+    def describe_model(self) -> str:
+        """``"model vimss-synth-cpu-v2, label queries"``, or ``""`` without a model."""
+        if self.model is None:
+            return ""
+        mode = {"labels": "label", "video": "video"}.get(self.queries or "labels", self.queries)
+        return f"model {self.model}, {mode} queries"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "rate": self.rate,
+            "systems": self.systems,
+            "model": self.model,
+            "queries": self.queries,
+            "whole_signal": "BSS Eval v3 bss_eval_sources (mir_eval), 512-tap filters",
+            "framewise": PROTOCOL_TEXT[self.protocol],
+            "stems": self.stems,
+            "summary": summarize(self.stems, self.protocol),
+            "notes": self.notes,
+        }
+
+
+class _Cache:
+    """Per-(track, system) results as JSON files, so an interrupted run resumes."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    def _path(self, track: Track, system: str) -> Path | None:
+        return None if self.folder is None else self.folder / track.piece / f"{system}.json"
+
+    def load(self, track: Track, system: str, key: str) -> dict[str, Any] | None:
+        path = self._path(track, system)
+        if path is None or not path.is_file():
+            return None
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return entry if entry.get("key") == key else None
+
+    def store(self, track: Track, system: str, key: str, entry: dict[str, Any]) -> None:
+        path = self._path(track, system)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(path, json.dumps({"key": key, **entry}))
+
+
+def evaluate(
+    tracks: list[Track],
+    systems: Iterable[str],
+    protocol: str,
+    rate: int,
+    *,
+    separator: Any | None = None,
+    queries: str = "labels",
+    cache_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+    save_estimates: Path | None = None,
+    force: bool = False,
+) -> Evaluation:
+    """Score every system on every track (cached per track and system under ``cache_dir``).
+
+    ``separator`` (a :class:`~vimss_cli.api.Separator`) is needed for the ``model`` system,
+    which it runs with ``queries`` (``labels`` or ``video``). ``save_estimates``: a folder
+    where the model's stems are written as they were scored (:func:`estimate_paths`); the
+    model then separates every track (the cache holds scores, not stems), and stems an earlier
+    run saved there are refused before any work unless ``force``.
+
+    ``progress({"stage", "piece": str, "system": str | None, "done": int, "total": int})``
+    with the stages ``reading`` (a piece's references and mixture), ``separating`` (the model
+    on a piece), ``scoring`` (one system on a piece), each as it starts, and ``scored`` when a
+    system's scores of a piece are ready (computed or from the cache); ``done`` counts the
+    pieces finished, this one included once it is ``scored``.
+    """
+    systems = list(systems)
+    if save_estimates is not None and "model" in systems:
+        check_estimates_free(tracks, save_estimates, force)
+    cache = _Cache(cache_dir)
+    model_name = None if separator is None else str(separator.loaded.path)
+    model_key = None if separator is None else _model_key(separator, queries)
+    stems: list[dict[str, Any]] = []
+    notes: list[str] = []
+
+    def tell(stage: str, track: Track, system: str | None, done: int) -> None:
+        if progress is not None:
+            event = {"piece": track.piece, "system": system, "done": done, "total": len(tracks)}
+            progress({"stage": stage, **event})
+
+    for index, track in enumerate(tracks):
+        audio: TrackAudio | None = None
+        gram: ReferenceGram | None = None
+        segment_grams: dict[tuple[int, tuple[int, ...]], ReferenceGram] = {}
+        for system in systems:
+            key = json.dumps(
+                [
+                    track.fingerprint(),
+                    system,
+                    protocol,
+                    rate,
+                    _with_video(model_key, track, queries) if system == "model" else None,
+                ]
+            )
+            saving = save_estimates is not None and system == "model"
+            entry = None if saving else cache.load(track, system, key)
+            if entry is None:
+                if audio is None:
+                    tell("reading", track, None, index)
+                    audio = load_track(track, rate)
+                    gram = ReferenceGram(audio.references)
+                if system == "model":
+                    tell("separating", track, system, index)
+                estimates = system_estimates(system, track, audio, separator, queries)
+                if saving:
+                    save_model_estimates(track, estimates, rate, save_estimates, force)
+                tell("scoring", track, system, index)
+                rows = score_track(
+                    track, system, audio.references, estimates, rate, protocol, gram, segment_grams
+                )
+                entry = {"stems": rows, "notes": list(audio.notes)}
+                cache.store(track, system, key, entry)
+            stems.extend(entry["stems"])
+            notes.extend(note for note in entry["notes"] if note not in notes)
+            tell("scored", track, system, index + 1)
+    for row in stems:
+        if "undefined" in row:
+            note = f"{row['piece']}/{row['name']}: {row['undefined']}; its metrics are undefined"
+            if note not in notes:
+                notes.append(note)
+    return Evaluation(protocol, rate, systems, stems, _condense_notes(notes), model_name)
+
+
+def _model_key(separator: Any, queries: str) -> list[Any]:
+    """What the model's scores depend on: its weights and config (not the checkpoint's path,
+    so a checkpoint retrained in place is scored again), its precision, and the queries."""
+    from vimss_cli.checkpoint import weights_sha256
+
+    model = separator.model
+    return [
+        weights_sha256(model.state_dict()),
+        model.config.to_json(),
+        separator.precision,
+        queries,
+    ]
+
+
+def _with_video(model_key: list[Any] | None, track: Track, queries: str) -> list[Any] | None:
+    """The model's key, plus the track's video's size and modification time for video
+    queries (a video replaced in place is analysed again)."""
+    if model_key is None or queries != "video" or track.video is None:
+        return model_key
+    if not track.video.exists():
+        return [*model_key, None]
+    stat = track.video.stat()
+    return [*model_key, str(track.video), stat.st_size, stat.st_mtime_ns]
+
+
+_RESAMPLED = re.compile(r"^(.*) resampled from (\d+) Hz to (\d+) Hz$")
+
+
+def _condense_notes(notes: list[str]) -> list[str]:
+    """One note per rate change listing a few of the files, instead of one note per file."""
+    resampled: dict[tuple[str, str], list[str]] = {}
+    kept = []
+    for note in notes:
+        match = _RESAMPLED.match(note)
+        if match:
+            resampled.setdefault((match.group(2), match.group(3)), []).append(match.group(1))
+        else:
+            kept.append(note)
+    for (source, target), files in resampled.items():
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        count = f"{len(files)} file{'s' if len(files) > 1 else ''}"
+        kept.insert(0, f"resampled from {source} Hz to {target} Hz: {count} ({shown})")
+    return kept

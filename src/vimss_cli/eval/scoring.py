@@ -1,0 +1,139 @@
+"""Scoring one system on one track: a row per stem, whole-signal values plus the protocol's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vimss_cli.errors import InputError
+from vimss_cli.eval.audio import native_rate
+from vimss_cli.eval.metrics import ReferenceGram, bss_eval, bss_eval_sources, si_sdr
+from vimss_cli.eval.tracks import Track
+
+PROTOCOLS = ("museval", "segments")
+#: The URMP papers' segment protocol.
+SEGMENT_RATE = 11025
+SEGMENT_SAMPLES = 65535
+#: A segment whose RMS is below this (about -60 dBFS) counts as silent.
+SILENCE_RMS = 1e-3
+
+#: What each protocol's framewise values are (in ``results.json``).
+PROTOCOL_TEXT = {
+    "museval": "BSS Eval v4 images (museval), 1 s windows, median per stem, median over stems",
+    "segments": (
+        f"BSS Eval v3 sources on {SEGMENT_SAMPLES}-sample segments, silent segments skipped, "
+        "mean and std over segments"
+    ),
+}
+
+
+def _value(x: float) -> float | None:
+    """A finite float rounded for reports, or ``None`` (undefined)."""
+    return round(float(x), 4) if np.isfinite(x) else None
+
+
+def _silent(signal: np.ndarray) -> bool:
+    return not np.any(signal != 0)
+
+
+def score_track(
+    track: Track,
+    system: str,
+    references: np.ndarray,
+    estimates: np.ndarray,
+    rate: int,
+    protocol: str,
+    gram: ReferenceGram | None = None,
+    segment_grams: dict[tuple[int, tuple[int, ...]], ReferenceGram] | None = None,
+) -> list[dict[str, Any]]:
+    """One result row per stem: whole-signal values plus the protocol's own.
+
+    ``references`` and ``estimates`` are ``(K, N)`` at ``rate``. Undefined values (a silent
+    reference or estimate) are ``None``, with the reason under ``"undefined"``. ``gram``
+    (built from ``references``) saves refactorising it for every system of a track;
+    ``segment_grams`` does the same for the segments protocol (filled as segments are met).
+    """
+    stems = references.shape[0]
+    if protocol == "museval":
+        whole, framewise = bss_eval(references, estimates, window=rate, gram=gram)
+    else:
+        whole, framewise = bss_eval_sources(references, estimates, gram=gram), None
+    sisdr = si_sdr(references, estimates)
+    rows = []
+    for k in range(stems):
+        row: dict[str, Any] = {
+            "piece": track.piece,
+            "name": track.names[k],
+            "instrument": track.instruments[k],
+            "player": k + 1,
+            "players": stems,
+            "system": system,
+            "SDR": _value(whole.sdr[k]),
+            "SIR": _value(whole.sir[k]),
+            "SAR": _value(whole.sar[k]),
+            "SI-SDR": _value(sisdr[k]),
+        }
+        if _silent(references[k]):
+            row["undefined"] = "reference is silent"
+        elif _silent(estimates[k]):
+            row["undefined"] = "estimate is silent"
+        if framewise is not None:
+            for metric, values in (
+                ("SDR", framewise.sdr),
+                ("SIR", framewise.sir),
+                ("SAR", framewise.sar),
+                ("ISR", framewise.isr),
+            ):
+                scored = values[k][~np.isnan(values[k])]  # museval's nanmedian over windows
+                row[f"{metric}_v4_median"] = _value(np.median(scored)) if scored.size else None
+            row["windows"] = int((~np.isnan(framewise.sdr[k])).sum())
+        rows.append(row)
+    if protocol == "segments":
+        _add_segment_scores(rows, references, estimates, segment_grams)
+    return rows
+
+
+def _add_segment_scores(
+    rows: list[dict[str, Any]],
+    references: np.ndarray,
+    estimates: np.ndarray,
+    grams: dict[tuple[int, tuple[int, ...]], ReferenceGram] | None = None,
+) -> None:
+    """Score each non-overlapping segment; skip a stem's segment where it is silent."""
+    length = references.shape[1]
+    grams = {} if grams is None else grams  # one per (segment, active stems), for every system
+    values: list[dict[str, list[float]]] = [{"SDR": [], "SIR": [], "SAR": []} for _ in rows]
+    for start in range(0, length - SEGMENT_SAMPLES + 1, SEGMENT_SAMPLES):
+        ref = references[:, start : start + SEGMENT_SAMPLES]
+        est = estimates[:, start : start + SEGMENT_SAMPLES]
+        loud_ref = np.sqrt(np.mean(ref**2, axis=1)) >= SILENCE_RMS
+        loud_est = np.sqrt(np.mean(est**2, axis=1)) >= SILENCE_RMS
+        if not loud_ref.any():
+            continue
+        active = np.flatnonzero(loud_ref)
+        key = (start, tuple(int(k) for k in active))
+        if key not in grams:
+            grams[key] = ReferenceGram(ref[active])
+        scores = bss_eval_sources(ref[active], est[active], gram=grams[key])
+        for position, k in enumerate(active):
+            if not loud_est[k]:
+                continue
+            for metric, array in (("SDR", scores.sdr), ("SIR", scores.sir), ("SAR", scores.sar)):
+                if np.isfinite(array[position]):
+                    values[k][metric].append(round(float(array[position]), 4))
+    for row, stem_values in zip(rows, values, strict=True):
+        row["segments"] = stem_values
+        for metric, listed in stem_values.items():
+            row[f"{metric}_segments_mean"] = round(float(np.mean(listed)), 4) if listed else None
+
+
+def evaluation_rate(protocol: str, rate: int | None, tracks: list[Track]) -> int:
+    """``--rate`` if given; else 11025 Hz for ``segments``, the references' rate for ``museval``."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"unknown --protocol {protocol!r}; choose {' or '.join(PROTOCOLS)}")
+    if rate is not None:
+        if rate < 1000:
+            raise InputError(f"--rate must be at least 1000 Hz, got {rate}")
+        return rate
+    return SEGMENT_RATE if protocol == "segments" else native_rate(tracks[0])

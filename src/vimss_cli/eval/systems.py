@@ -1,0 +1,163 @@
+"""The systems: each turns a track into K estimates ``(K, N)`` at the evaluation rate.
+
+``model`` (a :class:`~vimss_cli.api.Separator`), the baselines ``mixture``, ``irm`` and
+``ibm``, and ``estimates`` (the user's files). ``--save-estimates`` writes the model's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vimss_cli.errors import InputError
+from vimss_cli.eval.audio import TrackAudio, fit_length, read_at, read_mono, resample
+from vimss_cli.eval.tracks import Track
+from vimss_cli.stem_names import StemTemplate
+from vimss_cli.stem_writer import StemSetWriter
+
+BASELINES = ("mixture", "irm", "ibm")
+#: STFT of the oracle masks: Hann window, 2048 bins, hop 512 (at the evaluation rate).
+MASK_FFT = 2048
+MASK_HOP = 512
+
+
+def oracle_mask_estimates(references: np.ndarray, mixture: np.ndarray, kind: str) -> np.ndarray:
+    """Oracle STFT masks on the mixture: references ``(K, N)``, mixture ``(N,)`` -> ``(K, N)``.
+
+    ``irm``: ``|S_j|^2 / sum_i |S_i|^2`` (the Wiener-like power ratio); ``ibm``: 1 where
+    source j is the loudest in the bin, else 0. Hann window of ``MASK_FFT``, hop ``MASK_HOP``.
+    """
+    import torch
+
+    length = mixture.size
+    window = torch.hann_window(MASK_FFT, dtype=torch.float64)
+
+    def stft(signal: np.ndarray) -> torch.Tensor:
+        return torch.stft(
+            torch.from_numpy(np.ascontiguousarray(signal)),
+            MASK_FFT,
+            MASK_HOP,
+            window=window,
+            pad_mode="constant",
+            return_complex=True,
+        )
+
+    sources = stft(references).abs()  # (K, F, T)
+    if kind == "irm":
+        power = sources**2
+        masks = power / power.sum(dim=0, keepdim=True).clamp_min(1e-20)
+    elif kind == "ibm":
+        masks = torch.zeros_like(sources)
+        masks.scatter_(0, sources.argmax(dim=0, keepdim=True), 1.0)
+    else:
+        raise ValueError(f"unknown oracle mask {kind!r}")
+    masked = masks * stft(mixture).unsqueeze(0)
+    return torch.istft(masked, MASK_FFT, MASK_HOP, window=window, length=length).numpy()
+
+
+def baseline_estimates(system: str, audio: TrackAudio) -> np.ndarray:
+    """The estimates ``(K, N)`` of a baseline system for one track."""
+    if system == "mixture":
+        return np.repeat(audio.mixture[None, :], audio.references.shape[0], axis=0)
+    if system in ("irm", "ibm"):
+        return oracle_mask_estimates(audio.references, audio.mixture, system)
+    raise ValueError(f"unknown baseline {system!r}")
+
+
+def model_queries(separator: Any, track: Track, mode: str, notes: list[str]) -> list[Any]:
+    """One query per player: its label, plus appearance and motion from the video (``video``).
+
+    With ``video``, the model's config decides what it takes (a label-only model gets labels).
+    """
+    from vimss_cli.conditioning import Query
+
+    labels = list(track.instruments)
+    if mode == "labels":
+        return [Query(code) for code in labels]
+    if track.video is None:
+        raise InputError(f"piece {track.piece} has no video file for --queries video")
+    from vimss_cli.vision.queries import PlayerPlan
+
+    config = separator.model.config
+    if not (config.appearance_dim or config.motion_channels):
+        notes.append(f"{track.piece}: the model takes labels only; the video was not used")
+    plan = PlayerPlan(track.video, labels, has_video=True)
+    queries = plan.queries(config)
+    notes.extend(f"{track.piece}: {note}" for note in plan.notes)
+    return queries
+
+
+def model_estimates(
+    separator: Any, track: Track, audio: TrackAudio, queries: str = "labels"
+) -> np.ndarray:
+    """Separate the track's mixture with ``separator`` (one query per player).
+
+    The mixture is read at the model's rate, separated, and the stems resampled to the
+    evaluation rate and fitted to the references' length ``(K, N)``.
+    """
+    if track.mixture is None:
+        raise InputError(f"piece {track.piece} has no mixture file to separate")
+    player_queries = model_queries(separator, track, queries, audio.notes)
+    model_rate = separator.sample_rate
+    mixture, native = read_mono(track.mixture)
+    mixture = resample(mixture, native, model_rate).astype(np.float32)
+    stems = separator.separate_array(mixture, player_queries).astype(np.float64)
+    stems = resample(stems, model_rate, audio.rate)
+    what = f"{track.piece}: model output"
+    return fit_length(stems, audio.references.shape[1], audio.rate, what, audio.notes)
+
+
+def estimate_paths(track: Track, folder: Path) -> list[Path]:
+    """Where ``--save-estimates`` puts a track's model stems: ``FOLDER/<piece>/NN_<code>.wav``,
+    as ``vimss separate`` names them (so ``--estimates`` and ``vimss report`` read them)."""
+    template = StemTemplate()
+    return [
+        template.path(Path(folder), track.piece, number, code or "player", "wav")
+        for number, code in enumerate(track.instruments, start=1)
+    ]
+
+
+def check_estimates_free(tracks: list[Track], folder: Path, force: bool) -> None:
+    """Refuse, before any work, estimates an earlier run saved (unless ``force``)."""
+    from vimss_cli.api import check_outputs_free
+
+    for track in tracks:
+        check_outputs_free(
+            estimate_paths(track, folder), force, StemTemplate().is_stem(track.piece)
+        )
+
+
+def save_model_estimates(
+    track: Track, estimates: np.ndarray, rate: int, folder: Path, force: bool
+) -> None:
+    """Write the estimates ``(K, N)`` that were scored as float WAVs at ``rate``, atomically
+    (all of the track's stems appear together, or none)."""
+    paths = estimate_paths(track, folder)
+    is_stem = StemTemplate().is_stem(track.piece)
+    with StemSetWriter(paths, rate, "float32", overwrite=force, is_stem=is_stem) as writer:
+        writer.write(estimates.astype(np.float32))
+
+
+def user_estimates(track: Track, audio: TrackAudio) -> np.ndarray:
+    """The track's estimate files at the evaluation rate, fitted to the references ``(K, N)``."""
+    if track.estimates is None:
+        raise ValueError(f"track {track.piece} has no estimate files")
+    stems = []
+    for path in track.estimates:
+        what = f"{track.piece}/{path.name} (estimate)"
+        signal = read_at(path, audio.rate, what, audio.notes)
+        stems.append(fit_length(signal, audio.references.shape[1], audio.rate, what, audio.notes))
+    return np.stack(stems)
+
+
+def system_estimates(
+    system: str, track: Track, audio: TrackAudio, separator: Any | None, queries: str
+) -> np.ndarray:
+    """The estimates ``(K, N)`` of ``system`` (``model``, ``estimates`` or a baseline)."""
+    if system == "model":
+        return model_estimates(separator, track, audio, queries)
+    if system == "estimates":
+        return user_estimates(track, audio)
+    return baseline_estimates(system, audio)
