@@ -39,6 +39,7 @@ SRC = REPO / "src"
 if str(SRC) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(SRC))
 
+from vimss_cli.atomic import atomic_path  # noqa: E402
 from vimss_cli.urmp import SYNTH_MANIFEST_NAME, list_pieces  # noqa: E402
 
 MIB = 2**20
@@ -193,9 +194,8 @@ def pack(args: argparse.Namespace) -> None:
 def _decode_stem(job: tuple[str, str]) -> None:
     source, target = job
     samples, rate = soundfile.read(source, dtype="float32", always_2d=False)
-    partial = target + ".partial"
-    soundfile.write(partial, samples, rate, format="WAV", subtype="FLOAT")
-    os.replace(partial, target)
+    with atomic_path(Path(target)) as temporary:
+        soundfile.write(str(temporary), samples, rate, format="WAV", subtype="FLOAT")
 
 
 def unpack(args: argparse.Namespace) -> None:

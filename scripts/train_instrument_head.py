@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 import torch
 
+from vimss_cli.atomic import atomic_path
 from vimss_cli.synth.real_solos import read_rcc
 from vimss_cli.synth.resources import OPENCLIPART_MUSIC, TUXPAINT_MUSIC
 from vimss_cli.vision.efficientnet import INPUT_SIZE, load_efficientnet_lite0, preprocess
@@ -442,9 +443,8 @@ def main() -> None:
         "seed": str(args.seed),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_suffix(".partial")
-    save_file({"weight": weight, "bias": bias}, str(partial), metadata=metadata)
-    partial.replace(args.out)
+    with atomic_path(args.out) as temporary:
+        save_file({"weight": weight, "bias": bias}, str(temporary), metadata=metadata)
     print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s in all)", file=sys.stderr)
 
 

@@ -18,6 +18,7 @@ from conftest import RATE, noise, write_wav
 from test_cli import assert_clean_failure, files_under, run
 from vimss_cli import checkpoint, stem_writer
 from vimss_cli.api import is_stem_name
+from vimss_cli.atomic import AtomicFiles, atomic_path, temporary_owner
 from vimss_cli.engine import _WindowRunner
 from vimss_cli.stem_writer import StemSetWriter
 
@@ -187,6 +188,25 @@ def test_partials_of_dead_runs_are_removed(
     assert result.exit_code == 0, result.stderr
     assert not stale.exists() and alive.exists()
     assert (folder / "01_vn.wav").is_file()
+
+
+def test_temporaries_name_their_process_and_vanish_on_failure(tmp_path: Path) -> None:
+    stems = AtomicFiles([tmp_path / "01_vn.wav", tmp_path / "02_vc.wav"])
+    names = [path.name for path in stems.temporaries]
+    assert all(name.startswith(".") and name.endswith(".wav") for name in names)
+    owners = [temporary_owner(name) for name in names]
+    assert owners == [("01_vn.wav", os.getpid()), ("02_vc.wav", os.getpid())]
+    assert temporary_owner(".01_vn.wav.partial-12") == ("01_vn.wav", 12)  # an older vimss's
+    assert temporary_owner("01_vn.wav") is None and temporary_owner(".x.partial-") is None
+    assert AtomicFiles([tmp_path / "a"]).temporaries != AtomicFiles([tmp_path / "a"]).temporaries
+    for path in stems.temporaries:
+        path.write_bytes(b"new")
+    stems.publish()
+    assert (tmp_path / "01_vn.wav").read_bytes() == b"new" and not list(tmp_path.glob(".*"))
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "01_vn.wav") as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("failed while writing")
+    assert (tmp_path / "01_vn.wav").read_bytes() == b"new" and not list(tmp_path.glob(".*"))
 
 
 # ---------------------------------------------------------------- 10, 11: odd input files

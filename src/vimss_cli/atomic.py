@@ -1,30 +1,81 @@
 """Files published whole: written under a temporary name of their own, then renamed.
 
-Two processes writing the same file never share a temporary (the name holds the process id
-and a random part), and a failure removes the temporary, so readers only ever see a previous
-complete file or the new complete one.
+Every file the library writes goes through here (stems, checkpoints, caches, manifests,
+reports, pictures). A temporary sits beside its file as
+``.<name>.partial-<pid>-<random><suffix>``: two processes (or two runs in one process) never
+share one, the writing process can be told from the name (:func:`temporary_owner`, so a
+later run can remove what a killed one left), and the suffix stays, for writers that go by
+it. A failure removes the temporary, so readers only ever see a previous complete file or
+the new complete one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+#: ``.<name>.partial-<pid>``, then ``-<random><suffix>`` (without it: an older vimss's name).
+_TEMPORARY = re.compile(r"\.(.+)\.partial-(\d+)(?:-[0-9a-f]{12}(\.[^.]*)?)?")
+
+
+def temporary_path(path: Path) -> Path:
+    """A fresh temporary name beside ``path``, holding this process's id."""
+    path = Path(path)
+    token = uuid.uuid4().hex[:12]
+    return path.with_name(f".{path.name}.partial-{os.getpid()}-{token}{path.suffix}")
+
+
+def temporary_owner(name: str) -> tuple[str, int] | None:
+    """``(file name, writing process id)`` of a temporary's name, or ``None`` for any other
+    name."""
+    match = _TEMPORARY.fullmatch(name)
+    if match is None:
+        return None
+    target, pid, suffix = match.groups()
+    if suffix is not None and suffix != Path(target).suffix:
+        return None
+    return target, int(pid)
+
+
+class AtomicFiles:
+    """Temporaries for several files that appear together: write each
+    :attr:`temporaries` entry, then :meth:`publish`; :meth:`discard` removes what is left.
+
+    The streaming form (a writer that holds its files open across calls, and checks before
+    it publishes); for one file written in one block, :func:`atomic_path`.
+    """
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.temporaries = [temporary_path(p) for p in self.paths]
+
+    def publish(self) -> None:
+        """Rename every temporary onto its file, in order."""
+        for temporary, path in zip(self.temporaries, self.paths, strict=True):
+            os.replace(temporary, path)
+
+    def discard(self) -> None:
+        """Remove the temporaries not published; never raises (it runs while failing)."""
+        for temporary in self.temporaries:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path`` (same suffix, so writers that go by it
     still work); rename it onto ``path`` when the block succeeds, remove it otherwise."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:12]}{path.suffix}")
+    files = AtomicFiles([path])
     try:
-        yield temporary
-        os.replace(temporary, path)
+        yield files.temporaries[0]
+        files.publish()
     finally:
-        temporary.unlink(missing_ok=True)
+        files.discard()
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from vimss_cli.atomic import atomic_path
 from vimss_cli.errors import CheckpointError
 from vimss_cli.model import ModelConfig, WaveUNet
 
@@ -65,12 +66,8 @@ def save_file_atomically(
     tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
 ) -> None:
     """Write a safetensors file via a temporary file and a rename: never half-written."""
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 @dataclass

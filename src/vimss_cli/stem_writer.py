@@ -22,6 +22,7 @@ from types import TracebackType
 import numpy as np
 import soundfile
 
+from vimss_cli.atomic import AtomicFiles, temporary_owner
 from vimss_cli.errors import InputError, MissingDependencyError, OutputError
 
 try:
@@ -54,8 +55,8 @@ def stem_extension(wav_format: str) -> str:
     return ".mp3" if wav_format == "mp3" else ".wav"
 
 
-#: A writer's temporary file: ``.<stem name>.partial-<pid of the writing process>``.
-_PARTIAL = re.compile(r"\..+\.(?:wav|flac|mp3)\.partial-(\d+)")
+#: A stem's file name (the temporaries in a folder that are stems' are cleaned up).
+_STEM_FILE = re.compile(r".+\.(?:wav|flac|mp3)")
 
 #: Less free space than this after a libsndfile "System error." means the disk is full.
 _FULL_DISK_BYTES = 1 << 20
@@ -145,10 +146,10 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     removed = []
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
-            match = _PARTIAL.fullmatch(entry.name)
-            if match is None or not entry.is_file(follow_symlinks=False):
+            owner = temporary_owner(entry.name)
+            if owner is None or not _STEM_FILE.fullmatch(owner[0]):
                 continue
-            if _process_alive(int(match.group(1))):
+            if not entry.is_file(follow_symlinks=False) or _process_alive(owner[1]):
                 continue
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
@@ -233,7 +234,7 @@ class StemSetWriter:
         #: samples beyond full scale clipped by an integer format, and the largest magnitude
         self.clipped_samples = 0
         self.peak = 0.0
-        self._temporary = [p.with_name(f".{p.name}.partial-{os.getpid()}") for p in self.paths]
+        self._atomic = AtomicFiles(self.paths)
         self._files: list[soundfile.SoundFile] = []
         self._owns_temporary = False  # set once the checks passed and the files are ours
         self._created_dirs: list[Path] = []
@@ -266,7 +267,7 @@ class StemSetWriter:
                         "(use --force to replace them)"
                     )
             self._owns_temporary = True
-            for temporary in self._temporary:
+            for temporary in self._atomic.temporaries:
                 self._files.append(
                     soundfile.SoundFile(
                         # bytes: libsndfile takes any file name, UTF-8 or not
@@ -325,8 +326,7 @@ class StemSetWriter:
                     "(another run?); nothing was replaced (use --force to replace them)"
                 )
         earlier = existing_outputs(self.paths, self.is_stem) if self.is_stem else []
-        for temporary, final in zip(self._temporary, self.paths, strict=True):
-            os.replace(temporary, final)
+        self._atomic.publish()
         for path in earlier:  # the rest of an earlier set: its players differ from this one's
             if path not in self.paths:
                 with contextlib.suppress(OSError):
@@ -380,9 +380,8 @@ class StemSetWriter:
         for handle in self._files:
             with contextlib.suppress(Exception):
                 handle.close()
-        for temporary in self._temporary if self._owns_temporary else []:
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
+        if self._owns_temporary:
+            self._atomic.discard()
         for folder in reversed(self._created_dirs):
             with contextlib.suppress(OSError):  # rmdir only removes an empty folder
                 folder.rmdir()

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from vimss_cli.atomic import write_text_atomically
 from vimss_cli.errors import InputError, OutputError
 from vimss_cli.extras import require_extra
 from vimss_cli.ffmpeg_io import ffmpeg_executable
@@ -278,9 +279,9 @@ def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
     manifest["works"] = sorted({p["work"] for p in pieces})
     manifest["instruments"] = sorted({code for p in pieces for code in p["instruments"]})
     manifest["total_seconds"] = sum(p["seconds"] for p in pieces)
-    temporary = out_dir / f".{SYNTH_MANIFEST_NAME}.tmp"
-    temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(temporary, out_dir / SYNTH_MANIFEST_NAME)
+    write_text_atomically(
+        out_dir / SYNTH_MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True)
+    )
 
 
 def _open_output(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -11,12 +11,12 @@ or another motion layout is analysed again.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vimss_cli.atomic import atomic_path
 from vimss_cli.urmp import Piece
 
 CACHE_VERSION = 1
@@ -83,7 +83,6 @@ def piece_visuals(
     motion = motion.astype(np.float32)
     visuals = PlayerVisuals(appearance, motion, float(analysis.rate))
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    temporary = cache_file.with_name(f".{cache_file.stem}.partial-{os.getpid()}.npz")
-    np.savez(temporary, key=key, appearance=appearance, motion=motion, rate=visuals.rate)
-    os.replace(temporary, cache_file)
+    with atomic_path(cache_file) as temporary:
+        np.savez(temporary, key=key, appearance=appearance, motion=motion, rate=visuals.rate)
     return visuals
