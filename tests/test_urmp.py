@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vimss_cli.errors import InputError
-from vimss_cli.urmp import list_pieces, parse_folder_name
+from vimss_cli.urmp import FileCheck, Piece, list_pieces, parse_folder_name, parse_stem_file_name
 
 
 def test_folder_name_round_trip_and_file_names() -> None:
@@ -41,3 +41,28 @@ def test_list_pieces(tmp_path: Path) -> None:
         list_pieces(tmp_path / "notes")
     with pytest.raises(InputError, match="not a directory"):
         list_pieces(tmp_path / "missing")
+
+
+def test_a_pieces_files_checked_against_its_folder_name(tmp_path: Path) -> None:
+    folder = tmp_path / "01_Jupiter_vn_vc"
+    folder.mkdir()
+    piece = Piece(folder, parse_folder_name(folder.name))
+    for name in (
+        "AuMix_01_Jupiter_vn_vc.wav",
+        "AuSep_1_vn_01_Jupiter.wav",
+        "Notes_1_vn_01_Jupiter.txt",
+    ):
+        (folder / name).touch()
+    (folder / "AuSep_3_fl_01_Jupiter.wav").touch()  # a third player the name does not list
+    (folder / "AuSep_3_fl_01_Jupiter.flac").touch()
+    (folder / "readme.txt").touch()
+    every = piece.check_files()
+    assert every.unexpected == ["AuSep_3_fl_01_Jupiter.flac", "AuSep_3_fl_01_Jupiter.wav"]
+    assert (
+        "AuSep_2_vc_01_Jupiter.wav" in every.missing and "Vid_01_Jupiter_vn_vc.mp4" in every.missing
+    )
+    assert len(every.missing) == 2 * 3 + 3 - 3  # (stems, notes, f0s; mixture, score, video) - 3
+    audio = piece.check_files(("stems", "mixture"), by_suffix=True)
+    assert audio == FileCheck(["AuSep_2_vc_01_Jupiter.wav"], ["AuSep_3_fl_01_Jupiter.wav"])
+    assert parse_stem_file_name("AuSep_2_vc_01_Jupiter.flac") == (2, "vc")
+    assert parse_stem_file_name("02_vc.wav") is None

@@ -160,7 +160,7 @@ def solos(
 @data_app.command("check")
 def check(
     root: Annotated[Path, typer.Option("--root", help="Folder holding the piece folders.")],
-    dataset: Annotated[str, typer.Option("--dataset", help="Layout to check: urmp.")] = "urmp",
+    dataset: Annotated[str, typer.Option("--dataset", help="urmp or synth (one layout).")] = "urmp",
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:

@@ -222,7 +222,8 @@ def _tracks(
     estimates: Path | None,
 ) -> tuple[list[Any], bool]:
     """The tracks to score and whether they carry user estimates."""
-    from vimss_cli.eval.tracks import DATASETS, folder_tracks, parse_pieces, urmp_tracks
+    from vimss_cli.eval.tracks import folder_tracks, parse_pieces, urmp_tracks
+    from vimss_cli.urmp import DATASETS
 
     folders = references is not None or estimates is not None
     if dataset is not None and folders:

@@ -20,15 +20,12 @@ import soundfile
 from vimss_cli.errors import InputError, MediaError
 from vimss_cli.extras import require_extra
 from vimss_cli.progress import ProgressCallback
-from vimss_cli.urmp import Piece, PieceName, parse_folder_name
+from vimss_cli.urmp import DATASETS, Piece, PieceName, parse_folder_name
 
 #: The mixture may differ from the sum of the stems by this much (residual vs mix, dB).
 MIX_TOLERANCE_DB = -30.0
 #: The video may differ from the audio's duration by this many seconds (or 2 %).
 VIDEO_TOLERANCE_S = 0.5
-DATASETS: tuple[str, ...] = ("urmp",)
-
-_KNOWN_FILE = re.compile(r"^(AuMix|AuSep|Notes|F0s|Sco|Vid)_")
 
 
 @dataclass(frozen=True)
@@ -110,15 +107,11 @@ def check_piece(piece: Piece, report: CheckReport | None = None) -> list[Problem
     def problem(message: str) -> None:
         problems.append(Problem(label, message))
 
-    expected = {piece.mix_path.name, piece.score_path.name, piece.video_path.name}
-    for j in range(1, piece.players + 1):
-        expected |= {piece.name.stem_name(j), piece.name.notes_name(j), piece.name.f0_name(j)}
-    present = {p.name for p in piece.folder.iterdir() if p.is_file()}
-    for name in sorted(expected - present):
+    files = piece.check_files()
+    for name in files.missing:
         problem(f"missing {name}")
-    for name in sorted(present - expected):
-        if _KNOWN_FILE.match(name):
-            problem(f"unexpected {name} (the folder name lists {piece.players} players)")
+    for name in files.unexpected:
+        problem(f"unexpected {name} (the folder name lists {piece.players} players)")
 
     wavs = [piece.mix_path, *piece.stem_paths]
     infos = {}

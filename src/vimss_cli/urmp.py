@@ -12,21 +12,39 @@ URMP (Li et al. 2018) stores one folder per piece, named ``NN_Name_inst1_inst2..
         Vid_01_Jupiter_vn_vc.mp4            the video, players side by side in track order
 
 Real URMP and ``vimss data synth`` output share this layout, so every loader runs on both.
+The rules of the layout (names, which files a piece holds) live here and nowhere else.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from vimss_cli.errors import InputError
 from vimss_cli.instruments import INSTRUMENT_CODES
 
+#: What ``--dataset`` may name: URMP, or a tree ``vimss data synth`` made (the same layout).
+DATASETS = ("urmp", "synth")
+
 #: The manifest ``vimss data synth`` writes at the top of each generated tree.
 SYNTH_MANIFEST_NAME = "vimss_synth.json"
 
+#: A piece's kinds of file: how their names start, and the suffix URMP gives them.
+FILE_KINDS: dict[str, tuple[str, str]] = {
+    "mixture": ("AuMix_", ".wav"),
+    "stems": ("AuSep_", ".wav"),
+    "notes": ("Notes_", ".txt"),
+    "f0s": ("F0s_", ".txt"),
+    "score": ("Sco_", ".mid"),
+    "video": ("Vid_", ".mp4"),
+}
+MIX_PREFIX = FILE_KINDS["mixture"][0]
+VIDEO_PREFIX = FILE_KINDS["video"][0]
+
 _FOLDER = re.compile(r"^(\d+)_([^_]+)_((?:[a-z]+_?)+)$")
+_STEM_FILE = re.compile(r"^AuSep_(\d+)_([a-z]+)_(.+)\.[a-z0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,22 @@ def parse_folder_name(name: str) -> PieceName:
     return PieceName(int(number), title, instruments)
 
 
+def parse_stem_file_name(name: str) -> tuple[int, str] | None:
+    """``"AuSep_1_vn_01_Jupiter.wav"`` -> ``(1, "vn")`` (any audio suffix); ``None`` for a
+    name not in that form."""
+    match = _STEM_FILE.match(name)
+    return None if match is None else (int(match.group(1)), match.group(2))
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """Which of a piece's files are missing, and which files are named as a piece's files
+    but not implied by its folder name (another piece's, or another number of players)."""
+
+    missing: list[str]
+    unexpected: list[str]
+
+
 @dataclass(frozen=True)
 class Piece:
     """A piece folder on disk with the paths its layout implies (they may be missing)."""
@@ -119,6 +153,34 @@ class Piece:
     @property
     def video_path(self) -> Path:
         return self.folder / self.name.video_name()
+
+    def file_names(self, kind: str) -> list[str]:
+        """The names of the files of one of :data:`FILE_KINDS` the folder name implies."""
+        name, players = self.name, range(1, self.players + 1)
+        per_player = {"stems": name.stem_name, "notes": name.notes_name, "f0s": name.f0_name}
+        if kind in per_player:
+            return [per_player[kind](j) for j in players]
+        one = {"mixture": name.mix_name, "score": name.score_name, "video": name.video_name}
+        return [one[kind]()]
+
+    def check_files(
+        self, kinds: Iterable[str] = tuple(FILE_KINDS), *, by_suffix: bool = False
+    ) -> FileCheck:
+        """Compare the folder's files of ``kinds`` with those its name implies.
+
+        A file is of a kind by its name's start (with ``by_suffix``, also by the kind's
+        suffix: ``AuSep_*.wav``, not ``AuSep_*.flac``).
+        """
+        present = {p.name for p in self.folder.iterdir() if p.is_file()}
+        expected: set[str] = set()
+        named: set[str] = set()
+        for kind in kinds:
+            prefix, suffix = FILE_KINDS[kind]
+            expected.update(self.file_names(kind))
+            named.update(
+                n for n in present if n.startswith(prefix) and (not by_suffix or n.endswith(suffix))
+            )
+        return FileCheck(missing=sorted(expected - present), unexpected=sorted(named - expected))
 
 
 def list_pieces(root: Path, numbers: list[int] | None = None) -> list[Piece]:

@@ -9,9 +9,7 @@ from pathlib import Path
 
 from vimss_cli.errors import InputError
 from vimss_cli.instruments import INSTRUMENT_CODES
-from vimss_cli.urmp import Piece, list_pieces
-
-DATASETS = ("urmp", "synth")
+from vimss_cli.urmp import MIX_PREFIX, VIDEO_PREFIX, Piece, list_pieces, parse_stem_file_name
 
 
 @dataclass(frozen=True)
@@ -65,21 +63,16 @@ def parse_pieces(text: str | None) -> list[int] | None:
     return [int(part) for part in parts]
 
 
-_AUSEP = re.compile(r"^AuSep_(\d+)_([a-z]+)_(.+)\.[a-z0-9]+$")
-
-
 def check_piece_files(piece: Piece) -> None:
-    """Refuse a piece whose stems are missing or disagree with its folder name."""
-    expected = {path.name for path in piece.stem_paths}
-    found = {path.name for path in piece.folder.glob("AuSep_*.wav")}
-    mixtures = {path.name for path in piece.folder.glob("AuMix_*.wav")}
-    foreign = sorted((found - expected) | (mixtures - {piece.mix_path.name}))
-    if foreign:
+    """Refuse a piece whose stems are missing or disagree with its folder name (a missing
+    mixture is no error: the references' sum stands in)."""
+    check = piece.check_files(("stems", "mixture"), by_suffix=True)
+    if check.unexpected:
         raise InputError(
             f"piece folder {piece.folder.name} disagrees with its files: it names "
-            f"{', '.join(piece.name.instruments)} but holds {', '.join(foreign)}"
+            f"{', '.join(piece.name.instruments)} but holds {', '.join(check.unexpected)}"
         )
-    missing = sorted(expected - found)
+    missing = [name for name in check.missing if name != piece.mix_path.name]
     if missing:
         raise InputError(f"piece {piece.folder.name} is missing stems: {', '.join(missing)}")
 
@@ -104,9 +97,9 @@ def urmp_tracks(root: Path, pieces: list[int] | None = None) -> list[Track]:
 
 def _instrument_from_name(name: str) -> str | None:
     """``AuSep_1_vn_01_X.wav`` -> ``vn``; ``02_vc.wav`` -> ``vc``; else ``None``."""
-    match = _AUSEP.match(name)
-    if match:
-        return match.group(2)
+    stem = parse_stem_file_name(name)
+    if stem is not None:
+        return stem[1]
     tokens = re.split(r"[^a-z]+", Path(name).stem.lower())
     codes = [token for token in tokens if token in INSTRUMENT_CODES]
     return codes[0] if len(codes) == 1 else None
@@ -121,7 +114,7 @@ def _audio_files(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("AuMix_")
+        if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith(MIX_PREFIX)
     )
 
 
@@ -130,9 +123,9 @@ def _estimate_for(reference: Path, folder: Path) -> Path:
     ``AuSep_<n>_<code>_*`` reference, ``vimss separate``'s ``<nn>_<code>`` (or
     ``<nn>_player``) in any audio format. The first candidate when none exists."""
     candidates = [folder / reference.name]
-    match = _AUSEP.match(reference.name)
-    if match:
-        number, code = int(match.group(1)), match.group(2)
+    stem = parse_stem_file_name(reference.name)
+    if stem is not None:
+        number, code = stem
         for stem in (f"{number:02d}_{code}", f"{number:02d}_player"):
             candidates += [folder / f"{stem}{suffix}" for suffix in AUDIO_SUFFIXES]
     return next((c for c in candidates if c.is_file()), candidates[0])
@@ -141,7 +134,7 @@ def _estimate_for(reference: Path, folder: Path) -> Path:
 def _estimate_folder(estimates: Path, piece: str) -> Path:
     """Where a piece's estimates are: ``ESTIMATES/<piece>``, or the folder ``vimss separate``
     made for the piece's mixture or video (``AuMix_<piece>``, ``Vid_<piece>``)."""
-    for name in (piece, f"AuMix_{piece}", f"Vid_{piece}"):
+    for name in (piece, f"{MIX_PREFIX}{piece}", f"{VIDEO_PREFIX}{piece}"):
         if (estimates / name).is_dir():
             return estimates / name
     return estimates / piece
@@ -175,7 +168,7 @@ def folder_tracks(references: Path, estimates: Path) -> list[Track]:
         names = tuple(path.name for path in reference_paths)
         mixtures = sorted(
             p
-            for p in reference_folder.glob("AuMix_*")
+            for p in reference_folder.glob(f"{MIX_PREFIX}*")
             if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
         )
         tracks.append(

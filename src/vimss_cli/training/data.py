@@ -39,7 +39,7 @@ from vimss_cli.instruments import INSTRUMENT_CODES, instrument_index
 from vimss_cli.media import read_audio
 from vimss_cli.training.config import DataConfig, TrainConfig
 from vimss_cli.training.visual_cache import PlayerVisuals, piece_visuals
-from vimss_cli.urmp import SYNTH_MANIFEST_NAME, Piece, list_pieces
+from vimss_cli.urmp import DATASETS, SYNTH_MANIFEST_NAME, Piece, list_pieces
 
 WarningCallback = Callable[[str], None]
 
@@ -69,10 +69,6 @@ def split_folders(root: Path) -> tuple[Path, Path | None]:
         valid = root / "valid"
         return train, valid if valid.is_dir() else None
     return root, None
-
-
-#: what ``--dataset`` may say a tree is
-DATASETS = ("urmp", "synth")
 
 
 def check_dataset_kind(

@@ -18,7 +18,7 @@ from vimss_cli.errors import InputError
 from vimss_cli.instruments import parse_instrument_list
 from vimss_cli.media import MediaInfo
 from vimss_cli.model import ModelConfig
-from vimss_cli.urmp import parse_folder_name
+from vimss_cli.urmp import MIX_PREFIX, VIDEO_PREFIX, parse_folder_name
 from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
 from vimss_cli.vision.efficientnet import FEATURE_DIM
 from vimss_cli.vision.frames import probe_video
@@ -121,8 +121,6 @@ class PlayerPlan:
 
 #: A guessed instrument below this confidence is used, with a warning.
 UNSURE_CONFIDENCE = 0.3
-#: URMP's file prefixes before the piece's folder name.
-_URMP_PREFIXES = ("Vid_", "AuMix_")
 
 
 def urmp_instruments(path: Path) -> list[str] | None:
@@ -132,7 +130,7 @@ def urmp_instruments(path: Path) -> list[str] | None:
     any file inside a folder named ``01_Jupiter_vn_vc``.
     """
     stem = path.stem
-    for prefix in _URMP_PREFIXES:
+    for prefix in (VIDEO_PREFIX, MIX_PREFIX):  # before the piece's folder name
         stem = stem.removeprefix(prefix)
     for name in (stem, path.parent.name):
         try:
