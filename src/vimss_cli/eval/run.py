@@ -97,7 +97,7 @@ def evaluate(
 
     ``separator`` (a :class:`~vimss_cli.api.Separator`) is needed for the ``model`` system,
     which it runs with ``queries`` (``labels`` or ``video``). ``save_estimates``: a folder
-    where the model's stems are written as they were scored (:func:`estimate_paths`); the
+    where the model's stems are written as they were scored (:func:`~.systems.estimate_paths`); the
     model then separates every track (the cache holds scores, not stems), and stems an earlier
     run saved there are refused before any work unless ``force``.
 
