@@ -151,10 +151,10 @@ def test_silence_in_silence_out() -> None:
 def test_tile_plan_fits_the_cache_within_its_bounds() -> None:
     model = make_tiny_model(ModelConfig(levels=4, base_features=8))
     cpu = torch.device("cpu")
-    per_sample = model.activation_bytes_per_output_sample()
-    planned = plan_tile(model, 4, cpu, cache_bytes=4 * per_sample * 20000)
-    assert planned == 16384  # the largest power of two whose activations fit
-    assert plan_tile(model, 2, cpu, cache_bytes=4 * per_sample * 20000) == 32768  # fewer players
+    per_sample = model.working_set_bytes_per_output_sample()
+    planned = plan_tile(model, 4, cpu, cache_bytes=4 * per_sample * 20000 * 4 // 3)
+    assert planned == 16384  # the largest power of two that fits in 3/4 of the cache
+    assert plan_tile(model, 2, cpu, cache_bytes=4 * per_sample * 20000 * 4 // 3) == 32768  # fewer players
     assert plan_tile(model, 4, cpu, cache_bytes=1) == MIN_CPU_TILE
     assert plan_tile(model, 1, cpu, cache_bytes=2**40) == MAX_CPU_TILE
     assert plan_tile(model, 4, torch.device("cuda")) == CUDA_TILE

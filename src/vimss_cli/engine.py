@@ -85,17 +85,18 @@ def plan_tile(
 ) -> int:
     """Output samples per window for streaming ``queries`` players on ``device``.
 
-    On the CPU, the largest power of two whose activations (every layer's output for all K
-    queries, :meth:`WaveUNet.activation_bytes_per_output_sample`) fit in the last-level
-    cache, within ``[MIN_CPU_TILE, MAX_CPU_TILE]``. Measured on the 2-core development
-    machine (32 MiB L3) with the default model, 4 players: 8192 ran 1.15x faster than 4096
-    and 1.04x faster than 16384. On CUDA, :data:`CUDA_TILE`.
+    On the CPU, the largest power of two whose busiest level (for all K queries,
+    :meth:`WaveUNet.working_set_bytes_per_output_sample`) fills at most three quarters of the
+    last-level cache, within ``[MIN_CPU_TILE, MAX_CPU_TILE]``. On the 2-core development
+    machine (32 MiB L3), default model, 20 s, that gives 32768 for 2 players and 16384 for 3
+    to 5; the best measured were 16384-32768 for 2 players and 16384 for 3 to 5 (4 players:
+    17.2x realtime at 16384, 15.0x at 8192, 10.2x at 4096). On CUDA, :data:`CUDA_TILE`.
     """
     if device.type == "cuda":
         tile = CUDA_TILE
     else:
-        budget = last_level_cache_bytes() if cache_bytes is None else cache_bytes
-        per_sample = model.activation_bytes_per_output_sample() * max(1, queries)
+        budget = 3 * (last_level_cache_bytes() if cache_bytes is None else cache_bytes) // 4
+        per_sample = model.working_set_bytes_per_output_sample() * max(1, queries)
         tile = MIN_CPU_TILE
         while tile * 2 <= MAX_CPU_TILE and tile * 2 * per_sample <= budget:
             tile *= 2
@@ -195,11 +196,17 @@ class _QueryGroups:
 
 
 def default_groups(queries: int, device: torch.device) -> int:
-    """Query groups to run side by side: one per CPU thread torch may use, at most one per
-    query; one on CUDA (the GPU runs the queries together)."""
-    if device.type != "cpu":
+    """Query groups to run side by side on the CPU: one per torch thread when the queries
+    split evenly among them, else one group (torch's threads share each operation); one on
+    CUDA (the GPU runs the queries together).
+
+    On the idle development machine (2 threads) both ways ran at the same speed for 4
+    players, and an uneven split (2 + 1 for 3 players) ran 1.2x slower than one group.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2 or queries < threads or queries % threads:
         return 1
-    return max(1, min(queries, torch.get_num_threads()))
+    return threads
 
 
 def _stitch(batch_output: np.ndarray) -> np.ndarray:

@@ -309,18 +309,18 @@ class WaveUNet(nn.Module):
                 low = middle + 1
         return low
 
-    def activation_bytes_per_output_sample(self, bytes_per_value: int = 4) -> int:
-        """Bytes of layer outputs one query computes per output sample when streaming.
+    def working_set_bytes_per_output_sample(self, bytes_per_value: int = 4) -> int:
+        """Bytes one query's busiest level touches per output sample when streaming.
 
-        Every convolution's output and every decoder concatenation, at its own time
-        resolution: the working set the engine's tile planner fits into the cache.
+        At each level: the encoder convolution's output, the decoder's joined input and its
+        output, at the level's time resolution; the largest over the levels (the first, at
+        full rate). The engine's tile planner fits this into the cache.
         """
         c = self.config
         values = 0.0
         for level in range(c.levels):
             decoder_in = c.features(level + 1) + c.features(level)
-            values += (2 * c.features(level) + decoder_in) / 2**level
-        values += c.features(c.levels) / 2**c.levels
+            values = max(values, (2 * c.features(level) + decoder_in) / 2**level)
         return int(values * bytes_per_value) + 1
 
     # ----------------------------------------------------------------------- forward
