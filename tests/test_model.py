@@ -156,7 +156,7 @@ def test_per_window_queries_equal_shared_queries_window_by_window() -> None:
 
 def test_no_motion_is_the_motion_convolution_of_zeros() -> None:
     """Queries without motion skip the motion branch; the result is that of all-zero motion."""
-    from vimss_cli.conditioning import FiLM
+    from vimss_cli.model import FiLM
 
     torch.manual_seed(0)
     film = FiLM(channels=6, query_dim=4, motion_channels=3)

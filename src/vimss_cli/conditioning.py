@@ -7,7 +7,8 @@ sequence over time (activity of the player's crop, sampled at ``motion_rate`` Hz
 The static part (label, appearance) is embedded once per query. The motion part varies with
 time: the engine resamples it to one value per audio sample of each window, as a function of
 the *absolute* sample index, so a window sees exactly what one pass over the whole track sees.
-Inside the network, :class:`FiLM` turns both into a per-channel scale and shift.
+Inside the network (``model.py``), ``QueryEncoder`` embeds the static part and ``FiLM`` turns
+both into a per-channel scale and shift.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from vimss_cli.instruments import NUM_INSTRUMENTS, instrument_index
 
@@ -92,58 +93,6 @@ def motion_at_samples(
     for channel in range(channels):
         result[channel, inside] = np.interp(position[inside], frame_positions, frames[channel])
     return result
-
-
-class QueryEncoder(nn.Module):
-    """Embed the static part of K queries: label embedding plus projected appearance.
-
-    ``forward(labels (K,), appearance (K, A) | None) -> (K, query_dim)``.
-    """
-
-    def __init__(self, query_dim: int, appearance_dim: int) -> None:
-        super().__init__()
-        self.label_embedding = nn.Embedding(NUM_INSTRUMENTS + 1, query_dim)
-        self.appearance_projection = (
-            nn.Linear(appearance_dim, query_dim) if appearance_dim > 0 else None
-        )
-
-    def forward(self, labels: Tensor, appearance: Tensor | None = None) -> Tensor:
-        embedding = self.label_embedding(labels)
-        if self.appearance_projection is not None and appearance is not None:
-            embedding = embedding + self.appearance_projection(appearance)
-        return embedding
-
-
-class FiLM(nn.Module):
-    """Feature-wise linear modulation by a query: ``h * (1 + gamma) + beta``.
-
-    ``gamma`` and ``beta`` are ``(N, C, 1)`` from the static query embedding plus, when the
-    model has motion channels, ``(N, C, T)`` from the motion at this layer's time positions.
-    """
-
-    def __init__(self, channels: int, query_dim: int, motion_channels: int) -> None:
-        super().__init__()
-        self.static = nn.Linear(query_dim, 2 * channels)
-        self.dynamic = (
-            nn.Conv1d(motion_channels, 2 * channels, kernel_size=1) if motion_channels else None
-        )
-        nn.init.normal_(self.static.weight, std=0.02)
-        nn.init.zeros_(self.static.bias)
-
-    def forward(self, features: Tensor, query: Tensor, motion: Tensor | None) -> Tensor:
-        """features ``(N, C, T)``, query ``(N, D)``, motion ``(N, M, T)`` or None.
-
-        ``motion=None`` on a model with motion channels means no motion: the motion
-        convolution of zeros, which is its bias, without computing it.
-        """
-        params = self.static(query).unsqueeze(-1)
-        if self.dynamic is not None:
-            if motion is None:
-                params = params + self.dynamic.bias.view(1, -1, 1)
-            else:
-                params = params + self.dynamic(motion)
-        gamma, beta = params.chunk(2, dim=1)
-        return torch.addcmul(beta, features, 1 + gamma)
 
 
 def query_batch_from_queries(

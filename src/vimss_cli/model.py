@@ -9,6 +9,11 @@ Every tensor at every layer sits on a regular grid of input-sample positions
 (``start + step * i``). Because all crops are fixed and decimation keeps the first sample of
 each tensor, two windows whose starts differ by a multiple of ``2 ** levels`` compute
 identical values at identical absolute positions: that is what makes chunked inference exact.
+
+The file reads top to bottom: the config, the grid arithmetic, the layers the engine streams
+(time-major convolution, joins, interpolation), the query conditioning (``QueryEncoder``,
+``FiLM``), then the network, whose forward can carry a :class:`StreamState` from one window
+to the next.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vimss_cli.conditioning import FiLM, QueryBatch, QueryEncoder
+from vimss_cli.conditioning import QueryBatch
 from vimss_cli.config_checks import ConfigValueError, check_range, check_types
+from vimss_cli.instruments import NUM_INSTRUMENTS
 
 Conditioning = Literal["film-all", "film-bottleneck", "film-output", "concat"]
 CONDITIONING_CHOICES: tuple[str, ...] = ("film-all", "film-bottleneck", "film-output", "concat")
@@ -192,6 +198,60 @@ def take_positions(per_sample: Tensor, span: Span) -> Tensor:
     return per_sample[..., span.start : stop : span.step]
 
 
+# ------------------------------------------------------------------ query conditioning
+class QueryEncoder(nn.Module):
+    """Embed the static part of K queries: label embedding plus projected appearance.
+
+    ``forward(labels (K,), appearance (K, A) | None) -> (K, query_dim)``.
+    """
+
+    def __init__(self, query_dim: int, appearance_dim: int) -> None:
+        super().__init__()
+        self.label_embedding = nn.Embedding(NUM_INSTRUMENTS + 1, query_dim)
+        self.appearance_projection = (
+            nn.Linear(appearance_dim, query_dim) if appearance_dim > 0 else None
+        )
+
+    def forward(self, labels: Tensor, appearance: Tensor | None = None) -> Tensor:
+        embedding = self.label_embedding(labels)
+        if self.appearance_projection is not None and appearance is not None:
+            embedding = embedding + self.appearance_projection(appearance)
+        return embedding
+
+
+class FiLM(nn.Module):
+    """Feature-wise linear modulation by a query: ``h * (1 + gamma) + beta``.
+
+    ``gamma`` and ``beta`` are ``(N, C, 1)`` from the static query embedding plus, when the
+    model has motion channels, ``(N, C, T)`` from the motion at this layer's time positions.
+    """
+
+    def __init__(self, channels: int, query_dim: int, motion_channels: int) -> None:
+        super().__init__()
+        self.static = nn.Linear(query_dim, 2 * channels)
+        self.dynamic = (
+            nn.Conv1d(motion_channels, 2 * channels, kernel_size=1) if motion_channels else None
+        )
+        nn.init.normal_(self.static.weight, std=0.02)
+        nn.init.zeros_(self.static.bias)
+
+    def forward(self, features: Tensor, query: Tensor, motion: Tensor | None) -> Tensor:
+        """features ``(N, C, T)``, query ``(N, D)``, motion ``(N, M, T)`` or None.
+
+        ``motion=None`` on a model with motion channels means no motion: the motion
+        convolution of zeros, which is its bias, without computing it.
+        """
+        params = self.static(query).unsqueeze(-1)
+        if self.dynamic is not None:
+            if motion is None:
+                params = params + self.dynamic.bias.view(1, -1, 1)
+            else:
+                params = params + self.dynamic(motion)
+        gamma, beta = params.chunk(2, dim=1)
+        return torch.addcmul(beta, features, 1 + gamma)
+
+
+# ------------------------------------------------------------------------- the network
 class WaveUNet(nn.Module):
     """Query-conditioned Wave-U-Net separating one source per query.
 
