@@ -244,6 +244,8 @@ def separate_blocks(
         groups: query groups run side by side, one CPU thread each (:class:`_QueryGroups`);
             ``None``: :func:`default_groups`. The output is the same for any value. A model
             with ``mixture_consistency`` runs its queries together (its output couples them).
+            With more than one group, torch's thread count is 1 while this runs (restored
+            after), so that each group's thread works alone.
 
     Returns:
         The number of samples in the input (and in each stem).
