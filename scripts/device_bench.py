@@ -40,21 +40,27 @@ def mixture(seconds: float, rate: int) -> np.ndarray:
     return (0.1 * np.sum(voices, axis=0) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def bench(model: str, device: str, seconds: float, precisions: list[str]) -> dict[str, object]:
+def bench(
+    model: str, device: str, seconds: float, precisions: list[str], batch_sizes: list[int]
+) -> dict[str, object]:
+    """Realtime factors keyed ``x_realtime_<precision>`` (streamed windows, the default) and
+    ``x_realtime_<precision>_batch<N>`` (N independent windows per pass)."""
     queries = [Query(code) for code in QUARTET]
     result: dict[str, object] = {"model": model, "device": device, "seconds": seconds}
     for precision in precisions:
-        separator = Separator(model, device=device, precision=precision)
-        audio = mixture(seconds, separator.sample_rate)
-        separator.separate_array(audio[: separator.sample_rate * 5], queries)  # warm-up
-        if separator.device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        tiled = separator.separate_array(audio, queries)
-        if separator.device.type == "cuda":
-            torch.cuda.synchronize()
-        wall = time.perf_counter() - started
-        result[f"x_realtime_{precision}"] = round(seconds / wall, 1)
+        for batch_size in batch_sizes:
+            separator = Separator(model, device=device, precision=precision, batch_size=batch_size)
+            audio = mixture(seconds, separator.sample_rate)
+            separator.separate_array(audio[: separator.sample_rate * 5], queries)  # warm-up
+            if separator.device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            tiled = separator.separate_array(audio, queries)
+            if separator.device.type == "cuda":
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - started
+            key = f"x_realtime_{precision}" + ("" if batch_size == 1 else f"_batch{batch_size}")
+            result[key] = round(seconds / wall, 1)
         if precision == "fp32":
             short = audio[: separator.sample_rate * 20]
             whole = separator.separate_array(short, queries, split=False)
@@ -70,9 +76,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--batch-sizes", default="1", help="e.g. 1,16 (1: streamed windows)")
     args = parser.parse_args()
+    batch_sizes = [int(value) for value in args.batch_sizes.split(",")]
     for model in args.models:
-        report = bench(model, args.device, args.seconds, args.precisions.split(","))
+        report = bench(model, args.device, args.seconds, args.precisions.split(","), batch_sizes)
         print(json.dumps(report), flush=True)
 
 

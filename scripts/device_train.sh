@@ -91,8 +91,8 @@ fi
 # 6. On CUDA: the realtime factor of separating a quartet with the new and the bundled model,
 #    and chunked-equals-whole on the GPU (scripts/device_bench.py), inside the reserve.
 if [ "$DEVICE" = cuda ] && [ "${BENCH:-1}" = 1 ] && [ -f "$OUT/last.safetensors" ]; then
-  "$PYTHON" scripts/device_bench.py --device cuda --seconds 60 "$OUT/last.safetensors" \
-    vimss-synth-video-cpu-v0 2>&1 | tee -a "$OUT/train.log" || true
+  "$PYTHON" scripts/device_bench.py --device cuda --seconds 60 --precisions fp32,bf16,fp16 \
+    --batch-sizes 1,16 "$OUT/last.safetensors" default 2>&1 | tee -a "$OUT/train.log" || true
 fi
 echo "done in $(( $(date +%s) - started )) s (exit $status); results in $OUT:"
 ls -l "$OUT"
