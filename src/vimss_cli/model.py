@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -244,7 +244,9 @@ class FiLM(nn.Module):
         params = self.static(query).unsqueeze(-1)
         if self.dynamic is not None:
             if motion is None:
-                params = params + self.dynamic.bias.view(1, -1, 1)
+                bias = self.dynamic.bias
+                assert bias is not None  # nn.Conv1d's default bias=True
+                params = params + bias.view(1, -1, 1)
             else:
                 params = params + self.dynamic(motion)
         gamma, beta = params.chunk(2, dim=1)
@@ -438,11 +440,14 @@ class WaveUNet(nn.Module):
             return tensor.repeat_interleave(k, dim=0)
 
         encoder_conditioned = c.conditioning == "film-all"
-        assert stream is None or not continuing or input_length > stream.step
-        features = mixture[..., input_length - stream.step :] if continuing else mixture
+        features = mixture
+        if continuing:
+            assert stream is not None and input_length > stream.step
+            features = mixture[..., input_length - stream.step :]
         skips: list[Tensor] = []
         for level, conv in enumerate(self.down_convs):
             name = f"down{level}"
+            conv = cast(nn.Conv1d, conv)  # a ModuleList yields nn.Module; these are Conv1d
             features = F.leaky_relu(self._conv(name, conv, stream, features), 0.2, inplace=True)
             if encoder_conditioned:
                 if level == 0:  # the first convolution sees only the mixture: shared by K
@@ -469,6 +474,7 @@ class WaveUNet(nn.Module):
             level = c.levels - 1 - index
             span = Span(span.start, span.step // 2, 2 * span.count - 1)  # upsampled
             skip = self._skip(f"skip{level}", skips[level], spans[f"down{level}"], span, stream)
+            conv = cast(nn.Conv1d, conv)  # a ModuleList yields nn.Module; these are Conv1d
             features = self._up_conv(level, conv, features, skip, stream)
             features = F.leaky_relu(features, 0.2, inplace=True)
             span = spans[f"up{level}"]
