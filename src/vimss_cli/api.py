@@ -174,8 +174,11 @@ SAMPLE_RATES = range(1000, 384001)
 def check_sample_rate(rate: object) -> int:
     """``rate`` as an int when it is a whole number of Hz in :data:`SAMPLE_RATES`, else
     :class:`InputError`."""
-    whole = isinstance(rate, int | np.integer) and not isinstance(rate, bool)
-    if not whole or int(rate) not in SAMPLE_RATES:  # type: ignore[call-overload]
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, int | np.integer)
+        or int(rate) not in SAMPLE_RATES
+    ):
         raise InputError(
             f"a stem sample rate is a whole number of Hz from {SAMPLE_RATES.start} to "
             f"{SAMPLE_RATES.stop - 1}, got {rate!r}"
@@ -433,7 +436,9 @@ class Separator:
                 peak = max(peak_level(sound, self.sample_rate), 1.0)
             restore = peak if wav_format == "float32" else 1.0  # gain on the network's output
             stem_gain = restore / peak  # the stems' level relative to the input's
-            blocks = stream if peak == 1.0 else (block / peak for block in stream)
+            blocks: Iterable[np.ndarray] = (
+                stream if peak == 1.0 else (block / peak for block in stream)
+            )
             remainder = _Rest() if rest else None
             if remainder is not None:
                 blocks = remainder.feed(blocks)
@@ -544,7 +549,9 @@ class Separator:
                             for handle, stem in zip(handles, stems, strict=True):
                                 handle.write(stem)
 
-                        blocks = stream if peak == 1.0 else (b / peak for b in stream)
+                        blocks: Iterable[np.ndarray] = (
+                            stream if peak == 1.0 else (b / peak for b in stream)
+                        )
                         if remainder is not None:
                             blocks = remainder.feed(blocks)
                         separate_blocks(
