@@ -448,15 +448,16 @@ def bss_eval(
 def _blank(scores: BssEval, undefined: np.ndarray) -> BssEval:
     """Set the rows of ``undefined`` sources to NaN."""
 
-    def blank(values: np.ndarray | None) -> np.ndarray | None:
-        if values is None:
-            return None
+    def blank(values: np.ndarray) -> np.ndarray:
         values = values.copy()
         values[undefined] = np.nan
         return values
 
     return BssEval(
-        sdr=blank(scores.sdr), sir=blank(scores.sir), sar=blank(scores.sar), isr=blank(scores.isr)
+        sdr=blank(scores.sdr),
+        sir=blank(scores.sir),
+        sar=blank(scores.sar),
+        isr=None if scores.isr is None else blank(scores.isr),
     )
 
 

@@ -190,8 +190,8 @@ def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> Comparison:
     if not paired:
         raise InputError("the two runs share no scored stem (same piece, file name and system)")
     systems: dict[str, Any] = {}
-    for system, metrics in paired.items():
-        for metric, pairs in metrics.items():
+    for system, by_metric in paired.items():
+        for metric, pairs in by_metric.items():
             a = np.array([p[0] for p in pairs])
             b = np.array([p[1] for p in pairs])
             systems.setdefault(system, {})[metric] = {

@@ -146,6 +146,7 @@ def evaluate(
                     tell("separating", track, system, index)
                 estimates = system_estimates(system, track, audio, separator, queries)
                 if saving:
+                    assert save_estimates is not None  # saving says so
                     save_model_estimates(track, estimates, rate, save_estimates, force)
                 tell("scoring", track, system, index)
                 rows = score_track(

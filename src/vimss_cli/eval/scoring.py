@@ -79,6 +79,7 @@ def score_track(
         elif _silent(estimates[k]):
             row["undefined"] = "estimate is silent"
         if framewise is not None:
+            assert framewise.isr is not None  # bss_eval's framewise scores are v4 images: ISR
             for metric, values in (
                 ("SDR", framewise.sdr),
                 ("SIR", framewise.sir),

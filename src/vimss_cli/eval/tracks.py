@@ -126,8 +126,8 @@ def _estimate_for(reference: Path, folder: Path) -> Path:
     stem = parse_stem_file_name(reference.name)
     if stem is not None:
         number, code = stem
-        for stem in (f"{number:02d}_{code}", f"{number:02d}_player"):
-            candidates += [folder / f"{stem}{suffix}" for suffix in AUDIO_SUFFIXES]
+        for name in (f"{number:02d}_{code}", f"{number:02d}_player"):
+            candidates += [folder / f"{name}{suffix}" for suffix in AUDIO_SUFFIXES]
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
