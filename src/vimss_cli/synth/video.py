@@ -215,7 +215,7 @@ def _shift(frame: np.ndarray, dy: int, dx: int) -> np.ndarray:
     if dy == 0 and dx == 0:
         return frame
     height, width = frame.shape[:2]
-    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    matrix = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
     return cv2.warpAffine(
         frame, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE
     )

@@ -304,7 +304,9 @@ def unclaimed_motion(grids: np.ndarray, boxes: list[Box], width: int) -> list[in
     ]
 
 
-def _keypoints_to_source(person: TrackedPerson, scale_x: float, scale_y: float) -> np.ndarray:
+def _keypoints_to_source(
+    person: TrackedPerson, scale_x: float, scale_y: float
+) -> np.ndarray | None:
     keypoints = person.keypoints()
     if keypoints is None:
         return None

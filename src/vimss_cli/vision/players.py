@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 import cv2
+import cv2.data
 import numpy as np
 
 from vimss_cli.errors import InputError
@@ -162,7 +163,7 @@ def _detect_faces(grey: np.ndarray) -> list[Box]:
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     side = max(12, grey.shape[0] // 20)
     found = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=6, minSize=(side, side))
-    return [tuple(int(v) for v in box) for box in found]
+    return [(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
 
 
 def _detect_people(frame: np.ndarray) -> list[Box]:
@@ -170,11 +171,12 @@ def _detect_people(frame: np.ndarray) -> list[Box]:
     window_width, window_height = hog.winSize
     if frame.shape[0] < window_height or frame.shape[1] < window_width:
         return []  # smaller than one detection window (OpenCV 4.14 crashes on these)
-    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    # an array already (cv2's stubs say a Sequence, which setSVMDetector's stubs refuse)
+    hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector()))
     found, weights = hog.detectMultiScale(frame, winStride=(8, 8), padding=(8, 8), scale=1.05)
     return [
-        tuple(int(v) for v in box)
-        for box, weight in zip(found, np.ravel(weights), strict=True)
+        (int(x), int(y), int(w), int(h))
+        for (x, y, w, h), weight in zip(found, np.ravel(weights), strict=True)
         if weight > HOG_MIN_WEIGHT
     ]
 
@@ -274,8 +276,8 @@ def layout_count(profile: np.ndarray, most: int = MAX_PLAYERS) -> int:
         def around(x: float, reach: int = reach) -> float:
             return float(profile[max(0, int(x) - reach) : int(x) + reach + 1].mean())
 
-        centres = np.mean([around((j + 0.5) * panel) for j in range(count)])
-        edges = np.mean([around(j * panel) for j in range(1, count)])
+        centres = float(np.mean([around((j + 0.5) * panel) for j in range(count)]))
+        edges = float(np.mean([around(j * panel) for j in range(1, count)]))
         if centres - edges > best_score:
             best, best_score = count, centres - edges
     return best

@@ -219,8 +219,8 @@ def plan_players(
         raise InputError(f"--players must be between 1 and {MAX_PLAYERS}, got {players}")
     if auto:
         analysis = analyse_video(path, players=players, boxes=boxes)
-        labels = [player.guess.instrument for player in analysis.players]
-        plan = PlayerPlan(path, labels, True, players, boxes, analysis)
+        guessed = [player.guess.instrument for player in analysis.players]
+        plan = PlayerPlan(path, guessed, True, players, boxes, analysis)
         plan.warnings.extend(analysis.warnings)
         plan.warnings.extend(guess_warnings(analysis, path.name))
         note = look_alike_note(analysis)
