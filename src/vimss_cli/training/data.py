@@ -288,17 +288,19 @@ class ExcerptDataset(Dataset):
         return item
 
     def _appearance(self, source: tuple[PieceAudio, int, int] | None) -> np.ndarray:
-        if source is None or source[0].visuals is None:
+        visuals = None if source is None else source[0].visuals
+        if source is None or visuals is None:
             return np.zeros(self.appearance_dim, np.float32)
-        piece, player, _ = source
-        return piece.visuals.appearance[player].astype(np.float32)
+        _, player, _ = source
+        return visuals.appearance[player].astype(np.float32)
 
     def _motion(self, code: str, source: tuple[PieceAudio, int, int] | None) -> np.ndarray:
         """``(M, T_in)`` motion of the queried player over the mixture window."""
-        if source is None or source[0].visuals is None:
+        visuals = None if source is None else source[0].visuals
+        if source is None or visuals is None:
             return np.zeros((self.motion_channels, self.shape.input_length), np.float32)
-        piece, player, start = source
-        query = Query(code, motion=piece.visuals.motion[player], motion_rate=piece.visuals.rate)
+        _, player, start = source
+        query = Query(code, motion=visuals.motion[player], motion_rate=visuals.rate)
         return motion_at_samples(
             query, start, self.shape.input_length, self.sample_rate, self.motion_channels
         )
@@ -354,8 +356,8 @@ class ExcerptDataset(Dataset):
             rng.shuffle(others)
             chosen = [(piece, first_player), (piece, second)] + [(piece, i) for i in others]
             return self._drop_players(rng, [(p, i, offset) for p, i in chosen], keep=2)
-        others = [c for c in candidates if c != (first_piece, first_player)]
-        second_piece, second_player = others[int(rng.integers(len(others)))]
+        rivals = [c for c in candidates if c != (first_piece, first_player)]
+        second_piece, second_player = rivals[int(rng.integers(len(rivals)))]
         picks = [(first_piece, first_player), (second_piece, second_player)]
         for _ in range(int(rng.integers(0, 4))):
             extra = int(rng.integers(len(self.pieces)))

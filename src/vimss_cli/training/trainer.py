@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import default_collate
@@ -53,7 +55,8 @@ def batch_queries(batch: dict[str, torch.Tensor], device: torch.device) -> Query
         value = batch.get(key)
         return None if value is None else value.to(device, non_blocking=True)
 
-    return QueryBatch(get("labels"), get("appearance"), get("motion"))
+    labels = batch["labels"].to(device, non_blocking=True)
+    return QueryBatch(labels, get("appearance"), get("motion"))
 
 
 def _validate(
@@ -127,7 +130,7 @@ class Trainer:
         )
         if state.grad_scale is not None and self.scaler.is_enabled():
             self.scaler.update(state.grad_scale)
-        network = distributed.wrap(model, device, dist_info)
+        network: Callable[..., Any] = distributed.wrap(model, device, dist_info)
         if config.run.compile:  # the plain module is what gets saved (no ``_orig_mod.`` names)
             network = torch.compile(network)
         self.network = network
