@@ -7,7 +7,6 @@ Every known error becomes one line on stderr and a non-zero exit code (no traceb
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -327,7 +326,7 @@ def separate(
             )
             return path, codes, info
 
-        jobs = [(p, per_input[j] if per_input else (instruments or [None])[0])
+        jobs = [(p, per_input[j] if per_input else (instruments[0] if instruments else None))
                 for j, p in enumerate(inputs)]  # fmt: skip
         if skip_existing and not force:
             kept = []
@@ -617,4 +616,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

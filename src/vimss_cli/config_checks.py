@@ -26,7 +26,8 @@ def _hints(cls: type) -> dict[str, Any]:
 def check_types(instance: Any) -> None:
     """Every field of a dataclass instance against its annotation: ``int`` (not a bool),
     ``float`` (an int or a float, finite), ``bool``, ``str`` or a ``Literal`` of choices."""
-    hints = _hints(type(instance))
+    cls: type = type(instance)  # type(Any) is type[Any], which mypy does not see as Hashable
+    hints = _hints(cls)
     for field in dataclasses.fields(instance):
         name, value, kind = field.name, getattr(instance, field.name), hints[field.name]
         if typing.get_origin(kind) is Literal:
