@@ -32,8 +32,10 @@ demo: install  ## separate the bundled examples into out/demo/ (an audio duet; a
 	$(BIN)/vimss separate examples/duet_vn_vc.flac --instruments vn,vc -o out/demo --force
 	$(BIN)/vimss separate examples/duet_vn_vn.mp4 -o out/demo --force
 
-test: install system-deps  ## lint, then the fast test suite (what CI runs)
+test: install system-deps  ## lint, format and type checks, then the fast test suite (what CI runs)
 	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/mypy
 	$(BIN)/pytest -q -m "not slow and not cuda" $(PYTEST_ARGS)
 
 test-slow: install  ## the slow tests (long inputs, subprocess interrupts)
@@ -42,9 +44,10 @@ test-slow: install  ## the slow tests (long inputs, subprocess interrupts)
 test-cuda: install  ## CUDA-only tests (on a GPU machine)
 	$(BIN)/pytest -q -m cuda $(PYTEST_ARGS)
 
-lint: install
+lint: install  ## ruff's lint and format checks and mypy on src/ (the [tool.mypy] section)
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format src tests scripts benchmarks
@@ -77,4 +80,4 @@ device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to 
 	  --extra-train $(DEVICE_DATA)/solos
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .mypy_cache
