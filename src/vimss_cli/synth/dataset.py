@@ -159,6 +159,12 @@ def _sound(
     return stems, mix, gains, room
 
 
+def _colour(rng: np.random.Generator, low: int, high: int) -> tuple[int, int, int]:
+    """An RGB colour, each channel drawn from ``[low, high)``."""
+    red, green, blue = (int(c) for c in rng.integers(low, high, size=3))
+    return red, green, blue
+
+
 def generate_piece(
     settings: dict[str, Any], fonts: list[Soundfont], number: int, out_dir: Path
 ) -> dict[str, Any]:
@@ -202,8 +208,8 @@ def generate_piece(
         PlayerLook(
             code,
             load_rgba(spec),
-            tuple(int(c) for c in picture_rng.integers(30, 220, size=3)),  # type: ignore[arg-type]
-            tuple(int(c) for c in picture_rng.integers(120, 240, size=3)),  # type: ignore[arg-type]
+            _colour(picture_rng, 30, 220),
+            _colour(picture_rng, 120, 240),
             spec.scale,
         )
         for code, spec in zip(instruments, player_images, strict=True)

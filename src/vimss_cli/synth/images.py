@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import numpy as np
 
@@ -35,19 +36,27 @@ class ImageSpec:
         return f"{self.package}:{self.source.name}{extra}"
 
 
-def _oc(name: str, **kw: object) -> ImageSpec:
-    return ImageSpec(OPENCLIPART_MUSIC / name, "openclipart-png", **kw)  # type: ignore[arg-type]
+class _Variation(TypedDict, total=False):
+    """The keyword arguments of :class:`ImageSpec` after its source and package."""
+
+    scale: float
+    mirror: bool
+    tint: tuple[int, int, int] | None
 
 
-def _tux(name: str, **kw: object) -> ImageSpec:
-    return ImageSpec(TUXPAINT_MUSIC / name, "tuxpaint-stamps-default", **kw)  # type: ignore[arg-type]
+def _oc(name: str, **kw: Unpack[_Variation]) -> ImageSpec:
+    return ImageSpec(OPENCLIPART_MUSIC / name, "openclipart-png", **kw)
+
+
+def _tux(name: str, **kw: Unpack[_Variation]) -> ImageSpec:
+    return ImageSpec(TUXPAINT_MUSIC / name, "tuxpaint-stamps-default", **kw)
 
 
 #: How much of a tint colour is blended into a picture.
 TINT_SHARE = 0.35
 _SILVER = (200, 200, 210)
 _BROWN = (150, 90, 40)
-_VARIANT = {"mirror": True, "tint": (60, 110, 200)}
+_VARIANT: _Variation = {"mirror": True, "tint": (60, 110, 200)}
 
 TRAIN_IMAGES: dict[str, tuple[ImageSpec, ...]] = {
     "vn": (_oc("violin_ganson.png"), _oc("violin_colour_ganson.png")),
