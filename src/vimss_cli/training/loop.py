@@ -204,7 +204,6 @@ def run_training(
     schedule_over = state.schedule_steps is not None and state.step >= state.schedule_steps
     if state.step >= stop_step or schedule_over:
         log.close()
-        distributed.tear_down(dist_info)
         return _report(trainer, 0.0, 0)
     if progress is not None:
         progress({"stage": "starting"})
@@ -218,7 +217,6 @@ def run_training(
         log.close()
     elapsed = time.perf_counter() - started
     state.wall_seconds += elapsed
-    distributed.tear_down(dist_info)
     return _report(trainer, elapsed, examples)
 
 
