@@ -8,7 +8,7 @@ model and mixture, A B A B, and prints per configuration:
 * the ratio (reference time / engine time, median over the pairs);
 * the engine's realtime factor (seconds of audio per second of wall time, median);
 * the engine's share of the measured conv ceiling: the network's useful convolution FLOPs
-  (each output sample once, no context recomputation; ``useful_flops_per_sample``) per
+  (each output sample once, no context recomputation; ``model_cost.useful_macs_per_sample``) per
   second, over the FLOP rate of a large fp32 convolution (128 -> 128 channels, kernel 15,
   the faster of the two layouts) on the same threads;
 * the largest difference between the two outputs.
@@ -37,12 +37,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
+from model_cost import useful_macs_per_sample  # noqa: E402
 from reference_predict import predict  # noqa: E402
 
 from vimss_cli.checkpoint import load_model  # noqa: E402
 from vimss_cli.conditioning import Query  # noqa: E402
 from vimss_cli.engine import plan_tile, separate_array  # noqa: E402
-from vimss_cli.model import WaveUNet  # noqa: E402
 
 CODES = ["vn", "vc", "fl", "cl", "tpt"]
 
@@ -54,31 +54,6 @@ def test_mixture(seconds: float, rate: int) -> np.ndarray:
     f0 = np.array([196.0, 262.0, 392.0]) * (1 + 0.1 * np.sin(t / 7))
     tones = np.sin(2 * np.pi * t * f0).sum(axis=1) / 3
     return (0.3 * tones + 0.02 * rng.standard_normal(t.shape[0])).astype(np.float32)
-
-
-def useful_flops_per_sample(model: WaveUNet, players: int) -> float:
-    """Convolution FLOPs (2 per multiply-add) per output sample for ``players`` queries,
-    each layer's positions counted once. With FiLM in the encoder only the first
-    convolution is shared by the players; otherwise the whole encoder is."""
-    c = model.config
-    encoder, decoder = 0.0, 0.0
-    channels_in = 1
-    for level in range(c.levels):
-        layer = c.down_kernel * channels_in * c.features(level) / 2**level
-        if level == 0 and c.conditioning == "film-all":
-            layer /= players  # the first convolution sees only the mixture
-        encoder += layer
-        channels_in = c.features(level)
-    bottleneck_in = channels_in + (c.query_dim if c.conditioning == "concat" else 0)
-    decoder += c.bottleneck_kernel * bottleneck_in * c.features(c.levels) / 2**c.levels
-    channels_in = c.features(c.levels)
-    for level in reversed(range(c.levels)):
-        width = channels_in + c.features(level)
-        decoder += c.up_kernel * width * c.features(level) / 2**level
-        channels_in = c.features(level)
-    decoder += channels_in + 1
-    per_query = encoder + decoder if c.conditioning == "film-all" else encoder / players + decoder
-    return 2 * per_query * players
 
 
 def conv_ceiling(repeats: int = 5) -> float:
@@ -161,7 +136,7 @@ def main() -> None:
                     difference = max(difference, float(np.abs(stems - reference).max()))
             engine = statistics.median(engine_times)
             realtime = audio.size / rate / engine
-            share = useful_flops_per_sample(model, players) * audio.size / engine / ceiling
+            share = 2 * useful_macs_per_sample(model, players) * audio.size / engine / ceiling
             row = {
                 "minutes": minutes,
                 "players": players,

@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -33,26 +34,35 @@ def model_of(reference: str) -> WaveUNet:
     return load_model(reference).model
 
 
+def layer_macs(model: WaveUNet, positions: Callable[[str], float]) -> tuple[float, float]:
+    """Multiply-adds of the encoder and of the decoder (bottleneck and output included):
+    each convolution's multiply-adds per position times ``positions(layer name)``."""
+    c = model.config
+    encoder, decoder = 0.0, 0.0
+    channels_in = 1
+    for level in range(c.levels):
+        name = f"down{level}"
+        encoder += positions(name) * c.down_kernel * channels_in * c.features(level)
+        channels_in = c.features(level)
+    bottleneck_in = channels_in + (c.query_dim if c.conditioning == "concat" else 0)
+    bottleneck_out = c.features(c.levels)
+    decoder += positions("bottleneck") * c.bottleneck_kernel * bottleneck_in * bottleneck_out
+    channels_in = c.features(c.levels)
+    for level in reversed(range(c.levels)):
+        width = channels_in + c.features(level)
+        decoder += positions(f"up{level}") * c.up_kernel * width * c.features(level)
+        channels_in = c.features(level)
+    decoder += positions("output") * (channels_in + 1)
+    return encoder, decoder
+
+
 def cost(model: WaveUNet, tile: int, queries: int) -> dict[str, float]:
     c = model.config
     input_length = model.input_length_for(tile)
     spans = model.trace(input_length)
     assert spans is not None
     output = spans["output"].count
-    encoder, decoder = 0, 0
-    channels_in = 1
-    for level in range(c.levels):
-        encoder += spans[f"down{level}"].count * c.down_kernel * channels_in * c.features(level)
-        channels_in = c.features(level)
-    bottleneck_in = channels_in + (c.query_dim if c.conditioning == "concat" else 0)
-    bottleneck_out = c.features(c.levels)
-    decoder += spans["bottleneck"].count * c.bottleneck_kernel * bottleneck_in * bottleneck_out
-    channels_in = c.features(c.levels)
-    for level in reversed(range(c.levels)):
-        width = channels_in + c.features(level)
-        decoder += spans[f"up{level}"].count * c.up_kernel * width * c.features(level)
-        channels_in = c.features(level)
-    decoder += output * (channels_in + 1)
+    encoder, decoder = layer_macs(model, lambda name: spans[name].count)
     per_query = encoder + decoder if c.conditioning == "film-all" else encoder / queries + decoder
     seconds = output / c.sample_rate
     context = input_length - output
@@ -64,6 +74,20 @@ def cost(model: WaveUNet, tile: int, queries: int) -> dict[str, float]:
         "window_input_samples": input_length,
         "gmac_per_audio_second_per_query": round(per_query / seconds / 1e9, 3),
     }
+
+
+def useful_macs_per_sample(model: WaveUNet, queries: int) -> float:
+    """Multiply-adds per output sample for ``queries`` players as the streamed engine does
+    them: each layer's positions once (a layer at stride ``s`` has ``1 / s`` per sample), the
+    encoder shared by the players, or with FiLM in the encoder only its first convolution."""
+    c = model.config
+    spans = model.trace(model.input_length_for(1))
+    assert spans is not None
+    encoder, decoder = layer_macs(model, lambda name: 1 / spans[name].step)
+    if c.conditioning != "film-all":
+        return encoder + decoder * queries
+    first = c.down_kernel * c.features(0)  # sees only the mixture
+    return first + (encoder - first + decoder) * queries
 
 
 def main() -> None:
