@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
+from bench_separate import test_blocks  # noqa: E402
 from model_cost import useful_macs_per_sample  # noqa: E402
 from reference_predict import predict  # noqa: E402
 
@@ -45,15 +46,6 @@ from vimss_cli.conditioning import Query  # noqa: E402
 from vimss_cli.engine import plan_tile, separate_array  # noqa: E402
 
 CODES = ["vn", "vc", "fl", "cl", "tpt"]
-
-
-def test_mixture(seconds: float, rate: int) -> np.ndarray:
-    """Harmonic tones with a slow vibrato plus noise, as ``bench_separate.py`` writes."""
-    rng = np.random.default_rng(0)
-    t = (np.arange(int(seconds * rate)) / rate)[:, None]
-    f0 = np.array([196.0, 262.0, 392.0]) * (1 + 0.1 * np.sin(t / 7))
-    tones = np.sin(2 * np.pi * t * f0).sum(axis=1) / 3
-    return (0.3 * tones + 0.02 * rng.standard_normal(t.shape[0])).astype(np.float32)
 
 
 def conv_ceiling(repeats: int = 5) -> float:
@@ -111,7 +103,7 @@ def main() -> None:
     header += f" {'% ceiling':>9} {'reference s':>11} {'ratio':>6} {'max |diff|':>10}"
     print(header)
     for minutes in args.minutes:
-        audio = test_mixture(minutes * 60, rate)
+        audio = np.concatenate(list(test_blocks(minutes * 60, rate)))
         for players in args.players:
             queries = [Query(code) for code in CODES[:players]]
             tile = args.tile or plan_tile(model, players, torch.device("cpu"))

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +25,24 @@ RATE = 22050
 CODES = ["vn", "vc", "fl", "cl", "tpt"]
 
 
-def write_test_wav(path: Path, minutes: float) -> None:
-    """A long mono WAV written one 10 s block at a time (memory stays small)."""
+def test_blocks(seconds: float, rate: int = RATE) -> Iterator[np.ndarray]:
+    """Ensemble-like test audio in 10 s blocks: three harmonic tones whose pitch drifts from
+    block to block, plus a little noise (float32, mono)."""
     rng = np.random.default_rng(0)
-    total = int(minutes * 60 * RATE)
-    block = 10 * RATE
+    total = int(seconds * rate)
+    block = 10 * rate
+    for start in range(0, total, block):
+        t = (np.arange(start, min(total, start + block)) / rate)[:, None]
+        f0 = np.array([196.0, 262.0, 392.0]) * (1 + 0.1 * np.sin(start / rate / 7))
+        tones = np.sin(2 * np.pi * t * f0).sum(axis=1) / 3
+        yield (0.3 * tones + 0.02 * rng.standard_normal(t.shape[0])).astype(np.float32)
+
+
+def write_test_wav(path: Path, minutes: float) -> None:
+    """A long mono WAV of :func:`test_blocks`, written block by block (memory stays small)."""
     with soundfile.SoundFile(str(path), "w", RATE, 1, "PCM_16") as handle:
-        for start in range(0, total, block):
-            t = (np.arange(start, min(total, start + block)) / RATE)[:, None]
-            f0 = np.array([196.0, 262.0, 392.0]) * (1 + 0.1 * np.sin(start / RATE / 7))
-            tones = np.sin(2 * np.pi * t * f0).sum(axis=1) / 3
-            handle.write((0.3 * tones + 0.02 * rng.standard_normal(t.shape[0])).astype(np.float32))
+        for block in test_blocks(minutes * 60):
+            handle.write(block)
 
 
 def run_once(wav: Path, instruments: int, out: Path, extra: list[str]) -> tuple[float, float]:
