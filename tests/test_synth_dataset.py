@@ -54,6 +54,7 @@ def test_urmp_layout_exact_mix_and_h264_video(generated: Path) -> None:
     for piece in pieces:
         assert 2 <= piece.players <= 5
         expected = {piece.mix_path, piece.score_path, piece.video_path, *piece.stem_paths}
+        expected.add(piece.pose_path)
         expected |= {piece.notes_path(j) for j in range(1, piece.players + 1)}
         expected |= {piece.f0_path(j) for j in range(1, piece.players + 1)}
         assert set(piece.folder.iterdir()) == expected

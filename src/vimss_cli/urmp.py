@@ -40,6 +40,9 @@ FILE_KINDS: dict[str, tuple[str, str]] = {
     "score": ("Sco_", ".mid"),
     "video": ("Vid_", ".mp4"),
 }
+#: The true keypoints ``vimss data synth`` writes beside each video. Not a URMP file: a
+#: real URMP piece has none, so no check asks for it.
+POSE_PREFIX = "Pose_"
 MIX_PREFIX = FILE_KINDS["mixture"][0]
 VIDEO_PREFIX = FILE_KINDS["video"][0]
 
@@ -83,6 +86,10 @@ class PieceName:
 
     def video_name(self) -> str:
         return f"Vid_{self.folder_name}.mp4"
+
+    def pose_name(self) -> str:
+        """``Pose_<folder>.npz``: the players' true keypoints (generated pieces only)."""
+        return f"{POSE_PREFIX}{self.folder_name}.npz"
 
 
 def parse_folder_name(name: str) -> PieceName:
@@ -153,6 +160,10 @@ class Piece:
     @property
     def video_path(self) -> Path:
         return self.folder / self.name.video_name()
+
+    @property
+    def pose_path(self) -> Path:
+        return self.folder / self.name.pose_name()
 
     def file_names(self, kind: str) -> list[str]:
         """The names of the files of one of :data:`FILE_KINDS` the folder name implies."""

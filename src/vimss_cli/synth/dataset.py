@@ -223,6 +223,7 @@ def generate_piece(
         (width, height),
         picture_rng,
         ffmpeg_executable(),
+        keypoints_path=str(partial / name.pose_name()),
     )
 
     final = out_dir / name.folder_name

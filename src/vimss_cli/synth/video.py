@@ -1,11 +1,11 @@
 """Picture: film the ensemble, one player per region, left to right in track order.
 
-Each player is a simple figure holding its instrument's picture on a background shared by
-the whole frame. Motion that carries information follows the player's own notes: a jolt
-at each onset, the bow travelling during a string note (turning at each new note), the
-chest emptying during a wind note and filling in rests, fingers changing with pitch; in
-rests the player is still. Motion that carries none is added on top: a slow sway of each
-player, camera shake, changing light and sensor noise. Frames go to ffmpeg (libx264).
+Each player is a simple figure (body, head, two jointed arms with hands and fingers) holding
+its instrument's picture, on a background shared by the whole frame. How the figure moves
+comes from :mod:`vimss_cli.synth.kinematics`: bow strokes, fingers and breath follow the
+player's own notes; sway, nods, page turns and hand adjustments in rests follow none. Camera
+shake, changing light and sensor noise are added on top. Frames go to ffmpeg (libx264); the
+figures' true keypoints can be written beside the video.
 """
 
 from __future__ import annotations
@@ -16,11 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from vimss_cli.errors import MediaError
+from vimss_cli.synth import kinematics
+from vimss_cli.synth.kinematics import (
+    UPRIGHT,
+    Figure,
+    motion_signals,
+    player_keypoints,
+    smooth_noise,
+)
 from vimss_cli.synth.performance import PlayedNote
 
-STRINGS = {"vn", "va", "vc", "db"}
-#: Instruments held upright in front of the body (the rest are held out sideways).
-UPRIGHT = {"vc", "db", "ob", "cl", "bn", "sax", "tba"}
 #: URMP films at 29.97 frames per second.
 FPS = 30000 / 1001
 
@@ -34,66 +39,6 @@ class PlayerLook:
     shirt: tuple[int, int, int]
     skin: tuple[int, int, int]
     scale: float = 1.0  # size relative to the instrument's usual size (viola vs violin)
-
-
-@dataclass
-class _Motion:
-    """Per-frame motion signals of one player, precomputed for the whole clip."""
-
-    active: np.ndarray  # 1 while a note sounds
-    jolt: np.ndarray  # decaying pulse after each onset
-    bow: np.ndarray  # bow position in [-1, 1] (strings)
-    chest: np.ndarray  # breath in [0, 1] (winds and brass)
-    pitch: np.ndarray  # sounding pitch, 0 in rests
-    sway: np.ndarray  # nuisance: horizontal sway in [-1, 1]
-    nod: np.ndarray  # nuisance: head movement in [-1, 1]
-
-
-def _smooth(rng: np.random.Generator, times: np.ndarray, slow: float, fast: float) -> np.ndarray:
-    out = np.zeros_like(times)
-    for _ in range(3):
-        out += np.sin(2 * np.pi * rng.uniform(slow, fast) * times + rng.uniform(0, 2 * np.pi))
-    return out / 3
-
-
-def motion_signals(
-    notes: tuple[PlayedNote, ...], times: np.ndarray, rng: np.random.Generator
-) -> _Motion:
-    """The motion of one player at ``times`` (seconds) from its notes, plus nuisance motion."""
-    active = np.zeros_like(times)
-    jolt = np.zeros_like(times)
-    bow = np.zeros_like(times)
-    pitch = np.zeros_like(times)
-    position = -1.0
-    for index, note in enumerate(notes):
-        inside = (times >= note.onset) & (times < note.onset + note.duration)
-        active[inside] = 1.0
-        pitch[inside] = note.pitch
-        after = times >= note.onset
-        jolt[after] += np.exp(-(times[after] - note.onset) / 0.12) * (note.velocity / 127)
-        direction = 1.0 if index % 2 == 0 else -1.0
-        travel = np.clip((times[inside] - note.onset) / max(note.duration, 1e-3), 0, 1)
-        start = position
-        bow[inside] = start + direction * 2.0 * travel * (0.5 + note.velocity / 254)
-        position = float(np.clip(start + direction * 2.0 * (0.5 + note.velocity / 254), -1, 1))
-        rest = times >= note.onset + note.duration
-        bow[rest] = position
-    bow = np.clip(bow, -1.0, 1.0)
-    chest = np.zeros_like(times)
-    level = 0.5
-    step = times[1] - times[0] if times.size > 1 else 1 / FPS
-    for i in range(times.size):
-        level = level - 0.2 * step if active[i] else level + 3.0 * (1.0 - level) * step
-        chest[i] = level = float(np.clip(level, 0.0, 1.0))
-    return _Motion(
-        active=active,
-        jolt=np.clip(jolt, 0, 1),
-        bow=bow,
-        chest=chest,
-        pitch=pitch,
-        sway=_smooth(rng, times, 0.05, 0.3),
-        nod=_smooth(rng, times, 0.1, 0.5),
-    )
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -151,61 +96,34 @@ def _paste(frame: np.ndarray, rgba: np.ndarray, centre: tuple[float, float], ang
     frame[fy0:fy1, fx0:fx1] = (region * (1 - alpha) + part[..., :3] * alpha).astype(np.uint8)
 
 
-def _draw_player(
-    frame: np.ndarray,
-    look: PlayerLook,
-    image: np.ndarray,
-    motion: _Motion,
-    index: int,
-    centre_x: float,
-    region_width: int,
-) -> None:
+def _draw_player(frame: np.ndarray, look: PlayerLook, image: np.ndarray, figure: Figure) -> None:
+    """Draw one player's figure: body, head, instrument, bow, arms, hands and fingers."""
     import cv2
 
     height = frame.shape[0]
-    sway = 0.04 * region_width * motion.sway[index]
-    jolt = motion.jolt[index]
-    chest = motion.chest[index] if look.instrument not in STRINGS else 0.3
-    x = centre_x + sway
-    head = (x + 0.01 * height * motion.nod[index], 0.28 * height + 0.03 * height * jolt)
-    body_w = min(0.32 * region_width, 0.16 * height) * (1 + 0.12 * chest)
-    body_h = 0.22 * height * (1 + 0.04 * chest)
-    cv2.ellipse(
-        frame, (int(x), int(0.56 * height)), (int(body_w), int(body_h)), 0, 0, 360, look.shirt, -1
-    )
-    cv2.circle(frame, (int(head[0]), int(head[1])), int(0.07 * height), look.skin, -1)
-    tilt = 8.0 * jolt
-    if look.instrument in UPRIGHT:
-        low = look.instrument in ("vc", "db", "tba")
-        centre = (x, (0.62 if low else 0.5) * height + 0.025 * height * jolt)
-        _paste(frame, image, centre, tilt)
-    else:
-        centre = (x - 0.15 * region_width, 0.33 * height + 0.025 * height * jolt)
-        angle = (20.0 if look.instrument in ("vn", "va") else 5.0) + tilt
-        _paste(frame, image, centre, angle)
-    if look.instrument in STRINGS:
-        # the bow: a line across the strings that travels with each note
-        if look.instrument in ("vc", "db"):
-            mid = np.array([x + 0.18 * region_width * motion.bow[index], 0.66 * height])
-            direction = np.array([1.0, 0.08])
-        else:
-            mid = np.array([centre[0] + 0.12 * region_width * motion.bow[index], 0.36 * height])
-            direction = np.array([0.6, 0.8])
-        half = 0.22 * height * direction
-        start, end = (mid - half).astype(int), (mid + half).astype(int)
-        cv2.line(frame, tuple(start), tuple(end), (235, 220, 180), max(1, height // 120))
-        # the bowing arm: from the right shoulder to the hand holding the bow's frog
-        shoulder = (int(x + 0.8 * body_w), int(0.42 * height))
-        hand = tuple(int(v) for v in (mid + 0.6 * half))
-        cv2.line(frame, shoulder, hand, look.shirt, max(2, height // 28))
-        cv2.circle(frame, hand, max(2, height // 45), look.skin, -1)
-    # fingers: hands on the instrument whose places follow the pitch while a note sounds
-    pitch = int(motion.pitch[index])
-    if pitch:
-        for bit in range(3):
-            if (pitch >> bit) & 1:
-                dot = (int(centre[0] + (bit - 1) * 0.05 * height), int(centre[1] - 0.05 * height))
-                cv2.circle(frame, dot, max(2, height // 50), look.skin, -1)
+    points = figure.keypoints[:, :2]
+    x, y, half_w, half_h = figure.body
+    cv2.ellipse(frame, (int(x), int(y)), (int(half_w), int(half_h)), 0, 0, 360, look.shirt, -1)
+    nose = points[kinematics.NOSE]
+    cv2.circle(frame, (int(nose[0]), int(nose[1])), int(figure.head_radius), look.skin, -1)
+    _paste(frame, image, figure.instrument_centre, figure.instrument_angle)
+    if figure.bow is not None:
+        start, end = (tuple(int(v) for v in end) for end in figure.bow)
+        cv2.line(frame, start, end, (235, 220, 180), max(1, height // 120))
+    arm = max(2, height // 28)
+    sleeve = tuple(int(0.65 * c) for c in look.shirt)  # darker, to show against the body
+    for shoulder, elbow, wrist, index in (
+        (kinematics.RIGHT_SHOULDER, kinematics.RIGHT_ELBOW, kinematics.RIGHT_WRIST,
+         kinematics.RIGHT_INDEX),
+        (kinematics.LEFT_SHOULDER, kinematics.LEFT_ELBOW, kinematics.LEFT_WRIST,
+         kinematics.LEFT_INDEX),
+    ):  # fmt: skip
+        joints = [tuple(int(v) for v in points[i]) for i in (shoulder, elbow, wrist)]
+        cv2.line(frame, joints[0], joints[1], sleeve, arm)
+        cv2.line(frame, joints[1], joints[2], sleeve, arm)
+        cv2.circle(frame, joints[2], max(2, height // 45), look.skin, -1)
+        finger = tuple(int(v) for v in points[index])
+        cv2.line(frame, joints[2], finger, look.skin, max(1, height // 90))
 
 
 def _shift(frame: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -229,8 +147,13 @@ def render_video(
     size: tuple[int, int],
     rng: np.random.Generator,
     ffmpeg: str,
+    keypoints_path: str | None = None,
 ) -> int:
-    """Render and encode the clip (H.264, yuv420p, no audio); returns the frame count."""
+    """Render and encode the clip (H.264, yuv420p, no audio); returns the frame count.
+
+    With ``keypoints_path``, the figures' true keypoints go there too (see
+    :func:`write_keypoints`), camera shake included.
+    """
     width, height = size
     frames = int(np.ceil(seconds * FPS))
     times = np.arange(frames) / FPS
@@ -238,7 +161,7 @@ def render_video(
     background = _background(rng, width, height)
     region_width = width // len(looks)
     images = [_prepare_image(look, region_width, height) for look in looks]
-    light = 1.0 + 0.08 * _smooth(rng, times, 0.05, 0.4)
+    light = 1.0 + 0.08 * smooth_noise(rng, times, 0.05, 0.4)
     limit = max(1, width // 200)
     shake = np.cumsum(rng.normal(0, 0.3, size=(frames, 2)), axis=0)
     shake = np.clip(shake - np.linspace(0, 1, frames)[:, None] * shake[-1], -limit, limit)
@@ -254,12 +177,18 @@ def render_video(
         command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     assert process.stdin is not None
+    keypoints = np.zeros((len(looks), frames, kinematics.LANDMARKS, 3), np.float32)
     try:
         for i in range(frames):
             frame = background.copy()
             for j, look in enumerate(looks):
                 centre_x = (j + 0.5) * region_width
-                _draw_player(frame, look, images[j], motions[j], i, centre_x, region_width)
+                figure = player_keypoints(
+                    look.instrument, motions[j], i, centre_x, region_width, height
+                )
+                _draw_player(frame, look, images[j], figure)
+                keypoints[j, i] = figure.keypoints
+                keypoints[j, i, :, :2] += (shake[i][1], shake[i][0])
             frame = _shift(frame, int(shake[i][0]), int(shake[i][1]))
             lit = frame.astype(np.float32) * np.float32(light[i]) + noise_bank[i % len(noise_bank)]
             process.stdin.write(np.clip(lit, 0, 255, out=lit).astype(np.uint8).tobytes())
@@ -273,4 +202,15 @@ def render_video(
         returncode = process.wait()
     if returncode != 0:
         raise MediaError(f"ffmpeg could not encode {path}", stderr.strip()[-300:] or None)
+    if keypoints_path is not None:
+        write_keypoints(keypoints_path, keypoints, FPS, [look.instrument for look in looks])
     return frames
+
+
+def write_keypoints(path: str, keypoints: np.ndarray, rate: float, instruments: list[str]) -> None:
+    """Save a clip's true keypoints as ``.npz``: ``keypoints`` ``(players, frames, 33, 3)``
+    float32 BlazePose ``(x, y, visibility)`` in pixels of the video, ``fps``, ``instruments``.
+    Read them back with :func:`vimss_cli.vision.pose_motion.read_keypoints`."""
+    np.savez_compressed(
+        path, keypoints=keypoints, fps=np.float64(rate), instruments=np.array(instruments)
+    )
