@@ -7,7 +7,9 @@ each player's motion features and compares them with that player's note activity
 * ``frames``: the frame-difference energy of the player's box, as training and ``separate``
   use it today (``VideoAnalysis.motion``, ``--bands`` horizontal bands);
 * ``pose``: :func:`vimss_cli.vision.pose_motion.pose_motion` on the true keypoints that
-  ``vimss data synth`` writes beside each video (``Pose_*.npz``).
+  ``vimss data synth`` writes beside each video (``Pose_*.npz``);
+* ``estimated``: the same features on the keypoints the pose estimator tracks in the video
+  (:func:`vimss_cli.vision.pose_track.track_poses`), with its error against the truth.
 
 Printed, per kind:
 
@@ -74,6 +76,31 @@ def pose_features(piece: Piece) -> tuple[np.ndarray, float]:
     """``(players, features, T)`` pose motion from the piece's true keypoints, and its rate."""
     keypoints, rate = read_keypoints(piece.pose_path)
     return pose_motion(keypoints, rate), rate
+
+
+def estimated_features(piece: Piece, errors: list[float]) -> tuple[np.ndarray, float]:
+    """``(players, features, T)`` pose motion from keypoints the pose estimator tracks in the
+    video. Appends to ``errors`` each player's median distance between estimated and true
+    wrists, elbows and shoulders, in shoulder widths (where the estimator saw the player)."""
+    from vimss_cli.vision.analysis import analyse_video
+    from vimss_cli.vision.pose_track import track_poses
+
+    analysis = analyse_video(piece.video_path, players=piece.players)
+    estimated = track_poses(piece.video_path, analysis.players, analysis.rate)
+    truth, true_rate = read_keypoints(piece.pose_path)
+    if len(estimated) == len(truth):
+        frames = np.round(np.arange(estimated.shape[1]) * true_rate / analysis.rate).astype(int)
+        true_points = truth[:, np.clip(frames, 0, truth.shape[1] - 1)]
+        joints = [11, 12, 13, 14, 15, 16]
+        width = np.linalg.norm(truth[:, :, 11, :2] - truth[:, :, 12, :2], axis=-1).mean(axis=1)
+        for j in range(len(truth)):
+            seen = estimated[j, :, 11, 2] > 0
+            if seen.any():
+                miss = estimated[j][seen][:, joints, :2] - true_points[j][seen][:, joints, :2]
+                errors.append(float(np.median(np.linalg.norm(miss, axis=-1)) / width[j]))
+            else:
+                errors.append(float("inf"))
+    return pose_motion(estimated, analysis.rate), analysis.rate
 
 
 def windowed(features: np.ndarray, rate: float) -> np.ndarray:
@@ -161,7 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("root", type=Path)
     parser.add_argument("--pieces", type=int, default=40)
-    parser.add_argument("--features", default="frames,pose", help="frames, pose or both")
+    parser.add_argument("--features", default="frames,pose", help="frames, pose, estimated")
     parser.add_argument("--bands", type=int, default=4, help="bands of the frame features")
     parser.add_argument(
         "--bridge", type=float, default=0.25, help="gap (s) inside a phrase, for 'phrases'"
@@ -174,8 +201,16 @@ def main() -> None:
             features = [frame_features(piece, args.bands) for piece in pieces]
         elif kind == "pose":
             features = [pose_features(piece) for piece in pieces]
+        elif kind == "estimated":
+            errors: list[float] = []
+            features = [estimated_features(piece, errors) for piece in pieces]
+            print(
+                f"estimated keypoints: median error of shoulders, elbows and wrists "
+                f"{np.median(errors):.2f} shoulder widths (per player: "
+                f"{' '.join(f'{e:.2f}' for e in errors)})"
+            )
         else:
-            raise SystemExit(f"unknown features {kind!r}: frames or pose")
+            raise SystemExit(f"unknown features {kind!r}: frames, pose or estimated")
         for label, bridge in (
             ("notes", 0.0),
             (f"phrases (gaps < {args.bridge} s bridged)", args.bridge),

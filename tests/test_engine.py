@@ -25,6 +25,7 @@ from vimss_cli.model import CONDITIONING_CHOICES, ModelConfig
 
 @st.composite
 def configs(draw: st.DrawFn) -> ModelConfig:
+    motion_channels = draw(st.sampled_from([0, 2]))
     return ModelConfig(
         sample_rate=8000,
         levels=draw(st.integers(1, 4)),
@@ -36,7 +37,10 @@ def configs(draw: st.DrawFn) -> ModelConfig:
         conditioning=draw(st.sampled_from(CONDITIONING_CHOICES)),
         query_dim=4,
         appearance_dim=draw(st.sampled_from([0, 3])),
-        motion_channels=draw(st.sampled_from([0, 2])),
+        motion_channels=motion_channels,
+        motion_encoder_channels=draw(st.sampled_from([0, 3])) if motion_channels else 0,
+        motion_encoder_layers=draw(st.integers(1, 3)),
+        motion_rate=draw(st.sampled_from([5.0, 15.0, 29.97])),
         mixture_consistency=draw(st.booleans()),
         silence_gate=draw(st.booleans()),
         output_activation=draw(st.sampled_from(["tanh", "identity"])),
@@ -195,3 +199,35 @@ def test_a_stream_computes_each_layer_once(monkeypatch: pytest.MonkeyPatch) -> N
     first = model.output_length(plan.input_length)
     assert [o.shape[-1] for o in outputs] == [first] + [plan.step] * 3
     assert seen == [plan.input_length] + [plan.step + model.config.down_kernel - 1] * 3
+
+
+def test_the_motion_encoder_is_exact_in_chunks_and_sees_only_its_context() -> None:
+    """A model that integrates seconds of motion: chunked equals whole, the motion changes
+    the output, and a change of motion reaches no further than the encoder's context."""
+    config = ModelConfig(
+        sample_rate=8000, levels=3, base_features=4, query_dim=4, motion_channels=2,
+        motion_encoder_channels=3, motion_encoder_layers=3, motion_rate=10.0,
+        silence_gate=False, output_activation="identity",
+    )  # fmt: skip
+    model = make_tiny_model(config, 1)
+    assert model.motion_encoder is not None and model.motion_encoder.context == 7
+    rng = np.random.default_rng(1)
+    audio = (0.5 * rng.standard_normal(40000)).astype(np.float32)  # 5 s
+    motion = rng.standard_normal((2, 60))  # 6 s at 12 frames/s
+    queries = [Query("vn", motion=motion, motion_rate=12.0), Query("vn")]
+    whole = separate_array(model, audio, queries, tile=None, groups=1)
+    pieces: list[np.ndarray] = []
+    separate_blocks(model, iter_blocks(audio, 3001), queries, pieces.append, tile=1000)
+    assert np.abs(whole - np.concatenate(pieces, axis=1)).max() <= 1e-5
+    assert np.abs(whole[0] - whole[1]).max() > 1e-3  # the motion makes the players differ
+    changed = motion.copy()
+    changed[:, 40:] += 5.0  # from 40 / 12 = 3.33 s on
+    moved = separate_array(
+        model, audio, [Query("vn", motion=changed, motion_rate=12.0), Query("vn")], tile=None,
+        groups=1,
+    )  # fmt: skip
+    # the change reaches back: one 10/s frame (resampling the 12/s motion), the encoder's 7
+    # frames, one frame of interpolation to samples, and the Wave-U-Net's own context
+    reach = int((40 / 12 - 0.9) * 8000) - model.context
+    assert np.abs(moved[0, :reach] - whole[0, :reach]).max() <= 1e-6
+    assert np.abs(moved[0, reach + 8000 :] - whole[0, reach + 8000 :]).max() > 1e-3

@@ -290,3 +290,23 @@ def test_motion_where_no_player_was_found_is_warned_of(footage, tmp_path: Path) 
     assert len(warned) == 1 and "x = 12" in warned[0], analysis.warnings  # x = 1200-1240 px
     still, _ = footage["plain_duet"]  # the same players, nothing else moving: no warning
     assert not [w for w in analyse_video(still).warnings if "something moves" in w]
+
+
+def test_poses_are_tracked_on_each_player_through_the_video(footage) -> None:
+    """The pose estimator follows each real player in every frame; on still photographs the
+    tracked keypoints barely move, so the pose motion stays near zero."""
+    from vimss_cli.vision.pose_motion import pose_motion
+    from vimss_cli.vision.pose_track import track_poses
+
+    path, truth = footage["plain_duet"]
+    analysis = analyse_video(path)
+    keypoints = track_poses(path, analysis.players, analysis.rate)
+    assert keypoints.shape[0] == truth.count == 2 and keypoints.shape[2:] == (33, 3)
+    seen = keypoints[:, :, 11, 2] > 0
+    assert seen.mean(axis=1).min() >= 0.9
+    for player, track in zip(analysis.players, keypoints, strict=True):
+        x, _, w, _ = player.box
+        shoulders = track[track[:, 11, 2] > 0][:, [11, 12], 0].mean(axis=1)
+        assert ((shoulders > x) & (shoulders < x + w)).all()
+    motion = pose_motion(keypoints, analysis.rate)
+    assert np.median(motion) < 0.3

@@ -717,3 +717,61 @@ def test_start_up_progress_on_a_terminal_only(tree: Path, tmp_path: Path) -> Non
         hidden = CliRunner().invoke(app, [*args, "--out", str(out), *extra], env=env)
         assert hidden.exit_code == 0, hidden.output
         assert SPINNER_START not in hidden.stderr and "reading the" not in hidden.stderr, extra
+
+
+def test_warm_start_keeps_a_motion_encoder_random_and_computes_what_the_label_model_does(
+    tmp_path: Path,
+) -> None:
+    """The encoder feeds FiLM's zeroed motion convolution: random, so it can learn, and the
+    warmed model still separates as the label model does at step 0."""
+    from vimss_cli.api import Separator
+    from vimss_cli.checkpoint import save_checkpoint
+    from vimss_cli.conditioning import Query
+    from vimss_cli.model import WaveUNet
+    from vimss_cli.training.warm_start import warm_start
+
+    torch.manual_seed(2)
+    label_model = WaveUNet(build_config(None, TINY).model)
+    source = tmp_path / "label.safetensors"
+    save_checkpoint(source, label_model, {"trained": True})
+    encoder = ["model.motion_channels=2", "model.motion_encoder_channels=3"]
+    video_model = WaveUNet(build_config(None, [*TINY, *encoder]).model)
+    info = warm_start(video_model, str(source))
+    assert not any(name.startswith("motion_encoder.") for name in info["zeroed"])
+    assert any(name.endswith("dynamic.weight") for name in info["zeroed"])
+    assert video_model.motion_encoder is not None
+    assert video_model.motion_encoder.project.weight.abs().sum() > 0
+    video_path = tmp_path / "video.safetensors"
+    save_checkpoint(video_path, video_model, {"trained": True})
+    rng = np.random.default_rng(0)
+    mixture = (0.3 * rng.standard_normal(3000)).astype(np.float32)
+    looks = [Query("vn", motion=rng.random((2, 40)), motion_rate=20.0), Query("vc")]
+    plain = Separator(str(source), device="cpu").separate_array(mixture, [Query("vn"), Query("vc")])
+    warmed = Separator(str(video_path), device="cpu").separate_array(mixture, looks)
+    np.testing.assert_allclose(warmed, plain, atol=1e-6)
+
+
+def test_excerpts_for_a_motion_encoder_carry_frames_on_its_clock() -> None:
+    from vimss_cli.model import WaveUNet
+    from vimss_cli.training.data import PieceAudio
+
+    rng = np.random.default_rng(0)
+    stems = (0.3 * rng.standard_normal((2, 4 * RATE))).astype(np.float32)
+    visuals = PlayerVisuals(np.zeros((2, 0), np.float32), rng.random((2, 2, 120)), 30.0)
+    violins = PieceAudio("01_Piece1_vn_vn", ("vn", "vn"), stems, visuals)
+
+    model_config = build_config(
+        None, [*TINY, "model.motion_channels=2", "model.motion_encoder_channels=3"]
+    ).model
+    shape = ExcerptShape(400, 256, 72)
+    config = build_config(None, [*TINY, "data.queries_per_mixture=2"])
+    window = (model_config.motion_rate, 31, WaveUNet(model_config).motion_frames_for(400))
+    dataset = ExcerptDataset([violins], shape, config.data, seed=0, augment=False,
+                             motion_channels=2, sample_rate=RATE,
+                             motion_window=window)  # fmt: skip
+    item = next(dataset[i] for i in range(50) if (dataset[i]["targets"].abs().sum(-1) > 0).all())
+    assert "motion" not in item
+    assert item["motion_frames"].shape == (2, 2, window[2])
+    assert item["motion_offset"].shape == (2,) and item["motion_offset"].dtype == torch.float64
+    assert ((item["motion_offset"] >= 0) & (item["motion_offset"] < 1)).all()
+    assert not torch.equal(item["motion_frames"][0], item["motion_frames"][1])

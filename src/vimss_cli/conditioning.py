@@ -55,11 +55,17 @@ class QueryBatch:
         appearance: ``(K, appearance_dim)`` (or ``(W, K, appearance_dim)``) or ``None``.
         motion: ``(W, K, motion_channels, T_in)`` per-sample motion for each of W windows,
             aligned with the mixture window, or ``None``.
+        motion_frames: for a model with a motion encoder, the motion on its own frame clock
+            instead: ``(W, K, motion_channels, F)`` from :func:`motion_frames_window`, with
+            ``motion_offset`` ``(W,)``, each window's first sample in frames past its first
+            output frame (in ``[0, 1)``).
     """
 
     labels: Tensor
     appearance: Tensor | None = None
     motion: Tensor | None = None
+    motion_frames: Tensor | None = None
+    motion_offset: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -93,6 +99,45 @@ def motion_at_samples(
     for channel in range(channels):
         result[channel, inside] = np.interp(position[inside], frame_positions, frames[channel])
     return result
+
+
+def motion_frames_window(
+    query: Query,
+    first_sample: int,
+    frames: int,
+    sample_rate: int,
+    rate: float,
+    context: int,
+    channels: int,
+) -> tuple[np.ndarray, float]:
+    """The query's motion on a motion encoder's frame clock, for a window from ``first_sample``.
+
+    Frame ``f`` of the clock is the query's motion at ``f / rate`` seconds (linear
+    interpolation; before the first frame and after the last, the nearest frame's value). The
+    window holds frames ``first - context .. first - context + frames - 1``, ``first`` the
+    frame at or before ``first_sample``: a function of absolute frame numbers only, so every
+    window sees the same values at the same frames, and the encoder's valid convolutions give
+    the same outputs wherever a window starts. A query without motion gives zeros.
+
+    Returns:
+        ``(channels, frames)`` float32 and the window's first sample in frames past ``first``.
+    """
+    position = first_sample * rate / sample_rate
+    first = int(np.floor(position))
+    result = np.zeros((channels, frames), dtype=np.float32)
+    if query.motion is None:
+        return result, position - first
+    if query.motion_rate is None or query.motion_rate <= 0:
+        raise ValueError("a query with motion needs a positive motion_rate")
+    values = np.asarray(query.motion, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] != channels:
+        raise ValueError(f"motion must have shape ({channels}, frames), got {values.shape}")
+    times = (first - context + np.arange(frames)) / rate
+    source = times * query.motion_rate
+    frame_positions = np.arange(values.shape[1], dtype=np.float64)
+    for channel in range(channels):
+        result[channel] = np.interp(source, frame_positions, values[channel])
+    return result, position - first
 
 
 def query_batch_from_queries(

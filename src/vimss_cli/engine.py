@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vimss_cli.conditioning import Query, QueryBatch, motion_at_samples, query_batch_from_queries
+from vimss_cli.conditioning import (
+    Query,
+    QueryBatch,
+    motion_at_samples,
+    motion_frames_window,
+    query_batch_from_queries,
+)
 from vimss_cli.devices import autocast
 from vimss_cli.model import StreamState, WaveUNet
 
@@ -138,7 +144,9 @@ class _WindowRunner:
         The result holds the output positions that follow the previous call's.
         """
         motion = None
-        if self.motion_channels and any(q.motion is not None for q in self.queries):
+        if self.model.motion_encoder is not None:
+            batch = self._encoder_queries(starts)
+        elif self.motion_channels and any(q.motion is not None for q in self.queries):
             per_window = [
                 np.stack(
                     [
@@ -151,13 +159,39 @@ class _WindowRunner:
                 for start in starts
             ]
             motion = torch.as_tensor(np.stack(per_window), device=self.device)
-        batch = QueryBatch(self.static.labels, self.static.appearance, motion)
+        if self.model.motion_encoder is None:
+            batch = QueryBatch(self.static.labels, self.static.appearance, motion)
         mixture = torch.as_tensor(windows, device=self.device).unsqueeze(1)
         with torch.inference_mode(), autocast(self.device, self.precision):
             estimates = self.model(mixture, batch, self.stream)
         if self.stream is not None:
             return estimates[0].float().cpu().numpy()
         return _stitch(estimates[..., : self.plan.step].float().cpu().numpy())
+
+    def _encoder_queries(self, starts: list[int]) -> QueryBatch:
+        """The queries with their motion on the motion encoder's frame clock, per window
+        (none when no query has motion: the model takes that as zero frames)."""
+        batch = QueryBatch(self.static.labels, self.static.appearance)
+        if not any(q.motion is not None for q in self.queries):
+            return batch
+        config = self.model.config
+        encoder = self.model.motion_encoder
+        assert encoder is not None
+        count = self.model.motion_frames_for(self.plan.input_length)
+        frames, offsets = [], []
+        for start in starts:
+            rows = [
+                motion_frames_window(
+                    q, start, count, self.sample_rate, config.motion_rate, encoder.context,
+                    self.motion_channels,
+                )
+                for q in self.queries
+            ]  # fmt: skip
+            frames.append(np.stack([row for row, _ in rows]))
+            offsets.append([offset for _, offset in rows])
+        batch.motion_frames = torch.as_tensor(np.stack(frames), device=self.device)
+        batch.motion_offset = torch.tensor(offsets, dtype=torch.float64, device=self.device)
+        return batch
 
 
 class _QueryGroups:

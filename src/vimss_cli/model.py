@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -50,10 +51,16 @@ class ModelConfig:
         query_dim: size of the static query embedding.
         appearance_dim: size of appearance vectors (0: the model takes none).
         motion_channels: channels of the motion sequence (0: the model takes none).
-        motion_features: what the channels hold (``vision/motion.py``): ``"bands"``, the
-            player's box cut into horizontal bands; ``"multiscale"``, the whole box averaged
-            over centred windows of growing length (``MULTISCALE_SECONDS``), so the model sees
-            seconds of motion through its short receptive field.
+        motion_features: what the channels hold: ``"bands"``, the frame-difference energy of
+            the player's box cut into horizontal bands (``vision/motion.py``);
+            ``"multiscale"``, the whole box averaged over centred windows of growing length
+            (``MULTISCALE_SECONDS``); ``"pose"``, the speeds of the bowing arm, fingers,
+            shoulders and head from the player's keypoints (``vision/pose_motion.py``).
+        motion_encoder_channels: with a positive value, the motion first goes through a
+            :class:`MotionEncoder` (dilated convolutions over ``motion_rate`` frames per
+            second, ``motion_encoder_layers`` of them) with this many output channels, which
+            then feed FiLM: the model integrates seconds of motion. 0: FiLM reads the motion
+            at each sample as it is.
         mixture_consistency: project the K estimates so they sum to the mixture.
         silence_gate: output exactly zero where the mixture is digitally silent for the whole
             context around a sample (a function of absolute positions, so still exact).
@@ -71,7 +78,10 @@ class ModelConfig:
     query_dim: int = 64
     appearance_dim: int = 0
     motion_channels: int = 0
-    motion_features: Literal["bands", "multiscale"] = "bands"
+    motion_features: Literal["bands", "multiscale", "pose"] = "bands"
+    motion_encoder_channels: int = 0
+    motion_encoder_layers: int = 5
+    motion_rate: float = 15.0
     mixture_consistency: bool = False
     silence_gate: bool = True
     output_activation: Literal["tanh", "identity"] = "tanh"
@@ -80,8 +90,12 @@ class ModelConfig:
         check_types(self)  # before the ranges, so ``levels = "five"`` names its key
         for name in ("sample_rate", "levels", "base_features", "query_dim"):
             check_range(self, name, at_least=1)
-        for name in ("appearance_dim", "motion_channels"):
+        for name in ("appearance_dim", "motion_channels", "motion_encoder_channels"):
             check_range(self, name, at_least=0)
+        check_range(self, "motion_encoder_layers", at_least=1, at_most=10)
+        check_range(self, "motion_rate", at_least=1.0, at_most=120.0)
+        if self.motion_encoder_channels and not self.motion_channels:
+            raise ConfigValueError("motion_encoder_channels needs motion_channels")
         for name in ("down_kernel", "up_kernel", "bottleneck_kernel"):
             kernel = getattr(self, name)
             if kernel < 1 or kernel % 2 == 0:
@@ -253,6 +267,51 @@ class FiLM(nn.Module):
         return torch.addcmul(beta, features, 1 + gamma)
 
 
+def motion_encoder_context(config: ModelConfig) -> int:
+    """Frames a :class:`MotionEncoder` output frame sees on each side: ``2 ** layers - 1``."""
+    return 2**config.motion_encoder_layers - 1
+
+
+def motion_window_frames(config: ModelConfig, input_length: int) -> int:
+    """Motion frames a window of ``input_length`` samples needs with a motion encoder: the
+    two frames around every sample, plus the encoder's context on either side."""
+    covered = int(np.ceil((input_length - 1) * config.motion_rate / config.sample_rate)) + 2
+    return covered + 2 * motion_encoder_context(config)
+
+
+class MotionEncoder(nn.Module):
+    """Integrates seconds of a player's motion: dilated valid convolutions over its frames.
+
+    ``forward(frames (N, M, F)) -> (N, E, F - 2 * context)``: a 1x1 projection to ``E``
+    channels, then ``layers`` residual convolutions of kernel 3 with dilations 1, 2, 4, ...
+    Output frame ``f`` sees input frames ``f .. f + 2 * context`` (centred on
+    ``f + context``), ``context = 2 ** layers - 1`` frames each side: at 15 frames per second
+    and 5 layers, 31 frames, about 2 s either way. The convolutions are valid, so an output
+    frame depends on its input frames only, wherever the window around it starts: the engine
+    cuts the motion into windows exactly as it cuts the audio.
+    """
+
+    def __init__(self, channels_in: int, channels: int, layers: int) -> None:
+        super().__init__()
+        self.project = nn.Conv1d(channels_in, channels, kernel_size=1)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size=3, dilation=2**layer)
+            for layer in range(layers)
+        )
+
+    @property
+    def context(self) -> int:
+        """Input frames on each side of an output frame."""
+        return 2 ** len(self.convs) - 1
+
+    def forward(self, frames: Tensor) -> Tensor:
+        features = self.project(frames)
+        for layer, conv in enumerate(self.convs):
+            dilation = 2**layer
+            features = features[..., dilation:-dilation] + F.gelu(conv(features))
+        return features
+
+
 # ------------------------------------------------------------------------- the network
 class WaveUNet(nn.Module):
     """Query-conditioned Wave-U-Net separating one source per query.
@@ -281,9 +340,15 @@ class WaveUNet(nn.Module):
             channels_in = c.features(level)
         self.output_conv = nn.Conv1d(channels_in + 1, 1, kernel_size=1)
         self.query_encoder = QueryEncoder(c.query_dim, c.appearance_dim)
+        self.motion_encoder = (
+            MotionEncoder(c.motion_channels, c.motion_encoder_channels, c.motion_encoder_layers)
+            if c.motion_encoder_channels
+            else None
+        )
+        film_motion = c.motion_encoder_channels or c.motion_channels  # what FiLM reads
         self.motion_to_query = (
-            nn.Conv1d(c.motion_channels, c.query_dim, 1)
-            if c.motion_channels and c.conditioning == "concat"
+            nn.Conv1d(film_motion, c.query_dim, 1)
+            if film_motion and c.conditioning == "concat"
             else None
         )
         film_channels: dict[str, int] = {}
@@ -297,7 +362,7 @@ class WaveUNet(nn.Module):
             film_channels["output"] = c.features(0)
         self.films = nn.ModuleDict(
             {
-                name: FiLM(channels, c.query_dim, c.motion_channels)
+                name: FiLM(channels, c.query_dim, film_motion)
                 for name, channels in film_channels.items()
             }
         )
@@ -371,6 +436,11 @@ class WaveUNet(nn.Module):
                 low = middle + 1
         return low
 
+    def motion_frames_for(self, input_length: int) -> int:
+        """Motion frames a window of ``input_length`` samples needs (see
+        :func:`motion_window_frames`)."""
+        return motion_window_frames(self.config, input_length)
+
     def working_set_bytes_per_output_sample(self, bytes_per_value: int = 4) -> int:
         """Bytes one query's busiest level touches per output sample when streaming.
 
@@ -432,7 +502,9 @@ class WaveUNet(nn.Module):
                 appearance = appearance.reshape(windows * k, -1)
             query = self.query_encoder(queries.labels.reshape(-1), appearance)
         motion = None
-        if queries.motion is not None and c.motion_channels:
+        if self.motion_encoder is not None:
+            motion = self._encoded_motion(queries, windows, input_length, mixture)
+        elif queries.motion is not None and c.motion_channels:
             motion = queries.motion.reshape(windows * k, c.motion_channels, input_length)
         motion = None if motion is None else motion.to(mixture.dtype)
 
@@ -497,6 +569,37 @@ class WaveUNet(nn.Module):
         if stream is not None:
             stream.started = True
         return estimates
+
+    def _encoded_motion(
+        self, queries: QueryBatch, windows: int, input_length: int, mixture: Tensor
+    ) -> Tensor:
+        """The motion encoder's output at every input sample: ``(W*K, E, T_in)``.
+
+        ``queries.motion_frames`` ``(W, K, M, F)`` is encoded, then interpolated linearly to
+        the samples (sample ``i`` of a window is ``offset + i * motion_rate / sample_rate``
+        frames past the window's first output frame). Queries without motion (``None``) are
+        zero frames, as training gives label-only queries.
+        """
+        assert self.motion_encoder is not None
+        c = self.config
+        k = queries.size
+        frames = queries.motion_frames
+        offset = queries.motion_offset
+        if frames is None or offset is None:
+            count = self.motion_frames_for(input_length)
+            frames = mixture.new_zeros((windows, k, c.motion_channels, count))
+            offset = mixture.new_zeros((windows, k), dtype=torch.float64)
+        frames = frames.reshape(windows * k, c.motion_channels, -1).to(mixture.dtype)
+        encoded = self.motion_encoder(frames)  # (W*K, E, frames - 2 * context)
+        step = c.motion_rate / c.sample_rate
+        sample = torch.arange(input_length, device=mixture.device, dtype=torch.float64)
+        positions = offset.to(torch.float64).reshape(-1, 1) + sample * step  # (W*K, T_in)
+        index = positions.floor().long().clamp(max=encoded.shape[-1] - 2)  # (W*K, T_in)
+        weight = (positions - index).to(encoded.dtype).unsqueeze(1)
+        gather = index.unsqueeze(1).expand(-1, encoded.shape[1], -1)
+        before = encoded.gather(2, gather)
+        after = encoded.gather(2, gather + 1)
+        return torch.lerp(before, after, weight)
 
     # ------------------------------------------------- layers that keep a stream's tail
     def _film(

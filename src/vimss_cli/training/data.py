@@ -33,10 +33,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from vimss_cli.conditioning import Query, motion_at_samples
+from vimss_cli.conditioning import Query, motion_at_samples, motion_frames_window
 from vimss_cli.errors import InputError, MediaError, VimssError
 from vimss_cli.instruments import INSTRUMENT_CODES, instrument_index
 from vimss_cli.media import read_audio
+from vimss_cli.model import motion_encoder_context, motion_window_frames
 from vimss_cli.training.config import DataConfig, TrainConfig
 from vimss_cli.training.visual_cache import PlayerVisuals, piece_visuals
 from vimss_cli.urmp import DATASETS, SYNTH_MANIFEST_NAME, Piece, list_pieces
@@ -199,6 +200,7 @@ class ExcerptDataset(Dataset):
         appearance_dim: int = 0,
         motion_channels: int = 0,
         sample_rate: int = 0,
+        motion_window: tuple[float, int, int] | None = None,
     ) -> None:
         self.pieces = pieces
         self.shape = shape
@@ -208,6 +210,8 @@ class ExcerptDataset(Dataset):
         self.appearance_dim = appearance_dim
         self.motion_channels = motion_channels
         self.sample_rate = sample_rate
+        #: a model with a motion encoder: its frame rate, context and frames per window
+        self.motion_window = motion_window
         #: instrument code -> ``(piece index, player)`` of its players, for codes with two or
         #: more (the candidates of same-instrument pairs)
         self.pair_candidates = {
@@ -238,6 +242,13 @@ class ExcerptDataset(Dataset):
             appearance_dim=model.appearance_dim,
             motion_channels=model.motion_channels,
             sample_rate=model.sample_rate,
+            motion_window=(
+                model.motion_rate,
+                motion_encoder_context(model),
+                motion_window_frames(model, shape.input_length),
+            )
+            if model.motion_encoder_channels
+            else None,
         )
 
     @property
@@ -282,7 +293,12 @@ class ExcerptDataset(Dataset):
         if self.appearance_dim:
             rows = [self._appearance(source) for _, _, source in queries]
             item["appearance"] = torch.from_numpy(np.stack(rows))
-        if self.motion_channels:
+        if self.motion_channels and self.motion_window is not None:
+            windows = [self._motion_frames(code, source) for code, _, source in queries]
+            item["motion_frames"] = torch.from_numpy(np.stack([frames for frames, _ in windows]))
+            offsets = [offset for _, offset in windows]  # each query's own piece and start
+            item["motion_offset"] = torch.tensor(offsets, dtype=torch.float64)
+        elif self.motion_channels:
             rows = [self._motion(code, source) for code, _, source in queries]
             item["motion"] = torch.from_numpy(np.stack(rows))
         return item
@@ -303,6 +319,23 @@ class ExcerptDataset(Dataset):
         query = Query(code, motion=visuals.motion[player], motion_rate=visuals.rate)
         return motion_at_samples(
             query, start, self.shape.input_length, self.sample_rate, self.motion_channels
+        )
+
+    def _motion_frames(
+        self, code: str, source: tuple[PieceAudio, int, int] | None
+    ) -> tuple[np.ndarray, float]:
+        """``(M, F)`` motion of the queried player on the motion encoder's frame clock, and
+        the window's first sample in frames (see :func:`motion_frames_window`)."""
+        assert self.motion_window is not None
+        rate, context, frames = self.motion_window
+        start = 0  # a query without motion: zeros, at any offset
+        query = Query(code)
+        visuals = None if source is None else source[0].visuals
+        if source is not None and visuals is not None:
+            _, player, start = source
+            query = Query(code, motion=visuals.motion[player], motion_rate=visuals.rate)
+        return motion_frames_window(
+            query, start, frames, self.sample_rate, rate, context, self.motion_channels
         )
 
     def _choose_players(self, rng: np.random.Generator) -> list[tuple[PieceAudio, int, int]]:

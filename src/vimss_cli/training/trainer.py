@@ -56,7 +56,13 @@ def batch_queries(batch: dict[str, torch.Tensor], device: torch.device) -> Query
         return None if value is None else value.to(device, non_blocking=True)
 
     labels = batch["labels"].to(device, non_blocking=True)
-    return QueryBatch(labels, get("appearance"), get("motion"))
+    return QueryBatch(
+        labels,
+        get("appearance"),
+        get("motion"),
+        motion_frames=get("motion_frames"),
+        motion_offset=get("motion_offset"),
+    )
 
 
 def _validate(

@@ -62,6 +62,8 @@ def piece_visuals(
     """
     from vimss_cli.errors import InputError
 
+    if features == "pose":
+        return pose_visuals(piece, channels)
     video = piece.video_path
     if not video.is_file():
         raise InputError(f"{piece.folder.name} has no video {video.name}")
@@ -86,3 +88,26 @@ def piece_visuals(
     with atomic_path(cache_file) as temporary:
         np.savez(temporary, key=key, appearance=appearance, motion=motion, rate=visuals.rate)
     return visuals
+
+
+def pose_visuals(piece: Piece, channels: int) -> PlayerVisuals:
+    """The players' pose motion from the true keypoints beside a generated piece's video
+    (``Pose_*.npz``; cheap to compute, so not cached). No appearance: ``(players, 0)``."""
+    from vimss_cli.errors import InputError
+    from vimss_cli.vision.pose_motion import FEATURES, pose_motion, read_keypoints
+
+    if channels != len(FEATURES):
+        raise InputError(f"pose motion has {len(FEATURES)} channels, the model takes {channels}")
+    if not piece.pose_path.is_file():
+        raise InputError(
+            f"{piece.folder.name} has no true keypoints {piece.pose_path.name} (pose motion is "
+            "trained on pieces from vimss data synth)"
+        )
+    keypoints, rate = read_keypoints(piece.pose_path)
+    if keypoints.shape[0] != piece.players:
+        raise InputError(
+            f"{piece.pose_path.name} holds {keypoints.shape[0]} players, the folder names "
+            f"{piece.players}"
+        )
+    motion = pose_motion(keypoints, rate)
+    return PlayerVisuals(np.zeros((piece.players, 0), np.float32), motion, rate)

@@ -1,10 +1,13 @@
 """Start a run from a trained checkpoint's weights (``run.init_from``).
 
 The new model may add conditioning paths the checkpoint lacks (appearance projection, motion
-FiLM convolutions): every tensor the checkpoint holds must exist in the new model with the
-same shape, and every tensor it lacks is set to zero. All of vimss's added conditioning paths
-are additive, so at step 0 the new model computes exactly what the checkpoint computes, and
-training only has to learn what the new inputs add.
+FiLM convolutions, a motion encoder): every tensor the checkpoint holds must exist in the new
+model with the same shape, and every tensor it lacks is set to zero, except the motion
+encoder's, which keep their fresh random values. All of vimss's added conditioning paths are
+additive and end in a zeroed layer (FiLM's motion convolution), so at step 0 the new model
+computes exactly what the checkpoint computes, and training only has to learn what the new
+inputs add. (A zeroed encoder would feed zeros to a zeroed layer, and neither would ever get a
+gradient.)
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ def warm_start(model: WaveUNet, reference: str) -> dict[str, object]:
     """Copy the weights of checkpoint ``reference`` (name, path or hf:) into ``model``.
 
     Returns provenance: the reference, the checkpoint's file sha256 and the names of the
-    tensors that were zero-initialised. Raises :class:`CheckpointError` when the checkpoint
-    does not fit (another sample rate, a tensor missing from the model or of another shape).
+    tensors that were zero-initialised (a motion encoder's are not: they stay random).
+    Raises :class:`CheckpointError` when the checkpoint does not fit (another sample rate, a
+    tensor missing from the model or of another shape).
     """
     loaded = load_model(reference)
     source = loaded.model
@@ -40,8 +44,12 @@ def warm_start(model: WaveUNet, reference: str) -> dict[str, object]:
                 f"cannot initialise from {reference}: {name} is {tuple(tensor.shape)} there, "
                 f"{tuple(target_state[name].shape)} here"
             )
-    zeroed = sorted(name for name in target_state if name not in source_state)
+    fresh = [name for name in target_state if name.startswith("motion_encoder.")]
+    zeroed = sorted(n for n in target_state if n not in source_state and n not in fresh)
     with torch.no_grad():
         for name, tensor in target_state.items():
-            tensor.copy_(source_state[name] if name in source_state else torch.zeros_like(tensor))
+            if name in source_state:
+                tensor.copy_(source_state[name])
+            elif name in zeroed:
+                tensor.zero_()
     return {"reference": reference, "file_sha256": file_sha256(loaded.path), "zeroed": zeroed}

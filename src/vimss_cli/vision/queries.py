@@ -13,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from vimss_cli.conditioning import Query
 from vimss_cli.errors import InputError
 from vimss_cli.instruments import parse_instrument_list
 from vimss_cli.media import MediaInfo
 from vimss_cli.model import ModelConfig
-from vimss_cli.urmp import MIX_PREFIX, VIDEO_PREFIX, parse_folder_name
+from vimss_cli.urmp import MIX_PREFIX, POSE_PREFIX, VIDEO_PREFIX, parse_folder_name
 from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
 from vimss_cli.vision.efficientnet import FEATURE_DIM
 from vimss_cli.vision.frames import probe_video
@@ -104,21 +106,60 @@ class PlayerPlan:
                 f"--instruments names {len(self.labels)} players but {len(found)} were found in "
                 f"{self.path}; pass --players {len(self.labels)} or --boxes"
             )
+        if config.motion_features == "pose":
+            motions, rate = self._pose_motion(len(found))
+        else:
+            motions = [
+                self.analysis.motion(player, config.motion_channels, config.motion_features)
+                for player in found
+            ]
+            rate = self.analysis.rate
         return [
             Query(
                 label,
                 appearance=player.appearance if config.appearance_dim else None,
-                motion=(
-                    self.analysis.motion(player, config.motion_channels, config.motion_features)
-                    if config.motion_channels
-                    else None
-                ),
-                motion_rate=self.analysis.rate if config.motion_channels else None,
+                motion=motion if config.motion_channels else None,
+                motion_rate=rate if config.motion_channels else None,
             )
-            for label, player in zip(self.labels, found, strict=True)
+            for label, player, motion in zip(self.labels, found, motions, strict=True)
         ]
 
+    def _pose_motion(self, players: int) -> tuple[list[np.ndarray], float]:
+        """Each player's pose motion ``(features, frames)`` and its rate: from the true
+        keypoints ``vimss data synth`` writes beside a video (``Pose_<piece>.npz``), or else
+        from the keypoints the pose estimator tracks in the video."""
+        from vimss_cli.vision.pose_motion import pose_motion, read_keypoints
+        from vimss_cli.vision.pose_track import track_poses
 
+        assert self.analysis is not None
+        path = pose_file_for(self.path)
+        if path.is_file():
+            keypoints, rate = read_keypoints(path)
+            if keypoints.shape[0] != players:
+                raise InputError(f"{path.name} holds {keypoints.shape[0]} players, not {players}")
+            self.notes.append(f"motion from the players' true keypoints in {path.name}")
+        else:
+            rate = self.analysis.rate
+            keypoints = track_poses(self.path, self.analysis.players, rate)
+            lost = (keypoints[:, :, 11, 2] == 0).mean(axis=1)
+            self.notes.append("motion from the players' keypoints, tracked in the video")
+            for number, share in enumerate(lost, start=1):
+                if share > LOST_POSE_SHARE:
+                    self.warnings.append(
+                        f"{self.path.name}: player {number}'s pose was lost in "
+                        f"{100 * share:.0f} % of the frames; its motion says little there"
+                    )
+        return list(pose_motion(keypoints, rate)), rate
+
+
+def pose_file_for(video: Path) -> Path:
+    """Where a generated piece keeps its players' true keypoints: ``Vid_<piece>.mp4`` ->
+    ``Pose_<piece>.npz`` beside it."""
+    return video.with_name(f"{POSE_PREFIX}{video.stem.removeprefix(VIDEO_PREFIX)}.npz")
+
+
+#: A player whose pose the tracker loses in more than this share of frames gets a warning.
+LOST_POSE_SHARE = 0.25
 #: A guessed instrument below this confidence is used, with a warning.
 UNSURE_CONFIDENCE = 0.3
 
