@@ -37,7 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from vimss_cli.synth.kinematics import STRINGS
+from vimss_cli.synth.video import player_boxes
 from vimss_cli.urmp import Piece, list_pieces
+from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
+from vimss_cli.vision.frames import probe_video
 from vimss_cli.vision.pose_motion import pose_motion, read_keypoints
 
 #: Centred windows (seconds) the probe averages each feature over.
@@ -63,11 +66,17 @@ def note_activity(path: Path, frames: int, rate: float, bridge: float = 0.0) -> 
     return active
 
 
+def generated_analysis(piece: Piece) -> VideoAnalysis:
+    """The front end on a generated piece, given its players' regions (equal columns: the
+    person detector may see a drawn figure with arms as a person without an instrument)."""
+    info = probe_video(piece.video_path)
+    boxes = player_boxes(info.width, info.height, piece.players)
+    return analyse_video(piece.video_path, players=piece.players, boxes=boxes)
+
+
 def frame_features(piece: Piece, bands: int) -> tuple[np.ndarray, float]:
     """``(players, bands, T)`` frame-difference motion and its rate."""
-    from vimss_cli.vision.analysis import analyse_video
-
-    analysis = analyse_video(piece.video_path, players=piece.players)
+    analysis = generated_analysis(piece)
     motion = np.stack([analysis.motion(p, bands) for p in analysis.players])
     return motion, analysis.rate
 
@@ -82,10 +91,9 @@ def estimated_features(piece: Piece, errors: list[float]) -> tuple[np.ndarray, f
     """``(players, features, T)`` pose motion from keypoints the pose estimator tracks in the
     video. Appends to ``errors`` each player's median distance between estimated and true
     wrists, elbows and shoulders, in shoulder widths (where the estimator saw the player)."""
-    from vimss_cli.vision.analysis import analyse_video
     from vimss_cli.vision.pose_track import track_poses
 
-    analysis = analyse_video(piece.video_path, players=piece.players)
+    analysis = generated_analysis(piece)
     estimated = track_poses(piece.video_path, analysis.players, analysis.rate)
     truth, true_rate = read_keypoints(piece.pose_path)
     if len(estimated) == len(truth):

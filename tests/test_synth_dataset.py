@@ -320,3 +320,26 @@ def test_without_mido_the_score_check_names_the_pip_install(
     monkeypatch.setitem(sys.modules, "mido", None)
     result = runner.invoke(app, ["data", "check", "--root", str(generated)])
     assert_clean_failure(result, "Sco_*.mid", "pip install 'vimss-cli[data]'")
+
+
+def test_generated_pieces_give_pose_motion_for_training(generated: Path, tmp_path: Path) -> None:
+    """The true keypoints beside each video become the pose model's motion; a folder without
+    them is refused with the reason."""
+    import shutil
+
+    from vimss_cli.errors import InputError
+    from vimss_cli.training.visual_cache import pose_visuals
+    from vimss_cli.vision.pose_motion import FEATURES
+
+    piece = list_pieces(generated)[0]
+    visuals = pose_visuals(piece, len(FEATURES))
+    assert visuals.motion.shape[:2] == (piece.players, len(FEATURES))
+    assert visuals.motion.shape[2] == int(np.ceil(3.0 * 30000 / 1001))  # every video frame
+    assert visuals.appearance.shape == (piece.players, 0)
+    with pytest.raises(InputError, match="pose motion has 7 channels"):
+        pose_visuals(piece, 2)
+    bare = tmp_path / piece.folder.name
+    shutil.copytree(piece.folder, bare)
+    (bare / piece.pose_path.name).unlink()
+    with pytest.raises(InputError, match="has no true keypoints"):
+        pose_visuals(list_pieces(tmp_path)[0], len(FEATURES))

@@ -41,6 +41,13 @@ class PlayerLook:
     scale: float = 1.0  # size relative to the instrument's usual size (viola vs violin)
 
 
+def player_boxes(width: int, height: int, players: int) -> str:
+    """The players' regions of a generated video as ``--boxes`` text, ``"x,y,w,h;..."``:
+    equal columns, left to right, the full height. Each figure stays inside its own."""
+    region = width // players
+    return ";".join(f"{j * region},0,{region},{height}" for j in range(players))
+
+
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """A stage: a wall with a vertical gradient and soft blobs, and a floor."""
     wall_top = rng.uniform(40, 200, size=3)

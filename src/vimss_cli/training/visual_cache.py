@@ -75,7 +75,15 @@ def piece_visuals(
                 return PlayerVisuals(stored["appearance"], stored["motion"], float(stored["rate"]))
     from vimss_cli.vision.analysis import analyse_video
 
-    analysis = analyse_video(video, players=piece.players)
+    boxes = None
+    if piece.pose_path.is_file():  # generated: the regions are known, and since its figures
+        # have arms the person detector may take one for a person without an instrument
+        from vimss_cli.synth.video import player_boxes
+        from vimss_cli.vision.frames import probe_video
+
+        info = probe_video(video)
+        boxes = player_boxes(info.width, info.height, piece.players)
+    analysis = analyse_video(video, players=piece.players, boxes=boxes)
     if len(analysis.players) != piece.players:
         raise InputError(
             f"{video.name}: found {len(analysis.players)} players, the folder names {piece.players}"
