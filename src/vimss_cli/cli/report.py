@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vimss_cli.cli_common import DebugOption, guarded
+from vimss_cli.cli.common import DebugOption, guarded
 
 
 def report_command(

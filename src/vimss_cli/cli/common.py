@@ -1,6 +1,6 @@
 """What every ``vimss`` command shares: option aliases and the error boundary.
 
-Command modules import from here (not from :mod:`vimss_cli.cli`) so that ``cli.py`` can
+Command modules import from here (not from :mod:`vimss_cli.cli`) so that the package can
 import them to register their commands without an import cycle.
 """
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vimss_cli.cli_common import (
+from vimss_cli.cli.common import (
     DebugOption,
     JsonOption,
     QuietOption,

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from vimss_cli.cli_common import DebugOption, JsonOption, guarded, stderr_console
+from vimss_cli.cli.common import DebugOption, JsonOption, guarded, stderr_console
 from vimss_cli.errors import InputError
 
 data_app = typer.Typer(help="Make and check datasets in URMP's layout.", no_args_is_help=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vimss_cli.cli_common import (
+from vimss_cli.cli.common import (
     DebugOption,
     JsonOption,
     QuietOption,

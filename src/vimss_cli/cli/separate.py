@@ -1,8 +1,4 @@
-"""The ``vimss`` command: a thin Typer layer over :mod:`vimss_cli.api`.
-
-Every known error becomes one line on stderr and a non-zero exit code (no traceback unless
-``--debug`` or ``VIMSS_DEBUG=1``). Progress is drawn with rich on a terminal only.
-"""
+"""``vimss separate``: one stem per player of each input, through :mod:`vimss_cli.api`."""
 
 from __future__ import annotations
 
@@ -14,12 +10,9 @@ from typing import Annotated, Any
 
 import click
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from vimss_cli import __version__
-from vimss_cli.cli_common import (
+from vimss_cli.cli.common import (
     DebugOption,
     JsonOption,
     ModelOption,
@@ -29,41 +22,10 @@ from vimss_cli.cli_common import (
     status,
     stderr_console,
 )
-from vimss_cli.cli_data import data_app
-from vimss_cli.cli_eval import eval_command
-from vimss_cli.cli_inspect import inspect_command
-from vimss_cli.cli_report import report_command
-from vimss_cli.cli_train import train_command
 from vimss_cli.errors import InputError, NoAudioStreamError, VimssError
 from vimss_cli.instruments import INSTRUMENTS
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import WAV_FORMATS
-
-app = typer.Typer(
-    name="vimss",
-    help="Visually-informed music source separation: one WAV per player.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=True,
-    suggest_commands=False,  # click already says "Did you mean ...?"; Typer would repeat it
-)
-models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"vimss {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show version."),
-    ] = False,
-) -> None:
-    """Visually-informed music source separation."""
 
 
 @contextmanager
@@ -91,8 +53,7 @@ def _progress_display(enabled: bool) -> Iterator[Callable[[dict[str, Any]], None
         yield update
 
 
-@app.command()
-def separate(
+def separate_command(
     inputs: Annotated[list[Path], typer.Argument(help="Audio or video files to separate.")],
     out_dir: Annotated[
         Path,
@@ -499,121 +460,3 @@ def _write_listening_report(
         picture = cv2.imencode(".png", frame)[1].tobytes()
     path = StemTemplate(filename).report_path(out_dir, name)
     return write_report(path, name, tracks, picture, force=True)
-
-
-@models_app.command("list")
-def models_list(as_json: JsonOption = False, debug: DebugOption = False) -> None:
-    """List the bundled models."""
-
-    def run() -> None:
-        from vimss_cli.checkpoint import bundled_index
-
-        models, default = bundled_index()
-        if as_json:
-            rows = [
-                {
-                    "name": m.name,
-                    "default": m.name == default,
-                    "trained": m.trained,
-                    "description": m.description,
-                }
-                for m in models.values()
-            ]
-            typer.echo(json.dumps({"models": rows}))
-            return
-        table = Table("name", "default", "trained", "description")
-        for m in models.values():
-            table.add_row(m.name, "yes" if m.name == default else "", str(m.trained), m.description)
-        Console(soft_wrap=True).print(table)
-
-    guarded(debug, run)
-
-
-@models_app.command("info")
-def models_info(
-    model: Annotated[str, typer.Argument(help="Bundled name, path or hf:OWNER/REPO.")],
-    as_json: JsonOption = False,
-    debug: DebugOption = False,
-) -> None:
-    """Describe one model: config, length arithmetic, provenance."""
-
-    def run() -> None:
-        import dataclasses
-
-        from vimss_cli.checkpoint import load_model
-        from vimss_cli.engine import DEFAULT_TILE, plan_windows
-
-        loaded = load_model(model)
-        net = loaded.model
-        plan = plan_windows(net, DEFAULT_TILE)
-        info = {
-            "name": loaded.name,
-            "path": str(loaded.path),
-            "trained": loaded.trained,
-            "parameters": sum(p.numel() for p in net.parameters()),
-            "config": dataclasses.asdict(net.config),
-            "context_samples": net.context,
-            "window_input_samples": plan.input_length,
-            "window_output_samples": plan.step,
-            "provenance": loaded.provenance,
-        }
-        card = Path(__file__).resolve().parents[2] / "docs" / f"model-card-{loaded.name}.md"
-        info["model_card"] = str(card) if card.is_file() else None
-        if as_json:
-            typer.echo(json.dumps(info))
-            return
-        Console(soft_wrap=True).print(_model_summary(info, net), markup=False)
-
-    guarded(debug, run)
-
-
-def _model_summary(info: dict[str, Any], net: Any) -> str:
-    """``models info`` for a person: what the model takes, its size, how it was trained."""
-    config = net.config
-    rate = config.sample_rate
-    takes = ["instrument labels"]
-    if config.appearance_dim:
-        takes.append("appearance")
-    if config.motion_channels:
-        takes.append(f"motion ({config.motion_features})")
-    provenance = info["provenance"] or {}
-    lines = [
-        f"{info['name']} ({'trained' if info['trained'] else 'untrained'}): {info['path']}",
-        f"  queries     {', '.join(takes)}",
-        f"  network     {config.levels} levels, {info['parameters']:,} parameters, {rate} Hz mono",
-        f"  hears       {(net.context * 2 + 1) / rate:.2f} s around each sample "
-        f"(receptive field); windows of {info['window_output_samples'] / rate:.2f} s",
-    ]
-    if provenance.get("steps"):
-        hours = provenance.get("wall_seconds", 0) / 3600
-        lines.append(
-            f"  trained     {provenance['steps']} steps, {hours:.2f} h on "
-            f"{provenance.get('device', '?')}, {provenance.get('created', '?')[:10]}"
-        )
-    validation = provenance.get("validation") or {}
-    if "valid_sdr" in validation:
-        lines.append(
-            f"  validation  median SDR {validation['valid_sdr']:.2f} dB (mixture "
-            f"{validation.get('valid_sdr_mixture', float('nan')):.2f}) on its synthetic "
-            "valid split"
-        )
-    lines.append(f"  model card  {info['model_card'] or 'none'}")
-    return "\n".join(lines)
-
-
-# registered here so `vimss --help` lists the commands in the order a user meets them
-app.command("inspect")(inspect_command)
-app.command("report")(report_command)
-app.command("eval")(eval_command)
-app.command("train")(train_command)
-app.add_typer(data_app, name="data")
-app.add_typer(models_app, name="models")
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="vimss")
-
-
-if __name__ == "__main__":
-    main()

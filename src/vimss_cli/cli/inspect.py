@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vimss_cli.cli_common import DebugOption, JsonOption, guarded
+from vimss_cli.cli.common import DebugOption, JsonOption, guarded
 
 
 def inspect_command(

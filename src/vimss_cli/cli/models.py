@@ -1,0 +1,115 @@
+"""``vimss models``: list the bundled models and describe one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vimss_cli.cli.common import DebugOption, JsonOption, guarded
+
+models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOption = False, debug: DebugOption = False) -> None:
+    """List the bundled models."""
+
+    def run() -> None:
+        from vimss_cli.checkpoint import bundled_index
+
+        models, default = bundled_index()
+        if as_json:
+            rows = [
+                {
+                    "name": m.name,
+                    "default": m.name == default,
+                    "trained": m.trained,
+                    "description": m.description,
+                }
+                for m in models.values()
+            ]
+            typer.echo(json.dumps({"models": rows}))
+            return
+        table = Table("name", "default", "trained", "description")
+        for m in models.values():
+            table.add_row(m.name, "yes" if m.name == default else "", str(m.trained), m.description)
+        Console(soft_wrap=True).print(table)
+
+    guarded(debug, run)
+
+
+@models_app.command("info")
+def models_info(
+    model: Annotated[str, typer.Argument(help="Bundled name, path or hf:OWNER/REPO.")],
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Describe one model: config, length arithmetic, provenance."""
+
+    def run() -> None:
+        import dataclasses
+
+        from vimss_cli.checkpoint import load_model
+        from vimss_cli.engine import DEFAULT_TILE, plan_windows
+
+        loaded = load_model(model)
+        net = loaded.model
+        plan = plan_windows(net, DEFAULT_TILE)
+        info = {
+            "name": loaded.name,
+            "path": str(loaded.path),
+            "trained": loaded.trained,
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "config": dataclasses.asdict(net.config),
+            "context_samples": net.context,
+            "window_input_samples": plan.input_length,
+            "window_output_samples": plan.step,
+            "provenance": loaded.provenance,
+        }
+        card = Path(__file__).resolve().parents[3] / "docs" / f"model-card-{loaded.name}.md"
+        info["model_card"] = str(card) if card.is_file() else None
+        if as_json:
+            typer.echo(json.dumps(info))
+            return
+        Console(soft_wrap=True).print(_model_summary(info, net), markup=False)
+
+    guarded(debug, run)
+
+
+def _model_summary(info: dict[str, Any], net: Any) -> str:
+    """``models info`` for a person: what the model takes, its size, how it was trained."""
+    config = net.config
+    rate = config.sample_rate
+    takes = ["instrument labels"]
+    if config.appearance_dim:
+        takes.append("appearance")
+    if config.motion_channels:
+        takes.append(f"motion ({config.motion_features})")
+    provenance = info["provenance"] or {}
+    lines = [
+        f"{info['name']} ({'trained' if info['trained'] else 'untrained'}): {info['path']}",
+        f"  queries     {', '.join(takes)}",
+        f"  network     {config.levels} levels, {info['parameters']:,} parameters, {rate} Hz mono",
+        f"  hears       {(net.context * 2 + 1) / rate:.2f} s around each sample "
+        f"(receptive field); windows of {info['window_output_samples'] / rate:.2f} s",
+    ]
+    if provenance.get("steps"):
+        hours = provenance.get("wall_seconds", 0) / 3600
+        lines.append(
+            f"  trained     {provenance['steps']} steps, {hours:.2f} h on "
+            f"{provenance.get('device', '?')}, {provenance.get('created', '?')[:10]}"
+        )
+    validation = provenance.get("validation") or {}
+    if "valid_sdr" in validation:
+        lines.append(
+            f"  validation  median SDR {validation['valid_sdr']:.2f} dB (mixture "
+            f"{validation.get('valid_sdr_mixture', float('nan')):.2f}) on its synthetic "
+            "valid split"
+        )
+    lines.append(f"  model card  {info['model_card'] or 'none'}")
+    return "\n".join(lines)
