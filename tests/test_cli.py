@@ -600,7 +600,7 @@ def test_filename_template_names_every_output(
     def no_analysis(*args: object, **kwargs: object) -> None:
         raise AssertionError("the players were looked at before the outputs were checked")
 
-    monkeypatch.setattr("vimss_cli.vision.queries.plan_players", no_analysis)
+    monkeypatch.setattr("vimss_cli.batch.plan_players", no_analysis)
     again = run("separate", first, *flat, "-i", "vn,vc")
     assert_clean_failure(again, "already exist", "first_1_vn.flac", "--force")
     skipped = run("separate", first, second, *flat, "-i", "vn,vc", "--skip-existing")

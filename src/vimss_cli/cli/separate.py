@@ -1,12 +1,12 @@
-"""``vimss separate``: one stem per player of each input, through :mod:`vimss_cli.api`."""
+"""``vimss separate``: one stem per player of each input, through :mod:`vimss_cli.batch`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -22,14 +22,18 @@ from vimss_cli.cli.common import (
     status,
     stderr_console,
 )
-from vimss_cli.errors import InputError, NoAudioStreamError, VimssError
+from vimss_cli.errors import VimssError
 from vimss_cli.instruments import INSTRUMENTS
-from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
+from vimss_cli.progress import BatchEvents, ProgressCallback
+from vimss_cli.stem_names import DEFAULT_TEMPLATE
 from vimss_cli.stem_writer import WAV_FORMATS
+
+if TYPE_CHECKING:
+    from vimss_cli.batch import BatchReport
 
 
 @contextmanager
-def _progress_display(enabled: bool) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+def _progress_display(enabled: bool) -> Iterator[ProgressCallback | None]:
     """A rich progress bar in seconds of audio, or nothing when stderr is not a terminal."""
     console = stderr_console()
     if not enabled or not console.is_terminal:
@@ -206,257 +210,87 @@ def separate_command(
 
     def run() -> None:
         import_torch()
-        from vimss_cli.api import (
-            Separator,
-            check_outputs_free,
-            existing_stems,
-            output_folder_name,
-            stem_matcher,
-            stem_paths,
-        )
-        from vimss_cli.conditioning import Query
-        from vimss_cli.media import check_input_path, probe
-        from vimss_cli.stem_writer import (
-            check_format_rate,
-            check_wav_format,
-            ensure_writable_directory,
-            stem_extension,
-        )
-        from vimss_cli.vision.queries import check_strict, describe_plan, plan_players
+        from vimss_cli.batch import BatchOptions, parse_sample_rate, separate_inputs
 
-        like_input, stem_rate = _sample_rate_choice(sample_rate, model_rate)
+        like_input, stem_rate = parse_sample_rate(sample_rate, model_rate)
         if model_rate:
             typer.echo("warning: --model-rate is deprecated; use --sample-rate model", err=True)
-        check_wav_format(wav_format)
-        if stem_rate is not None:
-            check_format_rate(wav_format, stem_rate)
-        template = StemTemplate(filename)  # checked before any file is read
-        if len(inputs) > 1 and not template.names_input:
-            raise InputError(
-                f"--filename {filename!r} has no {{input}}: the stems of {len(inputs)} inputs "
-                "would share names"
-            )
-        if len({output_folder_name(p) for p in inputs}) != len(inputs):
-            raise InputError("two inputs share a file name stem; their stem folders would collide")
-        if audio is not None:
-            if len(inputs) != 1:
-                raise InputError(f"--audio gives the sound of one input, not {len(inputs)}")
-            check_input_path(audio)
-            if not probe(audio).has_audio:
-                raise NoAudioStreamError(f"--audio {audio} has no audio stream")
-        if instruments and len(instruments) not in (1, len(inputs)):
-            raise InputError(
-                f"give -i once for every input or once per input: {len(instruments)} -i for "
-                f"{len(inputs)} inputs"
-            )
-        per_input = instruments if instruments and len(instruments) == len(inputs) else None
-        failures: list[str] = []
-
-        def each(items: list[Any], action: Callable[[Any], Any]) -> list[Any]:
-            """``action`` on every item; with --keep-going a failing item is reported and
-            dropped instead of ending the run."""
-            done = []
-            for item in items:
-                try:
-                    done.append(action(item))
-                except VimssError as error:
-                    if not keep_going:
-                        raise
-                    failures.append(f"{_input_of(item)}: {error}")
-                    typer.echo(f"error: {printable(str(error))}", err=True)
-            return done
-
-        def check(job: tuple[Path, str | None]) -> tuple[Path, str | None, Any]:
-            # probe before loading the model, so bad files fail before a long run
-            path, codes = job
-            info = probe(path)
-            if not info.has_audio and audio is None:
-                if info.has_video:
-                    raise NoAudioStreamError(
-                        f"{info.path} is a video with no audio stream; give its sound with "
-                        "--audio FILE (for URMP, the piece's AuMix_*.wav)"
-                    )
-                raise NoAudioStreamError(f"{info.path} is a file with no audio stream")
-            if like_input and not (stem_rate or no_split or audio) and info.audio_sample_rate:
-                check_format_rate(wav_format, info.audio_sample_rate)  # stems at its rate
-            # earlier stems are refused before a long video analysis
-            check_outputs_free(
-                stem_paths(info.path, out_dir, [Query(None)], filename=filename),
-                force,
-                stem_matcher(info.path, filename),
-            )
-            return path, codes, info
-
-        jobs = [(p, per_input[j] if per_input else (instruments[0] if instruments else None))
-                for j, p in enumerate(inputs)]  # fmt: skip
-        if skip_existing and not force:
-            kept = []
-            for path, codes in jobs:
-                if existing_stems(path, out_dir, filename):
-                    if not quiet:
-                        typer.echo(f"note: {printable(str(path))}: stems exist, skipped", err=True)
-                else:
-                    kept.append((path, codes))
-            jobs = kept
-        checked = each(jobs, check)
-
-        def plan(job: tuple[Path, str | None, Any]) -> Any:
-            _, codes, info = job
-            planned = plan_players(info, codes, players, boxes, audio)
-            paths = stem_paths(
-                planned.path,
-                out_dir,
-                planned.label_queries(),
-                stem_extension(wav_format),
-                filename,
-                rest=rest,
-            )
-            check_outputs_free(paths, force, stem_matcher(planned.path, filename))
-            if strict:
-                check_strict([planned])
-            return planned
-
-        with status("finding the players", not (quiet or as_json)):
-            plans = each(checked, plan)
-        for planned in plans:
-            for line in planned.warnings:
-                typer.echo(f"warning: {printable(line)}", err=True)
-        reports = []
-        separator = None  # none loaded when every input was skipped or failed
-        if plans:
-            ensure_writable_directory(out_dir)
-            with status(f"loading model {model}", not (quiet or as_json)):
-                separator = Separator(
-                    model, device=device, precision=precision, batch_size=batch_size, tile=tile
-                )
-            if not separator.loaded.trained:
-                typer.echo(
-                    f"warning: model {separator.loaded.name!r} is untrained (randomly "
-                    "initialised); its stems are not real separations",
-                    err=True,
-                )
-
-            def queries_of(planned: Any) -> tuple[Any, Any]:
-                shown = len(planned.warnings)
-                queries = planned.queries(separator.model.config)
-                if strict:
-                    check_strict([planned])
-                for line in planned.warnings[shown:]:
-                    typer.echo(f"warning: {printable(line)}", err=True)
-                return planned, queries
-
-            with status("looking at the players", not (quiet or as_json)):
-                ready = each(plans, queries_of)
-            for planned, _ in [] if quiet else ready:
-                for line in [describe_plan(planned), *planned.notes]:
-                    if line:
-                        typer.echo(f"note: {printable(line)}", err=True)
-            with _progress_display(not (as_json or quiet)) as progress:
-
-                def separate_one(item: tuple[Any, Any]) -> tuple[Any, Any]:
-                    planned, queries = item
-                    result = separator.separate_file(
-                        planned.path,
-                        queries,
-                        out_dir,
-                        wav_format=wav_format,
-                        split=not no_split,
-                        force=force,
-                        progress=progress,
-                        audio_path=audio,
-                        like_input=like_input,
-                        rest=rest,
-                        sample_rate=stem_rate,
-                        filename=filename,
-                    )
-                    return planned, result
-
-                done = each(ready, separate_one)
-            plans = [planned for planned, _ in done]
-            reports = [result for _, result in done]
-        for result in reports:
-            for line in result.warnings:
-                typer.echo(f"warning: {printable(line)}", err=True)
-        if report:
-            for plan, result in zip(plans, reports, strict=True):
-                path = _write_listening_report(plan, result, audio, out_dir, filename)
-                if not quiet:
-                    typer.echo(f"note: listening report in {printable(str(path))}", err=True)
+        options = BatchOptions(
+            out_dir=out_dir,
+            instruments=instruments,
+            players=players,
+            boxes=boxes,
+            audio=audio,
+            strict=strict,
+            model=model,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            tile=tile,
+            wav_format=wav_format,
+            split=not no_split,
+            force=force,
+            like_input=like_input,
+            sample_rate=stem_rate,
+            rest=rest,
+            filename=filename,
+            listening_report=report,
+            skip_existing=skip_existing,
+            keep_going=keep_going,
+        )
+        done = separate_inputs(inputs, options, _PrintedEvents(quiet, not (quiet or as_json)))
         if as_json:
-            document = {
-                "model": separator and separator.loaded.name,
-                "device": separator and str(separator.device),
-                "precision": separator and separator.precision,
-                "inputs": [r.to_json() for r in reports],
-            }
-            typer.echo(json.dumps(document))
-        elif not quiet and separator is not None:
-            console = stderr_console()
-            numbers = "" if separator.precision == "fp32" else f", {separator.precision}"
-            for result in reports:
-                names = ", ".join(stem.path.name for stem in result.stems)
-                console.print(
-                    printable(
-                        f"{result.input}: {result.audio_seconds:.1f} s of audio in "
-                        f"{result.wall_seconds:.1f} s with model {separator.loaded.name} on "
-                        f"{separator.device}{numbers} -> {len(result.stems)} stems in "
-                        f"{result.stems[0].path.parent}: {names}"
-                    ),
-                    markup=False,
-                )
-
-        if failures:
+            typer.echo(json.dumps(done.to_json()))
+        elif not quiet:
+            _print_summary(done)
+        if done.failures:
             raise VimssError(  # exit code 1: some inputs were separated, some were not
-                f"{len(failures)} of {len(inputs)} inputs failed (--keep-going); the others "
-                "were separated"
+                f"{len(done.failures)} of {len(inputs)} inputs failed (--keep-going); the "
+                "others were separated"
             )
 
     guarded(debug, run, terminate_cleanly=True)
 
 
-def _sample_rate_choice(text: str | None, model_rate: bool) -> tuple[bool, int | None]:
-    """``--sample-rate`` (and the deprecated ``--model-rate``) -> (stems like the input, their
-    rate in Hz or ``None`` for the input's own)."""
-    from vimss_cli.api import SAMPLE_RATES
+class _PrintedEvents(BatchEvents):
+    """A batch's warnings, notes (unless ``quiet``) and failures as lines on stderr; its
+    phases as spinners and its progress as bars when ``show``."""
 
-    choice = "model" if model_rate and text is None else (text or "input").strip().lower()
-    if model_rate and choice != "model":
-        raise InputError(f"--model-rate means --sample-rate model, not {text}; give one of them")
-    if choice in ("input", "model"):
-        return choice == "input", None
-    if not choice.isdecimal() or int(choice) not in SAMPLE_RATES:
-        raise InputError(
-            f"--sample-rate takes input, model or a whole number of Hz from "
-            f"{SAMPLE_RATES.start} to {SAMPLE_RATES.stop - 1} (e.g. 48000), got {text!r}"
+    def __init__(self, quiet: bool, show: bool) -> None:
+        self.quiet = quiet
+        self.show = show
+
+    def warning(self, text: str) -> None:
+        typer.echo(f"warning: {printable(text)}", err=True)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            typer.echo(f"note: {printable(text)}", err=True)
+
+    def failed(self, error: VimssError) -> None:
+        typer.echo(f"error: {printable(str(error))}", err=True)
+
+    def phase(self, text: str) -> AbstractContextManager[object]:
+        return status(text, self.show)
+
+    def separating(self) -> AbstractContextManager[ProgressCallback | None]:
+        return _progress_display(self.show)
+
+
+def _print_summary(done: BatchReport) -> None:
+    """One line per separated input: its length, the time it took, the model, the stems."""
+    if done.model is None:
+        return  # no model loaded: every input was skipped or failed
+    console = stderr_console()
+    numbers = "" if done.precision == "fp32" else f", {done.precision}"
+    for result in done.inputs:
+        names = ", ".join(stem.path.name for stem in result.stems)
+        console.print(
+            printable(
+                f"{result.input}: {result.audio_seconds:.1f} s of audio in "
+                f"{result.wall_seconds:.1f} s with model {done.model} on "
+                f"{done.device}{numbers} -> {len(result.stems)} stems in "
+                f"{result.stems[0].path.parent}: {names}"
+            ),
+            markup=False,
         )
-    return True, int(choice)
-
-
-def _input_of(item: Any) -> str:
-    """The input file a step of ``separate`` works on, for naming it in a failure."""
-    first = item[0] if isinstance(item, tuple) else item
-    return str(getattr(first, "path", first))
-
-
-def _write_listening_report(
-    plan: Any, result: Any, audio: Path | None, out_dir: Path, filename: str
-) -> Path:
-    """``report.html`` beside one input's stems: the mixture, the stems, the players' frame."""
-    import cv2
-
-    from vimss_cli.api import output_folder_name
-    from vimss_cli.listening_report import Track, read_track, write_report
-    from vimss_cli.media import read_audio
-
-    name = output_folder_name(result.input)
-    tracks = [read_track(stem.path) for stem in result.stems]
-    rate = tracks[0].rate
-    tracks.insert(0, Track("mixture", read_audio(audio or result.input, rate), rate))
-    picture = None
-    if plan.analysis is not None:
-        from vimss_cli.vision.drawing import draw_players
-
-        frame = cv2.cvtColor(draw_players(plan.analysis), cv2.COLOR_RGB2BGR)
-        picture = cv2.imencode(".png", frame)[1].tobytes()
-    path = StemTemplate(filename).report_path(out_dir, name)
-    return write_report(path, name, tracks, picture, force=True)

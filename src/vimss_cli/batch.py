@@ -1,0 +1,389 @@
+"""Separating a batch of inputs as ``vimss separate`` does, from Python.
+
+Everything that needs no model is checked first (the options, the inputs' names, each input
+probed, earlier stems), then who plays in each input is decided, then the model loads once
+and each input is separated in turn. With ``keep_going`` an input that fails is told and
+left out instead of ending the batch.
+
+Example::
+
+    from pathlib import Path
+
+    from vimss_cli.batch import BatchOptions, separate_inputs
+
+    options = BatchOptions(out_dir=Path("stems"), instruments=["vn,vc"])
+    report = separate_inputs([Path("duet.wav")], options)
+    print(report.to_json())
+
+Nothing here prints: warnings, notes, failures and progress go to a :class:`BatchEvents`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vimss_cli.api import (
+    SAMPLE_RATES,
+    SeparationReport,
+    Separator,
+    check_outputs_free,
+    existing_stems,
+    output_folder_name,
+    stem_matcher,
+    stem_paths,
+)
+from vimss_cli.checkpoint import DEFAULT_MODEL_ALIAS
+from vimss_cli.conditioning import Query
+from vimss_cli.errors import InputError, NoAudioStreamError, VimssError
+from vimss_cli.media import MediaInfo, check_input_path, probe
+from vimss_cli.progress import BatchEvents, ProgressCallback
+from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
+from vimss_cli.stem_writer import (
+    check_format_rate,
+    check_wav_format,
+    ensure_writable_directory,
+    stem_extension,
+)
+from vimss_cli.vision.queries import PlayerPlan, check_strict, describe_plan, plan_players
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class BatchOptions:
+    """How to separate a batch; the defaults are those of ``vimss separate``.
+
+    Attributes:
+        instruments: the players' instrument codes left to right (``"vn,vc"``, or ``"auto"``
+            to find them in the video): one entry for every input, or one per input.
+        players, boxes: hints for finding the players in a video.
+        audio: the sound of a silent video (a batch of one input).
+        strict: every doubt about the players is an error.
+        split: ``False`` runs one pass over the whole input (an engine check).
+        like_input, sample_rate: the stems' rate: the input's own rate and channels
+            (``like_input``, ``sample_rate`` ``None``), ``sample_rate`` Hz with the input's
+            channels, or mono at the model's rate (``like_input`` ``False``); see
+            :func:`parse_sample_rate`.
+        rest: also write the mixture minus the players' stems.
+        filename: the stems' file name template (:mod:`vimss_cli.stem_names`).
+        listening_report: also write an HTML page to hear the stems beside them.
+        skip_existing: leave out inputs whose stems are already there.
+        keep_going: go on with the other inputs when one fails.
+    """
+
+    out_dir: Path = Path("separated")
+    instruments: list[str] | None = None
+    players: int | None = None
+    boxes: str | None = None
+    audio: Path | None = None
+    strict: bool = False
+    model: str = DEFAULT_MODEL_ALIAS
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int | None = None
+    tile: int | None = None
+    wav_format: str = "wav16"
+    split: bool = True
+    force: bool = False
+    like_input: bool = True
+    sample_rate: int | None = None
+    rest: bool = False
+    filename: str = DEFAULT_TEMPLATE
+    listening_report: bool = False
+    skip_existing: bool = False
+    keep_going: bool = False
+
+
+@dataclass
+class PlannedInput:
+    """An input that passed the checks: its path, its instruments, what probing found."""
+
+    path: Path
+    instruments: str | None
+    info: MediaInfo
+
+
+@dataclass
+class BatchReport:
+    """What a batch did: the model that ran (``None`` when none loaded: every input skipped
+    or failed), one report per separated input, and one line per input left out."""
+
+    model: str | None = None
+    device: str | None = None
+    precision: str | None = None
+    inputs: list[SeparationReport] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``vimss separate --json`` prints."""
+        return {
+            "model": self.model,
+            "device": self.device,
+            "precision": self.precision,
+            "inputs": [report.to_json() for report in self.inputs],
+        }
+
+
+def parse_sample_rate(text: str | None, model_rate: bool = False) -> tuple[bool, int | None]:
+    """``--sample-rate`` (``input``, ``model`` or Hz; and the deprecated ``--model-rate``) ->
+    (:attr:`BatchOptions.like_input`, :attr:`BatchOptions.sample_rate`)."""
+    choice = "model" if model_rate and text is None else (text or "input").strip().lower()
+    if model_rate and choice != "model":
+        raise InputError(f"--model-rate means --sample-rate model, not {text}; give one of them")
+    if choice in ("input", "model"):
+        return choice == "input", None
+    if not choice.isdecimal() or int(choice) not in SAMPLE_RATES:
+        raise InputError(
+            f"--sample-rate takes input, model or a whole number of Hz from "
+            f"{SAMPLE_RATES.start} to {SAMPLE_RATES.stop - 1} (e.g. 48000), got {text!r}"
+        )
+    return True, int(choice)
+
+
+def plan_inputs(
+    inputs: Sequence[Path], options: BatchOptions | None = None, events: BatchEvents | None = None
+) -> list[PlannedInput]:
+    """Check the options and every input before any model loads (:meth:`Batch.plan_inputs`)."""
+    return Batch(inputs, options, events).plan_inputs()
+
+
+def separate_inputs(
+    inputs: Sequence[Path], options: BatchOptions | None = None, events: BatchEvents | None = None
+) -> BatchReport:
+    """Separate every input into one stem per player (:meth:`Batch.run`)."""
+    return Batch(inputs, options, events).run()
+
+
+class Batch:
+    """One run over ``inputs``; :attr:`failures` collects the inputs left out (``keep_going``)."""
+
+    def __init__(
+        self,
+        inputs: Sequence[Path],
+        options: BatchOptions | None = None,
+        events: BatchEvents | None = None,
+    ) -> None:
+        self.inputs = [Path(path) for path in inputs]
+        self.options = options or BatchOptions()
+        self.events = events or BatchEvents()
+        self.failures: list[str] = []
+
+    def plan_inputs(self) -> list[PlannedInput]:
+        """The inputs to separate, each probed, after every check that needs no model: the
+        options, the inputs' names, ``audio``, the number of ``instruments``, an audio stream
+        in each input, its earlier stems (refused unless ``force``, left out with
+        ``skip_existing``)."""
+        self._check_options()
+        return self._each(self._jobs(), self._probe)
+
+    def run(self) -> BatchReport:
+        """Plan, load the model once, separate each input; the listening reports last."""
+        checked = self.plan_inputs()
+        with self.events.phase("finding the players"):
+            plans = self._each(checked, self._plan_players)
+        self._warn(line for plan in plans for line in plan.warnings)
+        report = BatchReport(failures=self.failures)
+        done = self._separate(plans, report) if plans else []
+        report.inputs = [result for _, result in done]
+        self._warn(line for result in report.inputs for line in result.warnings)
+        if self.options.listening_report:
+            for plan, result in done:
+                path = write_listening_report(plan, result, self.options)
+                self.events.note(f"listening report in {path}")
+        return report
+
+    def _check_options(self) -> None:
+        o, count = self.options, len(self.inputs)
+        check_wav_format(o.wav_format)
+        if o.sample_rate is not None:
+            check_format_rate(o.wav_format, o.sample_rate)
+        template = StemTemplate(o.filename)  # checked before any file is read
+        if count > 1 and not template.names_input:
+            raise InputError(
+                f"--filename {o.filename!r} has no {{input}}: the stems of {count} inputs "
+                "would share names"
+            )
+        if len({output_folder_name(p) for p in self.inputs}) != count:
+            raise InputError("two inputs share a file name stem; their stem folders would collide")
+        if o.audio is not None:
+            if count != 1:
+                raise InputError(f"--audio gives the sound of one input, not {count}")
+            check_input_path(o.audio)
+            if not probe(o.audio).has_audio:
+                raise NoAudioStreamError(f"--audio {o.audio} has no audio stream")
+        if o.instruments and len(o.instruments) not in (1, count):
+            raise InputError(
+                f"give -i once for every input or once per input: {len(o.instruments)} -i for "
+                f"{count} inputs"
+            )
+
+    def _jobs(self) -> list[tuple[Path, str | None]]:
+        """Each input with its instruments, less those skipped as done (``skip_existing``)."""
+        o = self.options
+        given: list[str | None] = list(o.instruments) if o.instruments else [None]
+        jobs = [(path, given[j % len(given)]) for j, path in enumerate(self.inputs)]
+        if not o.skip_existing or o.force:
+            return jobs
+        kept = []
+        for job in jobs:
+            if existing_stems(job[0], o.out_dir, o.filename):
+                self.events.note(f"{job[0]}: stems exist, skipped")
+            else:
+                kept.append(job)
+        return kept
+
+    def _probe(self, job: tuple[Path, str | None]) -> PlannedInput:
+        # probe before loading the model, so bad files fail before a long run
+        path, codes = job
+        o = self.options
+        info = probe(path)
+        if not info.has_audio and o.audio is None:
+            if info.has_video:
+                raise NoAudioStreamError(
+                    f"{info.path} is a video with no audio stream; give its sound with "
+                    "--audio FILE (for URMP, the piece's AuMix_*.wav)"
+                )
+            raise NoAudioStreamError(f"{info.path} is a file with no audio stream")
+        if (
+            o.like_input
+            and not (o.sample_rate or not o.split or o.audio)
+            and info.audio_sample_rate
+        ):
+            check_format_rate(o.wav_format, info.audio_sample_rate)  # stems at its rate
+        # earlier stems are refused before a long video analysis
+        check_outputs_free(
+            stem_paths(info.path, o.out_dir, [Query(None)], filename=o.filename),
+            o.force,
+            stem_matcher(info.path, o.filename),
+        )
+        return PlannedInput(path, codes, info)
+
+    def _plan_players(self, planned: PlannedInput) -> PlayerPlan:
+        o = self.options
+        plan = plan_players(planned.info, planned.instruments, o.players, o.boxes, o.audio)
+        extension = stem_extension(o.wav_format)
+        paths = stem_paths(
+            plan.path, o.out_dir, plan.label_queries(), extension, o.filename, rest=o.rest
+        )
+        check_outputs_free(paths, o.force, stem_matcher(plan.path, o.filename))
+        if o.strict:
+            check_strict([plan])
+        return plan
+
+    def _separate(
+        self, plans: list[PlayerPlan], report: BatchReport
+    ) -> list[tuple[PlayerPlan, SeparationReport]]:
+        """Load the model, make each plan's queries, separate each input."""
+        ensure_writable_directory(self.options.out_dir)
+        separator = self._load_model()
+        report.model, report.device = separator.loaded.name, str(separator.device)
+        report.precision = separator.precision
+        with self.events.phase("looking at the players"):
+            ready = self._each(plans, lambda plan: (plan, self._queries(plan, separator)))
+        for plan, _ in ready:
+            for line in [describe_plan(plan), *plan.notes]:
+                if line:
+                    self.events.note(line)
+        with self.events.separating() as progress:
+            return self._each(
+                ready, lambda item: (item[0], self._separate_one(separator, *item, progress))
+            )
+
+    def _load_model(self) -> Separator:
+        o = self.options
+        with self.events.phase(f"loading model {o.model}"):
+            separator = Separator(
+                o.model,
+                device=o.device,
+                precision=o.precision,
+                batch_size=o.batch_size,
+                tile=o.tile,
+            )
+        if not separator.loaded.trained:
+            self.events.warning(
+                f"model {separator.loaded.name!r} is untrained (randomly initialised); its stems "
+                "are not real separations"
+            )
+        return separator
+
+    def _queries(self, plan: PlayerPlan, separator: Separator) -> list[Query]:
+        shown = len(plan.warnings)
+        queries = plan.queries(separator.model.config)
+        if self.options.strict:
+            check_strict([plan])
+        self._warn(plan.warnings[shown:])
+        return queries
+
+    def _separate_one(
+        self,
+        separator: Separator,
+        plan: PlayerPlan,
+        queries: list[Query],
+        progress: ProgressCallback | None,
+    ) -> SeparationReport:
+        o = self.options
+        return separator.separate_file(
+            plan.path,
+            queries,
+            o.out_dir,
+            wav_format=o.wav_format,
+            split=o.split,
+            force=o.force,
+            progress=progress,
+            audio_path=o.audio,
+            like_input=o.like_input,
+            rest=o.rest,
+            sample_rate=o.sample_rate,
+            filename=o.filename,
+        )
+
+    def _warn(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.events.warning(line)
+
+    def _each(self, items: list[T], action: Callable[[T], R]) -> list[R]:
+        """``action`` on every item; with ``keep_going`` a failing item is told and dropped
+        instead of ending the run."""
+        done = []
+        for item in items:
+            try:
+                done.append(action(item))
+            except VimssError as error:
+                if not self.options.keep_going:
+                    raise
+                self.failures.append(f"{_input_of(item)}: {error}")
+                self.events.failed(error)
+        return done
+
+
+def _input_of(item: Any) -> str:
+    """The input file a step of a batch works on, for naming it in a failure."""
+    first = item[0] if isinstance(item, tuple) else item
+    return str(getattr(first, "path", first))
+
+
+def write_listening_report(
+    plan: PlayerPlan, result: SeparationReport, options: BatchOptions
+) -> Path:
+    """``report.html`` beside one input's stems: the mixture, the stems, the players' frame."""
+    import cv2
+
+    from vimss_cli.listening_report import Track, read_track, write_report
+    from vimss_cli.media import read_audio
+
+    name = output_folder_name(result.input)
+    tracks = [read_track(stem.path) for stem in result.stems]
+    rate = tracks[0].rate
+    tracks.insert(0, Track("mixture", read_audio(options.audio or result.input, rate), rate))
+    picture = None
+    if plan.analysis is not None:
+        from vimss_cli.vision.drawing import draw_players
+
+        frame = cv2.cvtColor(draw_players(plan.analysis), cv2.COLOR_RGB2BGR)
+        picture = cv2.imencode(".png", frame)[1].tobytes()
+    path = StemTemplate(options.filename).report_path(options.out_dir, name)
+    return write_report(path, name, tracks, picture, force=True)

@@ -1,0 +1,141 @@
+"""The batch API (:mod:`vimss_cli.batch`) from Python: what ``vimss separate`` runs."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from conftest import ffmpeg, noise, write_wav
+from vimss_cli.batch import (
+    BatchEvents,
+    BatchOptions,
+    parse_sample_rate,
+    plan_inputs,
+    separate_inputs,
+)
+from vimss_cli.errors import InputError, NoAudioStreamError, VimssError
+
+
+class Recorded(BatchEvents):
+    """Every event of a batch, in order, as ``(kind, text)``."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def warning(self, text: str) -> None:
+        self.events.append(("warning", text))
+
+    def note(self, text: str) -> None:
+        self.events.append(("note", text))
+
+    def failed(self, error: VimssError) -> None:
+        self.events.append(("failed", str(error)))
+
+    def phase(self, text: str) -> AbstractContextManager[object]:
+        self.events.append(("phase", text))
+        return nullcontext()
+
+    def kinds(self, kind: str) -> list[str]:
+        return [text for what, text in self.events if what == kind]
+
+
+def test_a_batch_separates_each_input_with_its_own_instruments(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    first = write_wav(tmp_path / "first.wav", noise(1.0, seed=1))
+    second = write_wav(tmp_path / "AuMix_02_Duet_vn_vn.wav", noise(1.0, seed=2))
+    out = tmp_path / "out"
+    events = Recorded()
+    options = BatchOptions(out_dir=out, instruments=["vn,vc", "auto"], device="cpu")
+    report = separate_inputs([first, second], options, events)
+    assert report.failures == [] and (report.model, report.device) == ("tiny", "cpu")
+    assert [[s.path.name for s in r.stems] for r in report.inputs] == [
+        ["01_vn.wav", "02_vc.wav"],
+        ["01_vn.wav", "02_vn.wav"],  # read from the URMP-style name
+    ]
+    for result in report.inputs:
+        for stem in result.stems:
+            assert soundfile.info(str(stem.path)).frames == result.samples
+    document = report.to_json()
+    assert list(document) == ["model", "device", "precision", "inputs"]
+    assert document["inputs"][0]["input"] == str(first)
+    phases = events.kinds("phase")
+    assert phases == ["finding the players", "loading model default", "looking at the players"]
+    assert any("untrained" in text for text in events.kinds("warning"))
+    assert any("identical" in text for text in events.kinds("warning"))  # two label-only vn
+    assert "instruments vn,vn read from the URMP-style name of AuMix_02_Duet_vn_vn.wav" in (
+        events.kinds("note")
+    )
+
+
+def test_keep_going_leaves_a_failing_input_out_and_says_so(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    good = write_wav(tmp_path / "good.wav", noise(1.0))
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio at all")
+    options = BatchOptions(out_dir=tmp_path / "out", instruments=["vn"], keep_going=True)
+    events = Recorded()
+    report = separate_inputs([broken, good], options, events)
+    assert [r.input for r in report.inputs] == [good]
+    (failure,) = report.failures
+    assert failure.startswith(f"{broken}: cannot read")
+    assert events.kinds("failed") == [failure.removeprefix(f"{broken}: ")]
+    with pytest.raises(VimssError, match="cannot read"):  # without keep_going: the first error
+        separate_inputs([broken, good], BatchOptions(out_dir=tmp_path / "o2", instruments=["vn"]))
+
+
+def test_plan_inputs_checks_everything_before_a_model_loads(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    first = write_wav(tmp_path / "first.wav", noise(1.0, seed=1))
+    out = tmp_path / "out"
+    (planned,) = plan_inputs([first], BatchOptions(out_dir=out, instruments=["vn,vc"]))
+    assert planned.path == first and planned.instruments == "vn,vc"
+    assert planned.info.has_audio and not out.exists()  # nothing written yet
+    separate_inputs([first], BatchOptions(out_dir=out, instruments=["vn"]))
+    events = Recorded()
+    skipping = BatchOptions(out_dir=out, skip_existing=True)
+    assert plan_inputs([first], skipping, events) == []
+    assert events.kinds("note") == [f"{first}: stems exist, skipped"]
+    with pytest.raises(VimssError, match="outputs already exist"):
+        plan_inputs([first], BatchOptions(out_dir=out))
+    with pytest.raises(InputError, match="2 -i for 1 inputs"):
+        plan_inputs([first], BatchOptions(out_dir=out, instruments=["vn", "vc"]))
+    clash = tmp_path / "other"
+    clash.mkdir()
+    twin = write_wav(clash / "first.wav", noise(1.0))
+    with pytest.raises(InputError, match="stem folders would collide"):
+        plan_inputs([first, twin], BatchOptions(out_dir=tmp_path / "elsewhere"))
+
+
+def test_a_video_without_sound_needs_audio(tmp_path: Path) -> None:
+    video = tmp_path / "silent.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x48:d=1", "-pix_fmt", "yuv420p", str(video))
+    with pytest.raises(NoAudioStreamError, match="give its sound with --audio"):
+        plan_inputs([video], BatchOptions(out_dir=tmp_path / "out", instruments=["vn"]))
+
+
+@pytest.mark.parametrize(
+    "text, model_rate, expected",
+    [
+        (None, False, (True, None)),
+        ("input", False, (True, None)),
+        ("Model", False, (False, None)),
+        (None, True, (False, None)),
+        ("48000", False, (True, 48000)),
+    ],
+)
+def test_parse_sample_rate(
+    text: str | None, model_rate: bool, expected: tuple[bool, int | None]
+) -> None:
+    assert parse_sample_rate(text, model_rate) == expected
+
+
+@pytest.mark.parametrize("text, model_rate", [("7", False), ("fast", False), ("48000", True)])
+def test_bad_sample_rates(text: str, model_rate: bool) -> None:
+    with pytest.raises(InputError):
+        parse_sample_rate(text, model_rate)
