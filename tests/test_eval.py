@@ -331,14 +331,19 @@ def test_compare_two_runs(tree: Path, tmp_path: Path) -> None:
     noise = 0.05 * np.random.default_rng(0).standard_normal(mix.size).astype(np.float32)
     write_wav(piece / "AuMix_01_Jupiter_vn_vc.wav", mix + noise)
     assert run(*first, "--out", tmp_path / "b").exit_code == 0
-    result = run("--compare", tmp_path / "a", tmp_path / "b", "--json")
+    result = run("compare", tmp_path / "a", tmp_path / "b", "--json")
     assert result.exit_code == 0, result.stderr
     mixture = json.loads(result.stdout)["systems"]["mixture"]["SDR"]
     assert mixture["pairs"] == 2 and mixture["median_difference"] < 0
     assert mixture["second_median"] < mixture["first_median"]
     assert mixture["second_better"] == 0
-    shown = run("--compare", tmp_path / "a", tmp_path / "b")
+    shown = run("compare", tmp_path / "a", tmp_path / "b")
     assert shown.exit_code == 0 and "median diff" in shown.stdout
+    assert shown.stderr == ""
+    # the old spelling still works, and says what replaces it
+    old = run("--compare", tmp_path / "a", tmp_path / "b", "--json")
+    assert old.exit_code == 0 and json.loads(old.stdout) == json.loads(result.stdout)
+    assert old.stderr == "warning: --compare is deprecated; use vimss eval compare A B\n"
 
 
 @pytest.mark.parametrize(
@@ -400,8 +405,8 @@ def test_missing_estimate_fails(tmp_path: Path) -> None:
 
 
 def test_compare_needs_result_folders(tmp_path: Path) -> None:
-    result = run("--compare", tmp_path, tmp_path)
-    assert_clean_failure(result, "not a vimss eval output folder")
+    assert_clean_failure(run("compare", tmp_path, tmp_path), "not a vimss eval output folder")
+    assert_clean_failure(run("--compare", tmp_path, tmp_path), "not a vimss eval output folder")
 
 
 def test_eval_scores_separates_own_output_against_a_urmp_piece(
@@ -496,3 +501,25 @@ def test_start_up_progress_on_a_terminal_only(tiny_models_dir: Path, tree: Path)
         assert SPINNER_START not in hidden.stderr and "01_Jupiter" not in hidden.stderr, extra
         assert "untrained" in hidden.stderr  # warnings stay
         assert "SDR" in hidden.stdout  # and the results (tables, or JSON)
+
+
+def test_evaluate_from_python_names_the_model_and_its_queries(
+    tiny_models_dir: Path, tree: Path
+) -> None:
+    from vimss_cli.api import Separator
+    from vimss_cli.eval.systems import plan_systems
+    from vimss_cli.eval.tracks import select_tracks
+
+    tracks, user_estimates = select_tracks("urmp", tree, "1", None, None)
+    assert [t.piece for t in tracks] == ["01_Jupiter_vn_vc"] and not user_estimates
+    systems = plan_systems(user_estimates=False, model="tiny", baselines=False)
+    assert systems == ["model"]
+    separator = Separator("tiny", device="cpu")
+    evaluation = eval_run.evaluate(
+        tracks, systems, "museval", RATE, separator=separator, queries="auto"
+    )
+    # the model's name, not its file; "auto" queries became what the model takes
+    assert (evaluation.model, evaluation.queries) == ("tiny", "labels")
+    assert evaluation.describe_model() == "model tiny, label queries"
+    baselines = eval_run.evaluate(tracks, ["mixture"], "museval", RATE)
+    assert (baselines.model, baselines.queries) == (None, None)

@@ -1,8 +1,10 @@
-"""``vimss eval``: score a model and the baselines on a URMP-layout tree or folders of WAVs."""
+"""``vimss eval``: score a model and the baselines on a URMP-layout tree or folders of WAVs;
+``vimss eval compare``: two runs' results side by side."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,12 +22,14 @@ from vimss_cli.cli.common import (
     status,
     stderr_console,
 )
-from vimss_cli.errors import InputError
+from vimss_cli.progress import ProgressCallback
 
-QUERIES = ("auto", "labels", "video")
+eval_app = typer.Typer()
 
 
+@eval_app.callback(invoke_without_command=True)
 def eval_command(
+    ctx: typer.Context,
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="urmp or synth (URMP layout under --root).")
     ] = None,
@@ -100,7 +104,7 @@ def eval_command(
     ] = False,
     compare: Annotated[
         tuple[Path, Path] | None,
-        typer.Option("--compare", help="Show two result folders side by side: RUN_A RUN_B."),
+        typer.Option("--compare", hidden=True, help="Deprecated: vimss eval compare A B."),
     ] = None,
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -108,142 +112,127 @@ def eval_command(
 ) -> None:
     """Score separations with BSS Eval (equal to museval/mir_eval), baselines side by side."""
 
+    if ctx.invoked_subcommand is not None:
+        return  # `vimss eval compare`
+
     def run() -> None:
         if compare is not None:
+            typer.echo("warning: --compare is deprecated; use vimss eval compare A B", err=True)
             _compare(compare, as_json)
             return
         from vimss_cli.eval.report import CACHE_NAME, write_results
         from vimss_cli.eval.run import evaluate
         from vimss_cli.eval.scoring import evaluation_rate
-        from vimss_cli.eval.systems import BASELINES, check_estimates_free
-
-        tracks, user_estimates = _tracks(dataset, root, pieces, references, estimates)
-        if queries not in QUERIES:
-            raise InputError(f"unknown --queries {queries!r}; choose auto, labels or video")
-        if model is not None and user_estimates:
-            raise InputError(
-                "--model separates dataset mixtures; use it with --dataset, "
-                "not with --references/--estimates"
-            )
-        if save_estimates is not None and model is None:
-            raise InputError("--save-estimates writes the stems of --model; give --model too")
-        systems = (["estimates"] if user_estimates else []) + (["model"] if model else [])
-        systems += list(BASELINES) if baselines else []
-        if not systems:
-            raise InputError("nothing to score: give --model, or keep the baselines")
-        eval_rate = evaluation_rate(protocol, rate, tracks)
+        from vimss_cli.eval.systems import check_estimates_free, plan_systems
+        from vimss_cli.eval.tracks import select_tracks
         from vimss_cli.stem_writer import ensure_writable_directory
 
+        tracks, user_estimates = select_tracks(dataset, root, pieces, references, estimates)
+        systems = plan_systems(
+            user_estimates=user_estimates,
+            model=model,
+            baselines=baselines,
+            queries=queries,
+            save_estimates=save_estimates,
+        )
+        eval_rate = evaluation_rate(protocol, rate, tracks)
         for folder in (out_dir, save_estimates):
             if folder is not None:
                 ensure_writable_directory(folder)
         if save_estimates is not None:  # before the model loads
             check_estimates_free(tracks, save_estimates, force)
-        separator = None
-        if model is not None:
-            import_torch()  # only a model needs it: scoring files does not
-            from vimss_cli.api import Separator
-
-            with status(f"loading model {model}", not (quiet or as_json)):
-                separator = Separator(model, device=device, precision=precision)
-            if not separator.loaded.trained:
-                typer.echo(
-                    f"warning: model {separator.loaded.name!r} is untrained "
-                    "(randomly initialised); its scores mean nothing",
-                    err=True,
-                )
-        mode = queries
-        if mode == "auto":
-            config = separator.model.config if separator is not None else None
-            visual = config is not None and (config.appearance_dim or config.motion_channels)
-            mode = "video" if visual else "labels"
+        show = not (quiet or as_json)
+        separator = None if model is None else _load_model(model, device, precision, show)
         console = stderr_console()
-        show = not (as_json or quiet) and console.is_terminal
-
+        show = show and console.is_terminal  # the scoring lines go with the spinner
         with status("scoring", show, console) as update:
-
-            def progress(event: dict[str, Any]) -> None:
-                where = f"[{event['done'] + 1}/{event['total']}] {event['piece']}"
-                doing = {
-                    "reading": "reading the references and the mixture",
-                    "separating": "separating with the model",
-                    "scoring": f"scoring {event['system']}",
-                }
-                if event["stage"] in doing:
-                    update(f"{where}: {doing[event['stage']]}")
-                elif show:
-                    console.print(
-                        f"[{event['done']}/{event['total']}] {event['piece']}: "
-                        f"{event['system']} scored",
-                        markup=False,
-                    )
-
             evaluation = evaluate(
                 tracks,
                 systems,
                 protocol,
                 eval_rate,
                 separator=separator,
-                queries=mode,
+                queries=queries,
                 cache_dir=None if out_dir is None else out_dir / CACHE_NAME,
-                progress=progress,
+                progress=_scoring_progress(update, console, show),
                 save_estimates=save_estimates,
                 force=force,
             )
-        if separator is not None:
-            evaluation.model = separator.loaded.name
-            evaluation.queries = mode
         written = write_results(evaluation, out_dir) if out_dir is not None else []
         document = evaluation.to_json()
         if as_json:
             typer.echo(json.dumps(document))
             return
         _print_tables(document)
-        if quiet:
-            return
-        for note in document["notes"]:
-            typer.echo(f"note: {note}", err=True)
-        for path in written:
-            typer.echo(f"wrote {path}", err=True)
-        if save_estimates is not None:
-            from vimss_cli.eval.systems import estimate_paths
-
-            for track in tracks:
-                typer.echo(f"wrote {estimate_paths(track, save_estimates)[0].parent}", err=True)
+        if not quiet:
+            _print_notes(document, written, tracks, save_estimates)
 
     guarded(debug, run)
 
 
-def _tracks(
-    dataset: str | None,
-    root: Path | None,
-    pieces: str | None,
-    references: Path | None,
-    estimates: Path | None,
-) -> tuple[list[Any], bool]:
-    """The tracks to score and whether they carry user estimates."""
-    from vimss_cli.eval.tracks import folder_tracks, parse_pieces, urmp_tracks
-    from vimss_cli.urmp import DATASETS
+@eval_app.command("compare")
+def compare_command(
+    run_a: Annotated[Path, typer.Argument(help="A `vimss eval --out` folder or its results.json.")],
+    run_b: Annotated[Path, typer.Argument(help="Another, compared with RUN_A.")],
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show two runs side by side: RUN_B minus RUN_A, paired by piece, stem and system."""
+    guarded(debug, lambda: _compare((run_a, run_b), as_json))
 
-    folders = references is not None or estimates is not None
-    if dataset is not None and folders:
-        raise InputError("give either --dataset or --references/--estimates, not both")
-    if folders:
-        if references is None or estimates is None:
-            raise InputError("--references and --estimates go together")
-        if pieces is not None:
-            raise InputError("--pieces applies to --dataset only")
-        return folder_tracks(references, estimates), True
-    if dataset is None:
-        raise InputError(
-            "say what to score: --dataset urmp|synth --root DIR, "
-            "or --references DIR --estimates DIR"
+
+def _load_model(model: str, device: str, precision: str, show: bool) -> Any:
+    """The model to score, loaded under a spinner; a warning when it is untrained."""
+    import_torch()  # only a model needs it: scoring files does not
+    from vimss_cli.api import Separator
+
+    with status(f"loading model {model}", show):
+        separator = Separator(model, device=device, precision=precision)
+    if not separator.loaded.trained:
+        typer.echo(
+            f"warning: model {separator.loaded.name!r} is untrained "
+            "(randomly initialised); its scores mean nothing",
+            err=True,
         )
-    if dataset not in DATASETS:
-        raise InputError(f"unknown --dataset {dataset!r}; choose urmp or synth")
-    if root is None:
-        raise InputError(f"--dataset {dataset} needs --root DIR")
-    return urmp_tracks(root, parse_pieces(pieces)), False
+    return separator
+
+
+def _scoring_progress(
+    update: Callable[[str | None], None], console: Console, show: bool
+) -> ProgressCallback:
+    """What each piece is at, on the spinner; a line when a system's scores are ready."""
+    doing = {
+        "reading": "reading the references and the mixture",
+        "separating": "separating with the model",
+        "scoring": "scoring {system}",
+    }
+
+    def progress(event: dict[str, Any]) -> None:
+        where = f"[{event['done'] + 1}/{event['total']}] {event['piece']}"
+        if event["stage"] in doing:
+            update(f"{where}: {doing[event['stage']].format(**event)}")
+        elif show:
+            console.print(
+                f"[{event['done']}/{event['total']}] {event['piece']}: {event['system']} scored",
+                markup=False,
+            )
+
+    return progress
+
+
+def _print_notes(
+    document: dict[str, Any], written: list[Path], tracks: list[Any], save_estimates: Path | None
+) -> None:
+    """The run's notes and the files it wrote, on stderr."""
+    for note in document["notes"]:
+        typer.echo(f"note: {note}", err=True)
+    for path in written:
+        typer.echo(f"wrote {path}", err=True)
+    if save_estimates is not None:
+        from vimss_cli.eval.systems import estimate_paths
+
+        for track in tracks:
+            typer.echo(f"wrote {estimate_paths(track, save_estimates)[0].parent}", err=True)
 
 
 def _print_tables(document: dict[str, Any]) -> None:

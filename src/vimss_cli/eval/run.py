@@ -14,14 +14,20 @@ from vimss_cli.eval.audio import TrackAudio, load_track
 from vimss_cli.eval.metrics import ReferenceGram
 from vimss_cli.eval.scoring import PROTOCOL_TEXT, score_track
 from vimss_cli.eval.summary import summarize
-from vimss_cli.eval.systems import check_estimates_free, save_model_estimates, system_estimates
+from vimss_cli.eval.systems import (
+    check_estimates_free,
+    resolve_queries,
+    save_model_estimates,
+    system_estimates,
+)
 from vimss_cli.eval.tracks import Track
 from vimss_cli.progress import ProgressCallback
 
 
 @dataclass
 class Evaluation:
-    """The outcome of a run: one row per (track, system, stem), plus what was reconciled."""
+    """The outcome of a run: one row per (track, system, stem), plus what was reconciled;
+    the name of the model scored and the queries it was given (``None`` without a model)."""
 
     protocol: str
     rate: int
@@ -96,7 +102,8 @@ def evaluate(
     """Score every system on every track (cached per track and system under ``cache_dir``).
 
     ``separator`` (a :class:`~vimss_cli.api.Separator`) is needed for the ``model`` system,
-    which it runs with ``queries`` (``labels`` or ``video``). ``save_estimates``: a folder
+    which it runs with ``queries`` (``labels``, ``video``, or ``auto``: what the model takes,
+    :func:`~.systems.resolve_queries`). ``save_estimates``: a folder
     where the model's stems are written as they were scored (:func:`~.systems.estimate_paths`); the
     model then separates every track (the cache holds scores, not stems), and stems an earlier
     run saved there are refused before any work unless ``force``.
@@ -108,10 +115,10 @@ def evaluate(
     pieces finished, this one included once it is ``scored``.
     """
     systems = list(systems)
+    queries = resolve_queries(queries, separator)
     if save_estimates is not None and "model" in systems:
         check_estimates_free(tracks, save_estimates, force)
     cache = _Cache(cache_dir)
-    model_name = None if separator is None else str(separator.loaded.path)
     model_key = None if separator is None else _model_key(separator, queries)
     stems: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -162,7 +169,9 @@ def evaluate(
             note = f"{row['piece']}/{row['name']}: {row['undefined']}; its metrics are undefined"
             if note not in notes:
                 notes.append(note)
-    return Evaluation(protocol, rate, systems, stems, _condense_notes(notes), model_name)
+    model = None if separator is None else separator.loaded.name
+    mode = None if separator is None else queries
+    return Evaluation(protocol, rate, systems, stems, _condense_notes(notes), model, mode)
 
 
 def _model_key(separator: Any, queries: str) -> list[Any]:

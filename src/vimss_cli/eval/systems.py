@@ -18,9 +18,49 @@ from vimss_cli.stem_names import StemTemplate
 from vimss_cli.stem_writer import StemSetWriter
 
 BASELINES = ("mixture", "irm", "ibm")
+#: What the model is given (``--queries``): what it takes (``auto``), labels, or the video's
+#: appearance and motion too.
+QUERY_MODES = ("auto", "labels", "video")
 #: STFT of the oracle masks: Hann window, 2048 bins, hop 512 (at the evaluation rate).
 MASK_FFT = 2048
 MASK_HOP = 512
+
+
+def plan_systems(
+    *,
+    user_estimates: bool,
+    model: str | None,
+    baselines: bool,
+    queries: str = "auto",
+    save_estimates: Path | None = None,
+) -> list[str]:
+    """The systems to score, once the options are checked to go together: the user's
+    ``estimates`` (tracks of folders), the ``model`` (given ``model``, on dataset tracks
+    only), then the :data:`BASELINES` (unless not ``baselines``)."""
+    if queries not in QUERY_MODES:
+        raise InputError(f"unknown --queries {queries!r}; choose auto, labels or video")
+    if model is not None and user_estimates:
+        raise InputError(
+            "--model separates dataset mixtures; use it with --dataset, "
+            "not with --references/--estimates"
+        )
+    if save_estimates is not None and model is None:
+        raise InputError("--save-estimates writes the stems of --model; give --model too")
+    systems = (["estimates"] if user_estimates else []) + (["model"] if model else [])
+    systems += list(BASELINES) if baselines else []
+    if not systems:
+        raise InputError("nothing to score: give --model, or keep the baselines")
+    return systems
+
+
+def resolve_queries(queries: str, separator: Any | None) -> str:
+    """``auto`` -> ``video`` for a model that takes appearance or motion, else ``labels``;
+    another mode is kept."""
+    if queries != "auto":
+        return queries
+    config = separator.model.config if separator is not None else None
+    visual = config is not None and (config.appearance_dim or config.motion_channels)
+    return "video" if visual else "labels"
 
 
 def oracle_mask_estimates(references: np.ndarray, mixture: np.ndarray, kind: str) -> np.ndarray:

@@ -9,7 +9,14 @@ from pathlib import Path
 
 from vimss_cli.errors import InputError
 from vimss_cli.instruments import INSTRUMENT_CODES
-from vimss_cli.urmp import MIX_PREFIX, VIDEO_PREFIX, Piece, list_pieces, parse_stem_file_name
+from vimss_cli.urmp import (
+    DATASETS,
+    MIX_PREFIX,
+    VIDEO_PREFIX,
+    Piece,
+    list_pieces,
+    parse_stem_file_name,
+)
 
 
 @dataclass(frozen=True)
@@ -182,3 +189,34 @@ def folder_tracks(references: Path, estimates: Path) -> list[Track]:
             )
         )
     return tracks
+
+
+def select_tracks(
+    dataset: str | None,
+    root: Path | None,
+    pieces: str | None,
+    references: Path | None,
+    estimates: Path | None,
+) -> tuple[list[Track], bool]:
+    """The tracks ``vimss eval`` scores, and whether they carry the user's estimates: the
+    ``pieces`` (``"01,13"``, ``None`` for all) of a URMP-layout ``dataset`` under ``root``, or
+    folders of ``references`` and ``estimates`` (:func:`folder_tracks`)."""
+    folders = references is not None or estimates is not None
+    if dataset is not None and folders:
+        raise InputError("give either --dataset or --references/--estimates, not both")
+    if folders:
+        if references is None or estimates is None:
+            raise InputError("--references and --estimates go together")
+        if pieces is not None:
+            raise InputError("--pieces applies to --dataset only")
+        return folder_tracks(references, estimates), True
+    if dataset is None:
+        raise InputError(
+            "say what to score: --dataset urmp|synth --root DIR, "
+            "or --references DIR --estimates DIR"
+        )
+    if dataset not in DATASETS:
+        raise InputError(f"unknown --dataset {dataset!r}; choose urmp or synth")
+    if root is None:
+        raise InputError(f"--dataset {dataset} needs --root DIR")
+    return urmp_tracks(root, parse_pieces(pieces)), False
