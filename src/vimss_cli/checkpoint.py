@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,15 @@ class BundledModel:
     description: str
     trained: bool
 
+    def to_json(self, default: str | None = None) -> dict[str, Any]:
+        """Its row in ``vimss models list --json``; ``default``: the default model's name."""
+        return {
+            "name": self.name,
+            "default": self.name == default,
+            "trained": self.trained,
+            "description": self.description,
+        }
+
 
 def bundled_index(directory: Path | None = None) -> tuple[dict[str, BundledModel], str | None]:
     """Bundled models by name, and the name the ``default`` alias points at."""
@@ -327,3 +336,48 @@ def load_model(reference: str = DEFAULT_MODEL_ALIAS, models_dir: Path | None = N
             f"{resolved.path} does not match the sha256 recorded for model {resolved.name!r}"
         )
     return load_checkpoint(resolved.path, resolved.name)
+
+
+@dataclass
+class ModelInfo:
+    """What ``vimss models info`` tells of a model: the checkpoint, its size, its windows."""
+
+    loaded: LoadedModel
+    parameters: int
+    #: input and output samples of one window at the default tile (``engine.plan_windows``)
+    window_input_samples: int
+    window_output_samples: int
+    #: its model card, ``docs/model-card-<name>.md``, in a source checkout; else ``None``
+    model_card: Path | None
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``vimss models info --json`` prints."""
+        net = self.loaded.model
+        return {
+            "name": self.loaded.name,
+            "path": str(self.loaded.path),
+            "trained": self.loaded.trained,
+            "parameters": self.parameters,
+            "config": asdict(net.config),
+            "context_samples": net.context,
+            "window_input_samples": self.window_input_samples,
+            "window_output_samples": self.window_output_samples,
+            "provenance": self.loaded.provenance,
+            "model_card": None if self.model_card is None else str(self.model_card),
+        }
+
+
+def model_info(reference: str) -> ModelInfo:
+    """Load the model ``reference`` names and describe it."""
+    from vimss_cli.engine import DEFAULT_TILE, plan_windows
+
+    loaded = load_model(reference)
+    plan = plan_windows(loaded.model, DEFAULT_TILE)
+    card = Path(__file__).resolve().parents[2] / "docs" / f"model-card-{loaded.name}.md"
+    return ModelInfo(
+        loaded=loaded,
+        parameters=sum(p.numel() for p in loaded.model.parameters()),
+        window_input_samples=plan.input_length,
+        window_output_samples=plan.step,
+        model_card=card if card.is_file() else None,
+    )

@@ -112,18 +112,7 @@ def synth(
         with _piece_progress(not as_json, "pieces") as progress:
             report = synthesize(config, progress)
         if as_json:
-            typer.echo(
-                json.dumps(
-                    {
-                        "out_dir": str(report.out_dir),
-                        "generated": report.generated,
-                        "kept": report.kept,
-                        "redone": report.redone,
-                        "seconds_generated": report.seconds_generated,
-                        "wall_seconds": round(report.wall_seconds, 3),
-                    }
-                )
-            )
+            typer.echo(json.dumps(report.to_json()))
             return
         console = stderr_console()
         if report.redone:

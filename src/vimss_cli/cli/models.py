@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from vimss_cli.cli.common import DebugOption, JsonOption, guarded
+
+if TYPE_CHECKING:
+    from vimss_cli.checkpoint import ModelInfo
 
 models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
 
@@ -24,15 +26,7 @@ def models_list(as_json: JsonOption = False, debug: DebugOption = False) -> None
 
         models, default = bundled_index()
         if as_json:
-            rows = [
-                {
-                    "name": m.name,
-                    "default": m.name == default,
-                    "trained": m.trained,
-                    "description": m.description,
-                }
-                for m in models.values()
-            ]
+            rows = [m.to_json(default) for m in models.values()]
             typer.echo(json.dumps({"models": rows}))
             return
         table = Table("name", "default", "trained", "description")
@@ -52,37 +46,20 @@ def models_info(
     """Describe one model: config, length arithmetic, provenance."""
 
     def run() -> None:
-        import dataclasses
+        from vimss_cli.checkpoint import model_info
 
-        from vimss_cli.checkpoint import load_model
-        from vimss_cli.engine import DEFAULT_TILE, plan_windows
-
-        loaded = load_model(model)
-        net = loaded.model
-        plan = plan_windows(net, DEFAULT_TILE)
-        info = {
-            "name": loaded.name,
-            "path": str(loaded.path),
-            "trained": loaded.trained,
-            "parameters": sum(p.numel() for p in net.parameters()),
-            "config": dataclasses.asdict(net.config),
-            "context_samples": net.context,
-            "window_input_samples": plan.input_length,
-            "window_output_samples": plan.step,
-            "provenance": loaded.provenance,
-        }
-        card = Path(__file__).resolve().parents[3] / "docs" / f"model-card-{loaded.name}.md"
-        info["model_card"] = str(card) if card.is_file() else None
+        info = model_info(model)
         if as_json:
-            typer.echo(json.dumps(info))
+            typer.echo(json.dumps(info.to_json()))
             return
-        Console(soft_wrap=True).print(_model_summary(info, net), markup=False)
+        Console(soft_wrap=True).print(_model_summary(info), markup=False)
 
     guarded(debug, run)
 
 
-def _model_summary(info: dict[str, Any], net: Any) -> str:
+def _model_summary(model: ModelInfo) -> str:
     """``models info`` for a person: what the model takes, its size, how it was trained."""
+    info, net = model.to_json(), model.loaded.model
     config = net.config
     rate = config.sample_rate
     takes = ["instrument labels"]

@@ -109,17 +109,8 @@ def train_command(
                 progress=progress,
                 warn=warn,
             )
-        summary = {
-            "run_dir": str(report.run_dir),
-            "step": report.step,
-            "wall_seconds": round(report.wall_seconds, 2),
-            "examples_per_second": round(report.examples_per_second, 3),
-            "audio_seconds_per_second": round(report.audio_seconds_per_second, 3),
-            "best_valid_sdr": report.best_valid_sdr,
-            "skipped_files": report.skipped_files,
-        }
         if as_json:
-            typer.echo(json.dumps(summary))
+            typer.echo(json.dumps(report.to_json()))
         else:
             console.print(
                 f"stopped at step {report.step}: {report.examples_per_second:.1f} examples/s, "

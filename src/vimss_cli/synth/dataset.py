@@ -72,6 +72,17 @@ class SynthReport:
     seconds_generated: float = 0.0
     wall_seconds: float = 0.0
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``vimss data synth --json`` prints."""
+        return {
+            "out_dir": str(self.out_dir),
+            "generated": self.generated,
+            "kept": self.kept,
+            "redone": self.redone,
+            "seconds_generated": self.seconds_generated,
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
+
 
 def validate(config: SynthConfig) -> None:
     """Raise :class:`InputError` for values no run can use."""

@@ -71,6 +71,18 @@ class TrainReport:
     best_valid_sdr: float | None
     skipped_files: list[str]
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``vimss train --json`` prints."""
+        return {
+            "run_dir": str(self.run_dir),
+            "step": self.step,
+            "wall_seconds": round(self.wall_seconds, 2),
+            "examples_per_second": round(self.examples_per_second, 3),
+            "audio_seconds_per_second": round(self.audio_seconds_per_second, 3),
+            "best_valid_sdr": self.best_valid_sdr,
+            "skipped_files": self.skipped_files,
+        }
+
 
 class DeadlineSchedule:
     """Ends the cosine schedule at the step a wall-clock deadline allows
