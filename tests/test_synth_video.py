@@ -6,7 +6,9 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from vimss_cli.errors import MediaError
 from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.synth import kinematics
 from vimss_cli.synth.images import TRAIN_IMAGES, load_rgba
@@ -130,3 +132,19 @@ def test_camera_shake_moves_the_picture_and_repeats_the_uncovered_edge() -> None
     frame = np.repeat(np.arange(12, dtype=np.uint8).reshape(3, 4)[..., None], 3, axis=2)
     moved = _shift(frame, 1, -1)[..., 0]  # one pixel down, one left
     assert moved.tolist() == [[1, 2, 3, 3], [1, 2, 3, 3], [5, 6, 7, 7]]
+
+
+def test_an_encoder_that_fails_says_why_in_one_line(tmp_path: Path) -> None:
+    looks = [PlayerLook("vn", load_rgba(TRAIN_IMAGES["vn"][0]), (200, 40, 40), (230, 190, 160))]
+    target = tmp_path / "missing folder" / "v.mp4"  # ffmpeg cannot open it: it stops reading
+    with pytest.raises(MediaError, match=r"ffmpeg could not encode .*v\.mp4 \(ffmpeg: .+\)"):
+        render_video(
+            str(target),
+            looks,
+            (notes_between(0.0, 1.0),),
+            1.0,
+            (64, 36),
+            np.random.default_rng(0),
+            ffmpeg_executable(),
+        )
+    assert not target.parent.exists()

@@ -9,17 +9,20 @@ streaming process that the audio reader (:mod:`vimss_cli.media`) and the frame r
 * :func:`probe`: one ``ffmpeg -i`` of a file, parsed once: duration, audio streams (rate,
   channels, sample format), picture streams (size, rotation, frame rate).
 * :class:`FfmpegProcess`: ffmpeg writing raw samples or pixels to a pipe, always reaped.
+* :func:`feed`: ffmpeg reading raw frames from a pipe (an encoder), run to the end.
 
 Everything ffmpeg prints is parsed here and nowhere else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -251,6 +254,32 @@ def first_audio_time(path: Path) -> float:
 
 
 # ------------------------------------------------------------------------------ streaming
+
+
+def feed(arguments: list[str], chunks: Iterable[bytes]) -> subprocess.CompletedProcess[str]:
+    """Run ffmpeg to the end with ``chunks`` written to its stdin (raw frames to encode).
+
+    Its stderr goes to a temporary file, so ffmpeg never blocks on a full pipe. When ffmpeg
+    stops reading (it failed), the feeding stops: its exit status and stderr say why.
+    """
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            arguments, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+        assert process.stdin is not None  # set by stdin=PIPE
+        try:
+            for chunk in chunks:
+                process.stdin.write(chunk)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass  # ffmpeg stopped reading: its exit status tells
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()  # (again: after a failed write, what it holds is lost)
+            returncode = process.wait()
+        stderr.seek(0)
+        said = stderr.read().decode("utf-8", errors="replace")
+    return subprocess.CompletedProcess(arguments, returncode, "", said)
 
 
 def stop_process(process: subprocess.Popen[bytes] | None) -> None:

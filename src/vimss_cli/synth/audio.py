@@ -67,6 +67,7 @@ def render_midi(
             str(soundfont),
             str(midi_path),
         ]
+        # fluidsynth, not ffmpeg: ffmpeg_io's runner and message parsing do not apply
         result = subprocess.run(
             command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
         )

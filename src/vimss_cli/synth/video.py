@@ -4,18 +4,20 @@ Each player is a simple figure (body, head, two jointed arms with hands and fing
 its instrument's picture, on a background shared by the whole frame. How the figure moves
 comes from :mod:`vimss_cli.synth.kinematics`: bow strokes, fingers and breath follow the
 player's own notes; sway, nods, page turns and hand adjustments in rests follow none. Camera
-shake, changing light and sensor noise are added on top. Frames go to ffmpeg (libx264); the
-figures' true keypoints can be written beside the video.
+shake, changing light and sensor noise are added on top. Frames go to ffmpeg (libx264)
+through :func:`vimss_cli.ffmpeg_io.feed`; the figures' true keypoints can be written beside
+the video.
 """
 
 from __future__ import annotations
 
-import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from vimss_cli.errors import MediaError
+from vimss_cli.ffmpeg_io import feed, ffmpeg_message
 from vimss_cli.synth import kinematics
 from vimss_cli.synth.kinematics import (
     UPRIGHT,
@@ -180,12 +182,9 @@ def render_video(
         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
         "-threads", "1", "-movflags", "+faststart", path,
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    assert process.stdin is not None
     keypoints = np.zeros((len(looks), frames, kinematics.LANDMARKS, 3), np.float32)
-    try:
+
+    def pictures() -> Iterator[bytes]:
         for i in range(frames):
             frame = background.copy()
             for j, look in enumerate(looks):
@@ -198,17 +197,11 @@ def render_video(
                 keypoints[j, i, :, :2] += (shake[i][1], shake[i][0])
             frame = _shift(frame, int(shake[i][0]), int(shake[i][1]))
             lit = frame.astype(np.float32) * np.float32(light[i]) + noise_bank[i % len(noise_bank)]
-            process.stdin.write(np.clip(lit, 0, 255, out=lit).astype(np.uint8).tobytes())
-        process.stdin.close()
-    except BrokenPipeError:
-        pass
-    finally:
-        if process.poll() is None and not process.stdin.closed:
-            process.stdin.close()
-        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-        returncode = process.wait()
-    if returncode != 0:
-        raise MediaError(f"ffmpeg could not encode {path}", stderr.strip()[-300:] or None)
+            yield np.clip(lit, 0, 255, out=lit).astype(np.uint8).tobytes()
+
+    result = feed(command, pictures())
+    if result.returncode != 0:
+        raise MediaError(f"ffmpeg could not encode {path}", ffmpeg_message(result.stderr))
     if keypoints_path is not None:
         write_keypoints(keypoints_path, keypoints, FPS, [look.instrument for look in looks])
     return frames
