@@ -32,7 +32,8 @@ SYSTEMS = ("model", "mixture", "irm")
 def evaluate(model: str, root: Path, out: Path, device: str, precision: str = "fp32") -> Path:
     """Run ``vimss eval`` for ``model``; return its stems.csv."""
     command = [sys.executable, "-m", "vimss_cli", "eval", "--dataset", "urmp", "--root", str(root)]
-    command += ["--model", model, "--device", device, "--precision", precision]
+    command += ["--model", model, "--queries", "labels"]  # a video model's labels, too
+    command += ["--device", device, "--precision", precision]
     command += ["-o", str(out), "--json"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
