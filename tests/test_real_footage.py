@@ -310,3 +310,22 @@ def test_poses_are_tracked_on_each_player_through_the_video(footage) -> None:
         assert ((shoulders > x) & (shoulders < x + w)).all()
     motion = pose_motion(keypoints, analysis.rate)
     assert np.median(motion) < 0.3
+
+
+def test_a_pose_model_gets_each_players_tracked_motion(footage) -> None:
+    """A model that reads pose motion, given a real video with no true keypoints beside it,
+    gets each player's motion from the tracked keypoints, and is told so."""
+    from vimss_cli.model import ModelConfig
+    from vimss_cli.vision.pose_motion import FEATURES
+
+    path, _ = footage["plain_duet"]
+    config = ModelConfig(
+        sample_rate=8000, levels=2, base_features=4, query_dim=4, motion_channels=len(FEATURES),
+        motion_features="pose", motion_encoder_channels=3,
+    )  # fmt: skip
+    plan = queries.PlayerPlan(path, ["vn", "vn"], has_video=True)
+    made = plan.queries(config)
+    assert [q.motion.shape[0] for q in made if q.motion is not None] == [len(FEATURES)] * 2
+    assert plan.analysis is not None and made[0].motion_rate == plan.analysis.rate
+    assert "motion from the players' keypoints, tracked in the video" in plan.notes
+    assert not any("pose was lost" in w for w in plan.warnings)
