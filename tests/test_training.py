@@ -775,3 +775,22 @@ def test_excerpts_for_a_motion_encoder_carry_frames_on_its_clock() -> None:
     assert item["motion_offset"].shape == (2,) and item["motion_offset"].dtype == torch.float64
     assert ((item["motion_offset"] >= 0) & (item["motion_offset"] < 1)).all()
     assert not torch.equal(item["motion_frames"][0], item["motion_frames"][1])
+
+
+def test_the_motion_path_learns_at_its_own_rate() -> None:
+    from vimss_cli.model import WaveUNet
+    from vimss_cli.training.trainer import parameter_groups
+
+    config = build_config(
+        None, [*TINY, "model.motion_channels=2", "model.motion_encoder_channels=3"]
+    ).model
+    model = WaveUNet(config)
+    network, motion = parameter_groups(model, 20.0)
+    assert network["lr_scale"] == 1.0 and motion["lr_scale"] == 20.0
+    motion_ids = {id(p) for p in motion["params"]}
+    assert model.motion_encoder is not None
+    assert {id(p) for p in model.motion_encoder.parameters()} <= motion_ids
+    assert id(model.films["down0"].dynamic.weight) in motion_ids
+    assert id(model.films["down0"].static.weight) not in motion_ids
+    assert len(network["params"]) + len(motion_ids) == len(list(model.parameters()))
+    assert len(parameter_groups(WaveUNet(build_config(None, TINY).model), 20.0)) == 1

@@ -86,6 +86,9 @@ class OptimConfig:
     ``loss``: ``"l1"`` (mean absolute waveform error) or ``"sdr"`` (negative thresholded SDR,
     the metric itself; see :func:`vimss_cli.training.losses.thresholded_sdr_loss`).
     ``spectral_weight``: weight of a multi-resolution log-STFT term added to either.
+    ``motion_lr_scale``: the motion path (motion encoder, FiLM's motion convolutions) learns
+    at this multiple of ``lr``: warm-started from a label model it starts at zero and gets a
+    weak signal, while the rest only needs fine-tuning.
     """
 
     lr: float = 3e-4
@@ -98,10 +101,12 @@ class OptimConfig:
     ema_decay: float = 0.0
     spectral_weight: float = 0.0
     loss: Literal["l1", "sdr"] = "l1"
+    motion_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         check_types(self)
         check_range(self, "lr", above=0)
+        check_range(self, "motion_lr_scale", above=0)
         check_range(self, "grad_clip", above=0)
         check_range(self, "max_steps", at_least=1)
         for name in ("weight_decay", "warmup_steps", "spectral_weight"):

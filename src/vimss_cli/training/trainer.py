@@ -47,6 +47,24 @@ def learning_rate(config: TrainConfig, step: int, schedule_steps: int | None = N
     return optim.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def is_motion_path(name: str) -> bool:
+    """A parameter of the motion path: the motion encoder, FiLM's motion convolutions, the
+    motion projection of concat conditioning."""
+    return name.startswith(("motion_encoder.", "motion_to_query.")) or ".dynamic." in name
+
+
+def parameter_groups(model: WaveUNet, motion_lr_scale: float) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: the network at ``lr_scale`` 1, then (when the model has one)
+    its motion path at ``motion_lr_scale``. The order is fixed, so a resumed run's saved
+    optimizer state fits."""
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if not is_motion_path(n)], "lr_scale": 1.0}]
+    motion = [p for n, p in named if is_motion_path(n)]
+    if motion:
+        groups.append({"params": motion, "lr_scale": motion_lr_scale})
+    return groups
+
+
 def batch_queries(batch: dict[str, torch.Tensor], device: torch.device) -> QueryBatch:
     """Per-window queries of a collated batch: labels ``(W, K)``, appearance ``(W, K, A)``
     and motion ``(W, K, M, T_in)`` when present."""
@@ -165,7 +183,9 @@ class Trainer:
         model = WaveUNet(config.model).to(device)
         ema = copy.deepcopy(model).eval() if config.optim.ema_decay > 0 else None
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+            parameter_groups(model, config.optim.motion_lr_scale),
+            lr=config.optim.lr,
+            weight_decay=config.optim.weight_decay,
         )
         state = RunState()
         if resume:
@@ -190,7 +210,7 @@ class Trainer:
         config, state, device = self.config, self.state, self.device
         lr = learning_rate(config, state.step, state.schedule_steps)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # a state saved before groups: 1
         mixture = batch["mixture"].to(device, non_blocking=True)
         targets = batch["targets"].to(device, non_blocking=True)
         with autocast(device, config.optim.precision):
