@@ -37,10 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from vimss_cli.synth.kinematics import STRINGS
-from vimss_cli.synth.video import player_boxes
+from vimss_cli.synth.video import generated_boxes
 from vimss_cli.urmp import Piece, list_pieces
 from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
-from vimss_cli.vision.frames import probe_video
 from vimss_cli.vision.pose_motion import pose_motion, read_keypoints
 
 #: Centred windows (seconds) the probe averages each feature over.
@@ -67,10 +66,8 @@ def note_activity(path: Path, frames: int, rate: float, bridge: float = 0.0) -> 
 
 
 def generated_analysis(piece: Piece) -> VideoAnalysis:
-    """The front end on a generated piece, given its players' regions (equal columns: the
-    person detector may see a drawn figure with arms as a person without an instrument)."""
-    info = probe_video(piece.video_path)
-    boxes = player_boxes(info.width, info.height, piece.players)
+    """The front end on a generated piece, given its players' known regions."""
+    boxes = generated_boxes(piece.video_path, piece.players)
     return analyse_video(piece.video_path, players=piece.players, boxes=boxes)
 
 

@@ -57,8 +57,9 @@ class QueryBatch:
             aligned with the mixture window, or ``None``.
         motion_frames: for a model with a motion encoder, the motion on its own frame clock
             instead: ``(W, K, motion_channels, F)`` from :func:`motion_frames_window`, with
-            ``motion_offset`` ``(W,)``, each window's first sample in frames past its first
-            output frame (in ``[0, 1)``).
+            ``motion_offset`` ``(W, K)`` float64, each window's first sample in frames past
+            its first output frame (in ``[0, 1)``; per query, as training mixes excerpts of
+            different pieces).
     """
 
     labels: Tensor
@@ -70,6 +71,19 @@ class QueryBatch:
     @property
     def size(self) -> int:
         return int(self.labels.shape[-1])
+
+
+def _motion_of(query: Query, channels: int) -> tuple[np.ndarray, float] | None:
+    """The query's motion ``(channels, frames)`` as float64 and its rate, checked; ``None``
+    for a query without motion."""
+    if query.motion is None:
+        return None
+    if query.motion_rate is None or query.motion_rate <= 0:
+        raise ValueError("a query with motion needs a positive motion_rate")
+    values = np.asarray(query.motion, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] != channels:
+        raise ValueError(f"motion must have shape ({channels}, frames), got {values.shape}")
+    return values, float(query.motion_rate)
 
 
 def motion_at_samples(
@@ -85,15 +99,12 @@ def motion_at_samples(
         ``(channels, length)`` float32 array.
     """
     result = np.zeros((channels, length), dtype=np.float32)
-    if query.motion is None:
+    motion = _motion_of(query, channels)
+    if motion is None:
         return result
-    if query.motion_rate is None or query.motion_rate <= 0:
-        raise ValueError("a query with motion needs a positive motion_rate")
-    frames = np.asarray(query.motion, dtype=np.float64)
-    if frames.ndim != 2 or frames.shape[0] != channels:
-        raise ValueError(f"motion must have shape ({channels}, frames), got {frames.shape}")
+    frames, motion_rate = motion
     sample_index = np.arange(first_sample, first_sample + length, dtype=np.float64)
-    position = sample_index * (query.motion_rate / sample_rate)
+    position = sample_index * (motion_rate / sample_rate)
     inside = (position >= 0) & (position <= frames.shape[1] - 1)
     frame_positions = np.arange(frames.shape[1], dtype=np.float64)
     for channel in range(channels):
@@ -125,15 +136,12 @@ def motion_frames_window(
     position = first_sample * rate / sample_rate
     first = int(np.floor(position))
     result = np.zeros((channels, frames), dtype=np.float32)
-    if query.motion is None:
+    motion = _motion_of(query, channels)
+    if motion is None:
         return result, position - first
-    if query.motion_rate is None or query.motion_rate <= 0:
-        raise ValueError("a query with motion needs a positive motion_rate")
-    values = np.asarray(query.motion, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] != channels:
-        raise ValueError(f"motion must have shape ({channels}, frames), got {values.shape}")
+    values, motion_rate = motion
     times = (first - context + np.arange(frames)) / rate
-    source = times * query.motion_rate
+    source = times * motion_rate
     frame_positions = np.arange(values.shape[1], dtype=np.float64)
     for channel in range(channels):
         result[channel] = np.interp(source, frame_positions, values[channel])

@@ -143,10 +143,23 @@ class _WindowRunner:
 
         The result holds the output positions that follow the previous call's.
         """
-        motion = None
-        if self.model.motion_encoder is not None:
-            batch = self._encoder_queries(starts)
-        elif self.motion_channels and any(q.motion is not None for q in self.queries):
+        batch = self._queries(starts)
+        mixture = torch.as_tensor(windows, device=self.device).unsqueeze(1)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            estimates = self.model(mixture, batch, self.stream)
+        if self.stream is not None:
+            return estimates[0].float().cpu().numpy()
+        return _stitch(estimates[..., : self.plan.step].float().cpu().numpy())
+
+    def _queries(self, starts: list[int]) -> QueryBatch:
+        """The queries of windows starting at ``starts``, with their motion: per sample, or on
+        the motion encoder's frame clock for a model that has one. Without any query's
+        motion, none (the model takes that as no motion)."""
+        batch = QueryBatch(self.static.labels, self.static.appearance)
+        if not self.motion_channels or all(q.motion is None for q in self.queries):
+            return batch
+        encoder = self.model.motion_encoder
+        if encoder is None:
             per_window = [
                 np.stack(
                     [
@@ -158,25 +171,9 @@ class _WindowRunner:
                 )
                 for start in starts
             ]
-            motion = torch.as_tensor(np.stack(per_window), device=self.device)
-        if self.model.motion_encoder is None:
-            batch = QueryBatch(self.static.labels, self.static.appearance, motion)
-        mixture = torch.as_tensor(windows, device=self.device).unsqueeze(1)
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            estimates = self.model(mixture, batch, self.stream)
-        if self.stream is not None:
-            return estimates[0].float().cpu().numpy()
-        return _stitch(estimates[..., : self.plan.step].float().cpu().numpy())
-
-    def _encoder_queries(self, starts: list[int]) -> QueryBatch:
-        """The queries with their motion on the motion encoder's frame clock, per window
-        (none when no query has motion: the model takes that as zero frames)."""
-        batch = QueryBatch(self.static.labels, self.static.appearance)
-        if not any(q.motion is not None for q in self.queries):
+            batch.motion = torch.as_tensor(np.stack(per_window), device=self.device)
             return batch
         config = self.model.config
-        encoder = self.model.motion_encoder
-        assert encoder is not None
         count = self.model.motion_frames_for(self.plan.input_length)
         frames, offsets = [], []
         for start in starts:

@@ -194,6 +194,12 @@ class Piece:
         return FileCheck(missing=sorted(expected - present), unexpected=sorted(named - expected))
 
 
+def pose_file_for(video: Path) -> Path:
+    """Where a generated piece keeps its players' true keypoints: ``Vid_<piece>.mp4`` ->
+    ``Pose_<piece>.npz`` beside it."""
+    return video.with_name(f"{POSE_PREFIX}{video.stem.removeprefix(VIDEO_PREFIX)}.npz")
+
+
 def list_pieces(root: Path, numbers: list[int] | None = None) -> list[Piece]:
     """Piece folders directly under ``root``, in number order.
 

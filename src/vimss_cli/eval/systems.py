@@ -118,18 +118,13 @@ def model_queries(separator: Any, track: Track, mode: str, notes: list[str]) -> 
         return [Query(code) for code in labels]
     if track.video is None:
         raise InputError(f"piece {track.piece} has no video file for --queries video")
-    from vimss_cli.vision.queries import PlayerPlan, pose_file_for
+    from vimss_cli.synth.video import generated_boxes
+    from vimss_cli.vision.queries import PlayerPlan
 
     config = separator.model.config
     if not (config.appearance_dim or config.motion_channels):
         notes.append(f"{track.piece}: the model takes labels only; the video was not used")
-    boxes = None
-    if pose_file_for(track.video).is_file():  # a generated piece: its regions are known
-        from vimss_cli.synth.video import player_boxes
-        from vimss_cli.vision.frames import probe_video
-
-        info = probe_video(track.video)
-        boxes = player_boxes(info.width, info.height, len(labels))
+    boxes = generated_boxes(track.video, len(labels))
     plan = PlayerPlan(track.video, labels, has_video=True, boxes=boxes)
     queries = plan.queries(config)
     notes.extend(f"{track.piece}: {note}" for note in plan.notes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from vimss_cli.synth.kinematics import (
     smooth_noise,
 )
 from vimss_cli.synth.performance import PlayedNote
+from vimss_cli.urmp import pose_file_for
 
 #: URMP films at 29.97 frames per second.
 FPS = 30000 / 1001
@@ -48,6 +50,21 @@ def player_boxes(width: int, height: int, players: int) -> str:
     equal columns, left to right, the full height. Each figure stays inside its own."""
     region = width // players
     return ";".join(f"{j * region},0,{region},{height}" for j in range(players))
+
+
+def generated_boxes(video: Path, players: int) -> str | None:
+    """``--boxes`` for a video ``vimss data synth`` made (its true keypoints lie beside it):
+    the known regions of :func:`player_boxes`. ``None`` for any other video.
+
+    The front end gets them because the drawn figures have arms: the person detector may
+    take one for a person without an instrument and refuse the video.
+    """
+    if not pose_file_for(video).is_file():
+        return None
+    from vimss_cli.vision.frames import probe_video
+
+    info = probe_video(video)
+    return player_boxes(info.width, info.height, players)
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:

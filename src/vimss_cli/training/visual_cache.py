@@ -73,16 +73,10 @@ def piece_visuals(
         with np.load(cache_file) as stored:
             if str(stored["key"]) == key:
                 return PlayerVisuals(stored["appearance"], stored["motion"], float(stored["rate"]))
+    from vimss_cli.synth.video import generated_boxes
     from vimss_cli.vision.analysis import analyse_video
 
-    boxes = None
-    if piece.pose_path.is_file():  # generated: the regions are known, and since its figures
-        # have arms the person detector may take one for a person without an instrument
-        from vimss_cli.synth.video import player_boxes
-        from vimss_cli.vision.frames import probe_video
-
-        info = probe_video(video)
-        boxes = player_boxes(info.width, info.height, piece.players)
+    boxes = generated_boxes(video, piece.players)
     analysis = analyse_video(video, players=piece.players, boxes=boxes)
     if len(analysis.players) != piece.players:
         raise InputError(
@@ -111,11 +105,6 @@ def pose_visuals(piece: Piece, channels: int) -> PlayerVisuals:
             f"{piece.folder.name} has no true keypoints {piece.pose_path.name} (pose motion is "
             "trained on pieces from vimss data synth)"
         )
-    keypoints, rate = read_keypoints(piece.pose_path)
-    if keypoints.shape[0] != piece.players:
-        raise InputError(
-            f"{piece.pose_path.name} holds {keypoints.shape[0]} players, the folder names "
-            f"{piece.players}"
-        )
+    keypoints, rate = read_keypoints(piece.pose_path, piece.players)
     motion = pose_motion(keypoints, rate)
     return PlayerVisuals(np.zeros((piece.players, 0), np.float32), motion, rate)

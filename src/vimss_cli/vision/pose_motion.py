@@ -42,8 +42,11 @@ LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST, RIGHT_WRIST 
 LEFT_INDEX, RIGHT_INDEX = 19, 20
 
 
-def read_keypoints(path: Path) -> tuple[np.ndarray, float]:
-    """A ``Pose_*.npz`` file -> (``(players, frames, 33, 3)`` float32 keypoints, frames/s)."""
+def read_keypoints(path: Path, players: int | None = None) -> tuple[np.ndarray, float]:
+    """A ``Pose_*.npz`` file -> (``(players, frames, 33, 3)`` float32 keypoints, frames/s).
+
+    With ``players``, a file holding another number of players is refused.
+    """
     try:
         with np.load(path) as data:
             keypoints = np.asarray(data["keypoints"], np.float32)
@@ -52,6 +55,8 @@ def read_keypoints(path: Path) -> tuple[np.ndarray, float]:
         raise InputError(f"cannot read keypoints from {path}: {error}") from error
     if keypoints.ndim != 4 or keypoints.shape[2:] != (33, 3) or rate <= 0:
         raise InputError(f"{path}: keypoints must be (players, frames, 33, 3) with a positive fps")
+    if players is not None and keypoints.shape[0] != players:
+        raise InputError(f"{path.name} holds {keypoints.shape[0]} players, not {players}")
     return keypoints, rate
 
 

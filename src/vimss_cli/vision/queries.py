@@ -20,7 +20,7 @@ from vimss_cli.errors import InputError
 from vimss_cli.instruments import parse_instrument_list
 from vimss_cli.media import MediaInfo
 from vimss_cli.model import ModelConfig
-from vimss_cli.urmp import MIX_PREFIX, POSE_PREFIX, VIDEO_PREFIX, parse_folder_name
+from vimss_cli.urmp import MIX_PREFIX, VIDEO_PREFIX, parse_folder_name, pose_file_for
 from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
 from vimss_cli.vision.efficientnet import FEATURE_DIM
 from vimss_cli.vision.frames import probe_video
@@ -134,9 +134,7 @@ class PlayerPlan:
         assert self.analysis is not None
         path = pose_file_for(self.path)
         if path.is_file():
-            keypoints, rate = read_keypoints(path)
-            if keypoints.shape[0] != players:
-                raise InputError(f"{path.name} holds {keypoints.shape[0]} players, not {players}")
+            keypoints, rate = read_keypoints(path, players)
             self.notes.append(f"motion from the players' true keypoints in {path.name}")
         else:
             rate = self.analysis.rate
@@ -150,12 +148,6 @@ class PlayerPlan:
                         f"{100 * share:.0f} % of the frames; its motion says little there"
                     )
         return list(pose_motion(keypoints, rate)), rate
-
-
-def pose_file_for(video: Path) -> Path:
-    """Where a generated piece keeps its players' true keypoints: ``Vid_<piece>.mp4`` ->
-    ``Pose_<piece>.npz`` beside it."""
-    return video.with_name(f"{POSE_PREFIX}{video.stem.removeprefix(VIDEO_PREFIX)}.npz")
 
 
 #: A player whose pose the tracker loses in more than this share of frames gets a warning.
