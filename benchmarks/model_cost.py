@@ -5,6 +5,9 @@ Counts the multiply-adds of every convolution from the network's own length arit
 the context each window recomputes; elementwise work (activations, FiLM, interpolation) is
 not counted. With FiLM in the encoder (``film-all``) the whole network runs once per query;
 otherwise the encoder runs once per window and its share is divided among ``--queries``.
+For the spectral network (``vimss_cli/spectral.py``) the figure is its frame-rate
+convolutions per query over the window's frames; the STFT, shared by the queries, and the
+inverse FFTs are not counted.
 
     .venv/bin/python benchmarks/model_cost.py default configs/gpu-h200.toml --tile 262144
 """
@@ -24,13 +27,15 @@ if str(SRC) not in sys.path:
 
 from vimss_cli.checkpoint import load_model  # noqa: E402
 from vimss_cli.model import ModelConfig, WaveUNet  # noqa: E402
+from vimss_cli.networks import Network, build_network  # noqa: E402
+from vimss_cli.spectral import SpectralMaskNet  # noqa: E402
 
 
-def model_of(reference: str) -> WaveUNet:
+def model_of(reference: str) -> Network:
     """A bundled name or checkpoint path, or a TOML config with a ``[model]`` section."""
     if reference.endswith(".toml"):
         values = tomllib.loads(Path(reference).read_text()).get("model", {})
-        return WaveUNet(ModelConfig.from_dict(values))
+        return build_network(ModelConfig.from_dict(values))
     return load_model(reference).model
 
 
@@ -56,7 +61,31 @@ def layer_macs(model: WaveUNet, positions: Callable[[str], float]) -> tuple[floa
     return encoder, decoder
 
 
-def cost(model: WaveUNet, tile: int, queries: int) -> dict[str, float]:
+def spectral_cost(model: SpectralMaskNet, tile: int) -> dict[str, float]:
+    """:func:`cost` for the spectral network: its frame-rate convolutions over one window."""
+    c = model.config
+    input_length = model.input_length_for(tile)
+    output = model.output_length(input_length)
+    frames = (input_length - c.spectral_fft) // c.spectral_hop + 1
+    per_frame = model.macs_per_second_per_query() * c.spectral_hop / c.sample_rate
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "architecture": "spectral",
+        "receptive_field_seconds": round((2 * model.context + 1) / c.sample_rate, 3),
+        "tile_output_samples": output,
+        "window_input_samples": input_length,
+        "gmac_per_audio_second_per_query": round(
+            frames * per_frame / (output / c.sample_rate) / 1e9, 3
+        ),
+        "gmac_per_audio_second_per_query_no_context": round(
+            model.macs_per_second_per_query() / 1e9, 3
+        ),
+    }
+
+
+def cost(model: Network, tile: int, queries: int) -> dict[str, float]:
+    if isinstance(model, SpectralMaskNet):
+        return spectral_cost(model, tile)
     c = model.config
     input_length = model.input_length_for(tile)
     spans = model.trace(input_length)
@@ -76,10 +105,13 @@ def cost(model: WaveUNet, tile: int, queries: int) -> dict[str, float]:
     }
 
 
-def useful_macs_per_sample(model: WaveUNet, queries: int) -> float:
+def useful_macs_per_sample(model: Network, queries: int) -> float:
     """Multiply-adds per output sample for ``queries`` players as the streamed engine does
     them: each layer's positions once (a layer at stride ``s`` has ``1 / s`` per sample), the
-    encoder shared by the players, or with FiLM in the encoder only its first convolution."""
+    encoder shared by the players, or with FiLM in the encoder only its first convolution.
+    The spectral network: its frame-rate convolutions once per frame and query."""
+    if isinstance(model, SpectralMaskNet):
+        return model.macs_per_second_per_query() / model.config.sample_rate * queries
     c = model.config
     spans = model.trace(model.input_length_for(1))
     assert spans is not None

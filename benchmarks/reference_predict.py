@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from vimss_cli.conditioning import Query, query_batch_from_queries
-from vimss_cli.model import WaveUNet
+from vimss_cli.networks import Network
 
 #: Output samples per window: the tile the engine issue's measurement of this loop used.
 OUTPUT_FRAMES = 8192
 
 
-def model_shapes(model: WaveUNet, output_frames: int = OUTPUT_FRAMES) -> dict[str, int]:
+def model_shapes(model: Network, output_frames: int = OUTPUT_FRAMES) -> dict[str, int]:
     """The original's ``model.shapes``: input and output frames of one window."""
     step = -(-output_frames // model.total_decimation) * model.total_decimation
     input_frames = model.input_length_for(step)
@@ -37,7 +37,7 @@ def model_shapes(model: WaveUNet, output_frames: int = OUTPUT_FRAMES) -> dict[st
 
 
 def predict(
-    audio: np.ndarray, model: WaveUNet, queries: list[Query], output_frames: int = OUTPUT_FRAMES
+    audio: np.ndarray, model: Network, queries: list[Query], output_frames: int = OUTPUT_FRAMES
 ) -> np.ndarray:
     """Mono ``audio (N,)`` -> stems ``(K, N)``, one window per forward pass."""
     shapes = model_shapes(model, output_frames)

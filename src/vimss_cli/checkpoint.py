@@ -21,7 +21,8 @@ from safetensors.torch import save_file
 
 from vimss_cli.atomic import atomic_path
 from vimss_cli.errors import CheckpointError
-from vimss_cli.model import ModelConfig, WaveUNet
+from vimss_cli.model import ModelConfig
+from vimss_cli.networks import Network, build_network
 
 FORMAT_NAME = "vimss-checkpoint"
 FORMAT_VERSION = "1"
@@ -49,7 +50,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(path: Path, model: WaveUNet, provenance: dict[str, Any] | None = None) -> None:
+def save_checkpoint(path: Path, model: Network, provenance: dict[str, Any] | None = None) -> None:
     """Write ``model`` to ``path`` atomically (temporary file, then rename)."""
     state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     metadata = {
@@ -74,7 +75,7 @@ def save_file_atomically(
 class LoadedModel:
     """A network rebuilt from a checkpoint, with what the checkpoint says about itself."""
 
-    model: WaveUNet
+    model: Network
     name: str
     path: Path
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -138,7 +139,7 @@ def load_checkpoint(path: Path, name: str | None = None) -> LoadedModel:
         provenance = json.loads(metadata.get("provenance", "{}"))
     except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"{path} has an invalid model config: {error}") from None
-    model = WaveUNet(config)
+    model = build_network(config)
     problem = describe_state_mismatch(model.state_dict(), state)
     if problem:
         raise CheckpointError(

@@ -29,7 +29,8 @@ from vimss_cli.conditioning import (
     query_batch_from_queries,
 )
 from vimss_cli.devices import autocast
-from vimss_cli.model import StreamState, WaveUNet
+from vimss_cli.model import StreamState
+from vimss_cli.networks import Network
 
 #: Output samples per window when nothing else is said (rounded up to the total decimation).
 DEFAULT_TILE = 65536
@@ -64,7 +65,7 @@ class WindowPlan:
         return index * self.step - self.context
 
 
-def plan_windows(model: WaveUNet, tile: int = DEFAULT_TILE) -> WindowPlan:
+def plan_windows(model: Network, tile: int = DEFAULT_TILE) -> WindowPlan:
     """Plan windows of about ``tile`` output samples for ``model``."""
     if tile < 1:
         raise ValueError(f"tile must be positive, got {tile}")
@@ -87,14 +88,14 @@ def last_level_cache_bytes() -> int:
 
 
 def plan_tile(
-    model: WaveUNet, queries: int, device: torch.device, cache_bytes: int | None = None
+    model: Network, queries: int, device: torch.device, cache_bytes: int | None = None
 ) -> int:
     """Output samples per window for streaming ``queries`` players on ``device``.
 
-    On the CPU, the largest power of two whose busiest level (for all K queries,
-    :meth:`WaveUNet.working_set_bytes_per_output_sample`) fills at most three quarters of the
+    On the CPU, the largest power of two whose busiest level for all K queries
+    (``model.working_set_bytes_per_output_sample``) fills at most three quarters of the
     last-level cache, within ``[MIN_CPU_TILE, MAX_CPU_TILE]``. On the 2-core development
-    machine (32 MiB L3), default model, 20 s, that gives 32768 for 2 players and 16384 for 3
+    machine (32 MiB L3), Wave-U-Net v2, 20 s, that gives 32768 for 2 players and 16384 for 3
     to 5; the best measured were 16384-32768 for 2 players and 16384 for 3 to 5 (4 players:
     17.2x realtime at 16384, 15.0x at 8192, 10.2x at 4096). On CUDA, :data:`CUDA_TILE`.
     """
@@ -121,7 +122,7 @@ class _WindowRunner:
 
     def __init__(
         self,
-        model: WaveUNet,
+        model: Network,
         queries: list[Query],
         plan: WindowPlan,
         precision: str,
@@ -247,7 +248,7 @@ def _stitch(batch_output: np.ndarray) -> np.ndarray:
 
 
 def separate_blocks(
-    model: WaveUNet,
+    model: Network,
     blocks: Iterable[np.ndarray],
     queries: list[Query],
     on_output: Callable[[np.ndarray], None],
@@ -295,7 +296,9 @@ def separate_blocks(
         torch.set_num_threads(1)  # each group's thread runs its operations alone
     try:
         runner = _QueryGroups(
-            lambda group: _WindowRunner(model, group, plan, precision, stream=batch_size == 1),
+            lambda group: _WindowRunner(
+                model, group, plan, precision, stream=batch_size == 1 and model.streams
+            ),
             queries,
             groups,
         )
@@ -363,7 +366,7 @@ def _run_windows(
 
 
 def separate_array(
-    model: WaveUNet,
+    model: Network,
     audio: np.ndarray,
     queries: list[Query],
     *,

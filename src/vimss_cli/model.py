@@ -65,6 +65,14 @@ class ModelConfig:
         silence_gate: output exactly zero where the mixture is digitally silent for the whole
             context around a sample (a function of absolute positions, so still exact).
         output_activation: ``"tanh"`` (Wave-U-Net) or ``"identity"``.
+        architecture: ``"waveunet"`` (this module's :class:`WaveUNet`; the fields above) or
+            ``"spectral"`` (:class:`vimss_cli.spectral.SpectralMaskNet`: a fixed STFT, dilated
+            valid convolutions over its frames, a mask per query; the ``spectral_*`` fields,
+            ``query_dim``, ``appearance_dim``, ``silence_gate``).
+        spectral_fft / spectral_hop: the STFT's window and hop (samples; the hop divides the
+            window by 4).
+        spectral_channels: channels of the frame-rate convolutions.
+        spectral_blocks: residual blocks; block ``b`` has dilation ``2 ** (b % spectral_cycle)``.
     """
 
     sample_rate: int = 22050
@@ -85,6 +93,12 @@ class ModelConfig:
     mixture_consistency: bool = False
     silence_gate: bool = True
     output_activation: Literal["tanh", "identity"] = "tanh"
+    architecture: Literal["waveunet", "spectral"] = "waveunet"
+    spectral_fft: int = 1024
+    spectral_hop: int = 256
+    spectral_channels: int = 192
+    spectral_blocks: int = 10
+    spectral_cycle: int = 7
 
     def __post_init__(self) -> None:
         check_types(self)  # before the ranges, so ``levels = "five"`` names its key
@@ -94,6 +108,16 @@ class ModelConfig:
             check_range(self, name, at_least=0)
         check_range(self, "motion_encoder_layers", at_least=1, at_most=10)
         check_range(self, "motion_rate", at_least=1.0, at_most=120.0)
+        for name in ("spectral_hop", "spectral_channels", "spectral_blocks"):
+            check_range(self, name, at_least=1)
+        check_range(self, "spectral_cycle", at_least=1, at_most=12)
+        if self.spectral_fft != 4 * self.spectral_hop:
+            raise ConfigValueError(
+                f"spectral_fft must be 4 * spectral_hop ({4 * self.spectral_hop}), "
+                f"got {self.spectral_fft}"
+            )
+        if self.architecture == "spectral" and self.motion_channels:
+            raise ConfigValueError("the spectral architecture takes no motion (motion_channels 0)")
         if self.motion_encoder_channels and not self.motion_channels:
             raise ConfigValueError("motion_encoder_channels needs motion_channels")
         for name in ("down_kernel", "up_kernel", "bottleneck_kernel"):
@@ -312,6 +336,19 @@ class MotionEncoder(nn.Module):
         return features
 
 
+def activity_gate(mixture: Tensor, span: Span, radius: int) -> Tensor:
+    """``(W, 1, span.count)``: 1 where any input sample within ±radius is non-zero, else 0.
+
+    ``mixture`` is ``(W, 1, T_in)``; ``span`` holds window positions of output samples
+    (``span.start >= radius``). A function of absolute positions, so chunking stays exact.
+    """
+    nonzero = (mixture[:, 0] != 0).to(torch.int64)
+    counts = F.pad(nonzero.cumsum(dim=-1), (1, 0))  # counts[i] = nonzero in [0, i)
+    first = torch.arange(span.count, device=mixture.device) + span.start - radius
+    active = counts[:, first + 2 * radius + 1] - counts[:, first]
+    return (active > 0).to(mixture.dtype).unsqueeze(1)
+
+
 # ------------------------------------------------------------------------- the network
 class WaveUNet(nn.Module):
     """Query-conditioned Wave-U-Net separating one source per query.
@@ -319,6 +356,9 @@ class WaveUNet(nn.Module):
     ``forward(mixture (W, 1, T_in), queries) -> (W, K, T_out)``: W mixture windows, each
     separated for each of the K queries in ``queries`` (a :class:`QueryBatch`).
     """
+
+    #: The engine may carry a :class:`StreamState` from one window to the next.
+    streams = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -565,7 +605,7 @@ class WaveUNet(nn.Module):
             estimates = estimates + residual / k
         if c.silence_gate:
             radius = spans["output"].start
-            estimates = estimates * self._activity_gate(mixture, output_span, radius)
+            estimates = estimates * activity_gate(mixture, output_span, radius)
         if stream is not None:
             stream.started = True
         return estimates
@@ -684,15 +724,3 @@ class WaveUNet(nn.Module):
             result = crop_to(new, span, target)
         stream.tails[name] = kept[..., kept.shape[-1] - ahead :]
         return result
-
-    @staticmethod
-    def _activity_gate(mixture: Tensor, span: Span, radius: int) -> Tensor:
-        """``(W, 1, span.count)``: 1 where any input sample within ±radius is non-zero, else 0.
-
-        ``span`` holds window positions of output samples (``span.start >= radius``).
-        """
-        nonzero = (mixture[:, 0] != 0).to(torch.int64)
-        counts = F.pad(nonzero.cumsum(dim=-1), (1, 0))  # counts[i] = nonzero in [0, i)
-        first = torch.arange(span.count, device=mixture.device) + span.start - radius
-        active = counts[:, first + 2 * radius + 1] - counts[:, first]
-        return (active > 0).to(mixture.dtype).unsqueeze(1)

@@ -13,6 +13,7 @@ from vimss_cli.cli.common import DebugOption, JsonOption, guarded
 
 if TYPE_CHECKING:
     from vimss_cli.checkpoint import ModelInfo
+    from vimss_cli.model import ModelConfig
 
 models_app = typer.Typer(help="List and describe the available models.", no_args_is_help=True)
 
@@ -57,6 +58,16 @@ def models_info(
     guarded(debug, run)
 
 
+def _shape(config: ModelConfig) -> str:
+    """The network's shape in a few words."""
+    if config.architecture == "spectral":
+        return (
+            f"spectral mask network (STFT {config.spectral_fft}/{config.spectral_hop}, "
+            f"{config.spectral_blocks} blocks of {config.spectral_channels} channels)"
+        )
+    return f"Wave-U-Net, {config.levels} levels"
+
+
 def _model_summary(model: ModelInfo) -> str:
     """``models info`` for a person: what the model takes, its size, how it was trained."""
     info, net = model.to_json(), model.loaded.model
@@ -71,7 +82,7 @@ def _model_summary(model: ModelInfo) -> str:
     lines = [
         f"{info['name']} ({'trained' if info['trained'] else 'untrained'}): {info['path']}",
         f"  queries     {', '.join(takes)}",
-        f"  network     {config.levels} levels, {info['parameters']:,} parameters, {rate} Hz mono",
+        f"  network     {_shape(config)}, {info['parameters']:,} parameters, {rate} Hz mono",
         f"  hears       {(net.context * 2 + 1) / rate:.2f} s around each sample "
         f"(receptive field); windows of {info['window_output_samples'] / rate:.2f} s",
     ]

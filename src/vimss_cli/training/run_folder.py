@@ -37,7 +37,7 @@ from vimss_cli.checkpoint import (
     save_file_atomically,
 )
 from vimss_cli.errors import CheckpointError, InputError, TrainingDivergedError
-from vimss_cli.model import WaveUNet
+from vimss_cli.networks import Network
 from vimss_cli.training.config import TrainConfig
 from vimss_cli.training.data import PieceAudio
 from vimss_cli.urmp import SYNTH_MANIFEST_NAME
@@ -242,7 +242,7 @@ def run_provenance(
 
 def export(
     path: Path,
-    model: WaveUNet,
+    model: Network,
     state: RunState,
     provenance: dict[str, Any],
     scores: dict[str, float] | None,

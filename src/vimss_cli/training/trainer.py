@@ -17,7 +17,7 @@ from torch.utils.data import default_collate
 
 from vimss_cli.conditioning import QueryBatch
 from vimss_cli.devices import autocast
-from vimss_cli.model import WaveUNet
+from vimss_cli.networks import Network, build_network
 from vimss_cli.training import distributed
 from vimss_cli.training.config import TrainConfig
 from vimss_cli.training.data import ExcerptDataset, ExcerptShape
@@ -53,7 +53,7 @@ def is_motion_path(name: str) -> bool:
     return name.startswith(("motion_encoder.", "motion_to_query.")) or ".dynamic." in name
 
 
-def parameter_groups(model: WaveUNet, motion_lr_scale: float) -> list[dict[str, Any]]:
+def parameter_groups(model: Network, motion_lr_scale: float) -> list[dict[str, Any]]:
     """AdamW's parameter groups: the network at ``lr_scale`` 1, then (when the model has one)
     its motion path at ``motion_lr_scale``. The order is fixed, so a resumed run's saved
     optimizer state fits."""
@@ -84,7 +84,7 @@ def batch_queries(batch: dict[str, torch.Tensor], device: torch.device) -> Query
 
 
 def _validate(
-    model: WaveUNet, dataset: ExcerptDataset, count: int, device: torch.device, batch: int
+    model: Network, dataset: ExcerptDataset, count: int, device: torch.device, batch: int
 ) -> dict[str, float]:
     """Median SDR of the model and of the mixture baseline over fixed validation excerpts."""
     model_scores, mixture_scores = [], []
@@ -130,8 +130,8 @@ class Trainer:
     def __init__(
         self,
         config: TrainConfig,
-        model: WaveUNet,
-        ema: WaveUNet | None,
+        model: Network,
+        ema: Network | None,
         optimizer: torch.optim.Optimizer,
         state: RunState,
         *,
@@ -180,7 +180,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        model = WaveUNet(config.model).to(device)
+        model = build_network(config.model).to(device)
         ema = copy.deepcopy(model).eval() if config.optim.ema_decay > 0 else None
         optimizer = torch.optim.AdamW(
             parameter_groups(model, config.optim.motion_lr_scale),
@@ -199,7 +199,7 @@ class Trainer:
                    run_dir=run_dir, saved_step=saved_step)  # fmt: skip
 
     @property
-    def scored(self) -> WaveUNet:
+    def scored(self) -> Network:
         """The weights validation scores and exports write: the EMA when enabled."""
         return self.ema if self.ema is not None else self.model
 

@@ -16,10 +16,10 @@ import torch
 
 from vimss_cli.checkpoint import file_sha256, load_model
 from vimss_cli.errors import CheckpointError
-from vimss_cli.model import WaveUNet
+from vimss_cli.networks import Network
 
 
-def warm_start(model: WaveUNet, reference: str) -> dict[str, object]:
+def warm_start(model: Network, reference: str) -> dict[str, object]:
     """Copy the weights of checkpoint ``reference`` (name, path or hf:) into ``model``.
 
     Returns provenance: the reference, the checkpoint's file sha256 and the names of the

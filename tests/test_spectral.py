@@ -1,0 +1,178 @@
+"""The spectral mask network: exact chunking, perfect reconstruction, its length arithmetic,
+checkpoints and a training run through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from vimss_cli.checkpoint import load_checkpoint, save_checkpoint
+from vimss_cli.cli import app
+from vimss_cli.conditioning import Query, QueryBatch
+from vimss_cli.config_checks import ConfigValueError
+from vimss_cli.engine import iter_blocks, plan_windows, separate_array, separate_blocks
+from vimss_cli.model import ModelConfig
+from vimss_cli.networks import build_network
+from vimss_cli.spectral import SpectralMaskNet
+
+SMALL = ModelConfig(
+    sample_rate=8000,
+    architecture="spectral",
+    spectral_fft=64,
+    spectral_hop=16,
+    spectral_channels=6,
+    spectral_blocks=3,
+    spectral_cycle=2,
+    query_dim=4,
+)
+
+
+def small_network(config: ModelConfig = SMALL, seed: int = 0) -> SpectralMaskNet:
+    torch.manual_seed(seed)
+    network = build_network(config)
+    assert isinstance(network, SpectralMaskNet)
+    return network.eval()
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> ModelConfig:
+    hop = draw(st.sampled_from([4, 16, 32]))
+    return ModelConfig(
+        sample_rate=8000,
+        architecture="spectral",
+        spectral_fft=4 * hop,
+        spectral_hop=hop,
+        spectral_channels=draw(st.integers(2, 6)),
+        spectral_blocks=draw(st.integers(1, 4)),
+        spectral_cycle=draw(st.integers(1, 3)),
+        query_dim=4,
+        appearance_dim=draw(st.sampled_from([0, 3])),
+        silence_gate=draw(st.booleans()),
+    )
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    config=configs(),
+    length=st.integers(1, 5000),
+    tile=st.integers(1, 2000),
+    batch_size=st.integers(1, 4),
+    block=st.integers(1, 4000),
+    queries=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_chunked_equals_whole(
+    config: ModelConfig,
+    length: int,
+    tile: int,
+    batch_size: int,
+    block: int,
+    queries: int,
+    seed: int,
+) -> None:
+    """Stitched windows == one pass over the whole signal, whatever the tile, batch and block."""
+    network = small_network(config, seed)
+    rng = np.random.default_rng(seed)
+    audio = (0.5 * rng.standard_normal(length)).astype(np.float32)
+    if rng.random() < 0.3:  # digital silence exercises the silence gate
+        audio[: length // 2] = 0
+    codes = ["vn", "cl", None]
+    query_list = [
+        Query(
+            codes[k % 3],
+            rng.standard_normal(3).astype(np.float32) if config.appearance_dim else None,
+        )
+        for k in range(queries)
+    ]
+    whole = separate_array(network, audio, query_list, tile=None, groups=1)
+    pieces: list[np.ndarray] = []
+    separate_blocks(
+        network, iter_blocks(audio, block), query_list, pieces.append, tile=tile,
+        batch_size=batch_size,
+    )  # fmt: skip
+    chunked = np.concatenate(pieces, axis=1)
+    assert whole.shape == chunked.shape == (queries, length)
+    assert np.abs(whole - chunked).max() <= 1e-5
+
+
+def test_a_mask_of_one_returns_the_mixture_exactly() -> None:
+    """The STFT, inverse FFT and overlap-add reconstruct their input: what the network
+    returns is the mask's doing alone."""
+    network = small_network()
+    with torch.no_grad():
+        network.output.weight.zero_()
+        network.output.bias.fill_(60.0)  # sigmoid(60) == 1 in float32
+    length = network.input_length_for(500)
+    mixture = torch.randn(2, 1, length)
+    with torch.no_grad():
+        estimates = network(mixture, QueryBatch(torch.tensor([1, 4])))
+    count = network.output_length(length)
+    expected = mixture[:, :, network.context : network.context + count].expand(-1, 2, -1)
+    torch.testing.assert_close(estimates, expected, rtol=0, atol=1e-5)
+
+
+def test_length_arithmetic_is_tight_and_aligned() -> None:
+    network = small_network()
+    assert network.total_decimation == 16
+    # context: the blocks' dilations (1 + 2 + 1 frames) plus the three frames before full overlap
+    assert network.context == 4 * 16 + 64 - 16
+    for wanted in (1, 15, 16, 17, 300):
+        length = network.input_length_for(wanted)
+        assert network.output_length(length) >= wanted > network.output_length(length - 1)
+    assert network.output_length(network.input_length_for(1) - 1) == 0
+    plan = plan_windows(network, 100)
+    assert plan.step % 16 == 0 and (plan.window_start(3) + plan.context) % 16 == 0
+    with pytest.raises(ValueError, match="shorter than the network's minimum"):
+        network(torch.zeros(1, 1, 10), QueryBatch(torch.tensor([1])))
+
+
+def test_config_checks_name_the_key() -> None:
+    with pytest.raises(ConfigValueError, match="spectral_fft must be 4 \\* spectral_hop"):
+        ModelConfig(architecture="spectral", spectral_fft=1000, spectral_hop=256)
+    with pytest.raises(ConfigValueError, match="takes no motion"):
+        ModelConfig(architecture="spectral", motion_channels=3)
+    with pytest.raises(ConfigValueError, match="architecture must be one of"):
+        ModelConfig.from_dict({"architecture": "transformer"})
+
+
+def test_checkpoint_round_trip_rebuilds_the_spectral_network(tmp_path: Path) -> None:
+    network = small_network()
+    path = tmp_path / "spectral.safetensors"
+    save_checkpoint(path, network, provenance={"trained": False})
+    loaded = load_checkpoint(path).model
+    assert isinstance(loaded, SpectralMaskNet) and loaded.config == SMALL
+    mixture = torch.randn(1, 1, network.input_length_for(200))
+    queries = QueryBatch(torch.tensor([2, 5]))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(mixture, queries), network(mixture, queries))
+
+
+def test_train_a_spectral_network_through_the_cli(tmp_path: Path) -> None:
+    from test_training import make_piece
+
+    root = tmp_path / "data"
+    make_piece(root / "train", 1, ("vn", "vc"), seed=1)
+    make_piece(root / "train", 2, ("fl", "cl", "bn"), seed=2)
+    make_piece(root / "valid", 3, ("tpt", "tbn"), seed=3)
+    settings = [
+        "model.sample_rate=8000", "model.architecture=spectral", "model.spectral_fft=64",
+        "model.spectral_hop=16", "model.spectral_channels=8", "model.spectral_blocks=2",
+        "model.query_dim=8", "data.output_samples=512", "data.batch_size=2", "data.workers=0",
+        "data.validation_excerpts=4", "optim.loss=sdr", "optim.warmup_steps=1",
+        "optim.max_steps=4", "run.validate_every=4", "run.log_every=1",
+    ]  # fmt: skip
+    arguments = ["train", "--root", str(root), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    for setting in settings:
+        arguments += ["--set", setting]
+    result = CliRunner().invoke(app, [*arguments, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["step"] == 4
+    best = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert isinstance(best.model, SpectralMaskNet) and best.trained
