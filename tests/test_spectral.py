@@ -17,7 +17,15 @@ from vimss_cli.checkpoint import load_checkpoint, save_checkpoint
 from vimss_cli.cli import app
 from vimss_cli.conditioning import Query, QueryBatch
 from vimss_cli.config_checks import ConfigValueError
-from vimss_cli.engine import iter_blocks, plan_windows, separate_array, separate_blocks
+from vimss_cli.engine import (
+    MAX_RECOMPUTE_TILE,
+    RECOMPUTE_TILE_FACTOR,
+    iter_blocks,
+    plan_tile,
+    plan_windows,
+    separate_array,
+    separate_blocks,
+)
 from vimss_cli.model import ModelConfig
 from vimss_cli.networks import build_network
 from vimss_cli.spectral import SpectralMaskNet
@@ -131,6 +139,20 @@ def test_length_arithmetic_is_tight_and_aligned() -> None:
     assert plan.step % 16 == 0 and (plan.window_start(3) + plan.context) % 16 == 0
     with pytest.raises(ValueError, match="shorter than the network's minimum"):
         network(torch.zeros(1, 1, 10), QueryBatch(torch.tensor([1])))
+
+
+def test_the_tile_plan_keeps_the_recomputed_context_a_small_share() -> None:
+    """Windows that do not stream recompute their context: the planned tile grows to a few
+    times it (a power of two), and no further than the bound."""
+    cpu = torch.device("cpu")
+    network = small_network(
+        ModelConfig(**{**SMALL.__dict__, "spectral_fft": 1024, "spectral_hop": 256})
+    )
+    wanted = RECOMPUTE_TILE_FACTOR * 2 * network.context  # 14336 samples
+    tile = plan_tile(network, 4, cpu, cache_bytes=1)  # the cache alone would give MIN_CPU_TILE
+    assert tile == 16384 and tile >= wanted > tile // 2
+    wide = ModelConfig(**{**SMALL.__dict__, "spectral_blocks": 12, "spectral_cycle": 12})
+    assert plan_tile(small_network(wide), 4, cpu, cache_bytes=1) == MAX_RECOMPUTE_TILE
 
 
 def test_config_checks_name_the_key() -> None:

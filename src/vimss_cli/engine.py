@@ -39,6 +39,11 @@ CUDA_TILE = 2**18
 #: The planner's bounds on the CPU: below, per-layer call overhead dominates; above, nothing
 #: more is gained.
 MIN_CPU_TILE, MAX_CPU_TILE = 4096, 2**17
+#: A network that does not stream recomputes its context in every window: its tile is at least
+#: this many times the context on both sides, so that recomputation stays a small share.
+RECOMPUTE_TILE_FACTOR = 4
+#: ...and at most this (output samples per window), which bounds its memory.
+MAX_RECOMPUTE_TILE = 2**19
 #: Cache assumed when the machine does not say (bytes).
 FALLBACK_CACHE_BYTES = 8 * 2**20
 
@@ -98,6 +103,9 @@ def plan_tile(
     machine (32 MiB L3), Wave-U-Net v2, 20 s, that gives 32768 for 2 players and 16384 for 3
     to 5; the best measured were 16384-32768 for 2 players and 16384 for 3 to 5 (4 players:
     17.2x realtime at 16384, 15.0x at 8192, 10.2x at 4096). On CUDA, :data:`CUDA_TILE`.
+    A network that does not stream then doubles its tile until it is
+    :data:`RECOMPUTE_TILE_FACTOR` times its two-sided context, at most
+    :data:`MAX_RECOMPUTE_TILE`.
     """
     if device.type == "cuda":
         tile = CUDA_TILE
@@ -106,6 +114,9 @@ def plan_tile(
         per_sample = model.working_set_bytes_per_output_sample() * max(1, queries)
         tile = MIN_CPU_TILE
         while tile * 2 <= MAX_CPU_TILE and tile * 2 * per_sample <= budget:
+            tile *= 2
+    if not model.streams:
+        while tile < RECOMPUTE_TILE_FACTOR * 2 * model.context and tile * 2 <= MAX_RECOMPUTE_TILE:
             tile *= 2
     decimation = model.total_decimation
     return -(-tile // decimation) * decimation
