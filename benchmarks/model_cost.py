@@ -66,7 +66,7 @@ def spectral_cost(model: SpectralMaskNet, tile: int) -> dict[str, float]:
     c = model.config
     input_length = model.input_length_for(tile)
     output = model.output_length(input_length)
-    frames = (input_length - c.spectral_fft) // c.spectral_hop + 1
+    frames = model.frame_count(input_length)
     per_frame = model.macs_per_second_per_query() * c.spectral_hop / c.sample_rate
     return {
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -21,6 +21,7 @@ from vimss_cli.engine import (
     separate_blocks,
 )
 from vimss_cli.model import CONDITIONING_CHOICES, ModelConfig
+from vimss_cli.networks import Network
 
 
 @st.composite
@@ -92,11 +93,26 @@ def test_chunked_equals_whole(
     the queries run together or in groups side by side."""
     torch.manual_seed(seed)
     model = make_tiny_model(config, seed)
+    assert_chunked_equals_whole(model, length, tile, batch_size, block, queries, groups, seed)
+
+
+def assert_chunked_equals_whole(
+    model: Network,
+    length: int,
+    tile: int,
+    batch_size: int,
+    block: int,
+    queries: int,
+    groups: int,
+    seed: int,
+) -> None:
+    """Separate random audio (half silent at times) for ``queries`` random queries, once in one
+    window and once in windows of ``tile`` over blocks of ``block`` samples: the same stems."""
     rng = np.random.default_rng(seed)
     audio = (0.5 * rng.standard_normal(length)).astype(np.float32)
     if rng.random() < 0.3:  # stretches of digital silence exercise the silence gate
         audio[: length // 2] = 0
-    query_list = random_queries(config, queries, rng)
+    query_list = random_queries(model.config, queries, rng)
     whole = separate_array(model, audio, query_list, tile=None, groups=1)
     pieces: list[np.ndarray] = []
     separate_blocks(

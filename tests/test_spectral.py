@@ -6,25 +6,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from test_engine import assert_chunked_equals_whole
 from vimss_cli.checkpoint import load_checkpoint, save_checkpoint
 from vimss_cli.cli import app
-from vimss_cli.conditioning import Query, QueryBatch
+from vimss_cli.conditioning import QueryBatch
 from vimss_cli.config_checks import ConfigValueError
 from vimss_cli.engine import (
     MAX_RECOMPUTE_TILE,
     RECOMPUTE_TILE_FACTOR,
-    iter_blocks,
     plan_tile,
     plan_windows,
-    separate_array,
-    separate_blocks,
 )
 from vimss_cli.model import ModelConfig
 from vimss_cli.networks import build_network
@@ -74,6 +71,7 @@ def configs(draw: st.DrawFn) -> ModelConfig:
     batch_size=st.integers(1, 4),
     block=st.integers(1, 4000),
     queries=st.integers(1, 3),
+    groups=st.integers(1, 3),
     seed=st.integers(0, 2**16),
 )
 def test_chunked_equals_whole(
@@ -83,31 +81,14 @@ def test_chunked_equals_whole(
     batch_size: int,
     block: int,
     queries: int,
+    groups: int,
     seed: int,
 ) -> None:
-    """Stitched windows == one pass over the whole signal, whatever the tile, batch and block."""
-    network = small_network(config, seed)
-    rng = np.random.default_rng(seed)
-    audio = (0.5 * rng.standard_normal(length)).astype(np.float32)
-    if rng.random() < 0.3:  # digital silence exercises the silence gate
-        audio[: length // 2] = 0
-    codes = ["vn", "cl", None]
-    query_list = [
-        Query(
-            codes[k % 3],
-            rng.standard_normal(3).astype(np.float32) if config.appearance_dim else None,
-        )
-        for k in range(queries)
-    ]
-    whole = separate_array(network, audio, query_list, tile=None, groups=1)
-    pieces: list[np.ndarray] = []
-    separate_blocks(
-        network, iter_blocks(audio, block), query_list, pieces.append, tile=tile,
-        batch_size=batch_size,
-    )  # fmt: skip
-    chunked = np.concatenate(pieces, axis=1)
-    assert whole.shape == chunked.shape == (queries, length)
-    assert np.abs(whole - chunked).max() <= 1e-5
+    """Stitched windows == one pass over the whole signal, whatever the tile, batch, block and
+    query groups."""
+    assert_chunked_equals_whole(
+        small_network(config, seed), length, tile, batch_size, block, queries, groups, seed
+    )
 
 
 def test_a_mask_of_one_returns_the_mixture_exactly() -> None:

@@ -256,6 +256,17 @@ class QueryEncoder(nn.Module):
             embedding = embedding + self.appearance_projection(appearance)
         return embedding
 
+    def per_window(self, queries: QueryBatch, windows: int) -> Tensor:
+        """The embeddings of ``queries`` for each of ``windows`` windows: ``(W*K, D)``,
+        window-major. The queries are shared by all windows (``labels (K,)``) or given per
+        window (``labels (W, K)``, ``appearance (W, K, A)``), as training gives them."""
+        if queries.labels.ndim == 1:
+            return self(queries.labels, queries.appearance).repeat(windows, 1)
+        appearance = queries.appearance
+        if appearance is not None:
+            appearance = appearance.reshape(windows * queries.size, -1)
+        return self(queries.labels.reshape(-1), appearance)
+
 
 class FiLM(nn.Module):
     """Feature-wise linear modulation by a query: ``h * (1 + gamma) + beta``.
@@ -533,14 +544,7 @@ class WaveUNet(nn.Module):
             return Span(span.start + span.step * (span.count - count), span.step, count)
 
         k = queries.size
-        if queries.labels.ndim == 1:  # the same K queries for every window
-            query = self.query_encoder(queries.labels, queries.appearance)  # (K, D)
-            query = query.repeat(windows, 1)  # (W*K, D), window-major
-        else:  # per-window queries (training): labels (W, K), appearance (W, K, A)
-            appearance = queries.appearance
-            if appearance is not None:
-                appearance = appearance.reshape(windows * k, -1)
-            query = self.query_encoder(queries.labels.reshape(-1), appearance)
+        query = self.query_encoder.per_window(queries, windows)  # (W*K, D), window-major
         motion = None
         if self.motion_encoder is not None:
             motion = self._encoded_motion(queries, windows, input_length, mixture)

@@ -98,8 +98,7 @@ class SpectralMaskNet(nn.Module):
         )
         self.input = nn.Conv1d(bins, channels, kernel_size=1)
         self.blocks = nn.ModuleList(
-            _Block(channels, 2 ** (block % c.spectral_cycle), c.query_dim)
-            for block in range(c.spectral_blocks)
+            _Block(channels, dilation, c.query_dim) for dilation in self.dilations
         )
         self.output_norm = _FrameNorm(channels)
         self.output = nn.Conv1d(channels, bins, kernel_size=1)
@@ -112,10 +111,23 @@ class SpectralMaskNet(nn.Module):
         return self.config.spectral_hop
 
     @property
+    def dilations(self) -> list[int]:
+        """Each block's dilation: ``2 ** (b % spectral_cycle)`` for block ``b``."""
+        c = self.config
+        return [2 ** (block % c.spectral_cycle) for block in range(c.spectral_blocks)]
+
+    @property
     def context_frames(self) -> int:
         """Frames the blocks remove on each side: the sum of their dilations."""
+        return sum(self.dilations)
+
+    def frame_count(self, input_length: int) -> int:
+        """STFT frames of an input of ``input_length`` samples (no padding; 0 if shorter
+        than one window)."""
         c = self.config
-        return sum(2 ** (b % c.spectral_cycle) for b in range(c.spectral_blocks))
+        if input_length < c.spectral_fft:
+            return 0
+        return (input_length - c.spectral_fft) // c.spectral_hop + 1
 
     @property
     def context(self) -> int:
@@ -126,10 +138,8 @@ class SpectralMaskNet(nn.Module):
     def output_length(self, input_length: int) -> int:
         """Output samples produced from ``input_length`` input samples (0 if too short)."""
         c = self.config
-        if input_length < c.spectral_fft:
-            return 0
-        frames = (input_length - c.spectral_fft) // c.spectral_hop + 1 - 2 * self.context_frames
-        return max(0, frames * c.spectral_hop - (c.spectral_fft - c.spectral_hop))
+        kept = self.frame_count(input_length) - 2 * self.context_frames
+        return max(0, kept * c.spectral_hop - (c.spectral_fft - c.spectral_hop))
 
     def output_span(self, input_length: int) -> Span | None:
         """Positions (in input samples) of the output for ``input_length``, or ``None``."""
@@ -182,13 +192,7 @@ class SpectralMaskNet(nn.Module):
                 f"({self.input_length_for(1)})"
             )
         k = queries.size
-        if queries.labels.ndim == 1:  # the same K queries for every window
-            query = self.query_encoder(queries.labels, queries.appearance).repeat(windows, 1)
-        else:  # per-window queries (training): labels (W, K), appearance (W, K, A)
-            appearance = queries.appearance
-            if appearance is not None:
-                appearance = appearance.reshape(windows * k, -1)
-            query = self.query_encoder(queries.labels.reshape(-1), appearance)
+        query = self.query_encoder.per_window(queries, windows)  # (W*K, D), window-major
         with torch.autocast(mixture.device.type, enabled=False):  # the STFT stays fp32
             spectrum = torch.stft(
                 mixture[:, 0].float(), c.spectral_fft, c.spectral_hop, window=self.window,
