@@ -45,9 +45,14 @@ SETS = [part for setting in TINY for part in ("--set", setting)]
 
 
 def make_piece(
-    folder: Path, number: int, instruments: tuple[str, ...], seconds: float = 1.5, seed: int = 0
+    folder: Path,
+    number: int,
+    instruments: tuple[str, ...],
+    seconds: float = 1.5,
+    seed: int = 0,
+    title: str = "",
 ) -> Path:
-    name = PieceName(number, f"Piece{number}", instruments)
+    name = PieceName(number, title or f"Piece{number}", instruments)
     piece = folder / name.folder_name
     piece.mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -208,6 +213,60 @@ def test_colouring_filters_each_player_and_keeps_targets_summing_to_the_mixture(
         out = item["mixture"][0, 72 : 72 + 256]
         torch.testing.assert_close(item["targets"].sum(0), out, atol=1e-5, rtol=0)
         assert not torch.allclose(item["mixture"], uncoloured[index]["mixture"], atol=1e-4)
+
+
+def test_speed_moves_pitch_and_keeps_targets_summing_to_the_mixture(tree: Path) -> None:
+    from vimss_cli.training.data import _window_at_speed
+
+    tone = np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE).astype(np.float32)
+    fifth_up = _window_at_speed(tone, 2000, 4000, 1.5)
+    spectrum = np.abs(np.fft.rfft(fifth_up * np.hanning(4000)))
+    assert abs(np.argmax(spectrum) * RATE / 4000 - 660) <= 2  # 440 Hz read 1.5 times as fast
+    np.testing.assert_array_equal(_window_at_speed(tone, 100, 300, 1.0), tone[100:400])
+    assert not _window_at_speed(tone, -500, 300, 0.5).any()  # before the stem: zeros
+
+    pieces, _ = load_pieces(tree / "train", RATE)
+    plain = [*TINY, "data.queries_per_mixture=3", "data.remix_probability=0"]
+    plain += ["data.drop_player_probability=0", "data.absent_query_probability=0"]
+    shape = ExcerptShape(400, 256, 72)
+
+    def dataset(semitones: float) -> ExcerptDataset:
+        config = build_config(None, [*plain, f"data.speed_semitones={semitones}"])
+        return ExcerptDataset(pieces, shape, config.data, seed=0, sample_rate=RATE)
+
+    sped, plain_speed = dataset(3.0), dataset(0.0)
+    for index in range(6):
+        item = sped[index]
+        assert torch.equal(item["mixture"], sped[index]["mixture"])  # still a function
+        out = item["mixture"][0, 72 : 72 + 256]
+        torch.testing.assert_close(item["targets"].sum(0), out, atol=1e-5, rtol=0)
+        assert not torch.allclose(item["mixture"], plain_speed[index]["mixture"], atol=1e-4)
+
+
+def test_speed_is_refused_for_a_model_that_sees_motion() -> None:
+    with pytest.raises(InputError, match=r"data\.speed_semitones must be 0 for a model that"):
+        build_config(None, ["model.motion_channels=2", "data.speed_semitones=1"])
+    with pytest.raises(InputError, match="speed_semitones must be at most 12"):
+        build_config(None, ["data.speed_semitones=13"])
+
+
+def test_real_solos_are_drawn_as_often_as_asked(tree: Path) -> None:
+    make_piece(tree / "train", 901, ("cl",), seed=9, title="RealSoloGcomprisClarinet")
+    pieces, _ = load_pieces(tree / "train", RATE)
+    shape = ExcerptShape(400, 256, 72)
+    remix = [*TINY, "data.remix_probability=1", "data.drop_player_probability=0"]
+
+    def share_of_real_players(chance: float) -> float:
+        config = build_config(None, [*remix, f"data.real_solo_probability={chance}"])
+        dataset = ExcerptDataset(pieces, shape, config.data, seed=0, sample_rate=RATE)
+        draws = [dataset._remix_piece(np.random.default_rng(i)) for i in range(400)]
+        return sum("RealSolo" in piece.name for piece in draws) / len(draws)
+
+    found = ExcerptDataset(pieces, shape, build_config(None, TINY).data, seed=0).real_solos
+    assert [piece.name for piece in found] == ["901_RealSoloGcomprisClarinet_cl"]
+    assert 0.15 < share_of_real_players(0.0) < 0.35  # one piece of four
+    assert share_of_real_players(1.0) == 1.0
+    assert 0.55 < share_of_real_players(0.5) < 0.75  # half, plus a quarter of the other half
 
 
 def test_colour_filters_have_the_gains_they_are_drawn_with() -> None:

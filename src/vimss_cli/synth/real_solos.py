@@ -57,6 +57,10 @@ TUXPAINT_SOLOS: dict[str, str] = {
 #: peak level of a written solo (the training gain augmentation varies it further)
 SOLO_PEAK = 0.5
 
+#: What every real solo piece's title starts with (``NNN_RealSolo<Source><Name>_<inst>``):
+#: training finds the real recordings among its pieces by it.
+REAL_SOLO_TITLE = "RealSolo"
+
 
 @dataclass(frozen=True)
 class Solo:
@@ -137,7 +141,7 @@ def write_solo_pieces(out_dir: Path, sample_rate: int, first_number: int = 901) 
     folders = []
     for number, solo in enumerate(find_solos(), start=first_number):
         origin, name = solo.source.split(":")
-        title = "RealSolo" + origin.capitalize() + Path(name).stem.title().replace("_", "")
+        title = REAL_SOLO_TITLE + origin.capitalize() + Path(name).stem.title().replace("_", "")
         piece = PieceName(number, title, (solo.instrument,))
         folder = Path(out_dir) / piece.folder_name
         folder.mkdir(parents=True, exist_ok=True)

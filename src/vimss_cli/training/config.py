@@ -26,6 +26,7 @@ PROBABILITIES = (
     "absent_query_probability",
     "same_instrument_probability",
     "label_query_probability",
+    "real_solo_probability",
 )
 
 
@@ -51,6 +52,12 @@ class DataConfig:
         label_query_probability: models that take appearance or motion only: chance an
             excerpt's queries carry labels alone (no appearance, no motion; same-instrument
             players' targets summed), so the same model also serves label queries.
+        real_solo_probability: chance each player of a remixed excerpt is drawn from the
+            split's real solo recordings (pieces titled ``RealSolo…``, ``vimss data solos``)
+            rather than from all its pieces; 0 draws every piece alike.
+        speed_semitones: each stem is read at a random speed of up to this many semitones
+            up or down (pitch, formants and tempo move together, as on tape; 0: off), so
+            that no instrument is known by the exact place of its sample's formants.
         validation_excerpts: fixed excerpts from the valid split scored at each validation.
     """
 
@@ -65,6 +72,8 @@ class DataConfig:
     absent_query_probability: float = 0.1
     same_instrument_probability: float = 0.25
     label_query_probability: float = 0.2
+    real_solo_probability: float = 0.0
+    speed_semitones: float = 0.0
     validation_excerpts: int = 64
 
     def __post_init__(self) -> None:
@@ -75,6 +84,7 @@ class DataConfig:
         check_range(self, "workers", at_least=0)
         check_range(self, "gain_db", at_least=0)
         check_range(self, "colour_db", at_least=0)
+        check_range(self, "speed_semitones", at_least=0, at_most=12)
         for name in PROBABILITIES:
             check_range(self, name, at_least=0, at_most=1)
 
@@ -149,6 +159,14 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        sees_motion = self.model.motion_channels > 0
+        if sees_motion and self.data.speed_semitones > 0:  # the video would no longer match
+            raise InputError(
+                "invalid config value: data.speed_semitones must be 0 for a model that takes "
+                "motion (model.motion_channels > 0): a sped-up stem no longer matches its video"
+            )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}

@@ -38,6 +38,7 @@ from vimss_cli.errors import InputError, MediaError, VimssError
 from vimss_cli.instruments import INSTRUMENT_CODES, instrument_index
 from vimss_cli.media import read_audio
 from vimss_cli.model import motion_encoder_context, motion_window_frames
+from vimss_cli.synth.real_solos import REAL_SOLO_TITLE
 from vimss_cli.training.config import DataConfig, TrainConfig
 from vimss_cli.training.visual_cache import PlayerVisuals, piece_visuals
 from vimss_cli.urmp import DATASETS, SYNTH_MANIFEST_NAME, Piece, list_pieces
@@ -180,6 +181,17 @@ def _window(stem: np.ndarray, start: int, length: int) -> np.ndarray:
     return out
 
 
+def _window_at_speed(stem: np.ndarray, start: int, length: int, speed: float) -> np.ndarray:
+    """``length`` samples of ``stem`` read from ``start`` at ``speed`` (1: as recorded; 2: an
+    octave up and twice as fast), linearly interpolated, zeros outside the stem. The read is
+    centred on the window's middle, so the output span stays in the stem where it was."""
+    middle = start + (length - 1) / 2
+    positions = middle + (np.arange(length) - (length - 1) / 2) * speed
+    first = int(np.floor(positions[0]))
+    source = _window(stem, first, int(np.ceil(positions[-1])) - first + 2)
+    return np.interp(positions - first, np.arange(source.size), source).astype(np.float32)
+
+
 class ExcerptDataset(Dataset):
     """Map-style dataset: ``dataset[index]`` -> dict of tensors for one excerpt.
 
@@ -219,6 +231,8 @@ class ExcerptDataset(Dataset):
             for code, players in _players_by_instrument(pieces).items()
             if len(players) >= 2
         }
+        #: the pieces that are real solo recordings, for ``real_solo_probability``
+        self.real_solos = [p for p in pieces if REAL_SOLO_TITLE in p.name]
 
     @classmethod
     def from_config(
@@ -271,7 +285,11 @@ class ExcerptDataset(Dataset):
         excerpts, instruments, sources = [], [], []
         for piece, player, offset in players:
             start = offset - shape.context
-            audio = _window(piece.stems[player], start, shape.input_length)
+            if self.augment and config.speed_semitones > 0:
+                speed = 2 ** (rng.uniform(-config.speed_semitones, config.speed_semitones) / 12)
+                audio = _window_at_speed(piece.stems[player], start, shape.input_length, speed)
+            else:
+                audio = _window(piece.stems[player], start, shape.input_length)
             if self.augment:
                 audio *= 10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20)
                 if config.colour_db > 0:
@@ -346,7 +364,7 @@ class ExcerptDataset(Dataset):
             count = int(rng.integers(2, 6))
             chosen = []
             for _ in range(count):
-                piece = self.pieces[int(rng.integers(len(self.pieces)))]
+                piece = self._remix_piece(rng)
                 player = int(rng.integers(piece.stems.shape[0]))
                 offset = int(rng.integers(0, max(1, piece.samples - shape.output_length)))
                 chosen.append((piece, player, offset))
@@ -356,6 +374,14 @@ class ExcerptDataset(Dataset):
             chosen = [(piece, player, offset) for player in range(piece.stems.shape[0])]
         rng.shuffle(chosen)
         return self._drop_players(rng, chosen, keep=1)
+
+    def _remix_piece(self, rng: np.random.Generator) -> PieceAudio:
+        """A piece for one player of a remixed excerpt: a real solo recording with
+        ``real_solo_probability`` (when the split has any), else any piece alike."""
+        chance = self.config.real_solo_probability
+        if chance > 0 and self.real_solos and rng.random() < chance:
+            return self.real_solos[int(rng.integers(len(self.real_solos)))]
+        return self.pieces[int(rng.integers(len(self.pieces)))]
 
     def _drop_players(
         self, rng: np.random.Generator, chosen: list[tuple[PieceAudio, int, int]], keep: int
