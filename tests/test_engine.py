@@ -43,6 +43,7 @@ def configs(draw: st.DrawFn) -> ModelConfig:
         motion_encoder_layers=draw(st.integers(1, 3)),
         motion_rate=draw(st.sampled_from([5.0, 15.0, 29.97])),
         mixture_consistency=draw(st.booleans()),
+        ensemble_context=draw(st.booleans()),
         silence_gate=draw(st.booleans()),
         output_activation=draw(st.sampled_from(["tanh", "identity"])),
     )

@@ -154,6 +154,29 @@ def test_per_window_queries_equal_shared_queries_window_by_window() -> None:
             torch.testing.assert_close(per_window[w], shared[0], atol=1e-6, rtol=1e-6)
 
 
+def test_ensemble_context_hears_every_player_not_only_the_queried_ones() -> None:
+    from vimss_cli.conditioning import ensemble_counts
+
+    config = ModelConfig(levels=2, base_features=3, query_dim=4, ensemble_context=True)
+    model = make_tiny_model(config)
+    length = model.input_length_for(50)
+    mixture = torch.randn(2, 1, length)
+    labels = torch.tensor([0, 0, 5, 13])  # two violins, a clarinet and an unknown player
+    counts = ensemble_counts(labels)
+    assert counts.shape == (13,) and counts[0] == 2 and counts[5] == 1 and counts.sum() == 3
+    with torch.no_grad():
+        own = model(mixture, QueryBatch(labels))  # no ensemble given: the queries' own counts
+        given = model(mixture, QueryBatch(labels, ensemble=counts))
+        torch.testing.assert_close(own, given, atol=0, rtol=0)
+        # two of the four queried, told who else plays: what the four-query pass gives them
+        pair = model(mixture, QueryBatch(labels[1:3], ensemble=counts))
+        torch.testing.assert_close(pair, own[:, 1:3], atol=1e-6, rtol=1e-6)
+        alone = model(mixture, QueryBatch(labels[1:3]))
+        assert not torch.allclose(alone, own[:, 1:3])  # who else plays matters
+        per_window = model(mixture, QueryBatch(labels.expand(2, 4), ensemble=counts.expand(2, 13)))
+        torch.testing.assert_close(per_window, own, atol=1e-6, rtol=1e-6)
+
+
 def test_no_motion_is_the_motion_convolution_of_zeros() -> None:
     """Queries without motion skip the motion branch; the result is that of all-zero motion."""
     from vimss_cli.model import FiLM

@@ -59,6 +59,7 @@ def configs(draw: st.DrawFn) -> ModelConfig:
         spectral_cycle=draw(st.integers(1, 3)),
         query_dim=4,
         appearance_dim=draw(st.sampled_from([0, 3])),
+        ensemble_context=draw(st.booleans()),
         silence_gate=draw(st.booleans()),
     )
 

@@ -19,6 +19,7 @@ from conftest import write_wav
 from vimss_cli.checkpoint import load_checkpoint
 from vimss_cli.cli import app
 from vimss_cli.errors import InputError
+from vimss_cli.instruments import instrument_index
 from vimss_cli.training.config import build_config, load_config
 from vimss_cli.training.data import ExcerptDataset, ExcerptShape, StepSampler, load_pieces
 from vimss_cli.training.losses import SDR_LOSS_CAP_DB, sdr, thresholded_sdr_loss
@@ -192,6 +193,28 @@ def test_without_augmentation_targets_sum_to_the_mixture(tree: Path) -> None:
         for label, target in zip(labels, item["targets"], strict=True):
             if labels.count(label) > 1:  # padding queries name absent instruments: silence
                 assert not target.any()
+
+
+def test_excerpts_count_every_player_of_the_mixture_in_the_ensemble(tree: Path) -> None:
+    pieces, _ = load_pieces(tree / "train", RATE)
+    config = build_config(None, [*TINY, "data.remix_probability=0", "data.queries_per_mixture=1"])
+    shape = ExcerptShape(400, 256, 72)
+    dataset = ExcerptDataset(pieces, shape, config.data, seed=0, augment=False)
+    ensembles = {}  # the tree's pieces: every player counted
+    for codes in (("vn", "vc"), ("fl", "cl", "bn"), ("vn", "vn")):
+        ensembles[codes] = torch.zeros(13)
+        for code in codes:
+            ensembles[codes][instrument_index(code)] += 1
+    seen = set()
+    for index in range(20):
+        item = dataset[index]
+        ensemble = item["ensemble"]
+        assert ensemble.shape == (13,) and ensemble.dtype == torch.float32
+        matches = [codes for codes, counts in ensembles.items() if torch.equal(ensemble, counts)]
+        assert len(matches) == 1, ensemble  # one query, yet every player of its piece
+        assert ensemble[item["labels"][0]] >= 1
+        seen.add(matches[0])
+    assert len(seen) == 3
 
 
 def test_colouring_filters_each_player_and_keeps_targets_summing_to_the_mixture(

@@ -60,6 +60,10 @@ class QueryBatch:
             ``motion_offset`` ``(W, K)`` float64, each window's first sample in frames past
             its first output frame (in ``[0, 1)``; per query, as training mixes excerpts of
             different pieces).
+        ensemble: for a model with ``ensemble_context``, how many players of each instrument
+            play in the mixture, all of them and not only these queries: ``(I,)`` float32
+            counts (``I = NUM_INSTRUMENTS``) or ``(W, I)`` per window. ``None``: the counts of
+            the queries' own labels (right when the queries name every player).
     """
 
     labels: Tensor
@@ -67,6 +71,7 @@ class QueryBatch:
     motion: Tensor | None = None
     motion_frames: Tensor | None = None
     motion_offset: Tensor | None = None
+    ensemble: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -146,6 +151,15 @@ def motion_frames_window(
     for channel in range(channels):
         result[channel] = np.interp(source, frame_positions, values[channel])
     return result, position - first
+
+
+def ensemble_counts(labels: Tensor) -> Tensor:
+    """``labels (..., K)`` -> ``(..., NUM_INSTRUMENTS)`` float32: players per instrument among
+    them (unknown instruments are not counted)."""
+    known = labels.clamp(max=NUM_INSTRUMENTS - 1)
+    weights = (labels < NUM_INSTRUMENTS).to(torch.float32)
+    counts = torch.zeros((*labels.shape[:-1], NUM_INSTRUMENTS), device=labels.device)
+    return counts.scatter_add_(-1, known, weights)
 
 
 def query_batch_from_queries(

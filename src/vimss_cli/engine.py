@@ -24,6 +24,7 @@ import torch
 from vimss_cli.conditioning import (
     Query,
     QueryBatch,
+    ensemble_counts,
     motion_at_samples,
     motion_frames_window,
     query_batch_from_queries,
@@ -138,6 +139,7 @@ class _WindowRunner:
         plan: WindowPlan,
         precision: str,
         stream: bool,
+        ensemble: list[Query] | None = None,
     ) -> None:
         self.model = model
         self.queries = queries
@@ -147,6 +149,10 @@ class _WindowRunner:
         self.device = next(model.parameters()).device
         config = model.config
         self.static = query_batch_from_queries(queries, config.appearance_dim, self.device)
+        #: who plays, for a model with ``ensemble_context``: all K queries, not only this
+        #: runner's group
+        whole = query_batch_from_queries(ensemble or queries, 0, self.device)
+        self.static.ensemble = ensemble_counts(whole.labels)
         self.motion_channels = config.motion_channels
         self.sample_rate = config.sample_rate
 
@@ -167,7 +173,9 @@ class _WindowRunner:
         """The queries of windows starting at ``starts``, with their motion: per sample, or on
         the motion encoder's frame clock for a model that has one. Without any query's
         motion, none (the model takes that as no motion)."""
-        batch = QueryBatch(self.static.labels, self.static.appearance)
+        batch = QueryBatch(
+            self.static.labels, self.static.appearance, ensemble=self.static.ensemble
+        )
         if not self.motion_channels or all(q.motion is None for q in self.queries):
             return batch
         encoder = self.model.motion_encoder
@@ -308,7 +316,12 @@ def separate_blocks(
     try:
         runner = _QueryGroups(
             lambda group: _WindowRunner(
-                model, group, plan, precision, stream=batch_size == 1 and model.streams
+                model,
+                group,
+                plan,
+                precision,
+                stream=batch_size == 1 and model.streams,
+                ensemble=queries,
             ),
             queries,
             groups,

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vimss_cli.conditioning import QueryBatch
+from vimss_cli.conditioning import QueryBatch, ensemble_counts
 from vimss_cli.config_checks import ConfigValueError, check_range, check_types
 from vimss_cli.instruments import NUM_INSTRUMENTS
 
@@ -62,6 +62,10 @@ class ModelConfig:
             then feed FiLM: the model integrates seconds of motion. 0: FiLM reads the motion
             at each sample as it is.
         mixture_consistency: project the K estimates so they sum to the mixture.
+        ensemble_context: each query's embedding also hears how many players of each
+            instrument play (:attr:`QueryBatch.ensemble`), so the model can use where its
+            instrument sits among the others (the alto of a quartet, the bass of a trio), as
+            players of an ensemble part their registers.
         silence_gate: output exactly zero where the mixture is digitally silent for the whole
             context around a sample (a function of absolute positions, so still exact).
         output_activation: ``"tanh"`` (Wave-U-Net) or ``"identity"``.
@@ -91,6 +95,7 @@ class ModelConfig:
     motion_encoder_layers: int = 5
     motion_rate: float = 15.0
     mixture_consistency: bool = False
+    ensemble_context: bool = False
     silence_gate: bool = True
     output_activation: Literal["tanh", "identity"] = "tanh"
     architecture: Literal["waveunet", "spectral"] = "waveunet"
@@ -238,34 +243,50 @@ def take_positions(per_sample: Tensor, span: Span) -> Tensor:
 
 # ------------------------------------------------------------------ query conditioning
 class QueryEncoder(nn.Module):
-    """Embed the static part of K queries: label embedding plus projected appearance.
+    """Embed the static part of K queries: label embedding plus projected appearance, plus
+    (with ``ensemble``) the projected instrument counts of the whole ensemble.
 
-    ``forward(labels (K,), appearance (K, A) | None) -> (K, query_dim)``.
+    ``forward(labels (K,), appearance (K, A) | None, ensemble (K, I) | None) -> (K, query_dim)``.
     """
 
-    def __init__(self, query_dim: int, appearance_dim: int) -> None:
+    def __init__(self, query_dim: int, appearance_dim: int, ensemble: bool = False) -> None:
         super().__init__()
         self.label_embedding = nn.Embedding(NUM_INSTRUMENTS + 1, query_dim)
         self.appearance_projection = (
             nn.Linear(appearance_dim, query_dim) if appearance_dim > 0 else None
         )
+        self.ensemble_projection = nn.Linear(NUM_INSTRUMENTS, query_dim) if ensemble else None
 
-    def forward(self, labels: Tensor, appearance: Tensor | None = None) -> Tensor:
+    def forward(
+        self, labels: Tensor, appearance: Tensor | None = None, ensemble: Tensor | None = None
+    ) -> Tensor:
         embedding = self.label_embedding(labels)
         if self.appearance_projection is not None and appearance is not None:
             embedding = embedding + self.appearance_projection(appearance)
+        if self.ensemble_projection is not None:
+            if ensemble is None:  # the queries name every player
+                ensemble = ensemble_counts(labels).expand(labels.shape[0], -1)
+            embedding = embedding + self.ensemble_projection(ensemble)
         return embedding
 
     def per_window(self, queries: QueryBatch, windows: int) -> Tensor:
         """The embeddings of ``queries`` for each of ``windows`` windows: ``(W*K, D)``,
         window-major. The queries are shared by all windows (``labels (K,)``) or given per
-        window (``labels (W, K)``, ``appearance (W, K, A)``), as training gives them."""
+        window (``labels (W, K)``, ``appearance (W, K, A)``, ``ensemble (W, I)``), as
+        training gives them."""
+        k = queries.size
+        ensemble = queries.ensemble
+        if ensemble is None and self.ensemble_projection is not None:
+            ensemble = ensemble_counts(queries.labels)  # (I,) or (W, I)
         if queries.labels.ndim == 1:
-            return self(queries.labels, queries.appearance).repeat(windows, 1)
+            shared = None if ensemble is None else ensemble.expand(k, -1)
+            return self(queries.labels, queries.appearance, shared).repeat(windows, 1)
         appearance = queries.appearance
         if appearance is not None:
-            appearance = appearance.reshape(windows * queries.size, -1)
-        return self(queries.labels.reshape(-1), appearance)
+            appearance = appearance.reshape(windows * k, -1)
+        if ensemble is not None:
+            ensemble = ensemble.unsqueeze(1).expand(windows, k, -1).reshape(windows * k, -1)
+        return self(queries.labels.reshape(-1), appearance, ensemble)
 
 
 class FiLM(nn.Module):
@@ -390,7 +411,7 @@ class WaveUNet(nn.Module):
             )
             channels_in = c.features(level)
         self.output_conv = nn.Conv1d(channels_in + 1, 1, kernel_size=1)
-        self.query_encoder = QueryEncoder(c.query_dim, c.appearance_dim)
+        self.query_encoder = QueryEncoder(c.query_dim, c.appearance_dim, c.ensemble_context)
         self.motion_encoder = (
             MotionEncoder(c.motion_channels, c.motion_encoder_channels, c.motion_encoder_layers)
             if c.motion_encoder_channels

@@ -102,7 +102,7 @@ class SpectralMaskNet(nn.Module):
         )
         self.output_norm = _FrameNorm(channels)
         self.output = nn.Conv1d(channels, bins, kernel_size=1)
-        self.query_encoder = QueryEncoder(c.query_dim, c.appearance_dim)
+        self.query_encoder = QueryEncoder(c.query_dim, c.appearance_dim, c.ensemble_context)
 
     # ----------------------------------------------------------------- length arithmetic
     @property

@@ -35,7 +35,7 @@ from torch.utils.data import Dataset, Sampler
 
 from vimss_cli.conditioning import Query, motion_at_samples, motion_frames_window
 from vimss_cli.errors import InputError, MediaError, VimssError
-from vimss_cli.instruments import INSTRUMENT_CODES, instrument_index
+from vimss_cli.instruments import INSTRUMENT_CODES, NUM_INSTRUMENTS, instrument_index
 from vimss_cli.media import read_audio
 from vimss_cli.model import motion_encoder_context, motion_window_frames
 from vimss_cli.synth.real_solos import REAL_SOLO_TITLE
@@ -195,8 +195,9 @@ def _window_at_speed(stem: np.ndarray, start: int, length: int, speed: float) ->
 class ExcerptDataset(Dataset):
     """Map-style dataset: ``dataset[index]`` -> dict of tensors for one excerpt.
 
-    Keys: ``mixture (1, T_in)``, ``labels (K,)`` int64, ``targets (K, T_out)``, and for
-    models that take them ``appearance (K, A)`` and ``motion (K, M, T_in)`` (the motion on
+    Keys: ``mixture (1, T_in)``, ``labels (K,)`` int64, ``targets (K, T_out)``, ``ensemble
+    (NUM_INSTRUMENTS,)`` float32 (players of each instrument in the mixture, queried or not),
+    and for models that take them ``appearance (K, A)`` and ``motion (K, M, T_in)`` (the motion on
     the mixture window's samples; zeros for absent instruments). ``appearance_dim`` and
     ``motion_channels`` are the model's: with both 0 it is a label-only model.
     """
@@ -303,10 +304,13 @@ class ExcerptDataset(Dataset):
         out = slice(shape.context, shape.context + shape.output_length)
         outputs = [e[out] * scale for e in excerpts]
         queries = self._queries(rng, instruments, outputs, sources, pair, label_only)
+        ensemble = np.zeros(NUM_INSTRUMENTS, np.float32)  # every player, queried or not
+        np.add.at(ensemble, [instrument_index(code) for code in instruments], 1.0)
         item = {
             "mixture": torch.from_numpy(mixture * scale).unsqueeze(0),
             "labels": torch.tensor([instrument_index(q[0]) for q in queries], dtype=torch.long),
             "targets": torch.from_numpy(np.stack([q[1] for q in queries]).astype(np.float32)),
+            "ensemble": torch.from_numpy(ensemble),
         }
         if self.appearance_dim:
             rows = [self._appearance(source) for _, _, source in queries]
