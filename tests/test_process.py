@@ -26,6 +26,13 @@ def test_python_dash_m_runs_the_command() -> None:
     assert result.returncode == 0 and result.stdout.startswith("vimss ")
 
 
+def default_sigint() -> None:
+    """Run in the child before it starts: Ctrl-C as at a terminal. Under ``nohup`` or in a
+    background job SIGINT starts out ignored, and Python then keeps ignoring it, so a test
+    that sends SIGINT would only test the shell it was started from."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_long_run(mix: Path, out: Path) -> subprocess.Popen[str]:
     """``vimss separate`` of ``mix`` as a process, returned once it writes stems."""
     process = subprocess.Popen(
@@ -46,6 +53,7 @@ def start_long_run(mix: Path, out: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=os.environ.copy(),
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     while not any(out.rglob(".*.partial-*")):  # wait until stems are being written
@@ -95,6 +103,7 @@ def test_sigint_while_starting_prints_no_traceback(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
