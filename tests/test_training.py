@@ -217,25 +217,32 @@ def test_excerpts_count_every_player_of_the_mixture_in_the_ensemble(tree: Path) 
     assert len(seen) == 3
 
 
-def test_colouring_filters_each_player_and_keeps_targets_summing_to_the_mixture(
-    tree: Path,
-) -> None:
+def assert_stem_augmentation_keeps_targets_summing(tree: Path, setting: str, on: float) -> None:
+    """With ``data.<setting> = on`` each player's stem is changed (the mixture differs from
+    ``= 0``), excerpts stay a function of their index, and targets still sum to the mixture."""
     pieces, _ = load_pieces(tree / "train", RATE)
     plain = [*TINY, "data.queries_per_mixture=3", "data.remix_probability=0"]
     plain += ["data.drop_player_probability=0", "data.absent_query_probability=0"]
     shape = ExcerptShape(400, 256, 72)
 
-    def dataset(colour_db: float) -> ExcerptDataset:
-        config = build_config(None, [*plain, f"data.colour_db={colour_db}"])
+    def dataset(value: float) -> ExcerptDataset:
+        config = build_config(None, [*plain, f"data.{setting}={value}"])
         return ExcerptDataset(pieces, shape, config.data, seed=0, sample_rate=RATE)
 
-    coloured, uncoloured = dataset(6.0), dataset(0.0)
+    changed, unchanged = dataset(on), dataset(0.0)
     for index in range(6):
-        item = coloured[index]
-        assert torch.equal(item["targets"], coloured[index]["targets"])  # still a function
+        item = changed[index]
+        assert torch.equal(item["mixture"], changed[index]["mixture"])  # still a function
+        assert torch.equal(item["targets"], changed[index]["targets"])
         out = item["mixture"][0, 72 : 72 + 256]
         torch.testing.assert_close(item["targets"].sum(0), out, atol=1e-5, rtol=0)
-        assert not torch.allclose(item["mixture"], uncoloured[index]["mixture"], atol=1e-4)
+        assert not torch.allclose(item["mixture"], unchanged[index]["mixture"], atol=1e-4)
+
+
+def test_colouring_filters_each_player_and_keeps_targets_summing_to_the_mixture(
+    tree: Path,
+) -> None:
+    assert_stem_augmentation_keeps_targets_summing(tree, "colour_db", 6.0)
 
 
 def test_speed_moves_pitch_and_keeps_targets_summing_to_the_mixture(tree: Path) -> None:
@@ -248,22 +255,7 @@ def test_speed_moves_pitch_and_keeps_targets_summing_to_the_mixture(tree: Path) 
     np.testing.assert_array_equal(_window_at_speed(tone, 100, 300, 1.0), tone[100:400])
     assert not _window_at_speed(tone, -500, 300, 0.5).any()  # before the stem: zeros
 
-    pieces, _ = load_pieces(tree / "train", RATE)
-    plain = [*TINY, "data.queries_per_mixture=3", "data.remix_probability=0"]
-    plain += ["data.drop_player_probability=0", "data.absent_query_probability=0"]
-    shape = ExcerptShape(400, 256, 72)
-
-    def dataset(semitones: float) -> ExcerptDataset:
-        config = build_config(None, [*plain, f"data.speed_semitones={semitones}"])
-        return ExcerptDataset(pieces, shape, config.data, seed=0, sample_rate=RATE)
-
-    sped, plain_speed = dataset(3.0), dataset(0.0)
-    for index in range(6):
-        item = sped[index]
-        assert torch.equal(item["mixture"], sped[index]["mixture"])  # still a function
-        out = item["mixture"][0, 72 : 72 + 256]
-        torch.testing.assert_close(item["targets"].sum(0), out, atol=1e-5, rtol=0)
-        assert not torch.allclose(item["mixture"], plain_speed[index]["mixture"], atol=1e-4)
+    assert_stem_augmentation_keeps_targets_summing(tree, "speed_semitones", 3.0)
 
 
 def test_speed_is_refused_for_a_model_that_sees_motion() -> None:
