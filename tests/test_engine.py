@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -69,64 +71,73 @@ def random_queries(config: ModelConfig, count: int, rng: np.random.Generator) ->
     return queries
 
 
+@dataclass(frozen=True)
+class ChunkingCase:
+    """One draw of the chunked-equals-whole property: a signal of ``length`` random samples
+    (seeded by ``seed``), ``queries`` random queries run in ``groups``, and windows of
+    ``tile`` output samples, ``batch_size`` per pass, over input blocks of ``block``."""
+
+    length: int
+    tile: int
+    batch_size: int
+    block: int
+    queries: int
+    groups: int
+    seed: int
+
+
+@st.composite
+def chunking_cases(
+    draw: st.DrawFn,
+    length: int = 6000,
+    tile: int = 3000,
+    batch_size: int = 5,
+    block: int = 5000,
+    queries: int = 4,
+) -> ChunkingCase:
+    """Cases with each setting drawn from 1 to the given most (groups up to ``queries``)."""
+    return ChunkingCase(
+        length=draw(st.integers(1, length)),
+        tile=draw(st.integers(1, tile)),
+        batch_size=draw(st.integers(1, batch_size)),
+        block=draw(st.integers(1, block)),
+        queries=draw(st.integers(1, queries)),
+        groups=draw(st.integers(1, queries)),
+        seed=draw(st.integers(0, 2**16)),
+    )
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    config=configs(),
-    length=st.integers(1, 6000),
-    tile=st.integers(1, 3000),
-    batch_size=st.integers(1, 5),
-    block=st.integers(1, 5000),
-    queries=st.integers(1, 4),
-    groups=st.integers(1, 4),
-    seed=st.integers(0, 2**16),
-)
-def test_chunked_equals_whole(
-    config: ModelConfig,
-    length: int,
-    tile: int,
-    batch_size: int,
-    block: int,
-    queries: int,
-    groups: int,
-    seed: int,
-) -> None:
+@given(config=configs(), case=chunking_cases())
+def test_chunked_equals_whole(config: ModelConfig, case: ChunkingCase) -> None:
     """The property of the engine: stitched windows == one pass, to float32 precision, with
     the queries run together or in groups side by side."""
-    torch.manual_seed(seed)
-    model = make_tiny_model(config, seed)
-    assert_chunked_equals_whole(model, length, tile, batch_size, block, queries, groups, seed)
+    torch.manual_seed(case.seed)
+    assert_chunked_equals_whole(make_tiny_model(config, case.seed), case)
 
 
-def assert_chunked_equals_whole(
-    model: Network,
-    length: int,
-    tile: int,
-    batch_size: int,
-    block: int,
-    queries: int,
-    groups: int,
-    seed: int,
-) -> None:
-    """Separate random audio (half silent at times) for ``queries`` random queries, once in one
-    window and once in windows of ``tile`` over blocks of ``block`` samples: the same stems."""
-    rng = np.random.default_rng(seed)
-    audio = (0.5 * rng.standard_normal(length)).astype(np.float32)
+def assert_chunked_equals_whole(model: Network, case: ChunkingCase) -> None:
+    """Separate random audio (half silent at times) for ``case.queries`` random queries, once
+    in one window and once in windows of ``case.tile`` over blocks of ``case.block`` samples:
+    the same stems."""
+    rng = np.random.default_rng(case.seed)
+    audio = (0.5 * rng.standard_normal(case.length)).astype(np.float32)
     if rng.random() < 0.3:  # stretches of digital silence exercise the silence gate
-        audio[: length // 2] = 0
-    query_list = random_queries(model.config, queries, rng)
+        audio[: case.length // 2] = 0
+    query_list = random_queries(model.config, case.queries, rng)
     whole = separate_array(model, audio, query_list, tile=None, groups=1)
     pieces: list[np.ndarray] = []
     separate_blocks(
         model,
-        iter_blocks(audio, block),
+        iter_blocks(audio, case.block),
         query_list,
         pieces.append,
-        tile=tile,
-        batch_size=batch_size,
-        groups=min(groups, queries),
+        tile=case.tile,
+        batch_size=case.batch_size,
+        groups=min(case.groups, case.queries),
     )
     chunked = np.concatenate(pieces, axis=1)
-    assert whole.shape == chunked.shape == (queries, length)
+    assert whole.shape == chunked.shape == (case.queries, case.length)
     assert np.abs(whole - chunked).max() <= 1e-5
 
 

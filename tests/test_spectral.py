@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from test_engine import assert_chunked_equals_whole
+from test_engine import ChunkingCase, assert_chunked_equals_whole, chunking_cases
 from vimss_cli.checkpoint import load_checkpoint, save_checkpoint
 from vimss_cli.cli import app
 from vimss_cli.conditioning import QueryBatch
@@ -65,31 +65,11 @@ def configs(draw: st.DrawFn) -> ModelConfig:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    config=configs(),
-    length=st.integers(1, 5000),
-    tile=st.integers(1, 2000),
-    batch_size=st.integers(1, 4),
-    block=st.integers(1, 4000),
-    queries=st.integers(1, 3),
-    groups=st.integers(1, 3),
-    seed=st.integers(0, 2**16),
-)
-def test_chunked_equals_whole(
-    config: ModelConfig,
-    length: int,
-    tile: int,
-    batch_size: int,
-    block: int,
-    queries: int,
-    groups: int,
-    seed: int,
-) -> None:
+@given(config=configs(), case=chunking_cases(5000, 2000, 4, 4000, 3))
+def test_chunked_equals_whole(config: ModelConfig, case: ChunkingCase) -> None:
     """Stitched windows == one pass over the whole signal, whatever the tile, batch, block and
     query groups."""
-    assert_chunked_equals_whole(
-        small_network(config, seed), length, tile, batch_size, block, queries, groups, seed
-    )
+    assert_chunked_equals_whole(small_network(config, case.seed), case)
 
 
 def test_a_mask_of_one_returns_the_mixture_exactly() -> None:
