@@ -139,7 +139,7 @@ class _WindowRunner:
         plan: WindowPlan,
         precision: str,
         stream: bool,
-        ensemble: list[Query] | None = None,
+        ensemble: torch.Tensor | None = None,
     ) -> None:
         self.model = model
         self.queries = queries
@@ -149,10 +149,9 @@ class _WindowRunner:
         self.device = next(model.parameters()).device
         config = model.config
         self.static = query_batch_from_queries(queries, config.appearance_dim, self.device)
-        #: who plays, for a model with ``ensemble_context``: all K queries, not only this
-        #: runner's group
-        whole = query_batch_from_queries(ensemble or queries, 0, self.device)
-        self.static.ensemble = ensemble_counts(whole.labels)
+        #: who plays, for a model with ``ensemble_context``: the counts of all K queries, not
+        #: only this runner's group (``None``: this runner's own queries)
+        self.static.ensemble = ensemble
         self.motion_channels = config.motion_channels
         self.sample_rate = config.sample_rate
 
@@ -313,6 +312,8 @@ def separate_blocks(
     threads = torch.get_num_threads()
     if groups > 1:
         torch.set_num_threads(1)  # each group's thread runs its operations alone
+    labels = torch.tensor([q.label_index() for q in queries], dtype=torch.long, device=device)
+    ensemble = ensemble_counts(labels)  # every group's queries hear the whole ensemble
     try:
         runner = _QueryGroups(
             lambda group: _WindowRunner(
@@ -321,7 +322,7 @@ def separate_blocks(
                 plan,
                 precision,
                 stream=batch_size == 1 and model.streams,
-                ensemble=queries,
+                ensemble=ensemble,
             ),
             queries,
             groups,

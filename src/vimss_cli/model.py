@@ -246,7 +246,8 @@ class QueryEncoder(nn.Module):
     """Embed the static part of K queries: label embedding plus projected appearance, plus
     (with ``ensemble``) the projected instrument counts of the whole ensemble.
 
-    ``forward(labels (K,), appearance (K, A) | None, ensemble (K, I) | None) -> (K, query_dim)``.
+    ``forward(labels (K,), appearance (K, A) | None, ensemble (K, I) | None) -> (K, query_dim)``;
+    the networks call :meth:`per_window`, which supplies the counts.
     """
 
     def __init__(self, query_dim: int, appearance_dim: int, ensemble: bool = False) -> None:
@@ -263,9 +264,7 @@ class QueryEncoder(nn.Module):
         embedding = self.label_embedding(labels)
         if self.appearance_projection is not None and appearance is not None:
             embedding = embedding + self.appearance_projection(appearance)
-        if self.ensemble_projection is not None:
-            if ensemble is None:  # the queries name every player
-                ensemble = ensemble_counts(labels).expand(labels.shape[0], -1)
+        if self.ensemble_projection is not None and ensemble is not None:
             embedding = embedding + self.ensemble_projection(ensemble)
         return embedding
 
