@@ -54,7 +54,9 @@ def configs(draw: st.DrawFn) -> ModelConfig:
         architecture="spectral",
         spectral_fft=4 * hop,
         spectral_hop=hop,
-        spectral_channels=draw(st.integers(2, 6)),
+        # from 3: a layer norm over 2 channels is a sign function, (a - b) / |a - b|, that
+        # any rounding flips where a and b meet (chunked and whole differed by 1e-4 there)
+        spectral_channels=draw(st.integers(3, 6)),
         spectral_blocks=draw(st.integers(1, 4)),
         spectral_cycle=draw(st.integers(1, 3)),
         query_dim=4,
