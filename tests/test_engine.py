@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from vimss_cli.networks import Network
 @st.composite
 def configs(draw: st.DrawFn) -> ModelConfig:
     motion_channels = draw(st.sampled_from([0, 2]))
+    encoder_channels = draw(st.sampled_from([0, 3])) if motion_channels else 0
     return ModelConfig(
         sample_rate=8000,
         levels=draw(st.integers(1, 4)),
@@ -41,7 +43,8 @@ def configs(draw: st.DrawFn) -> ModelConfig:
         query_dim=4,
         appearance_dim=draw(st.sampled_from([0, 3])),
         motion_channels=motion_channels,
-        motion_encoder_channels=draw(st.sampled_from([0, 3])) if motion_channels else 0,
+        motion_encoder_channels=encoder_channels,
+        motion_bypass=draw(st.booleans()) if encoder_channels else False,
         motion_encoder_layers=draw(st.integers(1, 3)),
         motion_rate=draw(st.sampled_from([5.0, 15.0, 29.97])),
         mixture_consistency=draw(st.booleans()),
@@ -227,6 +230,40 @@ def test_a_stream_computes_each_layer_once(monkeypatch: pytest.MonkeyPatch) -> N
     first = model.output_length(plan.input_length)
     assert [o.shape[-1] for o in outputs] == [first] + [plan.step] * 3
     assert seen == [plan.input_length] + [plan.step + model.config.down_kernel - 1] * 3
+
+
+def test_queries_without_motion_bypass_the_motion_encoder() -> None:
+    """With ``motion_bypass``, whatever the motion encoder learns leaves a query without motion
+    as it was; the query with motion still follows it, and chunked still equals whole."""
+    config = ModelConfig(
+        sample_rate=8000, levels=3, base_features=4, query_dim=4, motion_channels=2,
+        motion_encoder_channels=3, motion_encoder_layers=2, motion_rate=10.0,
+        motion_bypass=True, silence_gate=False, output_activation="identity",
+    )  # fmt: skip
+    model = make_tiny_model(config, 1)
+    for film in model.films.values():  # FiLM's motion weights start at zero: make them count
+        assert film.dynamic is not None
+        torch.nn.init.normal_(film.dynamic.weight, std=0.5)
+    rng = np.random.default_rng(3)
+    audio = (0.5 * rng.standard_normal(24000)).astype(np.float32)
+    queries = [Query("vn", motion=rng.standard_normal((2, 40)), motion_rate=12.0), Query("vc")]
+    before = separate_array(model, audio, queries, tile=None, groups=1)
+    alone = separate_array(model, audio, [Query("vc")], tile=None, groups=1)
+    np.testing.assert_allclose(before[1], alone[0], atol=1e-6)  # no encoder ran for it alone
+    pieces: list[np.ndarray] = []
+    separate_blocks(model, iter_blocks(audio, 2001), queries, pieces.append, tile=700)
+    assert np.abs(before - np.concatenate(pieces, axis=1)).max() <= 1e-5
+    assert model.motion_encoder is not None
+    with torch.no_grad():
+        for parameter in model.motion_encoder.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    after = separate_array(model, audio, queries, tile=None, groups=1)
+    np.testing.assert_allclose(after[1], before[1], atol=1e-6)
+    assert np.abs(after[0] - before[0]).max() > 1e-3
+    unbypassed = make_tiny_model(dataclasses.replace(config, motion_bypass=False), 1)
+    unbypassed.load_state_dict(model.state_dict())
+    zero_frames = separate_array(unbypassed, audio, queries, tile=None, groups=1)
+    assert np.abs(zero_frames[1] - after[1]).max() > 1e-3  # zero frames do move it
 
 
 def test_the_motion_encoder_is_exact_in_chunks_and_sees_only_its_context() -> None:

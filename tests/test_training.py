@@ -851,6 +851,37 @@ def test_excerpts_for_a_motion_encoder_carry_frames_on_its_clock() -> None:
     assert not torch.equal(item["motion_frames"][0], item["motion_frames"][1])
 
 
+@pytest.mark.parametrize(("label_only", "expected"), [(0.0, [True, True]), (1.0, [False])])
+def test_excerpts_say_which_queries_have_motion(label_only: float, expected: list[bool]) -> None:
+    """A queried player has motion; a label-only excerpt's summed query has none (a model
+    with ``motion_bypass`` then skips its encoder)."""
+    from vimss_cli.model import WaveUNet
+    from vimss_cli.training.data import PieceAudio
+
+    rng = np.random.default_rng(0)
+    stems = (0.3 * rng.standard_normal((2, 4 * RATE))).astype(np.float32)
+    visuals = PlayerVisuals(np.zeros((2, 0), np.float32), rng.random((2, 2, 120)), 30.0)
+    violins = PieceAudio("01_Piece1_vn_vn", ("vn", "vn"), stems, visuals)
+    overrides = [*TINY, "model.motion_channels=2", "model.motion_encoder_channels=3"]
+    model_config = build_config(None, overrides).model
+    config = build_config(
+        None,
+        [*TINY, "data.queries_per_mixture=2", "data.same_instrument_probability=0",
+         "data.absent_query_probability=0", "data.drop_player_probability=0",
+         f"data.label_query_probability={label_only}"],
+    )  # fmt: skip
+    shape = ExcerptShape(400, 256, 72)
+    window = (model_config.motion_rate, 31, WaveUNet(model_config).motion_frames_for(400))
+    dataset = ExcerptDataset([violins], shape, config.data, seed=0, augment=True,
+                             motion_channels=2, sample_rate=RATE,
+                             motion_window=window)  # fmt: skip
+    for index in range(5):
+        item = dataset[index]
+        present = item["motion_present"].tolist()
+        assert present[: len(expected)] == expected
+        assert not any(present[len(expected) :])  # padding queries of absent instruments
+
+
 def test_the_motion_path_learns_at_its_own_rate() -> None:
     from vimss_cli.model import WaveUNet
     from vimss_cli.training.trainer import parameter_groups

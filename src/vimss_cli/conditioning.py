@@ -60,6 +60,8 @@ class QueryBatch:
             ``motion_offset`` ``(W, K)`` float64, each window's first sample in frames past
             its first output frame (in ``[0, 1)``; per query, as training mixes excerpts of
             different pieces).
+        motion_present: ``(K,)`` or ``(W, K)`` bool: which queries have motion (the others
+            have zero frames). Read by a model with ``motion_bypass``; ``None``: all of them.
         ensemble: for a model with ``ensemble_context``, how many players of each instrument
             play in the mixture, all of them and not only these queries: ``(I,)`` float32
             counts (``I = NUM_INSTRUMENTS``) or ``(W, I)`` per window. ``None``: the counts of
@@ -71,6 +73,7 @@ class QueryBatch:
     motion: Tensor | None = None
     motion_frames: Tensor | None = None
     motion_offset: Tensor | None = None
+    motion_present: Tensor | None = None
     ensemble: Tensor | None = None
 
     @property

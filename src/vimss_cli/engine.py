@@ -207,6 +207,8 @@ class _WindowRunner:
             offsets.append([offset for _, offset in rows])
         batch.motion_frames = torch.as_tensor(np.stack(frames), device=self.device)
         batch.motion_offset = torch.tensor(offsets, dtype=torch.float64, device=self.device)
+        present = [q.motion is not None for q in self.queries]
+        batch.motion_present = torch.tensor(present, dtype=torch.bool, device=self.device)
         return batch
 
 

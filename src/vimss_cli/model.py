@@ -61,6 +61,11 @@ class ModelConfig:
             second, ``motion_encoder_layers`` of them) with this many output channels, which
             then feed FiLM: the model integrates seconds of motion. 0: FiLM reads the motion
             at each sample as it is.
+        motion_bypass: with a motion encoder, a query without motion (a label query, or a
+            player whose motion is unknown) skips the encoder: its encoded motion is zero, so
+            every FiLM layer gives it its static parameters plus the motion convolution's bias,
+            whatever the encoder learns. Without it, such a query is encoded as zero frames,
+            and training the motion path moves the label queries' output too.
         mixture_consistency: project the K estimates so they sum to the mixture.
         ensemble_context: each query's embedding also hears how many players of each
             instrument play (:attr:`QueryBatch.ensemble`), so the model can use where its
@@ -94,6 +99,7 @@ class ModelConfig:
     motion_encoder_channels: int = 0
     motion_encoder_layers: int = 5
     motion_rate: float = 15.0
+    motion_bypass: bool = False
     mixture_consistency: bool = False
     ensemble_context: bool = False
     silence_gate: bool = True
@@ -125,6 +131,8 @@ class ModelConfig:
             raise ConfigValueError("the spectral architecture takes no motion (motion_channels 0)")
         if self.motion_encoder_channels and not self.motion_channels:
             raise ConfigValueError("motion_encoder_channels needs motion_channels")
+        if self.motion_bypass and not self.motion_encoder_channels:
+            raise ConfigValueError("motion_bypass needs a motion encoder (motion_encoder_channels)")
         for name in ("down_kernel", "up_kernel", "bottleneck_kernel"):
             kernel = getattr(self, name)
             if kernel < 1 or kernel % 2 == 0:
@@ -566,7 +574,7 @@ class WaveUNet(nn.Module):
         k = queries.size
         query = self.query_encoder.per_window(queries, windows)  # (W*K, D), window-major
         motion = None
-        if self.motion_encoder is not None:
+        if self.motion_encoder is not None and not self._bypasses_all(queries):
             motion = self._encoded_motion(queries, windows, input_length, mixture)
         elif queries.motion is not None and c.motion_channels:
             motion = queries.motion.reshape(windows * k, c.motion_channels, input_length)
@@ -634,6 +642,15 @@ class WaveUNet(nn.Module):
             stream.started = True
         return estimates
 
+    def _bypasses_all(self, queries: QueryBatch) -> bool:
+        """With :attr:`ModelConfig.motion_bypass`, whether no query has motion: FiLM then
+        adds its motion convolution's bias (``motion=None``), the same as zero encoded motion."""
+        if not self.config.motion_bypass:
+            return False
+        if queries.motion_frames is None:
+            return True
+        return queries.motion_present is not None and not bool(queries.motion_present.any())
+
     def _encoded_motion(
         self, queries: QueryBatch, windows: int, input_length: int, mixture: Tensor
     ) -> Tensor:
@@ -642,7 +659,8 @@ class WaveUNet(nn.Module):
         ``queries.motion_frames`` ``(W, K, M, F)`` is encoded, then interpolated linearly to
         the samples (sample ``i`` of a window is ``offset + i * motion_rate / sample_rate``
         frames past the window's first output frame). Queries without motion (``None``) are
-        zero frames, as training gives label-only queries.
+        zero frames, as training gives label-only queries; with ``motion_bypass`` their
+        encoded motion is zero instead (``queries.motion_present``).
         """
         assert self.motion_encoder is not None
         c = self.config
@@ -663,7 +681,11 @@ class WaveUNet(nn.Module):
         gather = index.unsqueeze(1).expand(-1, encoded.shape[1], -1)
         before = encoded.gather(2, gather)
         after = encoded.gather(2, gather + 1)
-        return torch.lerp(before, after, weight)
+        per_sample = torch.lerp(before, after, weight)
+        if c.motion_bypass and queries.motion_present is not None:
+            present = queries.motion_present.to(torch.bool).expand(windows, k).reshape(-1, 1, 1)
+            per_sample = torch.where(present, per_sample, torch.zeros_like(per_sample))
+        return per_sample
 
     # ------------------------------------------------- layers that keep a stream's tail
     def _film(

@@ -320,6 +320,8 @@ class ExcerptDataset(Dataset):
             item["motion_frames"] = torch.from_numpy(np.stack([frames for frames, _ in windows]))
             offsets = [offset for _, offset in windows]  # each query's own piece and start
             item["motion_offset"] = torch.tensor(offsets, dtype=torch.float64)
+            present = [self._has_motion(source) for _, _, source in queries]
+            item["motion_present"] = torch.tensor(present, dtype=torch.bool)
         elif self.motion_channels:
             rows = [self._motion(code, source) for code, _, source in queries]
             item["motion"] = torch.from_numpy(np.stack(rows))
@@ -342,6 +344,12 @@ class ExcerptDataset(Dataset):
         return motion_at_samples(
             query, start, self.shape.input_length, self.sample_rate, self.motion_channels
         )
+
+    @staticmethod
+    def _has_motion(source: tuple[PieceAudio, int, int] | None) -> bool:
+        """Whether a query is a player whose motion is known (not a summed label query, an
+        absent instrument, or a piece without visuals)."""
+        return source is not None and source[0].visuals is not None
 
     def _motion_frames(
         self, code: str, source: tuple[PieceAudio, int, int] | None

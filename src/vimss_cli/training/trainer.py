@@ -80,6 +80,7 @@ def batch_queries(batch: dict[str, torch.Tensor], device: torch.device) -> Query
         get("motion"),
         motion_frames=get("motion_frames"),
         motion_offset=get("motion_offset"),
+        motion_present=get("motion_present"),
         ensemble=get("ensemble"),
     )
 
