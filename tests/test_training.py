@@ -899,3 +899,104 @@ def test_the_motion_path_learns_at_its_own_rate() -> None:
     assert id(model.films["down0"].static.weight) not in motion_ids
     assert len(network["params"]) + len(motion_ids) == len(list(model.parameters()))
     assert len(parameter_groups(WaveUNet(build_config(None, TINY).model), 20.0)) == 1
+
+
+def test_the_activity_loss_scores_frames_where_the_player_sounds() -> None:
+    """Frames of a stem that plays then rests: logits of the right sign score every frame
+    right; frames outside the output span, and queries not scored, do not count."""
+    from vimss_cli.training.losses import activity_loss
+
+    length = 4000  # output span; 400-sample frames centred every 400 samples from sample 200
+    stem = np.zeros((1, length), np.float32)
+    stem[0, :2000] = 0.3 * np.sin(np.arange(2000) * 0.3)  # sounds in its first half
+    mixture = torch.from_numpy(stem * 2)
+    targets = torch.from_numpy(stem)
+    first_output = 100
+    positions = torch.arange(12, dtype=torch.float64).reshape(1, -1) * 400 + 200 + first_output
+    # frames 0-4 sound, 5-9 rest, 10-11 fall outside the span
+    truth = torch.tensor([[1.0] * 5 + [0.0] * 7])
+    right = 4 * (2 * truth - 1)
+    scored = torch.tensor([True])
+    loss, accuracy = activity_loss(right, positions, targets, mixture, first_output, 400, scored)
+    assert accuracy.item() == 1.0
+    wrong_loss, wrong = activity_loss(
+        -right, positions, targets, mixture, first_output, 400, scored
+    )
+    assert wrong.item() == 0.0 and wrong_loss.item() > 10 * loss.item()
+    outside = right.clone()
+    outside[0, 10:] *= -1  # wrong only where nothing is scored
+    assert activity_loss(outside, positions, targets, mixture, first_output, 400, scored)[1] == 1.0
+    none = activity_loss(-right, positions, targets, mixture, first_output, 400, ~scored)
+    assert none[0].item() == 0.0 and none[1].item() == 0.0
+
+
+def test_the_activity_head_learns_who_plays_from_motion(tmp_path: Path) -> None:
+    """A model with an activity head and ``optim.activity_weight``: each step logs the
+    activity loss, and a few steps on one batch teach the head (from the players' motion,
+    which here is their own envelope) which frames sound. Its frames lie where the motion
+    encoder's interpolation puts them."""
+    from torch.utils.data import default_collate
+
+    from vimss_cli.training.data import PieceAudio
+    from vimss_cli.training.distributed import Distributed
+    from vimss_cli.training.run_folder import RunLog
+    from vimss_cli.training.trainer import Trainer, batch_queries
+
+    rng = np.random.default_rng(0)
+    seconds = 4
+    stems = (0.3 * rng.standard_normal((2, seconds * RATE))).astype(np.float32)
+    frames = np.zeros((2, 2, 40), np.float32)  # 10 motion frames per second
+    for player in range(2):  # they take turns, a second each: half the frames sound
+        plays = np.repeat((np.arange(seconds) + player) % 2 == 0, 10)
+        stems[player] *= np.repeat(plays, RATE // 10)
+        frames[player, 0] = plays
+    visuals = PlayerVisuals(np.zeros((2, 0), np.float32), frames, 10.0)
+    pieces = [PieceAudio("01_Piece1_vn_vn", ("vn", "vn"), stems, visuals)]
+    overrides = [
+        *TINY, "model.motion_channels=2", "model.motion_encoder_channels=3",
+        "model.motion_encoder_layers=1", "model.motion_activity_head=true",
+        "model.motion_bypass=true", "optim.activity_weight=1", "optim.lr=0.01",
+        "optim.warmup_steps=0", "optim.motion_lr_scale=10", "data.same_instrument_probability=1",
+        "data.output_samples=2048",
+    ]  # fmt: skip
+    config = build_config(None, overrides)
+    trainer = Trainer.build(
+        config, device=torch.device("cpu"), dist_info=Distributed(), run_dir=tmp_path,
+        resume=False, log=RunLog(tmp_path, enabled=False),
+    )  # fmt: skip
+    model = trainer.model
+    window = (config.model.motion_rate, 1, model.motion_frames_for(trainer.shape.input_length))
+    dataset = ExcerptDataset(pieces, trainer.shape, config.data, seed=0, augment=True,
+                             motion_channels=2, sample_rate=RATE,
+                             motion_window=window)  # fmt: skip
+    batch = default_collate([dataset[i] for i in range(8)])
+    first = trainer.step(batch)
+    assert first.activity is not None
+    for _ in range(80):
+        last = trainer.step(batch)
+    assert last.activity is not None
+    assert first.activity[1].item() < 0.8  # no constant answer gets far: half of them sound
+    assert last.activity[0].item() < 0.5 * first.activity[0].item()
+    assert last.activity[1].item() > 0.9  # frames that straddle a turn are ambiguous
+
+    # the head's frame positions match the per-sample interpolation of the encoder's frames
+    queries = batch_queries(batch, torch.device("cpu"))
+    mixture = batch["mixture"]
+    with torch.no_grad():
+        logits, positions = model.motion_activity(mixture, queries)
+        per_sample = model._encoded_motion(queries, 8, mixture.shape[-1], mixture)
+        assert model.activity_head is not None
+        from_samples = model.activity_head(per_sample).squeeze(1)  # (W*K, T_in)
+    inside = (positions >= 0) & (positions <= mixture.shape[-1] - 1)
+    nearest = positions.round().long().clamp(0, mixture.shape[-1] - 1)
+    picked = from_samples.gather(1, nearest)
+    assert inside.sum() > 16
+    assert torch.allclose(picked[inside], logits[inside], atol=0.05)
+
+
+def test_the_activity_loss_needs_the_head() -> None:
+    needs_head = r"optim\.activity_weight needs model\.motion_activity_head"
+    with pytest.raises(InputError, match=needs_head):
+        build_config(None, ["model.motion_channels=2", "optim.activity_weight=1"])
+    with pytest.raises(InputError, match="motion_activity_head needs a motion encoder"):
+        build_config(None, ["model.motion_channels=2", "model.motion_activity_head=true"])

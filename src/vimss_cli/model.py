@@ -66,6 +66,10 @@ class ModelConfig:
             every FiLM layer gives it its static parameters plus the motion convolution's bias,
             whatever the encoder learns. Without it, such a query is encoded as zero frames,
             and training the motion path moves the label queries' output too.
+        motion_activity_head: with a motion encoder, a 1x1 convolution on its output frames
+            that says whether the player sounds (:meth:`WaveUNet.motion_activity`). Separation
+            never uses it; training can (``optim.activity_weight``), to give the encoder a
+            dense "who plays" signal where the separation loss gives a weak one.
         mixture_consistency: project the K estimates so they sum to the mixture.
         ensemble_context: each query's embedding also hears how many players of each
             instrument play (:attr:`QueryBatch.ensemble`), so the model can use where its
@@ -100,6 +104,7 @@ class ModelConfig:
     motion_encoder_layers: int = 5
     motion_rate: float = 15.0
     motion_bypass: bool = False
+    motion_activity_head: bool = False
     mixture_consistency: bool = False
     ensemble_context: bool = False
     silence_gate: bool = True
@@ -131,8 +136,9 @@ class ModelConfig:
             raise ConfigValueError("the spectral architecture takes no motion (motion_channels 0)")
         if self.motion_encoder_channels and not self.motion_channels:
             raise ConfigValueError("motion_encoder_channels needs motion_channels")
-        if self.motion_bypass and not self.motion_encoder_channels:
-            raise ConfigValueError("motion_bypass needs a motion encoder (motion_encoder_channels)")
+        for name in ("motion_bypass", "motion_activity_head"):
+            if getattr(self, name) and not self.motion_encoder_channels:
+                raise ConfigValueError(f"{name} needs a motion encoder (motion_encoder_channels)")
         for name in ("down_kernel", "up_kernel", "bottleneck_kernel"):
             kernel = getattr(self, name)
             if kernel < 1 or kernel % 2 == 0:
@@ -424,6 +430,11 @@ class WaveUNet(nn.Module):
             if c.motion_encoder_channels
             else None
         )
+        self.activity_head = (
+            nn.Conv1d(c.motion_encoder_channels, 1, kernel_size=1)
+            if c.motion_activity_head
+            else None
+        )
         film_motion = c.motion_encoder_channels or c.motion_channels  # what FiLM reads
         self.motion_to_query = (
             nn.Conv1d(film_motion, c.query_dim, 1)
@@ -662,17 +673,9 @@ class WaveUNet(nn.Module):
         zero frames, as training gives label-only queries; with ``motion_bypass`` their
         encoded motion is zero instead (``queries.motion_present``).
         """
-        assert self.motion_encoder is not None
         c = self.config
         k = queries.size
-        frames = queries.motion_frames
-        offset = queries.motion_offset
-        if frames is None or offset is None:
-            count = self.motion_frames_for(input_length)
-            frames = mixture.new_zeros((windows, k, c.motion_channels, count))
-            offset = mixture.new_zeros((windows, k), dtype=torch.float64)
-        frames = frames.reshape(windows * k, c.motion_channels, -1).to(mixture.dtype)
-        encoded = self.motion_encoder(frames)  # (W*K, E, frames - 2 * context)
+        encoded, offset = self._encoder_frames(queries, windows, input_length, mixture)
         step = c.motion_rate / c.sample_rate
         sample = torch.arange(input_length, device=mixture.device, dtype=torch.float64)
         positions = offset.to(torch.float64).reshape(-1, 1) + sample * step  # (W*K, T_in)
@@ -686,6 +689,42 @@ class WaveUNet(nn.Module):
             present = queries.motion_present.to(torch.bool).expand(windows, k).reshape(-1, 1, 1)
             per_sample = torch.where(present, per_sample, torch.zeros_like(per_sample))
         return per_sample
+
+    def _encoder_frames(
+        self, queries: QueryBatch, windows: int, input_length: int, mixture: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The motion encoder's output frames ``(W*K, E, F')`` and each window's first sample
+        in frames past its first output frame ``(W, K)`` float64 (zero frames and offsets for
+        queries given no motion at all)."""
+        assert self.motion_encoder is not None
+        c = self.config
+        k = queries.size
+        frames = queries.motion_frames
+        offset = queries.motion_offset
+        if frames is None or offset is None:
+            count = self.motion_frames_for(input_length)
+            frames = mixture.new_zeros((windows, k, c.motion_channels, count))
+            offset = mixture.new_zeros((windows, k), dtype=torch.float64)
+        frames = frames.reshape(windows * k, c.motion_channels, -1).to(mixture.dtype)
+        return self.motion_encoder(frames), offset
+
+    def motion_activity(self, mixture: Tensor, queries: QueryBatch) -> tuple[Tensor, Tensor]:
+        """Whether each query's player sounds, from its motion alone (the activity head).
+
+        Returns logits ``(W*K, F')`` at the motion encoder's output frames, and where each
+        frame lies in the window: ``(W*K, F')`` float64 input-sample positions (frame ``f``
+        of a window whose first sample is ``offset`` frames past its first output frame lies
+        at ``(f - offset) * sample_rate / motion_rate``).
+        """
+        if self.activity_head is None:
+            raise ValueError("this model has no activity head (model.motion_activity_head)")
+        windows, _, input_length = mixture.shape
+        encoded, offset = self._encoder_frames(queries, windows, input_length, mixture)
+        logits = self.activity_head(encoded).squeeze(1)  # (W*K, F')
+        frame = torch.arange(logits.shape[-1], device=mixture.device, dtype=torch.float64)
+        samples = self.config.sample_rate / self.config.motion_rate
+        positions = (frame - offset.to(torch.float64).reshape(-1, 1)) * samples
+        return logits, positions
 
     # ------------------------------------------------- layers that keep a stream's tail
     def _film(

@@ -99,6 +99,9 @@ class OptimConfig:
     ``motion_lr_scale``: the motion path (motion encoder, FiLM's motion convolutions) learns
     at this multiple of ``lr``: warm-started from a label model it starts at zero and gets a
     weak signal, while the rest only needs fine-tuning.
+    ``activity_weight``: weight of the auxiliary loss of a model with
+    ``model.motion_activity_head``: from each queried player's motion alone, does the player
+    sound in each motion frame (:func:`vimss_cli.training.losses.activity_loss`).
     """
 
     lr: float = 3e-4
@@ -112,6 +115,7 @@ class OptimConfig:
     spectral_weight: float = 0.0
     loss: Literal["l1", "sdr"] = "l1"
     motion_lr_scale: float = 1.0
+    activity_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -119,7 +123,7 @@ class OptimConfig:
         check_range(self, "motion_lr_scale", above=0)
         check_range(self, "grad_clip", above=0)
         check_range(self, "max_steps", at_least=1)
-        for name in ("weight_decay", "warmup_steps", "spectral_weight"):
+        for name in ("weight_decay", "warmup_steps", "spectral_weight", "activity_weight"):
             check_range(self, name, at_least=0)
         check_range(self, "min_lr_ratio", at_least=0, at_most=1)
         check_range(self, "ema_decay", at_least=0, below=1)
@@ -166,6 +170,10 @@ class TrainConfig:
             raise InputError(
                 "invalid config value: data.speed_semitones must be 0 for a model that takes "
                 "motion (model.motion_channels > 0): a sped-up stem no longer matches its video"
+            )
+        if self.optim.activity_weight > 0 and not self.model.motion_activity_head:
+            raise InputError(
+                "invalid config value: optim.activity_weight needs model.motion_activity_head"
             )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

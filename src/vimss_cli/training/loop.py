@@ -406,7 +406,7 @@ def _run_steps(trainer: Trainer, loader: DataLoader, run: _Run) -> int:
 def _step_record(trainer: Trainer, result: StepResult, examples_per_second: float) -> dict:
     """The ``log.jsonl`` line of a logged step."""
     output_length, rate = trainer.shape.output_length, trainer.config.model.sample_rate
-    return {
+    record = {
         "step": trainer.state.step,
         "loss": float(result.loss.item()),
         "lr": result.lr,
@@ -414,6 +414,10 @@ def _step_record(trainer: Trainer, result: StepResult, examples_per_second: floa
         "examples_per_second": examples_per_second,
         "audio_seconds_per_second": examples_per_second * output_length / rate,
     }
+    if result.activity is not None:
+        record["activity_loss"] = float(result.activity[0].item())
+        record["activity_accuracy"] = float(result.activity[1].item())
+    return record
 
 
 def _validate_and_keep_best(

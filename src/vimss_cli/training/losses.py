@@ -1,5 +1,6 @@
 """Training losses: waveform L1 or thresholded SDR, plus an optional multi-resolution
-log-STFT term (``optim.loss``, ``optim.spectral_weight``); and plain SDR for validation."""
+log-STFT term (``optim.loss``, ``optim.spectral_weight``); the motion encoder's auxiliary
+"does this player sound" loss (``optim.activity_weight``); and plain SDR for validation."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from vimss_cli.training.config import OptimConfig
 
 #: Thresholded SDR saturates here (dB): a stem already this good stops pulling on the weights.
 SDR_LOSS_CAP_DB = 30.0
+#: A player sounds in a motion frame when its stem's power over the frame is within this many
+#: dB of the mixture's mean power over the excerpt: audible in the mix, not a release tail.
+AUDIBLE_BELOW_MIXTURE_DB = 30.0
 
 
 def sdr(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -76,3 +80,45 @@ def training_loss(
             estimates.flatten(0, 1), targets.flatten(0, 1)
         )
     return loss
+
+
+def activity_loss(
+    logits: torch.Tensor,
+    positions: torch.Tensor,
+    targets: torch.Tensor,
+    mixture: torch.Tensor,
+    first_output: int,
+    frame_samples: float,
+    scored: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Binary cross-entropy of "does this player sound" logits, and their accuracy.
+
+    Args:
+        logits: ``(N, F)`` per motion frame (``WaveUNet.motion_activity``).
+        positions: ``(N, F)`` float64 input-sample position of each frame's centre.
+        targets: ``(N, T_out)`` each query's stem over the output span, which starts at
+            input sample ``first_output``.
+        mixture: ``(N, T_out)`` the mixture over the same span (its mean power sets the
+            bar, :data:`AUDIBLE_BELOW_MIXTURE_DB`).
+        frame_samples: samples per motion frame; a frame is scored when the
+            ``frame_samples`` around its centre lie inside the output span.
+        scored: ``(N,)`` bool, the queries to score (those whose motion is known).
+
+    Returns:
+        the mean loss over scored frames (zero, still tied to the logits, when none is) and
+        the share of them the logits get right.
+    """
+    length = max(1, round(frame_samples))
+    span = targets.shape[-1]
+    start = torch.round(positions - first_output - length / 2).long()
+    inside = (start >= 0) & (start + length <= span) & scored.reshape(-1, 1)
+    start = start.clamp(0, span - length)
+    power = F.pad(targets.float().pow(2).cumsum(-1), (1, 0))  # (N, T_out + 1)
+    frame_power = (power.gather(1, start + length) - power.gather(1, start)) / length
+    bar = mixture.float().pow(2).mean(-1, keepdim=True) * 10 ** (-AUDIBLE_BELOW_MIXTURE_DB / 10)
+    sounds = (frame_power > bar.clamp_min(1e-10)).to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, sounds, reduction="none")
+    weight = inside.to(logits.dtype)
+    count = weight.sum().clamp_min(1.0)
+    right = ((logits > 0).to(logits.dtype) == sounds).to(logits.dtype)
+    return (loss * weight).sum() / count, (right * weight).sum() / count

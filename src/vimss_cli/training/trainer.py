@@ -17,12 +17,13 @@ from torch.utils.data import default_collate
 
 from vimss_cli.conditioning import QueryBatch
 from vimss_cli.devices import autocast
+from vimss_cli.model import WaveUNet
 from vimss_cli.networks import Network, build_network
 from vimss_cli.training import distributed
 from vimss_cli.training.config import TrainConfig
 from vimss_cli.training.data import ExcerptDataset, ExcerptShape
 from vimss_cli.training.distributed import Distributed
-from vimss_cli.training.losses import sdr, training_loss
+from vimss_cli.training.losses import activity_loss, sdr, training_loss
 from vimss_cli.training.run_folder import (
     STATE_FILE,
     RunLog,
@@ -49,8 +50,9 @@ def learning_rate(config: TrainConfig, step: int, schedule_steps: int | None = N
 
 def is_motion_path(name: str) -> bool:
     """A parameter of the motion path: the motion encoder, FiLM's motion convolutions, the
-    motion projection of concat conditioning."""
-    return name.startswith(("motion_encoder.", "motion_to_query.")) or ".dynamic." in name
+    motion projection of concat conditioning, the activity head."""
+    prefixes = ("motion_encoder.", "motion_to_query.", "activity_head.")
+    return name.startswith(prefixes) or ".dynamic." in name
 
 
 def parameter_groups(model: Network, motion_lr_scale: float) -> list[dict[str, Any]]:
@@ -118,6 +120,7 @@ class StepResult:
     lr: float
     loss: torch.Tensor
     grad_norm: torch.Tensor
+    activity: tuple[torch.Tensor, torch.Tensor] | None = None  # (loss, accuracy)
 
 
 class Trainer:
@@ -215,10 +218,15 @@ class Trainer:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # a state saved before groups: 1
         mixture = batch["mixture"].to(device, non_blocking=True)
         targets = batch["targets"].to(device, non_blocking=True)
+        queries = batch_queries(batch, device)
         with autocast(device, config.optim.precision):
-            estimates = self.network(mixture, batch_queries(batch, device))
+            estimates = self.network(mixture, queries)
         centre = mixture[:, :, self.shape.context : self.shape.context + self.shape.output_length]
         loss = training_loss(config.optim, estimates.float(), targets, centre)
+        activity = None
+        if config.optim.activity_weight > 0:
+            activity = self._activity_loss(mixture, queries, targets, centre)
+            loss = loss + config.optim.activity_weight * activity[0]
         if not torch.isfinite(loss):
             raise diverged_error(state.step, float(loss.item()), self.run_dir, self.saved_step)
         self.optimizer.zero_grad(set_to_none=True)
@@ -234,7 +242,33 @@ class Trainer:
                     averaged.lerp_(current, 1 - config.optim.ema_decay)
         state.step += 1
         state.examples_seen += self.examples_per_step
-        return StepResult(lr, loss, grad_norm)
+        return StepResult(lr, loss, grad_norm, activity)
+
+    def _activity_loss(
+        self,
+        mixture: torch.Tensor,
+        queries: QueryBatch,
+        targets: torch.Tensor,
+        centre: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The activity head's loss and accuracy on this batch (``optim.activity_weight``)."""
+        model = self.model
+        assert isinstance(model, WaveUNet)  # TrainConfig refuses the option for other networks
+        logits, positions = model.motion_activity(mixture, queries)
+        k = queries.size
+        scored = queries.motion_present
+        if scored is None:
+            scored = torch.ones(targets.shape[:2], dtype=torch.bool, device=targets.device)
+        config = model.config
+        return activity_loss(
+            logits,
+            positions,
+            targets.flatten(0, 1),
+            centre.repeat_interleave(k, dim=0).squeeze(1),
+            self.shape.context,
+            config.sample_rate / config.motion_rate,
+            scored.expand(targets.shape[:2]).reshape(-1),
+        )
 
     @property
     def examples_per_step(self) -> int:
