@@ -901,32 +901,33 @@ def test_the_motion_path_learns_at_its_own_rate() -> None:
     assert len(parameter_groups(WaveUNet(build_config(None, TINY).model), 20.0)) == 1
 
 
-def test_the_activity_loss_scores_frames_where_the_player_sounds() -> None:
-    """Frames of a stem that plays then rests: logits of the right sign score every frame
-    right; frames outside the output span, and queries not scored, do not count."""
+def test_the_activity_loss_scores_each_frames_level() -> None:
+    """A stem that plays at half the mixture's amplitude, then rests: the true levels (-0.6
+    bel, then the -3 floor) score zero loss and all right; frames outside the output span and
+    queries not scored do not count."""
     from vimss_cli.training.losses import activity_loss
 
     length = 4000  # output span; 400-sample frames centred every 400 samples from sample 200
     stem = np.zeros((1, length), np.float32)
-    stem[0, :2000] = 0.3 * np.sin(np.arange(2000) * 0.3)  # sounds in its first half
-    mixture = torch.from_numpy(stem * 2)
+    stem[0, :2000] = 0.3 * np.sign(np.sin(np.arange(2000) * 0.3))  # sounds in its first half
+    mixture = torch.full((1, length), 0.6)  # a constant mixture: its power is 0.36
     targets = torch.from_numpy(stem)
     first_output = 100
     positions = torch.arange(12, dtype=torch.float64).reshape(1, -1) * 400 + 200 + first_output
-    # frames 0-4 sound, 5-9 rest, 10-11 fall outside the span
-    truth = torch.tensor([[1.0] * 5 + [0.0] * 7])
-    right = 4 * (2 * truth - 1)
+    # frames 0-4 sound at a quarter of the mixture's power, 5-9 rest, 10-11 fall outside
+    truth = torch.tensor([[np.log10(0.25)] * 5 + [-3.0] * 7])
     scored = torch.tensor([True])
-    loss, accuracy = activity_loss(right, positions, targets, mixture, first_output, 400, scored)
-    assert accuracy.item() == 1.0
+    loss, accuracy = activity_loss(truth, positions, targets, mixture, first_output, 400, scored)
+    assert loss.item() < 1e-6 and accuracy.item() == 1.0
+    swapped = truth[:, [5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 10, 11]]  # rests where it plays
     wrong_loss, wrong = activity_loss(
-        -right, positions, targets, mixture, first_output, 400, scored
+        swapped, positions, targets, mixture, first_output, 400, scored
     )
-    assert wrong.item() == 0.0 and wrong_loss.item() > 10 * loss.item()
-    outside = right.clone()
-    outside[0, 10:] *= -1  # wrong only where nothing is scored
+    assert wrong.item() == 0.0 and wrong_loss.item() > 1.5
+    outside = truth.clone()
+    outside[0, 10:] = 5.0  # wrong only where nothing is scored
     assert activity_loss(outside, positions, targets, mixture, first_output, 400, scored)[1] == 1.0
-    none = activity_loss(-right, positions, targets, mixture, first_output, 400, ~scored)
+    none = activity_loss(-truth, positions, targets, mixture, first_output, 400, ~scored)
     assert none[0].item() == 0.0 and none[1].item() == 0.0
 
 
@@ -934,7 +935,7 @@ def test_the_activity_head_learns_who_plays_from_motion(tmp_path: Path) -> None:
     """A model with an activity head and ``optim.activity_weight``: each step logs the
     activity loss, and a few steps on one batch teach the head (from the players' motion,
     which here is their own envelope) which frames sound. Its frames lie where the motion
-    encoder's interpolation puts them."""
+    encoder's per-sample interpolation puts them."""
     from torch.utils.data import default_collate
 
     from vimss_cli.training.data import PieceAudio
@@ -983,7 +984,7 @@ def test_the_activity_head_learns_who_plays_from_motion(tmp_path: Path) -> None:
     queries = batch_queries(batch, torch.device("cpu"))
     mixture = batch["mixture"]
     with torch.no_grad():
-        logits, positions = model.motion_activity(mixture, queries)
+        levels, positions = model.motion_activity(mixture, queries)
         per_sample = model._encoded_motion(queries, 8, mixture.shape[-1], mixture)
         assert model.activity_head is not None
         from_samples = model.activity_head(per_sample).squeeze(1)  # (W*K, T_in)
@@ -991,7 +992,7 @@ def test_the_activity_head_learns_who_plays_from_motion(tmp_path: Path) -> None:
     nearest = positions.round().long().clamp(0, mixture.shape[-1] - 1)
     picked = from_samples.gather(1, nearest)
     assert inside.sum() > 16
-    assert torch.allclose(picked[inside], logits[inside], atol=0.05)
+    assert torch.allclose(picked[inside], levels[inside], atol=0.05)
 
 
 def test_the_activity_loss_needs_the_head() -> None:

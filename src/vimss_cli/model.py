@@ -67,7 +67,7 @@ class ModelConfig:
             whatever the encoder learns. Without it, such a query is encoded as zero frames,
             and training the motion path moves the label queries' output too.
         motion_activity_head: with a motion encoder, a 1x1 convolution on its output frames
-            that says whether the player sounds (:meth:`WaveUNet.motion_activity`). Separation
+            that says how loud the player is (:meth:`WaveUNet.motion_activity`). Separation
             never uses it; training can (``optim.activity_weight``), to give the encoder a
             dense "who plays" signal where the separation loss gives a weak one.
         mixture_consistency: project the K estimates so they sum to the mixture.
@@ -709,22 +709,23 @@ class WaveUNet(nn.Module):
         return self.motion_encoder(frames), offset
 
     def motion_activity(self, mixture: Tensor, queries: QueryBatch) -> tuple[Tensor, Tensor]:
-        """Whether each query's player sounds, from its motion alone (the activity head).
+        """How loud each query's player is, from its motion alone (the activity head).
 
-        Returns logits ``(W*K, F')`` at the motion encoder's output frames, and where each
-        frame lies in the window: ``(W*K, F')`` float64 input-sample positions (frame ``f``
-        of a window whose first sample is ``offset`` frames past its first output frame lies
-        at ``(f - offset) * sample_rate / motion_rate``).
+        Returns the head's output ``(W*K, F')`` at the motion encoder's output frames (the
+        player's level against the mixture in bels, once trained), and where each frame lies
+        in the window: ``(W*K, F')`` float64 input-sample positions (frame ``f`` of a window
+        whose first sample is ``offset`` frames past its first output frame lies at
+        ``(f - offset) * sample_rate / motion_rate``).
         """
         if self.activity_head is None:
             raise ValueError("this model has no activity head (model.motion_activity_head)")
         windows, _, input_length = mixture.shape
         encoded, offset = self._encoder_frames(queries, windows, input_length, mixture)
-        logits = self.activity_head(encoded).squeeze(1)  # (W*K, F')
-        frame = torch.arange(logits.shape[-1], device=mixture.device, dtype=torch.float64)
+        levels = self.activity_head(encoded).squeeze(1)  # (W*K, F')
+        frame = torch.arange(levels.shape[-1], device=mixture.device, dtype=torch.float64)
         samples = self.config.sample_rate / self.config.motion_rate
         positions = (frame - offset.to(torch.float64).reshape(-1, 1)) * samples
-        return logits, positions
+        return levels, positions
 
     # ------------------------------------------------- layers that keep a stream's tail
     def _film(

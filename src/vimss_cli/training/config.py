@@ -100,8 +100,8 @@ class OptimConfig:
     at this multiple of ``lr``: warm-started from a label model it starts at zero and gets a
     weak signal, while the rest only needs fine-tuning.
     ``activity_weight``: weight of the auxiliary loss of a model with
-    ``model.motion_activity_head``: from each queried player's motion alone, does the player
-    sound in each motion frame (:func:`vimss_cli.training.losses.activity_loss`).
+    ``model.motion_activity_head``: from each queried player's motion alone, how loud is the
+    player in each motion frame (:func:`vimss_cli.training.losses.activity_loss`).
     """
 
     lr: float = 3e-4

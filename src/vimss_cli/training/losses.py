@@ -83,7 +83,7 @@ def training_loss(
 
 
 def activity_loss(
-    logits: torch.Tensor,
+    predicted: torch.Tensor,
     positions: torch.Tensor,
     targets: torch.Tensor,
     mixture: torch.Tensor,
@@ -91,34 +91,44 @@ def activity_loss(
     frame_samples: float,
     scored: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Binary cross-entropy of "does this player sound" logits, and their accuracy.
+    """How loud each player is in each motion frame, predicted from its motion: the loss and
+    the share of frames whose "sounds or not" the prediction gets right.
+
+    The target is the frame's power of the player's stem against the mixture's mean power
+    over the excerpt, in bels (dB / 10), floored at ``-AUDIBLE_BELOW_MIXTURE_DB / 10``: a rest
+    is the floor, a note its level. Players of small ensembles rarely rest, so a yes/no target
+    would be "yes" almost everywhere; the level also carries the dynamics and the note
+    attacks that bow and breath move with. The loss is a smooth L1 (Huber, 1 bel).
 
     Args:
-        logits: ``(N, F)`` per motion frame (``WaveUNet.motion_activity``).
+        predicted: ``(N, F)`` per motion frame, in bels (``WaveUNet.motion_activity``).
         positions: ``(N, F)`` float64 input-sample position of each frame's centre.
         targets: ``(N, T_out)`` each query's stem over the output span, which starts at
             input sample ``first_output``.
-        mixture: ``(N, T_out)`` the mixture over the same span (its mean power sets the
-            bar, :data:`AUDIBLE_BELOW_MIXTURE_DB`).
+        mixture: ``(N, T_out)`` the mixture over the same span.
         frame_samples: samples per motion frame; a frame is scored when the
             ``frame_samples`` around its centre lie inside the output span.
         scored: ``(N,)`` bool, the queries to score (those whose motion is known).
 
     Returns:
-        the mean loss over scored frames (zero, still tied to the logits, when none is) and
-        the share of them the logits get right.
+        the mean loss over scored frames (zero, still tied to ``predicted``, when none is)
+        and the share of them where ``predicted`` lies above the floor's half-bel margin
+        exactly when the player sounds.
     """
+    floor = -AUDIBLE_BELOW_MIXTURE_DB / 10
     length = max(1, round(frame_samples))
     span = targets.shape[-1]
     start = torch.round(positions - first_output - length / 2).long()
     inside = (start >= 0) & (start + length <= span) & scored.reshape(-1, 1)
     start = start.clamp(0, span - length)
     power = F.pad(targets.float().pow(2).cumsum(-1), (1, 0))  # (N, T_out + 1)
-    frame_power = (power.gather(1, start + length) - power.gather(1, start)) / length
-    bar = mixture.float().pow(2).mean(-1, keepdim=True) * 10 ** (-AUDIBLE_BELOW_MIXTURE_DB / 10)
-    sounds = (frame_power > bar.clamp_min(1e-10)).to(logits.dtype)
-    loss = F.binary_cross_entropy_with_logits(logits, sounds, reduction="none")
-    weight = inside.to(logits.dtype)
+    frame_power = (power.gather(1, start + length) - power.gather(1, start)).clamp_min(0)
+    reference = mixture.float().pow(2).mean(-1, keepdim=True).clamp_min(1e-10)
+    level = torch.log10(frame_power / length / reference + 1e-12).clamp_min(floor)
+    level = level.to(predicted.dtype)
+    loss = F.smooth_l1_loss(predicted, level, reduction="none")
+    weight = inside.to(predicted.dtype)
     count = weight.sum().clamp_min(1.0)
-    right = ((logits > 0).to(logits.dtype) == sounds).to(logits.dtype)
+    sounds, heard = level > floor, predicted > floor + 0.5
+    right = (sounds == heard).to(predicted.dtype)
     return (loss * weight).sum() / count, (right * weight).sum() / count

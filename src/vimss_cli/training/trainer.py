@@ -254,14 +254,14 @@ class Trainer:
         """The activity head's loss and accuracy on this batch (``optim.activity_weight``)."""
         model = self.model
         assert isinstance(model, WaveUNet)  # TrainConfig refuses the option for other networks
-        logits, positions = model.motion_activity(mixture, queries)
+        levels, positions = model.motion_activity(mixture, queries)
         k = queries.size
         scored = queries.motion_present
         if scored is None:
             scored = torch.ones(targets.shape[:2], dtype=torch.bool, device=targets.device)
         config = model.config
         return activity_loss(
-            logits,
+            levels,
             positions,
             targets.flatten(0, 1),
             centre.repeat_interleave(k, dim=0).squeeze(1),
