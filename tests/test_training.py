@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -931,17 +932,15 @@ def test_the_activity_loss_scores_each_frames_level() -> None:
     assert none[0].item() == 0.0 and none[1].item() == 0.0
 
 
-def test_the_activity_head_learns_who_plays_from_motion(tmp_path: Path) -> None:
-    """A model with an activity head and ``optim.activity_weight``: each step logs the
-    activity loss, and a few steps on one batch teach the head (from the players' motion,
-    which here is their own envelope) which frames sound. Its frames lie where the motion
-    encoder's per-sample interpolation puts them."""
+def _turn_taking_trainer(tmp_path: Path, *overrides: str) -> tuple[Any, dict]:
+    """A trainer for a tiny pose model with an activity head, and one batch of two violinists
+    who take turns, a second each, their motion being their own envelope."""
     from torch.utils.data import default_collate
 
     from vimss_cli.training.data import PieceAudio
     from vimss_cli.training.distributed import Distributed
     from vimss_cli.training.run_folder import RunLog
-    from vimss_cli.training.trainer import Trainer, batch_queries
+    from vimss_cli.training.trainer import Trainer
 
     rng = np.random.default_rng(0)
     seconds = 4
@@ -953,14 +952,14 @@ def test_the_activity_head_learns_who_plays_from_motion(tmp_path: Path) -> None:
         frames[player, 0] = plays
     visuals = PlayerVisuals(np.zeros((2, 0), np.float32), frames, 10.0)
     pieces = [PieceAudio("01_Piece1_vn_vn", ("vn", "vn"), stems, visuals)]
-    overrides = [
+    settings = [
         *TINY, "model.motion_channels=2", "model.motion_encoder_channels=3",
         "model.motion_encoder_layers=1", "model.motion_activity_head=true",
         "model.motion_bypass=true", "optim.activity_weight=1", "optim.lr=0.01",
         "optim.warmup_steps=0", "optim.motion_lr_scale=10", "data.same_instrument_probability=1",
-        "data.output_samples=2048",
+        "data.output_samples=2048", *overrides,
     ]  # fmt: skip
-    config = build_config(None, overrides)
+    config = build_config(None, settings)
     trainer = Trainer.build(
         config, device=torch.device("cpu"), dist_info=Distributed(), run_dir=tmp_path,
         resume=False, log=RunLog(tmp_path, enabled=False),
@@ -970,7 +969,16 @@ def test_the_activity_head_learns_who_plays_from_motion(tmp_path: Path) -> None:
     dataset = ExcerptDataset(pieces, trainer.shape, config.data, seed=0, augment=True,
                              motion_channels=2, sample_rate=RATE,
                              motion_window=window)  # fmt: skip
-    batch = default_collate([dataset[i] for i in range(8)])
+    return trainer, default_collate([dataset[i] for i in range(8)])
+
+
+def test_the_activity_head_learns_who_plays_from_motion(tmp_path: Path) -> None:
+    """A model with an activity head and ``optim.activity_weight``: each step logs the
+    activity loss, and a few steps on one batch teach the head (from the players' motion,
+    which here is their own envelope) which frames sound. Its frames lie where the motion
+    encoder's per-sample interpolation puts them."""
+    trainer, batch = _turn_taking_trainer(tmp_path)
+    model = trainer.model
     first = trainer.step(batch)
     assert first.activity is not None
     for _ in range(80):
@@ -981,6 +989,8 @@ def test_the_activity_head_learns_who_plays_from_motion(tmp_path: Path) -> None:
     assert last.activity[1].item() > 0.9  # frames that straddle a turn are ambiguous
 
     # the head's frame positions match the per-sample interpolation of the encoder's frames
+    from vimss_cli.training.trainer import batch_queries
+
     queries = batch_queries(batch, torch.device("cpu"))
     mixture = batch["mixture"]
     with torch.no_grad():
@@ -993,6 +1003,22 @@ def test_the_activity_head_learns_who_plays_from_motion(tmp_path: Path) -> None:
     picked = from_samples.gather(1, nearest)
     assert inside.sum() > 16
     assert torch.allclose(picked[inside], levels[inside], atol=0.05)
+
+
+def test_a_frozen_network_leaves_all_but_the_motion_path_as_it_was(tmp_path: Path) -> None:
+    """``optim.network_lr_scale = 0``: steps move the motion path only (with the bypass, label
+    queries then separate exactly as the warm start did)."""
+    trainer, batch = _turn_taking_trainer(tmp_path, "optim.network_lr_scale=0")
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    for _ in range(3):
+        trainer.step(batch)
+    from vimss_cli.training.trainer import is_motion_path
+
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(is_motion_path(name) for name in moved)
+    assert "activity_head.weight" in moved and "motion_encoder.project.weight" in moved
+    with pytest.raises(InputError, match="nothing would learn"):
+        build_config(None, ["optim.network_lr_scale=0"])
 
 
 def test_the_activity_loss_needs_the_head() -> None:

@@ -99,6 +99,9 @@ class OptimConfig:
     ``motion_lr_scale``: the motion path (motion encoder, FiLM's motion convolutions) learns
     at this multiple of ``lr``: warm-started from a label model it starts at zero and gets a
     weak signal, while the rest only needs fine-tuning.
+    ``network_lr_scale``: the rest of the network learns at this multiple of ``lr``; 0
+    freezes it, so only the motion path learns: with ``model.motion_bypass``, label queries
+    then separate exactly as the warm start's checkpoint does.
     ``activity_weight``: weight of the auxiliary loss of a model with
     ``model.motion_activity_head``: from each queried player's motion alone, how loud is the
     player in each motion frame (:func:`vimss_cli.training.losses.activity_loss`).
@@ -116,6 +119,7 @@ class OptimConfig:
     loss: Literal["l1", "sdr"] = "l1"
     motion_lr_scale: float = 1.0
     activity_weight: float = 0.0
+    network_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -123,7 +127,8 @@ class OptimConfig:
         check_range(self, "motion_lr_scale", above=0)
         check_range(self, "grad_clip", above=0)
         check_range(self, "max_steps", at_least=1)
-        for name in ("weight_decay", "warmup_steps", "spectral_weight", "activity_weight"):
+        names = ("weight_decay", "warmup_steps", "spectral_weight", "activity_weight")
+        for name in (*names, "network_lr_scale"):
             check_range(self, name, at_least=0)
         check_range(self, "min_lr_ratio", at_least=0, at_most=1)
         check_range(self, "ema_decay", at_least=0, below=1)
@@ -170,6 +175,11 @@ class TrainConfig:
             raise InputError(
                 "invalid config value: data.speed_semitones must be 0 for a model that takes "
                 "motion (model.motion_channels > 0): a sped-up stem no longer matches its video"
+            )
+        if self.optim.network_lr_scale == 0 and not self.model.motion_channels:
+            raise InputError(
+                "invalid config value: optim.network_lr_scale 0 freezes the whole network of a "
+                "model without motion (model.motion_channels 0): nothing would learn"
             )
         if self.optim.activity_weight > 0 and not self.model.motion_activity_head:
             raise InputError(

@@ -55,12 +55,19 @@ def is_motion_path(name: str) -> bool:
     return name.startswith(prefixes) or ".dynamic." in name
 
 
-def parameter_groups(model: Network, motion_lr_scale: float) -> list[dict[str, Any]]:
-    """AdamW's parameter groups: the network at ``lr_scale`` 1, then (when the model has one)
-    its motion path at ``motion_lr_scale``. The order is fixed, so a resumed run's saved
-    optimizer state fits."""
+def parameter_groups(
+    model: Network, motion_lr_scale: float, network_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: the network at ``network_lr_scale``, then (when the model has
+    one) its motion path at ``motion_lr_scale``. The order is fixed, so a resumed run's saved
+    optimizer state fits. With ``network_lr_scale`` 0 the network is frozen: its parameters
+    no longer require gradients, and only the motion path learns."""
     named = list(model.named_parameters())
-    groups = [{"params": [p for n, p in named if not is_motion_path(n)], "lr_scale": 1.0}]
+    network = [p for n, p in named if not is_motion_path(n)]
+    if network_lr_scale == 0:
+        for parameter in network:
+            parameter.requires_grad_(False)
+    groups = [{"params": network, "lr_scale": network_lr_scale}]
     motion = [p for n, p in named if is_motion_path(n)]
     if motion:
         groups.append({"params": motion, "lr_scale": motion_lr_scale})
@@ -188,7 +195,7 @@ class Trainer:
         model = build_network(config.model).to(device)
         ema = copy.deepcopy(model).eval() if config.optim.ema_decay > 0 else None
         optimizer = torch.optim.AdamW(
-            parameter_groups(model, config.optim.motion_lr_scale),
+            parameter_groups(model, config.optim.motion_lr_scale, config.optim.network_lr_scale),
             lr=config.optim.lr,
             weight_decay=config.optim.weight_decay,
         )
