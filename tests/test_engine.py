@@ -232,38 +232,41 @@ def test_a_stream_computes_each_layer_once(monkeypatch: pytest.MonkeyPatch) -> N
     assert seen == [plan.input_length] + [plan.step + model.config.down_kernel - 1] * 3
 
 
-def test_queries_without_motion_bypass_the_motion_encoder() -> None:
-    """With ``motion_bypass``, whatever the motion encoder learns leaves a query without motion
-    as it was; the query with motion still follows it, and chunked still equals whole."""
+def test_queries_without_motion_bypass_the_motion_path() -> None:
+    """With ``motion_bypass``, a query without motion separates exactly as the same network
+    without any motion path does, whatever the encoder and FiLM's motion convolutions (biases
+    included) hold; the query with motion follows them, and chunked still equals whole."""
     config = ModelConfig(
         sample_rate=8000, levels=3, base_features=4, query_dim=4, motion_channels=2,
         motion_encoder_channels=3, motion_encoder_layers=2, motion_rate=10.0,
         motion_bypass=True, silence_gate=False, output_activation="identity",
     )  # fmt: skip
     model = make_tiny_model(config, 1)
-    for film in model.films.values():  # FiLM's motion weights start at zero: make them count
-        assert film.dynamic is not None
-        torch.nn.init.normal_(film.dynamic.weight, std=0.5)
+    with torch.no_grad():  # FiLM's motion convolutions start at zero: make them count
+        for name, parameter in model.named_parameters():
+            if ".dynamic." in name or name.startswith("motion_encoder."):
+                parameter.normal_(std=0.2)
+    label_config = dataclasses.replace(
+        config, motion_channels=0, motion_encoder_channels=0, motion_bypass=False
+    )
+    label_model = make_tiny_model(label_config, 2)
+    label_model.load_state_dict(model.state_dict(), strict=False)
     rng = np.random.default_rng(3)
     audio = (0.5 * rng.standard_normal(24000)).astype(np.float32)
     queries = [Query("vn", motion=rng.standard_normal((2, 40)), motion_rate=12.0), Query("vc")]
-    before = separate_array(model, audio, queries, tile=None, groups=1)
-    alone = separate_array(model, audio, [Query("vc")], tile=None, groups=1)
-    np.testing.assert_allclose(before[1], alone[0], atol=1e-6)  # no encoder ran for it alone
+    together = separate_array(model, audio, queries, tile=None, groups=1)
+    plain = separate_array(label_model, audio, [Query("vn"), Query("vc")], tile=None, groups=1)
+    np.testing.assert_allclose(together[1], plain[1], atol=1e-6)
+    alone = separate_array(model, audio, [Query("vc")], tile=None, groups=1)  # no encoder runs
+    np.testing.assert_allclose(alone[0], plain[1], atol=1e-6)
+    assert np.abs(together[0] - plain[0]).max() > 1e-3  # the motion moves the other
     pieces: list[np.ndarray] = []
     separate_blocks(model, iter_blocks(audio, 2001), queries, pieces.append, tile=700)
-    assert np.abs(before - np.concatenate(pieces, axis=1)).max() <= 1e-5
-    assert model.motion_encoder is not None
-    with torch.no_grad():
-        for parameter in model.motion_encoder.parameters():
-            parameter.add_(torch.randn_like(parameter))
-    after = separate_array(model, audio, queries, tile=None, groups=1)
-    np.testing.assert_allclose(after[1], before[1], atol=1e-6)
-    assert np.abs(after[0] - before[0]).max() > 1e-3
+    assert np.abs(together - np.concatenate(pieces, axis=1)).max() <= 1e-5
     unbypassed = make_tiny_model(dataclasses.replace(config, motion_bypass=False), 1)
     unbypassed.load_state_dict(model.state_dict())
     zero_frames = separate_array(unbypassed, audio, queries, tile=None, groups=1)
-    assert np.abs(zero_frames[1] - after[1]).max() > 1e-3  # zero frames do move it
+    assert np.abs(zero_frames[1] - plain[1]).max() > 1e-3  # zero frames do move it
 
 
 def test_the_motion_encoder_is_exact_in_chunks_and_sees_only_its_context() -> None:

@@ -62,9 +62,9 @@ class ModelConfig:
             then feed FiLM: the model integrates seconds of motion. 0: FiLM reads the motion
             at each sample as it is.
         motion_bypass: with a motion encoder, a query without motion (a label query, or a
-            player whose motion is unknown) skips the encoder: its encoded motion is zero, so
-            every FiLM layer gives it its static parameters plus the motion convolution's bias,
-            whatever the encoder learns. Without it, such a query is encoded as zero frames,
+            player whose motion is unknown) bypasses the motion path: every FiLM layer gives it
+            its static parameters alone, whatever the encoder and FiLM's motion convolutions
+            (their biases included) learn. Without it, such a query is encoded as zero frames,
             and training the motion path moves the label queries' output too.
         motion_activity_head: with a motion encoder, a 1x1 convolution on its output frames
             that says how loud the player is (:meth:`WaveUNet.motion_activity`). Separation
@@ -307,10 +307,15 @@ class FiLM(nn.Module):
 
     ``gamma`` and ``beta`` are ``(N, C, 1)`` from the static query embedding plus, when the
     model has motion channels, ``(N, C, T)`` from the motion at this layer's time positions.
+    With ``bypass``, a query without motion gets no motion term at all (not even the motion
+    convolution's bias): its FiLM parameters are the static ones alone.
     """
 
-    def __init__(self, channels: int, query_dim: int, motion_channels: int) -> None:
+    def __init__(
+        self, channels: int, query_dim: int, motion_channels: int, bypass: bool = False
+    ) -> None:
         super().__init__()
+        self.bypass = bypass
         self.static = nn.Linear(query_dim, 2 * channels)
         self.dynamic = (
             nn.Conv1d(motion_channels, 2 * channels, kernel_size=1) if motion_channels else None
@@ -318,20 +323,33 @@ class FiLM(nn.Module):
         nn.init.normal_(self.static.weight, std=0.02)
         nn.init.zeros_(self.static.bias)
 
-    def forward(self, features: Tensor, query: Tensor, motion: Tensor | None) -> Tensor:
-        """features ``(N, C, T)``, query ``(N, D)``, motion ``(N, M, T)`` or None.
+    def forward(
+        self,
+        features: Tensor,
+        query: Tensor,
+        motion: Tensor | None,
+        present: Tensor | None = None,
+    ) -> Tensor:
+        """features ``(N, C, T)``, query ``(N, D)``, motion ``(N, M, T)`` or None; with
+        ``bypass``, ``present`` ``(N, 1, 1)`` bool says which queries have motion (``None``:
+        all of them).
 
         ``motion=None`` on a model with motion channels means no motion: the motion
-        convolution of zeros, which is its bias, without computing it.
+        convolution of zeros, which is its bias, without computing it (with ``bypass``,
+        nothing).
         """
         params = self.static(query).unsqueeze(-1)
         if self.dynamic is not None:
             if motion is None:
                 bias = self.dynamic.bias
                 assert bias is not None  # nn.Conv1d's default bias=True
-                params = params + bias.view(1, -1, 1)
+                if not self.bypass:
+                    params = params + bias.view(1, -1, 1)
             else:
-                params = params + self.dynamic(motion)
+                moved = self.dynamic(motion)
+                if self.bypass and present is not None:
+                    moved = torch.where(present, moved, moved.new_zeros(()))
+                params = params + moved
         gamma, beta = params.chunk(2, dim=1)
         return torch.addcmul(beta, features, 1 + gamma)
 
@@ -452,7 +470,7 @@ class WaveUNet(nn.Module):
             film_channels["output"] = c.features(0)
         self.films = nn.ModuleDict(
             {
-                name: FiLM(channels, c.query_dim, film_motion)
+                name: FiLM(channels, c.query_dim, film_motion, c.motion_bypass)
                 for name, channels in film_channels.items()
             }
         )
@@ -590,9 +608,15 @@ class WaveUNet(nn.Module):
         elif queries.motion is not None and c.motion_channels:
             motion = queries.motion.reshape(windows * k, c.motion_channels, input_length)
         motion = None if motion is None else motion.to(mixture.dtype)
+        present = None  # (W*K, 1, 1): which queries' motion FiLM reads, with motion_bypass
+        if c.motion_bypass and motion is not None and queries.motion_present is not None:
+            present = queries.motion_present.to(torch.bool).expand(windows, k).reshape(-1, 1, 1)
 
         def expand(tensor: Tensor) -> Tensor:  # (W, ...) -> (W*K, ...)
             return tensor.repeat_interleave(k, dim=0)
+
+        def film(name: str, features: Tensor, span: Span) -> Tensor:  # at positions ``span``
+            return self._film(name, features, query, motion, new_positions(span), present)
 
         encoder_conditioned = c.conditioning == "film-all"
         features = mixture
@@ -607,7 +631,7 @@ class WaveUNet(nn.Module):
             if encoder_conditioned:
                 if level == 0:  # the first convolution sees only the mixture: shared by K
                     features = expand(features)
-                features = self._film(name, features, query, motion, new_positions(spans[name]))
+                features = film(name, features, spans[name])
             skips.append(features)
             features = self._decimate(name, features, stream)
         if not encoder_conditioned:
@@ -619,12 +643,15 @@ class WaveUNet(nn.Module):
             extra = query.unsqueeze(-1).expand(-1, -1, features.shape[-1])
             if self.motion_to_query is not None and motion is not None:
                 positions = new_positions(bottleneck_in)
-                extra = extra + self.motion_to_query(take_positions(motion, positions))
+                moved = self.motion_to_query(take_positions(motion, positions))
+                if present is not None:
+                    moved = torch.where(present, moved, moved.new_zeros(()))
+                extra = extra + moved
             features = torch.cat((features, extra.to(features.dtype)), dim=1)
         features = self._conv("bottleneck", self.bottleneck, stream, features)
         features = F.leaky_relu(features, 0.2, inplace=True)
         span = spans["bottleneck"]
-        features = self._film("bottleneck", features, query, motion, new_positions(span))
+        features = film("bottleneck", features, span)
         for index, conv in enumerate(self.up_convs):
             level = c.levels - 1 - index
             span = Span(span.start, span.step // 2, 2 * span.count - 1)  # upsampled
@@ -634,9 +661,9 @@ class WaveUNet(nn.Module):
             features = F.leaky_relu(features, 0.2, inplace=True)
             span = spans[f"up{level}"]
             if c.conditioning == "film-all":
-                features = self._film(f"up{level}", features, query, motion, new_positions(span))
+                features = film(f"up{level}", features, span)
         output_span = new_positions(spans["output"])
-        features = self._film("output", features, query, motion, output_span)
+        features = film("output", features, spans["output"])
         mixture_out = mixture[..., output_span.start : output_span.start + output_span.count]
         features = torch.cat((features, expand(mixture_out)), dim=1)
         estimates = self.output_conv(features)
@@ -654,8 +681,8 @@ class WaveUNet(nn.Module):
         return estimates
 
     def _bypasses_all(self, queries: QueryBatch) -> bool:
-        """With :attr:`ModelConfig.motion_bypass`, whether no query has motion: FiLM then
-        adds its motion convolution's bias (``motion=None``), the same as zero encoded motion."""
+        """With :attr:`ModelConfig.motion_bypass`, whether no query has motion: the encoder
+        then need not run, and FiLM adds no motion term (``motion=None``)."""
         if not self.config.motion_bypass:
             return False
         if queries.motion_frames is None:
@@ -670,11 +697,10 @@ class WaveUNet(nn.Module):
         ``queries.motion_frames`` ``(W, K, M, F)`` is encoded, then interpolated linearly to
         the samples (sample ``i`` of a window is ``offset + i * motion_rate / sample_rate``
         frames past the window's first output frame). Queries without motion (``None``) are
-        zero frames, as training gives label-only queries; with ``motion_bypass`` their
-        encoded motion is zero instead (``queries.motion_present``).
+        zero frames, as training gives label-only queries (with ``motion_bypass``, FiLM then
+        ignores what the encoder makes of them: ``queries.motion_present``).
         """
         c = self.config
-        k = queries.size
         encoded, offset = self._encoder_frames(queries, windows, input_length, mixture)
         step = c.motion_rate / c.sample_rate
         sample = torch.arange(input_length, device=mixture.device, dtype=torch.float64)
@@ -684,11 +710,7 @@ class WaveUNet(nn.Module):
         gather = index.unsqueeze(1).expand(-1, encoded.shape[1], -1)
         before = encoded.gather(2, gather)
         after = encoded.gather(2, gather + 1)
-        per_sample = torch.lerp(before, after, weight)
-        if c.motion_bypass and queries.motion_present is not None:
-            present = queries.motion_present.to(torch.bool).expand(windows, k).reshape(-1, 1, 1)
-            per_sample = torch.where(present, per_sample, torch.zeros_like(per_sample))
-        return per_sample
+        return torch.lerp(before, after, weight)
 
     def _encoder_frames(
         self, queries: QueryBatch, windows: int, input_length: int, mixture: Tensor
@@ -729,12 +751,18 @@ class WaveUNet(nn.Module):
 
     # ------------------------------------------------- layers that keep a stream's tail
     def _film(
-        self, name: str, features: Tensor, query: Tensor, motion: Tensor | None, span: Span
+        self,
+        name: str,
+        features: Tensor,
+        query: Tensor,
+        motion: Tensor | None,
+        span: Span,
+        present: Tensor | None = None,
     ) -> Tensor:
         if name not in self.films:
             return features
         layer_motion = None if motion is None else take_positions(motion, span)
-        return self.films[name](features, query, layer_motion)
+        return self.films[name](features, query, layer_motion, present)
 
     @staticmethod
     def _conv(name: str, conv: nn.Conv1d, stream: StreamState | None, new: Tensor) -> Tensor:
