@@ -152,6 +152,10 @@ class _WindowRunner:
         #: who plays, for a model with ``ensemble_context``: the counts of all K queries, not
         #: only this runner's group (``None``: this runner's own queries)
         self.static.ensemble = ensemble
+        #: which queries have motion (a model with ``motion_bypass`` reads it)
+        self.motion_present = torch.tensor(
+            [q.motion is not None for q in queries], dtype=torch.bool, device=self.device
+        )
         self.motion_channels = config.motion_channels
         self.sample_rate = config.sample_rate
 
@@ -207,8 +211,7 @@ class _WindowRunner:
             offsets.append([offset for _, offset in rows])
         batch.motion_frames = torch.as_tensor(np.stack(frames), device=self.device)
         batch.motion_offset = torch.tensor(offsets, dtype=torch.float64, device=self.device)
-        present = [q.motion is not None for q in self.queries]
-        batch.motion_present = torch.tensor(present, dtype=torch.bool, device=self.device)
+        batch.motion_present = self.motion_present
         return batch
 
 

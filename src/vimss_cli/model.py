@@ -330,9 +330,9 @@ class FiLM(nn.Module):
         motion: Tensor | None,
         present: Tensor | None = None,
     ) -> Tensor:
-        """features ``(N, C, T)``, query ``(N, D)``, motion ``(N, M, T)`` or None; with
-        ``bypass``, ``present`` ``(N, 1, 1)`` bool says which queries have motion (``None``:
-        all of them).
+        """features ``(N, C, T)``, query ``(N, D)``, motion ``(N, M, T)`` or None;
+        ``present`` ``(N, 1, 1)`` bool says which queries' motion counts (the network passes
+        it with ``motion_bypass``; ``None``: all of them).
 
         ``motion=None`` on a model with motion channels means no motion: the motion
         convolution of zeros, which is its bias, without computing it (with ``bypass``,
@@ -347,7 +347,7 @@ class FiLM(nn.Module):
                     params = params + bias.view(1, -1, 1)
             else:
                 moved = self.dynamic(motion)
-                if self.bypass and present is not None:
+                if present is not None:
                     moved = torch.where(present, moved, moved.new_zeros(()))
                 params = params + moved
         gamma, beta = params.chunk(2, dim=1)

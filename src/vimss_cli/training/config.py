@@ -127,8 +127,10 @@ class OptimConfig:
         check_range(self, "motion_lr_scale", above=0)
         check_range(self, "grad_clip", above=0)
         check_range(self, "max_steps", at_least=1)
-        names = ("weight_decay", "warmup_steps", "spectral_weight", "activity_weight")
-        for name in (*names, "network_lr_scale"):
+        for name in (
+            "weight_decay", "warmup_steps", "spectral_weight", "activity_weight",
+            "network_lr_scale",
+        ):  # fmt: skip
             check_range(self, name, at_least=0)
         check_range(self, "min_lr_ratio", at_least=0, at_most=1)
         check_range(self, "ema_decay", at_least=0, below=1)
