@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vimss-installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean device-data device-pack
+.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean device-data device-pack sample-library
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ device-data: install system-deps  ## synthetic train/valid/test trees for the GP
 	$(SYNTH) -o $(DEVICE_DATA)/test -n 12 --split test --seed 103
 	$(SYNTH) -o $(DEVICE_DATA)/train -n 160 --split train --seed 101 $(addprefix --soundfonts ,$(TRAIN_FONTS))
 	$(BIN)/vimss data solos -o $(DEVICE_DATA)/solos
+
+SAMPLE_LIBRARY ?= $(HOME)/vimss-work/tonejs
+
+sample-library: install  ## real recorded notes of 11 URMP instruments (npm's tonejs-instruments, CC-BY 3.0) for --soundfonts
+	$(BIN)/python scripts/fetch_sample_library.py $(SAMPLE_LIBRARY)
 
 device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to the GPU (prints sizes)
 	$(BIN)/python scripts/device_pack.py pack --data $(DEVICE_DATA) --config $(DEVICE_CONFIG) \

@@ -70,7 +70,10 @@ def synth(
     soundfonts: Annotated[
         list[str] | None,
         typer.Option(
-            "--soundfonts", help="Soundfont files (.sf2/.sf3) instead of the split's own set."
+            "--soundfonts",
+            help="Soundfont files (.sf2/.sf3) and sample-library folders (real per-note "
+            "recordings, e.g. violin/A4.mp3) instead of the split's own set; each player "
+            "draws one; a path named twice is drawn twice as often.",
         ),
     ] = None,
     sample_rate: Annotated[int, typer.Option("--sample-rate", help="Audio rate (Hz).")] = 48000,

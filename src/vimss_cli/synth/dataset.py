@@ -29,7 +29,7 @@ from vimss_cli.extras import require_extra
 from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.progress import ProgressCallback
-from vimss_cli.synth import audio, performance, scores
+from vimss_cli.synth import audio, performance, sampler, scores
 from vimss_cli.synth.images import ImageSpec, image_pool, load_rgba
 from vimss_cli.synth.resources import (
     Soundfont,
@@ -37,11 +37,14 @@ from vimss_cli.synth.resources import (
     fluidsynth_executable,
     user_soundfonts,
 )
+from vimss_cli.synth.sampler import SampleLibrary
 from vimss_cli.synth.video import PlayerLook, render_video
 from vimss_cli.urmp import SYNTH_MANIFEST_NAME, PieceName, parse_folder_name
 
 #: Bump when the same settings would produce different files.
 GENERATOR_VERSION = "1"
+#: What plays a player: a soundfont (through fluidsynth) or a sample library.
+Maker = Soundfont | SampleLibrary
 PARTIAL_PREFIX = ".partial-"
 
 
@@ -112,7 +115,7 @@ def validate(config: SynthConfig) -> None:
             raise InputError(f"--ensemble {','.join(ensemble)}: give 2 to 5 players")
 
 
-def settings_of(config: SynthConfig, fonts: list[Soundfont]) -> dict[str, Any]:
+def settings_of(config: SynthConfig, fonts: list[Maker]) -> dict[str, Any]:
     """The settings a resumed run must share with the run that started the folder."""
     return {
         "generator_version": GENERATOR_VERSION,
@@ -136,10 +139,27 @@ def _file_sizes(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+def _plays(maker: Maker, code: str) -> bool:
+    return not isinstance(maker, SampleLibrary) or maker.plays(code)
+
+
+def choose_maker(rng: np.random.Generator, makers: list[Maker], code: str) -> Maker:
+    """Draw the maker of one player among those that play instrument ``code``.
+
+    Every soundfont plays every instrument; a sample library only those it has recordings
+    of. With soundfonts alone this is the draw earlier versions made, so their data is
+    unchanged.
+    """
+    able = [maker for maker in makers if _plays(maker, code)]
+    if not able:
+        raise InputError(f"no soundfont or sample library of the pool plays {code}")
+    return able[int(rng.integers(len(able)))]
+
+
 def _sound(
     played: performance.Performance,
     instruments: tuple[str, ...],
-    player_fonts: list[Soundfont],
+    player_fonts: list[Maker],
     rate: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, list[float], audio.Room]:
@@ -148,7 +168,19 @@ def _sound(
     room = audio.draw_room(rng, len(instruments))
     fluidsynth = fluidsynth_executable()
     dry_stems: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(instruments)
-    for font in sorted(set(player_fonts), key=lambda f: str(f.path)):
+    for j, maker in enumerate(player_fonts):
+        if isinstance(maker, SampleLibrary):
+            dry_stems[j] = sampler.render_part(
+                maker,
+                instruments[j],
+                played.players[j],
+                played.expression[j],
+                played.vibratos[j],
+                seconds,
+                rate,
+            )
+    soundfonts = {maker for maker in player_fonts if isinstance(maker, Soundfont)}
+    for font in sorted(soundfonts, key=lambda f: str(f.path)):
         tracks = [j for j, used in enumerate(player_fonts) if used == font]
         parts = [
             performance.RenderPart(
@@ -177,7 +209,7 @@ def _colour(rng: np.random.Generator, low: int, high: int) -> tuple[int, int, in
 
 
 def generate_piece(
-    settings: dict[str, Any], fonts: list[Soundfont], number: int, out_dir: Path
+    settings: dict[str, Any], fonts: list[Maker], number: int, out_dir: Path
 ) -> dict[str, Any]:
     """Make piece ``number`` in a partial folder, publish it, return its manifest entry."""
     split, seconds, rate = settings["split"], settings["seconds"], settings["sample_rate"]
@@ -194,7 +226,7 @@ def generate_piece(
         instruments,
         performance.quarters_for(seconds, bpm),
     )
-    player_fonts = [fonts[int(music_rng.integers(len(fonts)))] for _ in instruments]
+    player_fonts = [choose_maker(music_rng, fonts, code) for code in instruments]
     pool = image_pool(split)
     player_images: list[ImageSpec] = [
         pool[code][int(music_rng.integers(len(pool[code])))] for code in instruments
@@ -359,11 +391,17 @@ def synthesize(config: SynthConfig, progress: ProgressCallback | None = None) ->
     """
     require_extra("data", "music21", "mido", purpose="vimss data synth")
     validate(config)
-    fonts = (
+    fonts: list[Maker] = (
         user_soundfonts(list(config.soundfonts))
         if config.soundfonts
-        else default_soundfonts(config.split)
+        else list(default_soundfonts(config.split))
     )
+    unplayed = [code for code in INSTRUMENT_CODES if not any(_plays(m, code) for m in fonts)]
+    if unplayed:
+        raise InputError(
+            f"no soundfont or sample library given plays {', '.join(unplayed)}; "
+            "add a soundfont to --soundfonts to play them"
+        )
     fluidsynth_executable()
     image_pool(config.split)
     out_dir = Path(config.out_dir)
@@ -403,7 +441,7 @@ def synthesize(config: SynthConfig, progress: ProgressCallback | None = None) ->
 def _run_parallel(
     workers: int,
     settings: dict[str, Any],
-    fonts: list[Soundfont],
+    fonts: list[Maker],
     todo: list[int],
     out_dir: Path,
     record: Callable[[dict[str, Any]], None],

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vimss_cli.errors import InputError, MissingDependencyError
+from vimss_cli.synth.sampler import SampleLibrary, open_library
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,15 @@ def is_soundfont(path: Path) -> bool:
     return header[:4] == b"RIFF" and header[8:12] == b"sfbk"
 
 
-def user_soundfonts(paths: list[Path]) -> list[Soundfont]:
-    """Soundfonts named on the command line; raises :class:`InputError` for a bad path."""
-    fonts = []
+def user_soundfonts(paths: list[Path]) -> list[Soundfont | SampleLibrary]:
+    """Makers named on the command line: soundfont files and sample-library folders
+    (:mod:`vimss_cli.synth.sampler`). A path named twice is drawn twice as often.
+    Raises :class:`InputError` for a bad path."""
+    fonts: list[Soundfont | SampleLibrary] = []
     for path in paths:
+        if path.is_dir():
+            fonts.append(open_library(path))
+            continue
         if not path.is_file():
             raise InputError(f"soundfont not found: {path}")
         if path.suffix.lower() not in (".sf2", ".sf3") or not is_soundfont(path):
