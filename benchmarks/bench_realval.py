@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import statistics
 import subprocess
@@ -78,6 +79,14 @@ def print_table(model: str, table: dict[str, dict[str, dict[str, float]]]) -> No
         print(f"{group:<6} {stems:>4}  " + "  ".join(f"{c:>15}" for c in cells))
 
 
+def _digest(model: str) -> str:
+    """8 hex digits naming the model's file (or name): two runs of ``runs/a/best`` and
+    ``runs/b/best`` side by side must not share an output folder."""
+    path = Path(model)
+    key = str(path.resolve()) if path.exists() else model
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="model names or .safetensors paths")
@@ -90,7 +99,7 @@ def main() -> None:
     if not args.root.is_dir():
         raise SystemExit(f"error: real validation set not found: {args.root}")
     for index, model in enumerate(args.models):
-        out = args.out / f"{index:02d}_{Path(model).stem}_{args.precision}"
+        out = args.out / f"{index:02d}_{Path(model).stem}_{_digest(model)}_{args.precision}"
         table = summarise(evaluate(model, args.root, out, args.device, args.precision))
         if not args.json_only:
             print_table(model, table)
