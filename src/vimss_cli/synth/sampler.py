@@ -28,6 +28,7 @@ import numpy as np
 import soundfile
 
 from vimss_cli.errors import InputError, MediaError
+from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.synth.performance import EXPRESSION_STEP, PlayedNote, Vibrato
 
 #: Folder names (besides the URMP codes themselves) and the instrument each holds.
@@ -71,12 +72,20 @@ def note_pitch(name: str) -> int | None:
 
 def instrument_of_folder(name: str) -> str | None:
     """The URMP code an instrument folder holds, or None."""
-    from vimss_cli.synth.scores import PROGRAMS
-
     lowered = name.lower()
-    if lowered in PROGRAMS:
-        return lowered
-    return FOLDER_NAMES.get(lowered)
+    return lowered if lowered in INSTRUMENT_CODES else FOLDER_NAMES.get(lowered)
+
+
+@functools.lru_cache(maxsize=16)
+def _instrument_folders(root: Path) -> tuple[tuple[str, Path], ...]:
+    """(URMP code, folder) for each instrument folder of note recordings under ``root``.
+    Cached: every player's draw asks, and the folders do not change during a run."""
+    found: dict[str, Path] = {}
+    for folder in sorted(root.iterdir()):
+        code = instrument_of_folder(folder.name) if folder.is_dir() else None
+        if code is not None and code not in found and _note_files(folder):
+            found[code] = folder
+    return tuple(found.items())
 
 
 @dataclass(frozen=True)
@@ -89,12 +98,7 @@ class SampleLibrary:
 
     def instruments(self) -> dict[str, Path]:
         """URMP code -> the folder of its recordings, for the instruments the library has."""
-        found: dict[str, Path] = {}
-        for folder in sorted(self.path.iterdir()):
-            code = instrument_of_folder(folder.name) if folder.is_dir() else None
-            if code is not None and code not in found and _note_files(folder):
-                found[code] = folder
-        return found
+        return dict(_instrument_folders(self.path))
 
     def plays(self, code: str) -> bool:
         """True when the library has recordings of instrument ``code``."""
