@@ -31,9 +31,18 @@ def test_splits_are_disjoint_by_work_and_all_nonempty() -> None:
     assert not by_split["train"] & by_split["valid"]
     assert not by_split["train"] & by_split["test"]
     assert not by_split["valid"] & by_split["test"]
-    total = len({w.work_id for w in scores.corpus_works()})
+    total = len({w.work_id for w in scores.corpus_works()} - scores.REAL_VALIDATION_WORKS)
     assert sum(len(s) for s in by_split.values()) == total
     assert len(by_split["train"]) > 4 * len(by_split["test"])  # 80/10/10 by hash
+
+
+def test_bach10_chorales_are_in_the_corpus_and_in_no_split() -> None:
+    corpus_ids = {w.work_id for w in scores.corpus_works()}
+    assert len(scores.REAL_VALIDATION_WORKS) == 11  # ten chorales, one of them as two ids
+    assert scores.REAL_VALIDATION_WORKS <= corpus_ids  # each name is a real work id
+    drawn = {w.work_id for split in scores.SPLITS for w in scores.works_for_split(split)}
+    assert not drawn & scores.REAL_VALIDATION_WORKS
+    assert "bach/bwv273" in drawn  # "Christ, der du bist der helle Tag" is not Bach10's 03
 
 
 def test_unknown_split_is_an_input_error() -> None:
