@@ -59,23 +59,25 @@ bench: install  ## the engine against the naive loop (2-5 players, 1 and 60 min)
 
 # The GPU run (docs/training.md): synthetic data from every train soundfont Debian ships
 # (TimGM6mb held out for the test split), packed with the wheels into .device/ to carry.
-DEVICE_DATA ?= $(HOME)/vimss-work/data/synth5
+DEVICE_DATA ?= $(HOME)/vimss-work/data/gpu-lib
 DEVICE_CONFIG ?= configs/gpu-h200.toml
 DEVICE_FONT_PACKAGES := fluidr3mono-gm-soundfont musescore-general-soundfont csound-soundfont
 TRAIN_FONTS := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf3/FluidR3Mono_GM.sf3 \
 	/usr/share/sounds/sf3/MuseScore_General.sf3 /usr/share/sounds/sf3/MuseScore_General_Lite.sf3 \
 	/usr/share/sounds/sf2/sf_GMbank.sf2
 SYNTH := $(BIN)/vimss data synth --seconds 20 --workers 2 --sample-rate 22050 --video-size 64x36
+SAMPLE_LIBRARY ?= $(HOME)/vimss-work/tonejs
+# The train split's players: the library named ten times beside the five soundfonts, so that
+# about 60 % of them play real recorded notes (what made vimss-synth-cpu-v3; docs/training.md).
+TRAIN_MAKERS := $(TRAIN_FONTS) $(foreach _,1 2 3 4 5 6 7 8 9 10,$(SAMPLE_LIBRARY))
 
-device-data: install system-deps  ## synthetic train/valid/test trees for the GPU run (resumable)
+device-data: install system-deps sample-library  ## synthetic train/valid/test trees for the GPU run (resumable)
 	dpkg -s $(DEVICE_FONT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update && \
 	  $(SUDO) apt-get install -y --no-install-recommends $(DEVICE_FONT_PACKAGES); }
 	$(SYNTH) -o $(DEVICE_DATA)/valid -n 8 --split valid --seed 102 $(addprefix --soundfonts ,$(TRAIN_FONTS))
 	$(SYNTH) -o $(DEVICE_DATA)/test -n 12 --split test --seed 103
-	$(SYNTH) -o $(DEVICE_DATA)/train -n 160 --split train --seed 101 $(addprefix --soundfonts ,$(TRAIN_FONTS))
+	$(SYNTH) -o $(DEVICE_DATA)/train -n 160 --split train --seed 101 $(addprefix --soundfonts ,$(TRAIN_MAKERS))
 	$(BIN)/vimss data solos -o $(DEVICE_DATA)/solos
-
-SAMPLE_LIBRARY ?= $(HOME)/vimss-work/tonejs
 
 sample-library: install  ## real recorded notes of 11 URMP instruments (npm's tonejs-instruments, CC-BY 3.0) for --soundfonts
 	$(BIN)/python scripts/fetch_sample_library.py $(SAMPLE_LIBRARY)

@@ -15,8 +15,8 @@ Training pieces are added in number order until the budget is spent, so the whol
 the pack stays within the limit; the sizes are printed. ``unpack`` decodes the stems back
 into a URMP-layout tree of float WAV files (libsndfile only: the GPU machine has no ffmpeg).
 
-    python scripts/device_pack.py pack --data ~/vimss-work/data/synth5 \
-        --extra-train ~/vimss-work/data/synth5/solos
+    python scripts/device_pack.py pack --data ~/vimss-work/data/gpu-lib \
+        --extra-train ~/vimss-work/data/gpu-lib/solos
     python scripts/device_pack.py unpack .device/data /tmp/vimss-device/data
 """
 
