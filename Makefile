@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vimss-installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean device-data device-pack sample-library
+.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean device-data device-pack sample-library more-makers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,10 @@ device-data: install system-deps sample-library  ## synthetic train/valid/test t
 
 sample-library: install  ## real recorded notes of 11 URMP instruments (npm's tonejs-instruments, CC-BY 3.0) for --soundfonts
 	$(BIN)/python scripts/fetch_sample_library.py $(SAMPLE_LIBRARY)
+
+more-makers: install  ## FreePats (GUS patches, as a sample library) and the Sonivox soundfont, from npm, for --soundfonts
+	$(BIN)/python scripts/fetch_sample_library.py --source freepats $(HOME)/vimss-work/freepats
+	$(BIN)/python scripts/fetch_sample_library.py --source sonivox $(HOME)/vimss-work/sonivox
 
 device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to the GPU (prints sizes)
 	$(BIN)/python scripts/device_pack.py pack --data $(DEVICE_DATA) --config $(DEVICE_CONFIG) \

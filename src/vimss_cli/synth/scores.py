@@ -125,8 +125,7 @@ COMPOSER_WEIGHTS: dict[str, float] = {
 #: it already knows. 09 "Jesus Christus, unser Heiland" is either of BWV 363 and 364 (the same
 #: words), so both are left out.
 REAL_VALIDATION_WORKS: frozenset[str] = frozenset(
-    f"bach/bwv{number}"
-    for number in (255, 256, 274, 275, 296, 297, 326, 327, 363, 364, 385)
+    f"bach/bwv{number}" for number in (255, 256, 274, 275, 296, 297, 326, 327, 363, 364, 385)
 )
 
 
