@@ -39,7 +39,7 @@ def test_splits_are_disjoint_by_work_and_all_nonempty() -> None:
 def test_bach10_chorales_are_in_the_corpus_and_in_no_split() -> None:
     corpus_ids = {w.work_id for w in scores.corpus_works()}
     assert len(scores.REAL_VALIDATION_WORKS) == 11  # ten chorales, one of them as two ids
-    assert scores.REAL_VALIDATION_WORKS <= corpus_ids  # each name is a real work id
+    assert corpus_ids >= scores.REAL_VALIDATION_WORKS  # each name is a real work id
     drawn = {w.work_id for split in scores.SPLITS for w in scores.works_for_split(split)}
     assert not drawn & scores.REAL_VALIDATION_WORKS
     assert "bach/bwv273" in drawn  # "Christ, der du bist der helle Tag" is not Bach10's 03
