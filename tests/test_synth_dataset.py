@@ -192,6 +192,7 @@ def test_previous_run_of_another_split_is_refused(generated: Path, tmp_path: Pat
         (["--video-size", "big"], "WIDTHxHEIGHT"),
         (["--ensemble", "vn,violin"], "unknown instrument 'violin'"),
         (["--ensemble", "vn"], "2 to 5 players"),
+        (["--register-shuffle", "1.5"], "--register-shuffle"),
     ],
 )
 def test_bad_values_fail_before_writing(tmp_path: Path, args: list[str], fragment: str) -> None:
@@ -209,6 +210,18 @@ def test_chosen_ensembles_are_cycled_through(tmp_path: Path) -> None:
     assert players == [("vn", "vn"), ("tpt", "tbn"), ("vn", "vn")]
     settings = json.loads((out / "vimss_synth.json").read_text())["settings"]
     assert settings["ensembles"] == [["vn", "vn"], ["tpt", "tbn"]]
+    assert "register_shuffle" not in settings  # off: the settings of older runs
+
+
+def test_register_shuffle_is_recorded_per_run_and_per_piece(tmp_path: Path) -> None:
+    out = tmp_path / "shuffled"
+    result = synth(out, "-n", "2", "--register-shuffle", "1", *FAST_FONT)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "vimss_synth.json").read_text())
+    assert manifest["settings"]["register_shuffle"] == 1.0
+    assert [p["parts_by_register"] for p in manifest["pieces"].values()] == [False, False]
+    again = synth(out, "-n", "2", *FAST_FONT)  # without the option: other settings
+    assert_clean_failure(again, "other settings")
 
 
 def test_a_file_that_is_not_a_soundfont_is_refused(tmp_path: Path) -> None:

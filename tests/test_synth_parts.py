@@ -112,6 +112,43 @@ def test_excerpt_every_player_plays_and_is_in_range() -> None:
         assert all(RANGES[code][0] <= n.pitch <= RANGES[code][1] for n in notes)
 
 
+def test_register_shuffle_gives_parts_in_random_order_and_keeps_ranges() -> None:
+    works = [w for w in scores.works_for_split("train") if w.composer == "bach"][:20]
+    trio = ("vn", "cl", "bn")  # by register: soprano, middle, bass
+
+    def draw(seed: int, shuffle: float) -> scores.Excerpt:
+        return scores.choose_excerpt(
+            np.random.default_rng(seed), works, trio, 12.0, register_shuffle=shuffle
+        )
+
+    plain = [draw(seed, 0.0) for seed in range(12)]
+    assert all(e.by_register for e in plain)
+    # at 0 nothing more is drawn: the same excerpts as before the option existed
+    assert [e.parts for e in plain] == [
+        scores.choose_excerpt(np.random.default_rng(seed), works, trio, 12.0).parts
+        for seed in range(12)
+    ]
+    shuffled = [draw(seed, 1.0) for seed in range(12)]
+    assert not any(e.by_register for e in shuffled)
+
+    mean_pitch = [[float(np.mean([n.pitch for n in part])) for part in e.parts] for e in shuffled]
+    assert any(pitches[0] < max(pitches[1:]) for pitches in mean_pitch)  # violin not highest
+    for excerpt in shuffled:
+        for notes, code in zip(excerpt.parts, excerpt.instruments, strict=True):
+            assert all(RANGES[code][0] <= n.pitch <= RANGES[code][1] for n in notes)
+
+
+def test_assign_parts_follows_the_given_sources() -> None:
+    high = [Note(0.0, 1.0, 84), Note(1.0, 1.0, 86)]
+    low = [Note(0.0, 1.0, 48), Note(1.0, 1.0, 50)]
+    _, _, by_register = scores.assign_parts([low, high], ("vn", "vc"))
+    assert by_register == [1, 0]  # violin takes the high part
+    parts, shifts, sources = scores.assign_parts([low, high], ("vn", "vc"), [0, 1])
+    assert sources == [0, 1]
+    assert [n.pitch for n in parts[0]] == [60, 62] and shifts[0] == 12  # the low part, raised
+    assert [n.pitch for n in parts[1]] == [72, 74] and shifts[1] == -12  # the high part, lowered
+
+
 def _excerpt() -> scores.Excerpt:
     line = tuple(Note(float(i), 1.0, 60 + i % 5) for i in range(24))
     work = scores.Work("bach/bwv66.6.mxl", "bach/bwv66", "bach")

@@ -86,6 +86,14 @@ def synth(
             "Default: URMP-like ensembles.",
         ),
     ] = None,
+    register_shuffle: Annotated[
+        float,
+        typer.Option(
+            "--register-shuffle",
+            help="Share of pieces (0-1) whose parts go to the players in a random order, not "
+            "highest part to highest instrument, so that register does not name the instrument.",
+        ),
+    ] = 0.0,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -111,6 +119,7 @@ def synth(
             ensembles=tuple(
                 tuple(code.strip() for code in text.split(",")) for text in ensembles or []
             ),
+            register_shuffle=register_shuffle,
         )
         with _piece_progress(not as_json, "pieces") as progress:
             report = synthesize(config, progress)

@@ -63,6 +63,7 @@ class SynthConfig:
     sample_rate: int = 48000
     video_size: tuple[int, int] = (640, 360)
     ensembles: tuple[tuple[str, ...], ...] = ()  # pieces cycle through; empty: URMP-like
+    register_shuffle: float = 0.0  # share of pieces whose parts ignore register
 
 
 @dataclass
@@ -114,6 +115,10 @@ def validate(config: SynthConfig) -> None:
             )
         if not 2 <= len(ensemble) <= 5:
             raise InputError(f"--ensemble {','.join(ensemble)}: give 2 to 5 players")
+    if not 0.0 <= config.register_shuffle <= 1.0:
+        raise InputError(
+            f"--register-shuffle must be between 0 and 1, got {config.register_shuffle}"
+        )
 
 
 def settings_of(config: SynthConfig, fonts: list[Maker]) -> dict[str, Any]:
@@ -127,6 +132,7 @@ def settings_of(config: SynthConfig, fonts: list[Maker]) -> dict[str, Any]:
         "video_size": list(config.video_size),
         "soundfonts": [str(font.path) for font in fonts],
         **({"ensembles": [list(e) for e in config.ensembles]} if config.ensembles else {}),
+        **({"register_shuffle": config.register_shuffle} if config.register_shuffle else {}),
     }
 
 
@@ -226,6 +232,7 @@ def generate_piece(
         scores.works_for_split(split),
         instruments,
         performance.quarters_for(seconds, bpm),
+        register_shuffle=settings.get("register_shuffle", 0.0),
     )
     player_fonts = [choose_maker(music_rng, fonts, code) for code in instruments]
     pool = image_pool(split)
@@ -283,6 +290,7 @@ def generate_piece(
         "part_names": list(excerpt.part_names),
         "instruments": list(instruments),
         "transpositions": list(excerpt.transpositions),
+        "parts_by_register": excerpt.by_register,
         "soundfonts": [font.name for font in player_fonts],
         "images": [spec.label for spec in player_images],
         "bpm": round(bpm, 2),

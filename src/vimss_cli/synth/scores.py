@@ -165,6 +165,7 @@ class Excerpt:
     parts: tuple[tuple[Note, ...], ...]
     part_names: tuple[str, ...]
     transpositions: tuple[int, ...]  # semitones applied to each part (multiples of 12)
+    by_register: bool = True  # False: parts given in a random order (register_shuffle)
 
 
 def work_id(corpus_path: str) -> str:
@@ -272,29 +273,35 @@ def fold_into_range(pitch: int, low: int, high: int) -> int:
 
 
 def assign_parts(
-    parts: list[list[Note]], instruments: tuple[str, ...]
+    parts: list[list[Note]], instruments: tuple[str, ...], sources: list[int] | None = None
 ) -> tuple[list[list[Note]], list[int], list[int]]:
-    """Give the parts to the instruments (track order) by register.
+    """Give the parts to the instruments (track order), by register unless ``sources`` says
+    which part each track plays.
 
-    The highest-sounding instrument gets the highest part, and so on; each part is moved by
-    octaves into its instrument's range. Returns, per track, the notes, the shift in
-    semitones and the index of the source part.
+    By register, the highest-sounding instrument gets the highest part, and so on; each part
+    is moved by octaves into its instrument's range. Returns, per track, the notes, the shift
+    in semitones and the index of the source part.
     """
-    by_register = sorted(range(len(instruments)), key=lambda j: -sum(RANGES[instruments[j]]))
-    ordered = sorted(range(len(parts)), key=lambda i: -float(np.mean([n.pitch for n in parts[i]])))
+    if sources is not None:
+        by_register, ordered = list(range(len(instruments))), list(sources)
+    else:
+        by_register = sorted(range(len(instruments)), key=lambda j: -sum(RANGES[instruments[j]]))
+        ordered = sorted(
+            range(len(parts)), key=lambda i: -float(np.mean([n.pitch for n in parts[i]]))
+        )
     result: list[list[Note]] = [[] for _ in instruments]
     shifts = [0] * len(instruments)
-    sources = [0] * len(instruments)
+    chosen_sources = [0] * len(instruments)
     for track, source in zip(by_register, ordered, strict=True):
         notes = parts[source]
-        sources[track] = source
+        chosen_sources[track] = source
         low, high = RANGES[instruments[track]]
         shift = octave_shift([n.pitch for n in notes], low, high)
         result[track] = [
             Note(n.onset, n.duration, fold_into_range(n.pitch + shift, low, high)) for n in notes
         ]
         shifts[track] = shift
-    return result, shifts, sources
+    return result, shifts, chosen_sources
 
 
 def choose_ensemble(rng: np.random.Generator) -> tuple[str, ...]:
@@ -339,8 +346,14 @@ def choose_excerpt(
     length_quarters: float,
     min_notes: int = 4,
     attempts: int = 40,
+    register_shuffle: float = 0.0,
 ) -> Excerpt:
     """Draw a work with enough parts and an excerpt where every chosen part plays.
+
+    With probability ``register_shuffle`` the parts go to the instruments in a random order
+    instead of by register (each still moved by octaves into its instrument's range), so
+    that no instrument is always the highest or the lowest voice. At 0 no extra number is
+    drawn: the excerpts are those of a run without the option.
 
     Raises :class:`InputError` when no work of the list fits after ``attempts`` draws.
     """
@@ -357,7 +370,9 @@ def choose_excerpt(
             chosen = sorted(rng.choice(len(parts), size=size, replace=False).tolist())
             cut = [_cut(parts[i][1], start, length_quarters) for i in chosen]
             if all(len(notes) >= min_notes for notes in cut):
-                mapped, shifts, sources = assign_parts(cut, instruments)
+                shuffled = register_shuffle > 0 and bool(rng.random() < register_shuffle)
+                order = rng.permutation(size).tolist() if shuffled else None
+                mapped, shifts, sources = assign_parts(cut, instruments, order)
                 return Excerpt(
                     work=work,
                     start_quarter=start,
@@ -366,6 +381,7 @@ def choose_excerpt(
                     parts=tuple(tuple(notes) for notes in mapped),
                     part_names=tuple(parts[chosen[i]][0] for i in sources),
                     transpositions=tuple(shifts),
+                    by_register=not shuffled,
                 )
     raise InputError(f"no corpus work with {size} playable parts found in {attempts} draws")
 
