@@ -356,3 +356,23 @@ def test_generated_pieces_give_pose_motion_for_training(generated: Path, tmp_pat
     (bare / piece.pose_path.name).unlink()
     with pytest.raises(InputError, match="has no true keypoints"):
         pose_visuals(list_pieces(tmp_path)[0], len(FEATURES))
+
+
+def test_a_low_saxophone_part_is_rendered_by_a_tenor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vimss_cli.synth import audio, performance
+
+    programs: list[int] = []
+
+    def fake_render(fluidsynth, font, parts, seconds, rate):
+        programs.extend(part.program for part in parts)
+        return [np.zeros(int(seconds * rate), np.float32) for _ in parts]
+
+    monkeypatch.setattr(audio, "render_players", fake_render)
+    low = tuple(performance.PlayedNote(0.5 * i, 0.4, 50 + i % 3, 80) for i in range(8))
+    high = tuple(performance.PlayedNote(0.5 * i, 0.4, 64 + i % 3, 80) for i in range(8))
+    played = performance.Performance(
+        5.0, 90.0, (low, high), (np.full(50, 100.0), np.full(50, 100.0)), (None, None)
+    )
+    font = resources.TEST_SOUNDFONTS[0]
+    dataset._sound(played, ("sax", "sax"), [font, font], 8000, np.random.default_rng(0))
+    assert programs == [66, 65]  # tenor for the low part, alto for the other

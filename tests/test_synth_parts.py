@@ -138,6 +138,31 @@ def test_register_shuffle_gives_parts_in_random_order_and_keeps_ranges() -> None
             assert all(RANGES[code][0] <= n.pitch <= RANGES[code][1] for n in notes)
 
 
+def test_a_saxophone_part_takes_the_saxophone_of_its_register() -> None:
+    assert scores.program_for("sax", [48, 50, 55]) == 66  # tenor, as Bach10's
+    assert scores.program_for("sax", [62, 64, 67]) == 65  # alto
+    assert scores.program_for("sax", [74, 76, 79]) == 64  # soprano
+    assert scores.program_for("vn", [40, 90]) == 40  # other instruments: one program
+    low, high = scores.RANGES["sax"]
+    assert low <= 44 and high >= 84  # a tenor's low notes are in range
+
+
+def test_the_score_file_names_the_saxophone_that_plays(tmp_path: Path) -> None:
+    import mido
+
+    line = tuple(Note(float(i), 1.0, 50 + i % 3) for i in range(8))
+    work = scores.Work("bach/bwv66.6.mxl", "bach/bwv66", "bach")
+    excerpt = scores.Excerpt(work, 0.0, 8.0, ("vn", "sax"), (line, line), ("S", "T"), (0, 0))
+    performance.write_score_midi(tmp_path / "score.mid", excerpt, 90.0)
+    programs = [
+        message.program
+        for track in mido.MidiFile(tmp_path / "score.mid").tracks
+        for message in track
+        if message.type == "program_change"
+    ]
+    assert programs == [40, 66]
+
+
 def test_assign_parts_follows_the_given_sources() -> None:
     high = [Note(0.0, 1.0, 84), Note(1.0, 1.0, 86)]
     low = [Note(0.0, 1.0, 48), Note(1.0, 1.0, 50)]

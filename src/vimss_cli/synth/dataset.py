@@ -42,8 +42,9 @@ from vimss_cli.synth.video import PlayerLook, render_video
 from vimss_cli.urmp import SYNTH_MANIFEST_NAME, PieceName, parse_folder_name
 
 #: Bump when the same settings would produce different files. 2: Bach10's chorales are no
-#: longer drawn (scores.REAL_VALIDATION_WORKS).
-GENERATOR_VERSION = "2"
+#: longer drawn (scores.REAL_VALIDATION_WORKS). 3: a saxophone part is played by the
+#: saxophone of its register (scores.program_for), in a tenor-to-soprano range.
+GENERATOR_VERSION = "3"
 #: What plays a player: a soundfont (through fluidsynth) or a sample library.
 Maker = Soundfont | SampleLibrary
 PARTIAL_PREFIX = ".partial-"
@@ -193,7 +194,7 @@ def _sound(
             performance.RenderPart(
                 played.players[j],
                 played.expression[j],
-                scores.PROGRAMS[instruments[j]],
+                scores.program_for(instruments[j], [n.pitch for n in played.players[j]]),
                 played.vibratos[j],
             )
             for j in tracks

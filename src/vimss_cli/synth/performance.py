@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vimss_cli.synth.scores import PROGRAMS, Excerpt
+from vimss_cli.synth.scores import Excerpt, program_for
 
 if TYPE_CHECKING:  # imported where used: mido is an optional dependency (``[data]``)
     import mido
@@ -249,9 +249,8 @@ def write_score_midi(path: Path, excerpt: Excerpt, bpm: float) -> None:
         if channel == 0:
             track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
         midi_channel = channel if channel < 9 else channel + 1
-        track.append(
-            mido.Message("program_change", program=PROGRAMS[instrument], channel=midi_channel)
-        )
+        program = program_for(instrument, [note.pitch for note in notes])
+        track.append(mido.Message("program_change", program=program, channel=midi_channel))
         events = []
         for note in notes:
             on, off = round(note.onset * ticks), round((note.onset + note.duration) * ticks)

@@ -33,14 +33,14 @@ RANGES: dict[str, tuple[int, int]] = {
     "ob": (58, 91),
     "cl": (50, 91),
     "bn": (34, 75),
-    "sax": (49, 81),
+    "sax": (44, 84),  # tenor's low A-flat to soprano's high C (program_for picks the sax)
     "tpt": (54, 84),
     "hn": (41, 77),
     "tbn": (40, 72),
     "tba": (28, 58),
 }
 
-#: General MIDI program of each instrument (saxophone: alto).
+#: General MIDI program of each instrument (saxophone: alto; program_for picks by register).
 PROGRAMS: dict[str, int] = {
     "vn": 40,
     "va": 41,
@@ -56,6 +56,21 @@ PROGRAMS: dict[str, int] = {
     "tbn": 57,
     "tba": 58,
 }
+
+#: Saxophones by register: (highest mean pitch of a part, General MIDI program). A part
+#: whose notes lie low is played by a tenor saxophone, as in Bach10's quartet, a high one by a
+#: soprano; URMP's "sax" covers the family.
+SAXOPHONES: tuple[tuple[float, int], ...] = ((57.0, 66), (70.0, 65), (128.0, 64))
+
+
+def program_for(code: str, pitches: list[int]) -> int:
+    """The General MIDI program that plays a part of ``code`` with these (sounding) pitches:
+    :data:`PROGRAMS`, except that a saxophone part takes the saxophone of its register."""
+    if code != "sax" or not pitches:
+        return PROGRAMS[code]
+    mean = float(np.mean(pitches))
+    return next(program for highest, program in SAXOPHONES if mean < highest)
+
 
 #: URMP's 44 pieces hold 11 duets, 12 trios, 14 quartets and 7 quintets.
 SIZE_WEIGHTS: dict[int, int] = {2: 11, 3: 12, 4: 14, 5: 7}
