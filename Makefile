@@ -67,11 +67,13 @@ TRAIN_FONTS := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf3/FluidR
 	/usr/share/sounds/sf2/sf_GMbank.sf2
 SYNTH := $(BIN)/vimss data synth --seconds 20 --workers 2 --sample-rate 22050 --video-size 64x36
 SAMPLE_LIBRARY ?= $(HOME)/vimss-work/tonejs
-# The train split's players: the library named ten times beside the five soundfonts, so that
-# about 60 % of them play real recorded notes (what made vimss-synth-cpu-v3; docs/training.md).
-TRAIN_MAKERS := $(TRAIN_FONTS) $(foreach _,1 2 3 4 5 6 7 8 9 10,$(SAMPLE_LIBRARY))
+MORE_MAKERS := $(HOME)/vimss-work
+# The train split's players, as vimss-synth-cpu-v4's data (docs/training.md): the library named
+# ten times, FreePats twice, Sonivox and the five Debian soundfonts (about 50 % real notes).
+TRAIN_MAKERS := $(TRAIN_FONTS) $(MORE_MAKERS)/sonivox/sonivox.sf2 \
+	$(MORE_MAKERS)/freepats $(MORE_MAKERS)/freepats $(foreach _,1 2 3 4 5 6 7 8 9 10,$(SAMPLE_LIBRARY))
 
-device-data: install system-deps sample-library  ## synthetic train/valid/test trees for the GPU run (resumable)
+device-data: install system-deps sample-library more-makers  ## synthetic train/valid/test trees for the GPU run (resumable)
 	dpkg -s $(DEVICE_FONT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update && \
 	  $(SUDO) apt-get install -y --no-install-recommends $(DEVICE_FONT_PACKAGES); }
 	$(SYNTH) -o $(DEVICE_DATA)/valid -n 8 --split valid --seed 102 $(addprefix --soundfonts ,$(TRAIN_FONTS))
@@ -83,8 +85,8 @@ sample-library: install  ## real recorded notes of 11 URMP instruments (npm's to
 	$(BIN)/python scripts/fetch_sample_library.py $(SAMPLE_LIBRARY)
 
 more-makers: install  ## FreePats (GUS patches, as a sample library) and the Sonivox soundfont, from npm, for --soundfonts
-	$(BIN)/python scripts/fetch_sample_library.py --source freepats $(HOME)/vimss-work/freepats
-	$(BIN)/python scripts/fetch_sample_library.py --source sonivox $(HOME)/vimss-work/sonivox
+	$(BIN)/python scripts/fetch_sample_library.py --source freepats $(MORE_MAKERS)/freepats
+	$(BIN)/python scripts/fetch_sample_library.py --source sonivox $(MORE_MAKERS)/sonivox
 
 device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to the GPU (prints sizes)
 	$(BIN)/python scripts/device_pack.py pack --data $(DEVICE_DATA) --config $(DEVICE_CONFIG) \

@@ -42,7 +42,7 @@ def test_bundled_models_load_and_say_whether_they_are_trained() -> None:
     untrained = load_model("vimss-untrained-v0", folder)
     assert not untrained.trained
     default = load_model("default", folder)
-    assert default.name == "vimss-synth-cpu-v3" and default.trained
+    assert default.name == "vimss-synth-cpu-v4" and default.trained
     assert default.provenance["steps"] > 0 and "validation" in default.provenance
 
 

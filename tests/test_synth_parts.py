@@ -139,7 +139,7 @@ def test_register_shuffle_gives_parts_in_random_order_and_keeps_ranges() -> None
 
 
 def test_a_saxophone_part_takes_the_saxophone_of_its_register() -> None:
-    assert scores.program_for("sax", [48, 50, 55]) == 66  # tenor, as Bach10's
+    assert scores.program_for("sax", [48, 50, 55]) == 66  # tenor (a tenor voice)
     assert scores.program_for("sax", [62, 64, 67]) == 65  # alto
     assert scores.program_for("sax", [74, 76, 79]) == 64  # soprano
     assert scores.program_for("vn", [40, 90]) == 40  # other instruments: one program

@@ -57,9 +57,9 @@ PROGRAMS: dict[str, int] = {
     "tba": 58,
 }
 
-#: Saxophones by register: (highest mean pitch of a part, General MIDI program). A part
-#: whose notes lie low is played by a tenor saxophone, as in Bach10's quartet, a high one by a
-#: soprano; URMP's "sax" covers the family.
+#: Saxophones by register: (highest mean pitch of a part, General MIDI program). A low part
+#: (the tenor voice, which Bach10's saxophone plays) is played by a tenor saxophone, a high
+#: one by a soprano; URMP's "sax" covers the family.
 SAXOPHONES: tuple[tuple[float, int], ...] = ((57.0, 66), (70.0, 65), (128.0, 64))
 
 
