@@ -31,7 +31,6 @@ import io
 import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -130,22 +129,18 @@ def member_bytes(archive: tarfile.TarFile, name: str) -> bytes:
 
 def fetch_freepats(out: Path) -> None:
     """Convert FreePats' URMP instruments into ``out/<instrument>/<note>.flac``."""
-    from vimss_cli.synth.gus_patch import write_instrument
+    from vimss_cli.synth.gus_patch import parse_patch, write_instrument
 
     pending = {p: f for p, f in FREEPATS_PATCHES.items() if not (out / f).is_dir()}
     if pending:
         url, digest = TARBALLS["freepats"]
-        data = io.BytesIO(download(url, digest))
-        with (
-            tarfile.open(fileobj=data, mode="r:gz") as archive,
-            tempfile.TemporaryDirectory() as scratch,
-        ):
+        with tarfile.open(fileobj=io.BytesIO(download(url, digest)), mode="r:gz") as archive:
             for patch, folder in pending.items():
-                path = Path(scratch) / patch
-                path.write_bytes(member_bytes(archive, f"package/Tone_000/{patch}"))
+                member = f"package/Tone_000/{patch}"
+                recordings = parse_patch(member_bytes(archive, member), member)
                 partial = out / f".{folder}.partial"
                 shutil.rmtree(partial, ignore_errors=True)
-                notes = write_instrument(path, partial)
+                notes = write_instrument(recordings, partial)
                 partial.rename(out / folder)
                 print(f"{folder}: {len(notes)} notes", file=sys.stderr)
     (out / "LICENCE.txt").write_text(FREEPATS_LICENCE)

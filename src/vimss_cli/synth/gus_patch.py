@@ -22,6 +22,7 @@ import numpy as np
 import soundfile
 
 from vimss_cli.errors import InputError
+from vimss_cli.synth.sampler import note_name
 
 MAGIC = (b"GF1PATCH110\0", b"GF1PATCH100\0")
 _FILE_HEADER = 129
@@ -30,7 +31,6 @@ _LAYER_HEADER = 47
 _SAMPLE_HEADER = 96
 #: Mode bits of a recording.
 _SIXTEEN_BIT, _UNSIGNED, _LOOPING, _PING_PONG = 1, 2, 4, 8
-NOTE_NAMES = ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B")
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,17 @@ class PatchSample:
     audio: np.ndarray
     rate: int
     root_hz: float
-    low_hz: float
-    high_hz: float
     loop: tuple[int, int] | None
     ping_pong: bool
 
 
 def read_patch(path: Path) -> list[PatchSample]:
     """The recordings of a ``.pat`` file's first layer."""
-    data = path.read_bytes()
+    return parse_patch(path.read_bytes(), str(path))
+
+
+def parse_patch(data: bytes, path: str) -> list[PatchSample]:
+    """The recordings of a patch's first layer, from its bytes (``path`` names it in errors)."""
     if data[:12] not in MAGIC:
         raise InputError(f"{path}: not a GUS patch (no GF1PATCH header)")
     samples_at = _FILE_HEADER + _INSTRUMENT_HEADER
@@ -66,7 +68,7 @@ def read_patch(path: Path) -> list[PatchSample]:
         if len(header) < _SAMPLE_HEADER:
             raise InputError(f"{path}: truncated GUS patch")
         size, loop_start, loop_end, rate = struct.unpack_from("<IIIH", header, 8)
-        low, high, root = struct.unpack_from("<III", header, 22)
+        (root,) = struct.unpack_from("<I", header, 30)  # after the key range's low and high
         modes = header[55]
         offset += _SAMPLE_HEADER
         raw = data[offset : offset + size]
@@ -87,8 +89,6 @@ def read_patch(path: Path) -> list[PatchSample]:
                 audio=audio,
                 rate=int(rate),
                 root_hz=root / 1000.0,
-                low_hz=low / 1000.0,
-                high_hz=high / 1000.0,
                 loop=loop,
                 ping_pong=bool(modes & _PING_PONG),
             )
@@ -121,11 +121,6 @@ def nearest_note(hz: float) -> int:
     return round(69 + 12 * math.log2(hz / 440.0))
 
 
-def note_name(pitch: int) -> str:
-    """A sample-library note name: ``A4`` for 69, ``Cs5`` for 73."""
-    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
-
-
 def to_exact_pitch(audio: np.ndarray, root_hz: float) -> tuple[np.ndarray, int]:
     """Resample ``audio`` (float32 ``[samples]``) from ``root_hz`` to its nearest equal-tempered
     note by linear interpolation; returns the audio and that note's MIDI pitch."""
@@ -135,12 +130,14 @@ def to_exact_pitch(audio: np.ndarray, root_hz: float) -> tuple[np.ndarray, int]:
     return np.interp(positions, np.arange(audio.size), audio).astype(np.float32), pitch
 
 
-def write_instrument(patch: Path, folder: Path, seconds: float = 6.0) -> list[str]:
-    """Write each recording of ``patch`` as ``folder/<note>.flac``, sustained to at least
+def write_instrument(
+    recordings: list[PatchSample], folder: Path, seconds: float = 6.0
+) -> list[str]:
+    """Write each of a patch's recordings as ``folder/<note>.flac``, sustained to at least
     ``seconds``; two recordings of one note keep the first. Returns the note names written."""
     folder.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
-    for sample in read_patch(patch):
+    for sample in recordings:
         if sample.root_hz <= 0 or sample.rate <= 0 or sample.audio.size == 0:
             continue
         audio, pitch = to_exact_pitch(sustained(sample, seconds), sample.root_hz)

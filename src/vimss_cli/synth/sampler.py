@@ -58,6 +58,7 @@ ONSET_FRACTION = 0.05
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg", ".aif", ".aiff")
 _NOTE_NAME = re.compile(r"^([A-Ga-g])(s|#|b)?(-?\d)$")
 _STEPS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+_SHARP_NAMES = ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B")
 
 
 def note_pitch(name: str) -> int | None:
@@ -68,6 +69,11 @@ def note_pitch(name: str) -> int | None:
     letter, accidental, octave = match.groups()
     shift = {"s": 1, "#": 1, "b": -1, None: 0}[accidental]
     return 12 * (int(octave) + 1) + _STEPS[letter.lower()] + shift
+
+
+def note_name(pitch: int) -> str:
+    """The file name of a MIDI pitch in this layout: ``A4`` for 69, ``Cs5`` for 73."""
+    return f"{_SHARP_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 def instrument_of_folder(name: str) -> str | None:

@@ -297,26 +297,27 @@ def assign_parts(
     is moved by octaves into its instrument's range. Returns, per track, the notes, the shift
     in semitones and the index of the source part.
     """
-    if sources is not None:
-        by_register, ordered = list(range(len(instruments))), list(sources)
-    else:
-        by_register = sorted(range(len(instruments)), key=lambda j: -sum(RANGES[instruments[j]]))
-        ordered = sorted(
+    if sources is None:
+        tracks = sorted(range(len(instruments)), key=lambda j: -sum(RANGES[instruments[j]]))
+        highest_first = sorted(
             range(len(parts)), key=lambda i: -float(np.mean([n.pitch for n in parts[i]]))
         )
-    result: list[list[Note]] = [[] for _ in instruments]
-    shifts = [0] * len(instruments)
-    chosen_sources = [0] * len(instruments)
-    for track, source in zip(by_register, ordered, strict=True):
-        notes = parts[source]
-        chosen_sources[track] = source
+        sources = [0] * len(instruments)
+        for track, source in zip(tracks, highest_first, strict=True):
+            sources[track] = source
+    result: list[list[Note]] = []
+    shifts: list[int] = []
+    for track, source in enumerate(sources):
         low, high = RANGES[instruments[track]]
-        shift = octave_shift([n.pitch for n in notes], low, high)
-        result[track] = [
-            Note(n.onset, n.duration, fold_into_range(n.pitch + shift, low, high)) for n in notes
-        ]
-        shifts[track] = shift
-    return result, shifts, chosen_sources
+        shift = octave_shift([n.pitch for n in parts[source]], low, high)
+        result.append(
+            [
+                Note(n.onset, n.duration, fold_into_range(n.pitch + shift, low, high))
+                for n in parts[source]
+            ]
+        )
+        shifts.append(shift)
+    return result, shifts, list(sources)
 
 
 def choose_ensemble(rng: np.random.Generator) -> tuple[str, ...]:
