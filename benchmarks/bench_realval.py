@@ -7,11 +7,11 @@ instrument and overall, beside the mixture and the IRM oracle:
 * whole clip: mean over stems of the whole-clip SDR (bss_eval v3, ``SDR`` in stems.csv).
 
 The last line per model is one JSON object with the same figures, so runs can be logged
-(``--json-only`` prints just those). Given two or more models (or ``--baseline`` with a
-stems.csv of an earlier call), each later model is also compared with the first on the same
-stems: the mean paired difference of both figures, with a 95 % bootstrap interval over stems,
-overall and per instrument. The realval set is for validation and model choice only: never
-train on it.
+(``--json-only`` prints just those). Given two or more models (or ``--baseline`` with the
+output folder of an earlier call), each later model is also compared with the first on the
+same stems (``vimss eval compare``'s pairing): the mean paired difference of both figures,
+with a 95 % bootstrap interval over stems, overall and per instrument. The realval set is for
+validation and model choice only: never train on it.
 
     .venv/bin/python benchmarks/bench_realval.py default models/x.safetensors --out /tmp/rv
 """
@@ -22,7 +22,6 @@ import argparse
 import csv
 import hashlib
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -70,41 +69,22 @@ def summarise(stems_csv: Path) -> dict[str, dict[str, dict[str, float]]]:
     return dict(table)
 
 
-def model_rows(stems_csv: Path) -> dict[tuple[str, str], tuple[str, float, float]]:
-    """The model's stems: ``(piece, file) -> (instrument, museval median, whole-clip SDR)``."""
-    rows = {}
-    with stems_csv.open() as handle:
-        for row in csv.DictReader(handle):
-            if row["system"] == "model" and row["SDR_v4_median"] and row["SDR"]:
-                figures = (float(row["SDR_v4_median"]), float(row["SDR"]))
-                rows[row["piece"], row["name"]] = (row["instrument"], *figures)
-    return rows
+def paired_difference(base: Path, other: Path) -> dict[str, dict[str, list[float]]]:
+    """``other − base`` for the model on the stems both runs scored (``vimss eval compare``'s
+    pairing): ``{group: {"museval"|"whole": [mean, low, high]}}`` over all stems and per
+    instrument, with a 95 % bootstrap interval. ``base``/``other``: eval output folders."""
+    from vimss_cli.eval.report import compare_runs, load_results
 
-
-def paired_difference(
-    base_csv: Path, other_csv: Path, draws: int = 2000, seed: int = 0
-) -> dict[str, dict[str, list[float]]]:
-    """``other − base`` on the stems both scored: ``{group: {"museval"|"whole": [mean, low,
-    high]}}``, the interval a 95 % percentile bootstrap over stems (fixed seed)."""
-    base, other = model_rows(base_csv), model_rows(other_csv)
-    shared = sorted(base.keys() & other.keys())
-    if not shared:
-        raise SystemExit(f"error: {base_csv} and {other_csv} share no stems")
-    rng = random.Random(seed)
-    result: dict[str, dict[str, list[float]]] = defaultdict(dict)
-    groups = ["all", *sorted({base[k][0] for k in shared})]
-    for group in groups:
-        keys = [k for k in shared if group in ("all", base[k][0])]
-        for column, figure in ((1, "museval"), (2, "whole")):
-            diffs = [other[k][column] - base[k][column] for k in keys]
-            means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(draws))
-            low, high = means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
-            result[group][figure] = [
-                round(statistics.fmean(diffs), 3),
-                round(low, 3),
-                round(high, 3),
-            ]
-    return dict(result)
+    first, second = load_results(base), load_results(other)
+    instruments = sorted({r["instrument"] for r in first["stems"] if r["system"] == "model"})
+    result: dict[str, dict[str, list[float]]] = {}
+    for group in ["all", *instruments]:
+        model = compare_runs(first, second, None if group == "all" else group).systems["model"]
+        result[group] = {
+            figure: [model[metric]["mean_difference"], *model[metric]["mean_difference_ci95"]]
+            for figure, metric in (("museval", "protocol SDR"), ("whole", "SDR"))
+        }
+    return result
 
 
 def print_difference(base: str, model: str, difference: dict[str, dict[str, list[float]]]) -> None:
@@ -146,27 +126,26 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="stems.csv of an earlier call: compare every model with it, paired over stems",
+        help="an earlier call's output folder of one model: compare every model with it",
     )
     args = parser.parse_args()
     if not args.root.is_dir():
         raise SystemExit(f"error: real validation set not found: {args.root}")
-    if args.baseline is not None and not args.baseline.is_file():
-        raise SystemExit(f"error: --baseline {args.baseline} is not a file")
+    if args.baseline is not None and not (args.baseline / "results.json").is_file():
+        raise SystemExit(f"error: --baseline {args.baseline} holds no results.json")
     base: tuple[str, Path] | None = (
         (str(args.baseline), args.baseline) if args.baseline is not None else None
     )
     for index, model in enumerate(args.models):
         out = args.out / f"{index:02d}_{Path(model).stem}_{_digest(model)}_{args.precision}"
-        stems_csv = evaluate(model, args.root, out, args.device, args.precision)
-        table = summarise(stems_csv)
+        table = summarise(evaluate(model, args.root, out, args.device, args.precision))
         row: dict = {"model": model, "precision": args.precision, "root": str(args.root)}
         if not args.json_only:
             print_table(model, table)
         if base is None:
-            base = (model, stems_csv)
+            base = (model, out)
         else:
-            difference = paired_difference(base[1], stems_csv)
+            difference = paired_difference(base[1], out)
             row["paired_against"] = {"model": base[0], "difference": difference}
             if not args.json_only:
                 print_difference(base[0], model, difference)

@@ -337,8 +337,10 @@ def test_compare_two_runs(tree: Path, tmp_path: Path) -> None:
     assert mixture["pairs"] == 2 and mixture["median_difference"] < 0
     assert mixture["second_median"] < mixture["first_median"]
     assert mixture["second_better"] == 0
+    assert mixture["mean_difference_ci95"][1] < 0  # both stems lower: the interval is too
     shown = run("compare", tmp_path / "a", tmp_path / "b")
     assert shown.exit_code == 0 and "median diff" in shown.stdout
+    assert "95 % bootstrap interval" in shown.stdout
     assert shown.stderr == ""
     # the old spelling still works, and says what replaces it
     old = run("--compare", tmp_path / "a", tmp_path / "b", "--json")

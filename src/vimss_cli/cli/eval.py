@@ -277,10 +277,13 @@ def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
         typer.echo(json.dumps(comparison.to_json()))
         return
     table = Table(title=f"{runs[1]} minus {runs[0]} (paired by piece, stem, system)")
-    # medians, as everywhere else in eval (the means stay in --json)
+    # medians, as everywhere else in eval; the mean difference and its interval below
     columns = ("system", "metric", "pairs", "A median", "B median", "median diff", "B better")
     for column in columns:
         table.add_column(column, justify="left" if column in ("system", "metric") else "right")
+    means = Table(title="mean of the paired differences, 95 % bootstrap interval over stems")
+    for column in ("system", "metric", "mean diff", "interval"):
+        means.add_column(column, justify="left" if column in ("system", "metric") else "right")
     for system, metrics in comparison.systems.items():
         for metric, cell in metrics.items():
             table.add_row(
@@ -292,4 +295,10 @@ def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
                 f"{cell['median_difference']:+.2f}",
                 f"{cell['second_better']}/{cell['pairs']}",
             )
-    Console(soft_wrap=True).print(table)
+            low, high = cell["mean_difference_ci95"]
+            means.add_row(
+                system, metric, f"{cell['mean_difference']:+.2f}", f"[{low:+.2f}, {high:+.2f}]"
+            )
+    console = Console(soft_wrap=True)
+    console.print(table)
+    console.print(means)

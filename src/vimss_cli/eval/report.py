@@ -154,7 +154,9 @@ class Comparison:
     """Two runs' paired per-stem SDR differences (second minus first), per system.
 
     ``systems[system][metric]`` holds ``pairs``, ``first_median``, ``second_median``,
-    ``median_difference``, the same three for the mean, and ``second_better`` (a count).
+    ``median_difference``, the same three for the mean, ``mean_difference_ci95`` (a 95 %
+    percentile-bootstrap interval of the mean difference over stems, ``[low, high]``) and
+    ``second_better`` (a count).
     """
 
     first: dict[str, Any]
@@ -165,18 +167,34 @@ class Comparison:
         return {"first": self.first, "second": self.second, "systems": self.systems}
 
 
-def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> Comparison:
+#: resamples of the bootstrap interval (a fixed seed: the same runs give the same interval)
+BOOTSTRAP_DRAWS = 2000
+
+
+def bootstrap_mean_interval(differences: np.ndarray, draws: int = BOOTSTRAP_DRAWS) -> list[float]:
+    """95 % percentile-bootstrap interval ``[low, high]`` of the mean of ``differences`` ``(N,)``.
+
+    Stems that share a recording are not independent, so the interval is optimistic."""
+    rng = np.random.default_rng(0)
+    means = differences[rng.integers(0, differences.size, (draws, differences.size))].mean(1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def compare_runs(
+    first: dict[str, Any], second: dict[str, Any], instrument: str | None = None
+) -> Comparison:
     """Paired differences (second minus first) of per-stem SDR, per system.
 
-    Stems are paired by (piece, name, system). Reports whole-signal SDR and, when both
-    runs used the same protocol, the protocol's SDR.
+    Stems are paired by (piece, name, system); with ``instrument``, only that instrument's.
+    Reports whole-signal SDR and, when both runs used the same protocol, the protocol's SDR.
     """
     same_protocol = first.get("protocol") == second.get("protocol")
     keyed = {(r["piece"], r["name"], r["system"]): r for r in first["stems"]}
     paired: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for row in second["stems"]:
         before = keyed.get((row["piece"], row["name"], row["system"]))
-        if before is None:
+        if before is None or instrument not in (None, row.get("instrument")):
             continue
         metrics = {"SDR": (before.get("SDR"), row.get("SDR"))}
         if same_protocol:
@@ -188,7 +206,10 @@ def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> Comparison:
             if a is not None and b is not None:
                 paired.setdefault(row["system"], {}).setdefault(metric, []).append((a, b))
     if not paired:
-        raise InputError("the two runs share no scored stem (same piece, file name and system)")
+        which = f" of instrument {instrument!r}" if instrument else ""
+        raise InputError(
+            f"the two runs share no scored stem{which} (same piece, file name and system)"
+        )
     systems: dict[str, Any] = {}
     for system, by_metric in paired.items():
         for metric, pairs in by_metric.items():
@@ -202,6 +223,7 @@ def compare_runs(first: dict[str, Any], second: dict[str, Any]) -> Comparison:
                 "first_mean": round(float(a.mean()), 4),
                 "second_mean": round(float(b.mean()), 4),
                 "mean_difference": round(float((b - a).mean()), 4),
+                "mean_difference_ci95": bootstrap_mean_interval(b - a),
                 "second_better": int((b > a).sum()),
             }
     return Comparison(
