@@ -133,9 +133,8 @@ def main() -> None:
         raise SystemExit(f"error: real validation set not found: {args.root}")
     if args.baseline is not None and not (args.baseline / "results.json").is_file():
         raise SystemExit(f"error: --baseline {args.baseline} holds no results.json")
-    base: tuple[str, Path] | None = (
-        (str(args.baseline), args.baseline) if args.baseline is not None else None
-    )
+    # (name, output folder) of the run every later model is compared with
+    base = (str(args.baseline), args.baseline) if args.baseline is not None else None
     for index, model in enumerate(args.models):
         out = args.out / f"{index:02d}_{Path(model).stem}_{_digest(model)}_{args.precision}"
         table = summarise(evaluate(model, args.root, out, args.device, args.precision))
