@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from vimss_cli.stem_writer import (
     existing_outputs,
     stem_extension,
 )
+from vimss_cli.voices import VoiceSorter, sorter_warnings, voice_groups
 
 
 @dataclass
@@ -197,6 +198,17 @@ def _resample(audio: np.ndarray, source: int, target: int) -> np.ndarray:
     return resample_poly(audio, up, down, axis=-1).astype(np.float32)
 
 
+def _voice_sorter(queries: list[Query], sample_rate: int) -> VoiceSorter | None:
+    """A sorter for the voice queries that carry their players' motion, or ``None``."""
+    try:
+        groups, motion_rate = voice_groups(queries)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    if not groups or motion_rate is None:
+        return None
+    return VoiceSorter(groups, motion_rate, sample_rate)
+
+
 def _stem_reports(queries: list[Query], paths: list[Path]) -> list[StemReport]:
     """One report per written stem; the rest (if any) has the instrument ``"rest"``."""
     names = [q.instrument for q in queries] + [REST] * (len(paths) - len(queries))
@@ -325,6 +337,9 @@ class Separator:
             batch_size=self.batch_size if split else 1,
             precision=self.precision,
         )
+        sorter = _voice_sorter(queries, self.sample_rate)
+        if sorter is not None:  # voice stems -> the players whose motion they follow
+            stems = np.concatenate([sorter.feed(stems), sorter.finish()], axis=1)
         if rate == self.sample_rate:
             return stems
         length = round(len(audio) * rate / self.sample_rate)
@@ -415,11 +430,22 @@ class Separator:
         target = sample_rate or rate
         like_path = like_input and split and (target != self.sample_rate or channels > 1)
         check_format_rate(wav_format, target if like_path else self.sample_rate)
+        if like_path and any(q.voice for q in queries):
+            queries = [replace(q, voice=0) for q in queries]
+            voice_note = (
+                "players of one instrument are not told apart by voice in stems made like the "
+                "input (--like-input, --sample-rate): their stems are identical"
+            )
+        else:
+            voice_note = None
         if like_path:
-            return self._separate_like_input(
+            report = self._separate_like_input(
                 input_path, sound, info, queries, paths, wav_format, force, progress, started,
                 rest, target, Path(out_dir), is_stem,
             )  # fmt: skip
+            if voice_note is not None:
+                report.warnings.append(f"{input_path.name}: {voice_note}")
+            return report
         warnings = []
         if rate != self.sample_rate or channels > 1:
             warnings.append(
@@ -442,6 +468,7 @@ class Separator:
             remainder = _Rest() if rest else None
             if remainder is not None:
                 blocks = remainder.feed(blocks)
+            sorter = _voice_sorter(queries, self.sample_rate)
 
             def report(done_samples: int) -> None:
                 if progress is not None:
@@ -460,6 +487,8 @@ class Separator:
                 def write(stems: np.ndarray) -> None:
                     if remainder is not None:
                         stems = remainder.add(stems)
+                    if sorter is not None:  # the rest stem is not sorted: it sums the same
+                        stems = sorter.feed(stems)
                     writer.write(stems if restore == 1.0 else stems * np.float32(restore))
 
                 if split:
@@ -475,9 +504,22 @@ class Separator:
                     )
                 else:
                     audio = np.concatenate(list(blocks))
-                    write(self.separate_array(audio, queries, split=False))
+                    write(
+                        separate_array(
+                            self.model,
+                            audio,
+                            queries,
+                            tile=None,
+                            batch_size=1,
+                            precision=self.precision,
+                        )
+                    )
                     samples = audio.size
                     report(samples)
+                if sorter is not None:
+                    tail = sorter.finish()
+                    writer.write(tail if restore == 1.0 else tail * np.float32(restore))
+                    warnings.extend(sorter_warnings(sorter, input_path.name))
         return self._finish(
             input_path, sound, queries, paths, samples, self.sample_rate, started, peak,
             stem_gain, writer, wav_format, warnings,

@@ -24,6 +24,9 @@ from vimss_cli.instruments import NUM_INSTRUMENTS, instrument_index
 #: Label index used when the instrument is not known.
 UNKNOWN_LABEL = NUM_INSTRUMENTS
 
+#: The most voices of one instrument a model may tell apart (``ModelConfig.voices``).
+MAX_VOICES = 4
+
 
 @dataclass
 class Query:
@@ -34,12 +37,15 @@ class Query:
         appearance: ``(appearance_dim,)`` float vector, or ``None``.
         motion: ``(motion_channels, frames)`` float array on the audio clock, or ``None``.
         motion_rate: frames per second of ``motion`` (required when ``motion`` is given).
+        voice: for a model with ``voices``: 1 the highest-sounding player of this
+            instrument, 2 the next, ...; 0 all of them (a plain label query).
     """
 
     instrument: str | None
     appearance: np.ndarray | None = None
     motion: np.ndarray | None = None
     motion_rate: float | None = None
+    voice: int = 0
 
     def label_index(self) -> int:
         """Index into the label embedding (``UNKNOWN_LABEL`` when the instrument is unknown)."""
@@ -66,6 +72,8 @@ class QueryBatch:
             play in the mixture, all of them and not only these queries: ``(I,)`` float32
             counts (``I = NUM_INSTRUMENTS``) or ``(W, I)`` per window. ``None``: the counts of
             the queries' own labels (right when the queries name every player).
+        voices: for a model with ``voices``, ``(K,)`` or ``(W, K)`` int64: which voice of its
+            instrument each query wants (:attr:`Query.voice`); ``None``: voice 0 for all.
     """
 
     labels: Tensor
@@ -75,6 +83,7 @@ class QueryBatch:
     motion_offset: Tensor | None = None
     motion_present: Tensor | None = None
     ensemble: Tensor | None = None
+    voices: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -177,4 +186,9 @@ def query_batch_from_queries(
             for q in queries
         ]
         appearance = torch.as_tensor(np.stack(rows).astype(np.float32), device=device)
-    return QueryBatch(labels=labels, appearance=appearance)
+    voices = None
+    if any(q.voice for q in queries):
+        if any(q.voice < 0 or q.voice > MAX_VOICES for q in queries):
+            raise ValueError(f"a query's voice must be 0 to {MAX_VOICES}")
+        voices = torch.tensor([q.voice for q in queries], dtype=torch.long, device=device)
+    return QueryBatch(labels=labels, appearance=appearance, voices=voices)

@@ -30,6 +30,7 @@ from vimss_cli.conditioning import (
     query_batch_from_queries,
 )
 from vimss_cli.devices import autocast
+from vimss_cli.errors import InputError
 from vimss_cli.model import StreamState
 from vimss_cli.networks import Network
 
@@ -149,6 +150,12 @@ class _WindowRunner:
         self.device = next(model.parameters()).device
         config = model.config
         self.static = query_batch_from_queries(queries, config.appearance_dim, self.device)
+        asked = max((q.voice for q in queries), default=0)
+        if asked > config.voices:
+            raise InputError(
+                f"a query asks for voice {asked} of its instrument, but this model tells "
+                f"{config.voices} voices apart"
+            )
         #: who plays, for a model with ``ensemble_context``: the counts of all K queries, not
         #: only this runner's group (``None``: this runner's own queries)
         self.static.ensemble = ensemble
@@ -177,7 +184,10 @@ class _WindowRunner:
         the motion encoder's frame clock for a model that has one. Without any query's
         motion, none (the model takes that as no motion)."""
         batch = QueryBatch(
-            self.static.labels, self.static.appearance, ensemble=self.static.ensemble
+            self.static.labels,
+            self.static.appearance,
+            ensemble=self.static.ensemble,
+            voices=self.static.voices,
         )
         if not self.motion_channels or all(q.motion is None for q in self.queries):
             return batch

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vimss_cli.conditioning import QueryBatch, ensemble_counts
+from vimss_cli.conditioning import MAX_VOICES, QueryBatch, ensemble_counts
 from vimss_cli.config_checks import ConfigValueError, check_range, check_types
 from vimss_cli.instruments import NUM_INSTRUMENTS
 
@@ -75,6 +75,13 @@ class ModelConfig:
             instrument play (:attr:`QueryBatch.ensemble`), so the model can use where its
             instrument sits among the others (the alto of a quartet, the bass of a trio), as
             players of an ensemble part their registers.
+        voices: with ``n > 0`` a query may also name which voice of its instrument it wants
+            (:attr:`QueryBatch.voices`): 1 the highest-sounding player of that instrument in
+            the mixture, 2 the next, up to ``n``, so that two violins give two stems by
+            register, and the video then says which stem is whose
+            (``vimss_cli.vision.voices``). Voice 0, every query's default, means all the
+            players of the instrument summed, as a label query always has; its embedding is
+            fixed at zero, so label queries separate exactly as they do without voices.
         silence_gate: output exactly zero where the mixture is digitally silent for the whole
             context around a sample (a function of absolute positions, so still exact).
         output_activation: ``"tanh"`` (Wave-U-Net) or ``"identity"``.
@@ -107,6 +114,7 @@ class ModelConfig:
     motion_activity_head: bool = False
     mixture_consistency: bool = False
     ensemble_context: bool = False
+    voices: int = 0
     silence_gate: bool = True
     output_activation: Literal["tanh", "identity"] = "tanh"
     architecture: Literal["waveunet", "spectral"] = "waveunet"
@@ -123,6 +131,7 @@ class ModelConfig:
         for name in ("appearance_dim", "motion_channels", "motion_encoder_channels"):
             check_range(self, name, at_least=0)
         check_range(self, "motion_encoder_layers", at_least=1, at_most=10)
+        check_range(self, "voices", at_least=0, at_most=MAX_VOICES)
         check_range(self, "motion_rate", at_least=1.0, at_most=120.0)
         for name in ("spectral_hop", "spectral_channels", "spectral_blocks"):
             check_range(self, name, at_least=1)
@@ -258,48 +267,72 @@ def take_positions(per_sample: Tensor, span: Span) -> Tensor:
 # ------------------------------------------------------------------ query conditioning
 class QueryEncoder(nn.Module):
     """Embed the static part of K queries: label embedding plus projected appearance, plus
-    (with ``ensemble``) the projected instrument counts of the whole ensemble.
+    (with ``ensemble``) the projected instrument counts of the whole ensemble, plus (with
+    ``voices``) the embedding of the voice asked for (voice 0, all players of the instrument,
+    adds nothing).
 
-    ``forward(labels (K,), appearance (K, A) | None, ensemble (K, I) | None) -> (K, query_dim)``;
-    the networks call :meth:`per_window`, which supplies the counts.
+    ``forward(labels (K,), appearance (K, A) | None, ensemble (K, I) | None, voices (K,) |
+    None) -> (K, query_dim)``; the networks call :meth:`per_window`, which supplies the counts.
     """
 
-    def __init__(self, query_dim: int, appearance_dim: int, ensemble: bool = False) -> None:
+    def __init__(
+        self, query_dim: int, appearance_dim: int, ensemble: bool = False, voices: int = 0
+    ) -> None:
         super().__init__()
         self.label_embedding = nn.Embedding(NUM_INSTRUMENTS + 1, query_dim)
         self.appearance_projection = (
             nn.Linear(appearance_dim, query_dim) if appearance_dim > 0 else None
         )
         self.ensemble_projection = nn.Linear(NUM_INSTRUMENTS, query_dim) if ensemble else None
+        self.voice_embedding = (
+            nn.Embedding(voices + 1, query_dim, padding_idx=0) if voices > 0 else None
+        )
+        if self.voice_embedding is not None:  # a fresh model starts as its label model
+            nn.init.zeros_(self.voice_embedding.weight)
 
     def forward(
-        self, labels: Tensor, appearance: Tensor | None = None, ensemble: Tensor | None = None
+        self,
+        labels: Tensor,
+        appearance: Tensor | None = None,
+        ensemble: Tensor | None = None,
+        voices: Tensor | None = None,
     ) -> Tensor:
         embedding = self.label_embedding(labels)
         if self.appearance_projection is not None and appearance is not None:
             embedding = embedding + self.appearance_projection(appearance)
         if self.ensemble_projection is not None and ensemble is not None:
             embedding = embedding + self.ensemble_projection(ensemble)
+        if self.voice_embedding is not None and voices is not None:
+            embedding = embedding + self.voice_embedding(voices)
         return embedding
 
     def per_window(self, queries: QueryBatch, windows: int) -> Tensor:
         """The embeddings of ``queries`` for each of ``windows`` windows: ``(W*K, D)``,
         window-major. The queries are shared by all windows (``labels (K,)``) or given per
-        window (``labels (W, K)``, ``appearance (W, K, A)``, ``ensemble (W, I)``), as
-        training gives them."""
+        window (``labels (W, K)``, ``appearance (W, K, A)``, ``ensemble (W, I)``, ``voices
+        (W, K)``), as training gives them."""
         k = queries.size
         ensemble = queries.ensemble
         if ensemble is None and self.ensemble_projection is not None:
             ensemble = ensemble_counts(queries.labels)  # (I,) or (W, I)
+        voices = queries.voices
+        known = 0 if self.voice_embedding is None else self.voice_embedding.num_embeddings
+        if voices is not None and known and int(voices.max()) >= known:
+            raise ValueError(
+                f"a query asks for voice {int(voices.max())}, but the model knows "
+                f"{known - 1} voices"
+            )
         if queries.labels.ndim == 1:
             shared = None if ensemble is None else ensemble.expand(k, -1)
-            return self(queries.labels, queries.appearance, shared).repeat(windows, 1)
+            return self(queries.labels, queries.appearance, shared, voices).repeat(windows, 1)
         appearance = queries.appearance
         if appearance is not None:
             appearance = appearance.reshape(windows * k, -1)
         if ensemble is not None:
             ensemble = ensemble.unsqueeze(1).expand(windows, k, -1).reshape(windows * k, -1)
-        return self(queries.labels.reshape(-1), appearance, ensemble)
+        if voices is not None:
+            voices = voices.reshape(-1)
+        return self(queries.labels.reshape(-1), appearance, ensemble, voices)
 
 
 class FiLM(nn.Module):
@@ -442,7 +475,9 @@ class WaveUNet(nn.Module):
             )
             channels_in = c.features(level)
         self.output_conv = nn.Conv1d(channels_in + 1, 1, kernel_size=1)
-        self.query_encoder = QueryEncoder(c.query_dim, c.appearance_dim, c.ensemble_context)
+        self.query_encoder = QueryEncoder(
+            c.query_dim, c.appearance_dim, c.ensemble_context, c.voices
+        )
         self.motion_encoder = (
             MotionEncoder(c.motion_channels, c.motion_encoder_channels, c.motion_encoder_layers)
             if c.motion_encoder_channels

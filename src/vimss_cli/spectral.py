@@ -102,7 +102,9 @@ class SpectralMaskNet(nn.Module):
         )
         self.output_norm = _FrameNorm(channels)
         self.output = nn.Conv1d(channels, bins, kernel_size=1)
-        self.query_encoder = QueryEncoder(c.query_dim, c.appearance_dim, c.ensemble_context)
+        self.query_encoder = QueryEncoder(
+            c.query_dim, c.appearance_dim, c.ensemble_context, c.voices
+        )
 
     # ----------------------------------------------------------------- length arithmetic
     @property

@@ -122,7 +122,7 @@ def model_queries(separator: Any, track: Track, mode: str, notes: list[str]) -> 
     from vimss_cli.vision.queries import PlayerPlan
 
     config = separator.model.config
-    if not (config.appearance_dim or config.motion_channels):
+    if not (config.appearance_dim or config.motion_channels or config.voices):
         notes.append(f"{track.piece}: the model takes labels only; the video was not used")
     boxes = generated_boxes(track.video, len(labels))
     plan = PlayerPlan(track.video, labels, has_video=True, boxes=boxes)

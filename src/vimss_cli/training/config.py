@@ -27,6 +27,7 @@ PROBABILITIES = (
     "same_instrument_probability",
     "label_query_probability",
     "real_solo_probability",
+    "voice_pair_probability",
 )
 
 
@@ -58,6 +59,12 @@ class DataConfig:
         speed_semitones: each stem is read at a random speed of up to this many semitones
             up or down (pitch, formants and tempo move together, as on tape; 0: off), so
             that no instrument is known by the exact place of its sample's formants.
+        voice_pair_probability: models with ``model.voices`` only: chance an excerpt is
+            built around two players of one instrument (as ``same_instrument_probability``
+            builds them), queried as voices: every player of that instrument gets its voice
+            number, 1 for the highest mean pitch over the excerpt's output (from the players'
+            ``Notes_*`` files). Where the order is unclear (a player silent there, parts less
+            than a semitone apart) the excerpt keeps label queries. Validation draws them too.
         validation_excerpts: fixed excerpts from the valid split scored at each validation.
     """
 
@@ -74,6 +81,7 @@ class DataConfig:
     label_query_probability: float = 0.2
     real_solo_probability: float = 0.0
     speed_semitones: float = 0.0
+    voice_pair_probability: float = 0.0
     validation_excerpts: int = 64
 
     def __post_init__(self) -> None:
@@ -182,6 +190,10 @@ class TrainConfig:
             raise InputError(
                 "invalid config value: optim.network_lr_scale 0 freezes the whole network of a "
                 "model without motion (model.motion_channels 0): nothing would learn"
+            )
+        if self.data.voice_pair_probability > 0 and not self.model.voices:
+            raise InputError(
+                "invalid config value: data.voice_pair_probability needs model.voices > 0"
             )
         if self.optim.activity_weight > 0 and not self.model.motion_activity_head:
             raise InputError(

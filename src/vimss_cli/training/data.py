@@ -42,6 +42,7 @@ from vimss_cli.synth.real_solos import REAL_SOLO_TITLE
 from vimss_cli.training.config import DataConfig, TrainConfig
 from vimss_cli.training.visual_cache import PlayerVisuals, piece_visuals
 from vimss_cli.urmp import DATASETS, SYNTH_MANIFEST_NAME, Piece, list_pieces
+from vimss_cli.voices import mean_pitch, read_notes, voice_numbers
 
 WarningCallback = Callable[[str], None]
 
@@ -55,6 +56,9 @@ class PieceAudio:
     instruments: tuple[str, ...]
     stems: np.ndarray
     visuals: PlayerVisuals | None = None
+    #: each player's notes ``(N, 3)`` (onset s, end s, MIDI pitch; :func:`read_notes`), or
+    #: ``None`` where its ``Notes_*`` file is missing or unreadable: what voice ranks read
+    notes: tuple[np.ndarray | None, ...] | None = None
 
     @property
     def samples(self) -> int:
@@ -141,7 +145,8 @@ def load_pieces(
                 if warn is not None:
                     warn(f"skipping piece {piece.folder.name}: {error}")
                 continue
-        pieces.append(PieceAudio(piece.folder.name, piece.name.instruments, stems, visuals))
+        notes = tuple(_read_notes(piece.notes_path(p)) for p in range(1, len(stems) + 1))
+        pieces.append(PieceAudio(piece.folder.name, piece.name.instruments, stems, visuals, notes))
     if not pieces:
         raise InputError(f"no readable pieces under {folder}")
     return pieces, skipped
@@ -161,6 +166,15 @@ def _read_stems(
             return None
     length = max(stem.size for stem in stems)
     return np.stack([np.pad(stem, (0, length - stem.size)) for stem in stems])
+
+
+def _read_notes(path: Path) -> np.ndarray | None:
+    """A player's notes for voice ranks; ``None`` when its ``Notes_*`` file is missing or
+    unreadable (real solos have none: their excerpts are never ranked)."""
+    try:
+        return read_notes(path)
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -214,6 +228,7 @@ class ExcerptDataset(Dataset):
         motion_channels: int = 0,
         sample_rate: int = 0,
         motion_window: tuple[float, int, int] | None = None,
+        voices: int = 0,
     ) -> None:
         self.pieces = pieces
         self.shape = shape
@@ -225,6 +240,8 @@ class ExcerptDataset(Dataset):
         self.sample_rate = sample_rate
         #: a model with a motion encoder: its frame rate, context and frames per window
         self.motion_window = motion_window
+        #: voices of one instrument the model tells apart (``ModelConfig.voices``)
+        self.voices = voices
         #: instrument code -> ``(piece index, player)`` of its players, for codes with two or
         #: more (the candidates of same-instrument pairs)
         self.pair_candidates = {
@@ -264,6 +281,7 @@ class ExcerptDataset(Dataset):
             )
             if model.motion_encoder_channels
             else None,
+            voices=model.voices,
         )
 
     @property
@@ -279,18 +297,22 @@ class ExcerptDataset(Dataset):
         rng = np.random.default_rng([self.seed, index])
         config, shape = self.config, self.shape
         visual = self.augment and not self.label_only_model
-        pair = visual and rng.random() < config.same_instrument_probability
+        voice_pair = self.voices > 0 and rng.random() < config.voice_pair_probability
+        pair = voice_pair or (visual and rng.random() < config.same_instrument_probability)
         label_only = visual and not pair and rng.random() < config.label_query_probability
         players = self._choose_pair(rng) if pair else None
+        voice_pair = voice_pair and players is not None
         players = players or self._choose_players(rng)
-        excerpts, instruments, sources = [], [], []
+        excerpts, instruments, sources, pitches = [], [], [], []
         for piece, player, offset in players:
             start = offset - shape.context
+            speed = 1.0
             if self.augment and config.speed_semitones > 0:
                 speed = 2 ** (rng.uniform(-config.speed_semitones, config.speed_semitones) / 12)
                 audio = _window_at_speed(piece.stems[player], start, shape.input_length, speed)
             else:
                 audio = _window(piece.stems[player], start, shape.input_length)
+            pitches.append(self._output_pitch(piece, player, offset, speed))
             if self.augment:
                 audio *= 10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20)
                 if config.colour_db > 0:
@@ -303,7 +325,15 @@ class ExcerptDataset(Dataset):
         scale = 0.95 / peak if peak > 0.95 else 1.0  # keep the mixture within [-1, 1]
         out = slice(shape.context, shape.context + shape.output_length)
         outputs = [e[out] * scale for e in excerpts]
-        queries = self._queries(rng, instruments, outputs, sources, pair, label_only)
+        voices = None
+        if voice_pair:  # the pair's instrument: every player of it ranked, or none
+            ranked = [i for i, code in enumerate(instruments) if code == instruments[0]]
+            numbers = voice_numbers([pitches[i] for i in ranked])
+            if numbers is not None and max(numbers) <= self.voices:
+                voices = [0] * len(instruments)
+                for i, number in zip(ranked, numbers, strict=True):
+                    voices[i] = number
+        queries = self._queries(rng, instruments, outputs, sources, pair, label_only, voices)
         ensemble = np.zeros(NUM_INSTRUMENTS, np.float32)  # every player, queried or not
         np.add.at(ensemble, [instrument_index(code) for code in instruments], 1.0)
         item = {
@@ -312,20 +342,37 @@ class ExcerptDataset(Dataset):
             "targets": torch.from_numpy(np.stack([q[1] for q in queries]).astype(np.float32)),
             "ensemble": torch.from_numpy(ensemble),
         }
+        if self.voices:
+            item["voices"] = torch.tensor([q[3] for q in queries], dtype=torch.long)
         if self.appearance_dim:
-            rows = [self._appearance(source) for _, _, source in queries]
+            rows = [self._appearance(source) for _, _, source, _ in queries]
             item["appearance"] = torch.from_numpy(np.stack(rows))
         if self.motion_channels and self.motion_window is not None:
-            windows = [self._motion_frames(code, source) for code, _, source in queries]
+            windows = [self._motion_frames(code, source) for code, _, source, _ in queries]
             item["motion_frames"] = torch.from_numpy(np.stack([frames for frames, _ in windows]))
             offsets = [offset for _, offset in windows]  # each query's own piece and start
             item["motion_offset"] = torch.tensor(offsets, dtype=torch.float64)
-            present = [self._has_motion(source) for _, _, source in queries]
+            present = [self._has_motion(source) for _, _, source, _ in queries]
             item["motion_present"] = torch.tensor(present, dtype=torch.bool)
         elif self.motion_channels:
-            rows = [self._motion(code, source) for code, _, source in queries]
+            rows = [self._motion(code, source) for code, _, source, _ in queries]
             item["motion"] = torch.from_numpy(np.stack(rows))
         return item
+
+    def _output_pitch(
+        self, piece: PieceAudio, player: int, offset: int, speed: float
+    ) -> float | None:
+        """Mean pitch (MIDI) of what ``player`` plays over the excerpt's output, read from
+        ``offset`` at ``speed`` (centred, as :func:`_window_at_speed` reads); ``None`` without
+        notes (or a sample rate to place them)."""
+        notes = None if piece.notes is None else piece.notes[player]
+        if notes is None or not self.sample_rate:
+            return None
+        length = self.shape.output_length
+        middle = (offset + length / 2) / self.sample_rate
+        half = length * speed / 2 / self.sample_rate
+        pitch = mean_pitch(notes, middle - half, middle + half)
+        return None if pitch is None else pitch + 12 * float(np.log2(speed))
 
     def _appearance(self, source: tuple[PieceAudio, int, int] | None) -> np.ndarray:
         visuals = None if source is None else source[0].visuals
@@ -448,22 +495,31 @@ class ExcerptDataset(Dataset):
         sources: list[tuple[PieceAudio, int, int]],
         pair: bool = False,
         label_only: bool = False,
-    ) -> list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None]]:
-        """K queries: instrument code, target ``(T_out,)``, and the player it is (if one).
+        voices: list[int] | None = None,
+    ) -> list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None, int]]:
+        """K queries: instrument code, target ``(T_out,)``, the player it is (if one) and the
+        voice asked for (0: all players of the instrument).
 
         With ``pair`` the first two players (one instrument) are queried first; with
         ``label_only`` (or a label-only model) same-instrument players are one summed query.
+        With ``voices`` (each player's voice; 0 for players of other instruments) the pair's
+        instrument is queried player by player, as voices, and the others by label.
         """
         k = self.config.queries_per_mixture
         length = self.shape.output_length
-        present: list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None]]
-        if self.label_only_model or label_only:
-            merged: dict[str, np.ndarray] = {}
-            for code, audio in zip(instruments, outputs, strict=True):
-                merged[code] = merged.get(code, np.zeros(length, np.float32)) + audio
-            present = [(code, audio, None) for code, audio in merged.items()]
+        Present = tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None, int]
+        present: list[Present]
+        players = list(zip(instruments, outputs, sources, strict=True))
+        if voices is not None:
+            present = [(c, a, s, v) for (c, a, s), v in zip(players, voices, strict=True) if v]
+            present += _merged(
+                [(c, a) for (c, a, _), v in zip(players, voices, strict=True) if not v], length
+            )
+        elif self.label_only_model or label_only:
+            present = _merged([(c, a) for c, a, _ in players], length)
+            pair = False  # one summed query holds the pair
         else:
-            present = list(zip(instruments, outputs, sources, strict=True))
+            present = [(c, a, s, 0) for c, a, s in players]
         order = rng.permutation(len(present))
         if pair:
             order = np.concatenate([[0, 1], rng.permutation(np.arange(2, len(present)))])
@@ -474,8 +530,18 @@ class ExcerptDataset(Dataset):
             queries = queries[:-1]
         while len(queries) < k:
             code = absent_codes[int(rng.integers(len(absent_codes)))]
-            queries.append((code, np.zeros(length, np.float32), None))
+            queries.append((code, np.zeros(length, np.float32), None, 0))
         return queries
+
+
+def _merged(
+    players: list[tuple[str, np.ndarray]], length: int
+) -> list[tuple[str, np.ndarray, None, int]]:
+    """One label query per instrument: its players' targets summed, voice 0."""
+    summed: dict[str, np.ndarray] = {}
+    for code, audio in players:
+        summed[code] = summed.get(code, np.zeros(length, np.float32)) + audio
+    return [(code, audio, None, 0) for code, audio in summed.items()]
 
 
 def _biquad(kind: str, frequency: float, gain_db: float, q: float, rate: int) -> np.ndarray:

@@ -91,6 +91,7 @@ def batch_queries(batch: dict[str, torch.Tensor], device: torch.device) -> Query
         motion_offset=get("motion_offset"),
         motion_present=get("motion_present"),
         ensemble=get("ensemble"),
+        voices=get("voices"),
     )
 
 

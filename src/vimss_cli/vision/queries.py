@@ -10,7 +10,7 @@ so chunked separation still equals one pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +63,18 @@ class PlayerPlan:
         when there are more players than the models were trained on.
         """
         queries = self._queries(config)
+        if config.voices:
+            queries = self._voice_queries(queries, config.voices)
         if len(queries) > MOST_TRAINED_PLAYERS:
             self.warnings.append(
                 f"{self.path.name}: {len(queries)} players, but the models were trained on "
                 f"ensembles of at most {MOST_TRAINED_PLAYERS}; expect weaker stems"
             )
-        labels_only = [q.instrument for q in queries if q.appearance is None and q.motion is None]
+        labels_only = [
+            q.instrument
+            for q in queries
+            if q.appearance is None and q.motion is None and q.voice == 0
+        ]
         repeated = sorted(
             {label or "unknown" for label in labels_only if labels_only.count(label) > 1}
         )
@@ -80,6 +86,64 @@ class PlayerPlan:
             )
         return queries
 
+    def _voice_queries(self, queries: list[Query], most: int) -> list[Query]:
+        """For a model that tells voices apart: the players of an instrument that two to
+        ``most`` players share are queried as voices 1, 2, ... left to right. With a picture,
+        each carries its player's motion (:meth:`_sorting_motion`), by which the stems are
+        then given to the players (``vimss_cli.voices.VoiceSorter``); without one, the stems
+        stay in voice order, highest first."""
+        labels = [q.instrument for q in queries]
+        shared = [
+            code for code in dict.fromkeys(labels) if code and 2 <= labels.count(code) <= most
+        ]
+        if not shared:
+            return queries
+        motions: list[np.ndarray] | None = None
+        rate = None
+        if self.has_video:
+            motions, rate = self._sorting_motion(len(queries))
+        else:
+            self.notes.append(
+                f"no picture: the players of {', '.join(shared)} are separated by register, "
+                "highest first, and cannot be matched to who plays"
+            )
+        voiced = []
+        for index, query in enumerate(queries):
+            if query.instrument not in shared:
+                voiced.append(query)
+                continue
+            voice = labels[: index + 1].count(query.instrument)
+            motion = query.motion
+            if motion is None and motions is not None:
+                motion = motions[index]
+            voiced.append(
+                replace(
+                    query,
+                    voice=voice,
+                    motion=motion,
+                    motion_rate=query.motion_rate if query.motion is not None else rate,
+                )
+            )
+        return voiced
+
+    def _sorting_motion(self, players: int) -> tuple[list[np.ndarray], float]:
+        """Each player's motion for giving voice stems to players, and its rate: the pose
+        motion of the true keypoints beside a generated video (``Pose_<piece>.npz``), else the
+        frame differences of the player's box in :data:`SORTING_BANDS` bands."""
+        if self.analysis is None:
+            self.analysis = analyse_video(self.path, players=self.players, boxes=self.boxes)
+            self.warnings.extend(self.analysis.warnings)
+        found = self.analysis.players
+        if len(found) != players:
+            raise InputError(
+                f"--instruments names {players} players but {len(found)} were found in "
+                f"{self.path}; pass --players {players} or --boxes"
+            )
+        if pose_file_for(self.path).is_file():
+            return self._pose_motion(players)
+        self.notes.append("voices given to players by the frame differences of their boxes")
+        return [self.analysis.motion(p, SORTING_BANDS) for p in found], self.analysis.rate
+
     def _queries(self, config: ModelConfig) -> list[Query]:
         if config.appearance_dim not in (0, FEATURE_DIM):
             raise InputError(
@@ -88,7 +152,7 @@ class PlayerPlan:
             )
         visual = config.appearance_dim > 0 or config.motion_channels > 0
         if not visual:
-            if self.analysis is not None:
+            if self.analysis is not None and not config.voices:
                 self.notes.append(
                     "the model takes only instrument labels: the players' appearance and "
                     "motion were measured but are not used"
@@ -150,6 +214,8 @@ class PlayerPlan:
         return list(pose_motion(keypoints, rate)), rate
 
 
+#: Horizontal bands of a player's box whose frame differences give voice stems to players.
+SORTING_BANDS = 4
 #: A player whose pose the tracker loses in more than this share of frames gets a warning.
 LOST_POSE_SHARE = 0.25
 #: A guessed instrument below this confidence is used, with a warning.
