@@ -302,3 +302,13 @@ def test_separate_a_filmed_duet_gives_voices_to_players(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     stems = sorted((tmp_path / "out" / "duet").glob("*.wav"))
     assert [p.name for p in stems] == ["01_vn.wav", "02_vn.wav"]
+
+
+def test_the_voice_embedding_learns_at_its_own_rate() -> None:
+    from vimss_cli.training.trainer import parameter_groups
+
+    model = make_tiny_model(VOICE_CONFIG)
+    groups = parameter_groups(model, motion_lr_scale=1.0, voice_lr_scale=25.0)
+    assert [g["lr_scale"] for g in groups] == [1.0, 25.0]
+    assert groups[1]["params"] == [model.query_encoder.voice_embedding.weight]
+    assert len(parameter_groups(make_tiny_model(), 1.0, voice_lr_scale=25.0)) == 1

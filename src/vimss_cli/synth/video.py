@@ -28,7 +28,7 @@ from vimss_cli.synth.kinematics import (
     smooth_noise,
 )
 from vimss_cli.synth.performance import PlayedNote
-from vimss_cli.urmp import pose_file_for
+from vimss_cli.urmp import SYNTH_MANIFEST_NAME, pose_file_for
 
 #: URMP films at 29.97 frames per second.
 FPS = 30000 / 1001
@@ -53,13 +53,15 @@ def player_boxes(width: int, height: int, players: int) -> str:
 
 
 def generated_boxes(video: Path, players: int) -> str | None:
-    """``--boxes`` for a video ``vimss data synth`` made (its true keypoints lie beside it):
-    the known regions of :func:`player_boxes`. ``None`` for any other video.
+    """``--boxes`` for a video ``vimss data synth`` made (its true keypoints lie beside it,
+    or its split's manifest one folder up): the known regions of :func:`player_boxes`.
+    ``None`` for any other video.
 
     The front end gets them because the drawn figures have arms: the person detector may
     take one for a person without an instrument and refuse the video.
     """
-    if not pose_file_for(video).is_file():
+    manifest = video.parent.parent / SYNTH_MANIFEST_NAME
+    if not pose_file_for(video).is_file() and not manifest.is_file():
         return None
     from vimss_cli.vision.frames import probe_video
 

@@ -110,6 +110,10 @@ class OptimConfig:
     ``network_lr_scale``: the rest of the network learns at this multiple of ``lr``; 0
     freezes it, so only the motion path learns: with ``model.motion_bypass``, label queries
     then separate exactly as the warm start's checkpoint does.
+    ``voice_lr_scale``: the voice embedding (``model.voices``) learns at this multiple of
+    ``lr``: warm-started from a label model it starts at zero, and at the network's
+    fine-tuning rate it would take thousands of steps to grow as large as the label
+    embeddings it adds to.
     ``activity_weight``: weight of the auxiliary loss of a model with
     ``model.motion_activity_head``: from each queried player's motion alone, how loud is the
     player in each motion frame (:func:`vimss_cli.training.losses.activity_loss`).
@@ -126,6 +130,7 @@ class OptimConfig:
     spectral_weight: float = 0.0
     loss: Literal["l1", "sdr"] = "l1"
     motion_lr_scale: float = 1.0
+    voice_lr_scale: float = 1.0
     activity_weight: float = 0.0
     network_lr_scale: float = 1.0
 
@@ -133,6 +138,7 @@ class OptimConfig:
         check_types(self)
         check_range(self, "lr", above=0)
         check_range(self, "motion_lr_scale", above=0)
+        check_range(self, "voice_lr_scale", above=0)
         check_range(self, "grad_clip", above=0)
         check_range(self, "max_steps", at_least=1)
         for name in (

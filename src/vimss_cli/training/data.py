@@ -300,7 +300,7 @@ class ExcerptDataset(Dataset):
         voice_pair = self.voices > 0 and rng.random() < config.voice_pair_probability
         pair = voice_pair or (visual and rng.random() < config.same_instrument_probability)
         label_only = visual and not pair and rng.random() < config.label_query_probability
-        players = self._choose_pair(rng) if pair else None
+        players = self._choose_pair(rng, voice_pair) if pair else None
         voice_pair = voice_pair and players is not None
         players = players or self._choose_players(rng)
         excerpts, instruments, sources, pitches = [], [], [], []
@@ -451,12 +451,15 @@ class ExcerptDataset(Dataset):
         drop = self.config.drop_player_probability
         return chosen[:keep] + [c for c in chosen[keep:] if rng.random() >= drop]
 
-    def _choose_pair(self, rng: np.random.Generator) -> list[tuple[PieceAudio, int, int]] | None:
+    def _choose_pair(
+        self, rng: np.random.Generator, voices: bool = False
+    ) -> list[tuple[PieceAudio, int, int]] | None:
         """Two players of one instrument first, then others; ``None`` if the split has no pair.
 
         Half the time (when the first player's piece has another player of its instrument) the
         pair and the others are that piece's players at one offset, as in a real ensemble;
-        otherwise the second player and up to three others come from anywhere in the split.
+        otherwise the second player and up to three others come from anywhere in the split
+        (with ``voices``, none of the others plays the pair's instrument).
         """
         codes = list(self.pair_candidates)
         if not codes:
@@ -479,7 +482,10 @@ class ExcerptDataset(Dataset):
         picks = [(first_piece, first_player), (second_piece, second_player)]
         for _ in range(int(rng.integers(0, 4))):
             extra = int(rng.integers(len(self.pieces)))
-            picks.append((extra, int(rng.integers(self.pieces[extra].stems.shape[0]))))
+            player = int(rng.integers(self.pieces[extra].stems.shape[0]))
+            if voices and self.pieces[extra].instruments[player] == code:
+                continue  # a voice pair ranks two players: no third of theirs joins
+            picks.append((extra, player))
         result = []
         for piece_index, player in picks:
             piece = self.pieces[piece_index]

@@ -55,15 +55,24 @@ def is_motion_path(name: str) -> bool:
     return name.startswith(prefixes) or ".dynamic." in name
 
 
+def is_voice_path(name: str) -> bool:
+    """A parameter of the voice embedding (``ModelConfig.voices``)."""
+    return name.startswith("query_encoder.voice_embedding.")
+
+
 def parameter_groups(
-    model: Network, motion_lr_scale: float, network_lr_scale: float = 1.0
+    model: Network,
+    motion_lr_scale: float,
+    network_lr_scale: float = 1.0,
+    voice_lr_scale: float = 1.0,
 ) -> list[dict[str, Any]]:
     """AdamW's parameter groups: the network at ``network_lr_scale``, then (when the model has
-    one) its motion path at ``motion_lr_scale``. The order is fixed, so a resumed run's saved
-    optimizer state fits. With ``network_lr_scale`` 0 the network is frozen: its parameters
-    no longer require gradients, and only the motion path learns."""
+    one) its motion path at ``motion_lr_scale``, then (when it has voices) its voice embedding
+    at ``voice_lr_scale``. The order is fixed, so a resumed run's saved optimizer state fits.
+    With ``network_lr_scale`` 0 the network is frozen: its parameters no longer require
+    gradients, and only the motion path (and voices) learn."""
     named = list(model.named_parameters())
-    network = [p for n, p in named if not is_motion_path(n)]
+    network = [p for n, p in named if not is_motion_path(n) and not is_voice_path(n)]
     if network_lr_scale == 0:
         for parameter in network:
             parameter.requires_grad_(False)
@@ -71,6 +80,9 @@ def parameter_groups(
     motion = [p for n, p in named if is_motion_path(n)]
     if motion:
         groups.append({"params": motion, "lr_scale": motion_lr_scale})
+    voices = [p for n, p in named if is_voice_path(n)]
+    if voices:
+        groups.append({"params": voices, "lr_scale": voice_lr_scale})
     return groups
 
 
@@ -196,7 +208,12 @@ class Trainer:
         model = build_network(config.model).to(device)
         ema = copy.deepcopy(model).eval() if config.optim.ema_decay > 0 else None
         optimizer = torch.optim.AdamW(
-            parameter_groups(model, config.optim.motion_lr_scale, config.optim.network_lr_scale),
+            parameter_groups(
+                model,
+                config.optim.motion_lr_scale,
+                config.optim.network_lr_scale,
+                config.optim.voice_lr_scale,
+            ),
             lr=config.optim.lr,
             weight_decay=config.optim.weight_decay,
         )
