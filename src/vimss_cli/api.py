@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -198,15 +198,18 @@ def _resample(audio: np.ndarray, source: int, target: int) -> np.ndarray:
     return resample_poly(audio, up, down, axis=-1).astype(np.float32)
 
 
-def _voice_sorter(queries: list[Query], sample_rate: int) -> VoiceSorter | None:
-    """A sorter for the voice queries that carry their players' motion, or ``None``."""
+def _voice_sorter(
+    queries: list[Query], sample_rate: int, owners: list[list[tuple[int, ...]]] | None = None
+) -> VoiceSorter | None:
+    """A sorter for the voice queries that carry their players' motion, or ``None``; with
+    ``owners``, one that replays those decisions (another channel of the same input)."""
     try:
         groups, motion_rate = voice_groups(queries)
     except ValueError as error:
         raise InputError(str(error)) from None
     if not groups or motion_rate is None:
         return None
-    return VoiceSorter(groups, motion_rate, sample_rate)
+    return VoiceSorter(groups, motion_rate, sample_rate, owners=owners)
 
 
 def _stem_reports(queries: list[Query], paths: list[Path]) -> list[StemReport]:
@@ -430,22 +433,11 @@ class Separator:
         target = sample_rate or rate
         like_path = like_input and split and (target != self.sample_rate or channels > 1)
         check_format_rate(wav_format, target if like_path else self.sample_rate)
-        if like_path and any(q.voice for q in queries):
-            queries = [replace(q, voice=0) for q in queries]
-            voice_note = (
-                "players of one instrument are not told apart by voice in stems made like the "
-                "input (--like-input, --sample-rate): their stems are identical"
-            )
-        else:
-            voice_note = None
         if like_path:
-            report = self._separate_like_input(
+            return self._separate_like_input(
                 input_path, sound, info, queries, paths, wav_format, force, progress, started,
                 rest, target, Path(out_dir), is_stem,
             )  # fmt: skip
-            if voice_note is not None:
-                report.warnings.append(f"{input_path.name}: {voice_note}")
-            return report
         warnings = []
         if rate != self.sample_rate or channels > 1:
             warnings.append(
@@ -561,6 +553,8 @@ class Separator:
         restore = peak if wav_format == "float32" else 1.0
         out_dir = out_dir or paths[0].parent.parent
         out_dir.mkdir(parents=True, exist_ok=True)
+        decided: list[list[tuple[int, ...]]] | None = None  # the voice owners of channel 0
+        voice_warnings: list[str] = []
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".vimss-channels-") as scratch:
             parts: list[Path] = []  # channel-major: channel c, stem k at c * players + k
             for channel in range(channels):
@@ -584,10 +578,16 @@ class Separator:
                                 )
 
                         remainder = _Rest() if rest else None
+                        # every channel's voice stems go to the players the first one's did
+                        sorter = _voice_sorter(queries, self.sample_rate, decided)
 
-                        def write(stems: np.ndarray, handles=handles, remainder=remainder) -> None:
+                        def write(
+                            stems: np.ndarray, handles=handles, remainder=remainder, sorter=sorter
+                        ) -> None:
                             if remainder is not None:
                                 stems = remainder.add(stems)
+                            if sorter is not None:
+                                stems = sorter.feed(stems)
                             for handle, stem in zip(handles, stems, strict=True):
                                 handle.write(stem)
 
@@ -606,6 +606,11 @@ class Separator:
                             precision=self.precision,
                             progress=report,
                         )
+                        if sorter is not None:
+                            write(sorter.finish(), remainder=None, sorter=None)
+                            decided = decided or sorter.owners
+                            if channel == 0:
+                                voice_warnings = sorter_warnings(sorter, input_path.name)
                 finally:
                     for handle in handles:
                         handle.close()
@@ -650,7 +655,7 @@ class Separator:
                     reader.close()
         return self._finish(
             input_path, sound, queries, paths, written, rate, started, peak, restore / peak,
-            writer, wav_format, [],
+            writer, wav_format, voice_warnings,
         )  # fmt: skip
 
     def _finish(

@@ -168,7 +168,9 @@ class VoiceSorter:
     stretch and half a stretch either side. Where the owner changes, the new one fades in over
     ``fade_seconds``. :meth:`feed` takes ``(K, n)`` blocks of all K stems in order and returns
     what is ready, in order; :meth:`finish` returns the rest. The result does not depend on
-    how the stems were cut into blocks.
+    how the stems were cut into blocks. With ``owners`` (an earlier sorter's, per group) the
+    sorter replays those decisions instead: the other channels of a recording follow the
+    first.
     """
 
     def __init__(
@@ -178,6 +180,7 @@ class VoiceSorter:
         sample_rate: int,
         segment_seconds: float = 10.0,
         fade_seconds: float = 0.05,
+        owners: list[list[tuple[int, ...]]] | None = None,
     ) -> None:
         if segment_seconds <= 0:
             raise ValueError("segment_seconds must be positive")
@@ -195,6 +198,8 @@ class VoiceSorter:
         self.owners: list[list[tuple[int, ...]]] = [[] for _ in groups]  # per stretch
         self.margins: list[list[float]] = [[] for _ in groups]
         self.received = 0
+        #: decisions to replay (another channel of the same recording), per group
+        self.replay = owners
 
     # --------------------------------------------------------------- input and measurement
     def feed(self, block: np.ndarray) -> np.ndarray:
@@ -247,6 +252,11 @@ class VoiceSorter:
                     if self.frames_done < max((s + 1) * step, wanted):
                         break
                 usable = min(self.frames_done, self.motion_frames[g])
+                if self.replay is not None:
+                    known = self.replay[g]
+                    self.owners[g].append(known[min(s, len(known) - 1)])
+                    self.margins[g].append(np.inf)
+                    continue
                 if s * step >= usable and self.owners[g]:  # past the video: keep the owner
                     self.owners[g].append(self.owners[g][-1])
                     self.margins[g].append(0.0)
