@@ -356,7 +356,8 @@ def voice_groups(queries: list[Query]) -> tuple[list[VoiceGroup], float | None]:
     for index, query in enumerate(queries):
         if query.voice:
             by_instrument.setdefault(query.instrument, []).append(index)
-    groups, rates = [], set()
+    groups: list[VoiceGroup] = []
+    rates: set[float] = set()
     for instrument, slots in by_instrument.items():
         voices = sorted(queries[i].voice for i in slots)
         if voices != list(range(1, len(slots) + 1)):

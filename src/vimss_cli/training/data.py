@@ -542,7 +542,7 @@ class ExcerptDataset(Dataset):
 
 def _merged(
     players: list[tuple[str, np.ndarray]], length: int
-) -> list[tuple[str, np.ndarray, None, int]]:
+) -> list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None, int]]:
     """One label query per instrument: its players' targets summed, voice 0."""
     summed: dict[str, np.ndarray] = {}
     for code, audio in players:
