@@ -324,7 +324,9 @@ def test_ctrl_c_mid_run_leaves_no_partial_stems(
         return original(self, windows, starts)
 
     monkeypatch.setattr(_WindowRunner, "run", interrupted_run)
-    result = run("separate", long_mix, "-o", out, "-i", "vn,vc", "--batch-size", "1", "--tile", "8192")
+    result = run(
+        "separate", long_mix, "-o", out, "-i", "vn,vc", "--batch-size", "1", "--tile", "8192"
+    )
     assert result.exit_code == 130
     assert "interrupted" in result.stderr
     assert files_under(out) == [] and not (out / "long").exists()
