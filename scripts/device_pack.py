@@ -6,6 +6,7 @@ folder (``.device/`` by default)::
 
     .device/wheels/            Python 3.12 wheels that machine lacks (soundfile, cffi, ...)
     .device/data/<split>/<piece>/AuSep_<j>_<inst>_<id>.ogg   stems as Ogg Vorbis
+    .device/data/<split>/<piece>/Notes_<j>_<inst>_<id>.txt   the players' notes (voice ranks)
     .device/data/<split>/vimss_synth.json                    the generator's manifest
                                (--extra-train folders, e.g. real solos, join train/ first)
     .device/config.toml        the run's configuration
@@ -136,6 +137,11 @@ def pack_split(
                 (str(path), str(folder / (path.stem + ".ogg")), level) for path in piece.stem_paths
             ]
             size = sum(pool.map(_encode_stem, jobs))
+            for player in range(1, len(piece.stem_paths) + 1):  # what voice ranks read
+                notes = piece.notes_path(player)
+                if notes.is_file():
+                    shutil.copy2(notes, folder / notes.name)
+                    size += notes.stat().st_size
             if budget is not None and used + size > budget:
                 shutil.rmtree(folder)
                 break
@@ -207,6 +213,8 @@ def unpack(args: argparse.Namespace) -> None:
             folder = target / split.name / piece.name
             folder.mkdir(parents=True, exist_ok=True)
             jobs += [(str(s), str(folder / (s.stem + ".wav"))) for s in sorted(piece.glob("*.ogg"))]
+            for notes in sorted(piece.glob("Notes_*.txt")):
+                shutil.copy2(notes, folder / notes.name)
         manifest = split / SYNTH_MANIFEST_NAME
         if manifest.is_file():
             (target / split.name).mkdir(parents=True, exist_ok=True)

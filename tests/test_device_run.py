@@ -43,6 +43,8 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_piece(root / "train", 1, ("vn", "vc"), seed=1)
     make_piece(root / "train", 2, ("fl", "cl", "bn"), seed=2)
     make_piece(root / "valid", 3, ("tpt", "tbn"), seed=3)
+    notes = root / "train" / "01_Piece1_vn_vc" / "Notes_1_vn_01_Piece1.txt"
+    notes.write_text("0.0\t440.0\t1.0\n")  # the players' notes travel (voice ranks)
     config = base / "tiny.toml"
     config.write_text(tiny_config_toml())
     out = base / "pack"
@@ -99,6 +101,8 @@ def test_pack_holds_vorbis_stems_that_unpack_close_to_the_originals(
     original, _ = soundfile.read(
         str(pack.parent / "data" / "train" / decoded.parent.name / decoded.name), dtype="float32"
     )
+    notes = decoded.parent / "Notes_1_vn_01_Piece1.txt"
+    assert notes.read_text() == "0.0\t440.0\t1.0\n"
     restored, rate = soundfile.read(str(decoded), dtype="float32")
     assert rate == 8000 and restored.shape == original.shape
     snr = 10 * np.log10(np.sum(original**2) / np.sum((original - restored) ** 2))
