@@ -173,13 +173,19 @@ def _motion_at(times: list[float], seconds: float, rate: float = 10.0) -> np.nda
     return motion
 
 
+def _two_voices(seconds: float, notes: int, seed: int) -> tuple[list, list, np.ndarray]:
+    """Two voices' note onsets (s) and their stems ``(2, samples)``, bursts at the onsets."""
+    rng = np.random.default_rng(seed)
+    onsets_a = sorted(rng.uniform(0, seconds - 1, notes).round(1))
+    onsets_b = sorted(rng.uniform(0, seconds - 1, notes).round(1))
+    stems = np.stack([_bursts(onsets_a, seconds, 1), _bursts(onsets_b, seconds, 2)])
+    return onsets_a, onsets_b, stems
+
+
 def test_each_player_gets_the_voice_whose_onsets_its_motion_follows() -> None:
     seconds = 40.0
-    rng = np.random.default_rng(5)
-    onsets_a = sorted(rng.uniform(0, seconds - 1, 40).round(1))
-    onsets_b = sorted(rng.uniform(0, seconds - 1, 40).round(1))
-    voice_1, voice_2 = _bursts(onsets_a, seconds, 1), _bursts(onsets_b, seconds, 2)
-    stems = np.stack([voice_1, np.ones_like(voice_1), voice_2])  # slot 1: another instrument
+    onsets_a, onsets_b, voices = _two_voices(seconds, 40, seed=5)
+    stems = np.stack([voices[0], np.ones_like(voices[0]), voices[1]])  # slot 1: another player
     # the left player (slot 0) moves with voice 2's notes, the right one (slot 2) with voice 1's
     swapped = VoiceGroup([0, 2], [_motion_at(onsets_b, seconds), _motion_at(onsets_a, seconds)])
     out, sorter = sort_voices(stems, [swapped], 10.0, RATE)
@@ -192,10 +198,7 @@ def test_each_player_gets_the_voice_whose_onsets_its_motion_follows() -> None:
 
 def test_owners_change_where_the_players_swap_parts_with_a_fade() -> None:
     seconds = 40.0
-    rng = np.random.default_rng(6)
-    onsets_a = sorted(rng.uniform(0, seconds - 1, 40).round(1))
-    onsets_b = sorted(rng.uniform(0, seconds - 1, 40).round(1))
-    stems = np.stack([_bursts(onsets_a, seconds, 1), _bursts(onsets_b, seconds, 2)])
+    onsets_a, onsets_b, stems = _two_voices(seconds, 40, seed=6)
     left = [t for t in onsets_a if t < 20] + [t for t in onsets_b if t >= 20]
     right = [t for t in onsets_b if t < 20] + [t for t in onsets_a if t >= 20]
     group = VoiceGroup([0, 1], [_motion_at(left, seconds), _motion_at(right, seconds)])
@@ -316,10 +319,7 @@ def test_the_voice_embedding_learns_at_its_own_rate() -> None:
 
 def test_a_replaying_sorter_gives_another_channel_the_same_owners() -> None:
     seconds = 30.0
-    rng = np.random.default_rng(7)
-    onsets_a = sorted(rng.uniform(0, seconds - 1, 30).round(1))
-    onsets_b = sorted(rng.uniform(0, seconds - 1, 30).round(1))
-    stems = np.stack([_bursts(onsets_a, seconds, 1), _bursts(onsets_b, seconds, 2)])
+    onsets_a, onsets_b, stems = _two_voices(seconds, 30, seed=7)
     group = VoiceGroup([0, 1], [_motion_at(onsets_b, seconds), _motion_at(onsets_a, seconds)])
     _, first = sort_voices(stems, [group], 10.0, RATE)
     assert first.voice_of(0) == [(1, 0)] * 3
