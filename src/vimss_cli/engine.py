@@ -150,12 +150,6 @@ class _WindowRunner:
         self.device = next(model.parameters()).device
         config = model.config
         self.static = query_batch_from_queries(queries, config.appearance_dim, self.device)
-        asked = max((q.voice for q in queries), default=0)
-        if asked > config.voices:
-            raise InputError(
-                f"a query asks for voice {asked} of its instrument, but this model tells "
-                f"{config.voices} voices apart"
-            )
         #: who plays, for a model with ``ensemble_context``: the counts of all K queries, not
         #: only this runner's group (``None``: this runner's own queries)
         self.static.ensemble = ensemble
@@ -317,6 +311,12 @@ def separate_blocks(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    asked = max((q.voice for q in queries), default=0)
+    if asked > model.config.voices:
+        raise InputError(
+            f"a query asks for voice {asked} of its instrument, but this model tells "
+            f"{model.config.voices} voices apart"
+        )
     plan = plan_windows(model, tile)
     device = next(model.parameters()).device
     groups = default_groups(len(queries), device) if groups is None else groups
