@@ -68,11 +68,11 @@ def _notes_piece(folder: Path, number: int, pitches: tuple[float, float]) -> Non
     write_wav(piece / name.mix_name(), np.sum(stems, axis=0))
 
 
-def _voice_dataset(root: Path) -> ExcerptDataset:
+def _voice_dataset(root: Path, *settings: str) -> ExcerptDataset:
     config = build_config(
         None,
         ["model.voices=2", "data.voice_pair_probability=1", "data.gain_db=0",
-         "data.drop_player_probability=0", "data.absent_query_probability=0"],
+         "data.drop_player_probability=0", "data.absent_query_probability=0", *settings],
     )  # fmt: skip
     pieces, _ = load_pieces(root, RATE)
     return ExcerptDataset(pieces, ExcerptShape(400, 256, 72), config.data, seed=1,
@@ -106,6 +106,35 @@ def test_a_unison_pair_keeps_one_summed_label_query(tmp_path: Path) -> None:
     assert item["voices"].tolist() == [0, 0]
     assert item["labels"][0] == 0  # the violins, summed, then an absent instrument
     assert item["targets"][1].abs().max() == 0
+
+
+def test_a_resting_player_keeps_its_voice_with_the_phrase_around(tmp_path: Path) -> None:
+    """The lower violin plays only the first second of four: with the notes of a phrase
+    around the excerpt it stays voice 2 (silence) while it rests; without, the excerpt falls
+    back to label queries."""
+    name = PieceName(1, "Rest1", ("vn", "vn"))
+    piece = tmp_path / "rest" / name.folder_name
+    piece.mkdir(parents=True)
+    t = np.arange(4 * RATE) / RATE
+    high = (0.3 * np.sin(2 * np.pi * 880 * t)).astype(np.float32)
+    low = (0.3 * np.sin(2 * np.pi * 220 * t) * (t < 1.0)).astype(np.float32)
+    for player, (stem, line) in enumerate(
+        [(high, "0.0\t880.0\t4.0\n"), (low, "0.0\t220.0\t1.0\n")], 1
+    ):
+        write_wav(piece / name.stem_name(player), stem)
+        (piece / name.notes_name(player)).write_text(line)
+    write_wav(piece / name.mix_name(), high + low)
+    alone = [_voice_dataset(tmp_path / "rest")[i]["voices"].tolist() for i in range(40)]
+    assert [0, 0] in alone
+    phrase = _voice_dataset(tmp_path / "rest", "data.voice_phrase_seconds=4")
+    resting = 0
+    for index in range(40):
+        item = phrase[index]
+        voices = item["voices"].tolist()
+        assert sorted(voices) == [1, 2], voices
+        lower = item["targets"][voices.index(2)]
+        resting += int(lower.abs().max() == 0)
+    assert resting > 0  # voice 2 asked for while its player rests: silence
 
 
 def test_voice_pairs_need_a_model_with_voices() -> None:

@@ -65,6 +65,10 @@ class DataConfig:
             number, 1 for the highest mean pitch over the excerpt's output (from the players'
             ``Notes_*`` files). Where the order is unclear (a player silent there, parts less
             than a semitone apart) the excerpt keeps label queries. Validation draws them too.
+        voice_phrase_seconds: voice ranks read the players' notes this many seconds either
+            side of the excerpt's output as well (0: the output alone), so that a player who
+            rests in the excerpt keeps the voice of its line (its target is then silence),
+            as the voice stems of a whole recording must.
         validation_excerpts: fixed excerpts from the valid split scored at each validation.
     """
 
@@ -82,6 +86,7 @@ class DataConfig:
     real_solo_probability: float = 0.0
     speed_semitones: float = 0.0
     voice_pair_probability: float = 0.0
+    voice_phrase_seconds: float = 0.0
     validation_excerpts: int = 64
 
     def __post_init__(self) -> None:
@@ -93,6 +98,7 @@ class DataConfig:
         check_range(self, "gain_db", at_least=0)
         check_range(self, "colour_db", at_least=0)
         check_range(self, "speed_semitones", at_least=0, at_most=12)
+        check_range(self, "voice_phrase_seconds", at_least=0, at_most=60)
         for name in PROBABILITIES:
             check_range(self, name, at_least=0, at_most=1)
 

@@ -363,14 +363,15 @@ class ExcerptDataset(Dataset):
         self, piece: PieceAudio, player: int, offset: int, speed: float
     ) -> float | None:
         """Mean pitch (MIDI) of what ``player`` plays over the excerpt's output, read from
-        ``offset`` at ``speed`` (centred, as :func:`_window_at_speed` reads); ``None`` without
-        notes (or a sample rate to place them)."""
+        ``offset`` at ``speed`` (centred, as :func:`_window_at_speed` reads), and
+        ``voice_phrase_seconds`` either side; ``None`` without notes (or a sample rate to
+        place them)."""
         notes = None if piece.notes is None else piece.notes[player]
         if notes is None or not self.sample_rate:
             return None
         length = self.shape.output_length
         middle = (offset + length / 2) / self.sample_rate
-        half = length * speed / 2 / self.sample_rate
+        half = (length / 2 / self.sample_rate + self.config.voice_phrase_seconds) * speed
         pitch = mean_pitch(notes, middle - half, middle + half)
         return None if pitch is None else pitch + 12 * float(np.log2(speed))
 
