@@ -41,6 +41,7 @@ from vimss_cli.synth.video import generated_boxes
 from vimss_cli.urmp import Piece, list_pieces
 from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
 from vimss_cli.vision.pose_motion import pose_motion, read_keypoints
+from vimss_cli.voices import read_notes
 
 #: Centred windows (seconds) the probe averages each feature over.
 WINDOWS = (0.2, 0.6, 1.5)
@@ -54,14 +55,10 @@ def note_activity(path: Path, frames: int, rate: float, bridge: float = 0.0) -> 
     """
     active = np.zeros(frames)
     end = -np.inf
-    for line in path.read_text().splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        onset, duration = float(fields[0]), float(fields[2])  # onset, Hz, duration
+    for onset, stop, _ in read_notes(path):
         start = end if 0 < onset - end < bridge else onset
-        active[int(np.ceil(start * rate)) : int(np.floor((onset + duration) * rate)) + 1] = 1
-        end = onset + duration
+        active[int(np.ceil(start * rate)) : int(np.floor(stop * rate)) + 1] = 1
+        end = stop
     return active
 
 

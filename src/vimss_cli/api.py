@@ -342,7 +342,7 @@ class Separator:
         )
         sorter = _voice_sorter(queries, self.sample_rate)
         if sorter is not None:  # voice stems -> the players whose motion they follow
-            stems = np.concatenate([sorter.feed(stems), sorter.finish()], axis=1)
+            stems = sorter.sort_whole(stems)
         if rate == self.sample_rate:
             return stems
         length = round(len(audio) * rate / self.sample_rate)

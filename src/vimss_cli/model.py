@@ -79,7 +79,7 @@ class ModelConfig:
             (:attr:`QueryBatch.voices`): 1 the highest-sounding player of that instrument in
             the mixture, 2 the next, up to ``n``, so that two violins give two stems by
             register, and the video then says which stem is whose
-            (``vimss_cli.vision.voices``). Voice 0, every query's default, means all the
+            (``vimss_cli.voices``). Voice 0, every query's default, means all the
             players of the instrument summed, as a label query always has; its embedding is
             fixed at zero, so label queries separate exactly as they do without voices.
         silence_gate: output exactly zero where the mixture is digitally silent for the whole
@@ -315,13 +315,7 @@ class QueryEncoder(nn.Module):
         ensemble = queries.ensemble
         if ensemble is None and self.ensemble_projection is not None:
             ensemble = ensemble_counts(queries.labels)  # (I,) or (W, I)
-        voices = queries.voices
-        known = 0 if self.voice_embedding is None else self.voice_embedding.num_embeddings
-        if voices is not None and known and int(voices.max()) >= known:
-            raise ValueError(
-                f"a query asks for voice {int(voices.max())}, but the model knows "
-                f"{known - 1} voices"
-            )
+        voices = queries.voices  # checked against the model once, by the engine
         if queries.labels.ndim == 1:
             shared = None if ensemble is None else ensemble.expand(k, -1)
             return self(queries.labels, queries.appearance, shared, voices).repeat(windows, 1)

@@ -213,6 +213,11 @@ class VoiceSorter:
         self._decide(final=False)
         return self._emit(final=False)
 
+    def sort_whole(self, stems: np.ndarray) -> np.ndarray:
+        """Whole stems ``(K, samples)`` in, sorted stems out (one :meth:`feed`, then
+        :meth:`finish`)."""
+        return np.concatenate([self.feed(stems), self.finish()], axis=1)
+
     def finish(self) -> np.ndarray:
         self._decide(final=True)
         return self._emit(final=True)
@@ -386,5 +391,4 @@ def sort_voices(
     """:class:`VoiceSorter` over whole stems ``(K, samples)``: the sorted stems and the
     sorter (its owners and margins)."""
     sorter = VoiceSorter(groups, motion_rate, sample_rate, segment_seconds)
-    parts = [sorter.feed(stems), sorter.finish()]
-    return np.concatenate(parts, axis=1), sorter
+    return sorter.sort_whole(stems), sorter

@@ -65,6 +65,11 @@ class PieceAudio:
         return int(self.stems.shape[1])
 
 
+#: One query of an excerpt: instrument code, target ``(T_out,)``, the player it is (piece,
+#: player, first input sample; ``None`` for a summed or absent query) and the voice asked for.
+QueryRow = tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None, int]
+
+
 def split_folders(root: Path) -> tuple[Path, Path | None]:
     """``root/train`` and ``root/valid`` when present, else ``root`` and no validation folder."""
     root = Path(root)
@@ -503,7 +508,7 @@ class ExcerptDataset(Dataset):
         pair: bool = False,
         label_only: bool = False,
         voices: list[int] | None = None,
-    ) -> list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None, int]]:
+    ) -> list[QueryRow]:
         """K queries: instrument code, target ``(T_out,)``, the player it is (if one) and the
         voice asked for (0: all players of the instrument).
 
@@ -514,8 +519,7 @@ class ExcerptDataset(Dataset):
         """
         k = self.config.queries_per_mixture
         length = self.shape.output_length
-        Present = tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None, int]
-        present: list[Present]
+        present: list[QueryRow]
         players = list(zip(instruments, outputs, sources, strict=True))
         if voices is not None:
             present = [(c, a, s, v) for (c, a, s), v in zip(players, voices, strict=True) if v]
@@ -541,9 +545,7 @@ class ExcerptDataset(Dataset):
         return queries
 
 
-def _merged(
-    players: list[tuple[str, np.ndarray]], length: int
-) -> list[tuple[str, np.ndarray, tuple[PieceAudio, int, int] | None, int]]:
+def _merged(players: list[tuple[str, np.ndarray]], length: int) -> list[QueryRow]:
     """One label query per instrument: its players' targets summed, voice 0."""
     summed: dict[str, np.ndarray] = {}
     for code, audio in players:
