@@ -91,6 +91,34 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(
     assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
 
 
+def test_ctrl_c_wrapped_by_python_while_loading_is_still_an_interrupt(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python 3.11 turns a Ctrl-C inside a dataclass's ``__set_name__`` (rich.progress
+    loading) into ``RuntimeError`` caused by ``KeyboardInterrupt``: seen once in CI."""
+    import vimss_cli.__main__ as entry
+    import vimss_cli.cli as cli
+
+    def wrapped_interrupt() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise RuntimeError("Error calling __set_name__") from interrupt
+
+    monkeypatch.setattr(cli, "main", wrapped_interrupt)
+    with pytest.raises(SystemExit) as stop:
+        entry.main()
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == "interrupted: nothing was written\n"
+
+    def plain_error() -> None:
+        raise RuntimeError("a real bug")
+
+    monkeypatch.setattr(cli, "main", plain_error)
+    with pytest.raises(RuntimeError, match="a real bug"):
+        entry.main()
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.4])
 def test_sigint_while_starting_prints_no_traceback(
     tiny_models_dir: Path, tmp_path: Path, delay: float
