@@ -623,15 +623,6 @@ def test_corrupt_audio_in_the_dataset_is_skipped_and_counted(tree: Path, tmp_pat
     assert "skipping piece 02_Piece2_fl_cl_bn" in log
 
 
-def _free_port() -> int:
-    """A TCP port nothing listens on now (a fixed one can be held by an earlier run)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     command = [
@@ -640,8 +631,7 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: P
         "torch.distributed.run",
         "--nproc-per-node",
         "2",
-        "--master-port",
-        str(_free_port()),
+        "--standalone",  # the launcher takes a free port itself: no race for one
         "-m",
         "vimss_cli",
         "train",
