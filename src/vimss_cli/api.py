@@ -257,6 +257,43 @@ class _Rest:
 MERGE_BLOCK = 1 << 16
 
 
+#: The longest window ``--tile`` may ask for (output samples; 47.6 s at 22.05 kHz). Any tile
+#: gives the same stems; a window costs about 1 kB of memory per output sample and player
+#: (measured: a 2,000,000-sample tile for two players peaked at 4 GB), and beyond the planner's
+#: tiles (2**17 on the CPU, 2**18 on CUDA) nothing is gained.
+MAX_TILE = 2**20
+#: The most windows ``--batch-size`` may run per forward pass...
+MAX_BATCH_SIZE = 64
+#: ... and the most output samples one pass may hold, ``batch_size * tile``.
+MAX_SAMPLES_PER_PASS = 2**21
+
+
+def _samples(seconds: float | None, rate: int) -> int | None:
+    """A duration hint in samples at ``rate``, rounded up (``None`` when unknown)."""
+    return None if seconds is None else int(np.ceil(seconds * rate)) + 1
+
+
+def check_window_options(tile: int | None, batch_size: int | None) -> None:
+    """Refuse a ``--tile`` or ``--batch-size`` outside what a machine can hold.
+
+    Raises:
+        InputError: either below 1 or above :data:`MAX_TILE` / :data:`MAX_BATCH_SIZE`, or
+            both given with a product above :data:`MAX_SAMPLES_PER_PASS`.
+    """
+    if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise InputError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}")
+    if tile is not None and not 1 <= tile <= MAX_TILE:
+        raise InputError(
+            f"--tile must be between 1 and {MAX_TILE} samples, got {tile} (any tile gives the "
+            "same stems; a longer window only needs more memory)"
+        )
+    if tile is not None and batch_size is not None and tile * batch_size > MAX_SAMPLES_PER_PASS:
+        raise InputError(
+            f"--tile {tile} with --batch-size {batch_size} puts {tile * batch_size} samples "
+            f"in one pass, more than {MAX_SAMPLES_PER_PASS}; lower one of them"
+        )
+
+
 class Separator:
     """A loaded model on a device, ready to separate.
 
@@ -281,11 +318,8 @@ class Separator:
     ) -> None:
         self.device = resolve_device(device)
         self.precision = check_precision(precision, self.device)
-        if batch_size is not None and batch_size < 1:
-            raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+        check_window_options(tile, batch_size)
         self.batch_size = batch_size or 1
-        if tile is not None and tile < 1:
-            raise InputError(f"--tile must be at least 1 sample, got {tile}")
         self.tile = tile
         self.loaded: LoadedModel = load_model(model)
         self.model = self.loaded.model.to(self.device).eval()
@@ -294,11 +328,16 @@ class Separator:
     def sample_rate(self) -> int:
         return self.model.config.sample_rate
 
-    def tile_for(self, players: int) -> int:
-        """Output samples per window for ``players`` queries: ``tile``, or planned."""
-        if self.tile is not None:
-            return self.tile
-        return plan_tile(self.model, players, self.device)
+    def tile_for(self, players: int, length: int | None = None) -> int:
+        """Output samples per window for ``players`` queries: ``tile``, or planned; never
+        longer than ``length``, the input's samples at the model's rate when known (any tile
+        gives the same stems, and a window longer than the input only costs time and memory),
+        nor, with ``batch_size`` windows per pass, than :data:`MAX_SAMPLES_PER_PASS` allows."""
+        tile = self.tile if self.tile is not None else plan_tile(self.model, players, self.device)
+        tile = min(tile, max(1, MAX_SAMPLES_PER_PASS // self.batch_size))
+        if length is not None and length > 0:
+            tile = min(tile, length)
+        return tile
 
     def separate_array(
         self,
@@ -336,7 +375,7 @@ class Separator:
             self.model,
             audio,
             queries,
-            tile=self.tile_for(len(queries)) if split else None,
+            tile=self.tile_for(len(queries), audio.size) if split else None,
             batch_size=self.batch_size if split else 1,
             precision=self.precision,
         )
@@ -489,7 +528,7 @@ class Separator:
                         blocks,
                         queries,
                         write,
-                        tile=self.tile_for(len(queries)),
+                        tile=self.tile_for(len(queries), _samples(total_hint, self.sample_rate)),
                         batch_size=self.batch_size,
                         precision=self.precision,
                         progress=report,
@@ -601,7 +640,7 @@ class Separator:
                             blocks,
                             queries,
                             write,
-                            tile=self.tile_for(len(queries)),
+                            tile=self.tile_for(len(queries), _samples(total, self.sample_rate)),
                             batch_size=self.batch_size,
                             precision=self.precision,
                             progress=report,

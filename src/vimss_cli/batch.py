@@ -30,6 +30,7 @@ from vimss_cli.api import (
     SeparationReport,
     Separator,
     check_outputs_free,
+    check_window_options,
     existing_stems,
     output_folder_name,
     stem_matcher,
@@ -43,6 +44,7 @@ from vimss_cli.progress import BatchEvents, ProgressCallback
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
     check_format_rate,
+    check_output_folder,
     check_wav_format,
     ensure_writable_directory,
     stem_extension,
@@ -198,6 +200,8 @@ class Batch:
 
     def _check_options(self) -> None:
         o, count = self.options, len(self.inputs)
+        check_window_options(o.tile, o.batch_size)
+        check_output_folder(o.out_dir)
         check_wav_format(o.wav_format)
         if o.sample_rate is not None:
             check_format_rate(o.wav_format, o.sample_rate)
@@ -278,8 +282,8 @@ class Batch:
         self, plans: list[PlayerPlan], report: BatchReport
     ) -> list[tuple[PlayerPlan, SeparationReport]]:
         """Load the model, make each plan's queries, separate each input."""
+        separator = self._load_model()  # a bad model or device leaves no output folder
         ensure_writable_directory(self.options.out_dir)
-        separator = self._load_model()
         report.model, report.device = separator.loaded.name, str(separator.device)
         report.precision = separator.precision
         with self.events.phase("looking at the players"):

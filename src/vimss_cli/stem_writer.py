@@ -92,6 +92,17 @@ def check_format_rate(wav_format: str, rate: int) -> None:
         )
 
 
+def check_output_folder(directory: Path) -> None:
+    """Refuse, before any work, an output folder that cannot be made: it, or the nearest of
+    its parents that exists, is not a folder."""
+    for path in (directory, *directory.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "" if path == directory else f" ({path} is a file)"
+                raise OutputError(f"cannot write into {directory}: it is not a folder{where}")
+            return
+
+
 def ensure_writable_directory(directory: Path) -> None:
     """Create ``directory`` if needed and prove a file can be created in it."""
     try:

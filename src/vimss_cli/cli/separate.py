@@ -109,16 +109,18 @@ def separate_command(
         int | None,
         typer.Option(
             "--batch-size",
-            help="Windows per forward pass. 1 (the default) streams them, each layer computing "
-            "its context once; more runs independent windows side by side (same output).",
+            help="Windows per forward pass, at most 64. 1 (the default) streams them, each "
+            "layer computing its context once; more runs independent windows side by side "
+            "(same output).",
         ),
     ] = None,
     tile: Annotated[
         int | None,
         typer.Option(
             "--tile",
-            help="Output samples per window (default: planned from the model, the number of "
-            "players and the CPU's cache; 262144 on CUDA). Same output at any tile.",
+            help="Output samples per window, at most 1048576 and never more than the input "
+            "(default: planned from the model, the number of players and the CPU's cache; "
+            "262144 on CUDA). Same output at any tile.",
         ),
     ] = None,
     wav_format: Annotated[
@@ -289,7 +291,8 @@ def _print_summary(done: BatchReport) -> None:
             printable(
                 f"{result.input}: {result.audio_seconds:.1f} s of audio in "
                 f"{result.wall_seconds:.1f} s with model {done.model} on "
-                f"{done.device}{numbers} -> {len(result.stems)} stems in "
+                f"{done.device}{numbers} -> {len(result.stems)} "
+                f"stem{'' if len(result.stems) == 1 else 's'} in "
                 f"{result.stems[0].path.parent}: {names}"
             ),
             markup=False,
