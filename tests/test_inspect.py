@@ -85,6 +85,17 @@ def test_inspect_refuses_to_overwrite_a_file_without_force(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["duet_players.png"]  # no temporaries
 
 
+def test_inspect_makes_the_folder_its_picture_goes_into(duet: Path, tmp_path: Path) -> None:
+    target = tmp_path / "new" / "deeper" / "players.png"
+    result = run("inspect", duet, "--out", target, "--boxes", "10,10,100,100;140,20,100,90")
+    assert result.exit_code == 0, result.stderr
+    assert cv2.imread(str(target)) is not None
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    refused = run("inspect", duet, "--out", blocker / "p.png", "--boxes", "10,10,100,100")
+    assert_clean_failure(refused, f"cannot write into {blocker}: it is not a folder")
+
+
 def test_separate_video_without_instruments(
     tiny_models_dir: Path, duet: Path, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from vimss_cli.atomic import atomic_path
 from vimss_cli.errors import OutputError
+from vimss_cli.stem_writer import check_output_folder
 from vimss_cli.vision.analysis import VideoAnalysis
 
 COLOURS = [(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255)]
@@ -53,13 +54,13 @@ def draw_players(analysis: VideoAnalysis) -> np.ndarray:
 
 
 def check_png_target(path: Path, force: bool = False) -> Path:
-    """Refuse a target that is not a ``.png`` in an existing folder, or an existing file
-    unless ``force``; checked before a long analysis, and again when writing."""
+    """Refuse a target that is not a ``.png``, lies under a file, or exists (unless
+    ``force``); checked before a long analysis, and again when writing. Missing folders are
+    made when writing, as ``separate`` makes its output folder."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise OutputError(f"--out must name a .png file, got {path}")
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {path}: {path.parent} is not a directory")
+    check_output_folder(path.parent)
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory")
     if path.exists() and not force:
@@ -72,6 +73,10 @@ def write_png(path: Path, image: np.ndarray, force: bool = False) -> Path:
     file, then a rename); :class:`OutputError` when it cannot, or when ``path`` exists and
     not ``force``."""
     path = check_png_target(path, force)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create {path.parent}: {error.strerror}") from None
     with atomic_path(path) as temporary:
         try:
             ok = cv2.imwrite(str(temporary), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
