@@ -168,6 +168,24 @@ def test_references_and_estimates_match_the_metrics(tmp_path: Path) -> None:
     assert [r["SI-SDR"] for r in rows] == pytest.approx(si_sdr(references, estimates), abs=1e-3)
 
 
+def test_estimates_in_another_audio_format_match_their_references(tmp_path: Path) -> None:
+    """FLAC references (as the bundled example's) against WAV stems (as `separate` writes)."""
+    refs = {"01_vn.flac": tone(3, 220, RATE, 1), "02_vc.flac": tone(3, 98, RATE, 2)}
+    (tmp_path / "ref").mkdir()
+    for name, signal in refs.items():
+        soundfile.write(str(tmp_path / "ref" / name), signal, RATE, subtype="PCM_16")
+    estimates = {name.replace(".flac", ".wav"): signal for name, signal in refs.items()}
+    write_folder(tmp_path / "est", estimates)
+    result = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = by_system(json.loads(result.stdout))["estimates"]
+    assert [r["name"] for r in rows] == ["01_vn.flac", "02_vc.flac"]
+    assert all(r["SDR"] > 40 for r in rows)  # each scored against its own reference
+    soundfile.write(str(tmp_path / "est" / "01_vn.ogg"), refs["01_vn.flac"], RATE)  # a second
+    ambiguous = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est")
+    assert_clean_failure(ambiguous, "01_vn.flac: several estimates could be its", "01_vn.wav")
+
+
 def test_rates_and_lengths_are_reconciled_and_reported(tmp_path: Path) -> None:
     refs = {"vn.wav": tone(3, 220, RATE, 1), "vc.wav": tone(3, 98, RATE, 2)}
     write_folder(tmp_path / "ref", refs)
@@ -404,6 +422,16 @@ def test_missing_estimate_fails(tmp_path: Path) -> None:
     write_folder(tmp_path / "est", {"vn.wav": tone(3, 220, RATE, 1)})
     result = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est")
     assert_clean_failure(result, "missing estimates", "vc.wav")
+
+
+def test_compare_says_when_the_protocols_differ(tree: Path, tmp_path: Path) -> None:
+    first = ("--dataset", "urmp", "--root", tree, "--pieces", "1")
+    assert run(*first, "--out", tmp_path / "a").exit_code == 0
+    assert run(*first, "--protocol", "segments", "--out", tmp_path / "b").exit_code == 0
+    shown = run("compare", tmp_path / "a", tmp_path / "b")
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.stderr.startswith("warning: the runs used different protocols (museval, segm")
+    assert "whole-clip SDR" in shown.stdout and "protocol's SDR" not in shown.stdout
 
 
 def test_compare_needs_result_folders(tmp_path: Path) -> None:

@@ -268,11 +268,22 @@ def _print_tables(document: dict[str, Any]) -> None:
     )
 
 
+#: How ``compare``'s tables name the metrics of :func:`.eval.report.compare_runs`.
+METRIC_NAMES = {"SDR": "whole-clip SDR", "protocol SDR": "protocol's SDR"}
+
+
 def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
     from vimss_cli.eval.report import compare_runs, load_results
 
     first, second = (load_results(run) for run in runs)
     comparison = compare_runs(first, second)
+    protocols = (first.get("protocol"), second.get("protocol"))
+    if protocols[0] != protocols[1]:
+        typer.echo(
+            f"warning: the runs used different protocols ({protocols[0]}, {protocols[1]}): "
+            "only whole-clip SDR is compared, not either run's own SDR summary",
+            err=True,
+        )
     if as_json:
         typer.echo(json.dumps(comparison.to_json()))
         return
@@ -286,9 +297,10 @@ def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
         means.add_column(column, justify="left" if column in ("system", "metric") else "right")
     for system, metrics in comparison.systems.items():
         for metric, cell in metrics.items():
+            shown = METRIC_NAMES.get(metric, metric)
             table.add_row(
                 system,
-                metric,
+                shown,
                 str(cell["pairs"]),
                 f"{cell['first_median']:.2f}",
                 f"{cell['second_median']:.2f}",
@@ -297,7 +309,7 @@ def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
             )
             low, high = cell["mean_difference_ci95"]
             means.add_row(
-                system, metric, f"{cell['mean_difference']:+.2f}", f"[{low:+.2f}, {high:+.2f}]"
+                system, shown, f"{cell['mean_difference']:+.2f}", f"[{low:+.2f}, {high:+.2f}]"
             )
     console = Console(soft_wrap=True)
     console.print(table)

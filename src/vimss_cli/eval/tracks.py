@@ -126,10 +126,22 @@ def _audio_files(folder: Path) -> list[Path]:
 
 
 def _estimate_for(reference: Path, folder: Path) -> Path:
-    """The estimate of one reference in ``folder``: the same file name, or for a URMP
+    """The estimate of one reference in ``folder``: the same file name, the same name in
+    another audio format (``01_vn.flac`` for ``01_vn.wav``), or for a URMP
     ``AuSep_<n>_<code>_*`` reference, ``vimss separate``'s ``<nn>_<code>`` (or
-    ``<nn>_player``) in any audio format. The first candidate when none exists."""
+    ``<nn>_player``) in any audio format. The first candidate when none exists.
+
+    Raises:
+        InputError: no file of the same name, but several of the same name in other formats.
+    """
     candidates = [folder / reference.name]
+    if not candidates[0].is_file():
+        same_name = [folder / f"{reference.stem}{suffix}" for suffix in AUDIO_SUFFIXES]
+        others = [path for path in same_name if path.is_file()]
+        if len(others) > 1:
+            names = ", ".join(p.name for p in others)
+            raise InputError(f"{reference.name}: several estimates could be its ({names})")
+        candidates += others
     stem = parse_stem_file_name(reference.name)
     if stem is not None:
         number, code = stem
