@@ -42,9 +42,11 @@ def main() -> None:
              "-b:a", "96k", "-shortest", str(OUT)],
             check=True,
         )  # fmt: skip
+        references = EXAMPLES / "duet_vn_vn_reference"  # named as `separate` names its stems
+        references.mkdir(exist_ok=True)
         for number, stem in enumerate(piece.stem_paths, start=1):
             audio, rate = soundfile.read(stem, dtype="float32")
-            reference = EXAMPLES / f"duet_vn_vn_reference_{number:02d}_vn.flac"
+            reference = references / f"{number:02d}_vn.flac"
             soundfile.write(reference, np.asarray(audio), rate, subtype="PCM_16")
     print(f"wrote {OUT} ({OUT.stat().st_size / 1e3:.0f} kB) and its two reference stems")
 

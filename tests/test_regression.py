@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "duet_vn_vn.mp4"
-REFERENCES = [REPO / "examples" / f"duet_vn_vn_reference_0{j}_vn.flac" for j in (1, 2)]
+REFERENCES = [REPO / "examples" / "duet_vn_vn_reference" / f"0{j}_vn.flac" for j in (1, 2)]
 STORED = Path(__file__).parent / "data" / "regression.json"
 TOLERANCE_DB = 0.05
 
