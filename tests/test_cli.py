@@ -270,7 +270,7 @@ def test_bad_inputs(tiny_models_dir: Path, tmp_path: Path, make_input, fragments
         (["-i", "vn", "--batch-size", "65"], ["--batch-size must be between 1 and 64"]),
         (["-i", "vn", "--tile", "0"], ["--tile must be between 1 and 1048576 samples"]),
         (["-i", "vn", "--tile", "100000000"], ["--tile must be between 1 and 1048576", "memory"]),
-        (["-i", "vn", "--tile", "1000000", "--batch-size", "4"], ["4000000 samples in one pass"]),
+        (["-i", "vn", "--tile", "1000000", "--batch-size", "8"], ["8000000 samples in one pass"]),
     ],
 )
 def test_bad_options(tiny_models_dir: Path, mix: Path, tmp_path: Path, args, fragments) -> None:

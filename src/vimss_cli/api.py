@@ -264,8 +264,9 @@ MERGE_BLOCK = 1 << 16
 MAX_TILE = 2**20
 #: The most windows ``--batch-size`` may run per forward pass...
 MAX_BATCH_SIZE = 64
-#: ... and the most output samples one pass may hold, ``batch_size * tile``.
-MAX_SAMPLES_PER_PASS = 2**21
+#: ... and the most output samples one pass may hold, ``batch_size * tile``: 16 windows of
+#: the CUDA tile (``scripts/device_bench.py``'s batch), about 4 GB per player.
+MAX_SAMPLES_PER_PASS = 2**22
 
 
 def _samples(seconds: float | None, rate: int) -> int | None:
