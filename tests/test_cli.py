@@ -405,6 +405,32 @@ def test_separate_array_takes_any_rate_and_channels(tiny_models_dir: Path) -> No
             separator.separate_array(bad, queries)
     with pytest.raises(InputError, match="sample_rate"):
         separator.separate_array(stereo, queries, sample_rate=0)
+    with pytest.raises(InputError, match="sample_rate"):
+        separator.separate_array(stereo, queries, sample_rate=True)  # a bool is no rate
+
+
+def test_separate_array_refuses_what_would_come_back_wrong(tiny_models_dir: Path) -> None:
+    """Found by a review: NaN stems, a lost level and deep tracebacks, all without a word."""
+    from vimss_cli.api import Separator
+    from vimss_cli.conditioning import Query
+    from vimss_cli.errors import NonFiniteAudioError
+
+    separator = Separator("tiny", device="cpu")
+    queries = [Query("vn"), Query("vc")]
+    mixture = noise(0.5)
+    for bad_value in (np.nan, np.inf):
+        broken = mixture.copy()
+        broken[100] = bad_value
+        with pytest.raises(NonFiniteAudioError, match=r"infinite samples \(first at sample 100"):
+            separator.separate_array(broken, queries)
+    with pytest.raises(InputError, match=r"float samples in \[-1, 1\], got int16"):
+        separator.separate_array((mixture * 32767).astype(np.int16), queries)
+    with pytest.raises(InputError, match="empty mixture"):
+        separator.separate_array(np.zeros(0, np.float32), queries)
+    with pytest.raises(InputError, match="nothing to separate"):
+        separator.separate_array(mixture, [])
+    with pytest.raises(InputError, match=r"player 2 is 'vc', not a Query: write Query\('vc'\)"):
+        separator.separate_array(mixture, [Query("vn"), "vc"])  # type: ignore[list-item]
 
 
 def test_without_out_the_stems_go_to_separated(

@@ -27,7 +27,7 @@ from vimss_cli.checkpoint import DEFAULT_MODEL_ALIAS, LoadedModel, load_model
 from vimss_cli.conditioning import Query
 from vimss_cli.devices import check_precision, resolve_device
 from vimss_cli.engine import plan_tile, separate_array, separate_blocks
-from vimss_cli.errors import InputError, OutputError
+from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 from vimss_cli.media import AudioStream, MediaInfo, peak_level, probe
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
@@ -269,6 +269,22 @@ MAX_BATCH_SIZE = 64
 MAX_SAMPLES_PER_PASS = 2**22
 
 
+def check_queries(queries: object) -> None:
+    """Refuse anything but a non-empty list of :class:`~vimss_cli.conditioning.Query`.
+
+    Raises:
+        InputError: no queries, or one that is not a ``Query`` (``Query("vn")``, not ``"vn"``).
+    """
+    if not isinstance(queries, list | tuple) or not queries:
+        raise InputError("nothing to separate: give one Query per player, e.g. [Query('vn')]")
+    for index, query in enumerate(queries, start=1):
+        if not isinstance(query, Query):
+            raise InputError(
+                f"player {index} is {query!r}, not a Query: write Query({query!r}) for an "
+                "instrument code"
+            )
+
+
 def _samples(seconds: float | None, rate: int) -> int | None:
     """A duration hint in samples at ``rate``, rounded up (``None`` when unknown)."""
     return None if seconds is None else int(np.ceil(seconds * rate)) + 1
@@ -360,15 +376,29 @@ class Separator:
         Raises:
             InputError: an array of another shape, or a rate that is not a positive integer.
         """
-        audio = np.asarray(audio, dtype=np.float32)
+        check_queries(queries)
+        given = np.asarray(audio)
+        if given.dtype.kind != "f":
+            raise InputError(
+                f"separate_array takes float samples in [-1, 1], got {given.dtype} (scale "
+                "integer samples first, e.g. int16 / 32768)"
+            )
+        audio = given.astype(np.float32, copy=False)
         if audio.ndim == 2 and 1 <= audio.shape[1] <= 8 and audio.shape[0] > audio.shape[1]:
             audio = audio.mean(axis=1)
         if audio.ndim != 1:
             raise InputError(
                 f"separate_array takes a mixture of shape (N,) or (N, channels), got {audio.shape}"
             )
+        if audio.size == 0:
+            raise InputError("separate_array was given an empty mixture")
+        bad = np.flatnonzero(~np.isfinite(audio))
+        if bad.size:
+            raise NonFiniteAudioError(
+                f"the mixture holds NaN or infinite samples (first at sample {int(bad[0])})"
+            )
         rate = self.sample_rate if sample_rate is None else sample_rate
-        if not isinstance(rate, int | np.integer) or rate <= 0:
+        if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
             raise InputError(f"sample_rate must be a positive whole number of Hz, got {rate!r}")
         if rate != self.sample_rate:
             audio = _resample(audio, rate, self.sample_rate)
@@ -449,8 +479,7 @@ class Separator:
         input_path = Path(input_path)
         if queries is None:
             queries = self.plan_queries(input_path, audio_path)
-        if not queries:
-            raise InputError("nothing to separate: no players given")
+        check_queries(queries)
         check_wav_format(wav_format)
         paths = stem_paths(
             input_path, Path(out_dir), queries, stem_extension(wav_format), filename, rest=rest
