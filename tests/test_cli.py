@@ -405,8 +405,18 @@ def test_separate_array_takes_any_rate_and_channels(tiny_models_dir: Path) -> No
             separator.separate_array(bad, queries)
     with pytest.raises(InputError, match="sample_rate"):
         separator.separate_array(stereo, queries, sample_rate=0)
-    with pytest.raises(InputError, match="sample_rate"):
-        separator.separate_array(stereo, queries, sample_rate=True)  # a bool is no rate
+    for rate in (True, 10**9):  # a bool is no rate; a gigahertz one would take minutes
+        with pytest.raises(InputError, match="sample_rate must be a whole number of Hz"):
+            separator.separate_array(stereo, queries, sample_rate=rate)
+
+
+def test_a_silent_input_is_told(tiny_models_dir: Path, tmp_path: Path) -> None:
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(RATE, np.float32))
+    result = run("separate", silence, "-o", tmp_path / "o", "-i", "vn,vc", "--json")
+    assert result.exit_code == 0, result.stderr
+    (separated,) = json.loads(result.stdout)["inputs"]
+    assert any("every stem is pure silence" in line for line in separated["warnings"])
+    assert "warning: silence.wav: every stem is pure silence" in result.stderr
 
 
 def test_separate_array_refuses_what_would_come_back_wrong(tiny_models_dir: Path) -> None:

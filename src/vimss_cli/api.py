@@ -398,8 +398,15 @@ class Separator:
                 f"the mixture holds NaN or infinite samples (first at sample {int(bad[0])})"
             )
         rate = self.sample_rate if sample_rate is None else sample_rate
-        if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
-            raise InputError(f"sample_rate must be a positive whole number of Hz, got {rate!r}")
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, int | np.integer)
+            or int(rate) not in SAMPLE_RATES
+        ):
+            raise InputError(
+                f"sample_rate must be a whole number of Hz from {SAMPLE_RATES.start} to "
+                f"{SAMPLE_RATES.stop - 1}, got {rate!r}"
+            )
         if rate != self.sample_rate:
             audio = _resample(audio, rate, self.sample_rate)
         stems = separate_array(
@@ -747,6 +754,11 @@ class Separator:
             warnings.append(
                 f"{sound.name} peaks at {peak:.2f}, beyond full scale: its {wav_format} "
                 f"stems are scaled by 1/{peak:.2f} to fit (--format float32 keeps its level)"
+            )
+        if samples and writer.peak == 0.0:
+            warnings.append(
+                f"{sound.name}: every stem is pure silence (the input is silent, or too quiet "
+                "for the model to hear anything)"
             )
         if writer.clipped_samples:
             warnings.append(
