@@ -64,6 +64,19 @@ def test_report_command_and_its_refusals(stem_folder: Path, tmp_path: Path) -> N
     empty.mkdir()
     nothing = runner.invoke(app, ["report", str(empty)])
     assert nothing.exit_code != 0 and "no stems" in nothing.output
+    assert "warning" not in result.stderr  # the right mixture: no word about its length
+
+
+def test_report_warns_of_a_mixture_that_is_not_the_stems_input(
+    stem_folder: Path, tmp_path: Path
+) -> None:
+    other = write_wav(tmp_path / "other.wav", noise(3.0))
+    out = tmp_path / "page.html"
+    arguments = ["report", str(stem_folder), "--mixture", str(other), "-o", str(out)]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert "warning: other.wav lasts 3.00 s but the stems 1.00 s" in result.stderr
+    assert out.is_file()
 
 
 def test_separate_report_has_the_mixture_and_the_stems(

@@ -99,8 +99,7 @@ def synth(
 ) -> None:
     """Render ensembles from music21 scores with fluidsynth, film them, write URMP's layout.
 
-    Re-running on the same folder with the same options resumes: finished pieces are kept,
-    half-written ones are made again.
+    Re-run on the same folder with the same options to resume: finished pieces are kept.
     """
 
     def run() -> None:

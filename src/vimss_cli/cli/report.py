@@ -9,6 +9,9 @@ import typer
 
 from vimss_cli.cli.common import DebugOption, guarded
 
+#: A mixture and its stems may differ in length by this much (a decoder's padding) unwarned.
+MAX_LENGTH_GAP_SECONDS = 0.1
+
 
 def report_command(
     stems: Annotated[
@@ -43,6 +46,13 @@ def report_command(
             check_input_path(mixture)
             rate = tracks[0].rate
             tracks.insert(0, Track("mixture", read_audio(mixture, rate), rate))
+            heard, separated = tracks[0].audio.size / rate, tracks[1].audio.size / rate
+            if abs(heard - separated) > MAX_LENGTH_GAP_SECONDS:
+                typer.echo(
+                    f"warning: {mixture.name} lasts {heard:.2f} s but the stems "
+                    f"{separated:.2f} s: is it the input they were separated from?",
+                    err=True,
+                )
         path = write_report(out or stems / "report.html", stems.name, tracks, force=force)
         typer.echo(f"report: {path}", err=True)
 
