@@ -508,6 +508,13 @@ def test_train_bad_inputs(tree: Path, tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     again = train("--root", tree, "--out", tmp_path / "r3", "--device", "cpu", *SETS)
     assert again.exit_code != 0 and "already holds a run" in again.stderr
+    mine = tmp_path / "my_experiment"  # the user's own folder, with their own config.toml
+    mine.mkdir()
+    (mine / "config.toml").write_text("# my notes\n")
+    refused = train("--root", tree, "--out", mine, "--device", "cpu", "--max-steps", "1", *SETS)
+    assert refused.exit_code != 0 and "is not empty and holds no run" in refused.stderr
+    assert (mine / "config.toml").read_text() == "# my notes\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["config.toml"]
     other = train(
         "--root",
         tree,

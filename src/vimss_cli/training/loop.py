@@ -189,7 +189,7 @@ def run_training(
         raise InputError(f"--max-minutes must be more than 0, got {max_minutes}")
     dist_info = distributed.set_up(device)
     run_dir = Path(run_dir)
-    check_run_dir(run_dir, config, resume)
+    check_run_dir(run_dir, config, resume, dist_info.is_main)
     folders = split_folders(root)
     dataset_warnings: list[str] = []
     check_dataset_kind(dataset, [f for f in folders if f is not None], dataset_warnings.append)

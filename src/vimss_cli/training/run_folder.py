@@ -157,9 +157,12 @@ def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tens
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
+def check_run_dir(run_dir: Path, config: TrainConfig, resume: bool, is_main: bool = True) -> None:
     """Refuse to resume a folder without a run, or one made with another ``[model]``; and
-    to start a fresh run in a folder that already holds one."""
+    to start a fresh run in a folder that already holds one, or anything else (the run
+    writes ``config.toml``, ``log.jsonl`` and checkpoints there: a user's own files of those
+    names were replaced). Only the main process (``is_main``) looks for other files: the
+    others may start after it has begun writing."""
     saved = run_dir / CONFIG_FILE
     if resume:
         if not (run_dir / STATE_FILE).is_file() or not saved.is_file():
@@ -172,6 +175,11 @@ def check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
             )
     elif (run_dir / STATE_FILE).exists():
         raise InputError(f"{run_dir} already holds a run; pass --resume or choose a new --out")
+    elif is_main and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise InputError(
+            f"{run_dir} is not empty and holds no run to resume; train into a new or empty "
+            "folder (a run writes config.toml, log.jsonl and checkpoints there)"
+        )
 
 
 class RunLog:
