@@ -119,6 +119,17 @@ def test_a_video_without_sound_needs_audio(tmp_path: Path) -> None:
         plan_inputs([video], BatchOptions(out_dir=tmp_path / "out", instruments=["vn"]))
 
 
+def test_audio_of_another_length_than_the_picture_is_told(tmp_path: Path) -> None:
+    video = tmp_path / "silent.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x48:d=1", "-pix_fmt", "yuv420p", str(video))
+    sound = write_wav(tmp_path / "other_take.wav", noise(5.0))
+    events = Recorded()
+    options = BatchOptions(out_dir=tmp_path / "out", instruments=["vn"], audio=sound)
+    separate_inputs([video], options, events)
+    (warning,) = [text for kind, text in events.events if kind == "warning"]
+    assert "but --audio other_take.wav 5.0 s; is it this video" in warning
+
+
 @pytest.mark.parametrize(
     "text, model_rate, expected",
     [

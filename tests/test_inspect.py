@@ -204,6 +204,9 @@ def test_length_mismatch_advice_can_be_followed(
     followed = run("separate", source, "-o", out, "-i", "vn,vc")  # the default takes labels
     assert followed.exit_code == 0, followed.stderr
     assert [p.name for p in files_under(out)] == ["01_vn.wav", "02_vc.wav"]
+    shown = run("inspect", source, "--out", tmp_path / "players.png")  # it uses no sound
+    assert shown.exit_code == 0, shown.stderr
+    assert "2 players" in shown.stdout
 
 
 def test_count_mismatch_with_a_visual_model(

@@ -274,6 +274,8 @@ class Batch:
             plan.path, o.out_dir, plan.label_queries(), extension, o.filename, rest=o.rest
         )
         check_outputs_free(paths, o.force, stem_matcher(plan.path, o.filename))
+        if o.audio is not None and planned.info.has_video:
+            plan.warnings.extend(_audio_length_warnings(plan.path, o.audio))
         if o.strict:
             check_strict([plan])
         return plan
@@ -362,6 +364,24 @@ class Batch:
                 self.failures.append(f"{_input_of(item)}: {error}")
                 self.events.failed(error)
         return done
+
+
+def _audio_length_warnings(video: Path, audio: Path) -> list[str]:
+    """A warning when ``--audio`` lasts much longer or shorter than the picture it is paired
+    with (the same tolerance as a video's own sound): perhaps another take's sound."""
+    from vimss_cli.vision.analysis import LENGTH_TOLERANCE
+    from vimss_cli.vision.frames import stream_duration
+
+    picture, sound = stream_duration(video, "v:0"), probe(audio).duration
+    if picture is None or sound is None:
+        return []
+    if abs(picture - sound) <= max(LENGTH_TOLERANCE, 0.05 * max(picture, sound)):
+        return []
+    return [
+        f"{video.name}: the picture lasts {picture:.1f} s but --audio {audio.name} "
+        f"{sound:.1f} s; is it this video's sound? (the players are followed on the "
+        "picture's clock from the sound's first sample)"
+    ]
 
 
 def _input_of(item: Any) -> str:

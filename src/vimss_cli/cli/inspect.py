@@ -43,7 +43,7 @@ def inspect_command(
 
         check_input_path(video)
         frame_path = check_png_target(out or Path(f"{video.stem}_players.png"), force)
-        analysis = analyse_video(video, players=players, boxes=boxes)
+        analysis = analyse_video(video, players=players, boxes=boxes, check_sound=False)
         write_png(frame_path, draw_players(analysis), force)
         if as_json:
             typer.echo(json.dumps({**analysis.to_json(), "frame": str(frame_path)}))

@@ -142,7 +142,7 @@ def _sample_indices(duration: float | None, rate: float, samples: int) -> set[in
 
 
 #: how the length-mismatch message points at a label-only model
-LABEL_MODEL_HINT = "--model vimss-synth-cpu-v0; see `vimss models list`"
+LABEL_MODEL_HINT = "`vimss models list` says which"
 
 
 def check_lengths(info: VideoInfo) -> None:
@@ -185,6 +185,7 @@ def analyse_video(
     rate: float = DEFAULT_RATE,
     max_side: int = DEFAULT_MAX_SIDE,
     samples: int = DEFAULT_SAMPLES,
+    check_sound: bool = True,
 ) -> VideoAnalysis:
     """Find the players in a video and describe each one.
 
@@ -195,6 +196,8 @@ def analyse_video(
         rate: frames per second decoded (the motion rate).
         max_side: longest side of decoded frames in pixels.
         samples: frames kept for the layout and the appearance.
+        check_sound: refuse a picture much longer or shorter than the sound
+            (:func:`check_lengths`); ``vimss inspect``, which does not use the sound, does not.
 
     Raises:
         InputError: no picture stream, bad ``boxes``, or no player found.
@@ -204,7 +207,8 @@ def analyse_video(
     user_boxes = parse_boxes(boxes, info.width, info.height) if boxes is not None else None
     if user_boxes is not None and players is not None and players != len(user_boxes):
         raise InputError(f"--players {players} but --boxes gives {len(user_boxes)} boxes")
-    check_lengths(info)
+    if check_sound:
+        check_lengths(info)
     wanted = _sample_indices(info.duration, rate, samples)
     kept: list[np.ndarray] = []
     last: np.ndarray | None = None
