@@ -103,6 +103,7 @@ def test_baselines_on_a_tree_with_files_and_resume(
     again = run("--dataset", "synth", "--root", tree, "--out", out, "--json")
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["stems"] == document["stems"]
+    assert f"warning: replaced the earlier results in {out}" in again.stderr
     # a changed input invalidates its piece's cache entries only
     stem = tree / "01_Jupiter_vn_vc" / "AuSep_1_vn_01_Jupiter.wav"
     write_wav(stem, tone(3.0, 200.0, RATE, seed=99))

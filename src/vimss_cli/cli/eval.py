@@ -120,7 +120,7 @@ def eval_command(
             typer.echo("warning: --compare is deprecated; use vimss eval compare A B", err=True)
             _compare(compare, as_json)
             return
-        from vimss_cli.eval.report import CACHE_NAME, write_results
+        from vimss_cli.eval.report import CACHE_NAME, RESULTS_NAME, write_results
         from vimss_cli.eval.run import evaluate
         from vimss_cli.eval.scoring import evaluation_rate
         from vimss_cli.eval.systems import check_estimates_free, plan_systems
@@ -158,7 +158,10 @@ def eval_command(
                 save_estimates=save_estimates,
                 force=force,
             )
+        earlier = out_dir is not None and (out_dir / RESULTS_NAME).exists()
         written = write_results(evaluation, out_dir) if out_dir is not None else []
+        if earlier:  # a folder is reused for its cache; its earlier results are replaced
+            typer.echo(f"warning: replaced the earlier results in {out_dir}", err=True)
         document = evaluation.to_json()
         if as_json:
             typer.echo(json.dumps(document))
