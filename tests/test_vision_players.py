@@ -54,6 +54,14 @@ def test_boxes_override(scenes) -> None:
     analysis = analyse_video(path, boxes="200,10,80,150; 10,10,100,150")
     assert [p.box for p in analysis.players] == [(10, 10, 100, 150), (200, 10, 80, 150)]
     assert analysis.source == "boxes"
+    assert not any("share" in line for line in analysis.warnings)
+    same = analyse_video(path, boxes="10,10,100,150;10,10,100,150;60,10,100,150;200,10,80,150")
+    told = [line for line in same.warnings if "share" in line]
+    assert told == [
+        "duet-plain.mp4: boxes 1 and 2 share 100% of the smaller one: their players' pictures "
+        "and motion will mix",
+        # boxes 1 and 3 (and 2 and 3) share exactly half: not more than MAX_BOX_OVERLAP
+    ]
 
 
 def test_an_empty_stage_finds_nobody() -> None:

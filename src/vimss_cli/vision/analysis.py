@@ -238,6 +238,7 @@ def analyse_video(
     if user_boxes is not None:
         decoded = [_to_decoded(b, scale_x, scale_y, size) for b in user_boxes]
         source = "boxes"
+        warnings.extend(overlap_warnings(user_boxes, info.path.name))
     else:
         people, appearance = _musicians(kept, size, info.width, players, warnings, info.path.name)
         decoded, source = [t.box(*size) for t in people], "people"
@@ -283,6 +284,28 @@ def analyse_video(
         for j, b in enumerate(decoded)
     ]
     return VideoAnalysis(info, rate, found, grids, kept[len(kept) // 2], source, warnings)
+
+
+#: Two --boxes sharing more than this share of the smaller one's area are told.
+MAX_BOX_OVERLAP = 0.5
+
+
+def overlap_warnings(boxes: list[Box], name: str) -> list[str]:
+    """A warning for each pair of ``boxes`` ``(x, y, w, h)`` that mostly overlap: their
+    players' appearance and motion would be measured on the same pixels."""
+    found = []
+    for first in range(len(boxes)):
+        for second in range(first + 1, len(boxes)):
+            (x0, y0, w0, h0), (x1, y1, w1, h1) = boxes[first], boxes[second]
+            width = min(x0 + w0, x1 + w1) - max(x0, x1)
+            height = min(y0 + h0, y1 + h1) - max(y0, y1)
+            shared = max(0, width) * max(0, height) / max(1, min(w0 * h0, w1 * h1))
+            if shared > MAX_BOX_OVERLAP:
+                found.append(
+                    f"{name}: boxes {first + 1} and {second + 1} share {shared:.0%} of the "
+                    "smaller one: their players' pictures and motion will mix"
+                )
+    return found
 
 
 def unclaimed_motion(grids: np.ndarray, boxes: list[Box], width: int) -> list[int]:
