@@ -1024,3 +1024,19 @@ def test_the_activity_loss_needs_the_head() -> None:
         build_config(None, ["model.motion_channels=2", "optim.activity_weight=1"])
     with pytest.raises(InputError, match="motion_activity_head needs a motion encoder"):
         build_config(None, ["model.motion_channels=2", "model.motion_activity_head=true"])
+
+
+def test_the_closing_line_says_what_the_run_did(tmp_path: Path) -> None:
+    from vimss_cli.cli.train import summary_line
+    from vimss_cli.training.loop import TrainReport
+
+    def report(speed: float, best: float | None) -> TrainReport:
+        return TrainReport(tmp_path, 7, 1.0, speed, speed, best, [])
+
+    assert summary_line(report(12.34, 3.456)) == (
+        "stopped at step 7: 12.3 examples/s; best valid SDR 3.46 dB"
+    )
+    assert summary_line(report(0.0, None)) == (
+        "already at step 7: nothing to train (raise --max-steps to go on); no validation score "
+        "yet (none taken, or no valid/ split)"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,9 @@ from vimss_cli.cli.common import (
     status,
     stderr_console,
 )
+
+if TYPE_CHECKING:  # the training modules import torch: only when a run starts
+    from vimss_cli.training.loop import TrainReport
 
 
 def train_command(
@@ -112,9 +115,18 @@ def train_command(
         if as_json:
             typer.echo(json.dumps(report.to_json()))
         else:
-            console.print(
-                f"stopped at step {report.step}: {report.examples_per_second:.1f} examples/s, "
-                f"best valid SDR {report.best_valid_sdr}"
-            )
+            console.print(summary_line(report), markup=False)
 
     guarded(debug, run)
+
+
+def summary_line(report: TrainReport) -> str:
+    """The line ``vimss train`` ends with: where the run stopped, its speed, its best
+    validation SDR."""
+    if report.examples_per_second > 0:
+        head = f"stopped at step {report.step}: {report.examples_per_second:.1f} examples/s"
+    else:
+        head = f"already at step {report.step}: nothing to train (raise --max-steps to go on)"
+    if report.best_valid_sdr is None:
+        return f"{head}; no validation score yet (none taken, or no valid/ split)"
+    return f"{head}; best valid SDR {report.best_valid_sdr:.2f} dB"
