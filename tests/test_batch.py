@@ -130,6 +130,19 @@ def test_audio_of_another_length_than_the_picture_is_told(tmp_path: Path) -> Non
     assert "but --audio other_take.wav 5.0 s; is it this video" in warning
 
 
+def test_a_second_audio_stream_is_told(tmp_path: Path) -> None:
+    two = tmp_path / "two_takes.mka"
+    ffmpeg(
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050:duration=1",
+        "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=22050:duration=1",
+        "-map", "0:a", "-map", "1:a", "-c:a", "pcm_s16le", str(two),
+    )  # fmt: skip
+    events = Recorded()
+    separate_inputs([two], BatchOptions(out_dir=tmp_path / "out", instruments=["vn"]), events)
+    notes = [text for kind, text in events.events if kind == "note"]
+    assert any(n.startswith("two_takes.mka holds 2 audio streams; the first") for n in notes)
+
+
 @pytest.mark.parametrize(
     "text, model_rate, expected",
     [

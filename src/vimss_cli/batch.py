@@ -276,6 +276,13 @@ class Batch:
         check_outputs_free(paths, o.force, stem_matcher(plan.path, o.filename))
         if o.audio is not None and planned.info.has_video:
             plan.warnings.extend(_audio_length_warnings(plan.path, o.audio))
+        streams = planned.info.audio_streams
+        if o.audio is None and streams > 1:
+            plan.notes.append(
+                f"{plan.path.name} holds {streams} audio streams; the first is separated (to "
+                "separate another, extract it, e.g. ffmpeg -i IN -map 0:a:1 OUT.wav, and pass "
+                "it with --audio)"
+            )
         if o.strict:
             check_strict([plan])
         return plan

@@ -49,6 +49,8 @@ class MediaInfo:
     audio_sample_format: str | None = None
     #: Channels of the first audio stream, if stated.
     audio_channels: int | None = None
+    #: How many audio streams the file holds (only the first is separated).
+    audio_streams: int = 1
 
     @property
     def may_exceed_full_scale(self) -> bool:
@@ -101,6 +103,7 @@ def probe(path: Path) -> MediaInfo:
         audio_frames=_exact_frames(path),
         audio_sample_format=audio.sample_format if audio else None,
         audio_channels=audio.channels if audio else None,
+        audio_streams=len(found.audio),
     )
 
 
