@@ -209,6 +209,21 @@ def test_length_mismatch_advice_can_be_followed(
     assert "2 players" in shown.stdout
 
 
+def test_a_still_picture_beside_longer_sound_is_separated_with_a_warning(
+    tiny_models_dir: Path, duet: Path, tmp_path: Path
+) -> None:
+    picture, still = tmp_path / "picture.mp4", tmp_path / "still.mp4"
+    ffmpeg("-i", str(duet), "-frames:v", "1", "-an", str(picture))  # the duet's first picture
+    ffmpeg("-i", str(picture), "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={RATE}:d=3",
+           "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", str(still))  # fmt: skip
+    out = tmp_path / "out"
+    result = run("separate", still, "-o", out, "--players", "2")
+    assert result.exit_code == 0, result.stderr
+    assert "the picture is a still" in result.stderr
+    assert "nobody can be seen playing" in result.stderr
+    assert len(files_under(out)) == 2
+
+
 def test_count_mismatch_with_a_visual_model(
     tiny_models_dir: Path, duet: Path, tmp_path: Path, visual_model: Path
 ) -> None:

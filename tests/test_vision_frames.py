@@ -64,6 +64,17 @@ def test_size_and_count(tmp_path: Path) -> None:
     assert len(frames) == 20 and frames[0].shape == (180, 320, 3) and frames[0].dtype == np.uint8
 
 
+def test_a_still_gives_its_one_picture(tmp_path: Path) -> None:
+    """A video of one picture: the fps filter alone drops it at the stream's end."""
+    path = tmp_path / "still.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x48:d=1", "-frames:v", "1", "-pix_fmt",
+           "yuv420p", str(path))  # fmt: skip
+    with FrameStream(probe_video(path), RATE) as stream:
+        frames = list(stream)
+    assert [index for index, _ in frames] == [0]
+    assert frames[0][1].shape == (48, 64, 3) and frames[0][1][..., 0].mean() > 200  # red
+
+
 def test_no_picture_stream(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "sound.wav", noise(1.0))
     with pytest.raises(InputError, match="no picture stream"):

@@ -145,20 +145,32 @@ def _sample_indices(duration: float | None, rate: float, samples: int) -> set[in
 LABEL_MODEL_HINT = "`vimss models list` says which"
 
 
-def check_lengths(info: VideoInfo) -> None:
-    """Refuse a video whose picture is much longer or shorter than its sound."""
+#: A picture stream shorter than this beside a longer sound is a still (one picture, as
+#: a recording published with a photo): its players are found, with no motion to follow.
+STILL_SECONDS = 0.5
+
+
+def check_lengths(info: VideoInfo) -> list[str]:
+    """Refuse a video whose picture is much longer or shorter than its sound, unless the
+    picture is a still (:data:`STILL_SECONDS`): then a warning, returned."""
     if not info.has_audio:
-        return
+        return []
     audio = stream_duration(info.path, "a:0")
     video = stream_duration(info.path, "v:0")
     if audio is None or video is None:
-        return
+        return []
+    if video < STILL_SECONDS < audio:
+        return [
+            f"{info.path.name}: the picture is a still ({video:.2f} s beside {audio:.1f} s of "
+            "sound): the players are found in it, but nobody can be seen playing"
+        ]
     if abs(audio - video) > max(LENGTH_TOLERANCE, 0.05 * max(audio, video)):
         raise MediaError(
             f"{info.path}: the picture lasts {video:.1f} s but the sound {audio:.1f} s, so the "
             "players cannot be followed in time; to separate by sound alone, name the players "
             f"with --instruments and use a model that takes labels only ({LABEL_MODEL_HINT})"
         )
+    return []
 
 
 def _to_source(box: Box, scale_x: float, scale_y: float, info: VideoInfo) -> Box:
@@ -207,8 +219,7 @@ def analyse_video(
     user_boxes = parse_boxes(boxes, info.width, info.height) if boxes is not None else None
     if user_boxes is not None and players is not None and players != len(user_boxes):
         raise InputError(f"--players {players} but --boxes gives {len(user_boxes)} boxes")
-    if check_sound:
-        check_lengths(info)
+    warnings: list[str] = check_lengths(info) if check_sound else []
     wanted = _sample_indices(info.duration, rate, samples)
     kept: list[np.ndarray] = []
     last: np.ndarray | None = None
@@ -224,7 +235,6 @@ def analyse_video(
         kept.append(last)
     grids = motion.grids()
     scale_x, scale_y = size[0] / info.width, size[1] / info.height
-    warnings: list[str] = []
     cuts = scene_cuts(grids, rate)
     if cuts:
         more = f" and {len(cuts) - 1} more time(s)" if len(cuts) > 1 else ""

@@ -11,7 +11,7 @@ cannot drift against the audio.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +99,10 @@ class FrameStream(ffmpeg_io.FfmpegProcess):
         self.info = info
         self.rate = rate
         self.size = decoded_size(info.width, info.height, max_side)
+        #: what the ``fps`` filter does with the last picture: ``round`` (its own frame time
+        #: only), or ``pass`` (kept until the stream's end), which a still, a video of one
+        #: picture, needs to give any frame at all
+        self.eof_action = "round"
         super().__init__()
 
     def command(self) -> list[str]:
@@ -117,13 +121,30 @@ class FrameStream(ffmpeg_io.FfmpegProcess):
         )
         pictures = (
             source["v:0"]
-            .filter("fps", fps=self.rate, start_time=f"{self.info.audio_start:.6f}", round="near")
+            .filter(
+                "fps",
+                fps=self.rate,
+                start_time=f"{self.info.audio_start:.6f}",
+                round="near",
+                eof_action=self.eof_action,
+            )
             .filter("scale", width, height, flags="area")
         )
         graph = pictures.output("pipe:1", format="rawvideo", pix_fmt="rgb24")
         return ffmpeg_io.command(graph, self.info.path)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        """The frames; a still (one picture, which the ``fps`` filter drops at its end) is
+        decoded again keeping its last picture, and gives that one frame."""
+        index = yield from self._frames()
+        if index == 0:
+            self.eof_action = "pass"
+            index = yield from self._frames()
+        if index == 0:
+            raise MediaError(f"{self.info.path} holds no decodable picture")
+
+    def _frames(self) -> Generator[tuple[int, np.ndarray], None, int]:
+        """One decoding pass; returns how many frames it gave."""
         width, height = self.size
         frame_bytes = width * height * 3
         stdout = self._start(self.command())
@@ -141,5 +162,4 @@ class FrameStream(ffmpeg_io.FfmpegProcess):
                 f"(failed after {index / self.rate:.1f} s)",
                 ffmpeg_io.ffmpeg_message(stderr),
             )
-        if index == 0:
-            raise MediaError(f"{self.info.path} holds no decodable picture")
+        return index
