@@ -529,6 +529,13 @@ def test_train_bad_inputs(tree: Path, tmp_path: Path) -> None:
     )
     assert other.exit_code != 0 and "another model config" in other.stderr
     assert "Traceback" not in other.stderr
+    faster = train("--root", tree, "--out", tmp_path / "r3", "--device", "cpu", "--resume",
+                   "--max-steps", "3", *SETS, "--set", "optim.lr=0.002")  # fmt: skip
+    assert faster.exit_code == 0, faster.output
+    told = "--resume: optim.lr was 0.0003, now 0.002 (from this step on"
+    assert told in faster.stderr
+    log = (tmp_path / "r3" / "log.jsonl").read_text()
+    assert told in log and "lr = 0.002" in (tmp_path / "r3" / "config.toml").read_text()
 
 
 def test_without_a_valid_split_the_last_weights_are_exported_with_a_warning(

@@ -189,9 +189,9 @@ def run_training(
         raise InputError(f"--max-minutes must be more than 0, got {max_minutes}")
     dist_info = distributed.set_up(device)
     run_dir = Path(run_dir)
-    check_run_dir(run_dir, config, resume, dist_info.is_main)
+    changed = check_run_dir(run_dir, config, resume, dist_info.is_main)
     folders = split_folders(root)
-    dataset_warnings: list[str] = []
+    dataset_warnings: list[str] = list(changed)  # told and logged with the data's
     check_dataset_kind(dataset, [f for f in folders if f is not None], dataset_warnings.append)
     torch_device = _device(device, dist_info, config.optim.precision)
     if not dist_info.is_main:

@@ -157,12 +157,18 @@ def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tens
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def check_run_dir(run_dir: Path, config: TrainConfig, resume: bool, is_main: bool = True) -> None:
+def check_run_dir(
+    run_dir: Path, config: TrainConfig, resume: bool, is_main: bool = True
+) -> list[str]:
     """Refuse to resume a folder without a run, or one made with another ``[model]``; and
     to start a fresh run in a folder that already holds one, or anything else (the run
     writes ``config.toml``, ``log.jsonl`` and checkpoints there: a user's own files of those
     names were replaced). Only the main process (``is_main``) looks for other files: the
-    others may start after it has begun writing."""
+    others may start after it has begun writing.
+
+    Returns, on a resume, one line per setting outside ``[model]`` that differs from the
+    run's saved config (which is then rewritten with the new values: the lines are the trace
+    of what the earlier steps used)."""
     saved = run_dir / CONFIG_FILE
     if resume:
         if not (run_dir / STATE_FILE).is_file() or not saved.is_file():
@@ -173,6 +179,7 @@ def check_run_dir(run_dir: Path, config: TrainConfig, resume: bool, is_main: boo
                 f"--resume: {run_dir} was made with another model config; "
                 "start a new run folder or use the same [model] settings"
             )
+        return config_changes(previous, config.to_dict())
     elif (run_dir / STATE_FILE).exists():
         raise InputError(f"{run_dir} already holds a run; pass --resume or choose a new --out")
     elif is_main and run_dir.is_dir() and any(run_dir.iterdir()):
@@ -180,6 +187,23 @@ def check_run_dir(run_dir: Path, config: TrainConfig, resume: bool, is_main: boo
             f"{run_dir} is not empty and holds no run to resume; train into a new or empty "
             "folder (a run writes config.toml, log.jsonl and checkpoints there)"
         )
+    return []
+
+
+def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """``"--resume: optim.lr was 0.0003, now 0.001 ..."`` for each setting that differs."""
+    changes = []
+    for section in sorted(set(before) | set(after)):
+        old, new = before.get(section, {}), after.get(section, {})
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                changes.append(
+                    f"--resume: {section}.{key} was {old.get(key)!r}, now {new.get(key)!r} "
+                    "(from this step on; config.toml now says the new value)"
+                )
+    return changes
 
 
 class RunLog:
