@@ -502,6 +502,8 @@ def test_train_bad_inputs(tree: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "r1").exists()  # no stub run folder
     result = train("--root", tree, "--out", tmp_path / "r2", "--set", "optim.bogus=1")
     assert result.exit_code != 0 and "unknown config key optim.bogus; valid keys:" in result.stderr
+    typo = train("--root", tree, "--out", tmp_path / "r2", "--set", "optim.max_step=10")
+    assert "unknown config key optim.max_step; did you mean optim.max_steps? valid" in typo.stderr
     ok = train(
         "--root", tree, "--out", tmp_path / "r3", "--device", "cpu", "--max-steps", "2", *SETS
     )

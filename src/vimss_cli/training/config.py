@@ -10,6 +10,7 @@ resolved configuration is saved in the run folder as ``config.toml``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -265,8 +266,11 @@ def build_config(
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(merged[section]) - set(known))
         if unknown:
+            close = difflib.get_close_matches(unknown[0], list(known), n=1)
+            hint = f"did you mean {section}.{close[0]}? " if close else ""
             raise InputError(
-                f"unknown config key {section}.{unknown[0]}; valid keys: {', '.join(valid_keys())}"
+                f"unknown config key {section}.{unknown[0]}; {hint}valid keys: "
+                f"{', '.join(valid_keys())}"
             )
         try:
             sections[section] = cls(**merged[section])
