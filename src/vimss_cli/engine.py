@@ -102,9 +102,10 @@ def plan_tile(
     On the CPU, the largest power of two whose busiest level for all K queries
     (``model.working_set_bytes_per_output_sample``) fills at most three quarters of the
     last-level cache, within ``[MIN_CPU_TILE, MAX_CPU_TILE]``. On the 2-core development
-    machine (32 MiB L3), Wave-U-Net v2, 20 s, that gives 32768 for 2 players and 16384 for 3
-    to 5; the best measured were 16384-32768 for 2 players and 16384 for 3 to 5 (4 players:
-    17.2x realtime at 16384, 15.0x at 8192, 10.2x at 4096). On CUDA, :data:`CUDA_TILE`.
+    machine (32 MiB L3), Wave-U-Net v2 (and v4, the same network), that gives 32768 for 2
+    or 3 players and 16384 for 4 and 5; the best measured (20 s) were 16384-32768 for 2
+    players and 16384 for 3 to 5 (4 players: 17.2x realtime at 16384, 15.0x at 8192, 10.2x
+    at 4096). On CUDA, :data:`CUDA_TILE`.
     A network that does not stream then doubles its tile until it is
     :data:`RECOMPUTE_TILE_FACTOR` times its two-sided context, at most
     :data:`MAX_RECOMPUTE_TILE`.
