@@ -96,7 +96,7 @@ def test_config_file_then_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["optim.lrr=1"], "unknown config key optim.lrr; valid keys: model.sample_rate"),
+        (["optim.lrr=1"], "unknown config key optim.lrr; did you mean optim.lr. valid keys: model"),
         (["lr=1"], "section.key=value"),
         (["model.down_kernel=4"], "odd"),
         (["model.motion_features=flow"], "motion_features must be one of 'bands', 'multiscale'"),
