@@ -172,16 +172,16 @@ def check_outputs_free(
 SAMPLE_RATES = range(1000, 384001)
 
 
-def check_sample_rate(rate: object) -> int:
+def check_sample_rate(rate: object, name: str = "a stem sample rate") -> int:
     """``rate`` as an int when it is a whole number of Hz in :data:`SAMPLE_RATES`, else
-    :class:`InputError`."""
+    :class:`InputError` naming it ``name``."""
     if (
         isinstance(rate, bool)
         or not isinstance(rate, int | np.integer)
         or int(rate) not in SAMPLE_RATES
     ):
         raise InputError(
-            f"a stem sample rate is a whole number of Hz from {SAMPLE_RATES.start} to "
+            f"{name} must be a whole number of Hz from {SAMPLE_RATES.start} to "
             f"{SAMPLE_RATES.stop - 1}, got {rate!r}"
         )
     return int(rate)
@@ -397,16 +397,9 @@ class Separator:
             raise NonFiniteAudioError(
                 f"the mixture holds NaN or infinite samples (first at sample {int(bad[0])})"
             )
-        rate = self.sample_rate if sample_rate is None else sample_rate
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, int | np.integer)
-            or int(rate) not in SAMPLE_RATES
-        ):
-            raise InputError(
-                f"sample_rate must be a whole number of Hz from {SAMPLE_RATES.start} to "
-                f"{SAMPLE_RATES.stop - 1}, got {rate!r}"
-            )
+        rate = check_sample_rate(
+            self.sample_rate if sample_rate is None else sample_rate, "sample_rate"
+        )
         if rate != self.sample_rate:
             audio = _resample(audio, rate, self.sample_rate)
         stems = separate_array(
