@@ -49,6 +49,8 @@ from vimss_cli.stem_writer import (
     ensure_writable_directory,
     stem_extension,
 )
+from vimss_cli.vision.analysis import lengths_disagree
+from vimss_cli.vision.frames import stream_duration
 from vimss_cli.vision.queries import PlayerPlan, check_strict, describe_plan, plan_players
 
 T = TypeVar("T")
@@ -376,13 +378,8 @@ class Batch:
 def _audio_length_warnings(video: Path, audio: Path) -> list[str]:
     """A warning when ``--audio`` lasts much longer or shorter than the picture it is paired
     with (the same tolerance as a video's own sound): perhaps another take's sound."""
-    from vimss_cli.vision.analysis import LENGTH_TOLERANCE
-    from vimss_cli.vision.frames import stream_duration
-
     picture, sound = stream_duration(video, "v:0"), probe(audio).duration
-    if picture is None or sound is None:
-        return []
-    if abs(picture - sound) <= max(LENGTH_TOLERANCE, 0.05 * max(picture, sound)):
+    if picture is None or sound is None or not lengths_disagree(picture, sound):
         return []
     return [
         f"{video.name}: the picture lasts {picture:.1f} s but --audio {audio.name} "

@@ -38,6 +38,7 @@ from vimss_cli.vision.motion import (
     multiscale,
     scene_cuts,
 )
+from vimss_cli.vision.people import contained_share
 from vimss_cli.vision.players import (
     MIN_MOTION,
     MOVING_SHARE,
@@ -145,6 +146,12 @@ def _sample_indices(duration: float | None, rate: float, samples: int) -> set[in
 LABEL_MODEL_HINT = "`vimss models list` says which"
 
 
+def lengths_disagree(first: float, second: float) -> bool:
+    """Whether two durations (seconds) of one recording's picture and sound differ by more
+    than :data:`LENGTH_TOLERANCE` or 5 % of the longer."""
+    return abs(first - second) > max(LENGTH_TOLERANCE, 0.05 * max(first, second))
+
+
 #: A picture stream shorter than this beside a longer sound is a still (one picture, as
 #: a recording published with a photo): its players are found, with no motion to follow.
 STILL_SECONDS = 0.5
@@ -164,7 +171,7 @@ def check_lengths(info: VideoInfo) -> list[str]:
             f"{info.path.name}: the picture is a still ({video:.2f} s beside {audio:.1f} s of "
             "sound): the players are found in it, but nobody can be seen playing"
         ]
-    if abs(audio - video) > max(LENGTH_TOLERANCE, 0.05 * max(audio, video)):
+    if lengths_disagree(audio, video):
         raise MediaError(
             f"{info.path}: the picture lasts {video:.1f} s but the sound {audio:.1f} s, so the "
             "players cannot be followed in time; to separate by sound alone, name the players "
@@ -303,13 +310,11 @@ MAX_BOX_OVERLAP = 0.5
 def overlap_warnings(boxes: list[Box], name: str) -> list[str]:
     """A warning for each pair of ``boxes`` ``(x, y, w, h)`` that mostly overlap: their
     players' appearance and motion would be measured on the same pixels."""
+    corners = [(x, y, x + w, y + h) for x, y, w, h in boxes]
     found = []
     for first in range(len(boxes)):
         for second in range(first + 1, len(boxes)):
-            (x0, y0, w0, h0), (x1, y1, w1, h1) = boxes[first], boxes[second]
-            width = min(x0 + w0, x1 + w1) - max(x0, x1)
-            height = min(y0 + h0, y1 + h1) - max(y0, y1)
-            shared = max(0, width) * max(0, height) / max(1, min(w0 * h0, w1 * h1))
+            shared = contained_share(corners[first], corners[second])
             if shared > MAX_BOX_OVERLAP:
                 found.append(
                     f"{name}: boxes {first + 1} and {second + 1} share {shared:.0%} of the "

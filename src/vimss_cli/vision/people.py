@@ -251,7 +251,7 @@ def windows(width: int, height: int) -> list[tuple[int, int, int]]:
     return found
 
 
-def _contained(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+def contained_share(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     """Share of the smaller of boxes ``a`` and ``b`` (``x0, y0, x1, y1``) inside the other."""
     return _intersection(a, b) / max(min(_area(a), _area(b)), 1e-6)
 
@@ -295,7 +295,7 @@ def same_person(a: Person, b: Person) -> bool:
     their poses put the shoulders within :data:`SAME_SHOULDERS` faces of each other, or one
     face lies on the other's torso.
     """
-    if _iou(a.face, b.face) > SAME_PERSON_IOU or _contained(a.face, b.face) > 0.5:
+    if _iou(a.face, b.face) > SAME_PERSON_IOU or contained_share(a.face, b.face) > 0.5:
         return True
     if a.keypoints is None or b.keypoints is None:
         return False
