@@ -183,14 +183,17 @@ def test_silence_in_silence_out() -> None:
     assert stems.shape == (2, 5000) and not stems.any()
 
 
-def test_tile_plan_fits_the_cache_within_its_bounds() -> None:
+def test_tile_plan_fits_the_cache_within_its_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     model = make_tiny_model(ModelConfig(levels=4, base_features=8))
     cpu = torch.device("cpu")
     per_sample = model.working_set_bytes_per_output_sample()
-    planned = plan_tile(model, 4, cpu, cache_bytes=4 * per_sample * 20000 * 4 // 3)
-    assert planned == 16384  # the largest power of two that fits in 3/4 of the cache
-    fewer = plan_tile(model, 2, cpu, cache_bytes=4 * per_sample * 20000 * 4 // 3)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # one group: all queries together
+    planned = plan_tile(model, 4, cpu, cache_bytes=4 * per_sample * 20000)
+    assert planned == 16384  # the largest power of two that fits in the cache
+    fewer = plan_tile(model, 2, cpu, cache_bytes=4 * per_sample * 20000)
     assert fewer == 32768  # fewer players, longer tiles
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # two groups of two
+    assert plan_tile(model, 4, cpu, cache_bytes=4 * per_sample * 20000) == 32768
     assert plan_tile(model, 4, cpu, cache_bytes=1) == MIN_CPU_TILE
     assert plan_tile(model, 1, cpu, cache_bytes=2**40) == MAX_CPU_TILE
     assert plan_tile(model, 4, torch.device("cuda")) == CUDA_TILE
@@ -215,10 +218,12 @@ def test_a_stream_computes_each_layer_once(monkeypatch: pytest.MonkeyPatch) -> N
     seen: list[int] = []
     convolve = vimss_model.time_major_conv
 
-    def watched(conv: torch.nn.Conv1d, inputs: torch.Tensor) -> torch.Tensor:
-        if conv is model.down_convs[0]:
+    def watched(
+        weight: torch.Tensor, bias: torch.Tensor | None, inputs: torch.Tensor
+    ) -> torch.Tensor:
+        if bias is model.down_convs[0].bias:
             seen.append(inputs.shape[-1])
-        return convolve(conv, inputs)
+        return convolve(weight, bias, inputs)
 
     monkeypatch.setattr(vimss_model, "time_major_conv", watched)
     stream = StreamState(plan.step)

@@ -5,15 +5,70 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import make_tiny_model
 from vimss_cli.conditioning import Query, QueryBatch, motion_at_samples
-from vimss_cli.model import CONDITIONING_CHOICES, ModelConfig, WaveUNet, upsample_linear
+from vimss_cli.model import (
+    CONDITIONING_CHOICES,
+    ModelConfig,
+    StreamState,
+    WaveUNet,
+    time_major_empty,
+)
+
+
+def upsample_linear(features: torch.Tensor) -> torch.Tensor:
+    """The decoder's upsampling by definition: ``(N, C, n) -> (N, C, 2n - 1)``, a sample then
+    the mean of it and the next, no extrapolation."""
+    out = features.new_empty(*features.shape[:-1], 2 * features.shape[-1] - 1)
+    out[..., 0::2] = features
+    out[..., 1::2] = (features[..., :-1] + features[..., 1:]) / 2
+    return out
 
 
 def test_upsample_linear_inserts_means_without_extrapolation() -> None:
     x = torch.tensor([[[0.0, 2.0, 4.0, 10.0]]])
     assert upsample_linear(x).tolist() == [[[0.0, 1.0, 2.0, 3.0, 4.0, 7.0, 10.0]]]
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5, 7])
+def test_the_decoder_convolves_the_upsampled_features_and_the_skip(kernel: int) -> None:
+    """The decoder block, computed at the low rate in pairs of outputs, equals the plain
+    convolution of the upsampled features joined to the skip (its last output dropped), both
+    in one call and on a stream of windows."""
+    torch.manual_seed(0)
+    low_channels, skip_channels, out_channels, n = 6, 4, 5, 40
+    conv = torch.nn.Conv1d(low_channels + skip_channels, out_channels, kernel)
+    low = torch.randn(2, low_channels, n)
+    skip = torch.randn(2, skip_channels, 2 * n - 2)
+    joined = torch.cat((upsample_linear(low)[..., : 2 * n - 2], skip), dim=1)
+    expected = F.conv1d(joined, conv.weight, conv.bias)  # (2, C_out, 2 (n - r - 1))
+
+    def time_major(tensor: torch.Tensor) -> torch.Tensor:
+        out = time_major_empty(tensor, tensor.shape[1], tensor.shape[-1])
+        out.copy_(tensor)
+        return out
+
+    with torch.no_grad():
+        whole = WaveUNet._up_conv(0, conv, time_major(low), time_major(skip), None)
+        torch.testing.assert_close(whole, expected, atol=1e-5, rtol=1e-5)
+        # a stream: the first window, then 4 low samples (8 outputs) at a time; the skip
+        # after the first window comes with the kernel - 1 positions before the new ones
+        stream = StreamState(step=8)
+        first_low = 20
+        first_skip = 2 * first_low - 2
+        first = (time_major(low[..., :first_low]), time_major(skip[..., :first_skip]))
+        pieces = [WaveUNet._up_conv(0, conv, *first, stream)]
+        stream.started = True
+        for start in range(first_low, n, 4):
+            reads = skip[..., 2 * start - kernel + 1 - 2 : 2 * start + 8 - 2]
+            pieces.append(
+                WaveUNet._up_conv(
+                    0, conv, time_major(low[..., start : start + 4]), time_major(reads), stream
+                )
+            )
+        torch.testing.assert_close(torch.cat(pieces, dim=-1), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("levels", [1, 3, 5])

@@ -99,13 +99,15 @@ def plan_tile(
 ) -> int:
     """Output samples per window for streaming ``queries`` players on ``device``.
 
-    On the CPU, the largest power of two whose busiest level for all K queries
-    (``model.working_set_bytes_per_output_sample``) fills at most three quarters of the
-    last-level cache, within ``[MIN_CPU_TILE, MAX_CPU_TILE]``. On the 2-core development
-    machine (32 MiB L3), Wave-U-Net v2 (and v4, the same network), that gives 32768 for 2
-    or 3 players and 16384 for 4 and 5; the best measured (20 s) were 16384-32768 for 2
-    players and 16384 for 3 to 5 (4 players: 17.2x realtime at 16384, 15.0x at 8192, 10.2x
-    at 4096). On CUDA, :data:`CUDA_TILE`.
+    On the CPU, the largest power of two whose busiest level for the queries of one thread
+    (``model.working_set_bytes_per_output_sample`` times the queries of one
+    :func:`default_groups` group) fits in the last-level cache, within
+    ``[MIN_CPU_TILE, MAX_CPU_TILE]``. On the 2-core development machine (32 MiB L3, two
+    groups for 2 or 4 players) that gives 131072 for 2 players, 32768 for 3 and 5, and 65536
+    for 4; the fastest measured on 1 minute, alternating (v4, 2 threads) were 65536 for 2 to 4
+    players (4 players: 21.8x realtime, against 21.1x at 32768, 20.5x at 131072 and 17.5x at
+    16384) and 32768 for 5. Longer tiles pay the per-layer call overhead less often; past the
+    cache, each layer's output is cold when the next reads it. On CUDA, :data:`CUDA_TILE`.
     A network that does not stream then doubles its tile until it is
     :data:`RECOMPUTE_TILE_FACTOR` times its two-sided context, at most
     :data:`MAX_RECOMPUTE_TILE`.
@@ -113,8 +115,9 @@ def plan_tile(
     if device.type == "cuda":
         tile = CUDA_TILE
     else:
-        budget = 3 * (last_level_cache_bytes() if cache_bytes is None else cache_bytes) // 4
-        per_sample = model.working_set_bytes_per_output_sample() * max(1, queries)
+        budget = last_level_cache_bytes() if cache_bytes is None else cache_bytes
+        per_thread = -(-max(1, queries) // default_groups(max(1, queries), device))
+        per_sample = model.working_set_bytes_per_output_sample() * per_thread
         tile = MIN_CPU_TILE
         while tile * 2 <= MAX_CPU_TILE and tile * 2 * per_sample <= budget:
             tile *= 2

@@ -19,7 +19,9 @@ to the next.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -198,12 +200,15 @@ class StreamState:
         parities: per decimation, the parity of the positions seen so far (which of the new
             ones to keep).
         started: whether the first window has run.
+        weights: per convolution, its weight laid out for :func:`time_major_conv` (made once:
+            the weights do not change while a stream runs).
     """
 
     step: int
     tails: dict[str, Tensor] = field(default_factory=dict)
     parities: dict[str, int] = field(default_factory=dict)
     started: bool = False
+    weights: dict[str, Tensor] = field(default_factory=dict)
 
 
 def time_major_empty(like: Tensor, channels: int, length: int) -> Tensor:
@@ -215,11 +220,16 @@ def time_major_empty(like: Tensor, channels: int, length: int) -> Tensor:
     return like.new_empty(like.shape[0], length, channels).transpose(1, 2)
 
 
-def time_major_conv(conv: nn.Conv1d, inputs: Tensor) -> Tensor:
-    """``conv(inputs)`` as a channels-last 2-D convolution: ``(N, C, T) -> (N, C', T')``,
-    the result laid out time-major (:func:`time_major_empty`)."""
-    weight = conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-    return F.conv2d(inputs.unsqueeze(2), weight, conv.bias).squeeze(2)
+def conv_weight(weight: Tensor) -> Tensor:
+    """A 1-D convolution's ``weight (C', C, k)`` laid out for :func:`time_major_conv`."""
+    return weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+def time_major_conv(weight: Tensor, bias: Tensor | None, inputs: Tensor) -> Tensor:
+    """A valid convolution ``(N, C, T) -> (N, C', T - k + 1)`` by ``weight``
+    (:func:`conv_weight` of ``(C', C, k)``) as a channels-last 2-D convolution, the result laid
+    out time-major (:func:`time_major_empty`)."""
+    return F.conv2d(inputs.unsqueeze(2), weight, bias).squeeze(2)
 
 
 def join_time(before: Tensor, after: Tensor) -> Tensor:
@@ -230,26 +240,49 @@ def join_time(before: Tensor, after: Tensor) -> Tensor:
     return joined
 
 
-def upsample_linear(features: Tensor, out: Tensor | None = None) -> Tensor:
-    """``(N, C, n) -> (N, C, 2n - 1)``: insert the mean between neighbours, no extrapolation.
+@functools.cache
+def polyphase_taps(kernel: int) -> Tensor:
+    """``(kernel, 2, kernel // 2 + 2)``: where tap ``i`` of a convolution over linearly upsampled
+    features falls on the low-rate features, for its even (0) and odd (1) outputs.
 
-    Written into ``out`` (``(N, C, 2n - 1)``, any layout) when given.
+    Upsampled position ``2j`` is low sample ``j``; ``2j + 1`` is the mean of samples ``j`` and
+    ``j + 1``. So output ``2j + p`` reads upsampled ``2j + p + i`` for each tap ``i``: low sample
+    ``j + (p + i) / 2`` with weight 1 when ``p + i`` is even, else half of each neighbour.
     """
-    if out is None:
-        out = time_major_empty(features, features.shape[1], 2 * features.shape[-1] - 1)
-    out[..., 0::2] = features
-    out[..., 1::2] = (features[..., :-1] + features[..., 1:]).mul_(0.5)
-    return out
+    taps = torch.zeros(kernel, 2, kernel // 2 + 2)
+    for tap in range(kernel):
+        for parity in (0, 1):
+            position = parity + tap  # upsampled positions past 2j
+            if position % 2 == 0:
+                taps[tap, parity, position // 2] = 1.0
+            else:
+                taps[tap, parity, position // 2] = 0.5
+                taps[tap, parity, position // 2 + 1] = 0.5
+    return taps
 
 
-def upsample_linear_continued(last: Tensor, features: Tensor, out: Tensor) -> Tensor:
-    """The ``2n`` positions of :func:`upsample_linear` that follow, once ``features (N, C, n)``
-    arrive after a signal whose last sample was ``last (N, C, 1)``: the mean of ``last`` and
-    the first new sample, that sample, the next mean, and so on. Written into ``out``."""
-    out[..., 0:1] = (last + features[..., :1]).mul_(0.5)
-    out[..., 2::2] = (features[..., :-1] + features[..., 1:]).mul_(0.5)
-    out[..., 1::2] = features
-    return out
+def polyphase_weights(weight: Tensor) -> Tensor:
+    """A convolution over linearly upsampled features, moved to the features' own rate:
+    ``weight (C', C, k)`` (k odd) -> ``(2 C', C, k // 2 + 2)`` whose first ``C'`` outputs are
+    the even outputs and the last ``C'`` the odd ones (:func:`polyphase_taps`)."""
+    taps = polyphase_taps(weight.shape[-1]).to(weight.device, weight.dtype)
+    moved = torch.einsum("oci,ipj->pocj", weight, taps)  # (2, C', C, k // 2 + 2)
+    return moved.reshape(2 * weight.shape[0], weight.shape[1], -1)
+
+
+def polyphase_conv_weight(weight: Tensor) -> Tensor:
+    """:func:`polyphase_weights` laid out for :func:`time_major_conv`."""
+    return conv_weight(polyphase_weights(weight))
+
+
+def interleave_pairs(pairs: Tensor) -> Tensor:
+    """``(N, 2C, m)`` even outputs then odd outputs (channels) -> ``(N, C, 2m)`` in time order.
+
+    Time-major, the ``2C`` values of step ``j`` already lie as ``C`` values of step ``2j`` then
+    ``C`` of ``2j + 1``: this is a view, no copy."""
+    windows, channels, count = pairs.shape
+    rows = pairs.transpose(1, 2).reshape(windows, 2 * count, channels // 2)
+    return rows.transpose(1, 2)
 
 
 def crop_to(tensor: Tensor, span: Span, target: Span) -> Tensor:
@@ -534,9 +567,12 @@ class WaveUNet(nn.Module):
         if span.count < 1:
             return None
         spans["bottleneck"] = span
+        reach = c.up_kernel // 2
         for level in reversed(range(c.levels)):
-            span = Span(span.start, span.step // 2, 2 * span.count - 1)
-            span = conv(span, c.up_kernel)
+            # the convolution over the upsampled features (2n - 1 positions) in pairs of
+            # outputs (WaveUNet._up_conv): 2 (n - reach - 1), its last odd output dropped
+            half = span.step // 2
+            span = Span(span.start + reach * half, half, 2 * (span.count - reach - 1))
             if span.count < 1:
                 return None
             spans[f"up{level}"] = span
@@ -581,15 +617,16 @@ class WaveUNet(nn.Module):
     def working_set_bytes_per_output_sample(self, bytes_per_value: int = 4) -> int:
         """Bytes one query's busiest level touches per output sample when streaming.
 
-        At each level: the encoder convolution's output, the decoder's joined input and its
-        output, at the level's time resolution; the largest over the levels (the first, at
-        full rate). The engine's tile planner fits this into the cache.
+        At each level, at the level's time resolution: the encoder convolution's output, the
+        skip the decoder reads (a copy), the decoder's output, and its input from the level
+        below at half the resolution; the largest over the levels (the first, at full rate).
+        The engine's tile planner fits this into the cache.
         """
         c = self.config
         values = 0.0
         for level in range(c.levels):
-            decoder_in = c.features(level + 1) + c.features(level)
-            values = max(values, (2 * c.features(level) + decoder_in) / 2**level)
+            decoder_in = c.features(level + 1) / 2
+            values = max(values, (3 * c.features(level) + decoder_in) / 2**level)
         return int(values * bytes_per_value) + 1
 
     # ----------------------------------------------------------------------- forward
@@ -656,7 +693,9 @@ class WaveUNet(nn.Module):
         for level, conv in enumerate(self.down_convs):
             name = f"down{level}"
             conv = cast(nn.Conv1d, conv)  # a ModuleList yields nn.Module; these are Conv1d
-            features = F.leaky_relu(self._conv(name, conv, stream, features), 0.2, inplace=True)
+            weight = self._weight(name, stream, conv.weight)
+            convolved = self._conv(name, weight, conv.bias, stream, features)
+            features = F.leaky_relu(convolved, 0.2, inplace=True)
             if encoder_conditioned:
                 if level == 0:  # the first convolution sees only the mixture: shared by K
                     features = expand(features)
@@ -677,15 +716,19 @@ class WaveUNet(nn.Module):
                     moved = torch.where(present, moved, moved.new_zeros(()))
                 extra = extra + moved
             features = torch.cat((features, extra.to(features.dtype)), dim=1)
-        features = self._conv("bottleneck", self.bottleneck, stream, features)
+        bottleneck = self.bottleneck
+        weight = self._weight("bottleneck", stream, bottleneck.weight)
+        features = self._conv("bottleneck", weight, bottleneck.bias, stream, features)
         features = F.leaky_relu(features, 0.2, inplace=True)
         span = spans["bottleneck"]
         features = film("bottleneck", features, span)
         for index, conv in enumerate(self.up_convs):
             level = c.levels - 1 - index
-            span = Span(span.start, span.step // 2, 2 * span.count - 1)  # upsampled
-            skip = self._skip(f"skip{level}", skips[level], spans[f"down{level}"], span, stream)
+            reads = Span(span.start, span.step // 2, 2 * span.count - 2)  # of the skip
             conv = cast(nn.Conv1d, conv)  # a ModuleList yields nn.Module; these are Conv1d
+            skip = self._skip(
+                f"skip{level}", skips[level], spans[f"down{level}"], reads, stream, c.up_kernel - 1
+            )
             features = self._up_conv(level, conv, features, skip, stream)
             features = F.leaky_relu(features, 0.2, inplace=True)
             span = spans[f"up{level}"]
@@ -694,8 +737,7 @@ class WaveUNet(nn.Module):
         output_span = new_positions(spans["output"])
         features = film("output", features, spans["output"])
         mixture_out = mixture[..., output_span.start : output_span.start + output_span.count]
-        features = torch.cat((features, expand(mixture_out)), dim=1)
-        estimates = self.output_conv(features)
+        estimates = self._output_conv(features, mixture_out, k)
         if c.output_activation == "tanh":
             estimates = torch.tanh(estimates)
         estimates = estimates.reshape(windows, k, output_span.count)
@@ -708,6 +750,19 @@ class WaveUNet(nn.Module):
         if stream is not None:
             stream.started = True
         return estimates
+
+    def _output_conv(self, features: Tensor, mixture: Tensor, queries: int) -> Tensor:
+        """The 1x1 output convolution of ``[features, mixture]`` (channels): ``features
+        (W*K, C, T)`` and each window's ``mixture (W, 1, T)`` -> ``(W*K, 1, T)``, without
+        joining them: a product over the channels of each time step (contiguous, time-major)
+        plus the mixture's weight times the mixture, shared by the window's K queries."""
+        weight = self.output_conv.weight[0, :, 0]  # (C + 1,)
+        bias = self.output_conv.bias
+        assert bias is not None  # nn.Conv1d's default bias=True
+        windows, _, length = mixture.shape
+        per_step = torch.matmul(features.transpose(1, 2), weight[:-1])  # (W*K, T)
+        mixed = per_step.view(windows, queries, length) + (weight[-1] * mixture + bias)
+        return mixed.view(windows * queries, 1, length)
 
     def _bypasses_all(self, queries: QueryBatch) -> bool:
         """With :attr:`ModelConfig.motion_bypass`, whether no query has motion: the encoder
@@ -794,47 +849,57 @@ class WaveUNet(nn.Module):
         return self.films[name](features, query, layer_motion, present)
 
     @staticmethod
-    def _conv(name: str, conv: nn.Conv1d, stream: StreamState | None, new: Tensor) -> Tensor:
-        """A valid convolution; on a stream, of the ``kernel - 1`` inputs kept from the last
-        window followed by the new ones."""
-        history = conv.kernel_size[0] - 1
+    def _weight(
+        name: str,
+        stream: StreamState | None,
+        weight: Tensor,
+        make: Callable[[Tensor], Tensor] = conv_weight,
+    ) -> Tensor:
+        """``make(weight)``: a convolution's weight laid out for :func:`time_major_conv`. A
+        stream makes it once."""
+        if stream is None:
+            return make(weight)
+        if name not in stream.weights:
+            stream.weights[name] = make(weight)
+        return stream.weights[name]
+
+    @staticmethod
+    def _conv(
+        name: str, weight: Tensor, bias: Tensor | None, stream: StreamState | None, new: Tensor
+    ) -> Tensor:
+        """A valid convolution (``weight`` from :func:`conv_weight`); on a stream, of the
+        ``kernel - 1`` inputs kept from the last window followed by the new ones."""
+        history = weight.shape[-1] - 1
         if stream is None or not history:
-            return time_major_conv(conv, new)
+            return time_major_conv(weight, bias, new)
         inputs = join_time(stream.tails[name], new) if stream.started else new
         stream.tails[name] = inputs[..., inputs.shape[-1] - history :]
-        return time_major_conv(conv, inputs)
+        return time_major_conv(weight, bias, inputs)
 
     @staticmethod
     def _up_conv(
         level: int, conv: nn.Conv1d, low: Tensor, skip: Tensor, stream: StreamState | None
     ) -> Tensor:
-        """A decoder block's convolution of ``[upsample_linear(low), skip]`` (channels).
+        """A decoder block's convolution of ``[upsample(low), skip]`` (channels), the linear
+        upsampling of ``low (N, C_low, n)`` and the encoder's ``skip (N, C_skip, 2n - 2)``:
+        ``(N, C_out, 2 (n - r - 1))``, ``r = kernel // 2``. On a stream, ``skip`` holds the
+        ``kernel - 1`` positions before the new ones too (:meth:`_skip`).
 
-        The upsampled features are written straight into the joined input, after the
-        ``kernel - 1`` joined inputs a stream kept from its last window. On a stream the first
-        new upsampled position is the mean of the last window's last ``low`` sample and the
-        first new one (:func:`upsample_linear_continued`).
+        The upsampled features are never formed. Their convolution is one over ``low`` at its
+        own rate (:func:`polyphase_weights`) giving each even and odd output side by side,
+        which the time-major layout interleaves for free (:func:`interleave_pairs`); the
+        skip's convolution, at the full rate, is added to it. That is a fifth fewer
+        multiply-adds on the upsampled half, and no upsampled copy or joined input. On a
+        stream the low convolution keeps its ``r + 1`` last low samples.
         """
-        upsample_name, conv_name = f"upsample{level}", f"up{level}"
-        continuing = stream is not None and stream.started
-        history = conv.kernel_size[0] - 1 if continuing else 0
-        count = skip.shape[-1]  # 2n upsampled positions on a stream, else 2n - 1
-        joined = time_major_empty(low, low.shape[1] + skip.shape[1], history + count)
-        upsampled = joined[:, : low.shape[1], history:]
-        if continuing:
-            assert stream is not None
-            if history:
-                joined[..., :history] = stream.tails[conv_name]
-            upsample_linear_continued(stream.tails[upsample_name], low, upsampled)
-        else:
-            upsample_linear(low, upsampled)
-        joined[:, low.shape[1] :, history:] = skip
-        if stream is not None:
-            stream.tails[upsample_name] = low[..., -1:]
-            keep = conv.kernel_size[0] - 1
-            if keep:
-                stream.tails[conv_name] = joined[..., joined.shape[-1] - keep :]
-        return time_major_conv(conv, joined)
+        low_channels = low.shape[1]
+        name = f"up{level}"
+        up_weight = WaveUNet._weight(
+            f"{name}.low", stream, conv.weight[:, :low_channels], polyphase_conv_weight
+        )
+        skip_weight = WaveUNet._weight(f"{name}.skip", stream, conv.weight[:, low_channels:])
+        upsampled = interleave_pairs(WaveUNet._conv(f"{name}.low", up_weight, None, stream, low))
+        return upsampled.add_(time_major_conv(skip_weight, conv.bias, skip))
 
     @staticmethod
     def _decimate(name: str, new: Tensor, stream: StreamState | None) -> Tensor:
@@ -847,23 +912,34 @@ class WaveUNet(nn.Module):
 
     @staticmethod
     def _skip(
-        name: str, new: Tensor, span: Span, target: Span, stream: StreamState | None
+        name: str,
+        new: Tensor,
+        span: Span,
+        target: Span,
+        stream: StreamState | None,
+        history: int = 0,
     ) -> Tensor:
         """The encoder's features (positions ``span``) at the decoder's (``target``).
 
         On a stream the decoder lags the encoder: the encoder's newest positions are kept
-        until the decoder reaches them.
+        until the decoder reaches them. After the first window the result is the decoder's
+        new positions preceded by the ``history`` before them (what its convolution reads
+        again), in one new buffer.
         """
         if stream is None:
             return crop_to(new, span, target)
         ahead = (span.start + span.step * (span.count - 1) - target.start) // span.step
         ahead -= target.count - 1  # encoder positions after the decoder window's last one
-        if stream.started:
-            kept = join_time(stream.tails[name], new)
-            end = kept.shape[-1] - ahead
-            result = kept[..., end - new.shape[-1] : end]
-        else:
-            kept = new
+        keep, count = ahead + history, new.shape[-1]
+        if not stream.started:
             result = crop_to(new, span, target)
-        stream.tails[name] = kept[..., kept.shape[-1] - ahead :]
+        else:  # the kept positions, then the new: the result is their first count + history
+            tail = stream.tails[name]
+            if count >= ahead:
+                result = join_time(tail, new[..., : count - ahead])
+            else:
+                result = tail[..., : count + history]
+            if count < keep:
+                new = join_time(tail[..., count:], new)
+        stream.tails[name] = new[..., new.shape[-1] - keep :]
         return result
