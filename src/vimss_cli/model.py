@@ -232,6 +232,16 @@ def time_major_conv(weight: Tensor, bias: Tensor | None, inputs: Tensor) -> Tens
     return F.conv2d(inputs.unsqueeze(2), weight, bias).squeeze(2)
 
 
+def repeat_per_query(features: Tensor, queries: int) -> Tensor:
+    """``(W, C, T) -> (W * K, C, T)``: each window's features once per query, window-major,
+    time-major (``repeat_interleave`` would lay them out channels first, and every layer after
+    would then read them across the grain)."""
+    windows, channels, length = features.shape
+    out = features.new_empty(windows, queries, length, channels).transpose(2, 3)
+    out.copy_(features.unsqueeze(1))  # (W, K, C, T), time-major
+    return out.reshape(windows * queries, channels, length)
+
+
 def join_time(before: Tensor, after: Tensor) -> Tensor:
     """``before (N, C, H)`` then ``after (N, C, T)`` along time, time-major: ``(N, C, H + T)``."""
     joined = time_major_empty(after, after.shape[1], before.shape[-1] + after.shape[-1])
@@ -678,8 +688,8 @@ class WaveUNet(nn.Module):
         if c.motion_bypass and motion is not None and queries.motion_present is not None:
             present = queries.motion_present.to(torch.bool).expand(windows, k).reshape(-1, 1, 1)
 
-        def expand(tensor: Tensor) -> Tensor:  # (W, ...) -> (W*K, ...)
-            return tensor.repeat_interleave(k, dim=0)
+        def expand(tensor: Tensor) -> Tensor:  # (W, C, T) -> (W*K, C, T)
+            return repeat_per_query(tensor, k)
 
         def film(name: str, features: Tensor, span: Span) -> Tensor:  # at positions ``span``
             return self._film(name, features, query, motion, new_positions(span), present)
