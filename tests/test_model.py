@@ -96,6 +96,18 @@ def test_length_arithmetic_is_consistent(levels: int, kernels: tuple[int, int, i
     assert model.output_span(model.input_length_for(1) - 1) is None
 
 
+def test_a_model_trains_after_separating_in_inference_mode() -> None:
+    """Nothing the forward pass keeps between calls may be made in inference mode: training
+    (the CLI's validation, or a test before it) must still backpropagate afterwards."""
+    model = make_tiny_model(ModelConfig(levels=3, base_features=4, query_dim=8))
+    mixture = torch.randn(2, 1, model.input_length_for(100))
+    queries = QueryBatch(torch.tensor([0, 2]))
+    with torch.inference_mode():
+        model(mixture, queries)
+    model(mixture, queries).square().mean().backward()
+    assert all(p.grad is not None for p in model.up_convs.parameters())
+
+
 @pytest.mark.parametrize("conditioning", CONDITIONING_CHOICES)
 def test_forward_shapes_and_queries_run_batched(conditioning: str) -> None:
     config = ModelConfig(

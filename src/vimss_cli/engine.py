@@ -39,8 +39,8 @@ DEFAULT_TILE = 65536
 #: Output samples per window on CUDA, where each layer's launch costs more than its data.
 CUDA_TILE = 2**18
 #: The planner's bounds on the CPU: below, per-layer call overhead dominates; above, nothing
-#: more is gained.
-MIN_CPU_TILE, MAX_CPU_TILE = 4096, 2**17
+#: more was gained (2 players: 40.6x realtime at 65536, 39.2x at 131072) and memory grows.
+MIN_CPU_TILE, MAX_CPU_TILE = 4096, 2**16
 #: A network that does not stream recomputes its context in every window: its tile is at least
 #: this many times the context on both sides, so that recomputation stays a small share.
 RECOMPUTE_TILE_FACTOR = 4
@@ -103,8 +103,8 @@ def plan_tile(
     (``model.working_set_bytes_per_output_sample`` times the queries of one
     :func:`default_groups` group) fits in the last-level cache, within
     ``[MIN_CPU_TILE, MAX_CPU_TILE]``. On the 2-core development machine (32 MiB L3, two
-    groups for 2 or 4 players) that gives 131072 for 2 players, 32768 for 3 and 5, and 65536
-    for 4; the fastest measured on 1 minute, alternating (v4, 2 threads) were 65536 for 2 to 4
+    groups for 2 or 4 players) that gives 65536 for 2 and 4 players and 32768 for 3 and 5;
+    the fastest measured on 1 minute, alternating (v4, 2 threads) were 65536 for 2 to 4
     players (4 players: 21.8x realtime, against 21.1x at 32768, 20.5x at 131072 and 17.5x at
     16384) and 32768 for 5. Longer tiles pay the per-layer call overhead less often; past the
     cache, each layer's output is cold when the next reads it. On CUDA, :data:`CUDA_TILE`.

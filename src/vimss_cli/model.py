@@ -19,7 +19,6 @@ to the next.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -250,7 +249,6 @@ def join_time(before: Tensor, after: Tensor) -> Tensor:
     return joined
 
 
-@functools.cache
 def polyphase_taps(kernel: int) -> Tensor:
     """``(kernel, 2, kernel // 2 + 2)``: where tap ``i`` of a convolution over linearly upsampled
     features falls on the low-rate features, for its even (0) and odd (1) outputs.
@@ -258,6 +256,8 @@ def polyphase_taps(kernel: int) -> Tensor:
     Upsampled position ``2j`` is low sample ``j``; ``2j + 1`` is the mean of samples ``j`` and
     ``j + 1``. So output ``2j + p`` reads upsampled ``2j + p + i`` for each tap ``i``: low sample
     ``j + (p + i) / 2`` with weight 1 when ``p + i`` is even, else half of each neighbour.
+    (A new tensor each call: one kept from an ``inference_mode`` call could not be saved for
+    a later backward pass.)
     """
     taps = torch.zeros(kernel, 2, kernel // 2 + 2)
     for tap in range(kernel):
