@@ -11,9 +11,9 @@ each tensor, two windows whose starts differ by a multiple of ``2 ** levels`` co
 identical values at identical absolute positions: that is what makes chunked inference exact.
 
 The file reads top to bottom: the config, the grid arithmetic, the layers the engine streams
-(time-major convolution, joins, interpolation), the query conditioning (``QueryEncoder``,
-``FiLM``), then the network, whose forward can carry a :class:`StreamState` from one window
-to the next.
+(time-major convolution, joins, the decoder's upsampling folded into polyphase weights), the
+query conditioning (``QueryEncoder``, ``FiLM``), then the network, whose forward can carry a
+:class:`StreamState` from one window to the next.
 """
 
 from __future__ import annotations
