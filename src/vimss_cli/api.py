@@ -260,7 +260,7 @@ MERGE_BLOCK = 1 << 16
 #: The longest window ``--tile`` may ask for (output samples; 47.6 s at 22.05 kHz). Any tile
 #: gives the same stems; a window costs about 1 kB of memory per output sample and player
 #: (measured: a 2,000,000-sample tile for two players peaked at 4 GB), and beyond the planner's
-#: tiles (2**17 on the CPU, 2**18 on CUDA) nothing is gained.
+#: tiles (2**16 on the CPU, 2**18 on CUDA) nothing is gained.
 MAX_TILE = 2**20
 #: The most windows ``--batch-size`` may run per forward pass...
 MAX_BATCH_SIZE = 64

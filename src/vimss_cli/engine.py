@@ -100,14 +100,16 @@ def plan_tile(
     """Output samples per window for streaming ``queries`` players on ``device``.
 
     On the CPU, the largest power of two whose busiest level for the queries of one thread
-    (``model.working_set_bytes_per_output_sample`` times the queries of one
-    :func:`default_groups` group) fits in the last-level cache, within
-    ``[MIN_CPU_TILE, MAX_CPU_TILE]``. On the 2-core development machine (32 MiB L3, two
-    groups for 2 or 4 players) that gives 65536 for 2 and 4 players and 32768 for 3 and 5;
-    the fastest measured on 1 minute, alternating (v4, 2 threads) were 65536 for 2 to 4
-    players (4 players: 21.8x realtime, against 21.1x at 32768, 20.5x at 131072 and 17.5x at
-    16384) and 32768 for 5. Longer tiles pay the per-layer call overhead less often; past the
-    cache, each layer's output is cold when the next reads it. On CUDA, :data:`CUDA_TILE`.
+    (``model.working_set_bytes_per_output_sample`` times the queries of one query group,
+    :func:`default_groups`; all of them for a model with ``mixture_consistency``) is at most
+    the last-level cache, within ``[MIN_CPU_TILE, MAX_CPU_TILE]``. The budget is empirical:
+    with two groups the threads share the cache, so together they overrun it, and still the
+    longer tile is faster. On the 2-core development machine (32 MiB L3, two groups for 2 or 4
+    players) that gives 65536 for 2 and 4 players and 32768 for 3 and 5; the fastest measured
+    on 1 minute, alternating (v4, 2 threads) were 65536 for 2 to 4 players (4 players: 21.8x
+    realtime, against 21.1x at 32768, 20.5x at 131072 and 17.5x at 16384) and 32768 for 5.
+    Longer tiles pay the per-layer call overhead less often; much longer ones find each
+    layer's output gone cold when the next reads it. On CUDA, :data:`CUDA_TILE`.
     A network that does not stream then doubles its tile until it is
     :data:`RECOMPUTE_TILE_FACTOR` times its two-sided context, at most
     :data:`MAX_RECOMPUTE_TILE`.
@@ -116,7 +118,9 @@ def plan_tile(
         tile = CUDA_TILE
     else:
         budget = last_level_cache_bytes() if cache_bytes is None else cache_bytes
-        per_thread = -(-max(1, queries) // default_groups(max(1, queries), device))
+        players = max(1, queries)
+        groups = 1 if model.config.mixture_consistency else default_groups(players, device)
+        per_thread = -(-players // groups)
         per_sample = model.working_set_bytes_per_output_sample() * per_thread
         tile = MIN_CPU_TILE
         while tile * 2 <= MAX_CPU_TILE and tile * 2 * per_sample <= budget:
