@@ -94,11 +94,12 @@ def cost(model: Network, tile: int, queries: int) -> dict[str, float]:
     encoder, decoder = layer_macs(model, lambda name: spans[name].count)
     per_query = encoder + decoder if c.conditioning == "film-all" else encoder / queries + decoder
     seconds = output / c.sample_rate
-    context = input_length - output
     return {
         "parameters": sum(p.numel() for p in model.parameters()),
         "levels": c.levels,
-        "receptive_field_seconds": round((context + 1) / c.sample_rate, 3),
+        # the inputs one output sample depends on; a window needs a little more than that
+        # (each decoder block drops its last output: WaveUNet._up_conv)
+        "receptive_field_seconds": round((2 * model.context + 1) / c.sample_rate, 3),
         "tile_output_samples": output,
         "window_input_samples": input_length,
         "gmac_per_audio_second_per_query": round(per_query / seconds / 1e9, 3),
