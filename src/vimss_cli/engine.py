@@ -101,7 +101,7 @@ def plan_tile(
 
     On the CPU, the largest power of two whose busiest level for the queries of one thread
     (``model.working_set_bytes_per_output_sample`` times the queries of one query group,
-    :func:`default_groups`; all of them for a model with ``mixture_consistency``) is at most
+    :func:`query_groups`) is at most
     the last-level cache, within ``[MIN_CPU_TILE, MAX_CPU_TILE]``. The budget is empirical:
     with two groups the threads share the cache, so together they overrun it, and still the
     longer tile is faster. On the 2-core development machine (32 MiB L3, two groups for 2 or 4
@@ -119,8 +119,7 @@ def plan_tile(
     else:
         budget = last_level_cache_bytes() if cache_bytes is None else cache_bytes
         players = max(1, queries)
-        groups = 1 if model.config.mixture_consistency else default_groups(players, device)
-        per_thread = -(-players // groups)
+        per_thread = -(-players // query_groups(model, players, device))
         per_sample = model.working_set_bytes_per_output_sample() * per_thread
         tile = MIN_CPU_TILE
         while tile * 2 <= MAX_CPU_TILE and tile * 2 * per_sample <= budget:
@@ -276,6 +275,23 @@ def default_groups(queries: int, device: torch.device) -> int:
     return threads
 
 
+def query_groups(
+    model: Network, queries: int, device: torch.device, asked: int | None = None
+) -> int:
+    """The query groups a run of ``queries`` players uses: ``asked``, else
+    :func:`default_groups`; always one for a model with ``mixture_consistency`` (the
+    projection onto the mixture needs all K estimates together).
+
+    Raises:
+        ValueError: ``asked`` outside 1 .. ``queries``.
+    """
+    if asked is not None and not 1 <= asked <= max(1, queries):
+        raise ValueError(f"groups must be between 1 and the number of queries, got {asked}")
+    if model.config.mixture_consistency:
+        return 1
+    return default_groups(queries, device) if asked is None else asked
+
+
 def _stitch(batch_output: np.ndarray) -> np.ndarray:
     """``(W, K, step) -> (K, W * step)``: tiles side by side per query."""
     windows, queries, step = batch_output.shape
@@ -327,11 +343,7 @@ def separate_blocks(
         )
     plan = plan_windows(model, tile)
     device = next(model.parameters()).device
-    groups = default_groups(len(queries), device) if groups is None else groups
-    if not 1 <= groups <= max(1, len(queries)):
-        raise ValueError(f"groups must be between 1 and the number of queries, got {groups}")
-    if model.config.mixture_consistency:
-        groups = 1  # the projection onto the mixture needs all K estimates together
+    groups = query_groups(model, len(queries), device, groups)
     threads = torch.get_num_threads()
     if groups > 1:
         torch.set_num_threads(1)  # each group's thread runs its operations alone

@@ -9,7 +9,7 @@ import numpy as np
 
 from vimss_cli.atomic import atomic_path
 from vimss_cli.errors import OutputError
-from vimss_cli.stem_writer import check_output_folder
+from vimss_cli.stem_writer import check_output_folder, ensure_writable_directory
 from vimss_cli.vision.analysis import VideoAnalysis
 
 COLOURS = [(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255)]
@@ -73,10 +73,7 @@ def write_png(path: Path, image: np.ndarray, force: bool = False) -> Path:
     file, then a rename); :class:`OutputError` when it cannot, or when ``path`` exists and
     not ``force``."""
     path = check_png_target(path, force)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"cannot create {path.parent}: {error.strerror}") from None
+    ensure_writable_directory(path.parent)
     with atomic_path(path) as temporary:
         try:
             ok = cv2.imwrite(str(temporary), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
