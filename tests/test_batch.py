@@ -60,7 +60,8 @@ def test_a_batch_separates_each_input_with_its_own_instruments(
         for stem in result.stems:
             assert soundfile.info(str(stem.path)).frames == result.samples
     document = report.to_json()
-    assert list(document) == ["model", "device", "precision", "inputs"]
+    assert list(document) == ["model", "device", "precision", "inputs", "failures"]
+    assert document["failures"] == []
     assert document["inputs"][0]["input"] == str(first)
     phases = events.kinds("phase")
     assert phases == ["finding the players", "loading model default", "looking at the players"]
@@ -84,8 +85,30 @@ def test_keep_going_leaves_a_failing_input_out_and_says_so(
     (failure,) = report.failures
     assert failure.startswith(f"{broken}: cannot read")
     assert events.kinds("failed") == [failure.removeprefix(f"{broken}: ")]
+    assert report.to_json()["failures"] == [failure]  # --json names what was left out
     with pytest.raises(VimssError, match="cannot read"):  # without keep_going: the first error
         separate_inputs([broken, good], BatchOptions(out_dir=tmp_path / "o2", instruments=["vn"]))
+
+
+def test_a_typo_in_the_instruments_is_named_even_when_earlier_stems_exist(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    mixture = write_wav(tmp_path / "mix.wav", noise(1.0))
+    out = tmp_path / "out"
+    separate_inputs([mixture], BatchOptions(out_dir=out, instruments=["vn,vc"]))
+    with pytest.raises(InputError, match="'xx'"):
+        plan_inputs([mixture], BatchOptions(out_dir=out, instruments=["vn,xx"]))
+    with pytest.raises(InputError, match="between 1 and 8 players, got 9"):
+        plan_inputs([mixture], BatchOptions(out_dir=out, instruments=[",".join(["vn"] * 9)]))
+
+
+def test_audio_for_an_input_without_a_picture_is_refused(tmp_path: Path) -> None:
+    mixture = write_wav(tmp_path / "mix.wav", noise(1.0))
+    other = write_wav(tmp_path / "other.wav", noise(0.5))
+    options = BatchOptions(out_dir=tmp_path / "out", instruments=["vn,vc"], audio=other)
+    with pytest.raises(InputError, match=r"has no picture; separate .*other\.wav itself"):
+        plan_inputs([mixture], options)
+    assert not (tmp_path / "out").exists()
 
 
 def test_plan_inputs_checks_everything_before_a_model_loads(

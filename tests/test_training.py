@@ -136,6 +136,15 @@ def test_every_config_value_is_checked_with_its_key_named(setting: str, message:
     assert "\n" not in text
 
 
+def test_a_config_that_is_not_a_text_file_is_one_clear_error(tmp_path: Path) -> None:
+    binary = tmp_path / "mix.wav"
+    binary.write_bytes(b"RIFF\xac\x00\xff\xfe not text")
+    with pytest.raises(InputError, match=r"mix\.wav is not text"):
+        load_config(binary)
+    with pytest.raises(InputError, match=r"cannot read config file .*: Is a directory"):
+        load_config(tmp_path)
+
+
 def test_config_file_values_are_checked_too(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[model]\nlevels = "five"\n')

@@ -51,7 +51,14 @@ from vimss_cli.stem_writer import (
 )
 from vimss_cli.vision.analysis import lengths_disagree
 from vimss_cli.vision.frames import stream_duration
-from vimss_cli.vision.queries import PlayerPlan, check_strict, describe_plan, plan_players
+from vimss_cli.vision.queries import (
+    AUTO,
+    PlayerPlan,
+    check_strict,
+    checked_instrument_list,
+    describe_plan,
+    plan_players,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -129,6 +136,7 @@ class BatchReport:
             "device": self.device,
             "precision": self.precision,
             "inputs": [report.to_json() for report in self.inputs],
+            "failures": list(self.failures),  # "INPUT: error", those left out (--keep-going)
         }
 
 
@@ -226,6 +234,9 @@ class Batch:
                 f"give -i once for every input or once per input: {len(o.instruments)} -i for "
                 f"{count} inputs"
             )
+        for given in o.instruments or []:  # before earlier stems can hide a typo
+            if given is not None and given.strip().lower() != AUTO:
+                checked_instrument_list(given)
 
     def _jobs(self) -> list[tuple[Path, str | None]]:
         """Each input with its instruments, less those skipped as done (``skip_existing``)."""
@@ -247,6 +258,11 @@ class Batch:
         path, codes = job
         o = self.options
         info = probe(path)
+        if o.audio is not None and not info.has_video:
+            raise InputError(
+                f"--audio gives the sound of a video, and {info.path} has no picture; "
+                f"separate {o.audio} itself"
+            )
         if not info.has_audio and o.audio is None:
             if info.has_video:
                 raise NoAudioStreamError(

@@ -291,4 +291,8 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> TrainC
             raise InputError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as error:
             raise InputError(f"config file {path} is not valid TOML: {error}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"config file {path} is not text (a TOML file is UTF-8)") from None
+        except OSError as error:  # a folder, no permission, ...
+            raise InputError(f"cannot read config file {path}: {error.strerror}") from None
     return build_config(values, overrides)

@@ -281,6 +281,17 @@ def look_alike_note(analysis: VideoAnalysis) -> str | None:
     )
 
 
+def checked_instrument_list(instruments: str) -> list[str]:
+    """``--instruments``' codes, checked (known codes, 1 to :data:`MAX_PLAYERS` of them):
+    :class:`InputError` otherwise."""
+    labels = parse_instrument_list(instruments)
+    if len(labels) > MAX_PLAYERS:
+        raise InputError(
+            f"--instruments must name between 1 and {MAX_PLAYERS} players, got {len(labels)}"
+        )
+    return list(labels)
+
+
 def plan_players(
     info: MediaInfo,
     instruments: str | None = None,
@@ -326,11 +337,7 @@ def plan_players(
         if note is not None:
             plan.notes.append(note)
         return plan
-    labels = parse_instrument_list(instruments or "")
-    if len(labels) > MAX_PLAYERS:
-        raise InputError(
-            f"--instruments must name between 1 and {MAX_PLAYERS} players, got {len(labels)}"
-        )
+    labels = checked_instrument_list(instruments or "")
     if players is not None and players != len(labels):
         raise InputError(f"--players {players} but --instruments names {len(labels)} players")
     if boxes is not None:
