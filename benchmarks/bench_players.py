@@ -5,7 +5,8 @@
 Builds the test videos of ``tests/real_footage.py`` (Debian's gcompris-qt-data photos: a
 stage photo with camera drift, dark, low-contrast and 1080p; players side by side on plain
 and busy backdrops, abutting URMP panels, overlapping, portrait; a mariachi duet; a solo; and
-frames with no musicians) and runs, on each:
+frames with no musicians; cellists, a double bassist and violinists cut from a chamber
+orchestra photo) and runs, on each:
 
 * before: the column-foreground layout with the zero-shot URMP-only guess (what
   ``analyse_video`` did before the person detector);
@@ -77,6 +78,12 @@ def instruments_right(truth: list[str], guesses: list[str | None]) -> tuple[int,
     return right, len(truth), sum(t == g for t, g in urmp), len(urmp)
 
 
+def photo_group(name: str) -> str:
+    """``"orchestra"`` for the videos cut from the chamber orchestra photo (URMP's string
+    instruments), ``"others"`` for the rest (the set measured before they were added)."""
+    return "orchestra" if name.startswith("orchestra") else "others"
+
+
 def time_long_video(folder: Path) -> None:
     """Wall time of ``vimss inspect`` and ``vimss separate`` (default model, players found
     automatically) on a 1-minute 1080p, 25 frames/s drifting stage video of a quartet."""
@@ -109,8 +116,9 @@ def main() -> None:
         time_long_video(args.folder)
         return
     made = real_footage.build(args.folder, args.only)
-    # counts right; instruments right, of; URMP instruments right, of
-    totals = {"before": [0, 0, 0, 0, 0], "after": [0, 0, 0, 0, 0]}
+    # per group of videos and front end: counts right, videos; instruments right, of; URMP
+    # instruments right, of
+    totals: dict[tuple[str, str], list[int]] = {}
     seconds = []
     print(f"{'video':22s} {'kind':32s} {'truth':>5s} {'before':>6s} {'after':>5s}  after's guesses")
     for path, truth in made:
@@ -118,21 +126,23 @@ def main() -> None:
         started = time.perf_counter()
         new, warnings = after(path)
         seconds.append(time.perf_counter() - started)
-        for name, guesses in (("before", old), ("after", new)):
-            totals[name][0] += len(guesses) == truth.count
-            for j, value in enumerate(instruments_right(truth.instruments, guesses), start=1):
-                totals[name][j] += value
+        for group in ("all", photo_group(truth.name)):
+            for name, guesses in (("before", old), ("after", new)):
+                row = totals.setdefault((group, name), [0] * 6)
+                row[0] += len(guesses) == truth.count
+                row[1] += 1
+                for j, value in enumerate(instruments_right(truth.instruments, guesses), 2):
+                    row[j] += value
         shown = ",".join(g or "?" for g in new) or "-"
         print(
             f"{truth.name:22s} {truth.kind[:32]:32s} {truth.count:5d} {len(old):6d} "
             f"{len(new):5d}  {shown}  ({len(warnings)} warning(s))"
         )
-    videos = len(made)
     print()
-    for name, (counts, right, players, urmp_right, urmp) in totals.items():
+    for (group, name), (counts, videos, right, players, urmp_right, urmp) in totals.items():
         share = right / players if players else float("nan")
         print(
-            f"{name:6s}: player count right in {counts}/{videos} videos "
+            f"{group:9s} {name:6s}: player count right in {counts}/{videos} videos "
             f"({counts / videos:.0%}); instrument right for {right}/{players} players "
             f"({share:.0%}) of the videos counted right; URMP instruments named right "
             f"{urmp_right}/{urmp}"

@@ -9,8 +9,11 @@ From them: a real stage photo of four Irish folk musicians (a mandola, a guitar,
 and a fiddle), filmed with a drifting, zooming camera, dark, low-contrast and at 1080p; the four
 players cut out and set side by side on a plain and on a busy backdrop, as abutting URMP-style
 panels (with two fiddles, and as a quintet), overlapping, and in a portrait frame; a mariachi
-violinist and trumpeter partly hidden by a guitar; a solo didgeridoo player; and frames with no
-musicians (an opera stage, drums on grass, a lute on a plain ground).
+violinist and trumpeter partly hidden by a guitar; a solo didgeridoo player; frames with no
+musicians (an opera stage, drums on grass, a lute on a plain ground); and players of URMP's
+own string instruments cut from a photo of a chamber orchestra on stage (three cellists, a
+double bassist, two violinists; small in the photo, so their cut-outs are blown up three to
+five times, soft as a zoomed phone video is), side by side and as URMP panels.
 
 The truth of each video is its player count and, left to right, each player's instrument: a
 URMP code, or ``"other"`` for an instrument outside URMP (the right answer is then unknown).
@@ -41,6 +44,18 @@ IRISH = [
     ((590, 95, 800, 416), OTHER),  # uilleann pipes
     ((820, 115, 1015, 330), "vn"),  # fiddle
 ]
+
+#: Players of the chamber orchestra photo (1024 x 613), by name: crop ``(x0, y0, x1, y1)``
+#: and instrument. Seated cellists, a standing double bassist, seated violinists; each crop
+#: holds a little of its neighbours, as a real cut-out would.
+ORCHESTRA = {
+    "cello_front": ((518, 248, 578, 404), "vc"),  # behind the conductor's shoulder
+    "cello_back": ((556, 204, 638, 344), "vc"),
+    "cello_bald": ((600, 266, 686, 424), "vc"),
+    "bass": ((0, 175, 96, 342), "db"),  # standing
+    "violin_woman": ((105, 262, 182, 372), "vn"),
+    "violin_man": ((45, 345, 175, 505), "vn"),
+}
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,18 @@ def _players(photos: dict[str, np.ndarray], order: list[int]) -> list[np.ndarray
     return crops
 
 
+def _orchestra(photos: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+    crops = []
+    for name in names:
+        (x0, y0, x1, y1), _ = ORCHESTRA[name]
+        crops.append(photos["orchestra"][y0:y1, x0:x1])
+    return crops
+
+
+def _orchestra_truth(names: list[str]) -> list[str]:
+    return [ORCHESTRA[name][1] for name in names]
+
+
 def _side_by_side(
     crops: list[np.ndarray], width: int, height: int, backdrop: np.ndarray, overlap: float = 0.0
 ) -> np.ndarray:
@@ -137,6 +164,9 @@ def compose(photos: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, bool, 
     busy = _fit(photos["japan"], 1280, 720)
     stage = _fit(photos["ireland"], 1280, 520)
     stage = _letterbox(stage, 1280, 720)
+    cellos = ["cello_front", "cello_back", "cello_bald"]
+    strings = ["bass", "violin_woman", "cello_bald", "violin_man"]
+    panels = ["bass", "cello_back", "violin_woman"]
     pictures = {
         "stage": (stage, True, Truth("stage", irish, "stage photo, camera drift")),
         "stage_dark": (
@@ -200,6 +230,21 @@ def compose(photos: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, bool, 
             _letterbox(photos["mexico"][60:520, 60:520], 1280, 720),
             False,
             Truth("mariachi_duet", ["vn", "tpt"], "overlapping, hidden by a guitar"),
+        ),
+        "orchestra_cellos": (
+            _side_by_side(_orchestra(photos, cellos), 1280, 720, grey),
+            False,
+            Truth("orchestra_cellos", _orchestra_truth(cellos), "orchestra cut-outs, plain"),
+        ),
+        "orchestra_strings": (
+            _side_by_side(_orchestra(photos, strings), 1280, 720, grey),
+            False,
+            Truth("orchestra_strings", _orchestra_truth(strings), "orchestra cut-outs, plain"),
+        ),
+        "orchestra_panels": (
+            _panels(_orchestra(photos, panels), 1280, 720),
+            False,
+            Truth("orchestra_panels", _orchestra_truth(panels), "orchestra cut-outs, panels"),
         ),
         "didgeridoo_solo": (
             _letterbox(photos["australia"], 1280, 720),

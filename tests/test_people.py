@@ -30,6 +30,23 @@ def test_anchors_match_the_detector_output() -> None:
     assert np.allclose(anchors[:2], [[0.5 / 28, 0.5 / 28]] * 2)
 
 
+def test_face_anchors_match_the_face_detector_output() -> None:
+    anchors = people.face_anchors()
+    raw, logits = people._run(
+        "face_detection_full_range_sparse.tflite", np.zeros((1, 192, 192, 3), np.float32)
+    )
+    assert anchors.shape == (raw.shape[1], 2) == (logits.shape[1], 2) == (2304, 2)
+    assert np.allclose(anchors[:2], [[0.5 / 48, 0.5 / 48], [1.5 / 48, 0.5 / 48]])  # row-major
+
+
+def test_a_face_proposes_an_upright_person_below_it() -> None:
+    person = people.person_from_face(0.8, (100.0, 50.0, 120.0, 70.0))
+    assert person.score < people.STRONG_DETECTION and person.face_score == 0.8
+    (hx, hy), (sx, sy) = person.hips, person.shoulders
+    assert hx == sx == 110.0 and 70.0 < sy < hy
+    assert person.body_radius > hy - 50.0  # the circle reaches above the head
+
+
 @pytest.mark.parametrize("size", [(1280, 720), (720, 1280), (320, 180), (640, 640)])
 def test_windows_are_square_inside_the_frame_and_cover_it(size: tuple[int, int]) -> None:
     width, height = size

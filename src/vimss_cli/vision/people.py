@@ -12,6 +12,10 @@ shoulders' midpoint and a point on the circle around the upper body. The anchors
 decoding follow mediapipe's ``pose_detection_cpu.pbtxt``. A wide frame holds small people, so
 the detector also runs on overlapping square windows and the detections are merged.
 
+Face detector (``face_detection_full_range_sparse.tflite``, BlazeFace full range): 192 x 192 in,
+2304 anchors (a 48 x 48 grid) out, each with a score and a face box. It checks that a weak
+detection has a face, and each face it finds proposes a person the pose detector missed.
+
 Landmarks (``pose_landmark_full.tflite``): a 256 x 256 crop of the body circle, rotated
 upright, scaled to [0, 1] in; 33 keypoints (x, y, z, visibility, presence) out.
 
@@ -33,6 +37,8 @@ import cv2
 import numpy as np
 
 from vimss_cli.errors import InputError
+
+Box = tuple[float, float, float, float]
 
 #: Detections below this score are dropped (mediapipe's own threshold is 0.5).
 MIN_DETECTION_SCORE = 0.5
@@ -57,6 +63,11 @@ ROI_SCALE = 1.25
 MIN_WINDOW = 112
 #: Square windows per frame side are this fraction of the shorter side apart.
 WINDOW_STEP = 0.5
+
+#: A face BlazeFace (full range) finds at least this confidently (mediapipe's own threshold
+#: for that model) proposes a person, in case the pose detector missed them: it misses
+#: players whose cut-outs are blown up and soft, where BlazeFace still sees the faces.
+MIN_FACE_PROPOSAL = 0.6
 
 #: The windows also run over the frame padded with black by this share of its longer side.
 EDGE_PAD = 0.125
@@ -216,6 +227,57 @@ def _detect_window(frame: np.ndarray, x0: int, y0: int) -> list[Person]:
     return people
 
 
+@functools.cache
+def face_anchors() -> np.ndarray:
+    """``(2304, 2)`` anchor centres ``(x, y)`` in [0, 1] of BlazeFace full range's 192 x 192
+    input: one anchor per cell of a 48 x 48 grid (stride 4, fixed anchor size)."""
+    cells = FACE_SIZE // 4
+    grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+    xs, ys = np.meshgrid(grid, grid)
+    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+
+def _faces_in_window(frame: np.ndarray, x0: int, y0: int) -> list[tuple[float, Box]]:
+    """BlazeFace (full range) in one window ``frame`` whose top-left is ``(x0, y0)`` in the
+    whole frame: ``(score, (x0, y0, x1, y1))`` of each face scoring at least
+    :data:`MIN_FACE_PROPOSAL`, in the whole frame's pixels."""
+    square, scale, dx, dy = _letterbox(frame, FACE_SIZE)
+    raw, logits = _run("face_detection_full_range_sparse.tflite", _to_signed(square))
+    scores = 1 / (1 + np.exp(-np.clip(logits[0, :, 0], -50, 50)))
+    anchors = face_anchors() * FACE_SIZE
+    to_frame_offset = np.array([dx, dy, dx, dy])
+    window_corner = np.array([x0, y0, x0, y0])
+    faces = []
+    for index in np.flatnonzero(scores >= MIN_FACE_PROPOSAL):
+        (cx, cy), (half_w, half_h) = raw[0, index, :2] + anchors[index], raw[0, index, 2:4] / 2
+        corners = np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+        box = (corners - to_frame_offset) / scale + window_corner
+        faces.append((float(scores[index]), (box[0], box[1], box[2], box[3])))
+    return faces
+
+
+def person_from_face(face_score: float, face: Box) -> Person:
+    """A person proposed by a face ``(x0, y0, x1, y1)``: upright below it, the body circle
+    around the hips reaching a little above the head, for the landmark network to find.
+
+    Its :attr:`Person.score` is half the face's score: ranked below every detection of the
+    pose detector (at least :data:`MIN_DETECTION_SCORE`), and weak (below
+    :data:`STRONG_DETECTION`), so that a face on a player's torso is taken for their
+    instrument, as a weak detection there is (:func:`same_person`).
+    """
+    x0, y0, x1, y1 = face
+    size = max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return Person(
+        score=0.5 * face_score,
+        face=face,
+        hips=(cx, cy + 3.5 * size),
+        body_radius=4.5 * size,
+        shoulders=(cx, cy + 1.2 * size),
+        face_score=face_score,
+    )
+
+
 def _area(box: tuple[float, ...]) -> float:
     return (box[2] - box[0]) * (box[3] - box[1])
 
@@ -344,7 +406,9 @@ def detect_people(frame: np.ndarray, pose: bool = True, min_face: float = 0.0) -
 
     A dark or flat frame is stretched first (:func:`normalise_light`). Every window's
     detections are pooled, over the frame and over the frame padded by :data:`EDGE_PAD`.
-    Weak ones, and all those of the padded frame, need a face (:func:`confirm_face`). With
+    Weak ones, and all those of the padded frame, need a face (:func:`confirm_face`). Each
+    face BlazeFace finds in the frame's windows proposes one more person below it
+    (:func:`person_from_face`), ranked after the detector's. With
     ``pose``, each gets its keypoints, and those the landmark network finds no person in
     (presence below :data:`MIN_PRESENCE`) are dropped, as are faces narrower than
     ``min_face`` pixels. A detection that is the same person as a more confident one
@@ -365,6 +429,10 @@ def detect_people(frame: np.ndarray, pose: bool = True, min_face: float = 0.0) -
     for x, y, side in windows(width + 2 * pad, height + 2 * pad):
         found = _detect_window(padded[y : y + side, x : x + side], x - pad, y - pad)
         pooled.extend((person, True) for person in found)
+    # the faces BlazeFace finds in the same windows, as people below them (already faces)
+    for x, y, side in windows(width, height):
+        found_faces = _faces_in_window(frame[y : y + side, x : x + side], x, y)
+        pooled.extend((person_from_face(score, face), False) for score, face in found_faces)
     kept: list[Person] = []
     for person, needs_face in sorted(pooled, key=lambda pair: -pair[0].score):
         if any(_seen_already(person, other) for other in kept):
