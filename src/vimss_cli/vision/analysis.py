@@ -258,13 +258,22 @@ def analyse_video(
         warnings.extend(overlap_warnings(user_boxes, info.path.name))
     else:
         people, appearance = _musicians(kept, size, info.width, players, warnings, info.path.name)
+        too_few = players is not None and 0 < len(people) < players
+        if too_few:
+            warnings.append(
+                f"--players {players} but only {len(people)} players were seen; the picture "
+                f"was cut into {players} strips instead (check with `vimss inspect`, or pass "
+                "--boxes)"
+            )
+            people, appearance = [], None
         decoded, source = [t.box(*size) for t in people], "people"
         if not people and (players is not None or float(grids.mean()) > MIN_MOTION):
-            # no people: players drawn or filmed so that no face shows; the layout of a
-            # moving picture is the only evidence left (a still one has none)
+            # no people (or fewer than --players): players drawn or filmed so that no face
+            # shows; the layout of a moving picture is the only evidence left (a still one
+            # has none)
             layout = find_players(kept, column_profile(grids, size[0]), players)
             decoded, source = layout.boxes, layout.source
-            if decoded:
+            if decoded and not too_few:
                 warnings.append(
                     f"no people seen in {info.path.name}: the {len(decoded)} player(s) were "
                     f"cut from the picture's layout ({source}); check them with `vimss inspect`"
@@ -369,8 +378,9 @@ def _musicians(
 
     People whose crops show no instrument (:func:`.instrument_guess.instrument_mass` below
     :data:`.instrument_guess.MIN_INSTRUMENT_MASS`) are left out, with a warning; if nobody
-    holds one, that is an error. With ``players``, the ``players`` most confident of the rest;
-    when fewer were seen, none (the caller cuts the picture instead) and a warning.
+    holds one, that is an error. With ``players``, the ``players`` most confident of the rest
+    and a warning that names how many were left out (fewer than ``players`` are all
+    returned: the caller cuts the picture instead).
     """
     people = track_people(frames, min_face=MIN_FACE_PIXELS * size[0] / width)
     if not people:
@@ -387,13 +397,12 @@ def _musicians(
             f"{name}: {int((~holds).sum())} person(s) with no visible instrument left out"
         )
     chosen = [j for j in range(len(people)) if holds[j]]
-    if players is not None:
-        if len(chosen) < players:
-            warnings.append(
-                f"--players {players} but only {len(chosen)} players were seen; the picture "
-                "was cut into strips instead (check with `vimss inspect`, or pass --boxes)"
-            )
-            return [], None
+    if players is not None and len(chosen) > players:
+        left_out = len(chosen) - players
+        warnings.append(
+            f"--players {players}: the {players} most confident of the {len(chosen)} players "
+            f"seen are kept, {left_out} left out (check with `vimss inspect`)"
+        )
         chosen = sorted(sorted(chosen, key=lambda j: -people[j].score)[:players])
     subset = Appearance(appearance.embeddings[chosen], appearance.probabilities[chosen])
     return [people[j] for j in chosen], subset
