@@ -16,7 +16,7 @@ from vimss_cli.batch import (
     plan_inputs,
     separate_inputs,
 )
-from vimss_cli.errors import InputError, NoAudioStreamError, VimssError
+from vimss_cli.errors import EmptyAudioError, InputError, NoAudioStreamError, VimssError
 
 
 class Recorded(BatchEvents):
@@ -100,6 +100,20 @@ def test_a_typo_in_the_instruments_is_named_even_when_earlier_stems_exist(
         plan_inputs([mixture], BatchOptions(out_dir=out, instruments=["vn,xx"]))
     with pytest.raises(InputError, match="between 1 and 8 players, got 9"):
         plan_inputs([mixture], BatchOptions(out_dir=out, instruments=[",".join(["vn"] * 9)]))
+
+
+def test_an_input_that_fails_once_read_leaves_no_empty_output_folder(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    empty = write_wav(tmp_path / "empty.wav", noise(0.0))  # a header, no samples
+    out = tmp_path / "new" / "out"
+    with pytest.raises(EmptyAudioError, match="no audio samples"):
+        separate_inputs([empty], BatchOptions(out_dir=out, instruments=["vn,cl"]))
+    assert not out.exists()
+    (tmp_path / "kept").mkdir()  # a folder the user had stays, empty or not
+    with pytest.raises(EmptyAudioError, match="no audio samples"):
+        separate_inputs([empty], BatchOptions(out_dir=tmp_path / "kept", instruments=["vn"]))
+    assert (tmp_path / "kept").is_dir()
 
 
 def test_audio_for_an_input_without_a_picture_is_refused(tmp_path: Path) -> None:

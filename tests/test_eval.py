@@ -195,7 +195,7 @@ def test_rates_and_lengths_are_reconciled_and_reported(tmp_path: Path) -> None:
     result = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est", "--json")
     assert result.exit_code == 0, result.stderr
     notes = " | ".join(json.loads(result.stdout)["notes"])
-    assert "resampled from 16000 Hz to 8000 Hz: 1 file (ref/vn.wav (estimate))" in notes
+    assert "resampled from 16000 Hz to 8000 Hz: 1 file (est/vn.wav (estimate))" in notes
     assert "vn.wav (estimate): 800 samples longer" in notes and "cut" in notes
     assert "vc.wav (estimate): 800 samples shorter" in notes and "zero-padded" in notes
 
@@ -423,6 +423,11 @@ def test_missing_estimate_fails(tmp_path: Path) -> None:
     write_folder(tmp_path / "est", {"vn.wav": tone(3, 220, RATE, 1)})
     result = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est")
     assert_clean_failure(result, "missing estimates", "vc.wav")
+    urmp = tmp_path / "piece"
+    write_folder(urmp, {"AuSep_1_vn_01_Duet.wav": tone(3, 220, RATE, 1)})
+    result = run("--references", urmp, "--estimates", tmp_path / "est")
+    # the names vimss separate writes, in the folder the user gave, not the reference's path
+    assert_clean_failure(result, f"missing estimates in {tmp_path / 'est'}", "01_vn.wav")
 
 
 def test_compare_says_when_the_protocols_differ(tree: Path, tmp_path: Path) -> None:

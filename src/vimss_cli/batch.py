@@ -310,19 +310,25 @@ class Batch:
     ) -> list[tuple[PlayerPlan, SeparationReport]]:
         """Load the model, make each plan's queries, separate each input."""
         separator = self._load_model()  # a bad model or device leaves no output folder
-        ensure_writable_directory(self.options.out_dir)
-        report.model, report.device = separator.loaded.name, str(separator.device)
-        report.precision = separator.precision
-        with self.events.phase("looking at the players"):
-            ready = self._each(plans, lambda plan: (plan, self._queries(plan, separator)))
-        for plan, _ in ready:
-            for line in [describe_plan(plan), *plan.notes]:
-                if line:
-                    self.events.note(line)
-        with self.events.separating() as progress:
-            return self._each(
-                ready, lambda item: (item[0], self._separate_one(separator, *item, progress))
-            )
+        out_dir = self.options.out_dir
+        made_here = not out_dir.exists()
+        ensure_writable_directory(out_dir)
+        try:
+            report.model, report.device = separator.loaded.name, str(separator.device)
+            report.precision = separator.precision
+            with self.events.phase("looking at the players"):
+                ready = self._each(plans, lambda plan: (plan, self._queries(plan, separator)))
+            for plan, _ in ready:
+                for line in [describe_plan(plan), *plan.notes]:
+                    if line:
+                        self.events.note(line)
+            with self.events.separating() as progress:
+                return self._each(
+                    ready, lambda item: (item[0], self._separate_one(separator, *item, progress))
+                )
+        finally:
+            if made_here and out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()  # nothing was written: leave no empty folder behind
 
     def _load_model(self) -> Separator:
         o = self.options

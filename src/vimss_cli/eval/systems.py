@@ -188,7 +188,7 @@ def user_estimates(track: Track, audio: TrackAudio) -> np.ndarray:
         raise ValueError(f"track {track.piece} has no estimate files")
     stems = []
     for path in track.estimates:
-        what = f"{track.piece}/{path.name} (estimate)"
+        what = f"{path.parent.name}/{path.name} (estimate)"
         signal = read_at(path, audio.rate, what, audio.notes)
         stems.append(fit_length(signal, audio.references.shape[1], audio.rate, what, audio.notes))
     return np.stack(stems)

@@ -150,6 +150,16 @@ def _estimate_for(reference: Path, folder: Path) -> Path:
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
+def _estimate_names(reference: Path) -> str:
+    """What an estimate of ``reference`` may be called, for an error message."""
+    names = [reference.name]
+    stem = parse_stem_file_name(reference.name)
+    if stem is not None:
+        number, code = stem
+        names += [f"{number:02d}_{code}.wav", f"{number:02d}_player.wav"]
+    return " or ".join(names) + " (any audio format)"
+
+
 def _estimate_folder(estimates: Path, piece: str) -> Path:
     """Where a piece's estimates are: ``ESTIMATES/<piece>``, or the folder ``vimss separate``
     made for the piece's mixture or video (``AuMix_<piece>``, ``Vid_<piece>``)."""
@@ -181,9 +191,16 @@ def folder_tracks(references: Path, estimates: Path) -> list[Track]:
     for reference_folder, estimate_folder in pairs:
         reference_paths = _audio_files(reference_folder)
         estimate_paths = [_estimate_for(path, estimate_folder) for path in reference_paths]
-        missing = [str(path) for path in estimate_paths if not path.is_file()]
+        missing = [
+            f"{reference.name} (looked for {_estimate_names(reference)})"
+            for reference, path in zip(reference_paths, estimate_paths, strict=True)
+            if not path.is_file()
+        ]
         if missing:
-            raise InputError(f"missing estimates for references: {', '.join(missing)}")
+            raise InputError(
+                f"missing estimates in {estimate_folder} for the references of "
+                f"{reference_folder}: {'; '.join(missing)}"
+            )
         names = tuple(path.name for path in reference_paths)
         mixtures = sorted(
             p
