@@ -607,6 +607,20 @@ def test_the_rest_makes_the_stems_sum_to_the_input(
         assert np.allclose(sum(stems), expected, atol=1e-5)
 
 
+def test_the_rest_sums_back_at_the_inputs_own_rate(tiny_models_dir: Path, tmp_path: Path) -> None:
+    """Stems at the input's rate (twice the model's): the rest is made there, so the stems
+    sum to the input with everything above the model's band too (white noise has plenty)."""
+    rate = 2 * RATE
+    audio = np.stack([noise(2.0, rate, seed=6), noise(2.0, rate, seed=7)], axis=1)
+    mix = write_wav(tmp_path / "wide.wav", audio, rate)
+    args = ("-i", "vn,vc", "-o", tmp_path / "out", "--format", "float32", "--residual")
+    result = run("separate", mix, *args)
+    assert result.exit_code == 0, result.output
+    stems = [soundfile.read(str(p), dtype="float32") for p in sorted(tmp_path.glob("out/wide/*"))]
+    assert [(s.shape, r) for s, r in stems] == [(audio.shape, rate)] * 3
+    assert np.allclose(sum(s for s, _ in stems), audio, atol=1e-5)
+
+
 def test_batches_skip_existing_keep_going_and_one_i_per_input(
     tiny_models_dir: Path, tmp_path: Path
 ) -> None:

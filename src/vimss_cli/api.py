@@ -253,6 +253,42 @@ class _Rest:
         return np.concatenate([stems, rest[None].astype(np.float32)])
 
 
+class _InputAtRate:
+    """The input's channels at the stems' rate, read in step with the stems being written, to
+    make the rest stem there: ``gain`` times the input, minus the players' stems."""
+
+    def __init__(self, sound: Path, rate: int, channels: int, gain: float) -> None:
+        self._streams = [AudioStream(sound, rate, channel=c) for c in range(channels)]
+        self._blocks = [iter(stream) for stream in self._streams]
+        self._pending = [np.zeros(0, np.float32) for _ in range(channels)]
+        self._gain = np.float32(gain)
+
+    def _take(self, channel: int, count: int) -> np.ndarray:
+        """The next ``count`` samples of one channel (zeros past its end)."""
+        pending = self._pending[channel]
+        while len(pending) < count:
+            block = next(self._blocks[channel], None)
+            if block is None:
+                pending = np.concatenate([pending, np.zeros(count - len(pending), np.float32)])
+                break
+            pending = np.concatenate([pending, block])
+        self._pending[channel] = pending[count:]
+        return pending[:count]
+
+    def rest_of(self, stems: np.ndarray) -> np.ndarray:
+        """``(K + 1, n, C)`` stems, the last one a placeholder -> the same with the last one
+        replaced by the next ``n`` samples of the input (times the gain) minus the others."""
+        count, channels = stems.shape[1], stems.shape[2]
+        mixture = np.stack([self._take(c, count) for c in range(channels)], axis=1)
+        stems = np.array(stems, np.float32)  # a copy: the caller's block may be a view
+        stems[-1] = mixture * self._gain - stems[:-1].sum(axis=0)
+        return stems
+
+    def close(self) -> None:
+        for stream in self._streams:
+            stream.close()
+
+
 #: Samples per scratch file read when interleaving the stems of several channels.
 MERGE_BLOCK = 1 << 16
 
@@ -693,6 +729,9 @@ class Separator:
                 else None
             )
             written = 0
+            # the rest is the input at the stems' rate minus the players' stems there: made at
+            # the model's rate and resampled, it would miss what the model's rate cannot hold
+            mixture = _InputAtRate(sound, rate, channels, restore / peak) if rest else None
             try:
                 with StemSetWriter(
                     paths,
@@ -712,16 +751,20 @@ class Separator:
                             block = block[: max(0, expected - written)]
                         # (n, C * K) channel-major -> (K, n, C)
                         stems = block.reshape(len(block), channels, players).transpose(2, 0, 1)
-                        writer.write(stems * np.float32(restore) if restore != 1.0 else stems)
+                        stems = stems * np.float32(restore) if restore != 1.0 else stems
+                        writer.write(stems if mixture is None else mixture.rest_of(stems))
                         written += len(block)
                         if last:
                             break
                     if expected is not None and written < expected:
-                        writer.write(np.zeros((players, expected - written, channels), np.float32))
+                        padding = np.zeros((players, expected - written, channels), np.float32)
+                        writer.write(padding if mixture is None else mixture.rest_of(padding))
                         written = expected
             finally:
                 for reader in readers:
                     reader.close()
+                if mixture is not None:
+                    mixture.close()
         return self._finish(
             input_path, sound, queries, paths, written, rate, started, peak, restore / peak,
             writer, wav_format, voice_warnings,
