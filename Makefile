@@ -28,7 +28,7 @@ $(SYSTEM_STAMP):
 
 system-deps: $(SYSTEM_STAMP)  ## install the Debian packages of `vimss data synth` (apt-get)
 
-demo: install  ## separate the bundled examples into out/demo/ (an audio duet; a filmed duet, players found and named)
+demo: install  ## separate the bundled examples into out/demo/ (an audio duet; a filmed duet of drawn players, found by their layout and named)
 	$(BIN)/vimss separate examples/duet_vn_vc.flac --instruments vn,vc -o out/demo --force
 	$(BIN)/vimss separate examples/duet_vn_vn.mp4 -o out/demo --force
 

@@ -90,6 +90,19 @@ def test_keep_going_leaves_a_failing_input_out_and_says_so(
         separate_inputs([broken, good], BatchOptions(out_dir=tmp_path / "o2", instruments=["vn"]))
 
 
+def test_the_count_of_boxes_is_told_in_good_english(tmp_path: Path) -> None:
+    from vimss_cli.media import probe
+    from vimss_cli.vision.queries import plan_players
+
+    clip = tmp_path / "clip.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=160x90:rate=5:duration=1",
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-shortest", str(clip),
+    )  # fmt: skip
+    with pytest.raises(InputError, match="--boxes gives 1 box but --instruments names 2"):
+        plan_players(probe(clip), "vn,vc", boxes="0,0,80,90")
+
+
 def test_a_typo_in_the_instruments_is_named_even_when_earlier_stems_exist(
     tiny_models_dir: Path, tmp_path: Path
 ) -> None:
@@ -142,6 +155,8 @@ def test_plan_inputs_checks_everything_before_a_model_loads(
         plan_inputs([first], BatchOptions(out_dir=out))
     with pytest.raises(InputError, match="2 -i for 1 inputs"):
         plan_inputs([first], BatchOptions(out_dir=out, instruments=["vn", "vc"]))
+    with pytest.raises(InputError, match=r"--skip-existing keeps .* and --force replaces"):
+        plan_inputs([first], BatchOptions(out_dir=out, skip_existing=True, force=True))
     clash = tmp_path / "other"
     clash.mkdir()
     twin = write_wav(clash / "first.wav", noise(1.0))

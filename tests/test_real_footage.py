@@ -185,7 +185,7 @@ def test_inspect_warns_of_cuts_no_people_and_a_whole_frame_box(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "cuts to another shot at 1.9 s" in result.output
     assert "no people seen in cut.mp4" in result.output
-    assert "one player box covers the whole frame" in result.output
+    assert "one player box spans the whole width of the frame" in result.output
     assert (tmp_path / "cut.png").is_file()
 
 

@@ -211,6 +211,10 @@ class Batch:
     def _check_options(self) -> None:
         o, count = self.options, len(self.inputs)
         check_window_options(o.tile, o.batch_size)
+        if o.skip_existing and o.force:
+            raise InputError(
+                "--skip-existing keeps earlier stems and --force replaces them: give one"
+            )
         check_output_folder(o.out_dir)
         check_wav_format(o.wav_format)
         if o.sample_rate is not None:

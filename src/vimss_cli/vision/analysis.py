@@ -225,7 +225,8 @@ def analyse_video(
     info = probe_video(Path(path))
     user_boxes = parse_boxes(boxes, info.width, info.height) if boxes is not None else None
     if user_boxes is not None and players is not None and players != len(user_boxes):
-        raise InputError(f"--players {players} but --boxes gives {len(user_boxes)} boxes")
+        count = len(user_boxes)
+        raise InputError(f"--players {players} but --boxes gives {count} box{'es' * (count != 1)}")
     warnings: list[str] = check_lengths(info) if check_sound else []
     wanted = _sample_indices(info.duration, rate, samples)
     kept: list[np.ndarray] = []
@@ -294,8 +295,8 @@ def analyse_video(
                 )
         if len(decoded) == 1 and source != "people" and decoded[0][2] > 0.8 * size[0]:
             warnings.append(
-                f"{info.path.name}: one player box covers the whole frame; if more than one "
-                "person plays, pass --players N or --boxes 'x,y,w,h;...'"
+                f"{info.path.name}: one player box spans the whole width of the frame; if more "
+                "than one person plays, pass --players N or --boxes 'x,y,w,h;...'"
             )
     if appearance is None:
         appearance = describe_players(kept[::2], decoded)

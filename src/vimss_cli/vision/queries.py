@@ -344,7 +344,10 @@ def plan_players(
         video = probe_video(path)
         count = len(parse_boxes(boxes, video.width, video.height))
         if count != len(labels):
-            raise InputError(f"--boxes gives {count} boxes but --instruments names {len(labels)}")
+            raise InputError(
+                f"--boxes gives {count} box{'es' * (count != 1)} but --instruments names "
+                f"{len(labels)}"
+            )
     return PlayerPlan(path, list(labels), info.has_video, players, boxes)
 
 
