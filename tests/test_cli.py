@@ -757,4 +757,5 @@ def test_the_success_line_names_the_stems_the_model_and_the_device(
         "device": None,
         "precision": None,
         "inputs": [],
+        "failures": [],
     }
