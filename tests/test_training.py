@@ -490,8 +490,10 @@ def test_train_exports_a_loadable_checkpoint_and_resumes_exactly(
         "--root", tree, "--out", tmp_path / "b", "--device", "cpu", "--max-steps", "4", *SETS
     )
     assert first.exit_code == 0, first.output
-    second = train("--root", tree, "--out", tmp_path / "b", "--device", "cpu", "--resume", *SETS)
+    # as docs/training.md says: --resume alone continues with the run's own saved settings
+    second = train("--root", tree, "--out", tmp_path / "b", "--device", "cpu", "--resume")
     assert second.exit_code == 0, second.output
+    assert "--resume:" not in second.stderr  # no setting changed
 
     def weights(run: Path) -> dict[str, torch.Tensor]:
         with safe_open(str(run / "state.safetensors"), "pt") as handle:

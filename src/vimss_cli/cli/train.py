@@ -47,7 +47,14 @@ def train_command(
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", help="Stop after this much wall time.")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out, with its own saved config unless --config is given "
+            "(--set still applies).",
+        ),
+    ] = False,
     init_from: Annotated[
         str | None,
         typer.Option("--init-from", help="Start from this checkpoint's weights (run.init_from)."),
@@ -63,11 +70,15 @@ def train_command(
         import_torch()
         from vimss_cli.training.config import load_config
         from vimss_cli.training.loop import run_training
+        from vimss_cli.training.run_folder import CONFIG_FILE
 
         settings = list(overrides or [])
         if init_from is not None:
             settings.append(f"run.init_from={init_from}")
-        config = load_config(config_file, settings)
+        saved = out / CONFIG_FILE
+        # a resumed run keeps its own saved settings, not the defaults
+        from_file = saved if resume and config_file is None and saved.is_file() else config_file
+        config = load_config(from_file, settings)
         console = stderr_console()
         show = console.is_terminal and not (as_json or quiet)
         starting = {
