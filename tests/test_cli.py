@@ -441,6 +441,39 @@ def test_separate_array_refuses_what_would_come_back_wrong(tiny_models_dir: Path
         separator.separate_array(mixture, [])
     with pytest.raises(InputError, match=r"player 2 is 'vc', not a Query: write Query\('vc'\)"):
         separator.separate_array(mixture, [Query("vn"), "vc"])  # type: ignore[list-item]
+    with pytest.raises(InputError, match="at most 8 players at once, got 9"):
+        separator.separate_array(mixture, [Query("vn")] * 9)
+
+
+@pytest.mark.parametrize(
+    "rate, length", [(96000, 44100), (44100, 44101), (48000, 48001), (96000, 5)]
+)
+def test_separate_array_gives_the_mixtures_own_length(
+    tiny_models_dir: Path, rate: int, length: int
+) -> None:
+    """Found by a review: resampled there and back, the stems were a few samples longer."""
+    from vimss_cli.api import Separator
+    from vimss_cli.conditioning import Query
+
+    separator = Separator("tiny", device="cpu")
+    stems = separator.separate_array(noise(length / rate, rate)[:length], [Query("vn")], rate)
+    assert stems.shape == (1, length)
+
+
+def test_separate_array_scales_a_loud_mixture_for_the_network_and_back(
+    tiny_models_dir: Path,
+) -> None:
+    """Found by a review: a float mixture peaking at 3 went into the network as it was, whose
+    tanh output then flattened it; separate_file scales it to full scale first."""
+    from vimss_cli.api import Separator
+    from vimss_cli.conditioning import Query
+
+    separator = Separator("tiny", device="cpu")
+    queries = [Query("vn"), Query("vc")]
+    quiet = noise(0.5)
+    quiet = quiet / np.abs(quiet).max()  # peaks at 1
+    loud = separator.separate_array(3 * quiet, queries)
+    assert np.allclose(loud, 3 * separator.separate_array(quiet, queries), atol=1e-6)
 
 
 def test_without_out_the_stems_go_to_separated(

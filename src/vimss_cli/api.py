@@ -28,6 +28,7 @@ from vimss_cli.conditioning import Query
 from vimss_cli.devices import check_precision, resolve_device
 from vimss_cli.engine import plan_tile, separate_array, separate_blocks
 from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
+from vimss_cli.instruments import MAX_PLAYERS
 from vimss_cli.media import AudioStream, MediaInfo, peak_level, probe
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
@@ -309,10 +310,13 @@ def check_queries(queries: object) -> None:
     """Refuse anything but a non-empty list of :class:`~vimss_cli.conditioning.Query`.
 
     Raises:
-        InputError: no queries, or one that is not a ``Query`` (``Query("vn")``, not ``"vn"``).
+        InputError: no queries, more than :data:`~vimss_cli.instruments.MAX_PLAYERS`, or one
+            that is not a ``Query`` (``Query("vn")``, not ``"vn"``).
     """
     if not isinstance(queries, list | tuple) or not queries:
         raise InputError("nothing to separate: give one Query per player, e.g. [Query('vn')]")
+    if len(queries) > MAX_PLAYERS:
+        raise InputError(f"at most {MAX_PLAYERS} players at once, got {len(queries)}")
     for index, query in enumerate(queries, start=1):
         if not isinstance(query, Query):
             raise InputError(
@@ -402,6 +406,9 @@ class Separator:
     ) -> np.ndarray:
         """A mixture -> stems ``(K, N)`` at the mixture's rate and length.
 
+        A mixture beyond full scale (a float peak above 1) is scaled to full scale for the
+        network and its stems back to the mixture's level.
+
         Args:
             audio: ``(N,)`` mono, or ``(N, C)`` with ``C`` channels (soundfile's layout),
                 which are averaged (the models are mono).
@@ -410,7 +417,9 @@ class Separator:
                 network and the stems back to it.
 
         Raises:
-            InputError: an array of another shape, or a rate that is not a positive integer.
+            InputError: an array of another shape, not float, or empty; a rate outside
+                1000..384000 Hz.
+            NonFiniteAudioError: NaN or infinite samples.
         """
         check_queries(queries)
         given = np.asarray(audio)
@@ -436,6 +445,12 @@ class Separator:
         rate = check_sample_rate(
             self.sample_rate if sample_rate is None else sample_rate, "sample_rate"
         )
+        length = audio.size  # the stems' length, whatever the resamplers make of it
+        # the network takes mixtures within full scale: louder ones are scaled down for it
+        # and their stems back up, as separate_file's float32 stems are
+        peak = max(float(np.abs(audio).max()), 1.0)
+        if peak > 1.0:
+            audio = audio / np.float32(peak)
         if rate != self.sample_rate:
             audio = _resample(audio, rate, self.sample_rate)
         stems = separate_array(
@@ -449,10 +464,11 @@ class Separator:
         sorter = _voice_sorter(queries, self.sample_rate)
         if sorter is not None:  # voice stems -> the players whose motion they follow
             stems = sorter.sort_whole(stems)
-        if rate == self.sample_rate:
-            return stems
-        length = round(len(audio) * rate / self.sample_rate)
-        return _resample(stems, self.sample_rate, rate)[..., :length]
+        if rate != self.sample_rate:
+            stems = _resample(stems, self.sample_rate, rate)[..., :length]
+            if stems.shape[-1] < length:  # a resampler a sample short
+                stems = np.pad(stems, ((0, 0), (0, length - stems.shape[-1])))
+        return stems * np.float32(peak) if peak > 1.0 else stems
 
     def plan_queries(
         self, input_path: str | Path, audio_path: str | Path | None = None

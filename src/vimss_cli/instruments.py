@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from vimss_cli.errors import InputError
 
+#: Most players one separation takes (URMP has up to five).
+MAX_PLAYERS = 8
+
 #: URMP code -> English name, in the fixed order that defines the label index.
 INSTRUMENTS: dict[str, str] = {
     "vn": "violin",

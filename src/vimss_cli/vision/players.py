@@ -27,11 +27,10 @@ import cv2.data
 import numpy as np
 
 from vimss_cli.errors import InputError
+from vimss_cli.instruments import MAX_PLAYERS
 
 Box = tuple[int, int, int, int]
 
-#: Most players the automatic layout reports (URMP has up to five).
-MAX_PLAYERS = 8
 #: A pixel is foreground when a channel differs from the background colour by more than this.
 FOREGROUND_THRESHOLD = 40
 #: A column is occupied when this share of its pixels is foreground (and ``MIN_PIXELS``)...

@@ -17,14 +17,14 @@ import numpy as np
 
 from vimss_cli.conditioning import Query
 from vimss_cli.errors import InputError
-from vimss_cli.instruments import parse_instrument_list
+from vimss_cli.instruments import MAX_PLAYERS, parse_instrument_list
 from vimss_cli.media import MediaInfo
 from vimss_cli.model import ModelConfig
 from vimss_cli.urmp import MIX_PREFIX, VIDEO_PREFIX, parse_folder_name, pose_file_for
 from vimss_cli.vision.analysis import VideoAnalysis, analyse_video
 from vimss_cli.vision.efficientnet import FEATURE_DIM
 from vimss_cli.vision.frames import probe_video
-from vimss_cli.vision.players import MAX_PLAYERS, parse_boxes
+from vimss_cli.vision.players import parse_boxes
 
 AUTO = "auto"
 #: URMP's largest ensemble, the most players in any training excerpt.
