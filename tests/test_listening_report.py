@@ -37,6 +37,26 @@ def test_page_embeds_every_track_decodably_and_fetches_nothing() -> None:
     assert "<td>3.2</td>" in page and 'id="solo1"' in page and 'id="mute0"' in page
 
 
+def _embedded(page: str) -> list[tuple[np.ndarray, int]]:
+    uris = re.findall(r'src="data:audio/ogg;base64,([^"]+)"', page)
+    return [soundfile.read(io.BytesIO(base64.b64decode(uri))) for uri in uris]
+
+
+def test_loud_tracks_share_one_gain_and_high_rates_are_embedded_at_48k() -> None:
+    """Found by a review: each track louder than full scale was scaled to its own peak (the
+    stems stopped adding up to the mixture), and libsndfile's Vorbis encoder crashed the
+    process on 384 kHz stems."""
+    tone = np.sin(np.arange(RATE) * 2 * np.pi * 440 / RATE).astype(np.float32)
+    page = render("loud", [Track("mixture", 3 * tone, RATE), Track("01_vn", tone, RATE)])
+    (mixture, _), (stem, _) = _embedded(page)
+    assert np.abs(mixture).max() == pytest.approx(1.0, abs=0.1)
+    assert np.abs(stem).max() == pytest.approx(1 / 3, abs=0.05)
+    high = 384000
+    fast = np.sin(np.arange(high // 4) * 2 * np.pi * 440 / high).astype(np.float32)
+    ((audio, rate),) = _embedded(render("high", [Track("01_vn", fast, high)]))
+    assert rate == 48000 and abs(len(audio) - len(fast) * 48000 // high) < 64
+
+
 def test_envelope_follows_the_waveform() -> None:
     audio = np.concatenate([np.zeros(1000), np.ones(1000)]).astype(np.float32)
     svg = envelope_svg(audio, points=4, height=10)

@@ -27,6 +27,9 @@ from vimss_cli.errors import InputError, OutputError
 
 #: Points of each waveform envelope (the page's width in SVG units).
 ENVELOPE_POINTS = 600
+#: The embedded tracks' highest rate: a listening copy needs no more, and libsndfile's Vorbis
+#: encoder crashes the process at 210 kHz and above.
+MAX_LISTENING_RATE = 48000
 #: Vorbis quality of the embedded tracks (libsndfile's 0..1 scale).
 VORBIS_QUALITY = 0.4
 
@@ -49,11 +52,18 @@ def read_track(path: Path, name: str | None = None) -> Track:
     return Track(name or Path(path).stem, audio.mean(axis=1), int(rate))
 
 
-def _ogg_data_uri(track: Track) -> str:
+def _ogg_data_uri(track: Track, gain: float = 1.0) -> str:
+    """``track`` times ``gain`` (one gain for all of a page's tracks, so that their levels
+    compare and the loudest stays within Vorbis's [-1, 1]) as an Ogg Vorbis data URI, at
+    most :data:`MAX_LISTENING_RATE` Hz."""
     buffer = io.BytesIO()
-    peak = float(np.abs(track.audio).max()) if track.audio.size else 0.0
-    audio = track.audio / peak if peak > 1.0 else track.audio  # Vorbis takes [-1, 1]
-    soundfile.write(buffer, audio, track.rate, format="OGG", subtype="VORBIS")
+    audio, rate = track.audio * np.float32(gain), track.rate
+    if rate > MAX_LISTENING_RATE:
+        import soxr
+
+        audio, rate = soxr.resample(audio, rate, MAX_LISTENING_RATE), MAX_LISTENING_RATE
+    audio = np.clip(audio, -1.0, 1.0)  # the resampler may overshoot a full-scale peak
+    soundfile.write(buffer, audio, rate, format="OGG", subtype="VORBIS")
     return "data:audio/ogg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -129,7 +139,8 @@ def render(
     scores: list[dict[str, str]] | None = None,
 ) -> str:
     """The report page as one HTML string (``tracks[0]`` is drawn as the mixture when named
-    ``mixture``). The waveforms share one scale, so their levels compare."""
+    ``mixture``). The waveforms share one scale and the audio one gain (louder than full
+    scale, all tracks are scaled down together), so their levels compare."""
     if not tracks:
         raise InputError("a listening report needs at least one track")
     rows = []
@@ -142,7 +153,7 @@ def render(
             f'<button id="mute{index}">mute</button><button id="solo{index}">solo</button>'
             f"{envelope_svg(track.audio, peak=peak)}"
             f'<audio preload="auto" data-seconds="{seconds:.3f}" '
-            f'src="{_ogg_data_uri(track)}"></audio></div>'
+            f'src="{_ogg_data_uri(track, 1.0 / max(peak, 1.0))}"></audio></div>'
         )
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
