@@ -693,6 +693,26 @@ def test_separate_file_plans_the_queries_itself(tiny_models_dir: Path, tmp_path:
         )
 
 
+def test_separate_file_makes_the_clis_stems_by_default(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    """Found by a review: the API made mono stems at the model's rate while the CLI and the
+    docs give stems like the input (its rate and channels)."""
+    from vimss_cli.api import Separator
+    from vimss_cli.conditioning import Query
+
+    stereo = np.stack([noise(1.0, 2 * RATE, seed=8), noise(1.0, 2 * RATE, seed=9)], axis=1)
+    mix = write_wav(tmp_path / "wide.wav", stereo, 2 * RATE)
+    queries = [Query("vn"), Query("vc")]
+    report = Separator("tiny", device="cpu").separate_file(mix, queries, tmp_path / "api")
+    assert run("separate", mix, "-i", "vn,vc", "-o", tmp_path / "cli").exit_code == 0
+    for stem in report.stems:
+        api, rate = soundfile.read(str(stem.path), dtype="float32")
+        cli, _ = soundfile.read(str(tmp_path / "cli" / "wide" / stem.path.name), dtype="float32")
+        assert rate == 2 * RATE and api.shape == stereo.shape
+        assert np.array_equal(api, cli)
+
+
 def test_filename_template_names_every_output(
     tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -494,18 +494,19 @@ class Separator:
         force: bool = False,
         progress: ProgressCallback | None = None,
         audio_path: str | Path | None = None,
-        like_input: bool = False,
+        like_input: bool = True,
         rest: bool = False,
         sample_rate: int | None = None,
         filename: str = DEFAULT_TEMPLATE,
     ) -> SeparationReport:
         """Separate one media file into ``OUTDIR/<input stem>/<NN>_<instrument>.wav``.
 
-        ``like_input``: stems at the input's own sample rate and with its channels (each
-        channel separated on its own at the model's rate, the stems resampled back), so they
-        drop into the session the input came from; otherwise mono at the model's rate, from
-        ffmpeg's mono downmix. ``sample_rate``: stems at this rate (Hz) with the input's
-        channels, resampled with soxr (implies ``like_input``). ``rest``: one more stem,
+        ``like_input`` (the default, as the CLI's): stems at the input's own sample rate and
+        with its channels (each channel separated on its own at the model's rate, the stems
+        resampled back), so they drop into the session the input came from; ``False``: mono
+        at the model's rate, from ffmpeg's mono downmix (one pass, faster). ``sample_rate``:
+        stems at this rate (Hz) with the input's channels, resampled with soxr (implies
+        ``like_input``). ``rest``: one more stem,
         ``NN_rest``, the mixture minus the players' stems (what no query claimed), so the
         stems sum to the input. ``filename``: where the stems go in ``out_dir``, a
         :class:`~vimss_cli.stem_names.StemTemplate` text.
