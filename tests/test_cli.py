@@ -443,6 +443,12 @@ def test_separate_array_refuses_what_would_come_back_wrong(tiny_models_dir: Path
         separator.separate_array(mixture, [Query("vn"), "vc"])  # type: ignore[list-item]
     with pytest.raises(InputError, match="at most 8 players at once, got 9"):
         separator.separate_array(mixture, [Query("vn")] * 9)
+    for window in ({"tile": 1000.5}, {"tile": "100"}, {"tile": True}, {"batch_size": 2.5}):
+        with pytest.raises(InputError, match="takes a whole number"):
+            Separator("tiny", device="cpu", **window)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="model must be a bundled name"):
+        Separator(None, device="cpu")  # type: ignore[arg-type]
+    assert Separator("tiny", device="cpu", tile=np.int64(4096)).tile == 4096
 
 
 @pytest.mark.parametrize(

@@ -334,9 +334,14 @@ def check_window_options(tile: int | None, batch_size: int | None) -> None:
     """Refuse a ``--tile`` or ``--batch-size`` outside what a machine can hold.
 
     Raises:
-        InputError: either below 1 or above :data:`MAX_TILE` / :data:`MAX_BATCH_SIZE`, or
-            both given with a product above :data:`MAX_SAMPLES_PER_PASS`.
+        InputError: either not a whole number, below 1 or above :data:`MAX_TILE` /
+            :data:`MAX_BATCH_SIZE`, or both given with a product above
+            :data:`MAX_SAMPLES_PER_PASS`.
     """
+    for name, value in (("--batch-size", batch_size), ("--tile", tile)):
+        whole = isinstance(value, int | np.integer) and not isinstance(value, bool)
+        if value is not None and not whole:
+            raise InputError(f"{name} takes a whole number, got {value!r}")
     if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise InputError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}")
     if tile is not None and not 1 <= tile <= MAX_TILE:
@@ -367,18 +372,22 @@ class Separator:
 
     def __init__(
         self,
-        model: str = DEFAULT_MODEL_ALIAS,
+        model: str | Path = DEFAULT_MODEL_ALIAS,
         device: str = "auto",
         precision: str = "fp32",
         batch_size: int | None = None,
         tile: int | None = None,
     ) -> None:
+        if not isinstance(model, str | Path):
+            raise InputError(
+                f"model must be a bundled name, a .safetensors path or hf:OWNER/REPO, got {model!r}"
+            )
         self.device = resolve_device(device)
         self.precision = check_precision(precision, self.device)
         check_window_options(tile, batch_size)
-        self.batch_size = batch_size or 1
-        self.tile = tile
-        self.loaded: LoadedModel = load_model(model)
+        self.batch_size = 1 if batch_size is None else int(batch_size)
+        self.tile = None if tile is None else int(tile)
+        self.loaded: LoadedModel = load_model(str(model))
         self.model = self.loaded.model.to(self.device).eval()
 
     @property
