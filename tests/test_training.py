@@ -98,6 +98,7 @@ def test_config_file_then_overrides(tmp_path: Path) -> None:
     [
         (["optim.lrr=1"], "unknown config key optim.lrr; did you mean optim.lr. valid keys: model"),
         (["lr=1"], "section.key=value"),
+        (["foo.bar=1"], "unknown config section 'foo'; sections: model, data, optim, run"),
         (["model.down_kernel=4"], "odd"),
         (["model.motion_features=flow"], "motion_features must be one of 'bands', 'multiscale'"),
     ],

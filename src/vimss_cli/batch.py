@@ -202,6 +202,8 @@ class Batch:
         done = self._separate(plans, report) if plans else []
         report.inputs = [result for _, result in done]
         self._warn(line for result in report.inputs for line in result.warnings)
+        for plan, result in done:  # each input's report (--json) says what was doubted too
+            result.warnings[:0] = [line for line in plan.warnings if line not in result.warnings]
         if self.options.listening_report:
             for plan, result in done:
                 path = write_listening_report(plan, result, self.options)

@@ -65,7 +65,9 @@ def synth(
     pieces: Annotated[int, typer.Option("--pieces", "-n", help="Number of pieces (1-9999).")],
     split: Annotated[str, typer.Option(help="train, valid or test (disjoint by work).")] = "train",
     seed: Annotated[int, typer.Option(help="Same seed, same audio bytes.")] = 0,
-    seconds: Annotated[float, typer.Option(help="Length of each piece in seconds.")] = 30.0,
+    seconds: Annotated[
+        float, typer.Option(help="Length of each piece in seconds, 2 to 600.")
+    ] = 30.0,
     workers: Annotated[int, typer.Option(help="Pieces made in parallel.")] = 1,
     soundfonts: Annotated[
         list[str] | None,
@@ -76,7 +78,9 @@ def synth(
             "draws one; a path named twice is drawn twice as often.",
         ),
     ] = None,
-    sample_rate: Annotated[int, typer.Option("--sample-rate", help="Audio rate (Hz).")] = 48000,
+    sample_rate: Annotated[
+        int, typer.Option("--sample-rate", help="Audio rate (Hz): 16000, 22050, 44100 or 48000.")
+    ] = 48000,
     video_size: Annotated[str, typer.Option("--video-size", help="WIDTHxHEIGHT.")] = "640x360",
     ensembles: Annotated[
         list[str] | None,
@@ -130,7 +134,8 @@ def synth(
             console.print(f"redid {len(report.redone)} unfinished piece(s)")
         console.print(
             f"{len(report.generated)} piece(s) made ({report.seconds_generated / 60:.1f} min) in "
-            f"{report.wall_seconds:.1f} s, {len(report.kept)} kept, in {report.out_dir}"
+            f"{report.wall_seconds:.1f} s, {len(report.kept)} already there from an earlier run "
+            f"(kept), in {report.out_dir}"
         )
 
     guarded(debug, run)
@@ -139,7 +144,9 @@ def synth(
 @data_app.command("solos")
 def solos(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write pieces into.")],
-    sample_rate: Annotated[int, typer.Option("--sample-rate", help="Audio rate (Hz).")] = 22050,
+    sample_rate: Annotated[
+        int, typer.Option("--sample-rate", help="Audio rate (Hz): 16000, 22050, 44100 or 48000.")
+    ] = 22050,
     debug: DebugOption = False,
 ) -> None:
     """Write the real solo recordings Debian ships (gcompris, tuxpaint) as one-player pieces."""

@@ -258,8 +258,13 @@ def build_config(
     for item in overrides or []:
         key, sep, value = item.partition("=")
         section, dot, name = key.strip().partition(".")
-        if not sep or not dot or section not in SECTIONS:
+        if not sep or not dot:
             raise InputError(f"--set expects section.key=value, got {item!r}")
+        if section not in SECTIONS:
+            raise InputError(
+                f"--set {item!r}: unknown config section {section!r}; sections: "
+                f"{', '.join(SECTIONS)}"
+            )
         merged[section][name] = _parse_value(value.strip())
     sections = {}
     for section, cls in SECTIONS.items():
