@@ -786,6 +786,11 @@ def test_warm_start_from_a_label_model_computes_what_it_computes(
     assert wider.exit_code != 0
     assert "cannot initialise from" in wider.output and "Traceback" not in wider.output
     assert not (tmp_path / "run2").exists()
+    # a checkpoint that is not there is told before the data is even looked at
+    missing = train("--root", tmp_path / "no-data", "--out", tmp_path / "run3", "--device",
+                    "cpu", "--init-from", tmp_path / "nope.safetensors", *SETS)  # fmt: skip
+    assert missing.exit_code != 0 and "nope.safetensors" in missing.stderr
+    assert "no-data" not in missing.stderr and not (tmp_path / "run3").exists()
 
 
 def test_start_up_progress_on_a_terminal_only(tree: Path, tmp_path: Path) -> None:

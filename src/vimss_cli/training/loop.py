@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from vimss_cli.checkpoint import resolve_checkpoint
 from vimss_cli.devices import check_precision, resolve_device
 from vimss_cli.errors import DeviceError, InputError, TrainingDivergedError
 from vimss_cli.progress import ProgressCallback
@@ -187,6 +188,8 @@ def run_training(
         raise InputError(f"--max-steps must be at least 1, got {max_steps}")
     if max_minutes is not None and not max_minutes > 0:
         raise InputError(f"--max-minutes must be more than 0, got {max_minutes}")
+    if config.run.init_from and not resume:  # a wrong name fails before the data is read
+        resolve_checkpoint(config.run.init_from)
     dist_info = distributed.set_up(device)
     run_dir = Path(run_dir)
     changed = check_run_dir(run_dir, config, resume, dist_info.is_main)
