@@ -10,6 +10,7 @@ import soundfile
 
 from conftest import ffmpeg, noise, write_wav
 from vimss_cli.batch import (
+    Batch,
     BatchEvents,
     BatchOptions,
     parse_sample_rate,
@@ -104,6 +105,12 @@ def test_the_count_of_boxes_is_told_in_good_english(tmp_path: Path) -> None:
     )  # fmt: skip
     with pytest.raises(InputError, match="--boxes gives 1 box but --instruments names 2"):
         plan_players(probe(clip), "vn,vc", boxes="0,0,80,90")
+    # --audio beside a video that has its own sound: said, as a note
+    other = write_wav(tmp_path / "other.wav", noise(1.0))
+    options = BatchOptions(out_dir=tmp_path / "o", instruments=["vn,vc"], audio=other)
+    batch = Batch([clip], options)
+    plan = batch._plan_players(batch.plan_inputs()[0])
+    assert "clip.mp4's own sound is not used: --audio other.wav is separated instead" in plan.notes
 
 
 def test_a_typo_in_the_instruments_is_named_even_when_earlier_stems_exist(
@@ -163,8 +170,10 @@ def test_plan_inputs_checks_everything_before_a_model_loads(
     clash = tmp_path / "other"
     clash.mkdir()
     twin = write_wav(clash / "first.wav", noise(1.0))
-    with pytest.raises(InputError, match="stem folders would collide"):
+    with pytest.raises(InputError, match=f"{first} and {twin} share a file name stem"):
         plan_inputs([first, twin], BatchOptions(out_dir=tmp_path / "elsewhere"))
+    with pytest.raises(InputError, match=f"{first} is given twice"):
+        plan_inputs([first, first], BatchOptions(out_dir=tmp_path / "elsewhere"))
 
 
 def test_a_video_without_sound_needs_audio(tmp_path: Path) -> None:

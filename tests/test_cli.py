@@ -683,6 +683,8 @@ def test_batches_skip_existing_keep_going_and_one_i_per_input(
     assert batch.exit_code == 1, batch.output
     assert "first.wav: stems exist, skipped" in batch.output
     assert "1 of 3 inputs failed" in batch.output
+    alone = run("separate", broken, "-i", "vn", "-o", out, "--keep-going")
+    assert alone.exit_code == 1 and "error: the input failed" in alone.stderr
     assert sorted(p.name for p in (out / "third").iterdir()) == ["01_vn.wav"]
     assert not (out / "broken").exists()
 

@@ -94,6 +94,24 @@ def test_text_file_named_wav_carries_ffmpegs_message(tmp_path: Path) -> None:
     assert "ffmpeg:" in str(caught.value) and caught.value.ffmpeg_message
 
 
+def test_ffmpegs_message_is_the_cause_not_the_aftermath() -> None:
+    """Found by a review: a corrupt H.264 stream was told as 'Terminating thread with return
+    code ...', the last of ffmpeg's lines, behind two bracketed prefixes."""
+    from vimss_cli.ffmpeg_io import ffmpeg_message
+
+    stderr = (
+        "[in#0/mov,mp4 @ 0x55] Stream #0: not enough frames to estimate rate\n"
+        "[vist#0:0/h264 @ 0x56] [dec:h264 @ 0x57] Invalid NAL unit size (-61004 > 2755)\n"
+        "[vist#0:0/h264 @ 0x56] [dec:h264 @ 0x57] Error splitting the input into NAL units.\n"
+        "[vist#0:0/h264 @ 0x56] [dec:h264 @ 0x57] Terminating thread with return code -1094 "
+        "(Invalid data found when processing input)\n"
+        "Conversion failed!\n"
+    )
+    assert ffmpeg_message(stderr) == "Error splitting the input into NAL units."
+    assert ffmpeg_message("[x @ 0x1] Conversion failed!\n") == "Conversion failed!"
+    assert ffmpeg_message("just a line\n") == "just a line"
+
+
 def test_truncated_wav(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "x.wav", noise(2), subtype="PCM_16")
     data = path.read_bytes()

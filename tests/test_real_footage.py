@@ -127,7 +127,8 @@ def test_players_hint_picks_among_the_people_and_warns_when_short(footage) -> No
     four = analyse_video(path)
     # the two kept are whole people of the four, not equal strips of the frame
     assert all(p.box in [q.box for q in four.players] for p in two.players)
-    assert any("the 2 most confident of the 4 players seen are kept" in w for w in two.warnings)
+    held = "the 2 of the 4 players seen who most clearly hold an instrument are kept"
+    assert any(held in w for w in two.warnings)
     duet, _ = footage["plain_duet"]
     short = analyse_video(duet, players=4)
     assert len(short.players) == 4 and short.source != "people"
@@ -313,6 +314,23 @@ def test_motion_where_no_player_was_found_is_warned_of(footage, tmp_path: Path) 
     assert len(warned) == 1 and "x = 12" in warned[0], analysis.warnings  # x = 1200-1240 px
     still, _ = footage["plain_duet"]  # the same players, nothing else moving: no warning
     assert not [w for w in analyse_video(still).warnings if "something moves" in w]
+
+
+def test_a_cut_is_told_and_not_taken_for_motion_beside_the_players(tmp_path: Path) -> None:
+    """Found by a review: a cut from the players to another picture also gave 'something moves
+    where no player was found', as a cut moves every column."""
+    photos = real_footage.load_photos()
+    orchestra = real_footage._letterbox(photos["orchestra"], 1280, 720)
+    opera = real_footage._letterbox(photos["italy"], 1280, 720)
+
+    def cut(frame: np.ndarray, t: float) -> np.ndarray:
+        return opera.copy() if t > 0.5 else frame
+
+    path = tmp_path / "cut_orchestra.mp4"
+    real_footage.write_video(path, orchestra, drift=False, seconds=4.0, overlay=cut)
+    warnings = analyse_video(path).warnings
+    assert any("cuts to another shot" in w for w in warnings), warnings
+    assert not any("something moves" in w for w in warnings), warnings
 
 
 def test_poses_are_tracked_on_each_player_through_the_video(footage) -> None:

@@ -74,3 +74,23 @@ def test_appearance_size_must_match(duet: Path) -> None:
     plan = plan_players(probe(duet), "vn,vn")
     with pytest.raises(InputError, match="appearance vectors of 64 values"):
         plan.queries(dataclasses.replace(VISUAL_CONFIG, appearance_dim=64))
+
+
+def test_more_players_than_a_run_takes_is_one_error_with_the_way_out(
+    duet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: an orchestra photo gave 9 players, then 'at most 8 players at once'
+    with no way out. Now the error names --players and --boxes."""
+    from vimss_cli.vision import queries
+    from vimss_cli.vision.analysis import Player, VideoAnalysis
+    from vimss_cli.vision.instrument_guess import InstrumentGuess
+
+    real = queries.analyse_video(duet)
+    crowd = [
+        Player(j + 1, (10 * j, 0, 10, 10), InstrumentGuess("vn", 0.5, "violin"), np.zeros(1280))
+        for j in range(9)
+    ]
+    fake = VideoAnalysis(real.info, real.rate, crowd, real.grids, real.snapshot, "people")
+    monkeypatch.setattr(queries, "analyse_video", lambda path, **options: fake)
+    with pytest.raises(InputError, match=r"9 players seen in .*pass --players N \(1 to 8\)"):
+        plan_players(probe(duet))

@@ -227,8 +227,18 @@ class Batch:
                 f"--filename {o.filename!r} has no {{input}}: the stems of {count} inputs "
                 "would share names"
             )
-        if len({output_folder_name(p) for p in self.inputs}) != count:
-            raise InputError("two inputs share a file name stem; their stem folders would collide")
+        by_folder: dict[str, Path] = {}
+        for path in self.inputs:
+            folder = output_folder_name(path)
+            if folder in by_folder:
+                clash = by_folder[folder]
+                raise InputError(
+                    f"{path} is given twice"
+                    if clash == path
+                    else f"{clash} and {path} share a file name stem: their stems would go to "
+                    "one folder; separate them in two runs (or rename one)"
+                )
+            by_folder[folder] = path
         if o.audio is not None:
             if count != 1:
                 raise InputError(f"--audio gives the sound of one input, not {count}")
@@ -300,6 +310,11 @@ class Batch:
         check_outputs_free(paths, o.force, stem_matcher(plan.path, o.filename))
         if o.audio is not None and planned.info.has_video:
             plan.warnings.extend(_audio_length_warnings(plan.path, o.audio))
+            if planned.info.has_audio:
+                plan.notes.append(
+                    f"{plan.path.name}'s own sound is not used: --audio {o.audio.name} is "
+                    "separated instead"
+                )
         streams = planned.info.audio_streams
         if o.audio is None and streams > 1:
             plan.notes.append(

@@ -68,12 +68,22 @@ def run(arguments: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(arguments, capture_output=True, text=True, errors="replace", check=False)
 
 
+#: ffmpeg's closing lines that only say that something before them failed.
+_AFTERMATH = ("Terminating thread", "Error while decoding", "Error while filtering",
+              "Conversion failed", "Nothing was written", "Task finished with error")  # fmt: skip
+
+
 def ffmpeg_message(stderr: str) -> str:
-    """The most telling line of ffmpeg's stderr (its last error line, else its last line,
-    without the ``[component @ 0x...]`` prefix, at most 300 characters)."""
+    """The most telling line of ffmpeg's stderr, without its ``[component @ 0x...]``
+    prefixes, at most 300 characters: the last error line that names what went wrong
+    (``Invalid NAL unit size ...``), not the closing ones that only say something did
+    (``Terminating thread ...``); else its last error line, else its last line."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    lines = [re.sub(r"^\[[^\]]*\]\s*", "", line) for line in lines]
+    lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", line) for line in lines]
     telling = [line for line in lines if "Error" in line or "error" in line or "Invalid" in line]
+    causes = [line for line in telling if not line.startswith(_AFTERMATH)]
+    if causes:
+        return causes[-1][:300]
     return (telling or lines or ["no message"])[-1][:300]
 
 

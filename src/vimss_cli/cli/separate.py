@@ -246,9 +246,12 @@ def separate_command(
         elif not quiet:
             _print_summary(done)
         if done.failures:
-            raise VimssError(  # exit code 1: some inputs were separated, some were not
-                f"{len(done.failures)} of {len(inputs)} inputs failed (--keep-going); the "
-                "others were separated"
+            failed = len(done.failures)
+            raise VimssError(  # exit code 1: some inputs (or none) were separated
+                ("the input failed" if failed == 1 else f"all {failed} inputs failed")
+                if failed == len(inputs)
+                else f"{failed} of {len(inputs)} inputs failed (--keep-going); the others "
+                "were separated"
             )
 
     guarded(debug, run, terminate_cleanly=True)

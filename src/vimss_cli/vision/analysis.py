@@ -284,7 +284,7 @@ def analyse_video(
                 f"no players found in {info.path}: no people and nothing moving; pass "
                 "--players N or --boxes 'x,y,w,h;...'"
             )
-        if source == "people" and players is None:
+        if source == "people" and players is None and not cuts:  # a cut moves everything
             unclaimed = unclaimed_motion(grids, decoded, size[0])
             if unclaimed:
                 where = ", ".join(f"{round(x / scale_x)}" for x in unclaimed)
@@ -379,9 +379,10 @@ def _musicians(
 
     People whose crops show no instrument (:func:`.instrument_guess.instrument_mass` below
     :data:`.instrument_guess.MIN_INSTRUMENT_MASS`) are left out, with a warning; if nobody
-    holds one, that is an error. With ``players``, the ``players`` most confident of the rest
-    and a warning that names how many were left out (fewer than ``players`` are all
-    returned: the caller cuts the picture instead).
+    holds one, that is an error. With ``players``, the ``players`` of the rest whose crops
+    hold the most instrument (:func:`.instrument_guess.instrument_mass`) and a warning that
+    names how many were left out (fewer than ``players`` are all returned: the caller cuts
+    the picture instead).
     """
     people = track_people(frames, min_face=MIN_FACE_PIXELS * size[0] / width)
     if not people:
@@ -401,9 +402,11 @@ def _musicians(
     if players is not None and len(chosen) > players:
         left_out = len(chosen) - players
         warnings.append(
-            f"--players {players}: the {players} most confident of the {len(chosen)} players "
-            f"seen are kept, {left_out} left out (check with `vimss inspect`)"
+            f"--players {players}: the {players} of the {len(chosen)} players seen who most "
+            f"clearly hold an instrument are kept, {left_out} left out (check with `vimss "
+            "inspect`)"
         )
-        chosen = sorted(sorted(chosen, key=lambda j: -people[j].score)[:players])
+        mass = instrument_mass(appearance.probabilities)
+        chosen = sorted(sorted(chosen, key=lambda j: -mass[j])[:players])
     subset = Appearance(appearance.embeddings[chosen], appearance.probabilities[chosen])
     return [people[j] for j in chosen], subset

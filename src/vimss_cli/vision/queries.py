@@ -330,6 +330,12 @@ def plan_players(
     if auto:
         analysis = analyse_video(path, players=players, boxes=boxes)
         guessed = [player.guess.instrument for player in analysis.players]
+        if len(guessed) > MAX_PLAYERS:
+            raise InputError(
+                f"{len(guessed)} players seen in {path.name}, more than the {MAX_PLAYERS} one "
+                f"run separates; pass --players N (1 to {MAX_PLAYERS}) to keep the N who most "
+                "clearly hold an instrument, or --boxes (see `vimss inspect`)"
+            )
         plan = PlayerPlan(path, guessed, True, players, boxes, analysis)
         plan.warnings.extend(analysis.warnings)
         plan.warnings.extend(guess_warnings(analysis, path.name))
