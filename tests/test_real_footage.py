@@ -333,6 +333,23 @@ def test_a_cut_is_told_and_not_taken_for_motion_beside_the_players(tmp_path: Pat
     assert not any("something moves" in w for w in warnings), warnings
 
 
+def test_a_blank_or_tiny_picture_is_told(tmp_path: Path) -> None:
+    """Found by a review: with --players 2, a black video got two players named 'acoustic
+    guitar', and a 64x64 one 'marimba' and 'organ', without a word."""
+    black, tiny = tmp_path / "black.mp4", tmp_path / "tiny.mp4"
+    for path, source in ((black, "color=black:s=640x360"), (tiny, "testsrc2=size=64x64")):
+        ffmpeg(
+            "-f", "lavfi", "-i", f"{source}:rate=5:duration=2",
+            "-f", "lavfi", "-i", f"sine=sample_rate={RATE}:duration=2", "-shortest",
+            "-pix_fmt", "yuv420p", str(path),
+        )  # fmt: skip
+    blank = analyse_video(black, players=2).warnings
+    assert any("the picture is blank" in w for w in blank), blank
+    small = analyse_video(tiny, players=2).warnings
+    assert any("only 64x64 pixels, too small" in w for w in small), small
+    assert not any("blank" in w for w in small)
+
+
 def test_poses_are_tracked_on_each_player_through_the_video(footage) -> None:
     """The pose estimator follows each real player in every frame; on still photographs the
     tracked keypoints barely move, so the pose motion stays near zero."""

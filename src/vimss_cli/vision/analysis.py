@@ -243,6 +243,7 @@ def analyse_video(
         kept.append(last)
     grids = motion.grids()
     scale_x, scale_y = size[0] / info.width, size[1] / info.height
+    warnings.extend(picture_warnings(kept, info.width, info.height, info.path.name))
     cuts = scene_cuts(grids, rate)
     if cuts:
         more = f" and {len(cuts) - 1} more time(s)" if len(cuts) > 1 else ""
@@ -311,6 +312,31 @@ def analyse_video(
         for j, b in enumerate(decoded)
     ]
     return VideoAnalysis(info, rate, found, grids, kept[len(kept) // 2], source, warnings)
+
+
+#: A picture whose pixels spread less than this (grey levels, standard deviation) is blank.
+BLANK_SPREAD = 4.0
+#: Pictures smaller than this (pixels, shorter side) are too small to see who plays in.
+MIN_PICTURE_SIDE = 112
+
+
+def picture_warnings(frames: list[np.ndarray], width: int, height: int, name: str) -> list[str]:
+    """Warnings for a picture nobody can be seen in: blank (every sampled frame one flat
+    colour, as a black video is) or smaller than :data:`MIN_PICTURE_SIDE` on a side. Boxes
+    cut from it (``--players``) and the instruments guessed in them are guesses."""
+    found = []
+    if frames and max(float(frame.std()) for frame in frames) < BLANK_SPREAD:
+        found.append(
+            f"{name}: the picture is blank (one flat colour): nobody can be seen in it, so "
+            "the players' boxes and instruments are guesses; name them with --instruments"
+        )
+    if min(width, height) < MIN_PICTURE_SIDE:
+        found.append(
+            f"{name}: the picture is only {width}x{height} pixels, too small to see who "
+            "plays; the players' boxes and instruments are guesses; name them with "
+            "--instruments"
+        )
+    return found
 
 
 #: Two --boxes sharing more than this share of the smaller one's area are told.
