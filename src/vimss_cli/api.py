@@ -222,6 +222,40 @@ def _stem_reports(queries: list[Query], paths: list[Path]) -> list[StemReport]:
     ]
 
 
+class _SampleQueue:
+    """Samples held in blocks and taken out in counts of the caller's choosing: blocks pushed
+    in, or pulled from ``source`` when the queue runs short."""
+
+    def __init__(self, source: Iterator[np.ndarray] | None = None) -> None:
+        self._blocks: collections.deque[np.ndarray] = collections.deque()
+        self._source = source
+
+    def push(self, block: np.ndarray) -> None:
+        self._blocks.append(block)
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` samples ``(count,)`` float32, zeros past the end."""
+        parts, wanted = [], count
+        while wanted > 0:
+            if not self._blocks:
+                block = None if self._source is None else next(self._source, None)
+                if block is None:
+                    parts.append(np.zeros(wanted, np.float32))
+                    break
+                self._blocks.append(block)
+            block = self._blocks[0]
+            if len(block) <= wanted:
+                parts.append(self._blocks.popleft())
+                wanted -= len(block)
+            else:
+                parts.append(block[:wanted])
+                self._blocks[0] = block[wanted:]
+                wanted = 0
+        if not parts:  # count 0
+            return np.zeros(0, np.float32)
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+
 class _Rest:
     """Adds "the rest" (the mixture minus the stems) below each block of stems.
 
@@ -230,60 +264,35 @@ class _Rest:
     """
 
     def __init__(self) -> None:
-        self._pending: collections.deque[np.ndarray] = collections.deque()
+        self._mixture = _SampleQueue()
 
     def feed(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         for block in blocks:
-            self._pending.append(block)
+            self._mixture.push(block)
             yield block
 
     def add(self, stems: np.ndarray) -> np.ndarray:
         """``(K, n)`` stems -> ``(K + 1, n)``: the same, then the mixture minus their sum."""
-        wanted, parts = stems.shape[1], []
-        while wanted > 0 and self._pending:
-            block = self._pending[0]
-            if len(block) <= wanted:
-                parts.append(self._pending.popleft())
-                wanted -= len(block)
-            else:
-                parts.append(block[:wanted])
-                self._pending[0] = block[wanted:]
-                wanted = 0
-        mixture = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        rest = mixture[: stems.shape[1]] - stems.sum(axis=0)
+        rest = self._mixture.take(stems.shape[1]) - stems.sum(axis=0)
         return np.concatenate([stems, rest[None].astype(np.float32)])
 
 
 class _InputAtRate:
-    """The input's channels at the stems' rate, read in step with the stems being written, to
-    make the rest stem there: ``gain`` times the input, minus the players' stems."""
+    """The rest stem at the stems' own rate: the input's channels read there, in step with
+    the stems being written, ``gain`` times the input minus the players' stems."""
 
     def __init__(self, sound: Path, rate: int, channels: int, gain: float) -> None:
         self._streams = [AudioStream(sound, rate, channel=c) for c in range(channels)]
-        self._blocks = [iter(stream) for stream in self._streams]
-        self._pending = [np.zeros(0, np.float32) for _ in range(channels)]
+        self._channels = [_SampleQueue(iter(stream)) for stream in self._streams]
         self._gain = np.float32(gain)
 
-    def _take(self, channel: int, count: int) -> np.ndarray:
-        """The next ``count`` samples of one channel (zeros past its end)."""
-        pending = self._pending[channel]
-        while len(pending) < count:
-            block = next(self._blocks[channel], None)
-            if block is None:
-                pending = np.concatenate([pending, np.zeros(count - len(pending), np.float32)])
-                break
-            pending = np.concatenate([pending, block])
-        self._pending[channel] = pending[count:]
-        return pending[:count]
-
-    def rest_of(self, stems: np.ndarray) -> np.ndarray:
-        """``(K + 1, n, C)`` stems, the last one a placeholder -> the same with the last one
-        replaced by the next ``n`` samples of the input (times the gain) minus the others."""
-        count, channels = stems.shape[1], stems.shape[2]
-        mixture = np.stack([self._take(c, count) for c in range(channels)], axis=1)
-        stems = np.array(stems, np.float32)  # a copy: the caller's block may be a view
-        stems[-1] = mixture * self._gain - stems[:-1].sum(axis=0)
-        return stems
+    def add(self, stems: np.ndarray) -> np.ndarray:
+        """``(K, n, C)`` stems -> ``(K + 1, n, C)``: the same, then the next ``n`` samples of
+        the input (times the gain) minus their sum."""
+        count = stems.shape[1]
+        mixture = np.stack([channel.take(count) for channel in self._channels], axis=1)
+        rest = mixture * self._gain - stems.sum(axis=0)
+        return np.concatenate([stems, rest[None].astype(np.float32)])
 
     def close(self) -> None:
         for stream in self._streams:
@@ -679,7 +688,7 @@ class Separator:
 
         input_rate = info.audio_sample_rate or self.sample_rate
         rate, channels = target_rate or input_rate, info.audio_channels or 1
-        players = len(paths)  # the queries' stems, and the rest when asked
+        players = len(queries)  # stems separated per channel (the rest is made at the end)
         peak = max(peak_level(sound, self.sample_rate), 1.0) if info.may_exceed_full_scale else 1.0
         restore = peak if wav_format == "float32" else 1.0
         out_dir = out_dir or paths[0].parent.parent
@@ -708,15 +717,10 @@ class Separator:
                                     }
                                 )
 
-                        remainder = _Rest() if rest else None
                         # every channel's voice stems go to the players the first one's did
                         sorter = _voice_sorter(queries, self.sample_rate, decided)
 
-                        def write(
-                            stems: np.ndarray, handles=handles, remainder=remainder, sorter=sorter
-                        ) -> None:
-                            if remainder is not None:
-                                stems = remainder.add(stems)
+                        def write(stems: np.ndarray, handles=handles, sorter=sorter) -> None:
                             if sorter is not None:
                                 stems = sorter.feed(stems)
                             for handle, stem in zip(handles, stems, strict=True):
@@ -725,8 +729,6 @@ class Separator:
                         blocks: Iterable[np.ndarray] = (
                             stream if peak == 1.0 else (b / peak for b in stream)
                         )
-                        if remainder is not None:
-                            blocks = remainder.feed(blocks)
                         separate_blocks(
                             self.model,
                             blocks,
@@ -738,7 +740,7 @@ class Separator:
                             progress=report,
                         )
                         if sorter is not None:
-                            write(sorter.finish(), remainder=None, sorter=None)
+                            write(sorter.finish(), sorter=None)
                             decided = decided or sorter.owners
                             if channel == 0:
                                 voice_warnings = sorter_warnings(sorter, input_path.name)
@@ -755,8 +757,8 @@ class Separator:
                 else None
             )
             written = 0
-            # the rest is the input at the stems' rate minus the players' stems there: made at
-            # the model's rate and resampled, it would miss what the model's rate cannot hold
+            # the rest is the input at the stems' rate minus the players' stems there (made at
+            # the model's rate and resampled, it would miss what that rate cannot hold)
             mixture = _InputAtRate(sound, rate, channels, restore / peak) if rest else None
             try:
                 with StemSetWriter(
@@ -778,13 +780,13 @@ class Separator:
                         # (n, C * K) channel-major -> (K, n, C)
                         stems = block.reshape(len(block), channels, players).transpose(2, 0, 1)
                         stems = stems * np.float32(restore) if restore != 1.0 else stems
-                        writer.write(stems if mixture is None else mixture.rest_of(stems))
+                        writer.write(stems if mixture is None else mixture.add(stems))
                         written += len(block)
                         if last:
                             break
                     if expected is not None and written < expected:
                         padding = np.zeros((players, expected - written, channels), np.float32)
-                        writer.write(padding if mixture is None else mixture.rest_of(padding))
+                        writer.write(padding if mixture is None else mixture.add(padding))
                         written = expected
             finally:
                 for reader in readers:
