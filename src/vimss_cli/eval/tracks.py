@@ -142,21 +142,24 @@ def _estimate_for(reference: Path, folder: Path) -> Path:
             names = ", ".join(p.name for p in others)
             raise InputError(f"{reference.name}: several estimates could be its ({names})")
         candidates += others
-    stem = parse_stem_file_name(reference.name)
-    if stem is not None:
-        number, code = stem
-        for name in (f"{number:02d}_{code}", f"{number:02d}_player"):
-            candidates += [folder / f"{name}{suffix}" for suffix in AUDIO_SUFFIXES]
+    for name in _separate_names(reference):
+        candidates += [folder / f"{name}{suffix}" for suffix in AUDIO_SUFFIXES]
     return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def _separate_names(reference: Path) -> list[str]:
+    """The names (without suffix) ``vimss separate`` gives the estimate of a URMP
+    ``AuSep_<n>_<code>_*`` reference: ``<nn>_<code>`` and ``<nn>_player``; none otherwise."""
+    stem = parse_stem_file_name(reference.name)
+    if stem is None:
+        return []
+    number, code = stem
+    return [f"{number:02d}_{code}", f"{number:02d}_player"]
 
 
 def _estimate_names(reference: Path) -> str:
     """What an estimate of ``reference`` may be called, for an error message."""
-    names = [reference.name]
-    stem = parse_stem_file_name(reference.name)
-    if stem is not None:
-        number, code = stem
-        names += [f"{number:02d}_{code}.wav", f"{number:02d}_player.wav"]
+    names = [reference.name, *(f"{name}.wav" for name in _separate_names(reference))]
     return " or ".join(names) + " (any audio format)"
 
 

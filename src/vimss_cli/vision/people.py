@@ -194,6 +194,11 @@ class Person:
         return (x0, y0, max(1, x1 - x0), max(1, y1 - y0))
 
 
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The networks' raw scores as probabilities (clipped: no overflow warnings)."""
+    return 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
+
+
 def _letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
     """Fit ``frame`` into a ``size`` square, centred on black: ``(square, scale, dx, dy)``."""
     height, width = frame.shape[:2]
@@ -209,7 +214,7 @@ def _detect_window(frame: np.ndarray, x0: int, y0: int) -> list[Person]:
     """Detections in one window ``frame`` whose top-left is ``(x0, y0)`` in the whole frame."""
     square, scale, dx, dy = _letterbox(frame, DETECTOR_SIZE)
     raw, logits = _run("pose_detection.tflite", _to_signed(square))
-    scores = 1 / (1 + np.exp(-np.clip(logits[0, :, 0], -50, 50)))
+    scores = _sigmoid(logits[0, :, 0])
     people = []
     anchors = detector_anchors() * DETECTOR_SIZE
     for index in np.flatnonzero(scores >= MIN_DETECTION_SCORE):
@@ -243,16 +248,14 @@ def _faces_in_window(frame: np.ndarray, x0: int, y0: int) -> list[tuple[float, B
     :data:`MIN_FACE_PROPOSAL`, in the whole frame's pixels."""
     square, scale, dx, dy = _letterbox(frame, FACE_SIZE)
     raw, logits = _run("face_detection_full_range_sparse.tflite", _to_signed(square))
-    scores = 1 / (1 + np.exp(-np.clip(logits[0, :, 0], -50, 50)))
+    scores = _sigmoid(logits[0, :, 0])
     anchors = face_anchors() * FACE_SIZE
-    to_frame_offset = np.array([dx, dy, dx, dy])
-    window_corner = np.array([x0, y0, x0, y0])
     faces = []
     for index in np.flatnonzero(scores >= MIN_FACE_PROPOSAL):
-        (cx, cy), (half_w, half_h) = raw[0, index, :2] + anchors[index], raw[0, index, 2:4] / 2
-        corners = np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
-        box = (corners - to_frame_offset) / scale + window_corner
-        faces.append((float(scores[index]), (box[0], box[1], box[2], box[3])))
+        cx, cy = (raw[0, index, :2] + anchors[index] - (dx, dy)) / scale + (x0, y0)
+        w, h = raw[0, index, 2:4] / scale
+        box = (float(cx - w / 2), float(cy - h / 2), float(cx + w / 2), float(cy + h / 2))
+        faces.append((float(scores[index]), box))
     return faces
 
 
@@ -378,7 +381,7 @@ def confirm_face(frame: np.ndarray, person: Person) -> Person:
     to_crop = np.array([[zoom, 0, -corner[0] * zoom], [0, zoom, -corner[1] * zoom]])
     crop = cv2.warpAffine(frame, to_crop, (FACE_SIZE, FACE_SIZE), flags=cv2.INTER_LINEAR)
     _, logits = _run("face_detection_full_range_sparse.tflite", _to_signed(crop))
-    score = float((1 / (1 + np.exp(-np.clip(logits[0, :, 0], -50, 50)))).max())
+    score = float(_sigmoid(logits[0, :, 0]).max())
     return dataclasses.replace(person, face_score=score)
 
 
@@ -478,7 +481,7 @@ def add_pose(frame: np.ndarray, person: Person) -> Person:
     outputs = _run("pose_landmark_full.tflite", (crop.astype(np.float32) / 255.0)[None])
     values = outputs[0].reshape(39, 5)[:33]
     points = np.c_[values[:, :2], np.ones(33)] @ to_frame.T
-    visibility = 1 / (1 + np.exp(-np.clip(values[:, 3], -50, 50)))
+    visibility = _sigmoid(values[:, 3])
     keypoints = np.c_[points, visibility].astype(np.float32)
     presence = float(np.clip(outputs[1].item(), 0.0, 1.0))
     face = _face_from_pose(keypoints) or person.face
