@@ -374,7 +374,9 @@ def test_models_list_and_info(tiny_models_dir: Path) -> None:
     assert info.exit_code == 0
     document = json.loads(info.stdout)
     assert document["config"]["levels"] == 3 and document["context_samples"] > 0
-    assert_clean_failure(run("models", "info", "nope"), "unknown model")
+    unknown = run("models", "info", "nope")
+    assert_clean_failure(unknown, "unknown model")
+    assert unknown.exit_code == 2  # a bad argument
 
 
 def test_help_text_keeps_its_brackets_and_a_typo_gets_one_suggestion() -> None:

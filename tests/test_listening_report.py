@@ -84,6 +84,8 @@ def test_report_command_and_its_refusals(stem_folder: Path, tmp_path: Path) -> N
     empty.mkdir()
     nothing = runner.invoke(app, ["report", str(empty)])
     assert nothing.exit_code != 0 and "no stems" in nothing.output
+    not_a_page = runner.invoke(app, ["report", str(stem_folder), "-o", str(tmp_path / "r.txt")])
+    assert not_a_page.exit_code == 2 and "must be an .html file" in not_a_page.output
     assert "warning" not in result.stderr  # the right mixture: no word about its length
 
 

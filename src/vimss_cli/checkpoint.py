@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from vimss_cli.atomic import atomic_path
-from vimss_cli.errors import CheckpointError
+from vimss_cli.errors import CheckpointError, UnknownModelError
 from vimss_cli.model import ModelConfig
 from vimss_cli.networks import Network, build_network
 
@@ -317,7 +317,7 @@ def resolve_checkpoint(reference: str, models_dir: Path | None = None) -> Resolv
     if path.exists() or reference.endswith(".safetensors") or os.sep in reference:
         return ResolvedCheckpoint(check_checkpoint_file(path), path.stem, "local")
     known = ", ".join(sorted(models)) or "none bundled"
-    raise CheckpointError(
+    raise UnknownModelError(
         f"unknown model {reference!r}; known models: {known} "
         "(or give a .safetensors path or hf:OWNER/REPO[@REVISION][/FILE])"
     )

@@ -55,6 +55,10 @@ class CheckpointError(VimssError):
     """A checkpoint cannot be found, verified or loaded."""
 
 
+class UnknownModelError(InputError, CheckpointError):
+    """``--model`` names no bundled model, file or hub reference: a bad argument (exit 2)."""
+
+
 class DeviceError(VimssError):
     """The requested device or precision is not available here."""
 

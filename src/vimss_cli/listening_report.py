@@ -194,7 +194,7 @@ def write_report(
     """Write the page to ``path`` whole or not at all; an existing file needs ``force``."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
-        raise OutputError(f"the report must be an .html file, got {path}")
+        raise InputError(f"the report must be an .html file, got {path}")
     if path.exists() and not force:
         raise OutputError(f"{path} already exists (use --force to replace it)")
     page = render(title, tracks, picture_png, scores)

@@ -45,8 +45,14 @@ def inspect_command(
         frame_path = check_png_target(out or Path(f"{video.stem}_players.png"), force)
         analysis = analyse_video(video, players=players, boxes=boxes, check_sound=False)
         write_png(frame_path, draw_players(analysis), force)
+        warnings = [
+            pointing_at_picture(line, frame_path)
+            for line in [*analysis.warnings, *guess_warnings(analysis, video.name)]
+        ]
+        note = look_alike_note(analysis)
         if as_json:
-            typer.echo(json.dumps({**analysis.to_json(), "frame": str(frame_path)}))
+            document = {**analysis.to_json(), "warnings": warnings, "note": note}
+            typer.echo(json.dumps({**document, "frame": str(frame_path)}))
             return
         table = Table("player", "box (x, y, w, h)", "instrument", "confidence", "ImageNet class")
         for p in analysis.players:
@@ -63,11 +69,18 @@ def inspect_command(
             f"{analysis.info.width}x{analysis.info.height}"
         )
         console.print(table)
-        for line in [*analysis.warnings, *guess_warnings(analysis, video.name)]:
+        for line in warnings:
             typer.echo(f"warning: {line}", err=True)
-        note = look_alike_note(analysis)
         if note is not None:
             typer.echo(f"note: {note}", err=True)
         console.print(f"boxes drawn in {frame_path}")
 
     guarded(debug, run)
+
+
+def pointing_at_picture(warning: str, frame_path: Path) -> str:
+    """``warning`` as ``inspect`` itself says it: the advice to check the players with
+    `vimss inspect` points at the picture just drawn instead."""
+    return warning.replace("with `vimss inspect`", f"in {frame_path}").replace(
+        "`vimss inspect`", str(frame_path)
+    )
