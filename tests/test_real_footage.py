@@ -211,9 +211,7 @@ def test_inspect_warns_of_unsure_instruments(
     # inspect's own advice points at the picture it drew, not at itself; --json has it too
     assert "vimss inspect" not in strict.output
     assert f"check in {tmp_path / 'strict.png'}" in strict.output
-    as_json = runner.invoke(
-        app, ["inspect", str(path), "-o", str(tmp_path / "j.png"), "--json"]
-    )
+    as_json = runner.invoke(app, ["inspect", str(path), "-o", str(tmp_path / "j.png"), "--json"])
     document = json.loads(as_json.stdout)
     assert any("looks like sax but only" in line for line in document["warnings"])
     assert document["note"].startswith("pictures cannot tell these apart here")
