@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import RATE, ffmpeg, noise, write_wav
-from vimss_cli import __version__
+from vimss_cli import __version__, ffmpeg_io
 from vimss_cli.cli import app
 from vimss_cli.engine import _WindowRunner
 from vimss_cli.errors import InputError
@@ -541,6 +541,30 @@ def test_stems_have_the_inputs_rate_and_channels(tiny_models_dir: Path, tmp_path
             soundfile.read(str(tmp_path / "mono" / "mix48" / name))[0],
         )
     assert "--model-rate" not in run("separate", "--help").output  # hidden
+
+
+def test_surround_stems_keep_every_channel(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 7.1 at 48 kHz with music in the centre channel only: stems of 8 channels with the
+    # music in the centre (the layout was once unknown, so only FL was separated: silence)
+    surround = np.zeros((24000, 8), np.float32)
+    surround[:, 2] = noise(0.5, rate=48000)
+    mix = tmp_path / "mix71.wav"
+    soundfile.write(str(mix), surround, 48000, subtype="PCM_16")
+    result = run("separate", mix, "-i", "vn,vc", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "silence" not in result.output
+    stem, rate = soundfile.read(str(tmp_path / "out" / "mix71" / "01_vn.wav"))
+    assert (rate, stem.shape) == (48000, (24000, 8))
+    assert np.abs(stem[:, 2]).max() > 10 * np.abs(np.delete(stem, 2, axis=1)).max()
+    # a layout ffmpeg cannot count: the downmix of all channels, mono stems, and a warning
+    monkeypatch.setattr(ffmpeg_io, "_channel_count", lambda line: None)
+    unsure = run("separate", mix, "-i", "vn,vc", "-o", tmp_path / "unsure")
+    assert unsure.exit_code == 0, unsure.output
+    assert "cannot tell how many channels mix71.wav's audio has" in unsure.stderr
+    stem, rate = soundfile.read(str(tmp_path / "unsure" / "mix71" / "01_vn.wav"))
+    assert (rate, stem.ndim) == (48000, 1) and np.abs(stem).max() > 0.0
 
 
 def test_sample_rate_n_resamples_the_stems_and_keeps_the_channels(

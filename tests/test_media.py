@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from vimss_cli.errors import (
     NonFiniteAudioError,
     TruncatedMediaError,
 )
+from vimss_cli.ffmpeg_io import ffmpeg_executable
 from vimss_cli.media import AudioStream, probe, read_audio
 
 
@@ -51,6 +53,32 @@ def test_decodes_common_formats_to_mono_at_the_model_rate(
     assert 0.05 < np.sqrt(np.mean(audio**2)) < 0.5
     info = probe(target)
     assert info.has_audio and info.has_video == (suffix in (".mp4", ".mkv", ".mov"))
+
+
+@pytest.mark.parametrize(
+    "layout, channels",
+    [("mono", 1), ("5.1", 6), ("6.1", 7), ("7.1", 8), ("hexagonal", 6), ("5.1.2", 8),
+     ("7.1.4", 12), ("22.2", 24), ("FL+BC", 2), ("FL+FR+FC+LFE+BL+BR+SL+SR+TC", 9)],
+)  # fmt: skip
+def test_channel_counts_of_every_layout(tmp_path: Path, layout: str, channels: int) -> None:
+    target = tmp_path / "surround.wav"
+    ffmpeg("-f", "lavfi", "-i", f"anullsrc=channel_layout={layout}:sample_rate=48000",
+           "-t", "0.05", "-c:a", "pcm_s16le", str(target))  # fmt: skip
+    assert probe(target).audio_channels == channels
+
+
+@pytest.mark.parametrize("rate", [RATE, 44100])  # libsndfile reads it; ffmpeg resamples it
+def test_a_wav_written_into_a_pipe_decodes_whole(source: Path, tmp_path: Path, rate: int) -> None:
+    # ffmpeg or sox writing into a pipe cannot seek back to fill in the sizes: 0xFFFFFFFF
+    whole, piped = tmp_path / "whole.wav", tmp_path / "piped.wav"
+    ffmpeg("-i", str(source), "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s16le", str(whole))
+    with piped.open("wb") as handle:
+        subprocess.run(
+            [ffmpeg_executable(), "-v", "error", "-i", str(whole), "-c:a", "copy", "-f", "wav",
+             "-"], stdout=handle, check=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    assert piped.read_bytes()[4:8] == b"\xff" * 4
+    assert np.array_equal(read_audio(piped, RATE), read_audio(whole, RATE))
 
 
 @pytest.mark.parametrize("native_rate", [8000, 11025, 16000, 44100, 48000])
@@ -110,6 +138,12 @@ def test_ffmpegs_message_is_the_cause_not_the_aftermath() -> None:
     assert ffmpeg_message(stderr) == "Error splitting the input into NAL units."
     assert ffmpeg_message("[x @ 0x1] Conversion failed!\n") == "Conversion failed!"
     assert ffmpeg_message("just a line\n") == "just a line"
+    truncated = (
+        "[in#0/wav @ 0x5] corrupt input packet in stream 0\n"
+        "[in#0/wav @ 0x5] Terminating thread with return code -1094995529 (Invalid data found "
+        "when processing input)\n"
+    )
+    assert ffmpeg_message(truncated) == "corrupt input packet in stream 0"
 
 
 def test_truncated_wav(tmp_path: Path) -> None:

@@ -80,6 +80,29 @@ def test_integer_stems_of_an_input_beyond_full_scale_are_scaled_to_fit(
     assert np.abs(loud_stem - quiet_stem).max() <= 1e-4
 
 
+@pytest.mark.parametrize("right", [-1.0, 0.0])  # antiphase, or the left channel only
+def test_the_peak_of_stereo_stems_is_measured_per_channel(
+    tiny_models_dir: Path, tmp_path: Path, right: float
+) -> None:
+    # the mono downmix of these stays within full scale (or is silent): the channels do not
+    audio = noise(2.5)
+    audio *= 1.5 / np.abs(audio).max()
+    loud = write_wav(tmp_path / "loud.wav", np.stack([audio, right * audio], axis=1))
+    result = run("separate", loud, "-o", tmp_path / "o", "-i", "vn", "--format", "wav24", "--json")
+    assert result.exit_code == 0, result.stderr
+    (entry,) = json.loads(result.stdout)["inputs"]
+    assert entry["input_peak"] == pytest.approx(1.5, abs=0.01)
+    assert entry["stem_gain"] == pytest.approx(1 / 1.5, abs=0.01)
+    assert entry["clipped_samples"] == 0
+    # stems at the model's rate are of the downmix: its own peak, named as the downmix's
+    mono = run("separate", loud, "-o", tmp_path / "m", "-i", "vn", "--format", "wav24",
+               "--sample-rate", "model")  # fmt: skip
+    assert mono.exit_code == 0, mono.stderr
+    peaks = [w for w in warnings_of(mono) if "peaks at" in w]
+    assert peaks == ([] if right else [w for w in peaks if "loud.wav's mono downmix peaks" in w])
+    assert right or peaks
+
+
 def test_samples_an_integer_format_clips_are_counted(
     tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -118,10 +141,18 @@ def test_an_input_named_dots_stays_inside_out(
 
 
 # ---------------------------------------------------------------- 3: full disk
+@pytest.mark.parametrize("channels", [1, 2])
 @pytest.mark.parametrize("failure", ["oserror", "libsndfile"])
 def test_full_disk_keeps_the_earlier_stems(
-    tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure
+    tiny_models_dir: Path,
+    mix: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+    channels: int,
 ) -> None:
+    if channels == 2:  # stereo stems: each channel is separated into scratch files first
+        write_wav(mix, np.stack([noise(2.5), noise(2.5, seed=1)], axis=1), subtype="PCM_16")
     out = tmp_path / "o"
     assert run("separate", mix, "-o", out, "-i", "vn,vc").exit_code == 0
     before = {p: p.read_bytes() for p in files_under(out)}

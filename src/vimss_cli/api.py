@@ -39,6 +39,7 @@ from vimss_cli.stem_writer import (
     check_wav_format,
     describe_paths,
     existing_outputs,
+    scratch_writes,
     stem_extension,
 )
 from vimss_cli.voices import VoiceSorter, sorter_warnings, voice_groups
@@ -573,12 +574,17 @@ class Separator:
         target = sample_rate or rate
         like_path = like_input and split and (target != self.sample_rate or channels > 1)
         check_format_rate(wav_format, target if like_path else self.sample_rate)
+        warnings = []
+        if info.has_audio and info.audio_channels is None:
+            warnings.append(
+                f"cannot tell how many channels {sound.name}'s audio has: its mono downmix is "
+                "separated and its stems are mono"
+            )
         if like_path:
             return self._separate_like_input(
                 input_path, sound, info, queries, paths, wav_format, force, progress, started,
-                rest, target, Path(out_dir), is_stem,
+                rest, target, Path(out_dir), is_stem, warnings,
             )  # fmt: skip
-        warnings = []
         if rate != self.sample_rate or channels > 1:
             warnings.append(
                 f"{sound.name} ({rate} Hz, {channels} channel(s)) was "
@@ -654,7 +660,7 @@ class Separator:
                     warnings.extend(sorter_warnings(sorter, input_path.name))
         return self._finish(
             input_path, sound, queries, paths, samples, self.sample_rate, started, peak,
-            stem_gain, writer, wav_format, warnings,
+            stem_gain, writer, wav_format, warnings, downmixed=channels > 1,
         )  # fmt: skip
 
     def _separate_like_input(
@@ -672,9 +678,10 @@ class Separator:
         target_rate: int | None = None,
         out_dir: Path | None = None,
         is_stem: Callable[[str], bool] = is_stem_name,
+        warnings: list[str] | None = None,
     ) -> SeparationReport:
         """:meth:`separate_file` with stems at the input's channels and ``target_rate`` (by
-        default the input's rate).
+        default the input's rate); ``warnings`` already found go into its report.
 
         Each channel is separated on its own at the model's rate into scratch files beside the
         output folder (removed afterwards, whatever happens); the stems are then resampled
@@ -689,20 +696,33 @@ class Separator:
         input_rate = info.audio_sample_rate or self.sample_rate
         rate, channels = target_rate or input_rate, info.audio_channels or 1
         players = len(queries)  # stems separated per channel (the rest is made at the end)
-        peak = max(peak_level(sound, self.sample_rate), 1.0) if info.may_exceed_full_scale else 1.0
+        peak = 1.0  # each channel is separated on its own: the loudest one must fit
+        if info.may_exceed_full_scale:
+            many = channels if channels > 1 else None
+            peak = max(peak_level(sound, self.sample_rate, many), 1.0)
         restore = peak if wav_format == "float32" else 1.0
         out_dir = out_dir or paths[0].parent.parent
-        out_dir.mkdir(parents=True, exist_ok=True)
+        # scratch writes that fail (a full disk) say so in one line, naming the stems' folder
+        stem_folder = paths[0].parent
+        with scratch_writes(stem_folder):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            scratch_folder = tempfile.TemporaryDirectory(dir=out_dir, prefix=".vimss-channels-")
         decided: list[list[tuple[int, ...]]] | None = None  # the voice owners of channel 0
-        voice_warnings: list[str] = []
-        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".vimss-channels-") as scratch:
+        warnings = list(warnings or [])
+        with scratch_folder as scratch:
             parts: list[Path] = []  # channel-major: channel c, stem k at c * players + k
             for channel in range(channels):
                 files = [Path(scratch) / f"{channel}_{k}.wav" for k in range(players)]
                 parts.extend(files)
-                handles = [soundfile.SoundFile(f, "w", self.sample_rate, 1, "FLOAT") for f in files]
+                with scratch_writes(stem_folder):
+                    handles = [
+                        soundfile.SoundFile(f, "w", self.sample_rate, 1, "FLOAT") for f in files
+                    ]
                 try:
-                    with AudioStream(sound, self.sample_rate, channel=channel) as stream:
+                    # one channel: the downmix, which is that channel, or all of a layout
+                    # whose channels ffmpeg did not name
+                    only = channel if channels > 1 else None
+                    with AudioStream(sound, self.sample_rate, channel=only) as stream:
                         total = stream.duration_hint
 
                         def report(done: int, channel: int = channel, total=total) -> None:
@@ -723,8 +743,9 @@ class Separator:
                         def write(stems: np.ndarray, handles=handles, sorter=sorter) -> None:
                             if sorter is not None:
                                 stems = sorter.feed(stems)
-                            for handle, stem in zip(handles, stems, strict=True):
-                                handle.write(stem)
+                            with scratch_writes(stem_folder):
+                                for handle, stem in zip(handles, stems, strict=True):
+                                    handle.write(stem)
 
                         blocks: Iterable[np.ndarray] = (
                             stream if peak == 1.0 else (b / peak for b in stream)
@@ -743,10 +764,11 @@ class Separator:
                             write(sorter.finish(), sorter=None)
                             decided = decided or sorter.owners
                             if channel == 0:
-                                voice_warnings = sorter_warnings(sorter, input_path.name)
+                                warnings.extend(sorter_warnings(sorter, input_path.name))
                 finally:
-                    for handle in handles:
-                        handle.close()
+                    with scratch_writes(stem_folder):
+                        for handle in handles:
+                            handle.close()
             expected = info.audio_frames  # the input's own length, when its header tells it
             if expected is not None and rate != input_rate:
                 expected = round(expected * rate / input_rate)
@@ -795,7 +817,7 @@ class Separator:
                     mixture.close()
         return self._finish(
             input_path, sound, queries, paths, written, rate, started, peak, restore / peak,
-            writer, wav_format, voice_warnings,
+            writer, wav_format, warnings,
         )  # fmt: skip
 
     def _finish(
@@ -812,11 +834,15 @@ class Separator:
         writer: StemSetWriter,
         wav_format: str,
         warnings: list[str],
+        downmixed: bool = False,
     ) -> SeparationReport:
-        """The report of one separated input, with what was scaled or clipped told."""
+        """The report of one separated input, with what was scaled or clipped told
+        (``peak``: of the input's mono downmix when ``downmixed``, else of its loudest
+        channel)."""
         if peak > 1.0 and stem_gain != 1.0:
+            downmix = "'s mono downmix" if downmixed else ""
             warnings.append(
-                f"{sound.name} peaks at {peak:.2f}, beyond full scale: its {wav_format} "
+                f"{sound.name}{downmix} peaks at {peak:.2f}, beyond full scale: its {wav_format} "
                 f"stems are scaled by 1/{peak:.2f} to fit (--format float32 keeps its level)"
             )
         if samples and writer.peak == 0.0:

@@ -80,7 +80,7 @@ def ffmpeg_message(stderr: str) -> str:
     (``Terminating thread ...``); else its last error line, else its last line."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", line) for line in lines]
-    telling = [line for line in lines if "Error" in line or "error" in line or "Invalid" in line]
+    telling = [line for line in lines if re.search(r"[Ee]rror|Invalid|corrupt", line)]
     causes = [line for line in telling if not line.startswith(_AFTERMATH)]
     if causes:
         return causes[-1][:300]
@@ -141,8 +141,23 @@ _SAMPLE_FORMAT = re.compile(r",\s*((?:u8|s16|s32|s64|flt|dbl)p?)\b")
 _SIZE = re.compile(r",\s*(\d{2,5})x(\d{2,5})[\s,\[]")
 _FPS = re.compile(r"(\d+(?:\.\d+)?)(k?) fps")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
-#: ffmpeg's channel layout names -> channel counts
+#: the commonest channel layout names -> channel counts, should ``ffmpeg -layouts`` fail
 _LAYOUTS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0": 4, "5.0": 5, "5.1": 6}
+_LAYOUT_ROW = re.compile(r"^(\S+)\s+([A-Z0-9]+(?:\+[A-Z0-9]+)*)\s*$")
+
+
+@lru_cache(maxsize=1)
+def channel_layouts() -> dict[str, int]:
+    """Every standard channel layout name ffmpeg prints (``7.1``, ``hexagonal``, ``22.2``,
+    ``5.1(side)``...) -> its channel count, from ffmpeg's own table (``ffmpeg -layouts``)."""
+    layouts = dict(_LAYOUTS)
+    text = run([ffmpeg_executable(), "-hide_banner", "-layouts"]).stdout
+    standard = text.split("Standard channel layouts:", 1)[-1]
+    for line in standard.splitlines():
+        row = _LAYOUT_ROW.match(line)
+        if row and row.group(1) != "NAME":
+            layouts[row.group(1)] = row.group(2).count("+") + 1
+    return layouts
 
 
 def probe(path: Path) -> Probe:
@@ -197,7 +212,10 @@ def _channel_count(line: str) -> int | None:
     counted = re.fullmatch(r"(\d+) channels.*", layout)
     if counted:
         return int(counted.group(1))
-    return _LAYOUTS.get(layout.split("(")[0])
+    if "+" in layout:  # a layout without a name, spelled out: FL+FR+LFE
+        return layout.count("+") + 1
+    known = channel_layouts()
+    return known.get(layout, known.get(layout.split("(")[0]))
 
 
 def _video_stream(line: str, following: list[str]) -> VideoStreamInfo:

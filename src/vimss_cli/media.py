@@ -125,8 +125,13 @@ def expected_output_frames(info: MediaInfo, sample_rate: int) -> int | None:
 
 def _decode_command(path: Path, sample_rate: int, channel: int | None = None) -> list[str]:
     """ffmpeg arguments that write the first audio stream as mono float32 to stdout: the
-    mono downmix ((L + R) / sqrt 2 for stereo), or only ``channel`` (0-based)."""
-    audio = ffmpeg_io.input_file(v="error", xerror=None, nostdin=None, hide_banner=None)["a:0"]
+    mono downmix ((L + R) / sqrt 2 for stereo), or only ``channel`` (0-based).
+
+    Any decoding error stops ffmpeg (``-xerror``), except in a streamed WAV, whose last packet
+    ffmpeg calls corrupt only because the header could not say where the data ends.
+    """
+    strict = {} if _wav_is_streamed(path) else {"xerror": None}
+    audio = ffmpeg_io.input_file(v="error", nostdin=None, hide_banner=None, **strict)["a:0"]
     if channel is not None:
         audio = audio.filter("channelmap", map=str(channel), channel_layout="mono")
     graph = audio.output("pipe:1", format="f32le", ac=1, ar=sample_rate)
@@ -245,12 +250,15 @@ class AudioStream(ffmpeg_io.FfmpegProcess):
             )
 
 
-def peak_level(path: Path, sample_rate: int) -> float:
-    """Largest magnitude of the file's mono samples at ``sample_rate`` (one decoding pass)."""
+def peak_level(path: Path, sample_rate: int, channels: int | None = None) -> float:
+    """Largest magnitude of the file's samples at ``sample_rate``: of its mono downmix, or
+    with ``channels`` of the loudest of its first ``channels`` channels (a pass per channel).
+    """
     peak = 0.0
-    with AudioStream(path, sample_rate) as stream:
-        for block in stream:
-            peak = max(peak, float(np.abs(block).max()))
+    for channel in range(channels) if channels else [None]:
+        with AudioStream(path, sample_rate, channel=channel) as stream:
+            for block in stream:
+                peak = max(peak, float(np.abs(block).max()))
     return peak
 
 
@@ -287,22 +295,44 @@ def _read_native(path: Path, sample_rate: int) -> np.ndarray | None:
     return samples
 
 
-def _wav_data_is_short(path: Path) -> bool:
-    """True when a RIFF/WAVE file holds fewer bytes than its ``data`` chunk declares."""
+#: the ``data`` size a WAV writer that cannot seek back (ffmpeg or sox into a pipe) leaves
+_STREAMED_SIZE = 0xFFFFFFFF
+
+
+def _wav_data_size(path: Path) -> tuple[int, int] | None:
+    """``(declared, present)``: the bytes a RIFF/WAVE file's ``data`` chunk declares and
+    those the file holds after its header; ``None`` for other files."""
     size = path.stat().st_size
     with path.open("rb") as handle:
         header = handle.read(12)
         if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-            return False
+            return None
         offset = 12
         while offset + 8 <= size:
             handle.seek(offset)
             chunk = handle.read(8)
             declared = int.from_bytes(chunk[4:8], "little")
             if chunk[:4] == b"data":
-                return size - (offset + 8) < declared
+                return declared, size - (offset + 8)
             offset += 8 + declared + (declared & 1)
-    return False
+    return None
+
+
+def _wav_is_streamed(path: Path) -> bool:
+    """True for a WAV written into a pipe: its ``data`` size is a placeholder and its samples
+    run to the end of the file."""
+    try:
+        sizes = _wav_data_size(path)
+    except OSError:
+        return False
+    return sizes is not None and sizes[0] == _STREAMED_SIZE
+
+
+def _wav_data_is_short(path: Path) -> bool:
+    """True when a RIFF/WAVE file holds fewer bytes than its ``data`` chunk declares (a
+    streamed WAV's placeholder size declares nothing)."""
+    sizes = _wav_data_size(path)
+    return sizes is not None and sizes[0] != _STREAMED_SIZE and sizes[1] < sizes[0]
 
 
 #: libsndfile containers :func:`read_audio` decodes without ffmpeg.

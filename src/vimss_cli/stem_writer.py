@@ -190,10 +190,34 @@ def _disk_full(error: BaseException, folder: Path) -> bool:
     """
     if isinstance(error, OSError) and error.errno is not None:
         return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    while not folder.exists() and folder.parent != folder:  # not made yet: its device's
+        folder = folder.parent
     try:
         return shutil.disk_usage(folder).free < _FULL_DISK_BYTES
     except OSError:
         return False
+
+
+def write_error(doing: str, error: BaseException, folder: Path) -> OutputError:
+    """The one-line :class:`OutputError` for a failed write of stems in ``folder``: "no space
+    left on device" when it is full, else ``doing`` and the system's reason."""
+    if _disk_full(error, folder):
+        return OutputError(
+            f"no space left on device while writing stems in {folder}; nothing was "
+            "published and existing files are untouched"
+        )
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+    return OutputError(f"{doing} {folder}: {reason}")
+
+
+@contextlib.contextmanager
+def scratch_writes(folder: Path) -> Iterator[None]:
+    """Turn a failed write of scratch files in ``folder`` (a full disk, no permission) into
+    the one-line :class:`OutputError` the stem writer gives."""
+    try:
+        yield
+    except (OSError, soundfile.SoundFileError) as error:
+        raise write_error("cannot write stems in", error, folder) from None
 
 
 class StemSetWriter:
@@ -344,13 +368,7 @@ class StemSetWriter:
                     path.unlink()
 
     def _error(self, doing: str, error: BaseException) -> OutputError:
-        if _disk_full(error, self.folder):
-            return OutputError(
-                f"no space left on device while writing stems in {self.folder}; nothing was "
-                "published and existing files are untouched"
-            )
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        return OutputError(f"{doing} {self.folder}: {reason}")
+        return write_error(doing, error, self.folder)
 
     def _lock(self) -> None:
         """Hold an exclusive lock on the folder until published or discarded."""
