@@ -130,6 +130,17 @@ def test_flac_and_mp3_stems(tiny_models_dir: Path, mix: Path, tmp_path: Path) ->
         else:
             assert_clean_failure(result, "not the stems' 96000 Hz")
             assert files_under(tmp_path / rate) == []
+    # stems of more channels than the format holds are refused before any work, too
+    for channels, wav_format in ((3, "mp3"), (9, "flac24")):
+        many = write_wav(tmp_path / f"ch{channels}.wav", np.zeros((800, channels), np.float32))
+        out = tmp_path / f"ch{channels}"
+        refused = run("separate", many, "-o", out, "-i", "vn", "--format", wav_format)
+        assert_clean_failure(refused, f"holds at most {2 if channels == 3 else 8} channels, not "
+                             f"the stems' {channels}", "--sample-rate model")  # fmt: skip
+        assert files_under(out) == []
+        mono = run("separate", many, "-o", out, "-i", "vn", "--format", wav_format, "--sample-rate",
+                   "model")  # fmt: skip
+        assert mono.exit_code == 0, mono.output
 
 
 def test_no_split_equals_the_chunked_run(tiny_models_dir: Path, tmp_path: Path) -> None:

@@ -67,6 +67,16 @@ def test_channel_counts_of_every_layout(tmp_path: Path, layout: str, channels: i
     assert probe(target).audio_channels == channels
 
 
+def test_channels_without_names_are_averaged(tmp_path: Path) -> None:
+    # nine channels: ffmpeg names no such layout and will not downmix them ("Rematrix is
+    # needed ... not enough information"); their mean is taken
+    channels = np.stack([noise(0.5, seed=seed) for seed in range(9)], axis=1)
+    path = write_wav(tmp_path / "nine.wav", channels)
+    info = probe(path)
+    assert (info.audio_channels, info.audio_channels_unnamed) == (9, True)
+    assert np.abs(read_audio(path, RATE) - channels.mean(axis=1)).max() < 1e-6
+
+
 @pytest.mark.parametrize("rate", [RATE, 44100])  # libsndfile reads it; ffmpeg resamples it
 def test_a_wav_written_into_a_pipe_decodes_whole(source: Path, tmp_path: Path, rate: int) -> None:
     # ffmpeg or sox writing into a pipe cannot seek back to fill in the sizes: 0xFFFFFFFF

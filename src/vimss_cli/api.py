@@ -34,6 +34,7 @@ from vimss_cli.progress import ProgressCallback
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
     StemSetWriter,
+    check_format_channels,
     check_format_rate,
     check_stem_folder,
     check_wav_format,
@@ -283,7 +284,8 @@ class _InputAtRate:
     the stems being written, ``gain`` times the input minus the players' stems."""
 
     def __init__(self, sound: Path, rate: int, channels: int, gain: float) -> None:
-        self._streams = [AudioStream(sound, rate, channel=c) for c in range(channels)]
+        only = range(channels) if channels > 1 else [None]  # one: the downmix, as the stems'
+        self._streams = [AudioStream(sound, rate, channel=c) for c in only]
         self._channels = [_SampleQueue(iter(stream)) for stream in self._streams]
         self._gain = np.float32(gain)
 
@@ -574,6 +576,7 @@ class Separator:
         target = sample_rate or rate
         like_path = like_input and split and (target != self.sample_rate or channels > 1)
         check_format_rate(wav_format, target if like_path else self.sample_rate)
+        check_format_channels(wav_format, channels if like_path else 1)
         warnings = []
         if info.has_audio and info.audio_channels is None:
             warnings.append(

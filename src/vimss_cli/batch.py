@@ -43,6 +43,7 @@ from vimss_cli.media import MediaInfo, check_input_path, probe
 from vimss_cli.progress import BatchEvents, ProgressCallback
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
+    check_format_channels,
     check_format_rate,
     check_output_folder,
     check_wav_format,
@@ -292,6 +293,8 @@ class Batch:
             and info.audio_sample_rate
         ):
             check_format_rate(o.wav_format, info.audio_sample_rate)  # stems at its rate
+        if o.like_input and o.split and not o.audio and info.audio_channels:
+            check_format_channels(o.wav_format, info.audio_channels)  # and its channels
         # earlier stems are refused before a long video analysis
         check_outputs_free(
             stem_paths(info.path, o.out_dir, [Query(None)], filename=o.filename),

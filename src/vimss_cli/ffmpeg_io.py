@@ -98,6 +98,9 @@ class AudioStreamInfo:
     channels: int | None
     #: ffmpeg's sample format (``s16``, ``fltp``...)
     sample_format: str | None
+    #: True when ffmpeg knows the channels' count but not what they are (``9 channels``):
+    #: it cannot downmix them itself
+    unnamed_channels: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,10 +200,12 @@ def _audio_stream(line: str) -> AudioStreamInfo:
     """From ffmpeg's audio stream line (``..., 48000 Hz, stereo, fltp, ...``)."""
     rate = _RATE.search(line)
     sample_format = _SAMPLE_FORMAT.search(line)
+    layout = _LAYOUT.search(line)
     return AudioStreamInfo(
         sample_rate=int(rate.group(1)) if rate else None,
         channels=_channel_count(line),
         sample_format=sample_format.group(1) if sample_format else None,
+        unnamed_channels=bool(layout and re.fullmatch(r"\d+ channels", layout.group(1).strip())),
     )
 
 

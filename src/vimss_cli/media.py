@@ -51,6 +51,9 @@ class MediaInfo:
     audio_channels: int | None = None
     #: How many audio streams the file holds (only the first is separated).
     audio_streams: int = 1
+    #: The first audio stream's channels have no names (``9 channels``): ffmpeg cannot
+    #: downmix them, so they are averaged.
+    audio_channels_unnamed: bool = False
 
     @property
     def may_exceed_full_scale(self) -> bool:
@@ -104,6 +107,7 @@ def probe(path: Path) -> MediaInfo:
         audio_sample_format=audio.sample_format if audio else None,
         audio_channels=audio.channels if audio else None,
         audio_streams=len(found.audio),
+        audio_channels_unnamed=audio.unnamed_channels if audio else False,
     )
 
 
@@ -123,9 +127,12 @@ def expected_output_frames(info: MediaInfo, sample_rate: int) -> int | None:
     return round(info.audio_frames * sample_rate / info.audio_sample_rate)
 
 
-def _decode_command(path: Path, sample_rate: int, channel: int | None = None) -> list[str]:
+def _decode_command(
+    path: Path, sample_rate: int, channel: int | None = None, average: int | None = None
+) -> list[str]:
     """ffmpeg arguments that write the first audio stream as mono float32 to stdout: the
-    mono downmix ((L + R) / sqrt 2 for stereo), or only ``channel`` (0-based).
+    mono downmix ((L + R) / sqrt 2 for stereo), the mean of its first ``average`` channels
+    (for layouts ffmpeg cannot downmix), or only ``channel`` (0-based).
 
     Any decoding error stops ffmpeg (``-xerror``), except in a streamed WAV, whose last packet
     ffmpeg calls corrupt only because the header could not say where the data ends.
@@ -134,6 +141,9 @@ def _decode_command(path: Path, sample_rate: int, channel: int | None = None) ->
     audio = ffmpeg_io.input_file(v="error", nostdin=None, hide_banner=None, **strict)["a:0"]
     if channel is not None:
         audio = audio.filter("channelmap", map=str(channel), channel_layout="mono")
+    elif average:
+        # "<": pan scales the gains to sum to one
+        audio = audio.filter("pan", "mono|c0<" + "+".join(f"c{c}" for c in range(average)))
     graph = audio.output("pipe:1", format="f32le", ac=1, ar=sample_rate)
     return ffmpeg_io.command(graph, path)
 
@@ -182,7 +192,9 @@ class AudioStream(ffmpeg_io.FfmpegProcess):
         return self.info.duration
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        stdout = self._start(_decode_command(self.path, self.sample_rate, self.channel))
+        info = self.info
+        average = info.audio_channels if info.audio_channels_unnamed else None
+        stdout = self._start(_decode_command(self.path, self.sample_rate, self.channel, average))
         limit = self.expected_frames
         pending = b""
         block_bytes = 4 * self.block_frames

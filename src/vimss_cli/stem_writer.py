@@ -82,6 +82,21 @@ def _can_write_mp3() -> bool:
     return takes_settings and "MP3" in soundfile.available_formats()
 
 
+#: The most channels a stem file of a ``--format`` can hold (libsndfile's limits).
+MAX_CHANNELS = {"mp3": 2, "flac": 8, "flac16": 8, "flac24": 8}
+
+
+def check_format_channels(wav_format: str, channels: int) -> None:
+    """Refuse stems of more channels than the format holds (:class:`InputError`), before any
+    work: MP3 holds two, FLAC eight."""
+    limit = MAX_CHANNELS.get(wav_format)
+    if limit is not None and channels > limit:
+        raise InputError(
+            f"{wav_format.upper()} holds at most {limit} channels, not the stems' {channels}; "
+            "choose --format wav24 (or float32), or add --sample-rate model for mono stems"
+        )
+
+
 def check_format_rate(wav_format: str, rate: int) -> None:
     """Refuse a stem rate the format cannot hold (:class:`InputError`): MP3 has nine rates."""
     if wav_format == "mp3" and rate not in MP3_RATES:
