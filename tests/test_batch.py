@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -205,6 +206,25 @@ def test_a_second_audio_stream_is_told(tmp_path: Path) -> None:
     separate_inputs([two], BatchOptions(out_dir=tmp_path / "out", instruments=["vn"]), events)
     notes = [text for kind, text in events.events if kind == "note"]
     assert any(n.startswith("two_takes.mka holds 2 audio streams; the first") for n in notes)
+
+
+def test_the_audio_stream_marked_default_is_separated(tmp_path: Path) -> None:
+    # a silent first stream, not marked default, before the music, marked default
+    two = tmp_path / "remix_first.mkv"
+    ffmpeg(
+        "-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono", "-f", "lavfi", "-i",
+        "sine=frequency=440:sample_rate=22050:duration=1", "-t", "1", "-map", "0:a", "-map",
+        "1:a", "-c:a", "pcm_s16le", "-disposition:a:0", "0", "-disposition:a:1", "default",
+        str(two),
+    )  # fmt: skip
+    events = Recorded()
+    options = BatchOptions(out_dir=tmp_path / "out", instruments=["vn"], rest=True)
+    separate_inputs([two], options, events)
+    notes = [text for kind, text in events.events if kind == "note"]
+    assert any("holds 2 audio streams; audio stream 2, marked default, is" in n for n in notes)
+    assert not [text for kind, text in events.events if kind == "warning" and "silence" in text]
+    stems = [soundfile.read(str(p))[0] for p in sorted((tmp_path / "out").rglob("*.wav"))]
+    assert len(stems) == 2 and np.abs(sum(stems)).max() > 0.1  # the sine (peak 1/8)
 
 
 @pytest.mark.parametrize(

@@ -155,6 +155,14 @@ def _lengths(video: float, audio: float):
     return make
 
 
+def _late_picture(tmp: Path) -> Path:
+    """A picture of 2 s that starts 2 s into 4 s of sound: it ends with the sound."""
+    source, path = _lengths(video=2.0, audio=4.0)(tmp), tmp / "late.mp4"
+    ffmpeg("-itsoffset", "2", "-i", str(source), "-i", str(source), "-map", "0:v", "-map", "1:a",
+           "-c", "copy", str(path))  # fmt: skip
+    return path
+
+
 @pytest.mark.parametrize(
     "make_input, args, fragments",
     [
@@ -164,8 +172,9 @@ def _lengths(video: float, audio: float):
         (lambda tmp: None, ["-i", "vn,vc,fl", "--players", "2"], ["--players 2", "names 3"]),
         (lambda tmp: None, ["-i", "vn", "--boxes", "0,0,9,9;20,0,9,9"], ["2 boxes", "names 1"]),
         (_corrupt, [], ["cannot decode the pictures"]),
-        (_lengths(video=4.0, audio=1.0), [], ["the picture lasts 3.", "but the sound 1.0 s"]),
-        (_lengths(video=1.0, audio=5.0), [], ["picture lasts", "sound 5.0 s"]),
+        (_lengths(video=4.0, audio=1.0), [], ["the picture lasts 4.0 s but the sound 1.0 s"]),
+        (_lengths(video=1.0, audio=5.0), [], ["picture lasts 1.0 s", "sound 5.0 s"]),
+        (_late_picture, [], ["the picture lasts 2.0 s but the sound 4.0 s"]),
     ],
     ids=[
         "no-picture",
@@ -176,6 +185,7 @@ def _lengths(video: float, audio: float):
         "corrupt-frames",
         "video-longer",
         "video-shorter",
+        "video-starts-late",
     ],
 )
 def test_bad_video_inputs(
@@ -196,8 +206,8 @@ def test_length_mismatch_advice_can_be_followed(
     for args in ([], ["-i", "vn,vc", "--model", visual_model]):  # with --instruments too
         result = run("separate", source, "-o", out, *args)
         assert_clean_failure(
-            result, "to separate by sound alone, name the players with --instruments and use a "
-            "model that takes labels only"
+            result, "to separate by sound alone, name the players with --instruments (the "
+            "model must take labels"
         )  # fmt: skip
         assert "pass --instruments to separate by labels only" not in result.stderr
         assert files_under(out) == []

@@ -318,12 +318,14 @@ class Batch:
                     f"{plan.path.name}'s own sound is not used: --audio {o.audio.name} is "
                     "separated instead"
                 )
-        streams = planned.info.audio_streams
+        streams, index = planned.info.audio_streams, planned.info.audio_index
         if o.audio is None and streams > 1:
+            which = "the first" if index == 0 else f"audio stream {index + 1}, marked default,"
+            other = 1 if index == 0 else 0
             plan.notes.append(
-                f"{plan.path.name} holds {streams} audio streams; the first is separated (to "
-                "separate another, extract it, e.g. ffmpeg -i IN -map 0:a:1 OUT.wav, and pass "
-                "it with --audio)"
+                f"{plan.path.name} holds {streams} audio streams; {which} is separated (to "
+                f"separate another, extract it, e.g. ffmpeg -i IN -map 0:a:{other} OUT.wav, and "
+                "pass it with --audio)"
             )
         if o.strict:
             check_strict([plan])

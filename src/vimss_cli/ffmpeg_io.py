@@ -101,6 +101,8 @@ class AudioStreamInfo:
     #: True when ffmpeg knows the channels' count but not what they are (``9 channels``):
     #: it cannot downmix them itself
     unnamed_channels: bool = False
+    #: the file marks this stream as the one to play (``(default)``)
+    default: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,14 @@ class Probe:
     duration_is_estimate: bool
     audio: tuple[AudioStreamInfo, ...]
     video: tuple[VideoStreamInfo, ...]
+
+    @property
+    def audio_index(self) -> int:
+        """Which audio stream a player would play: the first, unless another is marked
+        default and the first is not (a second language, a commentary or a remix first)."""
+        if not self.audio or self.audio[0].default:
+            return 0
+        return next((i for i, stream in enumerate(self.audio) if stream.default), 0)
 
 
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
@@ -206,6 +216,7 @@ def _audio_stream(line: str) -> AudioStreamInfo:
         channels=_channel_count(line),
         sample_format=sample_format.group(1) if sample_format else None,
         unnamed_channels=bool(layout and re.fullmatch(r"\d+ channels", layout.group(1).strip())),
+        default="(default)" in line,
     )
 
 
@@ -244,41 +255,64 @@ def _video_stream(line: str, following: list[str]) -> VideoStreamInfo:
     )
 
 
-_STATS_TIME = re.compile(r"time=\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
 _PTS_TIME = re.compile(r"pts_time:\s*(-?[\d.]+(?:e-?\d+)?)")
 
 
 @dataclass(frozen=True)
 class CopyPass:
-    """One pass that copies a stream's packets without decoding them: how far they go
-    (seconds, from ffmpeg's last progress line; ``None`` if it printed none), what ffmpeg
-    said, and its exit status."""
+    """One pass that copies a stream's packets without decoding them: when they begin and
+    end (seconds on the file's own clock; ``None`` if there were none), what ffmpeg said,
+    and its exit status."""
 
-    seconds: float | None
+    start: float | None
+    end: float | None
     stderr: str
     returncode: int
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the stream lasts, from its first packet to the end of its last."""
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+
+#: framecrc's "no timestamp" (AV_NOPTS_VALUE)
+_NO_PTS = -(2**63)
 
 
 def copy_pass(path: Path, stream: str) -> CopyPass:
     """Read stream ``stream`` (``"a:0"`` or ``"v:0"``) of ``path`` to its end by copying its
-    packets (fast: nothing is decoded)."""
-    graph = input_file(hide_banner=None, nostdin=None, stats=None)[stream].output(
-        "-", c="copy", format="null"
+    packets (fast: nothing is decoded), listing each packet's timestamps (ffmpeg's
+    ``framecrc``, with the file's own clock kept: ``-copyts``). A stream may start later than
+    the file does (a picture that begins seconds after the sound): its span says so."""
+    graph = input_file(hide_banner=None, nostdin=None, copyts=None)[stream].output(
+        "-", c="copy", format="framecrc"
     )
     result = run(command(graph, path))
-    text = result.stderr.replace("\r", "\n")
-    times = _STATS_TIME.findall(text)
-    seconds = None
-    if times:
-        hours, minutes, secs = times[-1]
-        seconds = int(hours) * 3600 + int(minutes) * 60 + float(secs)
-    return CopyPass(seconds, text, result.returncode)
+    base, first, last = None, None, None
+    for line in result.stdout.splitlines():
+        if line.startswith("#tb 0:"):
+            numerator, denominator = line.split(":", 1)[1].strip().split("/")
+            base = int(numerator) / int(denominator)
+        elif line and not line.startswith("#"):
+            fields = line.split(",")
+            if len(fields) < 4 or int(fields[2]) == _NO_PTS:
+                continue
+            pts, duration = int(fields[2]), max(int(fields[3]), 0)
+            first = pts if first is None else min(first, pts)
+            last = pts + duration if last is None else max(last, pts + duration)
+    if base is None or first is None or last is None:
+        return CopyPass(None, None, result.stderr, result.returncode)
+    # packets before the clock's zero are an encoder's priming, dropped when decoding
+    return CopyPass(max(first * base, 0.0), last * base, result.stderr, result.returncode)
 
 
-def first_audio_time(path: Path) -> float:
-    """Timestamp (s, the file's own clock) of the first decoded audio sample."""
+def first_audio_time(path: Path, index: int = 0) -> float:
+    """Timestamp (s, the file's own clock) of the first decoded sample of audio stream
+    ``index``."""
     graph = (
-        input_file(hide_banner=None, nostdin=None, copyts=None)["a:0"]
+        input_file(hide_banner=None, nostdin=None, copyts=None)[f"a:{index}"]
         .filter("ashowinfo")
         .output("-", format="null", **{"frames:a": 1})
     )

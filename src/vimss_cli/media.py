@@ -49,8 +49,11 @@ class MediaInfo:
     audio_sample_format: str | None = None
     #: Channels of the first audio stream, if stated.
     audio_channels: int | None = None
-    #: How many audio streams the file holds (only the first is separated).
+    #: How many audio streams the file holds (only one is separated).
     audio_streams: int = 1
+    #: The audio stream described and decoded (``a:N``): the first, or the one marked
+    #: default when the first is not.
+    audio_index: int = 0
     #: The first audio stream's channels have no names (``9 channels``): ffmpeg cannot
     #: downmix them, so they are averaged.
     audio_channels_unnamed: bool = False
@@ -95,7 +98,7 @@ def probe(path: Path) -> MediaInfo:
     """
     check_input_path(path)
     found = ffmpeg_io.probe(path)
-    audio = found.audio[0] if found.audio else None
+    audio = found.audio[found.audio_index] if found.audio else None
     return MediaInfo(
         path=path,
         duration=found.duration,
@@ -108,6 +111,7 @@ def probe(path: Path) -> MediaInfo:
         audio_channels=audio.channels if audio else None,
         audio_streams=len(found.audio),
         audio_channels_unnamed=audio.unnamed_channels if audio else False,
+        audio_index=found.audio_index,
     )
 
 
@@ -128,9 +132,13 @@ def expected_output_frames(info: MediaInfo, sample_rate: int) -> int | None:
 
 
 def _decode_command(
-    path: Path, sample_rate: int, channel: int | None = None, average: int | None = None
+    path: Path,
+    sample_rate: int,
+    channel: int | None = None,
+    average: int | None = None,
+    stream: int = 0,
 ) -> list[str]:
-    """ffmpeg arguments that write the first audio stream as mono float32 to stdout: the
+    """ffmpeg arguments that write audio stream ``stream`` as mono float32 to stdout: the
     mono downmix ((L + R) / sqrt 2 for stereo), the mean of its first ``average`` channels
     (for layouts ffmpeg cannot downmix), or only ``channel`` (0-based).
 
@@ -138,7 +146,7 @@ def _decode_command(
     ffmpeg calls corrupt only because the header could not say where the data ends.
     """
     strict = {} if _wav_is_streamed(path) else {"xerror": None}
-    audio = ffmpeg_io.input_file(v="error", nostdin=None, hide_banner=None, **strict)["a:0"]
+    audio = ffmpeg_io.input_file(v="error", nostdin=None, hide_banner=None, **strict)[f"a:{stream}"]
     if channel is not None:
         audio = audio.filter("channelmap", map=str(channel), channel_layout="mono")
     elif average:
@@ -194,7 +202,9 @@ class AudioStream(ffmpeg_io.FfmpegProcess):
     def __iter__(self) -> Iterator[np.ndarray]:
         info = self.info
         average = info.audio_channels if info.audio_channels_unnamed else None
-        stdout = self._start(_decode_command(self.path, self.sample_rate, self.channel, average))
+        stdout = self._start(
+            _decode_command(self.path, self.sample_rate, self.channel, average, info.audio_index)
+        )
         limit = self.expected_frames
         pending = b""
         block_bytes = 4 * self.block_frames

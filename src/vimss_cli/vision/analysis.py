@@ -162,7 +162,7 @@ def check_lengths(info: VideoInfo) -> list[str]:
     picture is a still (:data:`STILL_SECONDS`): then a warning, returned."""
     if not info.has_audio:
         return []
-    audio = stream_duration(info.path, "a:0")
+    audio = stream_duration(info.path, f"a:{info.audio_index}")
     video = stream_duration(info.path, "v:0")
     if audio is None or video is None:
         return []
@@ -175,7 +175,7 @@ def check_lengths(info: VideoInfo) -> list[str]:
         raise MediaError(
             f"{info.path}: the picture lasts {video:.1f} s but the sound {audio:.1f} s, so the "
             "players cannot be followed in time; to separate by sound alone, name the players "
-            f"with --instruments and use a model that takes labels only ({LABEL_MODEL_HINT})"
+            f"with --instruments (the model must take labels: {LABEL_MODEL_HINT})"
         )
     return []
 

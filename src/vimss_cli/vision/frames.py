@@ -44,6 +44,8 @@ class VideoInfo:
     duration: float | None
     has_audio: bool
     audio_start: float
+    #: the audio stream separated (``a:N``): the first, or the one marked default
+    audio_index: int = 0
 
 
 def probe_video(path: Path) -> VideoInfo:
@@ -61,7 +63,8 @@ def probe_video(path: Path) -> VideoInfo:
         height=size[1],
         duration=found.duration,
         has_audio=bool(found.audio),
-        audio_start=ffmpeg_io.first_audio_time(path) if found.audio else 0.0,
+        audio_start=ffmpeg_io.first_audio_time(path, found.audio_index) if found.audio else 0.0,
+        audio_index=found.audio_index,
     )
 
 
