@@ -29,7 +29,7 @@ from vimss_cli.devices import check_precision, resolve_device
 from vimss_cli.engine import plan_tile, separate_array, separate_blocks
 from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 from vimss_cli.instruments import MAX_PLAYERS
-from vimss_cli.media import AudioStream, MediaInfo, peak_level, probe
+from vimss_cli.media import AudioStream, MediaInfo, count_frames, peak_level, probe
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
@@ -775,6 +775,10 @@ class Separator:
             expected = info.audio_frames  # the input's own length, when its header tells it
             if expected is not None and rate != input_rate:
                 expected = round(expected * rate / input_rate)
+            elif expected is None and rate != self.sample_rate:
+                # no header to tell it (m4a, mp3, webm...): resampled stems would miss the
+                # input's length at their rate by a sample or so; a decoding pass counts it
+                expected = count_frames(sound, rate)
             readers = [soundfile.SoundFile(part) for part in parts]
             resampler = (
                 soxr.ResampleStream(self.sample_rate, rate, len(parts), dtype="float32")

@@ -115,13 +115,28 @@ def probe(path: Path) -> MediaInfo:
     )
 
 
+#: How the files whose headers state their exact length begin: RIFF and RF64 WAV, Wave64,
+#: AIFF, CAF, FLAC and Ogg. An MP3's length as libsndfile tells it is an estimate without a
+#: Xing header (for a VBR file a third of the truth), so MP3 is counted by decoding.
+_EXACT_MAGIC = (b"RIFF", b"RF64", b"riff", b"FORM", b"caff", b"fLaC", b"OggS")
+
+
 def _exact_frames(path: Path) -> int | None:
-    """Frame count from the header when libsndfile reads the format (wav, flac, ogg...)."""
+    """Frame count from the header when it states it (wav, flac, ogg...), else ``None``."""
     try:
+        with path.open("rb") as handle:
+            if not handle.read(4).startswith(_EXACT_MAGIC):
+                return None  # not even asked: libsndfile's MP3 reader prints on a bad file
         info = soundfile.info(str(path))
     except Exception:  # libsndfile does not know the format: fall back to ffmpeg's count
         return None
     return int(info.frames) if info.frames > 0 else None
+
+
+def count_frames(path: Path, sample_rate: int) -> int:
+    """How many samples the file decodes to at ``sample_rate`` (one decoding pass)."""
+    with AudioStream(path, sample_rate) as stream:
+        return sum(block.size for block in stream)
 
 
 def expected_output_frames(info: MediaInfo, sample_rate: int) -> int | None:
