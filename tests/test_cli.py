@@ -350,11 +350,13 @@ def test_debug_shows_the_traceback(tiny_models_dir: Path, tmp_path: Path) -> Non
     assert "not found" in str(result.exception)
 
 
+@pytest.mark.parametrize("channels", [1, 2])  # stereo stems are made in scratch files first
 def test_ctrl_c_mid_run_leaves_no_partial_stems(
-    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, channels: int
 ) -> None:
-    long_mix = write_wav(tmp_path / "long.wav", noise(30))
-    out = tmp_path / "o"
+    audio = noise(30) if channels == 1 else np.stack([noise(30), noise(30, seed=1)], axis=1)
+    long_mix = write_wav(tmp_path / "long.wav", audio)
+    out = tmp_path / "o" / "new"
     original = _WindowRunner.run
     calls = {"n": 0}
 
@@ -370,7 +372,7 @@ def test_ctrl_c_mid_run_leaves_no_partial_stems(
     )
     assert result.exit_code == 130
     assert "interrupted" in result.stderr
-    assert files_under(out) == [] and not (out / "long").exists()
+    assert not (tmp_path / "o").exists()  # nor the folders it made
 
 
 def test_models_list_and_info(tiny_models_dir: Path) -> None:
@@ -604,6 +606,20 @@ def test_stems_of_compressed_audio_last_as_long_as_it_decodes(
         read_audio(mix, RATE)
     )
     assert abs(len(read_audio(mix, RATE)) - 2.71 * RATE) < 0.05 * RATE
+
+
+@pytest.mark.parametrize("frames, rate", [(1, 44100), (44, 44100), (79, RATE)])
+def test_an_input_of_a_millisecond_is_refused(
+    tiny_models_dir: Path, tmp_path: Path, frames: int, rate: int
+) -> None:
+    # ffmpeg's resampler gives nothing for 44 samples at 44.1 kHz: the stems were silence,
+    # with a warning blaming the input's level; one sample was said to hold none
+    mix = write_wav(tmp_path / "blip.wav", noise(frames / rate, rate=rate), rate)
+    result = run("separate", mix, "-i", "vn", "-o", tmp_path / "out")
+    assert_clean_failure(result, f"blip.wav is too short to separate: {frames} sample")
+    assert result.exit_code == 2 and files_under(tmp_path / "out") == []
+    longer = write_wav(tmp_path / "longer.wav", noise(0.01, rate=rate), rate)
+    assert run("separate", longer, "-i", "vn", "-o", tmp_path / "out").exit_code == 0
 
 
 def test_sample_rate_n_resamples_the_stems_and_keeps_the_channels(

@@ -40,6 +40,8 @@ from vimss_cli.stem_writer import (
     check_wav_format,
     describe_paths,
     existing_outputs,
+    missing_folders,
+    remove_empty_folders,
     scratch_writes,
     stem_extension,
 )
@@ -300,6 +302,23 @@ class _InputAtRate:
     def close(self) -> None:
         for stream in self._streams:
             stream.close()
+
+
+#: The shortest input separated (seconds). ffmpeg's resampler gives nothing at all for a
+#: file of a millisecond or so (its filter's delay is longer), and nobody hears who plays in
+#: so short a sound.
+MIN_INPUT_SECONDS = 0.01
+
+
+def check_long_enough(info: MediaInfo) -> None:
+    """Refuse (:class:`InputError`) an input whose header states fewer samples than
+    :data:`MIN_INPUT_SECONDS` (an empty one is told by the decoder)."""
+    frames, rate = info.audio_frames, info.audio_sample_rate
+    if frames and rate and frames < MIN_INPUT_SECONDS * rate:
+        raise InputError(
+            f"{info.path} is too short to separate: {frames} sample{'s' * (frames != 1)} "
+            f"({1000 * frames / rate:.2f} ms at {rate} Hz; at least {MIN_INPUT_SECONDS} s)"
+        )
 
 
 #: Samples per scratch file read when interleaving the stems of several channels.
@@ -572,6 +591,7 @@ class Separator:
         info = probe(sound)
         rate = info.audio_sample_rate or self.sample_rate
         channels = info.audio_channels or 1
+        check_long_enough(info)
         like_input = like_input or sample_rate is not None
         target = sample_rate or rate
         like_path = like_input and split and (target != self.sample_rate or channels > 1)
@@ -584,10 +604,15 @@ class Separator:
                 "separated and its stems are mono"
             )
         if like_path:
-            return self._separate_like_input(
-                input_path, sound, info, queries, paths, wav_format, force, progress, started,
-                rest, target, Path(out_dir), is_stem, warnings,
-            )  # fmt: skip
+            made = missing_folders(Path(out_dir))  # its scratch goes there: made, and on
+            try:  # failure or Ctrl-C removed again
+                return self._separate_like_input(
+                    input_path, sound, info, queries, paths, wav_format, force, progress,
+                    started, rest, target, Path(out_dir), is_stem, warnings,
+                )  # fmt: skip
+            except BaseException:
+                remove_empty_folders(made)
+                raise
         if rate != self.sample_rate or channels > 1:
             warnings.append(
                 f"{sound.name} ({rate} Hz, {channels} channel(s)) was "

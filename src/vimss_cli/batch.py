@@ -48,6 +48,8 @@ from vimss_cli.stem_writer import (
     check_output_folder,
     check_wav_format,
     ensure_writable_directory,
+    missing_folders,
+    remove_empty_folders,
     stem_extension,
 )
 from vimss_cli.vision.analysis import lengths_disagree
@@ -337,7 +339,7 @@ class Batch:
         """Load the model, make each plan's queries, separate each input."""
         separator = self._load_model()  # a bad model or device leaves no output folder
         out_dir = self.options.out_dir
-        made_here = not out_dir.exists()
+        made_here = missing_folders(out_dir)
         ensure_writable_directory(out_dir)
         try:
             report.model, report.device = separator.loaded.name, str(separator.device)
@@ -353,8 +355,7 @@ class Batch:
                     ready, lambda item: (item[0], self._separate_one(separator, *item, progress))
                 )
         finally:
-            if made_here and out_dir.is_dir() and not any(out_dir.iterdir()):
-                out_dir.rmdir()  # nothing was written: leave no empty folder behind
+            remove_empty_folders(made_here)  # nothing written: leave no empty folder behind
 
     def _load_model(self) -> Separator:
         o = self.options

@@ -213,6 +213,22 @@ def _disk_full(error: BaseException, folder: Path) -> bool:
         return False
 
 
+def missing_folders(directory: Path) -> list[Path]:
+    """The folders that making ``directory`` would create, outermost first."""
+    missing = []
+    while not directory.exists() and not directory.is_symlink():
+        missing.append(directory)
+        directory = directory.parent
+    return missing[::-1]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (outermost first) that are empty, innermost first."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):  # rmdir only removes an empty folder
+            folder.rmdir()
+
+
 def write_error(doing: str, error: BaseException, folder: Path) -> OutputError:
     """The one-line :class:`OutputError` for a failed write of stems in ``folder``: "no space
     left on device" when it is full, else ``doing`` and the system's reason."""
@@ -411,11 +427,7 @@ class StemSetWriter:
 
     def _make_parents(self, directory: Path) -> None:
         """Create ``directory`` (and parents), remembering which ones this writer made."""
-        missing = []
-        while not directory.exists() and not directory.is_symlink():
-            missing.append(directory)
-            directory = directory.parent
-        for folder in reversed(missing):
+        for folder in missing_folders(directory):
             folder.mkdir()
             self._created_dirs.append(folder)
 
@@ -426,7 +438,5 @@ class StemSetWriter:
                 handle.close()
         if self._owns_temporary:
             self._atomic.discard()
-        for folder in reversed(self._created_dirs):
-            with contextlib.suppress(OSError):  # rmdir only removes an empty folder
-                folder.rmdir()
+        remove_empty_folders(self._created_dirs)
         self._unlock()
