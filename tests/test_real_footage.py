@@ -42,7 +42,7 @@ NAMED = {
     "orchestra_cellos": {0: "vc", 1: "vc", 2: "vc"},
 }
 #: Also built, for the tests of hints and warnings.
-SUBSET = [*CHECKED, "stage", "plain_duet", "didgeridoo_solo"]
+SUBSET = [*CHECKED, "stage", "plain_duet", "didgeridoo_solo", "orchestra_panels"]
 NOBODY = ["opera_no_musicians", "drums_no_people"]
 
 
@@ -87,6 +87,22 @@ def test_every_player_is_found_and_urmp_instruments_named(footage, name: str) ->
         assert player.keypoints is not None and player.keypoints.shape == (33, 3)
     for index, instrument in NAMED[name].items():
         assert analysis.players[index].guess.instrument == instrument, analysis.players[index]
+    assert not [w for w in analysis.warnings if "equal panels" in w]
+
+
+def test_panels_with_players_missed_are_warned_of(footage) -> None:
+    """URMP-style panels, each player blown up to fill one: the detector sees one of three
+    (it scores the others under its threshold); the seams say there are three panels, and
+    ``--players 3``, which cuts equal strips, gives the panels."""
+    path, truth = footage["orchestra_panels"]
+    analysis = analyse_video(path)
+    (warned,) = [w for w in analysis.warnings if "equal panels" in w]
+    assert f"looks like {truth.count} equal panels side by side" in warned
+    assert f"{len(analysis.players)} player(s) were found" in warned
+    assert f"pass --players {truth.count}" in warned
+    hinted = analyse_video(path, players=truth.count)
+    assert len(hinted.players) == truth.count
+    assert not [w for w in hinted.warnings if "equal panels" in w]
 
 
 def test_blazeface_finds_a_face_where_it_is() -> None:

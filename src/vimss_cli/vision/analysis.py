@@ -38,6 +38,7 @@ from vimss_cli.vision.motion import (
     multiscale,
     scene_cuts,
 )
+from vimss_cli.vision.panels import panel_count
 from vimss_cli.vision.people import contained_share
 from vimss_cli.vision.players import (
     MIN_MOTION,
@@ -294,7 +295,14 @@ def analyse_video(
                     f"x = {where} px); if a player was missed, pass --players N or --boxes "
                     "'x,y,w,h;...' (check with `vimss inspect`)"
                 )
-        if len(decoded) == 1 and source != "people" and decoded[0][2] > 0.8 * size[0]:
+        panels = panel_count(kept) if players is None else None
+        if panels is not None and len(decoded) < panels:
+            warnings.append(
+                f"{info.path.name} looks like {panels} equal panels side by side (URMP's "
+                f"layout), but {len(decoded)} player(s) were found; if each panel holds a "
+                f"player, pass --players {panels} (check with `vimss inspect`)"
+            )
+        elif len(decoded) == 1 and source != "people" and decoded[0][2] > 0.8 * size[0]:
             warnings.append(
                 f"{info.path.name}: one player box spans the whole width of the frame; if more "
                 "than one person plays, pass --players N or --boxes 'x,y,w,h;...'"

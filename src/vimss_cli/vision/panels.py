@@ -1,0 +1,95 @@
+"""Equal panels side by side: the URMP layout, told by its seams.
+
+URMP's videos (and many made like them) put each player's own recording in a panel of
+equal width, the panels abutting. Where two panels meet, the picture changes abruptly down
+the whole height of the frame: a *seam*, one column wide, whichever way the content runs.
+A natural picture rarely has such a line, and never several at equal spacing.
+
+:func:`panel_count` finds how many equal panels a picture is made of, so that a video whose
+players were not all found (a player blown up to fill its panel can be missed by the person
+detector) is warned of, with ``--players N`` as the way out: ``--players`` cuts strips of
+equal width, which for panels are the panels themselves.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import cv2
+import numpy as np
+
+from vimss_cli.instruments import MAX_PLAYERS
+
+#: A row "jumps" at a column when its grey level changes by more than this between the two
+#: neighbouring pixels.
+JUMP_LEVEL = 20.0
+#: A seam: the share of rows that jump there, above the share at the columns around it.
+MIN_SEAM_CONTRAST = 0.3
+#: Columns on either side compared with a seam candidate (decoded pixels): x264 smears an
+#: edge over a pixel or two, so the two nearest columns are left out.
+_RING_NEAR, _RING_FAR = 2, 6
+#: Where a seam may lie from its place in an equal split, as a share of the width.
+SEAM_TOLERANCE = 0.006
+#: A panel's grey levels spread by more than this (standard deviation): a flat one, as the
+#: black bars beside a portrait video are, is no panel.
+MIN_PANEL_SPREAD = 8.0
+
+
+def seam_strength(frames: list[np.ndarray]) -> np.ndarray:
+    """How strongly each column boundary is a seam.
+
+    Args:
+        frames: ``(H, W, 3)`` uint8 RGB pictures of one video (a seam stays put).
+
+    Returns:
+        ``(W - 1,)`` float: entry ``x`` is for the boundary between columns ``x`` and
+        ``x + 1``: the median over ``frames`` of the share of rows that jump there, less
+        the 90th percentile of that share at the columns 2 to 6 away (0 at the edges).
+    """
+    shares = []
+    for frame in frames:
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        grey = np.asarray(cv2.GaussianBlur(grey, (1, 5), 0))  # along the columns only
+        jumps = np.abs(np.diff(grey, axis=1)) > JUMP_LEVEL
+        shares.append(jumps.mean(axis=0))
+    share = np.median(np.stack(shares), axis=0)
+    strength = np.zeros(share.shape, np.float64)
+    for x in range(_RING_FAR, share.size - _RING_FAR):
+        ring = np.concatenate(
+            [share[x - _RING_FAR : x - _RING_NEAR + 1], share[x + _RING_NEAR : x + _RING_FAR + 1]]
+        )
+        strength[x] = share[x] - np.percentile(ring, 90)
+    return strength
+
+
+def panel_count(frames: list[np.ndarray], most: int = MAX_PLAYERS) -> int | None:
+    """The number of equal panels side by side the pictures are made of (2 to ``most``),
+    or ``None`` when they show no such layout.
+
+    Every boundary of an equal split into ``n`` panels must be a seam (within
+    :data:`SEAM_TOLERANCE` of the width) and every panel must show something (not one flat
+    colour); the largest such ``n`` is returned, so four panels are not taken for two.
+    """
+    if not frames:
+        return None
+    strength = seam_strength(frames)
+    width = strength.size + 1
+    reach = max(2, round(SEAM_TOLERANCE * width))
+    seams = strength > MIN_SEAM_CONTRAST
+
+    def is_seam(x: float) -> bool:
+        left, right = max(0, round(x) - reach - 1), min(seams.size, round(x) + reach)
+        return bool(seams[left:right].any())
+
+    def all_show_something(count: int) -> bool:  # black bars beside a picture are no panels
+        edges = [round(width * k / count) for k in range(count + 1)]
+        return all(
+            max(float(frame[:, a:b].std()) for frame in frames) > MIN_PANEL_SPREAD
+            for a, b in pairwise(edges)
+        )
+
+    found = None
+    for count in range(2, most + 1):
+        if all(is_seam(width * k / count) for k in range(1, count)) and all_show_something(count):
+            found = count
+    return found
