@@ -120,6 +120,7 @@ def main() -> None:
     # instruments right, of
     totals: dict[tuple[str, str], list[int]] = {}
     seconds = []
+    wrong, silent = [], []  # videos counted wrong after; those of them with no warning
     print(f"{'video':22s} {'kind':32s} {'truth':>5s} {'before':>6s} {'after':>5s}  after's guesses")
     for path, truth in made:
         old = before(path)
@@ -133,6 +134,10 @@ def main() -> None:
                 row[1] += 1
                 for j, value in enumerate(instruments_right(truth.instruments, guesses), 2):
                     row[j] += value
+        if len(new) != truth.count:
+            wrong.append(truth.name)
+            if not warnings:
+                silent.append(truth.name)
         shown = ",".join(g or "?" for g in new) or "-"
         print(
             f"{truth.name:22s} {truth.kind[:32]:32s} {truth.count:5d} {len(old):6d} "
@@ -147,6 +152,10 @@ def main() -> None:
             f"({share:.0%}) of the videos counted right; URMP instruments named right "
             f"{urmp_right}/{urmp}"
         )
+    print(
+        f"after: counted wrong in {len(wrong)} video(s), {len(wrong) - len(silent)} of them "
+        f"with a warning; silently wrong: {', '.join(silent) or 'none'}"
+    )
     print(f"after: {np.mean(seconds):.1f} s per video on average ({DEFAULT_SAMPLES} frames each)")
 
 
