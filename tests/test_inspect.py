@@ -213,6 +213,8 @@ def test_length_mismatch_advice_can_be_followed(
         assert files_under(out) == []
     followed = run("separate", source, "-o", out, "-i", "vn,vc")  # the default takes labels
     assert followed.exit_code == 0, followed.stderr
+    # the sound ends before the file does (a file cut short reads the same): told
+    assert "mismatch.mp4: its sound ends at 1.0 s but the file lasts 4.0 s" in followed.stderr
     assert [p.name for p in files_under(out)] == ["01_vn.wav", "02_vc.wav"]
     shown = run("inspect", source, "--out", tmp_path / "players.png")  # it uses no sound
     assert shown.exit_code == 0, shown.stderr

@@ -321,6 +321,22 @@ def check_long_enough(info: MediaInfo) -> None:
         )
 
 
+def sound_length_warnings(info: MediaInfo, seconds: float) -> list[str]:
+    """A warning when a video's sound ends well before the file does (by more than 0.5 s and
+    5 %): a file cut short (an interrupted copy whose index came first decodes without an
+    error) or a sound that stops early. An audio file's own length is checked by the
+    decoder, against its header."""
+    stated = info.duration
+    if not info.has_video or stated is None or info.duration_is_estimate:
+        return []
+    if seconds >= 0.95 * stated - 0.5:
+        return []
+    return [
+        f"{info.path.name}: its sound ends at {seconds:.1f} s but the file lasts {stated:.1f} s; "
+        "is the file cut short? (the stems end with the sound)"
+    ]
+
+
 #: Samples per scratch file read when interleaving the stems of several channels.
 MERGE_BLOCK = 1 << 16
 
@@ -686,6 +702,7 @@ class Separator:
                     tail = sorter.finish()
                     writer.write(tail if restore == 1.0 else tail * np.float32(restore))
                     warnings.extend(sorter_warnings(sorter, input_path.name))
+        warnings.extend(sound_length_warnings(info, samples / self.sample_rate))
         return self._finish(
             input_path, sound, queries, paths, samples, self.sample_rate, started, peak,
             stem_gain, writer, wav_format, warnings, downmixed=channels > 1,
@@ -847,6 +864,7 @@ class Separator:
                     reader.close()
                 if mixture is not None:
                     mixture.close()
+        warnings.extend(sound_length_warnings(info, written / rate))
         return self._finish(
             input_path, sound, queries, paths, written, rate, started, peak, restore / peak,
             writer, wav_format, warnings,
