@@ -304,20 +304,22 @@ class _InputAtRate:
             stream.close()
 
 
-#: The shortest input separated (seconds). ffmpeg's resampler gives nothing at all for a
-#: file of a millisecond or so (its filter's delay is longer), and nobody hears who plays in
-#: so short a sound.
+#: The shortest input separated at another rate than the model's (seconds): ffmpeg's
+#: resampler gives nothing at all for a file of a millisecond or so (its filter's delay is
+#: longer). At the model's own rate any length is separated.
 MIN_INPUT_SECONDS = 0.01
 
 
-def check_long_enough(info: MediaInfo) -> None:
-    """Refuse (:class:`InputError`) an input whose header states fewer samples than
-    :data:`MIN_INPUT_SECONDS` (an empty one is told by the decoder)."""
+def check_long_enough(info: MediaInfo, model_rate: int) -> None:
+    """Refuse (:class:`InputError`) an input at another rate than ``model_rate`` whose
+    header states fewer samples than :data:`MIN_INPUT_SECONDS` (an empty one is told by the
+    decoder)."""
     frames, rate = info.audio_frames, info.audio_sample_rate
-    if frames and rate and frames < MIN_INPUT_SECONDS * rate:
+    if frames and rate and rate != model_rate and frames < MIN_INPUT_SECONDS * rate:
         raise InputError(
             f"{info.path} is too short to separate: {frames} sample{'s' * (frames != 1)} "
-            f"({1000 * frames / rate:.2f} ms at {rate} Hz; at least {MIN_INPUT_SECONDS} s)"
+            f"({1000 * frames / rate:.2f} ms at {rate} Hz; at another rate than the model's "
+            f"{model_rate} Hz, at least {MIN_INPUT_SECONDS} s)"
         )
 
 
@@ -607,7 +609,7 @@ class Separator:
         info = probe(sound)
         rate = info.audio_sample_rate or self.sample_rate
         channels = info.audio_channels or 1
-        check_long_enough(info)
+        check_long_enough(info, self.sample_rate)
         like_input = like_input or sample_rate is not None
         target = sample_rate or rate
         like_path = like_input and split and (target != self.sample_rate or channels > 1)
