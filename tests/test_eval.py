@@ -100,14 +100,15 @@ def test_baselines_on_a_tree_with_files_and_resume(
         raise AssertionError("scored again instead of using the cache")
 
     monkeypatch.setattr(eval_run, "score_track", refuse)
+    (out / "results.json").unlink()  # as a run interrupted before its results were written
     again = run("--dataset", "synth", "--root", tree, "--out", out, "--json")
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["stems"] == document["stems"]
-    assert f"warning: replaced the earlier results in {out}" in again.stderr
+    assert again.stderr == ""
     # a changed input invalidates its piece's cache entries only
     stem = tree / "01_Jupiter_vn_vc" / "AuSep_1_vn_01_Jupiter.wav"
     write_wav(stem, tone(3.0, 200.0, RATE, seed=99))
-    changed = run("--dataset", "synth", "--root", tree, "--out", out, "--json")
+    changed = run("--dataset", "synth", "--root", tree, "--out", out, "--force", "--json")
     assert "scored again" in str(changed.exception)
 
 
@@ -268,7 +269,7 @@ def test_model_cache_follows_the_checkpoint_and_the_video_not_their_paths(
     model = tmp_path / "model.safetensors"
     save_checkpoint(model, make_tiny_model(seed=0), {"trained": True})
     args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--model", model)
-    args += ("--no-baselines", "--out", tmp_path / "run", "--json")
+    args += ("--no-baselines", "--out", tmp_path / "run", "--force", "--json")
 
     def model_sdr(*extra: str) -> list[float]:
         result = run(*args, *extra)
@@ -331,7 +332,7 @@ def test_two_runs_into_one_folder_do_not_share_temporary_files(
     monkeypatch.setattr(os, "replace", recording)
     args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--out", out, "--json")
     for _ in range(2):
-        result = run(*args, "--rate", "8000" if not renamed else "4000")  # 2nd run: no cache
+        result = run(*args, "--rate", "8000" if not renamed else "4000", "--force")  # 2nd: no cache
         assert result.exit_code == 0, result.stderr
     assert len(renamed) == 2 * (3 + 3) and len(set(renamed)) == len(renamed)
     assert all(blocker.is_dir() for blocker in blockers)  # the other run's files untouched
@@ -342,21 +343,21 @@ def test_two_runs_into_one_folder_do_not_share_temporary_files(
 
 
 def test_compare_two_runs(tree: Path, tmp_path: Path) -> None:
-    first = ("--dataset", "urmp", "--root", tree, "--pieces", "1")
+    first = ("--dataset", "urmp", "--root", tree)
     assert run(*first, "--out", tmp_path / "a").exit_code == 0
-    # run B: noise added to piece 1's mixture, so the mixture baseline must score lower
-    piece = tree / "01_Jupiter_vn_vc"
-    mix, _ = soundfile.read(str(piece / "AuMix_01_Jupiter_vn_vc.wav"), dtype="float32")
-    noise = 0.05 * np.random.default_rng(0).standard_normal(mix.size).astype(np.float32)
-    write_wav(piece / "AuMix_01_Jupiter_vn_vc.wav", mix + noise)
+    # run B: noise added to the mixtures, so the mixture baseline must score lower
+    for mix_path in tree.glob("*/AuMix_*.wav"):
+        mix, _ = soundfile.read(str(mix_path), dtype="float32")
+        noise = 0.05 * np.random.default_rng(0).standard_normal(mix.size).astype(np.float32)
+        write_wav(mix_path, mix + noise)
     assert run(*first, "--out", tmp_path / "b").exit_code == 0
     result = run("compare", tmp_path / "a", tmp_path / "b", "--json")
     assert result.exit_code == 0, result.stderr
     mixture = json.loads(result.stdout)["systems"]["mixture"]["SDR"]
-    assert mixture["pairs"] == 2 and mixture["median_difference"] < 0
+    assert mixture["pairs"] == 5 and mixture["median_difference"] < 0
     assert mixture["second_median"] < mixture["first_median"]
     assert mixture["second_better"] == 0
-    assert mixture["mean_difference_ci95"][1] < 0  # both stems lower: the interval is too
+    assert mixture["mean_difference_ci95"][1] < 0  # every stem lower: the interval is too
     shown = run("compare", tmp_path / "a", tmp_path / "b")
     assert shown.exit_code == 0 and "median diff" in shown.stdout
     assert "95 % bootstrap interval" in shown.stdout
@@ -559,3 +560,210 @@ def test_evaluate_from_python_names_the_model_and_its_queries(
     assert evaluation.describe_model() == "model tiny, label queries"
     baselines = eval_run.evaluate(tracks, ["mixture"], "museval", RATE)
     assert (baselines.model, baselines.queries) == (None, None)
+
+
+def strict_json(text: str) -> dict:
+    """JSON as the standard has it: NaN and Infinity are refused."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_segments_leave_out_pieces_shorter_than_a_segment_with_a_note(tmp_path: Path) -> None:
+    import warnings
+
+    root = tmp_path / "urmp"
+    make_piece(root, "01_Short_vn_cl", seconds=3.0, rate=11025)  # under 65535 samples
+    make_piece(root, "02_Long_vn_va", seconds=6.5, rate=11025)  # one segment
+    args = ("--dataset", "urmp", "--root", root, "--protocol", "segments")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run(*args, "--out", tmp_path / "run", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert not [w for w in caught if issubclass(w.category, (RuntimeWarning, UserWarning))], [
+        str(w.message) for w in caught
+    ]
+    document = strict_json((tmp_path / "run" / "results.json").read_text())
+    assert strict_json(result.stdout) == document
+    clarinet = document["summary"]["irm"]["instrument"]["cl"]
+    assert clarinet["SDR"] is None and clarinet["SDR_std"] is None and clarinet["SDR_count"] == 0
+    assert document["summary"]["irm"]["instrument"]["va"]["SDR_count"] == 1
+    short = [n for n in document["notes"] if "01_Short_vn_cl" in n]
+    assert len(short) == 1 and "shorter than one 65535-sample segment" in short[0]
+    assert "left out of the segments figures" in short[0] and "02_Long" not in short[0]
+    table = run(*args, "--out", tmp_path / "run", "--force")  # from the cache
+    assert table.exit_code == 0, table.stderr
+    assert any(line.split()[1:2] == ["cl"] and "n/a" in line for line in table.stdout.splitlines())
+    assert "Mean of empty slice" not in table.stderr and "left out of the segments" in table.stderr
+
+
+def test_summary_counts_stems_with_values_and_names_silent_estimates(tmp_path: Path) -> None:
+    refs = {"vn.wav": tone(3, 220, RATE, 1), "vc.wav": tone(3, 98, RATE, 2)}
+    write_folder(tmp_path / "ref", refs)
+    write_folder(tmp_path / "est", {"vn.wav": refs["vn.wav"] + refs["vc.wav"]})
+    write_folder(tmp_path / "est", {"vc.wav": np.zeros(3 * RATE, np.float32)})  # silent
+    args = ("--references", tmp_path / "ref", "--estimates", tmp_path / "est", "--no-baselines")
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    summary = document["summary"]["estimates"]
+    # the silent estimate voids every 1 s window of the piece (museval), so no stem has a value
+    assert summary["overall"]["all"]["stems"] == 0 and summary["overall"]["all"]["SDR"] is None
+    assert summary["instrument"]["vn"]["stems"] == 0
+    voided = [n for n in document["notes"] if "vn.wav" in n]
+    assert len(voided) == 1 and "vc.wav" in voided[0] and "silent" in voided[0], document["notes"]
+    table = run(*args)
+    assert table.exit_code == 0 and "n/a (0)" not in table.stdout and "(2)" not in table.stdout
+
+
+def test_a_perfect_estimate_is_noted_as_infinite(tmp_path: Path) -> None:
+    refs = {"vn.wav": tone(3, 220, RATE, 1), "vc.wav": tone(3, 98, RATE, 2)}
+    write_folder(tmp_path / "ref", refs)
+    write_folder(tmp_path / "est", {"vn.wav": refs["vn.wav"], "vc.wav": 0.5 * refs["vc.wav"]})
+    args = ("--references", tmp_path / "ref", "--estimates", tmp_path / "est", "--no-baselines")
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    document = strict_json(result.stdout)
+    perfect = next(r for r in document["stems"] if r["name"] == "vn.wav")
+    assert perfect["SDR_v4_median"] is None and perfect["SI-SDR"] is None
+    assert perfect["infinite"] == "SI-SDR, SDR_v4_median +inf (the estimate equals the reference)"
+    scaled = next(r for r in document["stems"] if r["name"] == "vc.wav")
+    assert scaled["SI-SDR"] is None and isinstance(scaled["SDR_v4_median"], float)
+    assert scaled["infinite"] == "SI-SDR +inf (the estimate is the reference times a gain)"
+    notes = sorted(n for n in document["notes"] if "+inf" in n)
+    assert len(notes) == 2 and all("left out of the medians" in n for n in notes)
+    assert notes[0] == (
+        "SI-SDR +inf (the estimate is the reference times a gain): ref/vc.wav (estimates); "
+        "shown as n/a (null in JSON) and left out of the medians and means"
+    )
+    assert "equals the reference): ref/vn.wav (estimates);" in notes[1] and "vc" not in notes[1]
+
+
+def test_multichannel_files_are_noted_as_downmixed(tmp_path: Path) -> None:
+    left, right = tone(3, 220, RATE, 1), tone(3, 330, RATE, 2)
+    write_folder(tmp_path / "ref", {"vn.wav": np.stack([left, right], axis=1)})
+    write_folder(tmp_path / "est", {"vn.wav": np.stack([right, left], axis=1)})  # swapped
+    args = ("--references", tmp_path / "ref", "--estimates", tmp_path / "est", "--no-baselines")
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    notes = json.loads(result.stdout)["notes"]
+    downmixed = [n for n in notes if "mono" in n]
+    assert len(downmixed) == 1 and "2 channels" in downmixed[0] and "2 files" in downmixed[0]
+    assert "ref/vn.wav" in downmixed[0] and "est/vn.wav (estimate)" in downmixed[0]
+
+
+def write_run(folder: Path, rows: list[tuple[str, float]], **fields: object) -> Path:
+    """An eval output folder whose ``mixture`` system scored ``(piece, SDR)`` rows."""
+    stems = [
+        {"piece": piece, "name": "vn.wav", "instrument": "vn", "system": "mixture", "SDR": sdr}
+        for piece, sdr in rows
+    ]
+    folder.mkdir()
+    document = {"protocol": "museval", "rate": 8000, "model": None, "queries": None, **fields}
+    (folder / "results.json").write_text(json.dumps({**document, "stems": stems}))
+    return folder
+
+
+def test_compare_warns_when_rate_model_or_queries_differ(tmp_path: Path) -> None:
+    rows = [(f"p{i}", float(i)) for i in range(4)]
+    a = write_run(tmp_path / "a", rows, rate=8000, model="m1", queries="labels")
+    b = write_run(tmp_path / "b", rows, rate=16000, model="m2", queries="video")
+    same = write_run(tmp_path / "same", rows, rate=8000, model="m1", queries="labels")
+    shown = run("compare", a, b)
+    assert shown.exit_code == 0, shown.stderr
+    warnings = shown.stderr.splitlines()
+    assert len(warnings) == 3 and all(w.startswith("warning: the runs ") for w in warnings)
+    assert "8000" in warnings[0] and "16000" in warnings[0]
+    assert "m1" in warnings[1] and "m2" in warnings[1]
+    assert "labels" in warnings[2] and "video" in warnings[2]
+    as_json = run("compare", a, b, "--json")
+    assert as_json.stderr == shown.stderr and len(json.loads(as_json.stdout)["warnings"]) == 3
+    assert run("compare", a, same).stderr == ""
+
+
+def test_reusing_out_needs_force(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--out", out)
+    assert run(*args, "--json").exit_code == 0
+    before = (out / "results.json").read_text()
+    again = run(*args, "--rate", "4000")
+    assert_clean_failure(again, str(out / "results.json"), "already exist", "--force")
+    assert (out / "results.json").read_text() == before
+    forced = run(*args, "--rate", "4000", "--force", "--json")
+    assert forced.exit_code == 0, forced.stderr
+    assert json.loads((out / "results.json").read_text())["rate"] == 4000
+
+
+def test_cache_key_holds_the_vimss_version(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vimss_cli
+
+    scored: list[str] = []
+    score_track = eval_run.score_track
+
+    def counting(*args, **kwargs):
+        scored.append(args[1])
+        return score_track(*args, **kwargs)
+
+    monkeypatch.setattr(eval_run, "score_track", counting)
+    args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--out", tmp_path / "run")
+    assert run(*args, "--json").exit_code == 0 and len(scored) == 3
+    assert run(*args, "--force", "--json").exit_code == 0 and len(scored) == 3  # cached
+    monkeypatch.setattr(vimss_cli, "__version__", "99.0.0")
+    assert run(*args, "--force", "--json").exit_code == 0 and len(scored) == 6
+
+
+def test_no_bootstrap_interval_for_fewer_than_three_pairs(tmp_path: Path) -> None:
+    from vimss_cli.eval.report import compare_runs
+
+    a = write_run(tmp_path / "a", [("p1", 1.0), ("p2", 2.0)])
+    b = write_run(tmp_path / "b", [("p1", 2.0), ("p2", 2.5)])
+    cell = compare_runs(*(json.loads((f / "results.json").read_text()) for f in (a, b)))
+    sdr = cell.systems["mixture"]["SDR"]
+    assert sdr["pairs"] == 2 and sdr["mean_difference_ci95"] is None
+    assert "fewer than 3 pairs" in sdr["mean_difference_ci95_note"]
+    shown = run("compare", a, b)
+    assert shown.exit_code == 0, shown.stderr
+    assert "n/a (fewer than 3 pairs)" in shown.stdout and "[+" not in shown.stdout
+
+
+def test_auto_video_queries_without_videos_advise_labels_before_separating(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from conftest import TINY_CONFIG, make_tiny_model
+    from vimss_cli.checkpoint import save_checkpoint
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a piece was separated before the queries were checked")
+
+    monkeypatch.setattr(eval_run, "system_estimates", refuse)
+    model = tmp_path / "video.safetensors"
+    config = dataclasses.replace(TINY_CONFIG, appearance_dim=4)
+    save_checkpoint(model, make_tiny_model(config), {"trained": True})
+    args = ("--dataset", "urmp", "--root", tree, "--model", model, "--no-baselines")
+    result = run(*args)
+    assert_clean_failure(result, "01_Jupiter_vn_vc", "02_Hark_fl_cl_bn", "--queries labels")
+    assert "--queries video" not in result.stderr
+    explicit = run(*args, "--queries", "video")
+    assert_clean_failure(explicit, "no video file", "--queries labels")
+
+
+@pytest.mark.parametrize("where", ["root", "piece", "inside", "above"])
+def test_save_estimates_refuses_the_dataset(tiny_models_dir: Path, tree: Path, where: str) -> None:
+    folder = {
+        "root": tree,
+        "piece": tree / "01_Jupiter_vn_vc",
+        "inside": tree / "estimates",
+        "above": tree.parent,
+    }[where]
+    before = sorted(p.relative_to(tree.parent) for p in tree.parent.rglob("*"))
+    args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--model", "tiny")
+    result = run(*args, "--no-baselines", "--save-estimates", folder)
+    assert_clean_failure(result, "--save-estimates", str(folder), "dataset")
+    assert "untrained" not in result.stderr  # refused before the model loads
+    assert sorted(p.relative_to(tree.parent) for p in tree.parent.rglob("*")) == before

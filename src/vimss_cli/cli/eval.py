@@ -100,7 +100,11 @@ def eval_command(
     ] = None,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Replace estimates an earlier run saved in DIR."),
+        typer.Option(
+            "--force",
+            help="Replace the results of an earlier run in --out (its cache is kept and "
+            "reused) and estimates an earlier run saved in DIR.",
+        ),
     ] = False,
     compare: Annotated[
         tuple[Path, Path] | None,
@@ -120,10 +124,10 @@ def eval_command(
             typer.echo("warning: --compare is deprecated; use vimss eval compare A B", err=True)
             _compare(compare, as_json)
             return
-        from vimss_cli.eval.report import CACHE_NAME, RESULTS_NAME, write_results
+        from vimss_cli.eval.report import CACHE_NAME, check_results_free, write_results
         from vimss_cli.eval.run import evaluate
         from vimss_cli.eval.scoring import evaluation_rate
-        from vimss_cli.eval.systems import check_estimates_free, plan_systems
+        from vimss_cli.eval.systems import check_estimates_free, check_videos, plan_systems
         from vimss_cli.eval.tracks import select_tracks
         from vimss_cli.stem_writer import ensure_writable_directory
 
@@ -136,11 +140,16 @@ def eval_command(
             save_estimates=save_estimates,
         )
         eval_rate = evaluation_rate(protocol, rate, tracks)
+        # everything that can be refused is, before the model loads and any folder is made
+        if model is not None:
+            check_videos(tracks, queries, queries)  # --queries video (auto: once it loads)
+        if save_estimates is not None:
+            check_estimates_free(tracks, save_estimates, force)
+        if out_dir is not None:
+            check_results_free(out_dir, force)
         for folder in (out_dir, save_estimates):
             if folder is not None:
                 ensure_writable_directory(folder)
-        if save_estimates is not None:  # before the model loads
-            check_estimates_free(tracks, save_estimates, force)
         show = not (quiet or as_json)
         separator = None if model is None else _load_model(model, device, precision, show)
         console = stderr_console()
@@ -158,10 +167,7 @@ def eval_command(
                 save_estimates=save_estimates,
                 force=force,
             )
-        earlier = out_dir is not None and (out_dir / RESULTS_NAME).exists()
         written = write_results(evaluation, out_dir) if out_dir is not None else []
-        if earlier:  # a folder is reused for its cache; its earlier results are replaced
-            typer.echo(f"warning: replaced the earlier results in {out_dir}", err=True)
         document = evaluation.to_json()
         if as_json:
             typer.echo(json.dumps(document))
@@ -280,13 +286,8 @@ def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
 
     first, second = (load_results(run) for run in runs)
     comparison = compare_runs(first, second)
-    protocols = (first.get("protocol"), second.get("protocol"))
-    if protocols[0] != protocols[1]:
-        typer.echo(
-            f"warning: the runs used different protocols ({protocols[0]}, {protocols[1]}): "
-            "only whole-clip SDR is compared, not either run's own SDR summary",
-            err=True,
-        )
+    for warning in comparison.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(comparison.to_json()))
         return
@@ -310,9 +311,14 @@ def _compare(runs: tuple[Path, Path], as_json: bool) -> None:
                 f"{cell['median_difference']:+.2f}",
                 f"{cell['second_better']}/{cell['pairs']}",
             )
-            low, high = cell["mean_difference_ci95"]
+            interval = cell["mean_difference_ci95"]
             means.add_row(
-                system, shown, f"{cell['mean_difference']:+.2f}", f"[{low:+.2f}, {high:+.2f}]"
+                system,
+                shown,
+                f"{cell['mean_difference']:+.2f}",
+                f"n/a ({cell['mean_difference_ci95_note']})"
+                if interval is None
+                else f"[{interval[0]:+.2f}, {interval[1]:+.2f}]",
             )
     console = Console(soft_wrap=True)
     console.print(table)

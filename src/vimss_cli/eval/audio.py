@@ -17,15 +17,18 @@ from vimss_cli.eval.tracks import Track
 LENGTH_TOLERANCE_SECONDS = 1.0
 
 
-def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    """``(N, 1)`` float64 and the rate of a file libsndfile cannot read (mp3, m4a...)."""
+def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int, int]:
+    """A file libsndfile cannot read (mp3, m4a...) as ffmpeg's mono downmix ``(N, 1)``
+    float64, its rate and its channel count."""
     from vimss_cli.media import probe, read_audio
 
     try:
-        rate = probe(path).audio_sample_rate
+        info = probe(path)
+        rate = info.audio_sample_rate
         if not rate:
             raise MediaError(f"cannot read {path} as audio: no audio stream")
-        return read_audio(path, rate).astype(np.float64)[:, None], rate
+        audio = read_audio(path, rate).astype(np.float64)[:, None]
+        return audio, rate, info.audio_channels or 1
     except MediaError:
         raise
     except VimssError as error:
@@ -33,17 +36,25 @@ def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
 
 
 def read_mono(path: Path) -> tuple[np.ndarray, int]:
-    """An audio file as float64 mono ``(N,)`` (channels averaged) and its rate: libsndfile's
-    formats directly, anything else ffmpeg decodes at the file's own rate."""
+    """An audio file as float64 mono ``(N,)`` (channels averaged) and its rate."""
+    audio, rate, _ = read_downmix(path)
+    return audio, rate
+
+
+def read_downmix(path: Path) -> tuple[np.ndarray, int, int]:
+    """An audio file as float64 mono ``(N,)`` (channels averaged), its rate and how many
+    channels it has: libsndfile's formats directly, anything else ffmpeg decodes at the
+    file's own rate."""
     try:
         audio, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
+        channels = audio.shape[1]
     except Exception:  # libsndfile's errors carry no useful type: let ffmpeg try
-        audio, rate = _decode_with_ffmpeg(Path(path))
+        audio, rate, channels = _decode_with_ffmpeg(Path(path))
     if audio.shape[0] == 0:
         raise MediaError(f"{path} holds no audio samples")
     if not np.isfinite(audio).all():
         raise MediaError(f"{path} holds NaN or infinite samples")
-    return audio.mean(axis=1), int(rate)
+    return audio.mean(axis=1), int(rate), channels
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -79,8 +90,11 @@ def fit_length(
 
 
 def read_at(path: Path, rate: int, what: str, notes: list[str]) -> np.ndarray:
-    """``path`` as mono ``(N,)`` at ``rate``, noting a resampling in ``notes``."""
-    audio, native = read_mono(path)
+    """``path`` as mono ``(N,)`` at ``rate`` (channels averaged: the scores are of mono
+    signals), noting a downmix and a resampling in ``notes``."""
+    audio, native, channels = read_downmix(path)
+    if channels > 1:
+        notes.append(f"{what} downmixed from {channels} channels to mono")
     if native != rate:
         notes.append(f"{what} resampled from {native} Hz to {rate} Hz")
     return resample(audio, native, rate)

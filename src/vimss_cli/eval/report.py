@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,20 @@ CSV_COLUMNS = (
     "SIR_segments_mean",
     "SAR_segments_mean",
     "undefined",
+    "infinite",
+    "segments_undefined",
 )
+
+
+def check_results_free(out_dir: Path, force: bool) -> None:
+    """Refuse an ``--out`` folder holding an earlier run's results, unless ``force``. A
+    folder with only a cache (an interrupted run) is no earlier result: the run resumes."""
+    results = Path(out_dir) / RESULTS_NAME
+    if results.exists() and not force:
+        raise OutputError(
+            f"outputs already exist: {results} (use --force to replace them, "
+            "or give another --out folder)"
+        )
 
 
 def write_results(evaluation: Evaluation, out_dir: Path) -> list[Path]:
@@ -126,8 +139,10 @@ def write_boxplot(evaluation: Evaluation, path: Path) -> None:
         f"{evaluation.protocol} protocol, {evaluation.rate} Hz; line: median"
     )
     axes.grid(axis="y", alpha=0.3)
-    # beside the axes, not over the data
-    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    if any(values.values()):  # beside the axes, not over the data
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    else:  # every value undefined (e.g. pieces shorter than a segment): say so, no legend
+        axes.text(0.5, 0.5, "no values to plot", ha="center", transform=axes.transAxes)
     figure.tight_layout()
     try:
         with atomic_path(path) as temporary:
@@ -155,20 +170,31 @@ class Comparison:
 
     ``systems[system][metric]`` holds ``pairs``, ``first_median``, ``second_median``,
     ``median_difference``, the same three for the mean, ``mean_difference_ci95`` (a 95 %
-    percentile-bootstrap interval of the mean difference over stems, ``[low, high]``) and
-    ``second_better`` (a count).
+    percentile-bootstrap interval of the mean difference over stems, ``[low, high]``, or
+    ``None`` with the reason under ``mean_difference_ci95_note`` when there are fewer than
+    :data:`MIN_BOOTSTRAP_PAIRS` pairs) and ``second_better`` (a count). ``warnings``: how the
+    runs differ beyond their scores (protocol, rate, model, queries), one line each.
     """
 
     first: dict[str, Any]
     second: dict[str, Any]
     systems: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"first": self.first, "second": self.second, "systems": self.systems}
+        return {
+            "first": self.first,
+            "second": self.second,
+            "systems": self.systems,
+            "warnings": self.warnings,
+        }
 
 
 #: resamples of the bootstrap interval (a fixed seed: the same runs give the same interval)
 BOOTSTRAP_DRAWS = 2000
+#: the fewest pairs given a bootstrap interval: resampling one or two differences only
+#: restates them, which is no interval
+MIN_BOOTSTRAP_PAIRS = 3
 
 
 def bootstrap_mean_interval(differences: np.ndarray, draws: int = BOOTSTRAP_DRAWS) -> list[float]:
@@ -181,13 +207,37 @@ def bootstrap_mean_interval(differences: np.ndarray, draws: int = BOOTSTRAP_DRAW
     return [round(float(low), 4), round(float(high), 4)]
 
 
+def run_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    """One line per setting two runs' ``results.json`` differ in: protocol, rate, model,
+    queries (what makes their scores less comparable, or compares more than one thing)."""
+    lines = []
+    if first.get("protocol") != second.get("protocol"):
+        lines.append(
+            f"the runs used different protocols ({first.get('protocol')}, "
+            f"{second.get('protocol')}): only whole-clip SDR is compared, not either run's own "
+            "SDR summary"
+        )
+    for key, what in (
+        ("rate", "evaluation rates (Hz)"),
+        ("model", "models"),
+        ("queries", "queries"),
+    ):
+        if first.get(key) != second.get(key):
+            shown = ", ".join(
+                "none" if run.get(key) is None else str(run[key]) for run in (first, second)
+            )
+            lines.append(f"the runs used different {what} ({shown})")
+    return lines
+
+
 def compare_runs(
     first: dict[str, Any], second: dict[str, Any], instrument: str | None = None
 ) -> Comparison:
     """Paired differences (second minus first) of per-stem SDR, per system.
 
     Stems are paired by (piece, name, system); with ``instrument``, only that instrument's.
-    Reports whole-signal SDR and, when both runs used the same protocol, the protocol's SDR.
+    Reports whole-signal SDR and, when both runs used the same protocol, the protocol's SDR,
+    with :func:`run_differences` as the comparison's ``warnings``.
     """
     same_protocol = first.get("protocol") == second.get("protocol")
     keyed = {(r["piece"], r["name"], r["system"]): r for r in first["stems"]}
@@ -215,7 +265,7 @@ def compare_runs(
         for metric, pairs in by_metric.items():
             a = np.array([p[0] for p in pairs])
             b = np.array([p[1] for p in pairs])
-            systems.setdefault(system, {})[metric] = {
+            cell: dict[str, Any] = {
                 "pairs": len(pairs),
                 "first_median": round(float(np.median(a)), 4),
                 "second_median": round(float(np.median(b)), 4),
@@ -223,11 +273,18 @@ def compare_runs(
                 "first_mean": round(float(a.mean()), 4),
                 "second_mean": round(float(b.mean()), 4),
                 "mean_difference": round(float((b - a).mean()), 4),
-                "mean_difference_ci95": bootstrap_mean_interval(b - a),
+                "mean_difference_ci95": None,
                 "second_better": int((b > a).sum()),
             }
+            if len(pairs) >= MIN_BOOTSTRAP_PAIRS:
+                cell["mean_difference_ci95"] = bootstrap_mean_interval(b - a)
+            else:
+                cell["mean_difference_ci95_note"] = f"fewer than {MIN_BOOTSTRAP_PAIRS} pairs"
+            systems.setdefault(system, {})[metric] = cell
+    settings = ("protocol", "rate", "model", "queries")
     return Comparison(
-        first={"protocol": first.get("protocol"), "rate": first.get("rate")},
-        second={"protocol": second.get("protocol"), "rate": second.get("rate")},
+        first={key: first.get(key) for key in settings},
+        second={key: second.get(key) for key in settings},
         systems=systems,
+        warnings=run_differences(first, second),
     )

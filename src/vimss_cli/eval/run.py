@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import vimss_cli
 from vimss_cli.atomic import write_text_atomically
 from vimss_cli.eval.audio import TrackAudio, load_track
 from vimss_cli.eval.metrics import ReferenceGram
-from vimss_cli.eval.scoring import PROTOCOL_TEXT, score_track
+from vimss_cli.eval.scoring import PROTOCOL_TEXT, SEGMENT_SAMPLES, score_track
 from vimss_cli.eval.summary import summarize
 from vimss_cli.eval.systems import (
     check_estimates_free,
+    check_videos,
     resolve_queries,
     save_model_estimates,
     system_estimates,
@@ -57,6 +59,11 @@ class Evaluation:
             "summary": summarize(self.stems, self.protocol),
             "notes": self.notes,
         }
+
+
+#: What a cached entry's rows hold; raised when their keys change, so older entries are
+#: scored again (the key also holds the vimss version).
+CACHE_FORMAT = 2
 
 
 class _Cache:
@@ -115,7 +122,10 @@ def evaluate(
     pieces finished, this one included once it is ``scored``.
     """
     systems = list(systems)
+    asked = queries
     queries = resolve_queries(queries, separator)
+    if "model" in systems:
+        check_videos(tracks, queries, asked)
     if save_estimates is not None and "model" in systems:
         check_estimates_free(tracks, save_estimates, force)
     cache = _Cache(cache_dir)
@@ -135,6 +145,8 @@ def evaluate(
         for system in systems:
             key = json.dumps(
                 [
+                    vimss_cli.__version__,
+                    CACHE_FORMAT,
                     track.fingerprint(),
                     system,
                     protocol,
@@ -164,14 +176,72 @@ def evaluate(
             stems.extend(entry["stems"])
             notes.extend(note for note in entry["notes"] if note not in notes)
             tell("scored", track, system, index + 1)
-    for row in stems:
-        if "undefined" in row:
-            note = f"{row['piece']}/{row['name']}: {row['undefined']}; its metrics are undefined"
-            if note not in notes:
-                notes.append(note)
+    notes.extend(note for note in row_notes(stems, protocol, rate) if note not in notes)
     model = None if separator is None else separator.loaded.name
     mode = None if separator is None else queries
     return Evaluation(protocol, rate, systems, stems, _condense_notes(notes), model, mode)
+
+
+def _listing(items: list[str], limit: int = 10) -> str:
+    """``"a, b, c and 12 more"``: the first ``limit`` of ``items`` and how many more."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def row_notes(stems: list[dict[str, Any]], protocol: str, rate: int) -> list[str]:
+    """Notes on values the rows leave out: undefined stems (a silent reference or estimate),
+    museval windows voided for a whole piece, infinite values, pieces too short for a
+    segment."""
+    notes: list[str] = []
+    infinite: dict[str, list[str]] = {}
+    pieces: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    short: list[str] = []
+    for row in stems:
+        stem = f"{row['piece']}/{row['name']}"
+        if row.get("undefined") == "estimate is silent":  # of this system only
+            notes.append(f"{stem} ({row['system']}): estimate is silent; its metrics are undefined")
+        elif "undefined" in row:
+            notes.append(f"{stem}: {row['undefined']}; its metrics are undefined")
+        if "infinite" in row:
+            infinite.setdefault(row["infinite"], []).append(f"{stem} ({row['system']})")
+        if "segments_undefined" in row and row["piece"] not in short:
+            short.append(row["piece"])
+        pieces.setdefault((row["piece"], row["system"]), []).append(row)
+    if protocol == "museval":
+        for (piece, system), rows in pieces.items():
+            voided = [r["name"] for r in rows if r.get("windows") == 0 and "undefined" not in r]
+            if not voided:
+                continue
+            silent = [
+                f"the estimate of {r['name']}"
+                if r["undefined"] == "estimate is silent"
+                else f"the reference {r['name']}"
+                for r in rows
+                if "undefined" in r
+            ]
+            why = (
+                f", and {' and '.join(silent)} {'is' if len(silent) == 1 else 'are'} silent"
+                if silent
+                else ", and every window of this piece holds one"
+            )
+            notes.append(
+                f"{piece} ({system}): no 1 s window scored for {', '.join(voided)}, so no museval "
+                "values: museval skips every window where any reference or estimate of the "
+                f"piece is all zeros{why}"
+            )
+    for text, stems_of in infinite.items():
+        notes.append(
+            f"{text}: {_listing(stems_of)}; shown as n/a (null in JSON) and left out of the "
+            "medians and means"
+        )
+    if short:
+        seconds = SEGMENT_SAMPLES / rate
+        notes.append(
+            f"{len(short)} piece{'s' if len(short) > 1 else ''} shorter than one "
+            f"{SEGMENT_SAMPLES}-sample segment ({seconds:.2f} s at {rate} Hz), left out of "
+            f"the segments figures: {', '.join(short)}"
+        )
+    return list(dict.fromkeys(notes))
 
 
 def _model_key(separator: Any, queries: str) -> list[Any]:
@@ -200,20 +270,34 @@ def _with_video(model_key: list[Any] | None, track: Track, queries: str) -> list
 
 
 _RESAMPLED = re.compile(r"^(.*) resampled from (\d+) Hz to (\d+) Hz$")
+_DOWNMIXED = re.compile(r"^(.*) downmixed from (\d+) channels to mono$")
 
 
 def _condense_notes(notes: list[str]) -> list[str]:
-    """One note per rate change listing a few of the files, instead of one note per file."""
+    """One note per rate change, and one per channel count downmixed, listing a few of the
+    files, instead of one note per file."""
     resampled: dict[tuple[str, str], list[str]] = {}
+    downmixed: dict[str, list[str]] = {}
     kept = []
     for note in notes:
-        match = _RESAMPLED.match(note)
-        if match:
+        if match := _RESAMPLED.match(note):
             resampled.setdefault((match.group(2), match.group(3)), []).append(match.group(1))
+        elif match := _DOWNMIXED.match(note):
+            downmixed.setdefault(match.group(2), []).append(match.group(1))
         else:
             kept.append(note)
+    for channels, files in downmixed.items():
+        kept.insert(
+            0,
+            f"downmixed from {channels} channels to mono before scoring (channels averaged, "
+            f"so e.g. swapped channels go unseen): {_files(files)}",
+        )
     for (source, target), files in resampled.items():
-        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-        count = f"{len(files)} file{'s' if len(files) > 1 else ''}"
-        kept.insert(0, f"resampled from {source} Hz to {target} Hz: {count} ({shown})")
+        kept.insert(0, f"resampled from {source} Hz to {target} Hz: {_files(files)}")
     return kept
+
+
+def _files(files: list[str]) -> str:
+    """``"5 files (a, b, c and 2 more)"``."""
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return f"{len(files)} file{'s' if len(files) > 1 else ''} ({shown})"

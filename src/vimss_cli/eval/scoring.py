@@ -29,8 +29,27 @@ PROTOCOL_TEXT = {
 
 
 def _value(x: float) -> float | None:
-    """A finite float rounded for reports, or ``None`` (undefined)."""
+    """A finite float rounded for reports, or ``None`` (undefined or infinite)."""
     return round(float(x), 4) if np.isfinite(x) else None
+
+
+def _infinite(values: dict[str, float]) -> str | None:
+    """Which of a stem's ``values`` are infinite and why, e.g. ``"SI-SDR, SDR_v4_median +inf
+    (the estimate equals the reference)"``; ``None`` when all are finite or NaN."""
+    plus = [key for key, value in values.items() if value == np.inf]
+    minus = [key for key, value in values.items() if value == -np.inf]
+    parts = []
+    if plus:
+        if any(key in ("SDR", "SDR_v4_median") for key in plus):
+            why = "the estimate equals the reference"
+        elif "SI-SDR" in plus:
+            why = "the estimate is the reference times a gain"
+        else:
+            why = "no error of that kind"
+        parts.append(f"{', '.join(plus)} +inf ({why})")
+    if minus:
+        parts.append(f"{', '.join(minus)} -inf (nothing of the reference in the estimate)")
+    return "; ".join(parts) or None
 
 
 def _silent(signal: np.ndarray) -> bool:
@@ -50,7 +69,8 @@ def score_track(
     """One result row per stem: whole-signal values plus the protocol's own.
 
     ``references`` and ``estimates`` are ``(K, N)`` at ``rate``. Undefined values (a silent
-    reference or estimate) are ``None``, with the reason under ``"undefined"``. ``gram``
+    reference or estimate) are ``None``, with the reason under ``"undefined"``; infinite ones
+    (a perfect estimate) are ``None`` too, named with the reason under ``"infinite"``. ``gram``
     (built from ``references``) saves refactorising it for every system of a track;
     ``segment_grams`` does the same for the segments protocol (filled as segments are met).
     """
@@ -62,22 +82,12 @@ def score_track(
     sisdr = si_sdr(references, estimates)
     rows = []
     for k in range(stems):
-        row: dict[str, Any] = {
-            "piece": track.piece,
-            "name": track.names[k],
-            "instrument": track.instruments[k],
-            "player": k + 1,
-            "players": stems,
-            "system": system,
-            "SDR": _value(whole.sdr[k]),
-            "SIR": _value(whole.sir[k]),
-            "SAR": _value(whole.sar[k]),
-            "SI-SDR": _value(sisdr[k]),
+        raw = {
+            "SDR": whole.sdr[k],
+            "SIR": whole.sir[k],
+            "SAR": whole.sar[k],
+            "SI-SDR": sisdr[k],
         }
-        if _silent(references[k]):
-            row["undefined"] = "reference is silent"
-        elif _silent(estimates[k]):
-            row["undefined"] = "estimate is silent"
         if framewise is not None:
             assert framewise.isr is not None  # bss_eval's framewise scores are v4 images: ISR
             for metric, values in (
@@ -87,8 +97,25 @@ def score_track(
                 ("ISR", framewise.isr),
             ):
                 scored = values[k][~np.isnan(values[k])]  # museval's nanmedian over windows
-                row[f"{metric}_v4_median"] = _value(np.median(scored)) if scored.size else None
+                raw[f"{metric}_v4_median"] = np.median(scored) if scored.size else np.nan
+        row: dict[str, Any] = {
+            "piece": track.piece,
+            "name": track.names[k],
+            "instrument": track.instruments[k],
+            "player": k + 1,
+            "players": stems,
+            "system": system,
+            **{key: _value(value) for key, value in raw.items()},
+        }
+        if framewise is not None:
             row["windows"] = int((~np.isnan(framewise.sdr[k])).sum())
+        if _silent(references[k]):
+            row["undefined"] = "reference is silent"
+        elif _silent(estimates[k]):
+            row["undefined"] = "estimate is silent"
+        infinite = _infinite(raw)
+        if infinite is not None:
+            row["infinite"] = infinite
         rows.append(row)
     if protocol == "segments":
         _add_segment_scores(rows, references, estimates, segment_grams)
@@ -101,8 +128,12 @@ def _add_segment_scores(
     estimates: np.ndarray,
     grams: dict[tuple[int, tuple[int, ...]], ReferenceGram] | None = None,
 ) -> None:
-    """Score each non-overlapping segment; skip a stem's segment where it is silent."""
+    """Score each non-overlapping segment; skip a stem's segment where it is silent. A track
+    shorter than one segment has none: its rows say so under ``"segments_undefined"``."""
     length = references.shape[1]
+    if length < SEGMENT_SAMPLES:
+        for row in rows:
+            row["segments_undefined"] = f"shorter than one {SEGMENT_SAMPLES}-sample segment"
     grams = {} if grams is None else grams  # one per (segment, active stems), for every system
     values: list[dict[str, list[float]]] = [{"SDR": [], "SIR": [], "SAR": []} for _ in rows]
     for start in range(0, length - SEGMENT_SAMPLES + 1, SEGMENT_SAMPLES):

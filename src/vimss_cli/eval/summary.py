@@ -7,11 +7,9 @@ from typing import Any
 
 import numpy as np
 
-#: The per-stem keys a protocol aggregates, and how.
-PROTOCOL_METRICS = {
-    "museval": ("SDR_v4_median", "SIR_v4_median", "SAR_v4_median", "ISR_v4_median"),
-    "segments": ("SDR", "SIR", "SAR"),
-}
+#: The metrics a protocol aggregates (museval: the stems' ``<metric>_v4_median``; segments:
+#: every scored segment's values), besides SI-SDR (whole-signal, per stem).
+PROTOCOL_METRICS = {"museval": ("SDR", "SIR", "SAR", "ISR"), "segments": ("SDR", "SIR", "SAR")}
 
 
 def _groups(row: dict[str, Any]) -> list[tuple[str, str]]:
@@ -24,39 +22,36 @@ def summarize(stems: list[dict[str, Any]], protocol: str) -> dict[str, Any]:
 
     museval: median over stems of the per-stem window medians (undefined stems skipped).
     segments: mean and std over every scored segment of the group's stems.
+    ``stems`` counts the stems with a value of the protocol's SDR; a metric without any
+    value is ``None`` (segments: with a count of 0), never NaN.
     """
-    pooled: dict[str, dict[str, dict[str, dict[str, list[float]]]]] = {}
+    metrics = PROTOCOL_METRICS[protocol]
+    pooled: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     counts: dict[tuple[str, str, str], int] = {}
     for row in stems:
         for grouping, group in _groups(row):
-            bucket = (
-                pooled.setdefault(row["system"], {}).setdefault(grouping, {}).setdefault(group, {})
-            )
-            counts[(row["system"], grouping, group)] = (
-                counts.get((row["system"], grouping, group), 0) + 1
-            )
-            if protocol == "museval":
-                for key in (*PROTOCOL_METRICS["museval"], "SI-SDR"):
-                    if row.get(key) is not None:
-                        bucket.setdefault(key.removesuffix("_v4_median"), []).append(row[key])
-            else:
-                for metric, values in row.get("segments", {}).items():
-                    bucket.setdefault(metric, []).extend(values)
-                if row.get("SI-SDR") is not None:
-                    bucket.setdefault("SI-SDR", []).append(row["SI-SDR"])
+            where = (row["system"], grouping, group)
+            bucket = pooled.setdefault(where, {metric: [] for metric in (*metrics, "SI-SDR")})
+            counts[where] = counts.get(where, 0) + (protocol_sdr(row, protocol) is not None)
+            if row.get("SI-SDR") is not None:
+                bucket["SI-SDR"].append(row["SI-SDR"])
+            for metric in metrics:
+                if protocol == "museval":
+                    value = row.get(f"{metric}_v4_median")
+                    bucket[metric] += [] if value is None else [value]
+                else:
+                    bucket[metric] += row.get("segments", {}).get(metric, [])
     summary: dict[str, Any] = {}
-    for system, groupings in pooled.items():
-        for grouping, groups in groupings.items():
-            for group, metrics in groups.items():
-                cell: dict[str, Any] = {"stems": counts[(system, grouping, group)]}
-                for metric, values in metrics.items():
-                    if protocol == "museval":
-                        cell[metric] = round(float(np.median(values)), 4)
-                    else:
-                        cell[metric] = round(float(np.mean(values)), 4)
-                        cell[f"{metric}_std"] = round(float(np.std(values)), 4)
-                        cell[f"{metric}_count"] = len(values)
-                summary.setdefault(system, {}).setdefault(grouping, {})[group] = cell
+    for (system, grouping, group), values in pooled.items():
+        cell: dict[str, Any] = {"stems": counts[(system, grouping, group)]}
+        for metric, listed in values.items():
+            if protocol == "museval":
+                cell[metric] = round(float(np.median(listed)), 4) if listed else None
+            else:
+                cell[metric] = round(float(np.mean(listed)), 4) if listed else None
+                cell[f"{metric}_std"] = round(float(np.std(listed)), 4) if listed else None
+                cell[f"{metric}_count"] = len(listed)
+        summary.setdefault(system, {}).setdefault(grouping, {})[group] = cell
     return summary
 
 

@@ -63,6 +63,28 @@ def resolve_queries(queries: str, separator: Any | None) -> str:
     return "video" if visual else "labels"
 
 
+def check_videos(tracks: list[Track], queries: str, asked: str) -> None:
+    """Refuse, before any piece is separated, video ``queries`` for pieces without a video;
+    ``asked`` is the ``--queries`` given (``auto`` chose video for a model that takes it)."""
+    missing = [track.piece for track in tracks if track.video is None]
+    if queries == "video" and missing:
+        raise _no_video_error(missing, asked)
+
+
+def _no_video_error(pieces: list[str], asked: str) -> InputError:
+    """The one-line refusal of video queries for ``pieces``, pointing at label queries."""
+    which = f"piece {pieces[0]} has" if len(pieces) == 1 else f"pieces {', '.join(pieces)} have"
+    why = (
+        "video queries, which --queries auto chose since the model takes appearance or motion"
+        if asked == "auto"
+        else "--queries video"
+    )
+    return InputError(
+        f"{which} no video file (Vid_*.mp4) for {why}; "
+        "give --queries labels to score the model on labels only"
+    )
+
+
 def oracle_mask_estimates(references: np.ndarray, mixture: np.ndarray, kind: str) -> np.ndarray:
     """Oracle STFT masks on the mixture: references ``(K, N)``, mixture ``(N,)`` -> ``(K, N)``.
 
@@ -117,7 +139,7 @@ def model_queries(separator: Any, track: Track, mode: str, notes: list[str]) -> 
     if mode == "labels":
         return [Query(code) for code in labels]
     if track.video is None:
-        raise InputError(f"piece {track.piece} has no video file for --queries video")
+        raise _no_video_error([track.piece], mode)
     from vimss_cli.synth.video import generated_boxes
     from vimss_cli.vision.queries import PlayerPlan
 
@@ -161,10 +183,31 @@ def estimate_paths(track: Track, folder: Path) -> list[Path]:
     ]
 
 
+def check_estimates_folder(tracks: list[Track], folder: Path) -> None:
+    """Refuse a ``--save-estimates`` folder that is a dataset root the tracks come from (the
+    folder above their piece folders), lies inside one, or holds one."""
+    target = Path(folder).resolve()
+    roots = {path.resolve().parent.parent for track in tracks for path in track.references}
+    for root in sorted(roots):
+        if target == root or root in target.parents:
+            where = "is" if target == root else "lies inside"
+            raise InputError(
+                f"--save-estimates {folder} {where} the dataset at {root}: the stems would "
+                "be written among its pieces; give a folder outside the dataset"
+            )
+        if target in root.parents:
+            raise InputError(
+                f"--save-estimates {folder} holds the dataset at {root}; "
+                "give a folder that neither holds nor lies inside the dataset"
+            )
+
+
 def check_estimates_free(tracks: list[Track], folder: Path, force: bool) -> None:
-    """Refuse, before any work, estimates an earlier run saved (unless ``force``)."""
+    """Refuse, before any work, a folder in the dataset (:func:`check_estimates_folder`) and
+    estimates an earlier run saved (unless ``force``)."""
     from vimss_cli.api import check_outputs_free
 
+    check_estimates_folder(tracks, folder)
     for track in tracks:
         check_outputs_free(
             estimate_paths(track, folder), force, StemTemplate().is_stem(track.piece)
