@@ -81,7 +81,10 @@ def paired_difference(base: Path, other: Path) -> dict[str, dict[str, list[float
     for group in ["all", *instruments]:
         model = compare_runs(first, second, None if group == "all" else group).systems["model"]
         result[group] = {
-            figure: [model[metric]["mean_difference"], *model[metric]["mean_difference_ci95"]]
+            figure: [
+                model[metric]["mean_difference"],
+                *(model[metric]["mean_difference_ci95"] or [float("nan")] * 2),  # < 3 pairs
+            ]
             for figure, metric in (("museval", "protocol SDR"), ("whole", "SDR"))
         }
     return result

@@ -60,3 +60,16 @@ def test_panels_need_seams_down_the_picture_not_a_short_edge() -> None:
     for frame in frames:
         frame[:45, 320:] = np.clip(frame[:45, 320:].astype(int) + 90, 0, 255)
     assert panel_count(frames) is None
+
+
+def test_colour_bars_are_no_panels() -> None:
+    # seven flat bars of equal width (a test card): seams everywhere, nothing in the panels
+    levels = [235, 210, 180, 150, 110, 80, 40]
+    bars = np.concatenate([np.full((180, 91, 3), level, np.uint8) for level in levels], axis=1)
+    assert panel_count([bars.copy() for _ in range(3)]) is None
+
+
+def test_seams_in_a_few_frames_only_are_no_panels() -> None:
+    # a shot of panels in half the frames (a cut to them half way): not the layout
+    frames = _panels([160] * 4)[:2] + [_texture(180, 640, 120, seed) for seed in range(2)]
+    assert panel_count(frames) is None

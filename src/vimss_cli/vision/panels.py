@@ -43,8 +43,9 @@ def seam_strength(frames: list[np.ndarray]) -> np.ndarray:
 
     Returns:
         ``(W - 1,)`` float: entry ``x`` is for the boundary between columns ``x`` and
-        ``x + 1``: the median over ``frames`` of the share of rows that jump there, less
-        the 90th percentile of that share at the columns 2 to 6 away (0 at the edges).
+        ``x + 1``: the share of rows that jump there (its lower quartile over ``frames``:
+        a seam stays put), less the 90th percentile of that share at the columns 2 to 6
+        away (0 at the edges).
     """
     shares = []
     for frame in frames:
@@ -52,7 +53,7 @@ def seam_strength(frames: list[np.ndarray]) -> np.ndarray:
         grey = np.asarray(cv2.GaussianBlur(grey, (1, 5), 0))  # along the columns only
         jumps = np.abs(np.diff(grey, axis=1)) > JUMP_LEVEL
         shares.append(jumps.mean(axis=0))
-    share = np.median(np.stack(shares), axis=0)
+    share = np.quantile(np.stack(shares), 0.25, axis=0)  # a seam in three frames of four
     strength = np.zeros(share.shape, np.float64)
     for x in range(_RING_FAR, share.size - _RING_FAR):
         ring = np.concatenate(
@@ -68,7 +69,8 @@ def panel_count(frames: list[np.ndarray], most: int = MAX_PLAYERS) -> int | None
 
     Every boundary of an equal split into ``n`` panels must be a seam (within
     :data:`SEAM_TOLERANCE` of the width) and every panel must show something (not one flat
-    colour); the largest such ``n`` is returned, so four panels are not taken for two.
+    colour in any frame: colour bars are no panels); the largest such ``n`` is returned, so
+    four panels are not taken for two.
     """
     if not frames:
         return None
@@ -81,10 +83,10 @@ def panel_count(frames: list[np.ndarray], most: int = MAX_PLAYERS) -> int | None
         left, right = max(0, round(x) - reach - 1), min(seams.size, round(x) + reach)
         return bool(seams[left:right].any())
 
-    def all_show_something(count: int) -> bool:  # black bars beside a picture are no panels
+    def all_show_something(count: int) -> bool:  # black bars beside a picture: no panels
         edges = [round(width * k / count) for k in range(count + 1)]
         return all(
-            max(float(frame[:, a:b].std()) for frame in frames) > MIN_PANEL_SPREAD
+            min(float(frame[:, a:b].std()) for frame in frames) > MIN_PANEL_SPREAD
             for a, b in pairwise(edges)
         )
 
