@@ -299,5 +299,4 @@ def _condense_notes(notes: list[str]) -> list[str]:
 
 def _files(files: list[str]) -> str:
     """``"5 files (a, b, c and 2 more)"``."""
-    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-    return f"{len(files)} file{'s' if len(files) > 1 else ''} ({shown})"
+    return f"{len(files)} file{'s' if len(files) > 1 else ''} ({_listing(files, 3)})"
