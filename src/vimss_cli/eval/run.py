@@ -38,13 +38,17 @@ class Evaluation:
     notes: list[str]
     model: str | None = None
     queries: str | None = None
+    #: whether soft masks refined the model's stems (``Separator.refine``)
+    refined: bool | None = None
 
     def describe_model(self) -> str:
-        """``"model vimss-synth-cpu-v2, label queries"``, or ``""`` without a model."""
+        """``"model vimss-synth-cpu-v4, label queries, refined by soft masks"``, or ``""``
+        without a model."""
         if self.model is None:
             return ""
         mode = {"labels": "label", "video": "video"}.get(self.queries or "labels", self.queries)
-        return f"model {self.model}, {mode} queries"
+        how = "refined by soft masks" if self.refined else "the network's own output"
+        return f"model {self.model}, {mode} queries, {how}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +57,7 @@ class Evaluation:
             "systems": self.systems,
             "model": self.model,
             "queries": self.queries,
+            "refined": self.refined,
             "whole_signal": "BSS Eval v3 bss_eval_sources (mir_eval), 512-tap filters",
             "framewise": PROTOCOL_TEXT[self.protocol],
             "stems": self.stems,
@@ -179,7 +184,8 @@ def evaluate(
     notes.extend(note for note in row_notes(stems, protocol, rate) if note not in notes)
     model = None if separator is None else separator.loaded.name
     mode = None if separator is None else queries
-    return Evaluation(protocol, rate, systems, stems, _condense_notes(notes), model, mode)
+    refined = None if separator is None else bool(getattr(separator, "refine", False))
+    return Evaluation(protocol, rate, systems, stems, _condense_notes(notes), model, mode, refined)
 
 
 def _listing(items: list[str], limit: int = 10) -> str:
@@ -255,6 +261,7 @@ def _model_key(separator: Any, queries: str) -> list[Any]:
         model.config.to_json(),
         separator.precision,
         queries,
+        bool(getattr(separator, "refine", False)),
     ]
 
 

@@ -1,0 +1,129 @@
+"""Soft time-frequency masks: the network's stems refined on the mixture itself.
+
+The network writes each player's stem in the time domain, and the stems need not add up to
+the mixture: what one stem misses, no other holds. This stage takes the stems' short-time
+spectra as estimates of where each player's energy lies and splits the *mixture's* spectrum
+among them, bin by bin, in proportion to ``|S_k| ** power``, with one more share for what no
+stem claims (the mixture minus their sum, "the rest"). Each refined stem is the mixture's
+spectrum times its mask, back in the time domain by overlap-add. It is the Wiener-style
+post-filter of spectrogram separators (Open-Unmix's, with ``power`` 2), here on a time-domain
+network's output.
+
+Measured on the default model (docs/training.md): on Bach10's real recordings the whole-clip
+SDR gains 0.8 dB and the 1 s-window median holds; on the held-out synthetic split both gain.
+
+Streaming and exact: frames of :data:`N_FFT` samples every :data:`HOP` samples lie on one
+grid from the first sample, so pushing the stems in blocks of any size gives the samples one
+push of the whole would (tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Samples per frame (186 ms at 22.05 kHz): long enough to resolve a low instrument's
+#: partials, short enough to follow its notes.
+N_FFT = 4096
+#: Samples between frames (a quarter of a frame: the periodic Hann window's squares then add
+#: up to a constant, so the frames overlap-add back to the signal exactly).
+HOP = 1024
+#: Each stem's share of a bin is its magnitude to this power (2 would be the Wiener filter's
+#: powers, 1 the magnitudes'); measured between the two, docs/training.md.
+POWER = 1.5
+#: Added to a bin's total share, so that a silent bin divides nothing by zero.
+_EPS = 1e-30
+
+
+class SoftMaskFilter:
+    """Refine ``players`` stems on their mixture, block by block.
+
+    Call :meth:`push` with each block of stems and the mixture samples they came from, then
+    :meth:`finish`; the refined stems come out in order, :data:`N_FFT` - :data:`HOP`
+    samples behind what went in, all of them by the end.
+    """
+
+    def __init__(
+        self, players: int, n_fft: int = N_FFT, hop: int = HOP, power: float = POWER
+    ) -> None:
+        if n_fft % hop:
+            raise ValueError(f"the frame ({n_fft}) must be a whole number of hops ({hop})")
+        self.players, self.n_fft, self.hop, self.power = players, n_fft, hop, power
+        self.window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
+        squares = np.sum(self.window.reshape(n_fft // hop, hop) ** 2, axis=0)
+        if not np.allclose(squares, squares[0]):
+            raise ValueError(f"frames of {n_fft} every {hop} samples do not overlap-add evenly")
+        self._gain = 1.0 / float(squares[0])
+        lead = n_fft - hop  # the first frame starts this far before the first sample (zeros)
+        #: the mixture and stems from the next frame's first sample on
+        self._mixture = np.zeros(lead)
+        self._stems = np.zeros((players, lead))
+        #: the frames' overlap-added output over the next frame's span
+        self._sum = np.zeros((players, n_fft))
+        self._lead = lead
+        self._to_drop = lead  # output samples that lie before the first sample
+        self._frames = 0  # frames done: samples before frames * hop - lead are finished
+        self._pushed = 0
+        self._given = 0
+
+    def push(self, stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+        """Take the next block: ``stems`` ``(K, n)`` and ``mixture`` ``(n,)``; return the
+        refined stems ``(K, m)`` float32 of the samples now complete (``m`` may be 0)."""
+        if stems.shape != (self.players, mixture.shape[0]):
+            raise ValueError(
+                f"expected stems ({self.players}, {mixture.shape[0]}), got {stems.shape}"
+            )
+        self._mixture = np.concatenate([self._mixture, mixture.astype(np.float64)])
+        self._stems = np.concatenate([self._stems, stems.astype(np.float64)], axis=1)
+        self._pushed += mixture.shape[0]
+        done = []
+        while self._mixture.shape[0] >= self.n_fft:
+            done.append(self._next_frame())
+        return self._given_out(done)
+
+    def finish(self) -> np.ndarray:
+        """The rest of the refined stems ``(K, m)`` float32, to the last sample pushed."""
+        done = []
+        while self._frames * self.hop - self._lead < self._pushed:
+            missing = self.n_fft - self._mixture.shape[0]
+            if missing > 0:  # the last frames reach past the end: zeros there
+                self._mixture = np.concatenate([self._mixture, np.zeros(missing)])
+                self._stems = np.concatenate(
+                    [self._stems, np.zeros((self.players, missing))], axis=1
+                )
+            done.append(self._next_frame())
+        return self._given_out(done, last=True)
+
+    def _next_frame(self) -> np.ndarray:
+        """Refine the frame at the start of the buffers; return the ``(K, hop)`` samples
+        no later frame reaches, and move on by one hop."""
+        n, hop = self.n_fft, self.hop
+        mixture = np.fft.rfft(self._mixture[:n] * self.window)
+        stems = np.fft.rfft(self._stems[:, :n] * self.window, axis=1)
+        rest = mixture - stems.sum(axis=0)  # the spectrum of what no stem holds
+        shares = np.abs(stems) ** self.power
+        masks = shares / (shares.sum(axis=0) + np.abs(rest) ** self.power + _EPS)
+        self._sum += np.fft.irfft(masks * mixture, n, axis=1) * self.window
+        finished = self._sum[:, :hop] * self._gain
+        self._sum = np.concatenate([self._sum[:, hop:], np.zeros((self.players, hop))], axis=1)
+        self._mixture = self._mixture[hop:]
+        self._stems = self._stems[:, hop:]
+        self._frames += 1
+        return finished
+
+    def _given_out(self, done: list[np.ndarray], last: bool = False) -> np.ndarray:
+        """The finished samples after those lying before the first one, as float32; with
+        ``last``, none past the last sample pushed."""
+        out = np.concatenate(done, axis=1) if done else np.zeros((self.players, 0))
+        if self._to_drop:
+            dropped = min(self._to_drop, out.shape[1])
+            out, self._to_drop = out[:, dropped:], self._to_drop - dropped
+        if last:
+            out = out[:, : self._pushed - self._given]
+        self._given += out.shape[1]
+        return out.astype(np.float32)
+
+
+def refine(stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+    """Refine whole ``stems`` ``(K, n)`` on their ``mixture`` ``(n,)`` in one go."""
+    masks = SoftMaskFilter(stems.shape[0])
+    return np.concatenate([masks.push(stems, mixture), masks.finish()], axis=1)
