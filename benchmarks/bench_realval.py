@@ -10,8 +10,10 @@ The last line per model is one JSON object with the same figures, so runs can be
 (``--json-only`` prints just those). Given two or more models (or ``--baseline`` with the
 output folder of an earlier call), each later model is also compared with the first on the
 same stems (``vimss eval compare``'s pairing): the mean paired difference of both figures,
-with a 95 % bootstrap interval over stems, overall and per instrument. The realval set is for
-validation and model choice only: never train on it.
+with a 95 % bootstrap interval over stems, overall and per instrument. The stems are refined
+by soft masks on the mixture, as ``vimss separate`` gives them; ``--no-refine`` scores the
+networks' own output. The realval set is for validation and model choice only: never train
+on it.
 
     .venv/bin/python benchmarks/bench_realval.py default models/x.safetensors --out /tmp/rv
 """
@@ -33,12 +35,17 @@ DEFAULT_ROOT = REPO.parent / "shared" / "realval" / "bach10"
 SYSTEMS = ("model", "mixture", "irm")
 
 
-def evaluate(model: str, root: Path, out: Path, device: str, precision: str = "fp32") -> Path:
-    """Run ``vimss eval`` for ``model``; return its stems.csv."""
+def evaluate(
+    model: str, root: Path, out: Path, device: str, precision: str = "fp32", refine: bool = True
+) -> Path:
+    """Run ``vimss eval`` for ``model`` (its stems refined by soft masks, as ``vimss
+    separate`` gives them, unless not ``refine``); return its stems.csv. ``out`` is this
+    benchmark's own: an earlier call's results there are replaced, its cache reused."""
     command = [sys.executable, "-m", "vimss_cli", "eval", "--dataset", "urmp", "--root", str(root)]
     command += ["--model", model, "--queries", "labels"]  # a video model's labels, too
     command += ["--device", device, "--precision", precision]
-    command += ["-o", str(out), "--json"]
+    command += ["--refine" if refine else "--no-refine"]
+    command += ["-o", str(out), "--json", "--force"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"error: vimss eval failed for {model}: {result.stderr.strip()}")
@@ -127,6 +134,11 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--json-only", action="store_true")
     parser.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="score the networks' own stems, without the soft masks on the mixture",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="an earlier call's output folder of one model: compare every model with it",
@@ -139,9 +151,13 @@ def main() -> None:
     # (name, output folder) of the run every later model is compared with
     base = (str(args.baseline), args.baseline) if args.baseline is not None else None
     for index, model in enumerate(args.models):
-        out = args.out / f"{index:02d}_{Path(model).stem}_{_digest(model)}_{args.precision}"
-        table = summarise(evaluate(model, args.root, out, args.device, args.precision))
+        how = "raw" if args.no_refine else "refined"
+        name = f"{index:02d}_{Path(model).stem}_{_digest(model)}_{args.precision}_{how}"
+        out = args.out / name
+        stems = evaluate(model, args.root, out, args.device, args.precision, not args.no_refine)
+        table = summarise(stems)
         row: dict = {"model": model, "precision": args.precision, "root": str(args.root)}
+        row["refined"] = not args.no_refine
         if not args.json_only:
             print_table(model, table)
         if base is None:

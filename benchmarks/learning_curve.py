@@ -50,7 +50,9 @@ def main() -> None:
           f" {'whole clip':>10} {'mixture':>15}")  # fmt: skip
     for path in sorted(args.checkpoints, key=step_key):
         provenance = provenance_of(path)
-        table = summarise(evaluate(str(path), args.root, args.out / path.stem, args.device))
+        # the network's own stems: what training moves (and the curve's earlier points)
+        stems = evaluate(str(path), args.root, args.out / path.stem, args.device, refine=False)
+        table = summarise(stems)
         model, mixture = table["all"]["model"], table["all"]["mixture"]
         row = {
             "checkpoint": str(path),
