@@ -49,6 +49,20 @@ def make_piece(root: Path, folder: str, seconds: float = 3.0, rate: int = RATE) 
     return piece
 
 
+def scored_systems(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The systems scored from now on, one entry per (track, system) scoring: the cache's
+    misses."""
+    scored: list[str] = []
+    score_track = eval_run.score_track
+
+    def counting(*args, **kwargs):
+        scored.append(args[1])
+        return score_track(*args, **kwargs)
+
+    monkeypatch.setattr(eval_run, "score_track", counting)
+    return scored
+
+
 @pytest.fixture()
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "urmp"
@@ -258,14 +272,7 @@ def test_model_cache_follows_the_checkpoint_and_the_video_not_their_paths(
     from conftest import make_tiny_model
     from vimss_cli.checkpoint import save_checkpoint
 
-    scored: list[str] = []
-    score_track = eval_run.score_track
-
-    def counting(*args, **kwargs):
-        scored.append(args[1])
-        return score_track(*args, **kwargs)
-
-    monkeypatch.setattr(eval_run, "score_track", counting)
+    scored = scored_systems(monkeypatch)
     model = tmp_path / "model.safetensors"
     save_checkpoint(model, make_tiny_model(seed=0), {"trained": True})
     args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--model", model)
@@ -701,14 +708,7 @@ def test_cache_key_holds_the_vimss_version(
 ) -> None:
     import vimss_cli
 
-    scored: list[str] = []
-    score_track = eval_run.score_track
-
-    def counting(*args, **kwargs):
-        scored.append(args[1])
-        return score_track(*args, **kwargs)
-
-    monkeypatch.setattr(eval_run, "score_track", counting)
+    scored = scored_systems(monkeypatch)
     args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--out", tmp_path / "run")
     assert run(*args, "--json").exit_code == 0 and len(scored) == 3
     assert run(*args, "--force", "--json").exit_code == 0 and len(scored) == 3  # cached
