@@ -45,17 +45,17 @@ class MediaInfo:
     audio_sample_rate: int | None
     #: Exact frame count of the first audio stream when libsndfile can read the header.
     audio_frames: int | None
-    #: ffmpeg's sample format of the first audio stream (``s16``, ``fltp``...), if stated.
+    #: ffmpeg's sample format of the audio stream separated (``s16``, ``fltp``...), if stated.
     audio_sample_format: str | None = None
-    #: Channels of the first audio stream, if stated.
+    #: Channels of the audio stream separated (:attr:`audio_index`), if stated.
     audio_channels: int | None = None
     #: How many audio streams the file holds (only one is separated).
     audio_streams: int = 1
     #: The audio stream described and decoded (``a:N``): the first, or the one marked
     #: default when the first is not.
     audio_index: int = 0
-    #: The first audio stream's channels have no names (``9 channels``): ffmpeg cannot
-    #: downmix them, so they are averaged.
+    #: That stream's channels have no names (``9 channels``): ffmpeg cannot downmix them,
+    #: so they are averaged.
     audio_channels_unnamed: bool = False
 
     @property
