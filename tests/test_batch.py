@@ -62,7 +62,8 @@ def test_a_batch_separates_each_input_with_its_own_instruments(
         for stem in result.stems:
             assert soundfile.info(str(stem.path)).frames == result.samples
     document = report.to_json()
-    assert list(document) == ["model", "device", "precision", "inputs", "failures"]
+    assert list(document) == ["model", "device", "precision", "refined", "inputs", "failures"]
+    assert document["refined"] is True  # soft masks, the default
     assert document["failures"] == []
     assert document["inputs"][0]["input"] == str(first)
     phases = events.kinds("phase")

@@ -933,6 +933,7 @@ def test_the_success_line_names_the_stems_the_model_and_the_device(
         "model": None,
         "device": None,
         "precision": None,
+        "refined": None,
         "inputs": [],
         "failures": [],
     }

@@ -131,6 +131,8 @@ class BatchReport:
     model: str | None = None
     device: str | None = None
     precision: str | None = None
+    #: whether soft masks refined the stems (``None`` when no model loaded)
+    refined: bool | None = None
     inputs: list[SeparationReport] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -140,6 +142,7 @@ class BatchReport:
             "model": self.model,
             "device": self.device,
             "precision": self.precision,
+            "refined": self.refined,
             "inputs": [report.to_json() for report in self.inputs],
             "failures": list(self.failures),  # "INPUT: error", those left out (--keep-going)
         }
@@ -346,6 +349,7 @@ class Batch:
         try:
             report.model, report.device = separator.loaded.name, str(separator.device)
             report.precision = separator.precision
+            report.refined = separator.refine
             with self.events.phase("looking at the players"):
                 ready = self._each(plans, lambda plan: (plan, self._queries(plan, separator)))
             for plan, _ in ready:
