@@ -215,6 +215,13 @@ def test_length_mismatch_advice_can_be_followed(
     assert followed.exit_code == 0, followed.stderr
     # the sound ends before the file does (a file cut short reads the same): told
     assert "mismatch.mp4: its sound ends at 1.0 s but the file lasts 4.0 s" in followed.stderr
+    # a sound that starts 3 s late and ends with the picture is not cut short
+    late = tmp_path / "late_sound.mp4"
+    ffmpeg("-i", str(source), "-itsoffset", "3", "-i", str(source), "-map", "0:v", "-map",
+           "1:a", "-c", "copy", str(late))  # fmt: skip
+    in_time = run("separate", late, "-o", tmp_path / "late", "-i", "vn,vc")
+    assert in_time.exit_code == 0, in_time.stderr
+    assert "cut short" not in in_time.stderr
     assert [p.name for p in files_under(out)] == ["01_vn.wav", "02_vc.wav"]
     shown = run("inspect", source, "--out", tmp_path / "players.png")  # it uses no sound
     assert shown.exit_code == 0, shown.stderr

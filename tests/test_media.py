@@ -77,9 +77,13 @@ def test_channels_without_names_are_averaged(tmp_path: Path) -> None:
     assert np.abs(read_audio(path, RATE) - channels.mean(axis=1)).max() < 1e-6
 
 
-@pytest.mark.parametrize("rate", [RATE, 44100])  # libsndfile reads it; ffmpeg resamples it
-def test_a_wav_written_into_a_pipe_decodes_whole(source: Path, tmp_path: Path, rate: int) -> None:
-    # ffmpeg or sox writing into a pipe cannot seek back to fill in the sizes: 0xFFFFFFFF
+@pytest.mark.parametrize("placeholder", [0xFFFFFFFF, 0x7FFFF000, 0])  # ffmpeg, sox, none
+@pytest.mark.parametrize("rate", [RATE, 44100])  # at the rate asked for, or resampled
+def test_a_wav_written_into_a_pipe_decodes_whole(
+    source: Path, tmp_path: Path, rate: int, placeholder: int
+) -> None:
+    # a writer into a pipe cannot seek back to fill in the data size: ffmpeg leaves
+    # 0xFFFFFFFF, sox 0x7FFFF000 (MS_UNSPEC), others 0
     whole, piped = tmp_path / "whole.wav", tmp_path / "piped.wav"
     ffmpeg("-i", str(source), "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s16le", str(whole))
     with piped.open("wb") as handle:
@@ -87,8 +91,32 @@ def test_a_wav_written_into_a_pipe_decodes_whole(source: Path, tmp_path: Path, r
             [ffmpeg_executable(), "-v", "error", "-i", str(whole), "-c:a", "copy", "-f", "wav",
              "-"], stdout=handle, check=True, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-    assert piped.read_bytes()[4:8] == b"\xff" * 4
+    data = bytearray(piped.read_bytes())
+    size_at = data.index(b"data") + 4
+    assert data[size_at : size_at + 4] == b"\xff" * 4
+    data[size_at : size_at + 4] = placeholder.to_bytes(4, "little")
+    piped.write_bytes(bytes(data))
     assert np.array_equal(read_audio(piped, RATE), read_audio(whole, RATE))
+
+
+@pytest.mark.parametrize("source_rate", [8000, 16000, 48000])
+def test_opus_from_any_source_rate_decodes_whole(tmp_path: Path, source_rate: int) -> None:
+    # libsndfile counts an Opus file at its source's rate, ffmpeg decodes it at 48 kHz: the
+    # count was read at 48 kHz, so a file from 8 kHz was "truncated" at a sixth
+    clip = write_wav(tmp_path / "clip.wav", noise(2.0, rate=source_rate), source_rate)
+    opus = tmp_path / "clip.opus"
+    ffmpeg("-i", str(clip), "-c:a", "libopus", str(opus))
+    assert abs(len(read_audio(opus, RATE)) - 2.0 * RATE) < 0.05 * RATE
+
+
+def test_an_audio_file_of_streams_of_two_lengths_is_not_truncated(tmp_path: Path) -> None:
+    # 5 s, then 2 s marked default (the one separated): the file lasts 5 s, its stream 2 s
+    two = tmp_path / "two.mkv"
+    ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={RATE}:duration=5",
+           "-f", "lavfi", "-i", f"sine=frequency=660:sample_rate={RATE}:duration=2",
+           "-map", "0:a", "-map", "1:a", "-c:a", "pcm_s16le", "-disposition:a:0", "0",
+           "-disposition:a:1", "default", str(two))  # fmt: skip
+    assert len(read_audio(two, RATE)) == 2 * RATE
 
 
 @pytest.mark.parametrize("native_rate", [8000, 11025, 16000, 44100, 48000])

@@ -28,6 +28,8 @@ from vimss_cli.conditioning import Query
 from vimss_cli.devices import check_precision, resolve_device
 from vimss_cli.engine import plan_tile, separate_array, separate_blocks
 from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
+from vimss_cli.ffmpeg_io import first_audio_time
+from vimss_cli.ffmpeg_io import probe as ffmpeg_probe
 from vimss_cli.instruments import MAX_PLAYERS
 from vimss_cli.media import AudioStream, MediaInfo, count_frames, peak_level, probe
 from vimss_cli.progress import ProgressCallback
@@ -286,7 +288,7 @@ class _Rest:
 class _Refiner:
     """Soft masks on the stems as they come back (:class:`SoftMaskFilter`): :meth:`feed`
     passes the mixture's blocks on to the network and keeps them until their stems return;
-    the refined stems come out a frame later, the last ones from :meth:`finish`."""
+    the refined stems come out up to a frame later, the last ones from :meth:`finish`."""
 
     def __init__(self, players: int) -> None:
         self._mixture = _SampleQueue()
@@ -336,10 +338,12 @@ MIN_INPUT_SECONDS = 0.01
 
 def check_long_enough(info: MediaInfo, model_rate: int) -> None:
     """Refuse (:class:`InputError`) an input at another rate than ``model_rate`` whose
-    header states fewer samples than :data:`MIN_INPUT_SECONDS` (an empty one is told by the
-    decoder)."""
+    header states fewer samples than :data:`MIN_INPUT_SECONDS` (without a header's count,
+    the decoder tells an input it resampled to nothing)."""
     frames, rate = info.audio_frames, info.audio_sample_rate
-    if frames and rate and rate != model_rate and frames < MIN_INPUT_SECONDS * rate:
+    if not rate or rate == model_rate:
+        return
+    if frames and frames < MIN_INPUT_SECONDS * rate:
         raise InputError(
             f"{info.path} is too short to separate: {frames} sample{'s' * (frames != 1)} "
             f"({1000 * frames / rate:.2f} ms at {rate} Hz; at another rate than the model's "
@@ -357,8 +361,14 @@ def sound_length_warnings(info: MediaInfo, seconds: float) -> list[str]:
         return []
     if seconds >= 0.95 * stated - 0.5:
         return []
+    # a sound that starts late (after the picture) ends with the file all the same
+    found = ffmpeg_probe(info.path)
+    late = first_audio_time(info.path, info.audio_index) - (found.start or 0.0)
+    ends = late + seconds
+    if ends >= 0.95 * stated - 0.5:
+        return []
     return [
-        f"{info.path.name}: its sound ends at {seconds:.1f} s but the file lasts {stated:.1f} s; "
+        f"{info.path.name}: its sound ends at {ends:.1f} s but the file lasts {stated:.1f} s; "
         "is the file cut short? (the stems end with the sound)"
     ]
 

@@ -137,6 +137,8 @@ class Probe:
     duration_is_estimate: bool
     audio: tuple[AudioStreamInfo, ...]
     video: tuple[VideoStreamInfo, ...]
+    #: when the file's clock starts (s; an MPEG-TS often starts at 1.4), if stated
+    start: float | None = None
 
     @property
     def audio_index(self) -> int:
@@ -148,6 +150,7 @@ class Probe:
 
 
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+_START = re.compile(r"Duration:[^\n]*?start:\s*(-?\d+(?:\.\d+)?)")
 _RATE = re.compile(r"(\d+) Hz")
 _LAYOUT = re.compile(r"\d+ Hz, ([^,]+)")
 _SAMPLE_FORMAT = re.compile(r",\s*((?:u8|s16|s32|s64|flt|dbl)p?)\b")
@@ -197,12 +200,14 @@ def probe(path: Path) -> Probe:
             audio.append(_audio_stream(line))
         elif ": Video:" in line and "attached pic" not in line:
             video.append(_video_stream(line, lines[index + 1 :]))
+    start = _START.search(text)
     return Probe(
         path=Path(path),
         duration=duration,
         duration_is_estimate="Estimating duration from bitrate" in text,
         audio=tuple(audio),
         video=tuple(video),
+        start=float(start.group(1)) if start else None,
     )
 
 

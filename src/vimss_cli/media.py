@@ -106,7 +106,7 @@ def probe(path: Path) -> MediaInfo:
         has_audio=audio is not None,
         has_video=bool(found.video),
         audio_sample_rate=audio.sample_rate if audio else None,
-        audio_frames=_exact_frames(path),
+        audio_frames=_exact_frames(path, audio.sample_rate if audio else None),
         audio_sample_format=audio.sample_format if audio else None,
         audio_channels=audio.channels if audio else None,
         audio_streams=len(found.audio),
@@ -121,16 +121,22 @@ def probe(path: Path) -> MediaInfo:
 _EXACT_MAGIC = (b"RIFF", b"RF64", b"riff", b"FORM", b"caff", b"fLaC", b"OggS")
 
 
-def _exact_frames(path: Path) -> int | None:
-    """Frame count from the header when it states it (wav, flac, ogg...), else ``None``."""
+def _exact_frames(path: Path, rate: int | None) -> int | None:
+    """Frame count from the header when it states it (wav, flac, ogg...) at ``rate``, the
+    rate ffmpeg decodes at; else ``None``. Opus is always decoded at 48 kHz, but libsndfile
+    counts it at its source's rate (8 to 48 kHz): such a count is not used."""
     try:
         with path.open("rb") as handle:
             if not handle.read(4).startswith(_EXACT_MAGIC):
                 return None  # not even asked: libsndfile's MP3 reader prints on a bad file
+        if _wav_is_streamed(path):
+            return None  # written into a pipe: no length in the header
         info = soundfile.info(str(path))
     except Exception:  # libsndfile does not know the format: fall back to ffmpeg's count
         return None
-    return int(info.frames) if info.frames > 0 else None
+    if info.frames <= 0 or info.samplerate != rate:
+        return None
+    return int(info.frames)
 
 
 def count_frames(path: Path, sample_rate: int) -> int:
@@ -274,11 +280,22 @@ class AudioStream(ffmpeg_io.FfmpegProcess):
     def _check_length(self) -> None:
         expected = self.expected_frames
         if (self.frames_read == 0 and expected is None) or expected == 0:
+            native = self.info.audio_sample_rate
+            if native and native != self.sample_rate:  # ffmpeg's resampler gives nothing
+                raise EmptyAudioError(  # for a millisecond or so
+                    f"{self.path} holds no audio samples, or too few to resample from {native} "
+                    f"to {self.sample_rate} Hz (a few milliseconds)"
+                )
             raise EmptyAudioError(f"{self.path} holds no audio samples")
         decoded_seconds = self.frames_read / self.sample_rate
         stated = self.info.duration
-        # a container's duration is its longest stream's: only audio-only files are comparable
-        if stated is None or self.info.duration_is_estimate or self.info.has_video:
+        # a container's duration is its longest stream's: only files of one stream compare
+        if (
+            stated is None
+            or self.info.duration_is_estimate
+            or self.info.has_video
+            or self.info.audio_streams > 1
+        ):
             return
         if decoded_seconds < 0.98 * stated - 0.2:
             raise TruncatedMediaError(
@@ -313,8 +330,8 @@ def _read_native(path: Path, sample_rate: int) -> np.ndarray | None:
         return None
     if info.channels != 1 or info.samplerate != sample_rate or info.format not in NATIVE_FORMATS:
         return None
-    if info.format == "WAV" and _wav_data_is_short(path):
-        return None  # truncated: ffmpeg's path says so
+    if info.format == "WAV" and (_wav_data_is_short(path) or _wav_is_streamed(path)):
+        return None  # truncated (ffmpeg's path says so), or a length only decoding tells
     try:
         samples, _ = soundfile.read(str(path), dtype="float32", always_2d=False)
     except (soundfile.LibsndfileError, RuntimeError, OSError):
@@ -332,8 +349,9 @@ def _read_native(path: Path, sample_rate: int) -> np.ndarray | None:
     return samples
 
 
-#: the ``data`` size a WAV writer that cannot seek back (ffmpeg or sox into a pipe) leaves
-_STREAMED_SIZE = 0xFFFFFFFF
+#: the ``data`` sizes a WAV writer that cannot seek back leaves: ffmpeg's into a pipe, sox's
+#: (``MS_UNSPEC``), and none at all
+_STREAMED_SIZES = (0xFFFFFFFF, 0x7FFFF000, 0)
 
 
 def _wav_data_size(path: Path) -> tuple[int, int] | None:
@@ -362,14 +380,14 @@ def _wav_is_streamed(path: Path) -> bool:
         sizes = _wav_data_size(path)
     except OSError:
         return False
-    return sizes is not None and sizes[0] == _STREAMED_SIZE
+    return sizes is not None and sizes[0] in _STREAMED_SIZES and sizes[1] > 0
 
 
 def _wav_data_is_short(path: Path) -> bool:
     """True when a RIFF/WAVE file holds fewer bytes than its ``data`` chunk declares (a
     streamed WAV's placeholder size declares nothing)."""
     sizes = _wav_data_size(path)
-    return sizes is not None and sizes[0] != _STREAMED_SIZE and sizes[1] < sizes[0]
+    return sizes is not None and sizes[0] not in _STREAMED_SIZES and sizes[1] < sizes[0]
 
 
 #: libsndfile containers :func:`read_audio` decodes without ffmpeg.

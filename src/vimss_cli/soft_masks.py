@@ -20,6 +20,7 @@ push of the whole would (tested).
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 #: Samples per frame (186 ms at 22.05 kHz): long enough to resolve a low instrument's
 #: partials, short enough to follow its notes.
@@ -30,16 +31,22 @@ HOP = 1024
 #: Each stem's share of a bin is its magnitude to this power (2 would be the Wiener filter's
 #: powers, 1 the magnitudes'); measured between the two, docs/training.md.
 POWER = 1.5
-#: Added to a bin's total share, so that a silent bin divides nothing by zero.
-_EPS = 1e-30
+#: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
+_EPS = np.float32(1e-30)
+
+
+def _power(magnitudes: np.ndarray, power: float) -> np.ndarray:
+    """``magnitudes ** power``; 1.5 as ``m * sqrt(m)``, three times as fast."""
+    return magnitudes * np.sqrt(magnitudes) if power == 1.5 else magnitudes**power
 
 
 class SoftMaskFilter:
     """Refine ``players`` stems on their mixture, block by block.
 
     Call :meth:`push` with each block of stems and the mixture samples they came from, then
-    :meth:`finish`; the refined stems come out in order, :data:`N_FFT` - :data:`HOP`
-    samples behind what went in, all of them by the end.
+    :meth:`finish`; the refined stems come out in order, whole hops at a time, at least
+    :data:`N_FFT` - :data:`HOP` samples (and less than :data:`N_FFT`) behind what went in,
+    all of them by the end.
     """
 
     def __init__(
@@ -48,17 +55,20 @@ class SoftMaskFilter:
         if n_fft % hop:
             raise ValueError(f"the frame ({n_fft}) must be a whole number of hops ({hop})")
         self.players, self.n_fft, self.hop, self.power = players, n_fft, hop, power
-        self.window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
-        squares = np.sum(self.window.reshape(n_fft // hop, hop) ** 2, axis=0)
+        hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
+        squares = np.sum(hann.reshape(n_fft // hop, hop) ** 2, axis=0)
         if not np.allclose(squares, squares[0]):
             raise ValueError(f"frames of {n_fft} every {hop} samples do not overlap-add evenly")
-        self._gain = 1.0 / float(squares[0])
+        # float32 throughout (scipy's transforms keep it): twice as fast as float64, and the
+        # stems are float32 anyway
+        self.window = hann.astype(np.float32)
+        self._gain = np.float32(1.0 / float(squares[0]))
         lead = n_fft - hop  # the first frame starts this far before the first sample (zeros)
         #: the mixture and stems from the next frame's first sample on
-        self._mixture = np.zeros(lead)
-        self._stems = np.zeros((players, lead))
+        self._mixture = np.zeros(lead, np.float32)
+        self._stems = np.zeros((players, lead), np.float32)
         #: the frames' overlap-added output over the next frame's span
-        self._sum = np.zeros((players, n_fft))
+        self._sum = np.zeros((players, n_fft), np.float32)
         self._lead = lead
         self._to_drop = lead  # output samples that lie before the first sample
         self._frames = 0  # frames done: samples before frames * hop - lead are finished
@@ -72,8 +82,8 @@ class SoftMaskFilter:
             raise ValueError(
                 f"expected stems ({self.players}, {mixture.shape[0]}), got {stems.shape}"
             )
-        self._mixture = np.concatenate([self._mixture, mixture.astype(np.float64)])
-        self._stems = np.concatenate([self._stems, stems.astype(np.float64)], axis=1)
+        self._mixture = np.concatenate([self._mixture, mixture.astype(np.float32)])
+        self._stems = np.concatenate([self._stems, stems.astype(np.float32)], axis=1)
         self._pushed += mixture.shape[0]
         done = []
         while self._mixture.shape[0] >= self.n_fft:
@@ -86,9 +96,9 @@ class SoftMaskFilter:
         while self._frames * self.hop - self._lead < self._pushed:
             missing = self.n_fft - self._mixture.shape[0]
             if missing > 0:  # the last frames reach past the end: zeros there
-                self._mixture = np.concatenate([self._mixture, np.zeros(missing)])
+                self._mixture = np.concatenate([self._mixture, np.zeros(missing, np.float32)])
                 self._stems = np.concatenate(
-                    [self._stems, np.zeros((self.players, missing))], axis=1
+                    [self._stems, np.zeros((self.players, missing), np.float32)], axis=1
                 )
             done.append(self._next_frame())
         return self._given_out(done, last=True)
@@ -97,14 +107,16 @@ class SoftMaskFilter:
         """Refine the frame at the start of the buffers; return the ``(K, hop)`` samples
         no later frame reaches, and move on by one hop."""
         n, hop = self.n_fft, self.hop
-        mixture = np.fft.rfft(self._mixture[:n] * self.window)
-        stems = np.fft.rfft(self._stems[:, :n] * self.window, axis=1)
+        mixture = scipy.fft.rfft(self._mixture[:n] * self.window)
+        stems = scipy.fft.rfft(self._stems[:, :n] * self.window, axis=1)
         rest = mixture - stems.sum(axis=0)  # the spectrum of what no stem holds
-        shares = np.abs(stems) ** self.power
-        masks = shares / (shares.sum(axis=0) + np.abs(rest) ** self.power + _EPS)
-        self._sum += np.fft.irfft(masks * mixture, n, axis=1) * self.window
+        shares = _power(np.abs(stems), self.power)
+        masks = shares / (shares.sum(axis=0) + _power(np.abs(rest), self.power) + _EPS)
+        self._sum += scipy.fft.irfft(masks * mixture, n, axis=1) * self.window
         finished = self._sum[:, :hop] * self._gain
-        self._sum = np.concatenate([self._sum[:, hop:], np.zeros((self.players, hop))], axis=1)
+        self._sum = np.concatenate(
+            [self._sum[:, hop:], np.zeros((self.players, hop), np.float32)], axis=1
+        )
         self._mixture = self._mixture[hop:]
         self._stems = self._stems[:, hop:]
         self._frames += 1
@@ -113,7 +125,7 @@ class SoftMaskFilter:
     def _given_out(self, done: list[np.ndarray], last: bool = False) -> np.ndarray:
         """The finished samples after those lying before the first one, as float32; with
         ``last``, none past the last sample pushed."""
-        out = np.concatenate(done, axis=1) if done else np.zeros((self.players, 0))
+        out = np.concatenate(done, axis=1) if done else np.zeros((self.players, 0), np.float32)
         if self._to_drop:
             dropped = min(self._to_drop, out.shape[1])
             out, self._to_drop = out[:, dropped:], self._to_drop - dropped
@@ -123,7 +135,20 @@ class SoftMaskFilter:
         return out.astype(np.float32)
 
 
+#: Samples pushed at a time by :func:`refine` (memory stays a few blocks' worth).
+REFINE_BLOCK = 1 << 16
+
+
 def refine(stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
-    """Refine whole ``stems`` ``(K, n)`` on their ``mixture`` ``(n,)`` in one go."""
+    """Refine whole ``stems`` ``(K, n)`` on their ``mixture`` ``(n,)``: the same samples
+    as any other way of pushing them, in blocks, so an hour needs no copies of itself."""
     masks = SoftMaskFilter(stems.shape[0])
-    return np.concatenate([masks.push(stems, mixture), masks.finish()], axis=1)
+    out = np.empty((stems.shape[0], mixture.shape[0]), np.float32)
+    done = 0
+    for start in range(0, mixture.shape[0], REFINE_BLOCK):
+        end = start + REFINE_BLOCK
+        part = masks.push(stems[:, start:end], mixture[start:end])
+        out[:, done : done + part.shape[1]] = part
+        done += part.shape[1]
+    out[:, done:] = masks.finish()
+    return out
