@@ -105,6 +105,21 @@ def test_the_peak_of_stereo_stems_is_measured_per_channel(
     assert right or peaks
 
 
+def test_the_downmix_of_an_integer_stereo_file_beyond_full_scale_is_scaled(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    # 16-bit, both channels at 0.9: within full scale, but their downmix peaks at 1.27
+    tone = 0.9 * np.sin(2 * np.pi * 440 * np.arange(2 * RATE) / RATE).astype(np.float32)
+    loud = write_wav(tmp_path / "loud.wav", np.stack([tone, tone], axis=1), subtype="PCM_16")
+    result = run("separate", loud, "-o", tmp_path / "o", "-i", "vn", "--sample-rate", "model",
+                 "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (entry,) = json.loads(result.stdout)["inputs"]
+    assert entry["input_peak"] == pytest.approx(0.9 * np.sqrt(2), abs=0.01)
+    assert entry["clipped_samples"] == 0
+    assert any("loud.wav's mono downmix peaks at 1.27" in w for w in warnings_of(result))
+
+
 def test_samples_an_integer_format_clips_are_counted(
     tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

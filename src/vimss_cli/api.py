@@ -681,8 +681,8 @@ class Separator:
             total_hint = stream.duration_hint
             # the network takes mixtures within full scale: a louder (float) input is scaled
             # down for it, and its stems back up (float32) or left scaled (integer formats)
-            peak = 1.0
-            if stream.info.may_exceed_full_scale:
+            peak = 1.0  # a float file, or the downmix of channels (L = R = 0.9: 1.27)
+            if stream.info.may_exceed_full_scale or channels > 1:
                 peak = max(peak_level(sound, self.sample_rate), 1.0)
             restore = peak if wav_format == "float32" else 1.0  # gain on the network's output
             stem_gain = restore / peak  # the stems' level relative to the input's
