@@ -64,3 +64,12 @@ def test_what_no_stem_claims_stays_out_of_the_stems() -> None:
 
 def test_silence_stays_silence() -> None:
     assert not refine(np.zeros((2, 5000)), np.zeros(5000)).any()
+
+
+def test_without_the_rest_share_the_stems_add_up_to_the_mixture() -> None:
+    rng = np.random.default_rng(3)
+    mixture, stems = rng.standard_normal(12000), rng.standard_normal((3, 12000))
+    refined = refine(stems, mixture, rest_share=False, power=2.0)
+    assert np.abs(refined.sum(axis=0) - mixture).max() < 1e-4
+    kept = refine(stems, mixture)  # the default keeps what no stem claims out of them
+    assert np.abs(kept.sum(axis=0) - mixture).max() > 0.1

@@ -19,6 +19,8 @@ push of the whole would (tested).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.fft
 
@@ -50,11 +52,19 @@ class SoftMaskFilter:
     """
 
     def __init__(
-        self, players: int, n_fft: int = N_FFT, hop: int = HOP, power: float = POWER
+        self,
+        players: int,
+        n_fft: int = N_FFT,
+        hop: int = HOP,
+        power: float = POWER,
+        rest_share: bool = True,
     ) -> None:
+        """``rest_share``: what no stem claims keeps its share of each bin; without it the
+        stems add up to the mixture (the settings are compared in docs/training.md)."""
         if n_fft % hop:
             raise ValueError(f"the frame ({n_fft}) must be a whole number of hops ({hop})")
         self.players, self.n_fft, self.hop, self.power = players, n_fft, hop, power
+        self.rest_share = rest_share
         hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
         squares = np.sum(hann.reshape(n_fft // hop, hop) ** 2, axis=0)
         if not np.allclose(squares, squares[0]):
@@ -109,9 +119,12 @@ class SoftMaskFilter:
         n, hop = self.n_fft, self.hop
         mixture = scipy.fft.rfft(self._mixture[:n] * self.window)
         stems = scipy.fft.rfft(self._stems[:, :n] * self.window, axis=1)
-        rest = mixture - stems.sum(axis=0)  # the spectrum of what no stem holds
         shares = _power(np.abs(stems), self.power)
-        masks = shares / (shares.sum(axis=0) + _power(np.abs(rest), self.power) + _EPS)
+        total = shares.sum(axis=0) + _EPS
+        if self.rest_share:
+            rest = mixture - stems.sum(axis=0)  # the spectrum of what no stem holds
+            total += _power(np.abs(rest), self.power)
+        masks = shares / total
         self._sum += scipy.fft.irfft(masks * mixture, n, axis=1) * self.window
         finished = self._sum[:, :hop] * self._gain
         self._sum = np.concatenate(
@@ -139,10 +152,12 @@ class SoftMaskFilter:
 REFINE_BLOCK = 1 << 16
 
 
-def refine(stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+def refine(stems: np.ndarray, mixture: np.ndarray, **settings: Any) -> np.ndarray:
     """Refine whole ``stems`` ``(K, n)`` on their ``mixture`` ``(n,)``: the same samples
-    as any other way of pushing them, in blocks, so an hour needs no copies of itself."""
-    masks = SoftMaskFilter(stems.shape[0])
+    as any other way of pushing them, in blocks, so an hour needs no copies of itself.
+    ``settings``: :class:`SoftMaskFilter`'s (``n_fft``, ``hop``, ``power``, ``rest_share``).
+    """
+    masks = SoftMaskFilter(stems.shape[0], **settings)
     out = np.empty((stems.shape[0], mixture.shape[0]), np.float32)
     done = 0
     for start in range(0, mixture.shape[0], REFINE_BLOCK):

@@ -1,0 +1,76 @@
+"""Soft masks after the network, setting by setting, on a URMP-layout set (real Bach10 by
+default): museval median (1 s windows, BSS Eval v4) and whole-clip mean SDR (bss_eval v3)
+over all stems, as ``vimss eval`` scores them.
+
+Each piece is separated once (``Separator(refine=False)``, label queries); every setting
+then refines the same stems on the mixture (``soft_masks.refine``) before scoring. This is
+the sweep behind the shipped setting (docs/training.md, "After the network"). The realval
+set is for validation and model choice only: never train on it.
+
+    .venv/bin/python benchmarks/bench_soft_masks.py --root ~/vimss-work/synth_test
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ROOT = REPO.parent / "shared" / "realval" / "bach10"
+
+#: (name, SoftMaskFilter settings); ``None``: the network's own stems
+SETTINGS: list[tuple[str, dict[str, Any] | None]] = [
+    ("none (the network's output)", None),
+    ("p 2, 2048, no rest share", {"power": 2.0, "n_fft": 2048, "hop": 512, "rest_share": False}),
+    ("p 1, 2048, no rest share", {"power": 1.0, "n_fft": 2048, "hop": 512, "rest_share": False}),
+    ("p 2, 4096, no rest share", {"power": 2.0, "rest_share": False}),
+    ("p 1.5, 4096, no rest share", {"power": 1.5, "rest_share": False}),
+    ("p 1, 4096, no rest share", {"power": 1.0, "rest_share": False}),
+    ("p 2, 4096, rest share", {"power": 2.0}),
+    ("p 1, 4096, rest share", {"power": 1.0}),
+    ("p 1.5, 4096, rest share (shipped)", {}),
+]
+
+
+def main() -> None:
+    from vimss_cli.api import Separator
+    from vimss_cli.eval.audio import load_track
+    from vimss_cli.eval.scoring import score_track
+    from vimss_cli.eval.systems import model_estimates
+    from vimss_cli.eval.tracks import urmp_tracks
+    from vimss_cli.soft_masks import refine
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--model", default="default")
+    args = parser.parse_args()
+    separator = Separator(args.model, device="cpu", refine=False)
+    rate = separator.sample_rate
+    museval: dict[str, list[float]] = {name: [] for name, _ in SETTINGS}
+    whole: dict[str, list[float]] = {name: [] for name, _ in SETTINGS}
+    started = time.perf_counter()
+    for track in urmp_tracks(args.root, None):
+        audio = load_track(track, rate)  # at the model's rate: the masks see what it saw
+        raw = model_estimates(separator, track, audio, "labels")
+        for name, settings in SETTINGS:
+            stems = raw if settings is None else refine(raw, audio.mixture, **settings)
+            for row in score_track(track, "model", audio.references, stems, rate, "museval"):
+                if row.get("SDR_v4_median") is not None:
+                    museval[name].append(row["SDR_v4_median"])
+                if row.get("SDR") is not None:
+                    whole[name].append(row["SDR"])
+    print(f"{args.root} with {separator.loaded.name}, label queries, at {rate} Hz "
+          f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    print(f"{'post-processing':40s} {'museval median':>15s} {'whole-clip mean':>16s} {'stems':>6s}")
+    for name, _ in SETTINGS:
+        print(
+            f"{name:40s} {statistics.median(museval[name]):15.2f} "
+            f"{statistics.mean(whole[name]):16.2f} {len(whole[name]):6d}"
+        )
+
+
+if __name__ == "__main__":
+    main()
