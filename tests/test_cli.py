@@ -607,7 +607,7 @@ def test_surround_stems_keep_every_channel(
     assert (rate, stem.shape) == (48000, (24000, 8))
     assert np.abs(stem[:, 2]).max() > 10 * np.abs(np.delete(stem, 2, axis=1)).max()
     # a layout ffmpeg cannot count: the downmix of all channels, mono stems, and a warning
-    monkeypatch.setattr(ffmpeg_io, "_channel_count", lambda line: None)
+    monkeypatch.setattr(ffmpeg_io, "_channel_count", lambda layout: None)
     unsure = run("separate", mix, "-i", "vn,vc", "-o", tmp_path / "unsure")
     assert unsure.exit_code == 0, unsure.output
     assert "cannot tell how many channels mix71.wav's audio has" in unsure.stderr

@@ -29,7 +29,6 @@ from vimss_cli.devices import check_precision, resolve_device
 from vimss_cli.engine import plan_tile, separate_array, separate_blocks
 from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 from vimss_cli.ffmpeg_io import first_audio_time
-from vimss_cli.ffmpeg_io import probe as ffmpeg_probe
 from vimss_cli.instruments import MAX_PLAYERS
 from vimss_cli.media import AudioStream, MediaInfo, count_frames, peak_level, probe
 from vimss_cli.progress import ProgressCallback
@@ -264,12 +263,10 @@ class _SampleQueue:
         return np.concatenate(parts).astype(np.float32, copy=False)
 
 
-class _Rest:
-    """Adds "the rest" (the mixture minus the stems) below each block of stems.
-
+class _HeldMixture:
+    """A stage after the network that needs the mixture of the stems it is given:
     :meth:`feed` passes the mixture's blocks on to the network and keeps them until the
-    stems of those samples come back (at most the network's look-ahead is held).
-    """
+    stems of those samples come back (at most the network's look-ahead is held)."""
 
     def __init__(self) -> None:
         self._mixture = _SampleQueue()
@@ -279,25 +276,23 @@ class _Rest:
             self._mixture.push(block)
             yield block
 
+
+class _Rest(_HeldMixture):
+    """Adds "the rest" (the mixture minus the stems) below each block of stems."""
+
     def add(self, stems: np.ndarray) -> np.ndarray:
         """``(K, n)`` stems -> ``(K + 1, n)``: the same, then the mixture minus their sum."""
         rest = self._mixture.take(stems.shape[1]) - stems.sum(axis=0)
         return np.concatenate([stems, rest[None].astype(np.float32)])
 
 
-class _Refiner:
-    """Soft masks on the stems as they come back (:class:`SoftMaskFilter`): :meth:`feed`
-    passes the mixture's blocks on to the network and keeps them until their stems return;
-    the refined stems come out up to a frame later, the last ones from :meth:`finish`."""
+class _Refiner(_HeldMixture):
+    """Soft masks on the stems as they come back (:class:`SoftMaskFilter`): the refined
+    stems come out up to a frame later, the last ones from :meth:`finish`."""
 
     def __init__(self, players: int) -> None:
-        self._mixture = _SampleQueue()
+        super().__init__()
         self._masks = SoftMaskFilter(players)
-
-    def feed(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        for block in blocks:
-            self._mixture.push(block)
-            yield block
 
     def refine(self, stems: np.ndarray) -> np.ndarray:
         """``(K, n)`` stems -> ``(K, m)`` refined ones, those now complete."""
@@ -362,8 +357,7 @@ def sound_length_warnings(info: MediaInfo, seconds: float) -> list[str]:
     if seconds >= 0.95 * stated - 0.5:
         return []
     # a sound that starts late (after the picture) ends with the file all the same
-    found = ffmpeg_probe(info.path)
-    late = first_audio_time(info.path, info.audio_index) - (found.start or 0.0)
+    late = first_audio_time(info.path, info.audio_index) - (info.start or 0.0)
     ends = late + seconds
     if ends >= 0.95 * stated - 0.5:
         return []

@@ -215,21 +215,21 @@ def _audio_stream(line: str) -> AudioStreamInfo:
     """From ffmpeg's audio stream line (``..., 48000 Hz, stereo, fltp, ...``)."""
     rate = _RATE.search(line)
     sample_format = _SAMPLE_FORMAT.search(line)
-    layout = _LAYOUT.search(line)
+    found = _LAYOUT.search(line)
+    layout = found.group(1).strip() if found else None
     return AudioStreamInfo(
         sample_rate=int(rate.group(1)) if rate else None,
-        channels=_channel_count(line),
+        channels=_channel_count(layout),
         sample_format=sample_format.group(1) if sample_format else None,
-        unnamed_channels=bool(layout and re.fullmatch(r"\d+ channels", layout.group(1).strip())),
+        unnamed_channels=bool(layout and re.fullmatch(r"\d+ channels", layout)),
         default="(default)" in line,
     )
 
 
-def _channel_count(line: str) -> int | None:
-    match = _LAYOUT.search(line)
-    if match is None:
+def _channel_count(layout: str | None) -> int | None:
+    """Channels of ffmpeg's layout text (``stereo``, ``7.1``, ``3 channels (FL+FR+LFE)``)."""
+    if layout is None:
         return None
-    layout = match.group(1).strip()
     counted = re.fullmatch(r"(\d+) channels.*", layout)
     if counted:
         return int(counted.group(1))

@@ -57,6 +57,8 @@ class MediaInfo:
     #: That stream's channels have no names (``9 channels``): ffmpeg cannot downmix them,
     #: so they are averaged.
     audio_channels_unnamed: bool = False
+    #: When the file's clock starts (s), if stated: its streams' times are on that clock.
+    start: float | None = None
 
     @property
     def may_exceed_full_scale(self) -> bool:
@@ -112,6 +114,7 @@ def probe(path: Path) -> MediaInfo:
         audio_streams=len(found.audio),
         audio_channels_unnamed=audio.unnamed_channels if audio else False,
         audio_index=found.audio_index,
+        start=found.start,
     )
 
 

@@ -205,8 +205,8 @@ def _disk_full(error: BaseException, folder: Path) -> bool:
     """
     if isinstance(error, OSError) and error.errno is not None:
         return error.errno in (errno.ENOSPC, errno.EDQUOT)
-    while not folder.exists() and folder.parent != folder:  # not made yet: its device's
-        folder = folder.parent
+    missing = missing_folders(folder)  # not made yet: the device of the nearest that is
+    folder = missing[0].parent if missing else folder
     try:
         return shutil.disk_usage(folder).free < _FULL_DISK_BYTES
     except OSError:
