@@ -57,9 +57,10 @@ DEVICE_WHEELS = (
     "typer",
     "click",
 )
-#: libsndfile's Vorbis setting: 0 is the best quality, 1 the smallest file. At 0.5, stems of
-#: the synthetic data decode at a median 27 dB signal-to-noise ratio (docs/training.md).
-DEFAULT_VORBIS_LEVEL = 0.5
+#: libsndfile's Vorbis setting: 0 is the best quality, 1 the smallest file. At 0.7, stems of
+#: the synthetic data decode at a median 25 dB signal-to-noise ratio, 3.6 KiB/s
+#: (docs/training.md): the bundled models fill most of the 64 MiB that travels.
+DEFAULT_VORBIS_LEVEL = 0.7
 
 
 def travelling_tree_bytes(repo: Path) -> int:
