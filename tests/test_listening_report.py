@@ -7,6 +7,7 @@ import io
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,20 @@ def test_loud_tracks_share_one_gain_and_high_rates_are_embedded_at_48k() -> None
     fast = np.sin(np.arange(high // 4) * 2 * np.pi * 440 / high).astype(np.float32)
     ((audio, rate),) = _embedded(render("high", [Track("01_vn", fast, high)]))
     assert rate == 48000 and abs(len(audio) - len(fast) * 48000 // high) < 64
+
+
+def test_minutes_of_audio_embed_without_crashing_the_encoder() -> None:
+    """Found by a review: libsndfile's Vorbis encoder, given 2 minutes or more in one write,
+    overflowed the stack and killed the process (exit 139) after the stems were written."""
+    code = (
+        "import numpy as np\n"
+        "from vimss_cli.listening_report import Track, render\n"
+        "tone = (0.3 * np.sin(np.arange(22050 * 150) * 0.05)).astype(np.float32)\n"
+        "print(len(render('long', [Track('mixture', tone, 22050)])))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert int(result.stdout) > 100_000
 
 
 def test_envelope_follows_the_waveform() -> None:

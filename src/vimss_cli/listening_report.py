@@ -30,8 +30,8 @@ ENVELOPE_POINTS = 600
 #: The embedded tracks' highest rate: a listening copy needs no more, and libsndfile's Vorbis
 #: encoder crashes the process at 210 kHz and above.
 MAX_LISTENING_RATE = 48000
-#: Vorbis quality of the embedded tracks (libsndfile's 0..1 scale).
-VORBIS_QUALITY = 0.4
+#: samples per write to the Ogg Vorbis encoder (see :func:`_ogg_data_uri`)
+OGG_BLOCK = 65536
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,11 @@ def _ogg_data_uri(track: Track, gain: float = 1.0) -> str:
 
         audio, rate = soxr.resample(audio, rate, MAX_LISTENING_RATE), MAX_LISTENING_RATE
     audio = np.clip(audio, -1.0, 1.0)  # the resampler may overshoot a full-scale peak
-    soundfile.write(buffer, audio, rate, format="OGG", subtype="VORBIS")
+    # in blocks: libsndfile's Vorbis encoder, given minutes of audio in one write, overflows
+    # the stack and kills the process (python-soundfile issues 396 and 426)
+    with soundfile.SoundFile(buffer, "w", rate, 1, format="OGG", subtype="VORBIS") as encoder:
+        for start in range(0, audio.size, OGG_BLOCK):
+            encoder.write(audio[start : start + OGG_BLOCK])
     return "data:audio/ogg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
