@@ -160,6 +160,26 @@ def test_an_input_named_dots_stays_inside_out(
     assert files_under(tmp_path / "a") == [tmp_path / "a" / "b" / "__" / "01_vn.wav"]
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]])
+@pytest.mark.parametrize("layout", ["earlier stem", "own stem"])
+def test_an_input_among_its_own_stems_is_never_replaced(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, force: list[str], layout: str
+) -> None:
+    """Found by a review: with --force, an input inside its own stem folder named like a stem
+    was deleted as part of "the earlier set", or replaced by its own stem."""
+    out = tmp_path / "o"
+    if layout == "earlier stem":  # o/03_fl/03_fl.wav: its stem folder is o/03_fl
+        given, extra = out / "03_fl" / "03_fl.wav", []
+    else:  # o/01_vn.wav, stems written as o/NN_<instrument>.wav
+        given, extra = out / "01_vn.wav", ["--filename", "{player:02d}_{instrument}.{ext}"]
+    given.parent.mkdir(parents=True)
+    given.write_bytes(mix.read_bytes())
+    result = run("separate", given, "-o", out, "-i", "vn,vc", *extra, *force)
+    assert_clean_failure(result, f"{given} is in the way of its own stems", "--out")
+    assert given.read_bytes() == mix.read_bytes()
+    assert files_under(out) == [given]
+
+
 # ---------------------------------------------------------------- 3: full disk
 @pytest.mark.parametrize("channels", [1, 2])
 @pytest.mark.parametrize("failure", ["oserror", "libsndfile"])

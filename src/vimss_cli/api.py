@@ -15,6 +15,8 @@ Nothing here prints: progress goes to an optional callback.
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -160,20 +162,41 @@ def existing_stems(input_path: Path, out_dir: Path, filename: str = DEFAULT_TEMP
 
 
 def check_outputs_free(
-    paths: list[Path], force: bool, is_stem: Callable[[str], bool] = is_stem_name
+    paths: list[Path],
+    force: bool,
+    is_stem: Callable[[str], bool] = is_stem_name,
+    inputs: Iterable[Path | None] = (),
 ) -> None:
     """Refuse a stem folder that is a file, and existing stems unless ``force``.
 
     Existing stems are the files of ``paths`` and any other stem set in their folder (an
     earlier run with other players; ``is_stem`` names them): ``force`` replaces the whole set.
+    A file of ``inputs`` among them (an input inside its own stem folder, named like a stem)
+    is refused even with ``force``: publishing the stems would replace or delete it.
     """
     for folder in sorted({p.parent for p in paths}):
         check_stem_folder(folder)
     existing = existing_outputs(paths, is_stem)
+    for given in inputs:
+        if given is not None and any(_same_file(given, path) for path in [*paths, *existing]):
+            raise OutputError(
+                f"{given} is in the way of its own stems (its name is one of theirs, in their "
+                "folder): publishing them would replace or delete it; choose another --out "
+                "or --filename"
+            )
     if existing and not force:
         raise OutputError(
             f"outputs already exist: {describe_paths(existing)} (use --force to replace them)"
         )
+
+
+def _same_file(given: Path, path: Path) -> bool:
+    """Whether ``given`` (an existing input) and ``path`` (a stem's path, which may not
+    exist yet) name one file: the same file on disk, or the same resolved path."""
+    with contextlib.suppress(OSError):
+        if path.exists():
+            return os.path.samefile(given, path)
+    return Path(os.path.abspath(given)).resolve() == Path(os.path.abspath(path)).resolve()
 
 
 #: The stem rates ``--sample-rate N`` takes, in Hz.
@@ -637,7 +660,7 @@ class Separator:
                     f"--no-split makes mono stems at the model's {self.sample_rate} Hz, not at "
                     f"{sample_rate} Hz; drop one of them"
                 )
-        check_outputs_free(paths, force, is_stem)
+        check_outputs_free(paths, force, is_stem, [input_path, audio_path])
         started = time.perf_counter()
         sound = Path(audio_path) if audio_path is not None else input_path
         info = probe(sound)

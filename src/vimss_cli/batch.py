@@ -307,6 +307,7 @@ class Batch:
             stem_paths(info.path, o.out_dir, [Query(None)], filename=o.filename),
             o.force,
             stem_matcher(info.path, o.filename),
+            [info.path, o.audio],
         )
         return PlannedInput(path, codes, info)
 
@@ -317,7 +318,9 @@ class Batch:
         paths = stem_paths(
             plan.path, o.out_dir, plan.label_queries(), extension, o.filename, rest=o.rest
         )
-        check_outputs_free(paths, o.force, stem_matcher(plan.path, o.filename))
+        check_outputs_free(
+            paths, o.force, stem_matcher(plan.path, o.filename), [plan.path, o.audio]
+        )
         if o.audio is not None and planned.info.has_video:
             plan.warnings.extend(_audio_length_warnings(plan.path, o.audio))
             if planned.info.has_audio:
