@@ -261,6 +261,27 @@ def test_partials_of_dead_runs_are_removed(
     assert (folder / "01_vn.wav").is_file()
 
 
+def test_scratch_folders_of_dead_runs_are_removed(tiny_models_dir: Path, tmp_path: Path) -> None:
+    """Found by a review: a stereo separation killed with kill -9 left its per-channel scratch
+    folder (tens of MB a minute of stems) in the output folder, and no later run removed it."""
+    stereo = write_wav(tmp_path / "stereo.wav", np.stack([noise(2.0), noise(2.0, seed=1)], 1))
+    out = tmp_path / "o"
+    out.mkdir()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its process id now names no process
+    stale = out / f"{stem_writer.SCRATCH_PREFIX}{finished.pid}-abc"
+    alive = out / f"{stem_writer.SCRATCH_PREFIX}{os.getppid()}-abc"  # a running process's
+    other = out / ".vimss-channels-notes"  # not a scratch folder's name: the user's
+    for folder in (stale, alive, other):
+        folder.mkdir()
+        (folder / "0_0.wav").write_bytes(b"RIFF")
+    result = run("separate", stereo, "-o", out, "-i", "vn,vc")
+    assert result.exit_code == 0, result.stderr
+    assert not stale.exists() and alive.exists() and other.exists()
+    assert soundfile.info(str(out / "stereo" / "01_vn.wav")).channels == 2
+    assert sorted(p.name for p in out.iterdir()) == sorted([alive.name, other.name, "stereo"])
+
+
 def test_temporaries_name_their_process_and_vanish_on_failure(tmp_path: Path) -> None:
     stems = AtomicFiles([tmp_path / "01_vn.wav", tmp_path / "02_vc.wav"])
     names = [path.name for path in stems.temporaries]

@@ -47,6 +47,8 @@ from vimss_cli.stem_writer import (
     existing_outputs,
     missing_folders,
     remove_empty_folders,
+    remove_stale_scratch,
+    scratch_prefix,
     scratch_writes,
     stem_extension,
 )
@@ -817,7 +819,8 @@ class Separator:
         stem_folder = paths[0].parent
         with scratch_writes(stem_folder):
             out_dir.mkdir(parents=True, exist_ok=True)
-            scratch_folder = tempfile.TemporaryDirectory(dir=out_dir, prefix=".vimss-channels-")
+            remove_stale_scratch(out_dir)
+            scratch_folder = tempfile.TemporaryDirectory(dir=out_dir, prefix=scratch_prefix())
         decided: list[list[tuple[int, ...]]] | None = None  # the voice owners of channel 0
         warnings = list(warnings or [])
         with scratch_folder as scratch:

@@ -183,6 +183,33 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     return removed
 
 
+#: Start of the name of the scratch folder that a separation channel by channel keeps its
+#: per-channel stems in (in the output folder), followed by the process id and a random part.
+SCRATCH_PREFIX = ".vimss-channels-"
+_SCRATCH = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-.+")
+
+
+def scratch_prefix() -> str:
+    """This process's scratch folder prefix: ``.vimss-channels-<pid>-``."""
+    return f"{SCRATCH_PREFIX}{os.getpid()}-"
+
+
+def remove_stale_scratch(folder: Path) -> list[Path]:
+    """Delete the scratch folders in ``folder`` whose process no longer runs (left by a run
+    killed with ``kill -9``, stereo stems of minutes); return what was removed."""
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _SCRATCH.fullmatch(entry.name)
+            if match is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            if _process_alive(int(match.group(1))):
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
 def _process_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
