@@ -703,6 +703,33 @@ def test_reusing_out_needs_force(tree: Path, tmp_path: Path) -> None:
     assert json.loads((out / "results.json").read_text())["rate"] == 4000
 
 
+def test_a_run_that_fails_while_writing_leaves_the_earlier_results_whole(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: results.json and stems.csv were published before the plot was
+    drawn, so an interrupted --force run left new results beside the old plot."""
+    from vimss_cli.eval import report
+
+    out = tmp_path / "run"
+    args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--out", out)
+    assert run(*args, "--json").exit_code == 0
+    before = {name: (out / name).read_bytes() for name in report_files()}
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_boxplot", interrupted)
+    assert run(*args, "--rate", "4000", "--force").exit_code != 0
+    assert {name: (out / name).read_bytes() for name in report_files()} == before
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def report_files() -> list[str]:
+    from vimss_cli.eval.report import CSV_NAME, PLOT_NAME, RESULTS_NAME
+
+    return [RESULTS_NAME, CSV_NAME, PLOT_NAME]
+
+
 def test_cache_key_holds_the_vimss_version(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

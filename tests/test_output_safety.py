@@ -282,6 +282,28 @@ def test_scratch_folders_of_dead_runs_are_removed(tiny_models_dir: Path, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == sorted([alive.name, other.name, "stereo"])
 
 
+def test_a_folder_in_the_way_of_a_stem_is_refused_before_anything_changes(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    """Found by a review: with --force, a folder named like the second stem was found only
+    when publishing, after the first stem had replaced the earlier one."""
+    out = tmp_path / "o"
+    assert run("separate", mix, "-o", out, "-i", "vn,vc").exit_code == 0
+    earlier = (out / "duet" / "01_vn.wav").read_bytes()
+    (out / "duet" / "02_vc.wav").unlink()
+    (out / "duet" / "02_vc.wav").mkdir()
+    result = run("separate", mix, "-o", out, "-i", "vn,vc", "--force", "--no-refine")
+    assert_clean_failure(result, f"cannot write the stem {out / 'duet' / '02_vc.wav'}", "folder")
+    assert (out / "duet" / "01_vn.wav").read_bytes() == earlier
+    files = AtomicFiles([tmp_path / "a.txt", out / "duet" / "02_vc.wav"])  # the last check
+    for path in files.temporaries:
+        path.write_text("new")
+    with pytest.raises(IsADirectoryError):
+        files.publish()
+    files.discard()
+    assert not (tmp_path / "a.txt").exists() and not list(tmp_path.glob(".a.txt*"))
+
+
 def test_temporaries_name_their_process_and_vanish_on_failure(tmp_path: Path) -> None:
     stems = AtomicFiles([tmp_path / "01_vn.wav", tmp_path / "02_vc.wav"])
     names = [path.name for path in stems.temporaries]

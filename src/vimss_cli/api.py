@@ -178,6 +178,9 @@ def check_outputs_free(
     """
     for folder in sorted({p.parent for p in paths}):
         check_stem_folder(folder)
+    for path in paths:
+        if path.is_dir():
+            raise OutputError(f"cannot write the stem {path}: a folder of that name is in the way")
     existing = existing_outputs(paths, is_stem)
     for given in inputs:
         if given is not None and any(_same_file(given, path) for path in [*paths, *existing]):

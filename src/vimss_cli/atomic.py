@@ -12,6 +12,7 @@ the new complete one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import uuid
@@ -55,7 +56,15 @@ class AtomicFiles:
         self.temporaries = [temporary_path(p) for p in self.paths]
 
     def publish(self) -> None:
-        """Rename every temporary onto its file, in order."""
+        """Rename every temporary onto its file, in order, once none of the files is found
+        to be a folder (a rename onto one would fail part-way through the set).
+
+        Raises:
+            IsADirectoryError: one of :attr:`paths` is a folder; nothing was renamed.
+        """
+        for path in self.paths:
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(path))
         for temporary, path in zip(self.temporaries, self.paths, strict=True):
             os.replace(temporary, path)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from vimss_cli.atomic import atomic_path, write_text_atomically
+from vimss_cli.atomic import AtomicFiles
 from vimss_cli.errors import InputError, OutputError
 from vimss_cli.eval.run import Evaluation
 from vimss_cli.eval.summary import protocol_sdr
@@ -62,8 +62,10 @@ def check_results_free(out_dir: Path, force: bool) -> None:
 def write_results(evaluation: Evaluation, out_dir: Path) -> list[Path]:
     """Write ``results.json``, ``stems.csv`` and ``sdr_boxplot.png`` under ``out_dir``.
 
-    Each is written under a temporary name of its own and renamed into place, so two runs
-    writing into one folder never share a half-written file.
+    All three are written under temporary names of their own first and renamed into place
+    together at the end, so two runs writing into one folder never share a half-written
+    file, and an interrupted run leaves the earlier results whole (not new results beside an
+    old plot).
     """
     out_dir = Path(out_dir)
     try:
@@ -74,23 +76,29 @@ def write_results(evaluation: Evaluation, out_dir: Path) -> list[Path]:
     results = out_dir / RESULTS_NAME
     table = out_dir / CSV_NAME
     plot = out_dir / PLOT_NAME
+    files = AtomicFiles([results, table, plot])
+    temporary_results, temporary_table, temporary_plot = files.temporaries
     try:
-        write_text_atomically(results, json.dumps(document, indent=1))
-        with atomic_path(table) as temporary, temporary.open("w", newline="") as handle:
+        temporary_results.write_text(json.dumps(document, indent=1))
+        with temporary_table.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             for row in evaluation.stems:
                 writer.writerow(
                     {key: "" if row.get(key) is None else row.get(key) for key in CSV_COLUMNS}
                 )
-        write_boxplot(evaluation, plot)
+        write_boxplot(evaluation, temporary_plot)
+        files.publish()
     except OSError as error:
         raise OutputError(f"cannot write the results in {out_dir}: {error}") from None
+    finally:
+        files.discard()
     return [results, table, plot]
 
 
 def write_boxplot(evaluation: Evaluation, path: Path) -> None:
-    """Box plot of the protocol's SDR per instrument, one box per system (Agg backend)."""
+    """Box plot of the protocol's SDR per instrument, one box per system (Agg backend), as a
+    PNG written to ``path`` (not atomically: :func:`write_results` gives it a temporary)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,8 +153,7 @@ def write_boxplot(evaluation: Evaluation, path: Path) -> None:
         axes.text(0.5, 0.5, "no values to plot", ha="center", transform=axes.transAxes)
     figure.tight_layout()
     try:
-        with atomic_path(path) as temporary:
-            figure.savefig(temporary, dpi=100, format="png")
+        figure.savefig(path, dpi=100, format="png")
     finally:
         plt.close(figure)
 
