@@ -128,6 +128,35 @@ def test_separate_report_has_the_mixture_and_the_stems(
     assert page.count("<audio") == 3
 
 
+def test_separate_report_keeps_a_users_page_and_says_when_only_the_page_failed(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: --report replaced a report.html already in the stems' folder
+    without --force, and a page that could not be written hid that the stems were."""
+    mixture = write_wav(tmp_path / "duet.wav", noise(1.0))
+    page = tmp_path / "out" / "duet" / "report.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("my notes")
+    arguments = ["separate", str(mixture), "-i", "vn,vc", "-o", str(tmp_path / "out"), "--report"]
+    refused = runner.invoke(app, arguments)
+    assert refused.exit_code != 0 and f"outputs already exist: {page}" in refused.stderr
+    assert page.read_text() == "my notes" and not (page.parent / "01_vn.wav").exists()
+
+    from vimss_cli import listening_report
+    from vimss_cli.errors import OutputError
+
+    def full_disk(path: Path, *_: object, **__: object) -> Path:
+        raise OutputError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(listening_report, "write_report", full_disk)
+    failed = runner.invoke(app, [*arguments, "--force"])
+    assert failed.exit_code != 0
+    assert "the stems of duet.wav are written; only the listening report is missing" in (
+        failed.stderr
+    )
+    assert (page.parent / "01_vn.wav").is_file() and page.read_text() == "my notes"
+
+
 def test_every_track_loads_and_plays_in_headless_chromium(
     stem_folder: Path, tmp_path: Path
 ) -> None:

@@ -665,7 +665,12 @@ class Separator:
                     f"--no-split makes mono stems at the model's {self.sample_rate} Hz, not at "
                     f"{sample_rate} Hz; drop one of them"
                 )
-        check_outputs_free(paths, force, is_stem, [input_path, audio_path])
+        check_outputs_free(
+            paths,
+            force,
+            is_stem,
+            [input_path, Path(audio_path) if audio_path is not None else None],
+        )
         started = time.perf_counter()
         sound = Path(audio_path) if audio_path is not None else input_path
         info = probe(sound)

@@ -38,7 +38,7 @@ from vimss_cli.api import (
 )
 from vimss_cli.checkpoint import DEFAULT_MODEL_ALIAS
 from vimss_cli.conditioning import Query
-from vimss_cli.errors import InputError, NoAudioStreamError, VimssError
+from vimss_cli.errors import InputError, NoAudioStreamError, OutputError, VimssError
 from vimss_cli.media import MediaInfo, check_input_path, probe
 from vimss_cli.progress import BatchEvents, ProgressCallback
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
@@ -213,10 +213,20 @@ class Batch:
         for plan, result in done:  # each input's report (--json) says what was doubted too
             result.warnings[:0] = [line for line in plan.warnings if line not in result.warnings]
         if self.options.listening_report:
-            for plan, result in done:
-                path = write_listening_report(plan, result, self.options)
+            written = self._each(done, self._write_listening_report)
+            for path in written:
                 self.events.note(f"listening report in {path}")
         return report
+
+    def _write_listening_report(self, item: tuple[PlayerPlan, SeparationReport]) -> Path:
+        """One input's listening report; a failure says that its stems are written."""
+        plan, result = item
+        try:
+            return write_listening_report(plan, result, self.options)
+        except VimssError as error:
+            error.args = (f"{error} (the stems of {result.input.name} are written; only the "
+                          "listening report is missing)",)  # fmt: skip
+            raise
 
     def _check_options(self) -> None:
         o, count = self.options, len(self.inputs)
@@ -321,6 +331,10 @@ class Batch:
         check_outputs_free(
             paths, o.force, stem_matcher(plan.path, o.filename), [plan.path, o.audio]
         )
+        if o.listening_report and not o.force:  # a page of the user's is not replaced either
+            page = StemTemplate(o.filename).report_path(o.out_dir, output_folder_name(plan.path))
+            if page.exists():
+                raise OutputError(f"outputs already exist: {page} (use --force to replace it)")
         if o.audio is not None and planned.info.has_video:
             plan.warnings.extend(_audio_length_warnings(plan.path, o.audio))
             if planned.info.has_audio:
@@ -473,4 +487,4 @@ def write_listening_report(
         frame = cv2.cvtColor(draw_players(plan.analysis), cv2.COLOR_RGB2BGR)
         picture = cv2.imencode(".png", frame)[1].tobytes()
     path = StemTemplate(options.filename).report_path(options.out_dir, name)
-    return write_report(path, name, tracks, picture, force=True)
+    return write_report(path, name, tracks, picture, force=options.force)
