@@ -804,11 +804,36 @@ def test_batches_skip_existing_keep_going_and_one_i_per_input(
     )
     assert batch.exit_code == 1, batch.output
     assert "first.wav: stems exist, skipped" in batch.output
-    assert "1 of 3 inputs failed" in batch.output
+    assert "1 of 3 inputs failed (--keep-going); 1 was separated" in batch.output  # 1 skipped
     alone = run("separate", broken, "-i", "vn", "-o", out, "--keep-going")
     assert alone.exit_code == 1 and "error: the input failed" in alone.stderr
     assert sorted(p.name for p in (out / "third").iterdir()) == ["01_vn.wav"]
     assert not (out / "broken").exists()
+
+
+def test_an_interrupted_batch_names_the_inputs_whose_stems_are_kept(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: Ctrl-C during the second input said only "nothing half-written
+    was left behind", not that the first input's stems were written and kept."""
+    from vimss_cli.api import Separator
+
+    first = write_wav(tmp_path / "first.wav", noise(1.0, seed=1))
+    second = write_wav(tmp_path / "second.wav", noise(1.0, seed=2))
+    real = Separator.separate_file
+
+    def interrupted_at_second(self, path, *args, **kwargs):
+        if Path(path).name == "second.wav":
+            raise KeyboardInterrupt
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Separator, "separate_file", interrupted_at_second)
+    result = run("separate", first, second, "-i", "vn", "-o", tmp_path / "out")
+    assert result.exit_code == 130
+    kept = "warning: interrupted after 1 of 2 input(s) were separated; their stems are kept: "
+    assert kept + "first.wav" in result.stderr
+    assert (tmp_path / "out" / "first" / "01_vn.wav").is_file()
+    assert not (tmp_path / "out" / "second").exists()
 
 
 def test_separate_file_plans_the_queries_itself(tiny_models_dir: Path, tmp_path: Path) -> None:

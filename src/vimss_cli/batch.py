@@ -373,10 +373,23 @@ class Batch:
                 for line in [describe_plan(plan), *plan.notes]:
                     if line:
                         self.events.note(line)
-            with self.events.separating() as progress:
-                return self._each(
-                    ready, lambda item: (item[0], self._separate_one(separator, *item, progress))
-                )
+            finished: list[tuple[PlayerPlan, SeparationReport]] = []
+
+            def separate(item: tuple[PlayerPlan, list[Query]]) -> None:
+                finished.append((item[0], self._separate_one(separator, *item, progress)))
+
+            try:
+                with self.events.separating() as progress:
+                    self._each(ready, separate)
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM: say which stems are there to keep
+                if finished:
+                    names = ", ".join(result.input.name for _, result in finished)
+                    self.events.warning(
+                        f"interrupted after {len(finished)} of {len(plans)} input(s) were "
+                        f"separated; their stems are kept: {names}"
+                    )
+                raise
+            return finished
         finally:
             remove_empty_folders(made_here)  # nothing written: leave no empty folder behind
 

@@ -255,12 +255,12 @@ def separate_command(
         elif not quiet:
             _print_summary(done)
         if done.failures:
-            failed = len(done.failures)
+            failed, separated = len(done.failures), len(done.inputs)
             raise VimssError(  # exit code 1: some inputs (or none) were separated
                 ("the input failed" if failed == 1 else f"all {failed} inputs failed")
-                if failed == len(inputs)
-                else f"{failed} of {len(inputs)} inputs failed (--keep-going); the others "
-                "were separated"
+                if failed == len(inputs) and not separated
+                else f"{failed} of {len(inputs)} inputs failed (--keep-going); "
+                f"{separated} {'was' if separated == 1 else 'were'} separated"
             )
 
     guarded(debug, run, terminate_cleanly=True)
