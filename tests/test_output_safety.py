@@ -141,6 +141,16 @@ def test_samples_an_integer_format_clips_are_counted(
 
 
 # ---------------------------------------------------------------- 2, 13: the stem folder
+def test_output_folder_that_is_a_broken_link(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "o"
+    out.symlink_to(tmp_path / "gone")
+    result = run("separate", mix, "-o", out, "-i", "vn")
+    assert_clean_failure(result, f"cannot create output directory {out}", "broken symbolic link")
+    assert out.is_symlink() and not (tmp_path / "gone").exists()
+
+
 def test_stem_folder_that_is_a_file(tiny_models_dir: Path, mix: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
     out.mkdir()

@@ -120,6 +120,11 @@ def check_output_folder(directory: Path) -> None:
 
 def ensure_writable_directory(directory: Path) -> None:
     """Create ``directory`` if needed and prove a file can be created in it."""
+    if directory.is_symlink() and not directory.exists():
+        raise OutputError(
+            f"cannot create output directory {directory}: it is a broken symbolic link (to "
+            f"{os.readlink(directory)})"
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
