@@ -924,6 +924,8 @@ def test_filename_template_names_every_output(
         ("{input}/{player:x}.{ext}", "other than as digits"),
         ("{input}/{player:s}.{ext}", "cannot be filled in"),
         ("{input/{player}.{ext}", "is not a template"),
+        ("{input}{player}.{ext}", "side by side"),  # a1.wav's stems looked like a.wav's
+        ("{input}/{player:02d}{input}.{ext}", "side by side"),
     ],
 )
 def test_bad_filename_templates(

@@ -11,6 +11,7 @@ its format's extension.
 
 from __future__ import annotations
 
+import itertools
 import re
 import string
 from collections.abc import Callable
@@ -61,6 +62,12 @@ class StemTemplate:
         trial = [self._render(self._name, "x", n, "vn", "wav") for n in _TRIAL_PLAYERS]
         if len(set(trial)) != len(trial):
             self._refuse("has no {player}: the stems of one input would share one name")
+        for (_, first, _), (between, second, _) in itertools.pairwise(self._name):
+            if {first, second} == {"input", "player"} and not between:
+                self._refuse(
+                    "puts {input} and {player} side by side: the stems of 'a1.wav' and of "
+                    "'a.wav' would be told apart by nothing; put a character between them"
+                )
         for spec in (spec for _, name, spec in self._name if name == "player"):
             if not all(format(n, spec).isdigit() for n in _TRIAL_PLAYERS):
                 self._refuse("writes {player} other than as digits; try {player:02d}")
