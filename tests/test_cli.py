@@ -804,7 +804,7 @@ def test_batches_skip_existing_keep_going_and_one_i_per_input(
     )
     assert batch.exit_code == 1, batch.output
     assert "first.wav: stems exist, skipped" in batch.output
-    assert "1 of 3 inputs failed (--keep-going); 1 was separated" in batch.output  # 1 skipped
+    assert "1 failure (--keep-going): 1 of 3 inputs separated" in batch.output  # 1 skipped
     alone = run("separate", broken, "-i", "vn", "-o", out, "--keep-going")
     assert alone.exit_code == 1 and "error: the input failed" in alone.stderr
     assert sorted(p.name for p in (out / "third").iterdir()) == ["01_vn.wav"]
@@ -926,6 +926,7 @@ def test_filename_template_names_every_output(
         ("{input/{player}.{ext}", "is not a template"),
         ("{input}{player}.{ext}", "side by side"),  # a1.wav's stems looked like a.wav's
         ("{input}/{player:02d}{input}.{ext}", "side by side"),
+        ("{input}0{player}.{ext}", "side by side"),
     ],
 )
 def test_bad_filename_templates(

@@ -141,6 +141,13 @@ def test_separate_report_keeps_a_users_page_and_says_when_only_the_page_failed(
     refused = runner.invoke(app, arguments)
     assert refused.exit_code != 0 and f"outputs already exist: {page}" in refused.stderr
     assert page.read_text() == "my notes" and not (page.parent / "01_vn.wav").exists()
+    folder = tmp_path / "out" / "trio" / "report.html"  # a folder: refused even with --force
+    folder.mkdir(parents=True)
+    trio = write_wav(tmp_path / "trio.wav", noise(1.0))
+    blocked = runner.invoke(app, ["separate", str(trio), "-i", "vn", "-o", str(tmp_path / "out"),
+                                  "--report", "--force"])  # fmt: skip
+    assert blocked.exit_code != 0 and "a folder of that name is there" in blocked.stderr
+    assert "Traceback" not in blocked.output and not (folder.parent / "01_vn.wav").exists()
 
     from vimss_cli import listening_report
     from vimss_cli.errors import OutputError

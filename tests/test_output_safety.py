@@ -144,11 +144,12 @@ def test_samples_an_integer_format_clips_are_counted(
 def test_output_folder_that_is_a_broken_link(
     tiny_models_dir: Path, mix: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "o"
-    out.symlink_to(tmp_path / "gone")
-    result = run("separate", mix, "-o", out, "-i", "vn")
-    assert_clean_failure(result, f"cannot create output directory {out}", "broken symbolic link")
-    assert out.is_symlink() and not (tmp_path / "gone").exists()
+    link = tmp_path / "o"
+    link.symlink_to(tmp_path / "gone")
+    for out in (link, link / "inner"):
+        result = run("separate", mix, "-o", out, "-i", "vn")
+        assert_clean_failure(result, f"cannot write into {out}: {link} is a broken symbolic link")
+    assert link.is_symlink() and not (tmp_path / "gone").exists()
 
 
 def test_stem_folder_that_is_a_file(tiny_models_dir: Path, mix: Path, tmp_path: Path) -> None:
@@ -185,9 +186,40 @@ def test_an_input_among_its_own_stems_is_never_replaced(
     given.parent.mkdir(parents=True)
     given.write_bytes(mix.read_bytes())
     result = run("separate", given, "-o", out, "-i", "vn,vc", *extra, *force)
-    assert_clean_failure(result, f"{given} is in the way of its own stems", "--out")
+    assert_clean_failure(result, f"{given} is in the way of the stems", "--out")
     assert given.read_bytes() == mix.read_bytes()
     assert files_under(out) == [given]
+
+
+def test_another_input_of_the_batch_among_the_stems_is_never_replaced(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    """Found by a review of the mend above: the second input, o/duet/01_vn.wav, was
+    replaced by the first input's violin stem and then separated."""
+    out = tmp_path / "o"
+    second = out / "duet" / "01_vn.wav"
+    second.parent.mkdir(parents=True)
+    second.write_bytes(mix.read_bytes())
+    result = run("separate", mix, second, "-o", out, "-i", "vn,vc", "--force")
+    assert_clean_failure(result, f"{second} is in the way of the stems")
+    assert second.read_bytes() == mix.read_bytes() and files_under(out) == [second]
+
+
+def test_a_link_to_the_input_among_the_stems_is_only_a_name(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    """A hard or symbolic link to the input where a stem goes is replaced like any earlier
+    stem: the input itself is left alone."""
+    out = tmp_path / "o"
+    (out / "duet").mkdir(parents=True)
+    os.link(mix, out / "duet" / "01_vn.wav")
+    (out / "duet" / "03_fl.wav").symlink_to(mix)
+    original = mix.read_bytes()
+    result = run("separate", mix, "-o", out, "-i", "vn,vc", "--force")
+    assert result.exit_code == 0, result.stderr
+    assert mix.read_bytes() == original
+    assert sorted(p.name for p in (out / "duet").iterdir()) == ["01_vn.wav", "02_vc.wav"]
+    assert not (out / "duet" / "01_vn.wav").samefile(mix)
 
 
 # ---------------------------------------------------------------- 3: full disk
@@ -279,17 +311,20 @@ def test_scratch_folders_of_dead_runs_are_removed(tiny_models_dir: Path, tmp_pat
     out.mkdir()
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()  # its process id now names no process
-    stale = out / f"{stem_writer.SCRATCH_PREFIX}{finished.pid}-abc"
-    alive = out / f"{stem_writer.SCRATCH_PREFIX}{os.getppid()}-abc"  # a running process's
+    host = stem_writer._host()
+    stale = out / f"{stem_writer.SCRATCH_PREFIX}{finished.pid}@{host}-abc"
+    alive = out / f"{stem_writer.SCRATCH_PREFIX}{os.getppid()}@{host}-abc"  # a running process's
+    elsewhere = out / f"{stem_writer.SCRATCH_PREFIX}{finished.pid}@another_host-abc"  # unknown
     other = out / ".vimss-channels-notes"  # not a scratch folder's name: the user's
-    for folder in (stale, alive, other):
+    for folder in (stale, alive, elsewhere, other):
         folder.mkdir()
         (folder / "0_0.wav").write_bytes(b"RIFF")
     result = run("separate", stereo, "-o", out, "-i", "vn,vc")
     assert result.exit_code == 0, result.stderr
-    assert not stale.exists() and alive.exists() and other.exists()
+    assert not stale.exists() and alive.exists() and elsewhere.exists() and other.exists()
     assert soundfile.info(str(out / "stereo" / "01_vn.wav")).channels == 2
-    assert sorted(p.name for p in out.iterdir()) == sorted([alive.name, other.name, "stereo"])
+    kept = [alive.name, elsewhere.name, other.name, "stereo"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(kept)
 
 
 def test_a_folder_in_the_way_of_a_stem_is_refused_before_anything_changes(

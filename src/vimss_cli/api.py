@@ -15,7 +15,6 @@ Nothing here prints: progress goes to an optional callback.
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -173,8 +172,9 @@ def check_outputs_free(
 
     Existing stems are the files of ``paths`` and any other stem set in their folder (an
     earlier run with other players; ``is_stem`` names them): ``force`` replaces the whole set.
-    A file of ``inputs`` among them (an input inside its own stem folder, named like a stem)
-    is refused even with ``force``: publishing the stems would replace or delete it.
+    A file of ``inputs`` among them (an input, this one or another of the batch, inside the
+    stem folder and named like a stem) is refused even with ``force``: publishing the stems
+    would replace or delete it.
     """
     for folder in sorted({p.parent for p in paths}):
         check_stem_folder(folder)
@@ -185,9 +185,9 @@ def check_outputs_free(
     for given in inputs:
         if given is not None and any(_same_file(given, path) for path in [*paths, *existing]):
             raise OutputError(
-                f"{given} is in the way of its own stems (its name is one of theirs, in their "
-                "folder): publishing them would replace or delete it; choose another --out "
-                "or --filename"
+                f"{given} is in the way of the stems to be written in {paths[0].parent} (named "
+                "like one of them): publishing them would replace or delete it; choose another "
+                "--out or --filename"
             )
     if existing and not force:
         raise OutputError(
@@ -196,12 +196,12 @@ def check_outputs_free(
 
 
 def _same_file(given: Path, path: Path) -> bool:
-    """Whether ``given`` (an existing input) and ``path`` (a stem's path, which may not
-    exist yet) name one file: the same file on disk, or the same resolved path."""
-    with contextlib.suppress(OSError):
-        if path.exists():
-            return os.path.samefile(given, path)
-    return Path(os.path.abspath(given)).resolve() == Path(os.path.abspath(path)).resolve()
+    """Whether replacing or removing ``path`` (a stem's, which may not exist yet) would
+    replace or remove the input ``given``: the directory entry ``given`` leads to (through
+    any symbolic links) is ``path``'s own entry. A hard link or a symbolic link at ``path``
+    to the input is a name of its own: replacing or removing it leaves the input alone."""
+    entry = Path(os.path.realpath(Path(path).parent)) / Path(path).name
+    return Path(os.path.realpath(given)) == entry
 
 
 #: The stem rates ``--sample-rate N`` takes, in Hz.

@@ -317,7 +317,7 @@ class Batch:
             stem_paths(info.path, o.out_dir, [Query(None)], filename=o.filename),
             o.force,
             stem_matcher(info.path, o.filename),
-            [info.path, o.audio],
+            [*self.inputs, o.audio],
         )
         return PlannedInput(path, codes, info)
 
@@ -329,11 +329,13 @@ class Batch:
             plan.path, o.out_dir, plan.label_queries(), extension, o.filename, rest=o.rest
         )
         check_outputs_free(
-            paths, o.force, stem_matcher(plan.path, o.filename), [plan.path, o.audio]
+            paths, o.force, stem_matcher(plan.path, o.filename), [*self.inputs, o.audio]
         )
-        if o.listening_report and not o.force:  # a page of the user's is not replaced either
+        if o.listening_report:  # a page of the user's is not replaced either
             page = StemTemplate(o.filename).report_path(o.out_dir, output_folder_name(plan.path))
-            if page.exists():
+            if page.is_dir():
+                raise OutputError(f"cannot write the report {page}: a folder of that name is there")
+            if page.exists() and not o.force:
                 raise OutputError(f"outputs already exist: {page} (use --force to replace it)")
         if o.audio is not None and planned.info.has_video:
             plan.warnings.extend(_audio_length_warnings(plan.path, o.audio))

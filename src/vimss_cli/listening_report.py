@@ -202,9 +202,9 @@ def write_report(
     if path.exists() and not force:
         raise OutputError(f"{path} already exists (use --force to replace it)")
     page = render(title, tracks, picture_png, scores)
-    with atomic_path(path) as temporary:
-        try:
+    try:
+        with atomic_path(path) as temporary:
             temporary.write_text(page, encoding="utf-8")
-        except OSError as error:
-            raise OutputError(f"cannot write {path}: {error.strerror}") from None
+    except OSError as error:  # writing, or renaming into place
+        raise OutputError(f"cannot write {path}: {error.strerror}") from None
     return path

@@ -10,7 +10,8 @@ post-filter of spectrogram separators (Open-Unmix's, with ``power`` 2), here on 
 network's output.
 
 Measured on the default model (docs/training.md): on Bach10's real recordings the whole-clip
-SDR gains 0.8 dB and the 1 s-window median 0.2 dB; on the held-out synthetic split both gain.
+SDR gains 0.8 dB and each stem's 1 s-window median 0.2 dB (means of the paired differences);
+on the held-out synthetic split both gain.
 
 Streaming and exact: frames of :data:`N_FFT` samples every :data:`HOP` samples lie on one
 grid from the first sample, so pushing the stems in blocks of any size gives the samples one

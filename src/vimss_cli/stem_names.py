@@ -63,10 +63,11 @@ class StemTemplate:
         if len(set(trial)) != len(trial):
             self._refuse("has no {player}: the stems of one input would share one name")
         for (_, first, _), (between, second, _) in itertools.pairwise(self._name):
-            if {first, second} == {"input", "player"} and not between:
+            if {first, second} == {"input", "player"} and (not between or between.isdigit()):
                 self._refuse(
                     "puts {input} and {player} side by side: the stems of 'a1.wav' and of "
-                    "'a.wav' would be told apart by nothing; put a character between them"
+                    "'a.wav' would be told apart by nothing; put a character other than a "
+                    "digit between them"
                 )
         for spec in (spec for _, name, spec in self._name if name == "player"):
             if not all(format(n, spec).isdigit() for n in _TRIAL_PLAYERS):

@@ -15,6 +15,7 @@ import inspect
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -109,8 +110,13 @@ def check_format_rate(wav_format: str, rate: int) -> None:
 
 def check_output_folder(directory: Path) -> None:
     """Refuse, before any work, an output folder that cannot be made: it, or the nearest of
-    its parents that exists, is not a folder."""
+    its parents that exists, is not a folder, or is a broken symbolic link."""
     for path in (directory, *directory.parents):
+        if path.is_symlink() and not path.exists():
+            raise OutputError(
+                f"cannot write into {directory}: {path} is a broken symbolic link (to "
+                f"{os.readlink(path)})"
+            )
         if path.exists():
             if not path.is_dir():
                 where = "" if path == directory else f" ({path} is a file)"
@@ -120,11 +126,7 @@ def check_output_folder(directory: Path) -> None:
 
 def ensure_writable_directory(directory: Path) -> None:
     """Create ``directory`` if needed and prove a file can be created in it."""
-    if directory.is_symlink() and not directory.exists():
-        raise OutputError(
-            f"cannot create output directory {directory}: it is a broken symbolic link (to "
-            f"{os.readlink(directory)})"
-        )
+    check_output_folder(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -189,26 +191,35 @@ def remove_stale_partials(folder: Path) -> list[Path]:
 
 
 #: Start of the name of the scratch folder that a separation channel by channel keeps its
-#: per-channel stems in (in the output folder), followed by the process id and a random part.
+#: per-channel stems in (in the output folder), followed by ``<pid>@<host>-`` and a random part.
 SCRATCH_PREFIX = ".vimss-channels-"
-_SCRATCH = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)-.+")
+_SCRATCH = re.compile(re.escape(SCRATCH_PREFIX) + r"(\d+)@([^/]+)-[^-]+")
+
+
+def _host() -> str:
+    """This machine's name as a scratch folder carries it (no ``-``, so the name parses)."""
+    return socket.gethostname().replace("-", "_") or "localhost"
 
 
 def scratch_prefix() -> str:
-    """This process's scratch folder prefix: ``.vimss-channels-<pid>-``."""
-    return f"{SCRATCH_PREFIX}{os.getpid()}-"
+    """This process's scratch folder prefix: ``.vimss-channels-<pid>@<host>-``."""
+    return f"{SCRATCH_PREFIX}{os.getpid()}@{_host()}-"
 
 
 def remove_stale_scratch(folder: Path) -> list[Path]:
     """Delete the scratch folders in ``folder`` whose process no longer runs (left by a run
-    killed with ``kill -9``, stereo stems of minutes); return what was removed."""
-    removed = []
+    killed with ``kill -9``, stereo stems of minutes); return what was removed. Only this
+    machine's are judged (a run on another host sharing the folder keeps its own), and
+    none on Windows, where no signal tests a process without stopping it."""
+    removed: list[Path] = []
+    if os.name == "nt":
+        return removed
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             match = _SCRATCH.fullmatch(entry.name)
             if match is None or not entry.is_dir(follow_symlinks=False):
                 continue
-            if _process_alive(int(match.group(1))):
+            if match.group(2) != _host() or _process_alive(int(match.group(1))):
                 continue
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))

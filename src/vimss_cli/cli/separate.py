@@ -259,8 +259,8 @@ def separate_command(
             raise VimssError(  # exit code 1: some inputs (or none) were separated
                 ("the input failed" if failed == 1 else f"all {failed} inputs failed")
                 if failed == len(inputs) and not separated
-                else f"{failed} of {len(inputs)} inputs failed (--keep-going); "
-                f"{separated} {'was' if separated == 1 else 'were'} separated"
+                else f"{failed} failure{'s' if failed != 1 else ''} (--keep-going): {separated} "
+                f"of {len(inputs)} input{'s' if len(inputs) != 1 else ''} separated"
             )
 
     guarded(debug, run, terminate_cleanly=True)
