@@ -1,6 +1,6 @@
 """Player finding on videos made from real photographs: counts, instruments and time.
 
-    python benchmarks/bench_players.py [--folder DIR] [--only NAME ...]
+    python benchmarks/bench_players.py [--folder DIR] [--only NAME ...] [--variant crf30|h480]
 
 Builds the test videos of ``tests/real_footage.py`` (Debian's gcompris-qt-data photos: a
 stage photo with camera drift, dark, low-contrast and 1080p; players side by side on plain
@@ -103,10 +103,38 @@ def time_long_video(folder: Path) -> None:
         print(f"{name:8s} 1-minute 1080p quartet video: {time.perf_counter() - started:.1f} s")
 
 
+#: ``--variant``: ffmpeg video options a built video is re-encoded with (libx264, medium).
+VARIANTS = {
+    "crf30": ["-crf", "30"],  # a heavily compressed stream
+    "h480": ["-vf", "scale=-2:480", "-crf", "23"],  # 480 lines
+}
+
+
+def reencoded(path: Path, variant: str) -> Path:
+    """``path`` re-encoded as ``variant`` (:data:`VARIANTS`), beside it (made once)."""
+    import subprocess
+
+    from vimss_cli.ffmpeg_io import ffmpeg_executable
+
+    target = path.with_name(f"{path.stem}_{variant}.mp4")
+    if not target.is_file():
+        partial = target.with_suffix(".partial.mp4")
+        subprocess.run(
+            [ffmpeg_executable(), "-v", "error", "-y", "-i", str(path), *VARIANTS[variant],
+             "-c:v", "libx264", "-preset", "medium", "-c:a", "copy", str(partial)],
+            check=True,
+        )  # fmt: skip
+        partial.replace(target)
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=Path.home() / ".cache" / "vimss-footage")
     parser.add_argument("--only", nargs="*", help="video names (default: all)")
+    parser.add_argument(
+        "--variant", choices=sorted(VARIANTS), help="re-encode each video first (default: none)"
+    )
     parser.add_argument(
         "--long", action="store_true", help="only time inspect and separate on a 1-minute video"
     )
@@ -116,6 +144,8 @@ def main() -> None:
         time_long_video(args.folder)
         return
     made = real_footage.build(args.folder, args.only)
+    if args.variant:
+        made = [(reencoded(path, args.variant), truth) for path, truth in made]
     # per group of videos and front end: counts right, videos; instruments right, of; URMP
     # instruments right, of
     totals: dict[tuple[str, str], list[int]] = {}
