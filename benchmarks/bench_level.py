@@ -27,9 +27,10 @@ PEAK = 10 ** (-1 / 20)
 
 
 def main() -> None:
+    from bench_soft_masks import add_scores  # this folder: the same scoring
+
     from vimss_cli.api import Separator
     from vimss_cli.eval.audio import fit_length, load_track, read_mono, resample
-    from vimss_cli.eval.scoring import score_track
     from vimss_cli.eval.systems import model_queries
     from vimss_cli.eval.tracks import urmp_tracks
 
@@ -56,11 +57,7 @@ def main() -> None:
             factor = PEAK / float(np.abs(mixture).max()) if gain == "peak" else float(gain)
             stems = separator.separate_array(mixture * np.float32(factor), queries) / factor
             stems = fit_length(stems.astype(np.float64), audio.references.shape[1], rate, "", [])
-            for row in score_track(track, "model", audio.references, stems, rate, "museval"):
-                if row.get("SDR_v4_median") is not None:
-                    museval[gain].append(row["SDR_v4_median"])
-                if row.get("SDR") is not None:
-                    whole[gain].append(row["SDR"])
+            add_scores(track, audio.references, stems, rate, museval[gain], whole[gain])
     print(f"{args.root} with {separator.loaded.name}, label queries, refined, at {rate} Hz "
           f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
     print(f"{'gain':>6s} {'museval median':>15s} {'whole-clip mean':>16s} {'stems':>6s}")

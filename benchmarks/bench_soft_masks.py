@@ -35,10 +35,23 @@ SETTINGS: list[tuple[str, dict[str, Any] | None]] = [
 ]
 
 
+def add_scores(
+    track: Any, references: Any, stems: Any, rate: int, museval: list[float], whole: list[float]
+) -> None:
+    """Score ``stems`` against ``references`` as ``vimss eval`` does (museval protocol) and
+    append each stem's 1 s-window median SDR to ``museval`` and whole-clip SDR to ``whole``."""
+    from vimss_cli.eval.scoring import score_track
+
+    for row in score_track(track, "model", references, stems, rate, "museval"):
+        if row.get("SDR_v4_median") is not None:
+            museval.append(row["SDR_v4_median"])
+        if row.get("SDR") is not None:
+            whole.append(row["SDR"])
+
+
 def main() -> None:
     from vimss_cli.api import Separator
     from vimss_cli.eval.audio import load_track
-    from vimss_cli.eval.scoring import score_track
     from vimss_cli.eval.systems import model_estimates
     from vimss_cli.eval.tracks import urmp_tracks
     from vimss_cli.soft_masks import refine
@@ -57,11 +70,7 @@ def main() -> None:
         raw = model_estimates(separator, track, audio, "labels")
         for name, settings in SETTINGS:
             stems = raw if settings is None else refine(raw, audio.mixture, **settings)
-            for row in score_track(track, "model", audio.references, stems, rate, "museval"):
-                if row.get("SDR_v4_median") is not None:
-                    museval[name].append(row["SDR_v4_median"])
-                if row.get("SDR") is not None:
-                    whole[name].append(row["SDR"])
+            add_scores(track, audio.references, stems, rate, museval[name], whole[name])
     print(f"{args.root} with {separator.loaded.name}, label queries, at {rate} Hz "
           f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
     print(f"{'post-processing':40s} {'museval median':>15s} {'whole-clip mean':>16s} {'stems':>6s}")
