@@ -108,15 +108,22 @@ def check_format_rate(wav_format: str, rate: int) -> None:
         )
 
 
-def check_output_folder(directory: Path) -> None:
-    """Refuse, before any work, an output folder that cannot be made: it, or the nearest of
-    its parents that exists, is not a folder, or is a broken symbolic link."""
+def check_no_broken_link(directory: Path) -> None:
+    """Refuse an output folder that is, or lies below, a broken symbolic link (making it
+    would fail with a puzzling "File exists")."""
     for path in (directory, *directory.parents):
         if path.is_symlink() and not path.exists():
             raise OutputError(
                 f"cannot write into {directory}: {path} is a broken symbolic link (to "
                 f"{os.readlink(path)})"
             )
+
+
+def check_output_folder(directory: Path) -> None:
+    """Refuse, before any work, an output folder that cannot be made: it, or the nearest of
+    its parents that exists, is not a folder, or is a broken symbolic link."""
+    check_no_broken_link(directory)
+    for path in (directory, *directory.parents):
         if path.exists():
             if not path.is_dir():
                 where = "" if path == directory else f" ({path} is a file)"
@@ -126,7 +133,7 @@ def check_output_folder(directory: Path) -> None:
 
 def ensure_writable_directory(directory: Path) -> None:
     """Create ``directory`` if needed and prove a file can be created in it."""
-    check_output_folder(directory)
+    check_no_broken_link(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
