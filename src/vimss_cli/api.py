@@ -17,9 +17,10 @@ from __future__ import annotations
 import collections
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -166,13 +167,13 @@ def check_outputs_free(
     paths: list[Path],
     force: bool,
     is_stem: Callable[[str], bool] = is_stem_name,
-    inputs: Iterable[Path | None] = (),
+    inputs: Mapping[Path, Path] = MappingProxyType({}),
 ) -> None:
     """Refuse a stem folder that is a file, and existing stems unless ``force``.
 
     Existing stems are the files of ``paths`` and any other stem set in their folder (an
     earlier run with other players; ``is_stem`` names them): ``force`` replaces the whole set.
-    A file of ``inputs`` among them (an input, this one or another of the batch, inside the
+    An input among them (:func:`input_entries`: this one or another of the batch, inside the
     stem folder and named like a stem) is refused even with ``force``: publishing the stems
     would replace or delete it.
     """
@@ -182,8 +183,9 @@ def check_outputs_free(
         if path.is_dir():
             raise OutputError(f"cannot write the stem {path}: a folder of that name is in the way")
     existing = existing_outputs(paths, is_stem)
-    for given in inputs:
-        if given is not None and any(_same_file(given, path) for path in [*paths, *existing]):
+    for path in [*paths, *existing] if inputs else []:  # realpath only when inputs are named
+        given = inputs.get(_entry(path))
+        if given is not None:
             raise OutputError(
                 f"{given} is in the way of the stems to be written in {paths[0].parent} (named "
                 "like one of them): publishing them would replace or delete it; choose another "
@@ -195,13 +197,17 @@ def check_outputs_free(
         )
 
 
-def _same_file(given: Path, path: Path) -> bool:
-    """Whether replacing or removing ``path`` (a stem's, which may not exist yet) would
-    replace or remove the input ``given``: the directory entry ``given`` leads to (through
-    any symbolic links) is ``path``'s own entry. A hard link or a symbolic link at ``path``
-    to the input is a name of its own: replacing or removing it leaves the input alone."""
-    entry = Path(os.path.realpath(Path(path).parent)) / Path(path).name
-    return Path(os.path.realpath(given)) == entry
+def input_entries(inputs: Iterable[Path | None]) -> dict[Path, Path]:
+    """The directory entry each input leads to (through any symbolic links) -> the input as
+    given, for :func:`check_outputs_free` (made once for a batch)."""
+    return {Path(os.path.realpath(given)): given for given in inputs if given is not None}
+
+
+def _entry(path: Path) -> Path:
+    """The directory entry that replacing or removing ``path`` (a stem's, which may not exist
+    yet) acts on: its own name in its real folder. A hard or symbolic link to an input there
+    is a name of its own: replacing or removing it leaves the input alone."""
+    return Path(os.path.realpath(path.parent)) / path.name
 
 
 #: The stem rates ``--sample-rate N`` takes, in Hz.
@@ -669,7 +675,7 @@ class Separator:
             paths,
             force,
             is_stem,
-            [input_path, Path(audio_path) if audio_path is not None else None],
+            input_entries([input_path, Path(audio_path) if audio_path is not None else None]),
         )
         started = time.perf_counter()
         sound = Path(audio_path) if audio_path is not None else input_path

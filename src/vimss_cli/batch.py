@@ -32,6 +32,7 @@ from vimss_cli.api import (
     check_outputs_free,
     check_window_options,
     existing_stems,
+    input_entries,
     output_folder_name,
     stem_matcher,
     stem_paths,
@@ -189,6 +190,8 @@ class Batch:
     ) -> None:
         self.inputs = [Path(path) for path in inputs]
         self.options = options or BatchOptions()
+        #: what no stem may replace: every input and ``--audio`` (api.input_entries)
+        self._input_entries = input_entries([*self.inputs, self.options.audio])
         self.events = events or BatchEvents()
         self.failures: list[str] = []
 
@@ -317,7 +320,7 @@ class Batch:
             stem_paths(info.path, o.out_dir, [Query(None)], filename=o.filename),
             o.force,
             stem_matcher(info.path, o.filename),
-            [*self.inputs, o.audio],
+            self._input_entries,
         )
         return PlannedInput(path, codes, info)
 
@@ -328,9 +331,7 @@ class Batch:
         paths = stem_paths(
             plan.path, o.out_dir, plan.label_queries(), extension, o.filename, rest=o.rest
         )
-        check_outputs_free(
-            paths, o.force, stem_matcher(plan.path, o.filename), [*self.inputs, o.audio]
-        )
+        check_outputs_free(paths, o.force, stem_matcher(plan.path, o.filename), self._input_entries)
         if o.listening_report:  # a page of the user's is not replaced either
             page = StemTemplate(o.filename).report_path(o.out_dir, output_folder_name(plan.path))
             if page.is_dir():
