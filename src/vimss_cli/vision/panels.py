@@ -43,25 +43,38 @@ SEAM_TOLERANCE = 0.006
 MIN_PANEL_SPREAD = 8.0
 
 
-def seam_strength(frames: list[np.ndarray]) -> np.ndarray:
-    """How strongly each column boundary is a seam.
+def seam_strength(frames: list[np.ndarray], bands: int = 1) -> np.ndarray:
+    """How strongly each column boundary is a seam, over the whole picture and in each of
+    ``bands`` horizontal bands of it (one pass over the frames).
 
     Args:
         frames: ``(H, W, 3)`` uint8 RGB pictures of one video (a seam stays put).
 
     Returns:
-        ``(W - 1,)`` float: entry ``x`` is for the boundary between columns ``x`` and
-        ``x + 1``: the share of rows that jump there (its lower quartile over ``frames``:
-        a seam stays put), less the 90th percentile of that share at the columns 2 to 6
-        away (0 at the edges).
+        ``(1 + bands, W - 1)`` float (``(W - 1,)`` when ``bands`` is 1): row 0 for the whole
+        picture, then one per band, top to bottom. Entry ``x`` is for the boundary between
+        columns ``x`` and ``x + 1``: the share of rows that jump there (its lower quartile
+        over ``frames``: a seam stays put), less the 90th percentile of that share at the
+        columns 2 to 6 away (0 at the edges).
     """
-    shares = []
+    height = frames[0].shape[0]
+    rows = [slice(0, height)]
+    if bands > 1:
+        rows += [slice(height * k // bands, height * (k + 1) // bands) for k in range(bands)]
+    shares = []  # per frame: (len(rows), W - 1)
     for frame in frames:
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
         grey = np.asarray(cv2.GaussianBlur(grey, (1, 5), 0))  # along the columns only
         jumps = np.abs(np.diff(grey, axis=1)) > JUMP_LEVEL
-        shares.append(jumps.mean(axis=0))
-    share = np.quantile(np.stack(shares), 0.25, axis=0)  # a seam in three frames of four
+        shares.append([jumps[part].mean(axis=0) for part in rows])
+    share = np.quantile(shares, 0.25, axis=0)  # a seam in three frames of four
+    strengths = np.stack([_against_ring(part) for part in share])
+    return strengths if bands > 1 else strengths[0]
+
+
+def _against_ring(share: np.ndarray) -> np.ndarray:
+    """``(W - 1,)`` shares of rows jumping -> each less the 90th percentile of the columns 2
+    to 6 away (0 at the edges)."""
     strength = np.zeros(share.shape, np.float64)
     for x in range(_RING_FAR, share.size - _RING_FAR):
         ring = np.concatenate(
@@ -83,14 +96,9 @@ def panel_count(frames: list[np.ndarray], most: int = MAX_PLAYERS) -> int | None
     """
     if not frames:
         return None
-    strength = seam_strength(frames)
+    strength, *thirds = seam_strength(frames, bands=3)
     width = strength.size + 1
     reach = max(2, round(SEAM_TOLERANCE * width))
-    height = frames[0].shape[0]
-    thirds = [
-        seam_strength([frame[height * k // 3 : height * (k + 1) // 3] for frame in frames])
-        for k in range(3)
-    ]
     down = np.sum([third > MIN_THIRD_CONTRAST for third in thirds], axis=0)
     seams = (strength > MIN_SEAM_CONTRAST) & (down >= MIN_SEAM_THIRDS)
 
