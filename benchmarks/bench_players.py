@@ -114,17 +114,17 @@ def reencoded(path: Path, variant: str) -> Path:
     """``path`` re-encoded as ``variant`` (:data:`VARIANTS`), beside it (made once)."""
     import subprocess
 
+    from vimss_cli.atomic import atomic_path
     from vimss_cli.ffmpeg_io import ffmpeg_executable
 
     target = path.with_name(f"{path.stem}_{variant}.mp4")
     if not target.is_file():
-        partial = target.with_suffix(".partial.mp4")
-        subprocess.run(
-            [ffmpeg_executable(), "-v", "error", "-y", "-i", str(path), *VARIANTS[variant],
-             "-c:v", "libx264", "-preset", "medium", "-c:a", "copy", str(partial)],
-            check=True,
-        )  # fmt: skip
-        partial.replace(target)
+        with atomic_path(target) as partial:
+            subprocess.run(
+                [ffmpeg_executable(), "-v", "error", "-y", "-i", str(path), *VARIANTS[variant],
+                 "-c:v", "libx264", "-preset", "medium", "-c:a", "copy", str(partial)],
+                check=True,
+            )  # fmt: skip
     return target
 
 
