@@ -269,6 +269,21 @@ def test_speed_moves_pitch_and_keeps_targets_summing_to_the_mixture(tree: Path) 
     assert_stem_augmentation_keeps_targets_summing(tree, "speed_semitones", 3.0)
 
 
+def test_rooms_reverberate_each_player_and_keep_targets_summing_to_the_mixture(
+    tree: Path,
+) -> None:
+    from vimss_cli.training.data import _window_at_speed
+
+    ramp = np.arange(RATE, dtype=np.float32) / RATE
+    lead = _window_at_speed(ramp, 2000, 300, 1.26, lead=50)
+    np.testing.assert_array_equal(lead[50:], _window_at_speed(ramp, 2000, 300, 1.26))
+    assert np.all(np.diff(lead) > 0)  # the lead is read before the window, at the same speed
+
+    assert_stem_augmentation_keeps_targets_summing(tree, "reverb_probability", 1.0)
+    with pytest.raises(InputError, match="reverb_probability must be at most 1"):
+        build_config(None, ["data.reverb_probability=1.5"])
+
+
 def test_speed_is_refused_for_a_model_that_sees_motion() -> None:
     with pytest.raises(InputError, match=r"data\.speed_semitones must be 0 for a model that"):
         build_config(None, ["model.motion_channels=2", "data.speed_semitones=1"])

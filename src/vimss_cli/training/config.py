@@ -28,6 +28,7 @@ PROBABILITIES = (
     "same_instrument_probability",
     "label_query_probability",
     "real_solo_probability",
+    "reverb_probability",
     "voice_pair_probability",
 )
 
@@ -57,6 +58,10 @@ class DataConfig:
         real_solo_probability: chance each player of a remixed excerpt is drawn from the
             split's real solo recordings (pieces titled ``RealSolo…``, ``vimss data solos``)
             rather than from all its pieces; 0 draws every piece alike.
+        reverb_probability: chance each stem is heard through its own random synthetic
+            room (direct sound, early reflections, a decaying tail; ``training/rooms.py``),
+            as each player of a real ensemble is; 0: off.
+        reverb_seconds: the longest reverberation time (RT60, seconds) a room is drawn with.
         speed_semitones: each stem is read at a random speed of up to this many semitones
             up or down (pitch, formants and tempo move together, as on tape; 0: off), so
             that no instrument is known by the exact place of its sample's formants.
@@ -85,6 +90,8 @@ class DataConfig:
     same_instrument_probability: float = 0.25
     label_query_probability: float = 0.2
     real_solo_probability: float = 0.0
+    reverb_probability: float = 0.0
+    reverb_seconds: float = 1.2
     speed_semitones: float = 0.0
     voice_pair_probability: float = 0.0
     voice_phrase_seconds: float = 0.0
@@ -99,6 +106,7 @@ class DataConfig:
         check_range(self, "gain_db", at_least=0)
         check_range(self, "colour_db", at_least=0)
         check_range(self, "speed_semitones", at_least=0, at_most=12)
+        check_range(self, "reverb_seconds", at_least=0.2, at_most=5)
         check_range(self, "voice_phrase_seconds", at_least=0, at_most=60)
         for name in PROBABILITIES:
             check_range(self, name, at_least=0, at_most=1)

@@ -10,6 +10,8 @@ stems over the output span:
 * per-stem gain, uniform in ±``gain_db``;
 * per-stem colouring (``colour_db``): random low/high shelves and a peak, standing for the
   instrument maker, microphone and room (:func:`colour`);
+* per-stem rooms (``reverb_probability``): the player heard through a random synthetic room
+  response (:mod:`vimss_cli.training.rooms`);
 * remixing: with ``remix_probability`` the players come from several pieces of the split;
 * dropping players: each extra player is left out of the mix with ``drop_player_probability``;
 * absent instruments: a query for an instrument that is not playing, whose target is silence;
@@ -40,6 +42,7 @@ from vimss_cli.media import read_audio
 from vimss_cli.model import motion_encoder_context, motion_window_frames
 from vimss_cli.synth.real_solos import REAL_SOLO_TITLE
 from vimss_cli.training.config import DataConfig, TrainConfig
+from vimss_cli.training.rooms import reverberate, room_response
 from vimss_cli.training.visual_cache import PlayerVisuals, piece_visuals
 from vimss_cli.urmp import DATASETS, SYNTH_MANIFEST_NAME, Piece, list_pieces
 from vimss_cli.voices import mean_pitch, read_notes, voice_numbers
@@ -200,12 +203,15 @@ def _window(stem: np.ndarray, start: int, length: int) -> np.ndarray:
     return out
 
 
-def _window_at_speed(stem: np.ndarray, start: int, length: int, speed: float) -> np.ndarray:
+def _window_at_speed(
+    stem: np.ndarray, start: int, length: int, speed: float, lead: int = 0
+) -> np.ndarray:
     """``length`` samples of ``stem`` read from ``start`` at ``speed`` (1: as recorded; 2: an
-    octave up and twice as fast), linearly interpolated, zeros outside the stem. The read is
+    octave up and twice as fast), linearly interpolated, zeros outside the stem, after
+    ``lead`` more samples read the same way before them (``(lead + length,)``). The read is
     centred on the window's middle, so the output span stays in the stem where it was."""
     middle = start + (length - 1) / 2
-    positions = middle + (np.arange(length) - (length - 1) / 2) * speed
+    positions = middle + (np.arange(-lead, length) - (length - 1) / 2) * speed
     first = int(np.floor(positions[0]))
     source = _window(stem, first, int(np.ceil(positions[-1])) - first + 2)
     return np.interp(positions - first, np.arange(source.size), source).astype(np.float32)
@@ -314,14 +320,24 @@ class ExcerptDataset(Dataset):
             speed = 1.0
             if self.augment and config.speed_semitones > 0:
                 speed = 2 ** (rng.uniform(-config.speed_semitones, config.speed_semitones) / 12)
-                audio = _window_at_speed(piece.stems[player], start, shape.input_length, speed)
+            reverb = config.reverb_probability if self.augment else 0.0
+            room = None
+            if reverb > 0 and rng.random() < reverb:
+                room = room_response(rng, self.sample_rate, config.reverb_seconds)
+            lead = 0 if room is None else room.size - 1  # history the room's tail needs
+            if speed != 1.0:
+                audio = _window_at_speed(
+                    piece.stems[player], start, shape.input_length, speed, lead
+                )
             else:
-                audio = _window(piece.stems[player], start, shape.input_length)
+                audio = _window(piece.stems[player], start - lead, shape.input_length + lead)
             pitches.append(self._output_pitch(piece, player, offset, speed))
             if self.augment:
                 audio *= 10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20)
                 if config.colour_db > 0:
                     audio = colour(audio, rng, config.colour_db, self.sample_rate)
+            if room is not None:
+                audio = reverberate(audio, room)
             excerpts.append(audio)
             instruments.append(piece.instruments[player])
             sources.append((piece, player, start))
