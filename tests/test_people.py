@@ -86,3 +86,27 @@ def test_same_person_by_face_overlap_pose_and_torso() -> None:
     assert people.same_person(a, _person((110, 170, 140, 200), 0.55, shoulders_y=60))
     # ... but a strong one is a person in front
     assert not people.same_person(a, _person((110, 170, 140, 200), 0.9, shoulders_y=60))
+
+
+def _body(face: tuple[float, float, float, float], score: float, points: dict[int, tuple]):
+    """A person with ``face`` and these visible keypoints (index -> (x, y))."""
+    keypoints = np.zeros((33, 3), np.float32)
+    for index, (x, y) in points.items():
+        keypoints[index] = (x, y, 1.0)
+    return Person(score, face, (0.0, 0.0), 1.0, (0.0, 0.0), keypoints, 1.0)
+
+
+def test_a_weak_person_inside_a_stronger_ones_body_below_their_face_is_what_they_hold() -> None:
+    # a seated player, one hand far out on the neck of the instrument at their lap
+    player = _body(
+        (100, 100, 130, 130),
+        0.9,
+        {11: (70, 160), 12: (160, 160), 23: (80, 300), 24: (150, 300), 15: (0, 260)},
+    )
+    # a "face" on the instrument's body, left of the torso, with a small body of its own
+    held = {11: (30, 230), 12: (70, 235), 23: (35, 290), 24: (65, 292)}
+    assert not people._on_torso((20, 200, 40, 220), player)  # not the torso rule's case
+    assert people.same_person(player, _body((20, 200, 40, 220), 0.6, held))
+    assert not people.same_person(player, _body((20, 200, 40, 220), 0.9, held))  # strong
+    lower = {index: (x, y + 200) for index, (x, y) in held.items()}  # mostly outside
+    assert not people.same_person(player, _body((20, 400, 40, 420), 0.6, lower))
