@@ -183,3 +183,20 @@ def test_every_bundled_trained_model_has_its_config_file() -> None:
         from_file = load_config(configs / f"{name}.toml")
         assert from_file == recorded, name
         assert from_file.model == loaded.model.config, name
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_checkpoint_has_the_permissions_any_new_file_gets(tmp_path: Path, umask: int) -> None:
+    """safetensors creates its files owner-only; a run's exported models were unreadable to
+    others beside the run's group-readable config and log."""
+    import os
+    import stat
+
+    previous = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "m.safetensors", make_tiny_model(), {"trained": False})
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((tmp_path / "m.safetensors").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o666 & ~umask

@@ -87,6 +87,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
         files.discard()
 
 
+def current_umask() -> int:
+    """This process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` in one rename."""
     with atomic_path(path) as temporary:

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from vimss_cli.atomic import atomic_path
+from vimss_cli.atomic import atomic_path, current_umask
 from vimss_cli.errors import CheckpointError, UnknownModelError
 from vimss_cli.model import ModelConfig
 from vimss_cli.networks import Network, build_network
@@ -66,9 +66,14 @@ def save_checkpoint(path: Path, model: Network, provenance: dict[str, Any] | Non
 def save_file_atomically(
     tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
 ) -> None:
-    """Write a safetensors file via a temporary file and a rename: never half-written."""
+    """Write a safetensors file via a temporary file and a rename: never half-written.
+
+    Readable as any new file of this process is (``0o666`` less the umask): safetensors
+    creates its files owner-only, which left a run's exported models unreadable to others
+    beside its group-readable config and log."""
     with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=metadata)
+        os.chmod(temporary, 0o666 & ~current_umask())
 
 
 @dataclass
