@@ -114,7 +114,8 @@ def test_baselines_on_a_tree_with_files_and_resume(
         raise AssertionError("scored again instead of using the cache")
 
     monkeypatch.setattr(eval_run, "score_track", refuse)
-    (out / "results.json").unlink()  # as a run interrupted before its results were written
+    for name in ("results.json", "stems.csv", "sdr_boxplot.png"):  # published together: as
+        (out / name).unlink()  # a run interrupted before its results were written
     again = run("--dataset", "synth", "--root", tree, "--out", out, "--json")
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["stems"] == document["stems"]
@@ -701,6 +702,23 @@ def test_reusing_out_needs_force(tree: Path, tmp_path: Path) -> None:
     forced = run(*args, "--rate", "4000", "--force", "--json")
     assert forced.exit_code == 0, forced.stderr
     assert json.loads((out / "results.json").read_text())["rate"] == 4000
+
+
+def test_a_users_own_files_named_like_the_results_are_not_replaced_without_force(
+    tree: Path, tmp_path: Path
+) -> None:
+    """Found by a review: only results.json was checked, so a user's own stems.csv and
+    sdr_boxplot.png in --out were replaced without --force."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "stems.csv").write_text("my data\n")
+    (out / "sdr_boxplot.png").write_text("my picture")
+    args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--out", out)
+    refused = run(*args)
+    assert_clean_failure(refused, str(out / "stems.csv"), "sdr_boxplot.png", "--force")
+    assert (out / "stems.csv").read_text() == "my data\n"
+    assert (out / "sdr_boxplot.png").read_text() == "my picture"
+    assert run(*args, "--force", "--json").exit_code == 0
 
 
 def test_a_run_that_fails_while_writing_leaves_the_earlier_results_whole(

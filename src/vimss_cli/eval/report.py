@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,21 @@ CSV_COLUMNS = (
 
 
 def check_results_free(out_dir: Path, force: bool) -> None:
-    """Refuse an ``--out`` folder holding an earlier run's results, unless ``force``. A
-    folder with only a cache (an interrupted run) is no earlier result: the run resumes."""
-    results = Path(out_dir) / RESULTS_NAME
-    if results.exists() and not force:
+    """Refuse an ``--out`` folder holding an earlier run's results, or any file a run
+    writes (``results.json``, ``stems.csv``, ``sdr_boxplot.png``: a user's own
+    ``stems.csv`` there was replaced), unless ``force``. A folder with only a cache (an
+    interrupted run) is no earlier result: the run resumes."""
+    if force:
+        return
+    taken = [
+        Path(out_dir) / name
+        for name in (RESULTS_NAME, CSV_NAME, PLOT_NAME)
+        if os.path.lexists(Path(out_dir) / name)
+    ]
+    if taken:
         raise OutputError(
-            f"outputs already exist: {results} (use --force to replace them, "
-            "or give another --out folder)"
+            f"outputs already exist: {', '.join(map(str, taken))} (use --force to replace "
+            "them, or give another --out folder)"
         )
 
 
