@@ -971,3 +971,35 @@ def test_the_success_line_names_the_stems_the_model_and_the_device(
         "inputs": [],
         "failures": [],
     }
+
+
+def test_an_unforeseen_system_error_is_still_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by a review: a read-only or full disk, a file where a folder goes, or settings
+    that ask for more memory than there is gave tracebacks in train and data."""
+    import errno
+
+    import typer
+
+    from vimss_cli.cli.common import guarded
+
+    where = tmp_path / "afile.txt" / "901_piece"
+
+    def not_a_folder() -> None:
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(where))
+
+    def out_of_memory() -> None:
+        raise MemoryError("Unable to allocate 136. GiB")
+
+    for action, line in (
+        (not_a_folder, f"error: Not a directory: {where}"),
+        (out_of_memory, "error: out of memory: Unable to allocate 136. GiB (smaller settings"),
+    ):
+        with pytest.raises(typer.Exit) as stopped:
+            guarded(False, action)
+        assert stopped.value.exit_code == 1
+        err = capsys.readouterr().err
+        assert err.startswith(line) and err.count("\n") == 1, err
+    with pytest.raises(NotADirectoryError):  # --debug keeps the traceback
+        guarded(True, not_a_folder)

@@ -127,6 +127,12 @@ def test_config_errors(overrides: list[str], message: str) -> None:
         ('model.levels="five"', "model.levels must be an integer, got 'five'"),
         ("model.base_features=0", "model.base_features must be at least 1, got 0"),
         ('model.output_activation="relu"', "model.output_activation must be one of"),
+        # found by a review: a traceback deep in numpy, a 136 GiB allocation, an overflow in
+        # AdamW, and a sample rate reported as every piece's audio being truncated
+        ("model.levels=100", "model.levels must be at most 16, got 100"),
+        ("optim.lr=1e300", "optim.lr must be at most 1e+30, got 1e+300"),
+        ("model.sample_rate=7", "model.sample_rate must be at least 1000, got 7"),
+        ("data.reverb_seconds=0.1", "data.reverb_seconds must be at least 0.2, got 0.1"),
     ],
 )
 def test_every_config_value_is_checked_with_its_key_named(setting: str, message: str) -> None:
@@ -537,6 +543,13 @@ def test_train_bad_inputs(tree: Path, tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     again = train("--root", tree, "--out", tmp_path / "r3", "--device", "cpu", *SETS)
     assert again.exit_code != 0 and "already holds a run" in again.stderr
+    afile = tmp_path / "afile.txt"
+    afile.write_text("mine\n")
+    refused = train("--root", tree, "--out", afile, "--device", "cpu", "--max-steps", "1", *SETS)
+    assert refused.exit_code == 2 and refused.stderr == (
+        f"error: --out {afile} is a file, not a folder: give a folder for the run\n"
+    )
+    assert afile.read_text() == "mine\n"
     mine = tmp_path / "my_experiment"  # the user's own folder, with their own config.toml
     mine.mkdir()
     (mine / "config.toml").write_text("# my notes\n")
@@ -617,11 +630,29 @@ def test_divergence_is_its_own_error(tree: Path, tmp_path: Path) -> None:
     assert_clean_failure(result, "training diverged at step ", "(loss nan)")
     assert result.exit_code == TrainingDivergedError.exit_code == 4
     assert "nothing was saved yet: lower optim.lr" in result.stderr
+    # nothing to resume, so the folder this run made is gone: the advice can be followed in
+    # the same folder (found by a review: a run that failed before its first checkpoint left
+    # config.toml behind, and the same command was then refused)
+    assert not out.exists()
+    again = train("--root", tree, "--out", out, "--device", "cpu", *SETS, "--max-steps", "1")
+    assert again.exit_code == 0, again.output
+
+
+def test_a_run_that_diverges_after_a_checkpoint_keeps_its_folder_and_logs_the_error(
+    tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    identity = ("--set", 'model.output_activation="identity"')
+    assert train("--root", tree, "--out", out, "--device", "cpu", *SETS, *identity,
+                 "--max-steps", "2").exit_code == 0  # fmt: skip
+    result = train("--root", tree, "--out", out, "--device", "cpu", "--resume",
+                   "--max-steps", "4", "--set", "optim.lr=1e30", *identity)  # fmt: skip
+    assert result.exit_code == 4, result.output
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     (logged,) = [r for r in log if "error" in r]
-    assert result.stderr == f"error: {logged['error']}\n"
+    assert result.stderr.endswith(f"error: {logged['error']}\n")
     assert logged["error"].startswith(f"training diverged at step {logged['step']} (loss nan)")
-    assert not any(r.get("step", 0) > logged["step"] for r in log)  # it stopped there
+    assert "lower optim.lr (or optim.grad_clip) and continue with --resume" in logged["error"]
 
 
 def test_resume_from_a_foreign_state_file_is_one_line(tree: Path, tmp_path: Path) -> None:

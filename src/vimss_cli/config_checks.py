@@ -73,4 +73,5 @@ def check_range(
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+    """``1`` for 1.0, ``0.2`` for 0.2, ``1e+30`` for 1e30 (not its 31 digits)."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else str(value)

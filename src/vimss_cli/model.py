@@ -33,6 +33,10 @@ from vimss_cli.conditioning import MAX_VOICES, QueryBatch, ensemble_counts
 from vimss_cli.config_checks import ConfigValueError, check_range, check_types
 from vimss_cli.instruments import NUM_INSTRUMENTS
 
+#: The most levels a Wave-U-Net may have: each halves the time resolution (the shipped
+#: models have 9, the GPU run's 11), and 100 levels once failed deep inside numpy.
+MAX_LEVELS = 16
+
 Conditioning = Literal["film-all", "film-bottleneck", "film-output", "concat"]
 CONDITIONING_CHOICES: tuple[str, ...] = ("film-all", "film-bottleneck", "film-output", "concat")
 
@@ -127,8 +131,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_types(self)  # before the ranges, so ``levels = "five"`` names its key
-        for name in ("sample_rate", "levels", "base_features", "query_dim"):
+        for name in ("levels", "base_features", "query_dim"):
             check_range(self, name, at_least=1)
+        check_range(self, "levels", at_most=MAX_LEVELS)  # 2 ** levels-fold decimation
+        check_range(self, "sample_rate", at_least=1000, at_most=192000)
         for name in ("appearance_dim", "motion_channels", "motion_encoder_channels"):
             check_range(self, name, at_least=0)
         check_range(self, "motion_encoder_layers", at_least=1, at_most=10)

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.spinner import Spinner
 
-from vimss_cli.errors import VimssError
+from vimss_cli.errors import OutputError, VimssError
 
 T = TypeVar("T")
 
@@ -135,6 +135,17 @@ def _termination_as_interrupt() -> Iterator[None]:
             signal.signal(number, old)
 
 
+def system_error_line(error: OSError | MemoryError) -> str:
+    """One line for an operating-system error no check of the command foresaw (a read-only
+    or full disk, a file where a folder goes, memory the settings ask too much of)."""
+    if isinstance(error, MemoryError):
+        detail = " ".join(str(error).split())
+        return f"out of memory{': ' + detail if detail else ''} (smaller settings may fit)"
+    reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
+    where = error.filename if error.filename is not None else None
+    return f"{reason}: {where}" if where else reason
+
+
 def guarded(debug: bool, action: Callable[[], T], *, terminate_cleanly: bool = False) -> T:
     """Run ``action``; turn known errors and Ctrl-C into one line and an exit code.
 
@@ -151,6 +162,11 @@ def guarded(debug: bool, action: Callable[[], T], *, terminate_cleanly: bool = F
             raise
         typer.echo(f"error: {printable(' '.join(str(error).split()))}", err=True)
         raise typer.Exit(error.exit_code) from None
+    except (OSError, MemoryError) as error:  # what no check foresaw: still one line
+        if _debug_enabled(debug):
+            raise
+        typer.echo(f"error: {printable(system_error_line(error))}", err=True)
+        raise typer.Exit(OutputError.exit_code) from None
     except Terminated as stop:
         if _debug_enabled(debug):
             raise

@@ -64,7 +64,7 @@ def synth(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
     pieces: Annotated[int, typer.Option("--pieces", "-n", help="Number of pieces (1-9999).")],
     split: Annotated[str, typer.Option(help="train, valid or test (disjoint by work).")] = "train",
-    seed: Annotated[int, typer.Option(help="Same seed, same audio bytes.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Same seed, same audio bytes.")] = 0,
     seconds: Annotated[
         float, typer.Option(help="Length of each piece in seconds, 2 to 600.")
     ] = 30.0,

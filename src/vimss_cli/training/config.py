@@ -151,7 +151,7 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         check_types(self)
-        check_range(self, "lr", above=0)
+        check_range(self, "lr", above=0, at_most=1e30)  # beyond float32's range
         check_range(self, "motion_lr_scale", above=0)
         check_range(self, "voice_lr_scale", above=0)
         check_range(self, "grad_clip", above=0)

@@ -38,6 +38,7 @@ from vimss_cli.training.run_folder import (
     BEST_FILE,
     CONFIG_FILE,
     LAST_FILE,
+    STATE_FILE,
     RunLog,
     RunState,
     check_run_dir,
@@ -176,8 +177,10 @@ def run_training(
     :func:`~vimss_cli.training.data.check_dataset_kind` and recorded in the checkpoints.
 
     Arguments are checked before anything is written; when setting up fails after that (no
-    readable pieces, weights to start from that do not fit), a run folder this call created
-    is removed again. Raises :class:`TrainingDivergedError` when the loss stops being finite.
+    readable pieces, weights to start from that do not fit), or training fails before the
+    first state is saved (a model too large for memory, a loss that diverges at once), a
+    run folder this call created is removed again, so the same command can start afresh.
+    Raises :class:`TrainingDivergedError` when the loss stops being finite.
 
     ``progress`` hears each step of setting up as it starts (``{"stage": ...}``: ``reading``
     and ``visual features`` for each piece, with ``split``, ``piece``, ``done`` and ``total``;
@@ -199,6 +202,7 @@ def run_training(
     torch_device = _device(device, dist_info, config.optim.precision)
     if not dist_info.is_main:
         progress = warn = None  # only the main process tells
+    created = dist_info.is_main and not run_dir.exists()
     log = RunLog(run_dir, dist_info.is_main)
     trainer, train_set, valid_set, provenance = _set_up(
         config,
@@ -228,8 +232,12 @@ def run_training(
     loader = _loader(train_set, config, state.step, stop_step, dist_info, torch_device)
     try:
         examples = _run_steps(trainer, loader, run)
-    finally:
+    except BaseException:
         log.close()
+        if created and not (run_dir / STATE_FILE).exists():  # nothing to resume: a fresh
+            shutil.rmtree(run_dir, ignore_errors=True)  # start in the same folder may follow
+        raise
+    log.close()
     elapsed = time.perf_counter() - started
     state.wall_seconds += elapsed
     return _report(trainer, elapsed, examples)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,8 @@ def check_run_dir(
     run's saved config (which is then rewritten with the new values: the lines are the trace
     of what the earlier steps used)."""
     saved = run_dir / CONFIG_FILE
+    if os.path.lexists(run_dir) and not run_dir.is_dir():
+        raise InputError(f"--out {run_dir} is a file, not a folder: give a folder for the run")
     if resume:
         if not (run_dir / STATE_FILE).is_file() or not saved.is_file():
             raise InputError(f"--resume: no run to resume in {run_dir}")
