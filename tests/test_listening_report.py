@@ -116,6 +116,32 @@ def test_report_warns_of_a_mixture_that_is_not_the_stems_input(
     assert out.is_file()
 
 
+def test_report_refuses_a_stem_with_nan_and_warns_of_stems_of_other_lengths(
+    stem_folder: Path, tmp_path: Path
+) -> None:
+    """Found by a review: one NaN sample in one stem silenced every track of the page (the
+    gain they share became NaN), and stems of different lengths were put on one clock
+    without a word."""
+    from test_cli import assert_clean_failure
+
+    first, second = sorted(stem_folder.glob("*.wav"))
+    audio, rate = soundfile.read(first, dtype="float32")
+    audio[100] = np.nan
+    soundfile.write(first, audio, rate, subtype="FLOAT")
+    out = tmp_path / "page.html"
+    refused = runner.invoke(app, ["report", str(stem_folder), "-o", str(out)])
+    assert_clean_failure(refused, str(first), "NaN or infinite samples")
+    assert not out.exists()
+
+    audio[100] = 0.0
+    soundfile.write(first, np.concatenate([audio, audio, audio]), rate, subtype="FLOAT")
+    warned = runner.invoke(app, ["report", str(stem_folder), "-o", str(out)])
+    assert warned.exit_code == 0, warned.output
+    assert f"warning: the stems differ in length ({first.stem} 3.00 s, {second.stem} 1.00 s)" \
+        in warned.stderr  # fmt: skip
+    assert out.is_file()
+
+
 def test_separate_report_has_the_mixture_and_the_stems(
     tiny_models_dir: Path, tmp_path: Path
 ) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import soundfile
 
 from vimss_cli.atomic import atomic_path
-from vimss_cli.errors import InputError, OutputError
+from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 
 #: Points of each waveform envelope (the page's width in SVG units).
 ENVELOPE_POINTS = 600
@@ -44,11 +44,15 @@ class Track:
 
 
 def read_track(path: Path, name: str | None = None) -> Track:
-    """A WAV/FLAC/Ogg file as a mono :class:`Track` (channels averaged)."""
+    """A WAV/FLAC/Ogg file as a mono :class:`Track` (channels averaged). A file holding NaN
+    or infinite samples is refused: one such sample made every track of the page silent
+    (the gain shared by all tracks became NaN)."""
     try:
         audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (OSError, soundfile.SoundFileError) as error:
         raise InputError(f"cannot read {path}: {error}") from None
+    if not np.isfinite(audio).all():
+        raise NonFiniteAudioError(f"{path} holds NaN or infinite samples: it cannot be played")
     return Track(name or Path(path).stem, audio.mean(axis=1), int(rate))
 
 

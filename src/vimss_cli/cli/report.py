@@ -9,7 +9,8 @@ import typer
 
 from vimss_cli.cli.common import DebugOption, guarded
 
-#: A mixture and its stems may differ in length by this much (a decoder's padding) unwarned.
+#: A mixture and its stems (or two stems) may differ in length by this much (a decoder's
+#: padding) unwarned.
 MAX_LENGTH_GAP_SECONDS = 0.1
 
 
@@ -42,6 +43,14 @@ def report_command(
         if not files:
             raise InputError(f"no stems (NN_<instrument>.wav) in {stems}")
         tracks = [read_track(p) for p in files]
+        lengths = {t.name: t.audio.size / t.rate for t in tracks}
+        if max(lengths.values()) - min(lengths.values()) > MAX_LENGTH_GAP_SECONDS:
+            listed = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in lengths.items())
+            typer.echo(
+                f"warning: the stems differ in length ({listed}): are they from one "
+                "separation? The page plays them from one clock",
+                err=True,
+            )
         if mixture is not None:
             check_input_path(mixture)
             rate = tracks[0].rate
