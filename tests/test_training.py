@@ -676,6 +676,43 @@ def test_resume_from_a_foreign_state_file_is_one_line(tree: Path, tmp_path: Path
     assert_clean_failure(train(*resume), f"cannot read training state {state}")
 
 
+def test_resume_on_another_data_folder_is_told(tree: Path, tmp_path: Path) -> None:
+    """Found by a review: --resume with another --root switched the data without a word."""
+    import shutil
+
+    out = tmp_path / "run"
+    assert train("--root", tree, "--out", out, "--device", "cpu", *SETS,
+                 "--max-steps", "1").exit_code == 0  # fmt: skip
+    same = train("--root", tree, "--out", out, "--device", "cpu", "--resume", "--max-steps", "2")
+    assert same.exit_code == 0 and "trained on" not in same.stderr, same.output
+    other = tmp_path / "other"
+    shutil.copytree(tree, other)
+    moved = train("--root", other, "--out", out, "--device", "cpu", "--resume", "--max-steps", "3")
+    assert moved.exit_code == 0, moved.output
+    told = f"--resume: the run trained on {tree.resolve()}, now on {other.resolve()}"
+    assert told in moved.stderr
+    assert told in (out / "log.jsonl").read_text()
+
+
+def test_a_fresh_run_that_fails_in_an_empty_folder_leaves_it_empty(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vimss_cli.training.trainer import Trainer
+
+    def no_memory(self: object, batch: object) -> None:
+        raise MemoryError("Unable to allocate 136. GiB")
+
+    monkeypatch.setattr(Trainer, "step", no_memory)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failed = train("--root", tree, "--out", empty, "--device", "cpu", *SETS, "--max-steps", "2")
+    assert failed.exit_code == 1 and "out of memory" in failed.stderr, failed.output
+    assert empty.is_dir() and not any(empty.iterdir())
+    monkeypatch.undo()
+    again = train("--root", tree, "--out", empty, "--device", "cpu", *SETS, "--max-steps", "1")
+    assert again.exit_code == 0, again.output
+
+
 def test_corrupt_audio_in_the_dataset_is_skipped_and_counted(tree: Path, tmp_path: Path) -> None:
     bad = next((tree / "train").glob("02_*")) / "AuSep_2_cl_02_Piece2.wav"
     bad.write_bytes(bad.read_bytes()[:100])

@@ -38,12 +38,14 @@ from vimss_cli.training.run_folder import (
     BEST_FILE,
     CONFIG_FILE,
     LAST_FILE,
+    LOG_FILE,
     STATE_FILE,
     RunLog,
     RunState,
     check_run_dir,
     dataset_manifest,
     export,
+    logged_dataset_root,
     run_provenance,
 )
 from vimss_cli.training.trainer import StepResult, Trainer
@@ -203,8 +205,10 @@ def run_training(
     if not dist_info.is_main:
         progress = warn = None  # only the main process tells
     created = dist_info.is_main and not run_dir.exists()
+    fresh = dist_info.is_main and not resume  # check_run_dir: an empty folder, or none
     log = RunLog(run_dir, dist_info.is_main)
     trainer, train_set, valid_set, provenance = _set_up(
+        created,
         config,
         root,
         folders,
@@ -234,13 +238,24 @@ def run_training(
         examples = _run_steps(trainer, loader, run)
     except BaseException:
         log.close()
-        if created and not (run_dir / STATE_FILE).exists():  # nothing to resume: a fresh
-            shutil.rmtree(run_dir, ignore_errors=True)  # start in the same folder may follow
+        if fresh and not (run_dir / STATE_FILE).exists():  # nothing to resume: a fresh
+            discard_fresh_run(run_dir, created)  # start in the same folder may follow
         raise
     log.close()
     elapsed = time.perf_counter() - started
     state.wall_seconds += elapsed
     return _report(trainer, elapsed, examples)
+
+
+def discard_fresh_run(run_dir: Path, created: bool) -> None:
+    """Undo a fresh run that failed before its first state: remove the folder when this
+    call made it, else (it was empty) what the run wrote into it."""
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in (CONFIG_FILE, LOG_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
 
 
 def _loader(
@@ -279,6 +294,7 @@ def _device(spec: str, dist_info: Distributed, precision: str) -> torch.device:
 
 
 def _set_up(
+    created: bool,
     config: TrainConfig,
     root: Path,
     folders: tuple[Path, Path | None],
@@ -296,7 +312,7 @@ def _set_up(
     """Write the config, read the splits, build (or restore) the model: the trainer, the
     training and validation excerpts, and the provenance of the run's exports. A failure
     leaves no run folder behind that this call made."""
-    created = dist_info.is_main and not run_dir.exists()
+    fresh = dist_info.is_main and not resume
 
     def on_warning(message: str) -> None:
         log.write({"warning": message})
@@ -307,8 +323,16 @@ def _set_up(
         if dist_info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / CONFIG_FILE).write_text(config.to_toml())
+        here = str(Path(root).resolve())
+        before = logged_dataset_root(run_dir) if resume else None
+        if before is not None and before != here:
+            dataset_warnings = [
+                *dataset_warnings,
+                f"--resume: the run trained on {before}, now on {here} (from this step on)",
+            ]
         for message in dataset_warnings:
             on_warning(message)
+        log.write({"dataset_root": here})
         train_pieces, valid_pieces, skipped = _read_splits(
             config, root, folders, run_dir, on_warning, progress
         )
@@ -323,8 +347,8 @@ def _set_up(
                                 resume=resume, log=log)  # fmt: skip
     except BaseException:
         log.close()
-        if created:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if fresh:
+            discard_fresh_run(run_dir, created)
         raise
     state = trainer.state
     state.skipped_files = sorted(set(state.skipped_files) | set(skipped))

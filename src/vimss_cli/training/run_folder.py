@@ -239,6 +239,24 @@ class RunLog:
             self.writer.close()
 
 
+def logged_dataset_root(run_dir: Path) -> str | None:
+    """The data folder the run's last call trained on (its last ``dataset_root`` record in
+    ``log.jsonl``), or ``None`` when none was logged (a run from before such records)."""
+    root = None
+    try:
+        lines = (run_dir / LOG_FILE).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("dataset_root"), str):
+            root = record["dataset_root"]
+    return root
+
+
 def dataset_manifest(splits: list[tuple[Path, list[PieceAudio]]]) -> dict[str, Any]:
     """What the run trains and validates on: per split folder, the pieces loaded, and for
     generated data the ``vimss_synth.json`` settings and that file's sha256."""
