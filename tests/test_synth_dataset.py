@@ -177,8 +177,14 @@ def test_previous_run_of_another_split_is_refused(generated: Path, tmp_path: Pat
     shutil.copytree(generated, out)
     before = audio_digests(out)
     result = synth(out, "-n", "2", "--seed", "7", "--split", "valid", *FAST_FONT)
-    assert_clean_failure(result, "other settings", "split=train")
+    assert_clean_failure(result, "other settings", "split 'train' there, 'valid' now")
     assert audio_digests(out) == before
+    # a review found the refusal naming split, seed and seconds whatever differed
+    resized = synth(out, "-n", "2", "--seed", "7", "--video-size", "64x36", *FAST_FONT)
+    assert_clean_failure(resized, "other settings (video_size")
+    assert "split" not in resized.stderr and "seed" not in resized.stderr
+    (out / "vimss_synth.json").write_text("[]")  # not ours: one line, not a traceback
+    assert_clean_failure(synth(out, "-n", "2"), "is not a `vimss data synth` manifest")
 
 
 @pytest.mark.parametrize(

@@ -328,9 +328,12 @@ def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise OutputError(f"cannot read the manifest {path}: {error}") from None
+    if not (isinstance(manifest, dict) and isinstance(manifest.get("pieces"), dict)):
+        raise OutputError(f"{path} is not a `vimss data synth` manifest; use an empty directory")
+    return manifest
 
 
 def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
@@ -363,11 +366,16 @@ def _open_output(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any
         _write_manifest(out_dir, manifest)
         return manifest, []
     if manifest.get("settings") != settings:
-        old = manifest.get("settings", {})
+        old = manifest.get("settings")
+        old = old if isinstance(old, dict) else {}
+        differ = [
+            f"{key} {old.get(key)!r} there, {settings.get(key)!r} now"
+            for key in sorted(set(old) | set(settings), key=str)
+            if old.get(key) != settings.get(key)
+        ]
         raise OutputError(
             f"output directory {out_dir} holds a run with other settings "
-            f"(split={old.get('split')}, seed={old.get('seed')}, seconds={old.get('seconds')}); "
-            "resume it with the same options or use an empty directory"
+            f"({'; '.join(differ)}); resume it with the same options or use an empty directory"
         )
     redone = []
     for partial in out_dir.glob(f"{PARTIAL_PREFIX}*"):
