@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
@@ -732,6 +733,23 @@ def test_corrupt_audio_in_the_dataset_is_skipped_and_counted(tree: Path, tmp_pat
     assert json.loads(result.stdout)["skipped_files"] == [str(bad)]
     log = (tmp_path / "r" / "log.jsonl").read_text()
     assert "skipping piece 02_Piece2_fl_cl_bn" in log
+
+
+def test_stems_of_different_lengths_are_padded_with_a_warning(tree: Path) -> None:
+    """Found by a review: a stem half as long as its piece's others was padded silently."""
+    piece = tree / "train" / "01_Piece1_vn_vc"
+    stem = piece / "AuSep_2_vc_01_Piece1.wav"
+    audio = soundfile.read(stem, dtype="float32")[0]
+    write_wav(stem, audio[: audio.size // 2])
+    told: list[str] = []
+    pieces, skipped = load_pieces(tree / "train", RATE, told.append)
+    assert not skipped and len(pieces) == 3
+    assert told == [
+        "the stems of piece 01_Piece1_vn_vc differ in length (0.75 to 1.50 s): the shorter "
+        "are padded with silence"
+    ]
+    load_pieces(tree / "valid", RATE, told.append)
+    assert len(told) == 1  # pieces whose stems agree are not warned of
 
 
 def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: Path) -> None:

@@ -173,6 +173,12 @@ def _read_stems(
                 warn(f"skipping piece {piece.folder.name}: {error}")
             return None
     length = max(stem.size for stem in stems)
+    shortest = min(stem.size for stem in stems)
+    if warn is not None and length - shortest > max(0.1 * sample_rate, 0.01 * length):
+        warn(
+            f"the stems of piece {piece.folder.name} differ in length ({shortest / sample_rate:.2f}"
+            f" to {length / sample_rate:.2f} s): the shorter are padded with silence"
+        )
     return np.stack([np.pad(stem, (0, length - stem.size)) for stem in stems])
 
 
