@@ -95,6 +95,19 @@ def test_solos_become_one_player_pieces_at_the_model_rate(
     assert rate == 22050 and abs(audio.size - 11025) <= 1
     assert abs(np.abs(audio).max() - real_solos.SOLO_PEAK) < 1e-3
 
+    # found by a review: a second call replaced every piece without --force, and the pieces
+    # failed `vimss data check`, which asked them for notes, F0s, a score and a video
+    from vimss_cli.datacheck import check_dataset
+    from vimss_cli.errors import OutputError
+
+    assert check_dataset("synth", tmp_path / "out").problems == []
+    before = pieces[0].stem_paths[0].read_bytes()
+    with pytest.raises(OutputError, match=r"901_RealSoloGcomprisViolin_vn already exists \(2 of"):
+        real_solos.write_solo_pieces(tmp_path / "out", 16000)
+    assert pieces[0].stem_paths[0].read_bytes() == before
+    real_solos.write_solo_pieces(tmp_path / "out", 16000, force=True)
+    assert soundfile.info(str(pieces[0].stem_paths[0])).samplerate == 16000
+
 
 def test_no_solos_installed_names_the_packages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

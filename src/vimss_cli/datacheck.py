@@ -20,7 +20,8 @@ import soundfile
 from vimss_cli.errors import InputError, MediaError
 from vimss_cli.extras import require_extra
 from vimss_cli.progress import ProgressCallback
-from vimss_cli.urmp import DATASETS, Piece, PieceName, parse_folder_name
+from vimss_cli.synth.real_solos import REAL_SOLO_TITLE
+from vimss_cli.urmp import DATASETS, FILE_KINDS, Piece, PieceName, parse_folder_name
 
 #: The mixture may differ from the sum of the stems by this much (residual vs mix, dB).
 MIX_TOLERANCE_DB = -30.0
@@ -107,7 +108,9 @@ def check_piece(piece: Piece, report: CheckReport | None = None) -> list[Problem
     def problem(message: str) -> None:
         problems.append(Problem(label, message))
 
-    files = piece.check_files()
+    # a real solo (``vimss data solos``) is audio alone: no notes, F0s, score or video
+    solo = REAL_SOLO_TITLE in piece.name.title
+    files = piece.check_files(("mixture", "stems") if solo else tuple(FILE_KINDS))
     for name in files.missing:
         problem(f"missing {name}")
     for name in files.unexpected:

@@ -147,6 +147,9 @@ def solos(
     sample_rate: Annotated[
         int, typer.Option("--sample-rate", help="Audio rate (Hz): 16000, 22050, 44100 or 48000.")
     ] = 22050,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write the pieces again where they exist.")
+    ] = False,
     debug: DebugOption = False,
 ) -> None:
     """Write the real solo recordings Debian ships (gcompris, tuxpaint) as one-player pieces."""
@@ -158,7 +161,7 @@ def solos(
             raise InputError(
                 f"--sample-rate must be 16000, 22050, 44100 or 48000, not {sample_rate}"
             )
-        folders = write_solo_pieces(out_dir, sample_rate)
+        folders = write_solo_pieces(out_dir, sample_rate, force=force)
         stderr_console().print(f"{len(folders)} real solo piece(s) in {out_dir}")
 
     guarded(debug, run)

@@ -17,6 +17,7 @@ size then the bytes (zlib-compressed after a 4-byte length when flag 1 is set).
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from collections.abc import Iterator
@@ -27,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from vimss_cli.errors import InputError, MissingDependencyError
+from vimss_cli.atomic import atomic_path
+from vimss_cli.errors import InputError, MissingDependencyError, OutputError
 from vimss_cli.synth.resources import install_hint
 from vimss_cli.urmp import PieceName
 
@@ -135,18 +137,28 @@ def decode(solo: Solo, sample_rate: int) -> np.ndarray:
     return (mono * (SOLO_PEAK / peak) if peak > 0 else mono).astype(np.float32)
 
 
-def write_solo_pieces(out_dir: Path, sample_rate: int, first_number: int = 901) -> list[Path]:
+def write_solo_pieces(
+    out_dir: Path, sample_rate: int, first_number: int = 901, force: bool = False
+) -> list[Path]:
     """Write each solo as a one-player piece ``NNN_RealSolo<Source><Name>_<inst>`` holding
-    ``AuMix`` and ``AuSep_1`` (the same samples, 16-bit). Returns the piece folders."""
-    folders = []
+    ``AuMix`` and ``AuSep_1`` (the same samples, 16-bit), each file whole or not at all.
+    Returns the piece folders. Pieces already there are replaced only with ``force``."""
+    planned = []
     for number, solo in enumerate(find_solos(), start=first_number):
         origin, name = solo.source.split(":")
         title = REAL_SOLO_TITLE + origin.capitalize() + Path(name).stem.title().replace("_", "")
-        piece = PieceName(number, title, (solo.instrument,))
-        folder = Path(out_dir) / piece.folder_name
+        planned.append((solo, PieceName(number, title, (solo.instrument,))))
+    there = [Path(out_dir) / piece.folder_name for _, piece in planned]
+    taken = [folder for folder in there if os.path.lexists(folder)]
+    if taken and not force:
+        raise OutputError(
+            f"{taken[0]} already exists ({len(taken)} of the {len(there)} solo pieces are "
+            "there): use --force to write them again, or another --out folder"
+        )
+    for (solo, piece), folder in zip(planned, there, strict=True):
         folder.mkdir(parents=True, exist_ok=True)
         audio = decode(solo, sample_rate)
         for file in (piece.stem_name(1), piece.mix_name()):
-            soundfile.write(str(folder / file), audio, sample_rate, subtype="PCM_16")
-        folders.append(folder)
-    return folders
+            with atomic_path(folder / file) as temporary:
+                soundfile.write(str(temporary), audio, sample_rate, subtype="PCM_16")
+    return there
