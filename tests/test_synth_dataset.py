@@ -192,7 +192,7 @@ def test_previous_run_of_another_split_is_refused(generated: Path, tmp_path: Pat
     [
         (["--soundfonts", "/nonexistent/font.sf2"], "soundfont not found"),
         (["--pieces", "0"], "--pieces"),
-        (["--seconds", "1"], "--seconds"),
+        (["--seconds", "2"], "--seconds must be between 3 and 600, got 2 (every player"),
         (["--split", "dev"], "--split"),
         (["--video-size", "95x54"], "--video-size"),
         (["--video-size", "big"], "WIDTHxHEIGHT"),

@@ -66,7 +66,7 @@ def synth(
     split: Annotated[str, typer.Option(help="train, valid or test (disjoint by work).")] = "train",
     seed: Annotated[int, typer.Option(min=0, help="Same seed, same audio bytes.")] = 0,
     seconds: Annotated[
-        float, typer.Option(help="Length of each piece in seconds, 2 to 600.")
+        float, typer.Option(help="Length of each piece in seconds, 3 to 600.")
     ] = 30.0,
     workers: Annotated[int, typer.Option(help="Pieces made in parallel.")] = 1,
     soundfonts: Annotated[

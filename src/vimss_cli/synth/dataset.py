@@ -41,6 +41,10 @@ from vimss_cli.synth.sampler import SampleLibrary
 from vimss_cli.synth.video import PlayerLook, render_video
 from vimss_cli.urmp import SYNTH_MANIFEST_NAME, PieceName, parse_folder_name
 
+#: The shortest excerpt: each part must hold 4 notes of its work in it (scores.draw_excerpt),
+#: which at 2 s often failed for four or five players ("no corpus work ... found").
+MIN_SECONDS = 3.0
+
 #: Bump when the same settings would produce different files. 2: Bach10's chorales are no
 #: longer drawn (scores.REAL_VALIDATION_WORKS). 3: a saxophone part is played by the
 #: saxophone of its register (scores.program_for), in a tenor-to-soprano range.
@@ -96,8 +100,11 @@ def validate(config: SynthConfig) -> None:
         raise InputError(f"unknown --split {config.split!r}; choose one of train, valid, test")
     if config.pieces < 1 or config.pieces > 9999:
         raise InputError(f"--pieces must be between 1 and 9999, got {config.pieces}")
-    if not 2.0 <= config.seconds <= 600.0:
-        raise InputError(f"--seconds must be between 2 and 600, got {config.seconds}")
+    if not MIN_SECONDS <= config.seconds <= 600.0:
+        raise InputError(
+            f"--seconds must be between {MIN_SECONDS:g} and 600, got {config.seconds:g} (every "
+            "player needs a few notes of its part in the excerpt)"
+        )
     if config.workers < 1:
         raise InputError(f"--workers must be at least 1, got {config.workers}")
     if config.sample_rate not in (16000, 22050, 44100, 48000):

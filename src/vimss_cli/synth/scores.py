@@ -399,7 +399,11 @@ def choose_excerpt(
                     transpositions=tuple(shifts),
                     by_register=not shuffled,
                 )
-    raise InputError(f"no corpus work with {size} playable parts found in {attempts} draws")
+    raise InputError(
+        f"no corpus work with {size} parts of at least {min_notes} notes each in "
+        f"{length_quarters:g} quarter notes found in {attempts} draws (a longer --seconds, "
+        "or fewer players, leaves more to choose from)"
+    )
 
 
 def _cut(notes: list[Note], start: float, length: float) -> list[Note]:
