@@ -10,7 +10,7 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from conftest import RATE, SPINNER_START, TERMINAL_ENV, ffmpeg, write_wav
+from conftest import RATE, SPINNER_START, TERMINAL_ENV, ffmpeg, noise, write_wav
 from test_cli import assert_clean_failure
 from vimss_cli.cli import app
 from vimss_cli.eval import run as eval_run
@@ -214,6 +214,20 @@ def test_rates_and_lengths_are_reconciled_and_reported(tmp_path: Path) -> None:
     assert "resampled from 16000 Hz to 8000 Hz: 1 file (est/vn.wav (estimate))" in notes
     assert "vn.wav (estimate): 800 samples longer" in notes and "cut" in notes
     assert "vc.wav (estimate): 800 samples shorter" in notes and "zero-padded" in notes
+
+
+def test_a_mixture_that_is_not_the_sum_of_its_references_is_noted(tmp_path: Path) -> None:
+    """Found by a review: an AuMix replaced by another recording was scored without a word."""
+    piece = make_piece(tmp_path / "data", "01_Jupiter_vn_vc")
+    args = ("--dataset", "urmp", "--root", tmp_path / "data", "--json")
+    plain = run(*args, "--out", tmp_path / "a")
+    assert plain.exit_code == 0, plain.stderr
+    assert not [n for n in json.loads(plain.stdout)["notes"] if "not the sum" in n]
+    write_wav(piece / "AuMix_01_Jupiter_vn_vc.wav", noise(3.0) * 0.3)
+    other = run(*args, "--out", tmp_path / "b")
+    assert other.exit_code == 0, other.stderr
+    notes = json.loads(other.stdout)["notes"]
+    assert any("AuMix_01_Jupiter_vn_vc.wav is not the sum of its references" in n for n in notes)
 
 
 def test_lengths_too_different_fail(tmp_path: Path) -> None:
