@@ -466,6 +466,11 @@ def test_compare_says_when_the_protocols_differ(tree: Path, tmp_path: Path) -> N
 def test_compare_needs_result_folders(tmp_path: Path) -> None:
     assert_clean_failure(run("compare", tmp_path, tmp_path), "not a vimss eval output folder")
     assert_clean_failure(run("--compare", tmp_path, tmp_path), "not a vimss eval output folder")
+    # found by a review: JSON that is not eval's results gave KeyError and TypeError tracebacks
+    for text in ('{"foo": 1}', "[]", '{"protocol": "x", "stems": [{"piece": "01"}]}'):
+        (tmp_path / "results.json").write_text(text)
+        compared = run("compare", tmp_path, tmp_path)
+        assert_clean_failure(compared, "is not the results of `vimss eval`")
 
 
 def test_eval_scores_separates_own_output_against_a_urmp_piece(

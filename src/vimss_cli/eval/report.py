@@ -175,9 +175,21 @@ def load_results(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"no {RESULTS_NAME} in {folder}: not a vimss eval output folder")
     try:
-        return json.loads(path.read_text())
+        document = json.loads(path.read_text())
     except ValueError as error:
         raise InputError(f"{path} is not valid JSON: {error}") from None
+    stems = document.get("stems") if isinstance(document, dict) else None
+    keys = ("piece", "name", "system")
+    if not (
+        isinstance(stems, list)
+        and "protocol" in document
+        and all(isinstance(row, dict) and all(k in row for k in keys) for row in stems)
+    ):
+        raise InputError(
+            f"{path} is not the results of `vimss eval` (a protocol, and stems with "
+            f"{', '.join(keys)})"
+        )
+    return document
 
 
 @dataclass
