@@ -463,6 +463,17 @@ def test_compare_says_when_the_protocols_differ(tree: Path, tmp_path: Path) -> N
     assert "whole-clip SDR" in shown.stdout and "protocol's SDR" not in shown.stdout
 
 
+def test_a_file_given_for_save_estimates_leaves_no_out_folder(tree: Path, tmp_path: Path) -> None:
+    """Found by a review: --out was made before --save-estimates was found to be a file."""
+    afile = tmp_path / "afile.txt"
+    afile.write_text("mine\n")
+    out = tmp_path / "evalD"
+    result = run("--dataset", "urmp", "--root", tree, "--pieces", "1", "--out", out,
+                 "--save-estimates", afile, "--model", "vimss-untrained-v0")  # fmt: skip
+    assert_clean_failure(result, "not a directory", str(afile))
+    assert not out.exists() and afile.read_text() == "mine\n"
+
+
 def test_compare_needs_result_folders(tmp_path: Path) -> None:
     assert_clean_failure(run("compare", tmp_path, tmp_path), "not a vimss eval output folder")
     assert_clean_failure(run("--compare", tmp_path, tmp_path), "not a vimss eval output folder")

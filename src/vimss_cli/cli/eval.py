@@ -132,6 +132,7 @@ def eval_command(
             typer.echo("warning: --compare is deprecated; use vimss eval compare A B", err=True)
             _compare(compare, as_json)
             return
+        from vimss_cli.errors import OutputError
         from vimss_cli.eval.report import CACHE_NAME, check_results_free, write_results
         from vimss_cli.eval.run import evaluate
         from vimss_cli.eval.scoring import evaluation_rate
@@ -155,9 +156,12 @@ def eval_command(
             check_estimates_free(tracks, save_estimates, force)
         if out_dir is not None:
             check_results_free(out_dir, force)
-        for folder in (out_dir, save_estimates):
-            if folder is not None:
-                ensure_writable_directory(folder)
+        folders = [f for f in (out_dir, save_estimates) if f is not None]
+        for folder in folders:  # both checked before either is made
+            if folder.exists() and not folder.is_dir():
+                raise OutputError(f"output path exists and is not a directory: {folder}")
+        for folder in folders:
+            ensure_writable_directory(folder)
         show = not (quiet or as_json)
         separator = None if model is None else _load_model(model, device, precision, refine, show)
         console = stderr_console()
