@@ -176,6 +176,15 @@ def test_folder_names_are_checked(tree: Path, clean_video: bytes) -> None:
     assert len(messages) == 2, messages
 
 
+def test_a_broken_synth_manifest_fails_the_synth_check(tree: Path) -> None:
+    """Found by a review: ``--dataset synth`` passed a split whose manifest was ``{broken``."""
+    assert check(tree, "--dataset", "synth").exit_code == 0  # no manifest: a plain layout
+    for text, fragment in (("{broken", "is not readable JSON"), ("[]", "is not a `vimss data")):
+        (tree / "vimss_synth.json").write_text(text)
+        result = check(tree, "--dataset", "synth")
+        assert result.exit_code == 1 and f"vimss_synth.json {fragment}" in result.stdout
+
+
 def test_empty_root_fails(tmp_path: Path) -> None:
     result = check(tmp_path)
     assert result.exit_code == 1

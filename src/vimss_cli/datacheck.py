@@ -9,6 +9,7 @@ collected, not raised: the caller prints the report and exits non-zero when ther
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,14 @@ from vimss_cli.errors import InputError, MediaError
 from vimss_cli.extras import require_extra
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.synth.real_solos import REAL_SOLO_TITLE
-from vimss_cli.urmp import DATASETS, FILE_KINDS, Piece, PieceName, parse_folder_name
+from vimss_cli.urmp import (
+    DATASETS,
+    FILE_KINDS,
+    SYNTH_MANIFEST_NAME,
+    Piece,
+    PieceName,
+    parse_folder_name,
+)
 
 #: The mixture may differ from the sum of the stems by this much (residual vs mix, dB).
 MIX_TOLERANCE_DB = -30.0
@@ -73,6 +81,10 @@ def check_dataset(
     if not root.is_dir():
         raise InputError(f"dataset root is not a directory: {root}")
     report = CheckReport(root)
+    if dataset == "synth":
+        message = check_synth_manifest(root / SYNTH_MANIFEST_NAME)
+        if message:
+            report.problems.append(Problem("", message))
     candidates = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     folders: list[tuple[Path, PieceName]] = []
     for folder in candidates:
@@ -98,6 +110,20 @@ def check_dataset(
         if progress is not None:
             progress({"done": index + 1, "total": len(folders), "piece": folder.name})
     return report
+
+
+def check_synth_manifest(path: Path) -> str | None:
+    """What is wrong with a generated split's manifest, or ``None`` (a split without one is
+    a URMP-layout folder of other origin, and is checked as such)."""
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return f"{path.name} is not readable JSON ({' '.join(str(error).split())})"
+    if not (isinstance(manifest, dict) and isinstance(manifest.get("pieces"), dict)):
+        return f"{path.name} is not a `vimss data synth` manifest (no pieces)"
+    return None
 
 
 def check_piece(piece: Piece, report: CheckReport | None = None) -> list[Problem]:
