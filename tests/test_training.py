@@ -752,6 +752,16 @@ def test_stems_of_different_lengths_are_padded_with_a_warning(tree: Path) -> Non
     assert len(told) == 1  # pieces whose stems agree are not warned of
 
 
+def test_excerpts_longer_than_every_piece_are_warned_of(tree: Path, tmp_path: Path) -> None:
+    """Found by a review: 5 s excerpts of 1.5 s pieces trained on silence without a word."""
+    long = train("--root", tree, "--out", tmp_path / "long", "--device", "cpu", *SETS,
+                 "--max-steps", "1", "--set", "data.output_samples=40000")  # fmt: skip
+    assert long.exit_code == 0, long.output
+    assert "longer than every training piece (at most 1.50 s)" in long.stderr
+    with pytest.raises(InputError, match="data.output_samples must be at most 4194304"):
+        build_config(None, ["data.output_samples=100000000"])
+
+
 def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     command = [

@@ -21,6 +21,10 @@ from vimss_cli.config_checks import ConfigValueError, check_range, check_types
 from vimss_cli.errors import InputError
 from vimss_cli.model import ModelConfig
 
+#: The longest output tile an excerpt may ask for (about 3 minutes at 22.05 kHz; the GPU run
+#: uses 65536): 1e8 samples once hung the loader.
+MAX_OUTPUT_SAMPLES = 1 << 22
+
 PROBABILITIES = (
     "remix_probability",
     "drop_player_probability",
@@ -101,6 +105,7 @@ class DataConfig:
         check_types(self)
         for name in ("output_samples", "batch_size", "queries_per_mixture"):
             check_range(self, name, at_least=1)
+        check_range(self, "output_samples", at_most=MAX_OUTPUT_SAMPLES)
         check_range(self, "validation_excerpts", at_least=1)
         check_range(self, "workers", at_least=0)
         check_range(self, "gain_db", at_least=0)

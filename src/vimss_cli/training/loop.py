@@ -352,6 +352,14 @@ def _set_up(
         raise
     state = trainer.state
     state.skipped_files = sorted(set(state.skipped_files) | set(skipped))
+    longest = max(piece.stems.shape[1] for piece in train_pieces)
+    if trainer.shape.input_length > longest:
+        rate = config.model.sample_rate
+        on_warning(
+            f"an excerpt spans {trainer.shape.input_length / rate:.2f} s (data.output_samples "
+            f"and the model's context), longer than every training piece (at most "
+            f"{longest / rate:.2f} s): most of each excerpt is silence"
+        )
     train_set = ExcerptDataset.from_config(train_pieces, trainer.shape, config)
     valid_set = None
     if valid_pieces is not None:
