@@ -758,7 +758,7 @@ def test_excerpts_longer_than_every_piece_are_warned_of(tree: Path, tmp_path: Pa
                  "--max-steps", "1", "--set", "data.output_samples=40000")  # fmt: skip
     assert long.exit_code == 0, long.output
     assert "longer than every training piece (at most 1.50 s)" in long.stderr
-    with pytest.raises(InputError, match="data.output_samples must be at most 4194304"):
+    with pytest.raises(InputError, match=r"data\.output_samples must be at most 4194304"):
         build_config(None, ["data.output_samples=100000000"])
 
 
