@@ -992,9 +992,20 @@ def test_an_unforeseen_system_error_is_still_one_line(
     def out_of_memory() -> None:
         raise MemoryError("Unable to allocate 136. GiB")
 
+    class OutOfMemoryError(RuntimeError):  # as torch names its CUDA one
+        pass
+
+    def gpu_out_of_memory() -> None:
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB\nmore")
+
+    def worker() -> None:  # a DataLoader worker's error carries the worker's traceback
+        raise OSError("Caught OSError in DataLoader worker process 0.\nTraceback (most...")
+
     for action, line in (
-        (not_a_folder, f"error: Not a directory: {where}"),
+        (not_a_folder, f"error: Not a directory: {where} (--debug for the traceback)"),
         (out_of_memory, "error: out of memory: Unable to allocate 136. GiB (smaller settings"),
+        (gpu_out_of_memory, "error: out of memory: CUDA out of memory. Tried to allocate 80"),
+        (worker, "error: Caught OSError in DataLoader worker process 0. (--debug for"),
     ):
         with pytest.raises(typer.Exit) as stopped:
             guarded(False, action)
@@ -1003,3 +1014,9 @@ def test_an_unforeseen_system_error_is_still_one_line(
         assert err.startswith(line) and err.count("\n") == 1, err
     with pytest.raises(NotADirectoryError):  # --debug keeps the traceback
         guarded(True, not_a_folder)
+
+    def bug() -> None:
+        raise RuntimeError("a programming error")
+
+    with pytest.raises(RuntimeError, match="a programming error"):  # not turned into a line
+        guarded(False, bug)

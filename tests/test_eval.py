@@ -411,7 +411,7 @@ def test_output_that_is_a_file_fails(tree: Path, tmp_path: Path) -> None:
     target = tmp_path / "taken"
     target.write_text("the user's file")
     result = run("--dataset", "urmp", "--root", tree, "--out", target)
-    assert_clean_failure(result, "cannot create output directory")
+    assert_clean_failure(result, "output path exists and is not a directory", str(target))
     assert target.read_text() == "the user's file"
 
 

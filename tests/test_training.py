@@ -548,7 +548,7 @@ def test_train_bad_inputs(tree: Path, tmp_path: Path) -> None:
     afile.write_text("mine\n")
     refused = train("--root", tree, "--out", afile, "--device", "cpu", "--max-steps", "1", *SETS)
     assert refused.exit_code == 2 and refused.stderr == (
-        f"error: --out {afile} is a file, not a folder: give a folder for the run\n"
+        f"error: --out {afile} is not a folder: give a folder for the run\n"
     )
     assert afile.read_text() == "mine\n"
     mine = tmp_path / "my_experiment"  # the user's own folder, with their own config.toml
@@ -631,12 +631,18 @@ def test_divergence_is_its_own_error(tree: Path, tmp_path: Path) -> None:
     assert_clean_failure(result, "training diverged at step ", "(loss nan)")
     assert result.exit_code == TrainingDivergedError.exit_code == 4
     assert "nothing was saved yet: lower optim.lr" in result.stderr
-    # nothing to resume, so the folder this run made is gone: the advice can be followed in
-    # the same folder (found by a review: a run that failed before its first checkpoint left
-    # config.toml behind, and the same command was then refused)
-    assert not out.exists()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    (logged,) = [r for r in log if "error" in r]
+    assert result.stderr == f"error: {logged['error']}\n"
+    assert logged["error"].startswith(f"training diverged at step {logged['step']} (loss nan)")
+    assert not any(r.get("step", 0) > logged["step"] for r in log)  # it stopped there
+    # the advice can be followed in the same folder (found by a review: a run that stopped
+    # before its first checkpoint left config.toml and its log, and the same command was
+    # then refused as "not empty")
     again = train("--root", tree, "--out", out, "--device", "cpu", *SETS, "--max-steps", "1")
     assert again.exit_code == 0, again.output
+    assert "starting afresh in" in again.stderr and "stopped before its first" in again.stderr
+    assert "training diverged" in (out / "log.jsonl").read_text()  # the log is kept
 
 
 def test_a_run_that_diverges_after_a_checkpoint_keeps_its_folder_and_logs_the_error(
@@ -695,7 +701,7 @@ def test_resume_on_another_data_folder_is_told(tree: Path, tmp_path: Path) -> No
     assert told in (out / "log.jsonl").read_text()
 
 
-def test_a_fresh_run_that_fails_in_an_empty_folder_leaves_it_empty(
+def test_only_a_run_that_stopped_before_its_first_state_is_started_afresh(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vimss_cli.training.trainer import Trainer
@@ -704,14 +710,18 @@ def test_a_fresh_run_that_fails_in_an_empty_folder_leaves_it_empty(
         raise MemoryError("Unable to allocate 136. GiB")
 
     monkeypatch.setattr(Trainer, "step", no_memory)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    failed = train("--root", tree, "--out", empty, "--device", "cpu", *SETS, "--max-steps", "2")
+    out = tmp_path / "run"
+    failed = train("--root", tree, "--out", out, "--device", "cpu", *SETS, "--max-steps", "2")
     assert failed.exit_code == 1 and "out of memory" in failed.stderr, failed.output
-    assert empty.is_dir() and not any(empty.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == ["config.toml", "log.jsonl", "tensorboard"]
     monkeypatch.undo()
-    again = train("--root", tree, "--out", empty, "--device", "cpu", *SETS, "--max-steps", "1")
+    (out / "notes.txt").write_text("mine\n")  # a file of the user's: no such folder any more
+    refused = train("--root", tree, "--out", out, "--device", "cpu", *SETS, "--max-steps", "1")
+    assert refused.exit_code == 2 and "is not empty and holds no run" in refused.stderr
+    (out / "notes.txt").unlink()
+    again = train("--root", tree, "--out", out, "--device", "cpu", *SETS, "--max-steps", "1")
     assert again.exit_code == 0, again.output
+    assert "starting afresh in" in again.stderr
 
 
 def test_corrupt_audio_in_the_dataset_is_skipped_and_counted(tree: Path, tmp_path: Path) -> None:

@@ -135,15 +135,25 @@ def _termination_as_interrupt() -> Iterator[None]:
             signal.signal(number, old)
 
 
-def system_error_line(error: OSError | MemoryError) -> str:
-    """One line for an operating-system error no check of the command foresaw (a read-only
-    or full disk, a file where a folder goes, memory the settings ask too much of)."""
-    if isinstance(error, MemoryError):
-        detail = " ".join(str(error).split())
-        return f"out of memory{': ' + detail if detail else ''} (smaller settings may fit)"
-    reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
-    where = error.filename if error.filename is not None else None
-    return f"{reason}: {where}" if where else reason
+def system_error_line(error: BaseException) -> str:
+    """One line for an error no check of the command foresaw: an operating-system error (a
+    read-only or full disk, a file where a folder goes) or memory the settings ask too much
+    of, on the CPU or the GPU. A worker process's error carries its whole traceback in its
+    message: only the first line is kept."""
+    first = (str(error).strip().splitlines() or [""])[0].strip()
+    if isinstance(error, OSError) and error.strerror:
+        names = [str(n) for n in (error.filename, error.filename2) if n is not None]
+        first = f"{error.strerror}: {' -> '.join(names)}" if names else error.strerror
+    if is_out_of_memory(error):
+        detail = f": {first}" if first else ""
+        return f"out of memory{detail} (smaller settings may fit; --debug for the traceback)"
+    return f"{first or type(error).__name__} (--debug for the traceback)"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CPU ``MemoryError`` or torch's GPU ``OutOfMemoryError`` (told by name: torch is not
+    imported here)."""
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
 
 
 def guarded(debug: bool, action: Callable[[], T], *, terminate_cleanly: bool = False) -> T:
@@ -162,8 +172,9 @@ def guarded(debug: bool, action: Callable[[], T], *, terminate_cleanly: bool = F
             raise
         typer.echo(f"error: {printable(' '.join(str(error).split()))}", err=True)
         raise typer.Exit(error.exit_code) from None
-    except (OSError, MemoryError) as error:  # what no check foresaw: still one line
-        if _debug_enabled(debug):
+    except (OSError, MemoryError, RuntimeError) as error:  # what no check foresaw
+        unforeseen = isinstance(error, OSError | MemoryError) or is_out_of_memory(error)
+        if _debug_enabled(debug) or not unforeseen:
             raise
         typer.echo(f"error: {printable(system_error_line(error))}", err=True)
         raise typer.Exit(OutputError.exit_code) from None

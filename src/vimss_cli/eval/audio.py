@@ -15,8 +15,9 @@ from vimss_cli.eval.tracks import Track
 
 #: Length differences up to this many seconds are reconciled (zero-padded or cut).
 LENGTH_TOLERANCE_SECONDS = 1.0
-#: A mixture file this far (dB, energy over the residual) from its references' best-scaled
-#: sum is noted: an AuMix replaced by another recording was scored without a word.
+#: A mixture file matched worse than this (dB, energy over the residual) by its references'
+#: best-weighted sum is noted: an AuMix replaced by another recording was scored without a
+#: word.
 MIN_MIXTURE_MATCH_DB = 10.0
 
 
@@ -127,11 +128,11 @@ def load_track(track: Track, rate: int) -> TrackAudio:
     if track.mixture is not None:
         what = f"{track.piece}/{track.mixture.name}"
         mixture = fit_length(read_at(track.mixture, rate, what, notes), length, rate, what, notes)
-        apart = mixture_mismatch_db(mixture, references)
-        if apart is not None:
+        match = mixture_match_db(mixture, references)
+        if match < MIN_MIXTURE_MATCH_DB:
             notes.append(
-                f"{what} is not the sum of its references (it is only {apart:.1f} dB above "
-                "what the sum, best scaled, leaves out): is it this piece's mixture?"
+                f"{what} is not the sum of its references (only {match:.1f} dB above what "
+                "their best-weighted sum leaves out): is it this piece's mixture?"
             )
     else:
         mixture = references.sum(axis=0)
@@ -139,19 +140,19 @@ def load_track(track: Track, rate: int) -> TrackAudio:
     return TrackAudio(references=references, mixture=mixture, rate=rate, notes=notes)
 
 
-def mixture_mismatch_db(mixture: np.ndarray, references: np.ndarray) -> float | None:
-    """How far ``mixture (N,)`` is from the sum of ``references (K, N)``, each best scaled:
-    its energy over that of the residual, in dB, when below :data:`MIN_MIXTURE_MATCH_DB`;
-    ``None`` when it matches (a recording's own mixture is its stems' sum, maybe scaled)."""
-    total = references.sum(axis=0).astype(np.float64)
+def mixture_match_db(mixture: np.ndarray, references: np.ndarray) -> float:
+    """How well ``mixture (N,)`` is a sum of ``references (K, N)``, each at its own best gain
+    (least squares: a mix may set its players' levels): the mixture's energy over that of
+    what the fit leaves, in dB. ``inf`` for a silent mixture or a perfect fit."""
     mixture = mixture.astype(np.float64)
-    power = float(np.dot(total, total))
     energy = float(np.dot(mixture, mixture))
-    if power == 0.0 or energy == 0.0:
-        return None
-    residual = mixture - (float(np.dot(mixture, total)) / power) * total
-    ratio = 10 * math.log10(energy / max(float(np.dot(residual, residual)), 1e-20))
-    return ratio if ratio < MIN_MIXTURE_MATCH_DB else None
+    if energy == 0.0 or not references.any():
+        return math.inf
+    columns = references.astype(np.float64).T
+    gains = np.linalg.lstsq(columns, mixture, rcond=None)[0]
+    residual = mixture - columns @ gains
+    left = float(np.dot(residual, residual))
+    return math.inf if left == 0.0 else 10 * math.log10(energy / left)
 
 
 def native_rate(track: Track) -> int:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from vimss_cli.config_checks import ConfigValueError, check_range, check_types
 from vimss_cli.errors import InputError
 from vimss_cli.model import ModelConfig
+from vimss_cli.training.rooms import MIN_RT60
 
 #: The longest output tile an excerpt may ask for (about 3 minutes at 22.05 kHz; the GPU run
 #: uses 65536): 1e8 samples once hung the loader.
@@ -111,7 +112,7 @@ class DataConfig:
         check_range(self, "gain_db", at_least=0)
         check_range(self, "colour_db", at_least=0)
         check_range(self, "speed_semitones", at_least=0, at_most=12)
-        check_range(self, "reverb_seconds", at_least=0.2, at_most=5)
+        check_range(self, "reverb_seconds", at_least=MIN_RT60, at_most=5)
         check_range(self, "voice_phrase_seconds", at_least=0, at_most=60)
         for name in PROBABILITIES:
             check_range(self, name, at_least=0, at_most=1)

@@ -38,8 +38,6 @@ from vimss_cli.training.run_folder import (
     BEST_FILE,
     CONFIG_FILE,
     LAST_FILE,
-    LOG_FILE,
-    STATE_FILE,
     RunLog,
     RunState,
     check_run_dir,
@@ -179,10 +177,11 @@ def run_training(
     :func:`~vimss_cli.training.data.check_dataset_kind` and recorded in the checkpoints.
 
     Arguments are checked before anything is written; when setting up fails after that (no
-    readable pieces, weights to start from that do not fit), or training fails before the
-    first state is saved (a model too large for memory, a loss that diverges at once), a
-    run folder this call created is removed again, so the same command can start afresh.
-    Raises :class:`TrainingDivergedError` when the loss stops being finite.
+    readable pieces, weights to start from that do not fit), a run folder this call created
+    is removed again. A run that stops before its first state (a loss that diverges at once,
+    Ctrl-C) keeps its folder, log and exports; a fresh start may reuse it
+    (:func:`~vimss_cli.training.run_folder.check_run_dir`). Raises
+    :class:`TrainingDivergedError` when the loss stops being finite.
 
     ``progress`` hears each step of setting up as it starts (``{"stage": ...}``: ``reading``
     and ``visual features`` for each piece, with ``split``, ``piece``, ``done`` and ``total``;
@@ -204,11 +203,8 @@ def run_training(
     torch_device = _device(device, dist_info, config.optim.precision)
     if not dist_info.is_main:
         progress = warn = None  # only the main process tells
-    created = dist_info.is_main and not run_dir.exists()
-    fresh = dist_info.is_main and not resume  # check_run_dir: an empty folder, or none
     log = RunLog(run_dir, dist_info.is_main)
     trainer, train_set, valid_set, provenance = _set_up(
-        created,
         config,
         root,
         folders,
@@ -236,26 +232,11 @@ def run_training(
     loader = _loader(train_set, config, state.step, stop_step, dist_info, torch_device)
     try:
         examples = _run_steps(trainer, loader, run)
-    except BaseException:
+    finally:
         log.close()
-        if fresh and not (run_dir / STATE_FILE).exists():  # nothing to resume: a fresh
-            discard_fresh_run(run_dir, created)  # start in the same folder may follow
-        raise
-    log.close()
     elapsed = time.perf_counter() - started
     state.wall_seconds += elapsed
     return _report(trainer, elapsed, examples)
-
-
-def discard_fresh_run(run_dir: Path, created: bool) -> None:
-    """Undo a fresh run that failed before its first state: remove the folder when this
-    call made it, else (it was empty) what the run wrote into it."""
-    if created:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return
-    for name in (CONFIG_FILE, LOG_FILE):
-        (run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
 
 
 def _loader(
@@ -294,7 +275,6 @@ def _device(spec: str, dist_info: Distributed, precision: str) -> torch.device:
 
 
 def _set_up(
-    created: bool,
     config: TrainConfig,
     root: Path,
     folders: tuple[Path, Path | None],
@@ -312,7 +292,7 @@ def _set_up(
     """Write the config, read the splits, build (or restore) the model: the trainer, the
     training and validation excerpts, and the provenance of the run's exports. A failure
     leaves no run folder behind that this call made."""
-    fresh = dist_info.is_main and not resume
+    created = dist_info.is_main and not run_dir.exists()
 
     def on_warning(message: str) -> None:
         log.write({"warning": message})
@@ -332,7 +312,6 @@ def _set_up(
             ]
         for message in dataset_warnings:
             on_warning(message)
-        log.write({"dataset_root": here})
         train_pieces, valid_pieces, skipped = _read_splits(
             config, root, folders, run_dir, on_warning, progress
         )
@@ -345,10 +324,11 @@ def _set_up(
             progress({"stage": "building the model"})
         trainer = Trainer.build(config, device=device, dist_info=dist_info, run_dir=run_dir,
                                 resume=resume, log=log)  # fmt: skip
+        log.write({"dataset_root": here})  # once the data was read and the run is set up
     except BaseException:
         log.close()
-        if fresh:
-            discard_fresh_run(run_dir, created)
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise
     state = trainer.state
     state.skipped_files = sorted(set(state.skipped_files) | set(skipped))

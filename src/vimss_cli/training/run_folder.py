@@ -172,7 +172,7 @@ def check_run_dir(
     of what the earlier steps used)."""
     saved = run_dir / CONFIG_FILE
     if os.path.lexists(run_dir) and not run_dir.is_dir():
-        raise InputError(f"--out {run_dir} is a file, not a folder: give a folder for the run")
+        raise InputError(f"--out {run_dir} is not a folder: give a folder for the run")
     if resume:
         if not (run_dir / STATE_FILE).is_file() or not saved.is_file():
             raise InputError(f"--resume: no run to resume in {run_dir}")
@@ -186,11 +186,37 @@ def check_run_dir(
     elif (run_dir / STATE_FILE).exists():
         raise InputError(f"{run_dir} already holds a run; pass --resume or choose a new --out")
     elif is_main and run_dir.is_dir() and any(run_dir.iterdir()):
+        if stopped_before_first_state(run_dir):
+            return [
+                f"starting afresh in {run_dir}: the run there stopped before its first "
+                f"checkpoint (nothing to resume); its {LOG_FILE} is appended to"
+            ]
         raise InputError(
             f"{run_dir} is not empty and holds no run to resume; train into a new or empty "
             "folder (a run writes config.toml, log.jsonl and checkpoints there)"
         )
     return []
+
+
+#: What a run writes before its first state: a folder holding only these (and a log of
+#: ours) is a run that stopped before there was anything to resume.
+BEFORE_FIRST_STATE = {CONFIG_FILE, LOG_FILE, "tensorboard", "visual_cache"}
+
+
+def stopped_before_first_state(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds only what a vimss run writes before its first state (a
+    config, a log whose every line is a JSON object, TensorBoard files, a visual cache), so
+    that a fresh run may start there: a loss that diverged at once, or Ctrl-C in the first
+    steps, left such a folder, and the same command was then refused. Exports
+    (``best.safetensors``) or any other file make it no such folder."""
+    names = {entry.name for entry in run_dir.iterdir()}
+    if not names <= BEFORE_FIRST_STATE or LOG_FILE not in names:
+        return False
+    try:
+        lines = (run_dir / LOG_FILE).read_text().splitlines()
+        return all(isinstance(json.loads(line), dict) for line in lines if line.strip())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
 
 
 def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
