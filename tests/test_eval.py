@@ -415,6 +415,12 @@ def test_output_that_is_a_file_fails(tree: Path, tmp_path: Path) -> None:
     assert target.read_text() == "the user's file"
 
 
+@pytest.mark.parametrize("rate", ["999", "10000000"])
+def test_an_evaluation_rate_out_of_range_is_refused(tree: Path, rate: str) -> None:
+    result = run("--dataset", "urmp", "--root", tree, "--rate", rate)
+    assert_clean_failure(result, f"--rate must be between 1000 and 192000 Hz, got {rate}")
+
+
 def test_empty_root_fails(tmp_path: Path) -> None:
     assert_clean_failure(run("--dataset", "urmp", "--root", tmp_path), "no URMP piece folders")
 

@@ -165,7 +165,7 @@ def evaluation_rate(protocol: str, rate: int | None, tracks: list[Track]) -> int
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown --protocol {protocol!r}; choose {' or '.join(PROTOCOLS)}")
     if rate is not None:
-        if rate < 1000:
-            raise InputError(f"--rate must be at least 1000 Hz, got {rate}")
+        if not 1000 <= rate <= 192000:  # 10 MHz once ran on past a minute, to no purpose
+            raise InputError(f"--rate must be between 1000 and 192000 Hz, got {rate}")
         return rate
     return SEGMENT_RATE if protocol == "segments" else native_rate(tracks[0])
