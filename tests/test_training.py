@@ -760,6 +760,15 @@ def test_stems_of_different_lengths_are_padded_with_a_warning(tree: Path) -> Non
     ]
     load_pieces(tree / "valid", RATE, told.append)
     assert len(told) == 1  # pieces whose stems agree are not warned of
+    # a stereo stem whose channels cancel is silent in mono (found by a review)
+    cancelled = np.stack([audio, -audio], axis=1)
+    soundfile.write(stem, cancelled, RATE, subtype="FLOAT")
+    told.clear()
+    load_pieces(tree / "train", RATE, told.append)
+    assert told == [
+        "AuSep_2_vc_01_Piece1.wav of piece 01_Piece1_vn_vc is silent (a stereo file whose "
+        "channels cancel is silent in mono too): its player is learnt as absent"
+    ]
 
 
 def test_excerpts_longer_than_every_piece_are_warned_of(tree: Path, tmp_path: Path) -> None:

@@ -49,6 +49,9 @@ from vimss_cli.voices import mean_pitch, read_notes, voice_numbers
 
 WarningCallback = Callable[[str], None]
 
+#: A stem whose peak (after the downmix to mono) is at most this is silent.
+SILENT_PEAK = 1e-6
+
 
 @dataclass
 class PieceAudio:
@@ -172,6 +175,12 @@ def _read_stems(
             if warn is not None:
                 warn(f"skipping piece {piece.folder.name}: {error}")
             return None
+    for path, stem in zip(piece.stem_paths, stems, strict=True):
+        if warn is not None and not np.abs(stem).max(initial=0.0) > SILENT_PEAK:
+            warn(
+                f"{path.name} of piece {piece.folder.name} is silent (a stereo file whose "
+                "channels cancel is silent in mono too): its player is learnt as absent"
+            )
     length = max(stem.size for stem in stems)
     shortest = min(stem.size for stem in stems)
     if warn is not None and length - shortest > max(0.1 * sample_rate, 0.01 * length):
