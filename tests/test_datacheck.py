@@ -146,6 +146,10 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda f: (f / NAME.score_name()).write_bytes(b"MThd\x00"),
         "is not a readable MIDI file",
     ),
+    "wav cut after its header": (  # found by a review: reported only as "lengths differ"
+        lambda f: (f / NAME.stem_name(1)).write_bytes((f / NAME.stem_name(1)).read_bytes()[:100]),
+        f"{NAME.stem_name(1)} is truncated: its header declares",
+    ),
     "unreadable wav": (
         lambda f: (f / NAME.mix_name()).write_bytes(b"RIFF...."),
         "is not a readable WAV",

@@ -112,6 +112,10 @@ def check_dataset(
     return report
 
 
+#: libsndfile's note on a WAV whose data chunk is shorter than its header says.
+TRUNCATED = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
+
+
 def check_synth_manifest(path: Path) -> str | None:
     """What is wrong with a generated split's manifest, or ``None`` (a split without one is
     a URMP-layout folder of other origin, and is checked as such)."""
@@ -151,6 +155,12 @@ def check_piece(piece: Piece, report: CheckReport | None = None) -> list[Problem
             except (soundfile.LibsndfileError, RuntimeError) as error:
                 problem(f"{path.name} is not a readable WAV ({error})")
     for path, info in infos.items():
+        cut = TRUNCATED.search(info.extra_info)
+        if cut and int(cut.group(2)) < int(cut.group(1)):
+            problem(
+                f"{path.name} is truncated: its header declares {int(cut.group(1))} bytes of "
+                f"audio, the file holds {int(cut.group(2))}"
+            )
         if info.channels != 1:
             problem(f"{path.name} has {info.channels} channels, expected 1")
         if info.frames == 0:
