@@ -28,6 +28,7 @@ from vimss_cli.urmp import (
     SYNTH_MANIFEST_NAME,
     Piece,
     PieceName,
+    is_synth_manifest,
     parse_folder_name,
 )
 
@@ -125,7 +126,7 @@ def check_synth_manifest(path: Path) -> str | None:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         return f"{path.name} is not readable JSON ({' '.join(str(error).split())})"
-    if not (isinstance(manifest, dict) and isinstance(manifest.get("pieces"), dict)):
+    if not is_synth_manifest(manifest):
         return f"{path.name} is not a `vimss data synth` manifest (no pieces)"
     return None
 

@@ -50,6 +50,12 @@ _FOLDER = re.compile(r"^(\d+)_([^_]+)_((?:[a-z]+_?)+)$")
 _STEM_FILE = re.compile(r"^AuSep_(\d+)_([a-z]+)_(.+)\.[a-z0-9]+$")
 
 
+def is_synth_manifest(document: object) -> bool:
+    """Whether a parsed ``vimss_synth.json`` has the shape ``vimss data synth`` writes: an
+    object holding its ``pieces``."""
+    return isinstance(document, dict) and isinstance(document.get("pieces"), dict)
+
+
 @dataclass(frozen=True)
 class PieceName:
     """The identity of a piece, as its folder name states it."""

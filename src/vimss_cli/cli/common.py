@@ -173,7 +173,7 @@ def guarded(debug: bool, action: Callable[[], T], *, terminate_cleanly: bool = F
         typer.echo(f"error: {printable(' '.join(str(error).split()))}", err=True)
         raise typer.Exit(error.exit_code) from None
     except (OSError, MemoryError, RuntimeError) as error:  # what no check foresaw
-        unforeseen = isinstance(error, OSError | MemoryError) or is_out_of_memory(error)
+        unforeseen = isinstance(error, OSError) or is_out_of_memory(error)
         if _debug_enabled(debug) or not unforeseen:
             raise
         typer.echo(f"error: {printable(system_error_line(error))}", err=True)

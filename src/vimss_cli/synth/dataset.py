@@ -39,7 +39,7 @@ from vimss_cli.synth.resources import (
 )
 from vimss_cli.synth.sampler import SampleLibrary
 from vimss_cli.synth.video import PlayerLook, render_video
-from vimss_cli.urmp import SYNTH_MANIFEST_NAME, PieceName, parse_folder_name
+from vimss_cli.urmp import SYNTH_MANIFEST_NAME, PieceName, is_synth_manifest, parse_folder_name
 
 #: The shortest excerpt: each part must hold 4 notes of its work in it (scores.draw_excerpt),
 #: which at 2 s often failed for four or five players ("no corpus work ... found").
@@ -338,7 +338,7 @@ def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise OutputError(f"cannot read the manifest {path}: {error}") from None
-    if not (isinstance(manifest, dict) and isinstance(manifest.get("pieces"), dict)):
+    if not is_synth_manifest(manifest):
         raise OutputError(f"{path} is not a `vimss data synth` manifest; use an empty directory")
     return manifest
 
