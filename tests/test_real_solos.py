@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from typer.testing import CliRunner
 
+from vimss_cli.cli import app
 from vimss_cli.synth import real_solos
 from vimss_cli.urmp import list_pieces
 
@@ -69,9 +71,9 @@ def test_read_rcc_refuses_other_files(tmp_path: Path) -> None:
         list(real_solos.read_rcc(other))
 
 
-def test_solos_become_one_player_pieces_at_the_model_rate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def installed_solos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two solos installed (a gcompris violin, a tuxpaint bassoon) and a piano, no URMP one."""
     bundle = tmp_path / "instruments.rcc"
     write_rcc(
         bundle,
@@ -84,7 +86,11 @@ def test_solos_become_one_player_pieces_at_the_model_rate(
     monkeypatch.setattr(real_solos, "TUXPAINT_MUSIC", tux)
     # the bundle's files sit under /res/, not /instruments/: point the filter at them
     monkeypatch.setattr(real_solos, "GCOMPRIS_FOLDER", "/res/")
-    folders = real_solos.write_solo_pieces(tmp_path / "out", 22050)
+
+
+@pytest.mark.usefixtures("installed_solos")
+def test_solos_become_one_player_pieces_at_the_model_rate(tmp_path: Path) -> None:
+    folders = real_solos.write_solo_pieces(tmp_path / "out", 22050).folders
     pieces = list_pieces(tmp_path / "out")
     assert [p.folder.name for p in pieces] == [
         "901_RealSoloGcomprisViolin_vn",
@@ -101,12 +107,44 @@ def test_solos_become_one_player_pieces_at_the_model_rate(
     from vimss_cli.errors import OutputError
 
     assert check_dataset("synth", tmp_path / "out").problems == []
-    before = pieces[0].stem_paths[0].read_bytes()
-    with pytest.raises(OutputError, match=r"901_RealSoloGcomprisViolin_vn already exists \(2 of"):
+    stem = pieces[0].stem_paths[0]
+    before, written_at = stem.read_bytes(), stem.stat().st_mtime_ns
+    with pytest.raises(OutputError, match=r"AuSep_1_vn_901_RealSoloGcomprisViolin.wav already "):
         real_solos.write_solo_pieces(tmp_path / "out", 16000)
-    assert pieces[0].stem_paths[0].read_bytes() == before
+    assert stem.read_bytes() == before
+
+    # the same command again (as `make device-data` runs it) keeps what is there, and an
+    # interrupted run is completed, not refused
+    again = real_solos.write_solo_pieces(tmp_path / "out", 22050)
+    assert again.folders == folders and again.written == []
+    assert stem.stat().st_mtime_ns == written_at
+    pieces[1].mix_path.unlink()
+    resumed = real_solos.write_solo_pieces(tmp_path / "out", 22050)
+    assert resumed.written == [pieces[1].folder] and pieces[1].mix_path.is_file()
+    assert stem.stat().st_mtime_ns == written_at
+
     real_solos.write_solo_pieces(tmp_path / "out", 16000, force=True)
-    assert soundfile.info(str(pieces[0].stem_paths[0])).samplerate == 16000
+    assert soundfile.info(str(stem)).samplerate == 16000
+
+
+@pytest.mark.usefixtures("installed_solos")
+def test_data_solos_runs_again_keeping_its_pieces(tmp_path: Path) -> None:
+    """Through the CLI: a second run keeps the pieces (``make device-data`` runs it every time);
+    another rate is refused in one line, with nothing changed."""
+    runner = CliRunner()
+    out = tmp_path / "solos"
+    first = runner.invoke(app, ["data", "solos", "-o", str(out)])
+    assert first.exit_code == 0, first.output
+    assert "2 real solo piece(s) written" in first.output
+    again = runner.invoke(app, ["data", "solos", "-o", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "0 real solo piece(s) written, 2 already there from an earlier run (kept)" in " ".join(
+        again.output.split()
+    )
+    other = runner.invoke(app, ["data", "solos", "-o", str(out), "--sample-rate", "16000"])
+    assert other.exit_code != 0
+    assert "differs from what this command writes" in other.output
+    assert all(soundfile.info(str(f)).samplerate == 22050 for f in out.glob("*/*.wav"))
 
 
 def test_no_solos_installed_names_the_packages(

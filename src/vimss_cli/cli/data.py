@@ -148,7 +148,10 @@ def solos(
         int, typer.Option("--sample-rate", help="Audio rate (Hz): 16000, 22050, 44100 or 48000.")
     ] = 22050,
     force: Annotated[
-        bool, typer.Option("--force", help="Write the pieces again where they exist.")
+        bool,
+        typer.Option(
+            "--force", help="Write again pieces that exist but differ (another rate, edited)."
+        ),
     ] = False,
     debug: DebugOption = False,
 ) -> None:
@@ -161,8 +164,13 @@ def solos(
             raise InputError(
                 f"--sample-rate must be 16000, 22050, 44100 or 48000, not {sample_rate}"
             )
-        folders = write_solo_pieces(out_dir, sample_rate, force=force)
-        stderr_console().print(f"{len(folders)} real solo piece(s) in {out_dir}")
+        pieces = write_solo_pieces(out_dir, sample_rate, force=force)
+        kept = len(pieces.folders) - len(pieces.written)
+        stderr_console().print(
+            f"{len(pieces.written)} real solo piece(s) written"
+            + (f", {kept} already there from an earlier run (kept)" if kept else "")
+            + f", in {out_dir}"
+        )
 
     guarded(debug, run)
 

@@ -137,28 +137,69 @@ def decode(solo: Solo, sample_rate: int) -> np.ndarray:
     return (mono * (SOLO_PEAK / peak) if peak > 0 else mono).astype(np.float32)
 
 
+def as_wav_samples(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``(N,)`` float samples -> the ``(N,)`` int16 samples a 16-bit WAV of them holds."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, sample_rate, format="WAV", subtype="PCM_16")
+    buffer.seek(0)
+    return soundfile.read(buffer, dtype="int16")[0]
+
+
+def holds(path: Path, samples: np.ndarray, sample_rate: int) -> bool:
+    """Whether ``path`` is a WAV of exactly ``samples`` (int16) at ``sample_rate``: a file an
+    earlier run wrote with the same settings."""
+    try:
+        data, rate = soundfile.read(str(path), dtype="int16")
+    except (OSError, RuntimeError):  # unreadable, not a WAV (LibsndfileError)
+        return False
+    return rate == sample_rate and np.array_equal(data, samples)
+
+
+@dataclass(frozen=True)
+class SoloPieces:
+    """What :func:`write_solo_pieces` did: every piece folder, and those it wrote to."""
+
+    folders: list[Path]
+    written: list[Path]
+
+
 def write_solo_pieces(
     out_dir: Path, sample_rate: int, first_number: int = 901, force: bool = False
-) -> list[Path]:
+) -> SoloPieces:
     """Write each solo as a one-player piece ``NNN_RealSolo<Source><Name>_<inst>`` holding
     ``AuMix`` and ``AuSep_1`` (the same samples, 16-bit), each file whole or not at all.
-    Returns the piece folders. Pieces already there are replaced only with ``force``."""
-    planned = []
+
+    A file already there with exactly these samples at this rate (an earlier run's) is kept,
+    so the command can be run again or resumed, as ``vimss data synth`` can. One that differs
+    (another rate, a user's edit, a file cut short) is replaced only with ``force``; without
+    it nothing is written.
+    """
+    planned: list[tuple[Path, Path, np.ndarray]] = []  # (piece folder, file, samples)
     for number, solo in enumerate(find_solos(), start=first_number):
         origin, name = solo.source.split(":")
         title = REAL_SOLO_TITLE + origin.capitalize() + Path(name).stem.title().replace("_", "")
-        planned.append((solo, PieceName(number, title, (solo.instrument,))))
-    there = [Path(out_dir) / piece.folder_name for _, piece in planned]
-    taken = [folder for folder in there if os.path.lexists(folder)]
-    if taken and not force:
-        raise OutputError(
-            f"{taken[0]} already exists ({len(taken)} of the {len(there)} solo pieces are "
-            "there): use --force to write them again, or another --out folder"
-        )
-    for (solo, piece), folder in zip(planned, there, strict=True):
-        folder.mkdir(parents=True, exist_ok=True)
+        piece = PieceName(number, title, (solo.instrument,))
+        folder = Path(out_dir) / piece.folder_name
         audio = decode(solo, sample_rate)
-        for file in (piece.stem_name(1), piece.mix_name()):
-            with atomic_path(folder / file) as temporary:
-                soundfile.write(str(temporary), audio, sample_rate, subtype="PCM_16")
-    return there
+        planned += [
+            (folder, folder / file, audio) for file in (piece.stem_name(1), piece.mix_name())
+        ]
+    to_write = []
+    for _, path, audio in planned:
+        if not os.path.lexists(path):
+            to_write.append((path, audio))
+        elif not holds(path, as_wav_samples(audio, sample_rate), sample_rate):
+            if not force:
+                raise OutputError(
+                    f"{path} already exists and differs from what this command writes "
+                    "(another --sample-rate, or edited): use --force to write it again, or "
+                    "another --out folder"
+                )
+            to_write.append((path, audio))
+    for path, audio in to_write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temporary:
+            soundfile.write(str(temporary), audio, sample_rate, subtype="PCM_16")
+    folders = list(dict.fromkeys(folder for folder, _, _ in planned))
+    written = list(dict.fromkeys(path.parent for path, _ in to_write))
+    return SoloPieces(folders, written)
