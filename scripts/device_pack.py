@@ -10,6 +10,8 @@ folder (``.device/`` by default)::
     .device/data/<split>/vimss_synth.json                    the generator's manifest
                                (--extra-train folders, e.g. real solos, join train/ first)
     .device/config.toml        the run's configuration
+    .device/init.safetensors   with --init: weights to start from (a returned
+                               last.safetensors); the training data shrinks to make room
     .device/pack.json          what was packed: pieces, seconds, bytes, codec setting
 
 Training pieces are added in number order until the budget is spent, so the whole tree plus
@@ -157,10 +159,20 @@ def pack(args: argparse.Namespace) -> None:
     data_root = Path(args.data).expanduser()
     if not (data_root / "train").is_dir():
         raise SystemExit(f"error: {data_root} has no train/ split (make one with vimss data synth)")
+    init = Path(args.init).expanduser() if args.init else None
+    if init is not None and not init.is_file():
+        raise SystemExit(f"error: --init {init}: no such file")
+    if (out / "resume").exists():  # a returned GPU run (docs/training.md): never deleted here
+        raise SystemExit(
+            f"error: {out / 'resume'} holds a returned run, which packing would delete: "
+            f"move it out of {out} first"
+        )
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     shutil.copy2(args.config, out / "config.toml")
+    if init is not None:
+        shutil.copy2(init, out / "init.safetensors")
     if not args.no_wheels:
         download_wheels(out / "wheels")
     tree = travelling_tree_bytes(REPO)
@@ -180,7 +192,12 @@ def pack(args: argparse.Namespace) -> None:
         entries[f"train_extra:{Path(extra).name}"] = entry
         budget -= int(entry["bytes"])  # type: ignore[call-overload]
     entries["train"] = pack_split(data_root / "train", train_out, args.level, budget, 2)
-    info = {"vorbis_compression_level": args.level, "source": str(data_root), "splits": entries}
+    info = {
+        "vorbis_compression_level": args.level,
+        "source": str(data_root),
+        "init": None if init is None else str(init),
+        "splits": entries,
+    }
     (out / "pack.json").write_text(json.dumps(info, indent=1))
     pack_size = folder_bytes(out)
     print(f"work tree that travels: {tree / MIB:.1f} MiB")
@@ -192,6 +209,8 @@ def pack(args: argparse.Namespace) -> None:
         )
     if (out / "wheels").is_dir():
         print(f"wheels: {folder_bytes(out / 'wheels') / MIB:.1f} MiB")
+    if init is not None:
+        print(f"init.safetensors (from {init}): {init.stat().st_size / MIB:.1f} MiB")
     print(
         f"pack {out}: {pack_size / MIB:.1f} MiB; everything that travels: "
         f"{(tree + pack_size) / MIB:.1f} MiB of {args.limit_mib:.0f}"
@@ -234,6 +253,11 @@ def main() -> None:
     p.add_argument("--out", default=str(REPO / ".device"))
     p.add_argument(
         "--extra-train", action="append", help="more piece folders for train/ (repeatable)"
+    )
+    p.add_argument(
+        "--init",
+        help="weights to start from, carried as init.safetensors (e.g. a returned "
+        "last.safetensors); the training data shrinks to make room",
     )
     p.add_argument("--level", type=float, default=DEFAULT_VORBIS_LEVEL, help="Vorbis 0 (best)-1")
     p.add_argument("--limit-mib", type=float, default=TRAVEL_LIMIT_MIB - 4.0)

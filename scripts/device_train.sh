@@ -17,7 +17,9 @@
 #   RESERVE_SECONDS kept back for the final validation, export, copy and (on CUDA) the
 #                   separation benchmark (default 75)
 #   WORKERS         data-loader processes (default: cores - 2)
-#   INIT_FROM       start from these weights instead (run.init_from), e.g. resume/last.safetensors
+#   INIT_FROM       start a new run from these weights (run.init_from); default
+#                   PACK/init.safetensors when the pack has one (device_pack.py pack --init).
+#                   Not with PACK/resume/, which continues a run instead
 #   EXTRA           further `vimss train` options, e.g. "--set data.batch_size=64"
 #   OUT             where results go (default: $OUT of the device tool, else out/device)
 #   WORK            scratch folder (default /tmp/vimss-device)
@@ -36,6 +38,10 @@ WORKERS=${WORKERS:-$((cores > 3 ? cores - 2 : 1))}
 export PYTHONUNBUFFERED=1
 
 [ -f "$PACK/config.toml" ] || { echo "error: $PACK/config.toml not found: run make device-pack first" >&2; exit 2; }
+if [ -n "${INIT_FROM:-}" ] && { [ -f "$PACK/resume/state.safetensors.part00" ] || [ -f "$PACK/resume/state.safetensors" ]; }; then
+  echo "error: INIT_FROM is set but $PACK/resume/ holds a run to continue: unset one of them" >&2
+  exit 2
+fi
 mkdir -p "$OUT" "$WORK"
 
 # 1. Python packages the machine lacks (skipped where they import already, as on the CPU dry run).
@@ -65,7 +71,11 @@ if [ -f "$PACK/resume/state.safetensors.part00" ] || [ -f "$PACK/resume/state.sa
   mode=(--resume --config "$WORK/run/config.toml")
 else
   mode=(--config "$PACK/config.toml")
-  [ -n "${INIT_FROM:-}" ] && mode+=(--init-from "$INIT_FROM")
+  if [ -z "${INIT_FROM:-}" ] && [ -f "$PACK/init.safetensors" ]; then INIT_FROM="$PACK/init.safetensors"; fi
+  if [ -n "${INIT_FROM:-}" ]; then
+    [ -f "$INIT_FROM" ] || { echo "error: INIT_FROM $INIT_FROM: no such file" >&2; exit 2; }
+    mode+=(--init-from "$INIT_FROM")
+  fi
 fi
 if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true; fi
 

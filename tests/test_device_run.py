@@ -166,6 +166,54 @@ def test_a_second_launch_continues_the_carried_state_exactly(pack: Path, tmp_pat
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
 
 
+def pack_command(pack: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``device_pack.py pack`` again, from the tree and config that made ``pack``."""
+    command = [sys.executable, str(PACKER), "pack", "--data", str(pack.parent / "data")]
+    command += ["--config", str(pack.parent / "tiny.toml"), "--no-wheels", *extra]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_a_returned_run_carried_as_init_starts_the_next_launch(pack: Path, tmp_path: Path) -> None:
+    """docs/training.md, "The GPU run": a returned last.safetensors goes back with `pack
+    --init` (the full state does not fit the carry); the launch starts a new run from it."""
+    first = launch(pack, tmp_path / "first", tmp_path / "w1", "--max-steps 2")
+    assert first.returncode == 0, first.stderr
+    returned = tmp_path / "first" / "last.safetensors"
+    again = tmp_path / "again"
+    packed = pack_command(pack, "--out", str(again), "--init", str(returned))
+    assert packed.returncode == 0, packed.stderr
+    assert (again / "init.safetensors").read_bytes() == returned.read_bytes()
+    assert json.loads((again / "pack.json").read_text())["init"] == str(returned)
+    second = launch(again, tmp_path / "second", tmp_path / "w2", "--max-steps 1")
+    assert second.returncode == 0, second.stdout + second.stderr
+    records = map(json.loads, (tmp_path / "second" / "log.jsonl").read_text().splitlines())
+    assert any("initialised_from" in record for record in records)
+
+    # a pack holding a returned run is never deleted by packing again, and INIT_FROM beside
+    # it is refused before anything is unpacked
+    shutil.copytree(tmp_path / "first", again / "resume")
+    refused = pack_command(pack, "--out", str(again))
+    assert refused.returncode != 0 and "holds a returned run" in refused.stderr
+    assert (again / "resume" / "last.safetensors").is_file()
+    env_init = {"INIT_FROM": str(returned)}
+    both = subprocess.run(
+        ["bash", str(SCRIPT)],
+        env={
+            **os.environ,
+            **env_init,
+            "PACK": str(again),
+            "OUT": str(tmp_path / "o3"),
+            "WORK": str(tmp_path / "w3"),
+            "DEVICE": "cpu",
+            "PYTHON": sys.executable,
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert both.returncode == 2 and "unset one of them" in both.stderr
+    assert not (tmp_path / "w3" / "data").exists()
+
+
 def test_missing_pack_is_one_clear_error(tmp_path: Path) -> None:
     result = launch(tmp_path / "nothing", tmp_path / "out", tmp_path / "work", "")
     assert result.returncode == 2

@@ -1196,3 +1196,17 @@ def test_the_closing_line_says_what_the_run_did(tmp_path: Path) -> None:
         "already at step 7: nothing to train (raise --max-steps to go on); no validation score "
         "yet (none taken, or no valid/ split)"
     )
+
+
+def test_resume_without_the_config_names_it(tmp_path: Path) -> None:
+    """Found by a review: the GPU run's files copied back without config.toml were "no run to
+    resume"; the missing file is now named."""
+    from vimss_cli.errors import InputError
+    from vimss_cli.training.run_folder import check_run_dir
+
+    config = build_config(None, TINY)
+    with pytest.raises(InputError, match="no run to resume"):
+        check_run_dir(tmp_path, config, resume=True)
+    (tmp_path / "state.safetensors").write_bytes(b"")
+    with pytest.raises(InputError, match=r"has no config\.toml; a run is resumed from its"):
+        check_run_dir(tmp_path, config, resume=True)

@@ -174,8 +174,14 @@ def check_run_dir(
     if os.path.lexists(run_dir) and not run_dir.is_dir():
         raise InputError(f"--out {run_dir} is not a folder: give a folder for the run")
     if resume:
-        if not (run_dir / STATE_FILE).is_file() or not saved.is_file():
+        missing = [name for name in (STATE_FILE, CONFIG_FILE) if not (run_dir / name).is_file()]
+        if len(missing) == 2:
             raise InputError(f"--resume: no run to resume in {run_dir}")
+        if missing:  # e.g. a returned GPU run copied back without its config
+            raise InputError(
+                f"--resume: {run_dir} has no {missing[0]}; a run is resumed from its "
+                f"{STATE_FILE} and {CONFIG_FILE} together"
+            )
         previous = tomllib.loads(saved.read_text())
         if previous.get("model") != config.to_dict()["model"]:
             raise InputError(
