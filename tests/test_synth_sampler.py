@@ -179,3 +179,16 @@ def test_a_pool_that_cannot_play_every_instrument_is_refused(
     )
     assert_clean_failure(result, fragment)
     assert not out.exists()
+
+
+def test_a_tilde_after_a_comma_is_expanded(
+    library: sampler.SampleLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: ``--soundfonts A.sf2,~/lib`` (as a docstring wrote it) failed with
+    "soundfont not found: ~/lib": the shell expands no ``~`` after a comma."""
+    monkeypatch.setenv("HOME", str(library.path.parent))
+    out = tmp_path / "never"
+    given = f"~/{library.path.name},~/{library.path.name}"
+    result = runner.invoke(app, ["data", "synth", "-o", str(out), "-n", "1", "--soundfonts", given])
+    assert "not found" not in result.output
+    assert_clean_failure(result, "no soundfont or sample library given plays")

@@ -801,6 +801,7 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: P
         "cpu",
         "--max-steps",
         "4",
+        "--json",
         *SETS,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -808,6 +809,9 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tree: Path, tmp_path: P
         command, capture_output=True, text=True, env=env, timeout=300, check=False
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # one summary, rank 0's (found by a review: rank 1 printed its own, "best_valid_sdr": null)
+    (summary,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert summary["best_valid_sdr"] is not None
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     (digests,) = [r["replica_weights_sha256"] for r in log if "replica_weights_sha256" in r]
     assert len(digests) == 2 and digests[0] == digests[1]

@@ -54,9 +54,12 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def _parse_fonts(values: list[str] | None) -> tuple[Path, ...]:
+    """``--soundfonts`` values, each one path or a comma-separated list, ``~`` expanded (the
+    shell does not expand it after a comma)."""
     if not values:
         return ()
-    return tuple(Path(p.strip()) for value in values for p in value.split(",") if p.strip())
+    paths = (p.strip() for value in values for p in value.split(","))
+    return tuple(Path(p).expanduser() for p in paths if p)
 
 
 @data_app.command("synth")

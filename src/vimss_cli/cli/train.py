@@ -64,11 +64,13 @@ def train_command(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Train a separation model; the best checkpoint is exported as OUT/best.safetensors."""
+    """Train a separation model: exports OUT/last.safetensors, and OUT/best.safetensors (best
+    validation SDR) when the data has a valid/ split."""
 
     def run() -> None:
         import_torch()
         from vimss_cli.training.config import load_config
+        from vimss_cli.training.distributed import is_main_process
         from vimss_cli.training.loop import run_training
         from vimss_cli.training.run_folder import CONFIG_FILE
 
@@ -123,6 +125,8 @@ def train_command(
                 progress=progress,
                 warn=warn,
             )
+        if not is_main_process():  # under torchrun, one summary: rank 0's
+            return
         if as_json:
             typer.echo(json.dumps(report.to_json()))
         else:

@@ -31,6 +31,12 @@ class Distributed:
         return self.rank == 0
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of a ``torchrun`` job, or runs alone (from the
+    environment: no process group needed)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) == 1 or os.environ.get("RANK", "0") == "0"
+
+
 def set_up(device: str) -> Distributed:
     """This process's place from ``torchrun``'s environment; under ``torchrun``, the
     process group too (NCCL when CUDA is used, else gloo) unless the caller made one.
