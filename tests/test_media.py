@@ -13,6 +13,7 @@ from vimss_cli.errors import (
     EmptyAudioError,
     InputError,
     MediaError,
+    MissingDependencyError,
     NoAudioStreamError,
     NonFiniteAudioError,
     TruncatedMediaError,
@@ -272,3 +273,21 @@ def test_a_same_rate_wav_holding_nan_is_refused(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "nan.wav", audio)
     with pytest.raises(NonFiniteAudioError, match="NaN"):
         read_audio(path, RATE)
+
+
+def test_a_wrong_vimss_ffmpeg_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a review: VIMSS_FFMPEG=/nonexistent gave "No such file or directory:
+    /nonexistent", which does not say where the path came from."""
+    from test_cli import assert_clean_failure, run
+
+    monkeypatch.setenv("VIMSS_FFMPEG", str(tmp_path / "nonexistent"))
+    ffmpeg_executable.cache_clear()
+    try:
+        with pytest.raises(MissingDependencyError, match=r"VIMSS_FFMPEG=.*nonexistent is not"):
+            ffmpeg_executable()
+        wav = write_wav(tmp_path / "in.wav", noise(0.5))
+        result = run("separate", wav, "-i", "vn", "-o", tmp_path / "out")
+        assert_clean_failure(result, "unset it to use the system ffmpeg")
+    finally:
+        monkeypatch.delenv("VIMSS_FFMPEG")
+        ffmpeg_executable.cache_clear()

@@ -30,7 +30,7 @@ from typing import IO, Any, Self
 
 import ffmpeg
 
-from vimss_cli.errors import MediaError
+from vimss_cli.errors import MediaError, MissingDependencyError
 
 #: What a graph names its input file: ffmpeg-python hashes its arguments as UTF-8 text, and
 #: a file name need not be UTF-8 (subprocess passes such a name on byte for byte).
@@ -42,7 +42,13 @@ def ffmpeg_executable() -> str:
     """Path of the ffmpeg binary to run: ``$VIMSS_FFMPEG``, the system one, or imageio-ffmpeg's."""
     override = os.environ.get("VIMSS_FFMPEG")
     if override:
-        return override
+        found = shutil.which(override)
+        if found is None:
+            raise MissingDependencyError(
+                f"VIMSS_FFMPEG={override} is not an ffmpeg that can be run (no such "
+                "executable); fix it, or unset it to use the system ffmpeg"
+            )
+        return found
     system = shutil.which("ffmpeg")
     if system:
         return system

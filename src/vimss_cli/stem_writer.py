@@ -104,7 +104,7 @@ def check_format_rate(wav_format: str, rate: int) -> None:
         suggested = min(MP3_RATES, key=lambda r: (abs(r - rate), -r))
         raise InputError(
             f"MP3 holds {', '.join(map(str, MP3_RATES))} Hz only, not the stems' {rate} Hz; "
-            f"add --sample-rate {suggested} (or choose another --format)"
+            f"use --sample-rate {suggested} (or choose another --format)"
         )
 
 
