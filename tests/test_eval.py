@@ -475,7 +475,7 @@ def test_a_file_given_for_save_estimates_leaves_no_out_folder(tree: Path, tmp_pa
     afile.write_text("mine\n")
     out = tmp_path / "evalD"
     result = run("--dataset", "urmp", "--root", tree, "--pieces", "1", "--out", out,
-                 "--save-estimates", afile, "--model", "vimss-untrained-v0")  # fmt: skip
+                 "--save-estimates", afile, "--model", "default")  # fmt: skip
     assert_clean_failure(result, "not a directory", str(afile))
     assert not out.exists() and afile.read_text() == "mine\n"
 
