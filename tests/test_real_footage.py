@@ -90,17 +90,26 @@ def test_every_player_is_found_and_urmp_instruments_named(footage, name: str) ->
     assert not [w for w in analysis.warnings if "equal panels" in w]
 
 
-def test_panels_with_players_missed_are_warned_of(footage) -> None:
-    """URMP-style panels, each player blown up to fill one: the detector sees one of three
-    (it scores the others under its threshold); the seams say there are three panels, and
-    ``--players 3``, which cuts equal strips, gives the panels."""
-    path, truth = footage["orchestra_panels"]
+@pytest.mark.parametrize("name", ["orchestra_panels", "panels_quintet"])
+def test_panels_give_one_player_each_where_players_were_missed(footage, name: str) -> None:
+    """URMP-style panels, each player blown up to fill one: the detector sees one of the
+    three orchestra players (it scores the others under its threshold) and four of the five
+    Irish ones. The seams say how many panels there are; each panel gets one player, the
+    person seen there (kept within the panel) or else the whole panel, with a warning."""
+    path, truth = footage[name]
     analysis = analyse_video(path)
+    assert len(analysis.players) == truth.count
+    assert analysis.source == "people and panels"
     (warned,) = [w for w in analysis.warnings if "equal panels" in w]
     assert f"looks like {truth.count} equal panels side by side" in warned
-    assert f"{len(analysis.players)} player(s) were found" in warned
-    assert f"pass --players {truth.count}" in warned
-    hinted = analyse_video(path, players=truth.count)
+    assert "is taken whole as its player's box" in warned
+    width = analysis.info.width
+    for k, player in enumerate(analysis.players):  # each box within its own panel
+        x, _, w, _ = player.box
+        assert width * k / truth.count - 2 <= x and x + w <= width * (k + 1) / truth.count + 2
+    whole = [p for p in analysis.players if p.keypoints is None]
+    assert 0 < len(whole) < truth.count  # the panels nobody was seen in, and only those
+    hinted = analyse_video(path, players=truth.count)  # --players: equal strips, as before
     assert len(hinted.players) == truth.count
     assert not [w for w in hinted.warnings if "equal panels" in w]
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vimss_cli.vision.panels import panel_count
+from vimss_cli.vision.panels import fit_to_panels, panel_count, panel_edges
 
 
 def _texture(height: int, width: int, level: float, seed: int) -> np.ndarray:
@@ -73,3 +73,20 @@ def test_seams_in_a_few_frames_only_are_no_panels() -> None:
     # a shot of panels in half the frames (a cut to them half way): not the layout
     frames = _panels([160] * 4)[:2] + [_texture(180, 640, 120, seed) for seed in range(2)]
     assert panel_count(frames) is None
+
+
+def test_each_panel_gets_one_player() -> None:
+    """Three panels of 100 pixels: the person in panel 1 is kept (cut to the panel), panel 2
+    holds two (the stronger is kept), panel 3 nobody (taken whole)."""
+    centres = [50.0, 140.0, 170.0]
+    boxes = [(20, 10, 110, 80), (120, 5, 40, 90), (150, 0, 45, 95)]
+    fit = fit_to_panels(centres, boxes, [0.5, 0.2, 0.9], 3, (300, 100))
+    assert fit.people == [0, 2, None]
+    assert fit.boxes == [(20, 10, 80, 80), (150, 0, 45, 95), (200, 0, 100, 100)]
+    assert fit.empty == [2] and fit.crowded == [(1, 2)] and fit.changed
+
+
+def test_panels_each_with_one_person_change_nothing() -> None:
+    fit = fit_to_panels([40.0, 160.0], [(0, 0, 90, 50), (110, 0, 95, 50)], [0.1, 0.1], 2, (200, 50))
+    assert fit.people == [0, 1] and not fit.changed
+    assert panel_edges(3, 100) == [0, 33, 67, 100]

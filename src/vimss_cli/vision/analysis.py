@@ -38,7 +38,7 @@ from vimss_cli.vision.motion import (
     multiscale,
     scene_cuts,
 )
-from vimss_cli.vision.panels import panel_count
+from vimss_cli.vision.panels import fit_to_panels, panel_count
 from vimss_cli.vision.people import contained_share
 from vimss_cli.vision.players import (
     MIN_MOTION,
@@ -101,7 +101,9 @@ class VideoAnalysis:
         grids: ``(T, rows, cols)`` motion energy, frame ``t`` at audio time ``t / rate``.
         snapshot: ``(H, W, 3)`` uint8 RGB decoded frame from the middle of the video.
         source: what decided the number of players: ``"people"`` (the person detector),
-            ``"boxes"``, or the picture's layout (see :class:`.players.Layout`).
+            ``"boxes"``, ``"panels"`` or ``"people and panels"`` (URMP-style equal panels,
+            one player each, :func:`.panels.fit_to_panels`), or the picture's layout (see
+            :class:`.players.Layout`).
         warnings: what the user should know about how sure the finding is.
     """
 
@@ -253,10 +255,10 @@ def analyse_video(
             "boxes are found once for the whole video and may not hold across shots; check "
             "with `vimss inspect`, or separate each shot on its own"
         )
-    people: list[TrackedPerson] = []
     appearance = None
     if user_boxes is not None:
         decoded = [_to_decoded(b, scale_x, scale_y, size) for b in user_boxes]
+        tracked: list[TrackedPerson | None] = [None] * len(decoded)
         source = "boxes"
         warnings.extend(overlap_warnings(user_boxes, info.path.name))
     else:
@@ -270,12 +272,19 @@ def analyse_video(
             )
             people, appearance = [], None
         decoded, source = [t.box(*size) for t in people], "people"
-        if not people and (players is not None or float(grids.mean()) > MIN_MOTION):
+        tracked = list(people)
+        panels = panel_count(kept) if players is None else None
+        if panels is not None:  # URMP's layout: one player per panel
+            decoded, tracked, fitted = _fit_panels(people, appearance, panels, size, warnings, info)
+            if fitted:
+                appearance, source = None, "panels" if not people else "people and panels"
+        if not decoded and (players is not None or float(grids.mean()) > MIN_MOTION):
             # no people (or fewer than --players): players drawn or filmed so that no face
             # shows; the layout of a moving picture is the only evidence left (a still one
             # has none)
             layout = find_players(kept, column_profile(grids, size[0]), players)
             decoded, source = layout.boxes, layout.source
+            tracked = [None] * len(decoded)
             if decoded and not too_few:
                 warnings.append(
                     f"no people seen in {info.path.name}: the {len(decoded)} player(s) were "
@@ -295,14 +304,8 @@ def analyse_video(
                     f"x = {where} px); if a player was missed, pass --players N or --boxes "
                     "'x,y,w,h;...' (check with `vimss inspect`)"
                 )
-        panels = panel_count(kept) if players is None else None
-        if panels is not None and len(decoded) < panels:
-            warnings.append(
-                f"{info.path.name} looks like {panels} equal panels side by side (URMP's "
-                f"layout), but {len(decoded)} player(s) were found; if each panel holds a "
-                f"player, pass --players {panels} (check with `vimss inspect`)"
-            )
-        elif len(decoded) == 1 and source != "people" and decoded[0][2] > 0.8 * size[0]:
+        one_wide_box = len(decoded) == 1 and decoded[0][2] > 0.8 * size[0]
+        if panels is None and one_wide_box and source != "people":
             warnings.append(
                 f"{info.path.name}: one player box spans the whole width of the frame; if more "
                 "than one person plays, pass --players N or --boxes 'x,y,w,h;...'"
@@ -315,9 +318,9 @@ def analyse_video(
             box=user_boxes[j] if user_boxes is not None else _to_source(b, scale_x, scale_y, info),
             guess=guess_instrument(appearance.probabilities[j]),
             appearance=appearance.embeddings[j],
-            keypoints=_keypoints_to_source(people[j], scale_x, scale_y) if people else None,
+            keypoints=None if person is None else _keypoints_to_source(person, scale_x, scale_y),
         )
-        for j, b in enumerate(decoded)
+        for j, (b, person) in enumerate(zip(decoded, tracked, strict=True))
     ]
     return VideoAnalysis(info, rate, found, grids, kept[len(kept) // 2], source, warnings)
 
@@ -397,6 +400,55 @@ def _keypoints_to_source(
     if keypoints is None:
         return None
     return keypoints / np.array([scale_x, scale_y, 1.0], np.float32)
+
+
+def _fit_panels(
+    people: list[TrackedPerson],
+    appearance: Appearance | None,
+    panels: int,
+    size: tuple[int, int],
+    warnings: list[str],
+    info: VideoInfo,
+) -> tuple[list[tuple[int, int, int, int]], list[TrackedPerson | None], bool]:
+    """One player per panel of a picture made of ``panels`` equal panels (URMP's layout):
+    ``(boxes, person per box or None, whether the panels changed the people's layout)``.
+
+    Where each panel holds one of ``people`` nothing changes. Otherwise (a player blown up to
+    fill their panel is easily missed by the person detector, and a panel shows a neighbour's
+    elbow) each panel keeps the person who most clearly holds an instrument, within its
+    bounds, and a panel nobody was seen in is taken whole; both are warned of.
+    """
+    strength = [] if appearance is None else list(instrument_mass(appearance.probabilities))
+    fit = fit_to_panels(
+        [person.centre_x() for person in people],
+        [person.box(*size) for person in people],
+        strength,
+        panels,
+        size,
+    )
+    if not fit.changed:
+        return [person.box(*size) for person in people], list(people), False
+    layout = f"{info.path.name} looks like {panels} equal panels side by side (URMP's layout)"
+    if not people:
+        warnings.append(
+            f"no people seen in {info.path.name}, which looks like {panels} equal panels side "
+            "by side (URMP's layout): each panel is taken whole as its player's box (check "
+            "with `vimss inspect`; --players N or --boxes 'x,y,w,h;...' overrule the panels)"
+        )
+    elif fit.empty:
+        where = ", ".join(str(panel + 1) for panel in fit.empty)
+        warnings.append(
+            f"{layout}; nobody was seen in panel {where} of them, so each such panel is taken "
+            "whole as its player's box (check with `vimss inspect`; --players N or --boxes "
+            "'x,y,w,h;...' overrule the panels)"
+        )
+    for panel, seen in fit.crowded:
+        warnings.append(
+            f"{layout}; {seen} people were seen in panel {panel + 1}: the one who most clearly "
+            "holds an instrument is taken as its player"
+        )
+    tracked = [None if j is None else people[j] for j in fit.people]
+    return fit.boxes, tracked, True
 
 
 def _musicians(

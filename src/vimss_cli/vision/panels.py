@@ -7,12 +7,14 @@ A natural picture rarely has such a line, and never several at equal spacing.
 
 :func:`panel_count` finds how many equal panels a picture is made of, so that a video whose
 players were not all found (a player blown up to fill its panel can be missed by the person
-detector) is warned of, with ``--players N`` as the way out: ``--players`` cuts strips of
-equal width, which for panels are the panels themselves.
+detector) gets one player per panel (:func:`fit_to_panels`): a panel nobody was seen in is
+taken whole, with a warning, and ``--players N`` or ``--boxes`` remain the way to overrule it.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from dataclasses import dataclass
 from itertools import pairwise
 
 import cv2
@@ -118,3 +120,74 @@ def panel_count(frames: list[np.ndarray], most: int = MAX_PLAYERS) -> int | None
         if all(is_seam(width * k / count) for k in range(1, count)) and all_show_something(count):
             found = count
     return found
+
+
+@dataclass(frozen=True)
+class PanelFit:
+    """Players fitted to equal panels, one per panel (URMP's layout), left to right.
+
+    Attributes:
+        people: per panel, the index (into the people given) of its player, or ``None`` when
+            nobody was seen in it (the whole panel is then the player's box).
+        boxes: per panel, ``(x, y, w, h)`` in the frame's pixels: the player's box kept
+            within its panel, or the whole panel.
+        empty: the panels (0-based) nobody was seen in.
+        crowded: ``(panel, people seen there)`` for panels where more than one was seen (the
+            one who most clearly holds an instrument is kept).
+    """
+
+    people: list[int | None]
+    boxes: list[tuple[int, int, int, int]]
+    empty: list[int]
+    crowded: list[tuple[int, int]]
+
+    @property
+    def changed(self) -> bool:
+        """Whether the panels changed anything: a panel was empty or crowded."""
+        return bool(self.empty or self.crowded)
+
+
+def panel_edges(count: int, width: int) -> list[int]:
+    """The ``count + 1`` column edges of ``count`` equal panels across ``width`` pixels."""
+    return [round(width * k / count) for k in range(count + 1)]
+
+
+def fit_to_panels(
+    centres: list[float],
+    boxes: list[tuple[int, int, int, int]],
+    strength: list[float],
+    count: int,
+    size: tuple[int, int],
+) -> PanelFit:
+    """One player per panel: each person goes to the panel their face's centre lies in; a
+    panel seen with several keeps the strongest, one seen with nobody is taken whole.
+
+    Args:
+        centres: each person's face centre, x in pixels of a frame of ``size``.
+        boxes: each person's ``(x, y, w, h)`` box in the same pixels.
+        strength: how clearly each person holds an instrument (higher is kept).
+        count: the number of equal panels.
+        size: the frame's ``(width, height)``.
+    """
+    width, height = size
+    edges = panel_edges(count, width)
+    members: list[list[int]] = [[] for _ in range(count)]
+    for j, x in enumerate(centres):
+        panel = min(count - 1, max(0, bisect_right(edges, x) - 1))
+        members[panel].append(j)
+    people: list[int | None] = []
+    fitted, empty, crowded = [], [], []
+    for panel, (left, right) in enumerate(pairwise(edges)):
+        if not members[panel]:
+            people.append(None)
+            fitted.append((left, 0, right - left, height))
+            empty.append(panel)
+            continue
+        if len(members[panel]) > 1:
+            crowded.append((panel, len(members[panel])))
+        j = max(members[panel], key=lambda i: strength[i])
+        x, y, w, h = boxes[j]
+        x0, x1 = max(left, x), min(right, x + w)
+        people.append(j)
+        fitted.append((x0, y, max(1, x1 - x0), h) if x1 > x0 else (left, y, right - left, h))
+    return PanelFit(people, fitted, empty, crowded)
