@@ -183,6 +183,16 @@ def test_references_and_estimates_match_the_metrics(tmp_path: Path) -> None:
     expected = bss_eval_sources(references, estimates)
     assert [r["SDR"] for r in rows] == pytest.approx(expected.sdr, abs=1e-3)
     assert [r["SI-SDR"] for r in rows] == pytest.approx(si_sdr(references, estimates), abs=1e-3)
+    assert not [n for n in json.loads(result.stdout)["notes"] if "match no reference" in n]
+
+    # found by a review: an estimate matching no reference (a typo in its name, a stem
+    # `separate --rest` wrote) was left out without a word
+    write_folder(tmp_path / "est", {"vla.wav": ests["vn.wav"]})
+    again = run("--references", tmp_path / "ref", "--estimates", tmp_path / "est", "--json")
+    assert again.exit_code == 0, again.stderr
+    (note,) = [n for n in json.loads(again.stdout)["notes"] if "match no reference" in n]
+    assert note.startswith("ref: 1 audio file(s) beside the estimates match no reference")
+    assert note.endswith("and were not scored (vla.wav)")
 
 
 def test_estimates_in_another_audio_format_match_their_references(tmp_path: Path) -> None:

@@ -182,6 +182,12 @@ def evaluate(
             notes.extend(note for note in entry["notes"] if note not in notes)
             tell("scored", track, system, index + 1)
     notes.extend(note for note in row_notes(stems, protocol, rate) if note not in notes)
+    notes.extend(
+        f"{track.piece}: {len(track.unmatched)} audio file(s) beside the estimates match no "
+        f"reference and were not scored ({_listing(list(track.unmatched))})"
+        for track in tracks
+        if track.unmatched
+    )
     model = None if separator is None else separator.loaded.name
     mode = None if separator is None else queries
     refined = None if separator is None else bool(getattr(separator, "refine", False))

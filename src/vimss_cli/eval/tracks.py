@@ -31,6 +31,7 @@ class Track:
         mixture: the mixture path, or ``None`` (then the sum of the references is used).
         estimates: user estimate paths ``(K,)``, or ``None``.
         video: the piece's video (players left to right in track order), or ``None``.
+        unmatched: audio files beside the estimates that match no reference (not scored).
     """
 
     piece: str
@@ -40,6 +41,7 @@ class Track:
     mixture: Path | None = None
     estimates: tuple[Path, ...] | None = None
     video: Path | None = None
+    unmatched: tuple[str, ...] = ()
 
     @property
     def players(self) -> int:
@@ -205,6 +207,10 @@ def folder_tracks(references: Path, estimates: Path) -> list[Track]:
                 f"{reference_folder}: {'; '.join(missing)}"
             )
         names = tuple(path.name for path in reference_paths)
+        used = {path.resolve() for path in (*estimate_paths, *reference_paths)}
+        unmatched = tuple(
+            path.name for path in _audio_files(estimate_folder) if path.resolve() not in used
+        )
         mixtures = sorted(
             p
             for p in reference_folder.glob(f"{MIX_PREFIX}*")
@@ -218,6 +224,7 @@ def folder_tracks(references: Path, estimates: Path) -> list[Track]:
                 references=tuple(reference_paths),
                 estimates=tuple(estimate_paths),
                 mixture=mixtures[0] if len(mixtures) == 1 else None,
+                unmatched=unmatched,
             )
         )
     return tracks
