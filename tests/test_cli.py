@@ -246,6 +246,9 @@ def test_existing_outputs_need_force(tiny_models_dir: Path, mix: Path, tmp_path:
     result = run("separate", mix, "-o", out, "-i", "vn")
     assert_clean_failure(result, "already exist", "--force")
     assert target.read_bytes() == b"the user's file"
+    # found by a review: a mistake in the arguments was told only once --force was added
+    mistaken = run("separate", mix, "-o", out, "-i", "vn,vc,va", "--players", "2")
+    assert_clean_failure(mistaken, "--players 2 but --instruments names 3 players")
     result = run("separate", mix, "-o", out, "-i", "vn", "--force")
     assert result.exit_code == 0 and soundfile.info(str(target)).frames == 2.5 * RATE
 

@@ -58,6 +58,7 @@ from vimss_cli.vision.frames import stream_duration
 from vimss_cli.vision.queries import (
     AUTO,
     PlayerPlan,
+    check_named_players,
     check_strict,
     checked_instrument_list,
     describe_plan,
@@ -294,6 +295,7 @@ class Batch:
         # probe before loading the model, so bad files fail before a long run
         path, codes = job
         o = self.options
+        check_named_players(codes, o.players)  # argument mistakes first
         info = probe(path)
         if o.audio is not None and not info.has_video:
             raise InputError(

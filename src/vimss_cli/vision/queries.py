@@ -343,9 +343,7 @@ def plan_players(
         if note is not None:
             plan.notes.append(note)
         return plan
-    labels = checked_instrument_list(instruments or "")
-    if players is not None and players != len(labels):
-        raise InputError(f"--players {players} but --instruments names {len(labels)} players")
+    labels = check_named_players(instruments, players)
     if boxes is not None:
         video = probe_video(path)
         count = len(parse_boxes(boxes, video.width, video.height))
@@ -355,6 +353,18 @@ def plan_players(
                 f"{len(labels)}"
             )
     return PlayerPlan(path, list(labels), info.has_video, players, boxes)
+
+
+def check_named_players(instruments: str | None, players: int | None) -> list[str]:
+    """The codes ``instruments`` names (:func:`checked_instrument_list`), checked against
+    ``--players``; ``[]`` for ``None`` or ``auto``. Needs no file: run before anything else
+    is looked at, so an argument mistake is told first."""
+    if instruments is None or instruments.strip().lower() == AUTO:
+        return []
+    labels = checked_instrument_list(instruments)
+    if players is not None and players != len(labels):
+        raise InputError(f"--players {players} but --instruments names {len(labels)} players")
+    return labels
 
 
 def check_strict(plans: list[PlayerPlan]) -> None:
