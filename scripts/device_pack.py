@@ -154,37 +154,91 @@ def pack_split(
     return {"pieces": names, "stem_seconds": round(seconds, 1), "bytes": used}
 
 
+def check_init(init: Path, config: Path) -> None:
+    """Refuse, here rather than on the GPU after unpacking, weights the run's network cannot
+    start from: not a checkpoint, or another network's (:func:`warm_start`'s own checks)."""
+    from vimss_cli.errors import VimssError
+    from vimss_cli.networks import build_network
+    from vimss_cli.training.config import load_config
+    from vimss_cli.training.warm_start import warm_start
+
+    try:
+        warm_start(build_network(load_config(config).model), str(init))
+    except VimssError as error:
+        raise SystemExit(f"error: --init {init}: {error}") from None
+
+
 def pack(args: argparse.Namespace) -> None:
+    """Build the pack in ``OUT.partial`` and put it in place of ``OUT`` at the end, so a
+    failure leaves an earlier pack as it was and never a half-built one."""
     out = Path(args.out)
     data_root = Path(args.data).expanduser()
+    config = Path(args.config).expanduser()
     if not (data_root / "train").is_dir():
         raise SystemExit(f"error: {data_root} has no train/ split (make one with vimss data synth)")
+    if not config.is_file():
+        raise SystemExit(f"error: --config {config}: no such file")
     init = Path(args.init).expanduser() if args.init else None
-    if init is not None and not init.is_file():
-        raise SystemExit(f"error: --init {init}: no such file")
+    if init is not None:
+        if not init.is_file():
+            raise SystemExit(f"error: --init {init}: no such file")
+        check_init(init, config)
     if (out / "resume").exists():  # a returned GPU run (docs/training.md): never deleted here
         raise SystemExit(
             f"error: {out / 'resume'} holds a returned run, which packing would delete: "
             f"move it out of {out} first"
         )
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    shutil.copy2(args.config, out / "config.toml")
+    tree = travelling_tree_bytes(REPO)  # before the partial pack lies in the tree
+    building = out.with_name(out.name + ".partial")
+    if building.exists():
+        shutil.rmtree(building)
+    building.mkdir(parents=True)
+    try:
+        entries = _fill(building, args, data_root, config, init, tree)
+        if out.exists():
+            shutil.rmtree(out)
+        building.rename(out)
+    finally:
+        if building.exists():
+            shutil.rmtree(building)
+    pack_size = folder_bytes(out)
+    print(f"work tree that travels: {tree / MIB:.1f} MiB")
+    for name, entry in entries.items():
+        print(
+            f"{name}: {len(entry['pieces'])} pieces, "  # type: ignore[arg-type]
+            f"{float(entry['stem_seconds']) / 3600:.2f} h of "  # type: ignore[arg-type]
+            f"stems, {float(entry['bytes']) / MIB:.1f} MiB"  # type: ignore[arg-type]
+        )
+    if (out / "wheels").is_dir():
+        print(f"wheels: {folder_bytes(out / 'wheels') / MIB:.1f} MiB")
+    if init is not None:
+        print(f"init.safetensors (from {init}): {init.stat().st_size / MIB:.1f} MiB")
+    print(
+        f"pack {out}: {pack_size / MIB:.1f} MiB; everything that travels: "
+        f"{(tree + pack_size) / MIB:.1f} MiB of {args.limit_mib:.0f}"
+    )
+
+
+def _fill(
+    out: Path, args: argparse.Namespace, data_root: Path, config: Path, init: Path | None, tree: int
+) -> dict[str, dict[str, object]]:
+    """Write the pack's files into ``out``; return what each split holds."""
+    shutil.copy2(config, out / "config.toml")
     if init is not None:
         shutil.copy2(init, out / "init.safetensors")
     if not args.no_wheels:
         download_wheels(out / "wheels")
-    tree = travelling_tree_bytes(REPO)
     limit = int(args.limit_mib * MIB)
-    entries: dict[str, object] = {}
+    entries: dict[str, dict[str, object]] = {}
     valid_dir = data_root / "valid"
     if valid_dir.is_dir():
         entries["valid"] = pack_split(valid_dir, out / "data" / "valid", args.level, None, 2)
     budget = limit - tree - folder_bytes(out)
     if budget <= 0:
         raise SystemExit(
-            f"error: no room for training data: the tree alone is {tree / MIB:.1f} MiB"
+            f"error: no room for training data within --limit-mib {args.limit_mib:g}: the tree "
+            f"is {tree / MIB:.1f} MiB and the config, wheels, valid split and init "
+            f"{folder_bytes(out) / MIB:.1f} MiB"
         )
     train_out = out / "data" / "train"
     for extra in args.extra_train or []:  # e.g. real solo recordings: packed before the synth
@@ -199,22 +253,7 @@ def pack(args: argparse.Namespace) -> None:
         "splits": entries,
     }
     (out / "pack.json").write_text(json.dumps(info, indent=1))
-    pack_size = folder_bytes(out)
-    print(f"work tree that travels: {tree / MIB:.1f} MiB")
-    for name, entry in entries.items():
-        assert isinstance(entry, dict)
-        print(
-            f"{name}: {len(entry['pieces'])} pieces, {entry['stem_seconds'] / 3600:.2f} h of "
-            f"stems, {entry['bytes'] / MIB:.1f} MiB"
-        )
-    if (out / "wheels").is_dir():
-        print(f"wheels: {folder_bytes(out / 'wheels') / MIB:.1f} MiB")
-    if init is not None:
-        print(f"init.safetensors (from {init}): {init.stat().st_size / MIB:.1f} MiB")
-    print(
-        f"pack {out}: {pack_size / MIB:.1f} MiB; everything that travels: "
-        f"{(tree + pack_size) / MIB:.1f} MiB of {args.limit_mib:.0f}"
-    )
+    return entries
 
 
 def _decode_stem(job: tuple[str, str]) -> None:

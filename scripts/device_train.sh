@@ -17,9 +17,10 @@
 #   RESERVE_SECONDS kept back for the final validation, export, copy and (on CUDA) the
 #                   separation benchmark (default 75)
 #   WORKERS         data-loader processes (default: cores - 2)
-#   INIT_FROM       start a new run from these weights (run.init_from); default
-#                   PACK/init.safetensors when the pack has one (device_pack.py pack --init).
-#                   Not with PACK/resume/, which continues a run instead
+#   INIT_FROM       start a new run from these weights (run.init_from; a relative path is
+#                   from the repository root); default PACK/init.safetensors when the pack
+#                   has one (device_pack.py pack --init). Not with PACK/resume/, which
+#                   continues a run instead
 #   EXTRA           further `vimss train` options, e.g. "--set data.batch_size=64"
 #   OUT             where results go (default: $OUT of the device tool, else out/device)
 #   WORK            scratch folder (default /tmp/vimss-device)
@@ -38,8 +39,23 @@ WORKERS=${WORKERS:-$((cores > 3 ? cores - 2 : 1))}
 export PYTHONUNBUFFERED=1
 
 [ -f "$PACK/config.toml" ] || { echo "error: $PACK/config.toml not found: run make device-pack first" >&2; exit 2; }
-if [ -n "${INIT_FROM:-}" ] && { [ -f "$PACK/resume/state.safetensors.part00" ] || [ -f "$PACK/resume/state.safetensors" ]; }; then
-  echo "error: INIT_FROM is set but $PACK/resume/ holds a run to continue: unset one of them" >&2
+# What the run starts from, settled before anything is unpacked: a carried run to continue
+# (PACK/resume/), else weights (INIT_FROM, default PACK/init.safetensors), else nothing.
+resuming=0
+if [ -f "$PACK/resume/state.safetensors.part00" ] || [ -f "$PACK/resume/state.safetensors" ]; then
+  resuming=1
+  if [ -n "${INIT_FROM:-}" ]; then
+    echo "error: INIT_FROM is set but $PACK/resume/ holds a run to continue: unset one of them" >&2
+    exit 2
+  fi
+  if [ -f "$PACK/init.safetensors" ]; then
+    echo "warning: $PACK/resume/ is continued; $PACK/init.safetensors is not used" >&2
+  fi
+elif [ -z "${INIT_FROM:-}" ] && [ -f "$PACK/init.safetensors" ]; then
+  INIT_FROM="$PACK/init.safetensors"
+fi
+if [ -n "${INIT_FROM:-}" ] && [ ! -f "$INIT_FROM" ]; then
+  echo "error: INIT_FROM $INIT_FROM: no such file (a relative path is from the repository root)" >&2
   exit 2
 fi
 mkdir -p "$OUT" "$WORK"
@@ -58,7 +74,7 @@ rm -rf "$WORK/data" "$WORK/run"
 
 # 3. Resume a carried run, or start one.
 mode=()
-if [ -f "$PACK/resume/state.safetensors.part00" ] || [ -f "$PACK/resume/state.safetensors" ]; then
+if [ "$resuming" = 1 ]; then
   mkdir -p "$WORK/run"
   if [ -f "$PACK/resume/state.safetensors.part00" ]; then  # as step 5 splits it
     cat "$PACK"/resume/state.safetensors.part* > "$WORK/run/state.safetensors"
@@ -71,11 +87,7 @@ if [ -f "$PACK/resume/state.safetensors.part00" ] || [ -f "$PACK/resume/state.sa
   mode=(--resume --config "$WORK/run/config.toml")
 else
   mode=(--config "$PACK/config.toml")
-  if [ -z "${INIT_FROM:-}" ] && [ -f "$PACK/init.safetensors" ]; then INIT_FROM="$PACK/init.safetensors"; fi
-  if [ -n "${INIT_FROM:-}" ]; then
-    [ -f "$INIT_FROM" ] || { echo "error: INIT_FROM $INIT_FROM: no such file" >&2; exit 2; }
-    mode+=(--init-from "$INIT_FROM")
-  fi
+  [ -n "${INIT_FROM:-}" ] && mode+=(--init-from "$INIT_FROM")
 fi
 if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true; fi
 

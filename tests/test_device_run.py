@@ -191,6 +191,18 @@ def test_a_returned_run_carried_as_init_starts_the_next_launch(pack: Path, tmp_p
 
     # a pack holding a returned run is never deleted by packing again, and INIT_FROM beside
     # it is refused before anything is unpacked
+    # found by a review: weights the network cannot start from were packed, to fail on the
+    # GPU after unpacking; and a failed pack left half a pack in place of the old one
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not weights")
+    for bad in (junk, REPO / "models" / "vimss-synth-cpu-v0.safetensors"):  # another network
+        refused = pack_command(pack, "--out", str(again), "--init", str(bad))
+        assert refused.returncode != 0 and refused.stderr.startswith(f"error: --init {bad}: ")
+        assert (again / "init.safetensors").read_bytes() == returned.read_bytes()
+    cramped = pack_command(pack, "--out", str(again), "--limit-mib", "1")
+    assert cramped.returncode != 0 and "no room for training data" in cramped.stderr
+    assert (again / "pack.json").is_file() and not list(tmp_path.glob("*.partial"))
+
     shutil.copytree(tmp_path / "first", again / "resume")
     refused = pack_command(pack, "--out", str(again))
     assert refused.returncode != 0 and "holds a returned run" in refused.stderr

@@ -126,6 +126,15 @@ def test_solos_become_one_player_pieces_at_the_model_rate(tmp_path: Path) -> Non
     real_solos.write_solo_pieces(tmp_path / "out", 16000, force=True)
     assert soundfile.info(str(stem)).samplerate == 16000
 
+    # found by a review: a file where a piece folder goes was found only after the pieces
+    # before it were written
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "902_RealSoloTuxpaintBassoon_bn").write_text("mine")
+    with pytest.raises(OutputError, match="is there and is not a folder"):
+        real_solos.write_solo_pieces(blocked, 22050, force=True)
+    assert [p.name for p in blocked.iterdir()] == ["902_RealSoloTuxpaintBassoon_bn"]
+
 
 @pytest.mark.usefixtures("installed_solos")
 def test_data_solos_runs_again_keeping_its_pieces(tmp_path: Path) -> None:

@@ -1200,6 +1200,13 @@ def test_the_closing_line_says_what_the_run_did(tmp_path: Path) -> None:
         "already at step 7: nothing to train (raise --max-steps to go on); no validation score "
         "yet (none taken, or no valid/ split)"
     )
+    # found by a review: a schedule fitted to a deadline ends where it ends; --max-steps
+    # cannot extend it, a new run from the weights can
+    ended = TrainReport(tmp_path, 7, 1.0, 0.0, 0.0, 2.0, [], schedule_over=True)
+    assert summary_line(ended).startswith(
+        "already at step 7, where its schedule fitted to the deadline ends: nothing to train (to "
+        f"go on, start a new run with --init-from {tmp_path / 'last.safetensors'})"
+    )
 
 
 def test_resume_without_the_config_names_it(tmp_path: Path) -> None:

@@ -64,8 +64,11 @@ def train_command(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Train a separation model: exports OUT/last.safetensors, and OUT/best.safetensors (best
-    validation SDR) when the data has a valid/ split."""
+    """Train a separation model; its weights are exported as OUT/last.safetensors.
+
+    OUT/best.safetensors (best validation SDR) is exported too when the data has a valid/
+    split.
+    """
 
     def run() -> None:
         import_torch()
@@ -140,6 +143,12 @@ def summary_line(report: TrainReport) -> str:
     validation SDR."""
     if report.examples_per_second > 0:
         head = f"stopped at step {report.step}: {report.examples_per_second:.1f} examples/s"
+    elif report.schedule_over:  # --max-steps cannot extend a schedule fitted to a deadline
+        head = (
+            f"already at step {report.step}, where its schedule fitted to the deadline ends: "
+            f"nothing to train (to go on, start a new run with --init-from "
+            f"{report.run_dir / 'last.safetensors'})"
+        )
     else:
         head = f"already at step {report.step}: nothing to train (raise --max-steps to go on)"
     if report.best_valid_sdr is None:

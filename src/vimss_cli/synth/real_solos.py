@@ -184,6 +184,11 @@ def write_solo_pieces(
         planned += [
             (folder, folder / file, audio) for file in (piece.stem_name(1), piece.mix_name())
         ]
+    for folder in dict.fromkeys(folder for folder, _, _ in planned):
+        if os.path.lexists(folder) and not folder.is_dir():  # before anything is written
+            raise OutputError(
+                f"{folder} is there and is not a folder: move it, or give another --out"
+            )
     to_write = []
     for _, path, audio in planned:
         if not os.path.lexists(path):

@@ -72,6 +72,8 @@ class TrainReport:
     audio_seconds_per_second: float
     best_valid_sdr: float | None
     skipped_files: list[str]
+    #: the cosine schedule fitted to a deadline (``run.schedule_to_deadline``) has ended
+    schedule_over: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """What ``vimss train --json`` prints."""
@@ -471,4 +473,5 @@ def _report(trainer: Trainer, elapsed: float, examples: int) -> TrainReport:
         ),
         best_valid_sdr=state.best_valid_sdr,
         skipped_files=state.skipped_files,
+        schedule_over=state.schedule_steps is not None and state.step >= state.schedule_steps,
     )

@@ -445,7 +445,8 @@ def _fit_panels(
     for panel, seen in fit.crowded:
         warnings.append(
             f"{layout}; {seen} people were seen in panel {panel + 1}: the one who most clearly "
-            "holds an instrument is taken as its player"
+            "holds an instrument is taken as its player (if more than one plays there, pass "
+            "--players N or --boxes 'x,y,w,h;...')"
         )
     tracked = [None if j is None else people[j] for j in fit.people]
     return fit.boxes, tracked, True
