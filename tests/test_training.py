@@ -317,6 +317,28 @@ def test_real_solos_are_drawn_as_often_as_asked(tree: Path) -> None:
     assert 0.55 < share_of_real_players(0.5) < 0.75  # half, plus a quarter of the other half
 
 
+def test_the_recordings_level_moves_mixture_and_targets_together(tree: Path) -> None:
+    """``data.mixture_gain_db``: each excerpt as without it, mixture and targets scaled by one
+    gain within ``[-mixture_gain_db, 0]`` dB, the gains spread over that range."""
+    pieces, _ = load_pieces(tree / "train", RATE)
+    shape = ExcerptShape(400, 256, 72)
+    plain = ExcerptDataset(pieces, shape, build_config(None, TINY).data, seed=0)
+    levelled_config = build_config(None, [*TINY, "data.mixture_gain_db=30"]).data
+    levelled = ExcerptDataset(pieces, shape, levelled_config, seed=0)
+    gains = []
+    for index in range(40):
+        a, b = plain[index], levelled[index]
+        assert torch.equal(a["labels"], b["labels"])
+        if not a["mixture"].any():  # a silent excerpt stays silent
+            assert not b["mixture"].any()
+            continue
+        gain = float(b["mixture"].abs().max() / a["mixture"].abs().max())
+        torch.testing.assert_close(b["mixture"], a["mixture"] * gain, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(b["targets"], a["targets"] * gain, rtol=1e-5, atol=1e-7)
+        gains.append(20 * np.log10(gain))
+    assert -30 <= min(gains) < -20 and -10 < max(gains) <= 0
+
+
 def test_colour_filters_have_the_gains_they_are_drawn_with() -> None:
     from scipy.signal import sosfreqz
 

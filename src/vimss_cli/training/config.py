@@ -49,6 +49,10 @@ class DataConfig:
             absent-instrument queries whose target is silence.
         workers: DataLoader worker processes.
         gain_db: each stem's gain is drawn uniformly in ``[-gain_db, +gain_db]`` dB.
+        mixture_gain_db: the whole excerpt (mixture and targets) is made quieter by a gain
+            drawn uniformly in ``[-mixture_gain_db, 0]`` dB, so the network hears mixtures
+            at the spread of levels users' recordings come at (0: off; the per-stem gains
+            move a mixture's level only as much as the stems' sum does).
         colour_db: each stem is coloured by random shelves and a peak of up to this many dB
             (0: off), standing for maker, microphone and room differences.
         remix_probability: chance an excerpt mixes stems drawn from several pieces.
@@ -88,6 +92,7 @@ class DataConfig:
     queries_per_mixture: int = 2
     workers: int = 2
     gain_db: float = 6.0
+    mixture_gain_db: float = 0.0
     colour_db: float = 0.0
     remix_probability: float = 0.5
     drop_player_probability: float = 0.1
@@ -110,6 +115,7 @@ class DataConfig:
         check_range(self, "validation_excerpts", at_least=1)
         check_range(self, "workers", at_least=0)
         check_range(self, "gain_db", at_least=0)
+        check_range(self, "mixture_gain_db", at_least=0, at_most=60)
         check_range(self, "colour_db", at_least=0)
         check_range(self, "speed_semitones", at_least=0, at_most=12)
         check_range(self, "reverb_seconds", at_least=MIN_RT60, at_most=5)

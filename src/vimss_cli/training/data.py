@@ -7,7 +7,8 @@ distributed ranks draw disjoint indices (:class:`StepSampler`).
 An excerpt is a mixture window of the model's input length and K queries with their target
 stems over the output span:
 
-* per-stem gain, uniform in ±``gain_db``;
+* per-stem gain, uniform in ±``gain_db``; the whole excerpt's level, down to
+  ``-mixture_gain_db`` dB;
 * per-stem colouring (``colour_db``): random low/high shelves and a peak, standing for the
   instrument maker, microphone and room (:func:`colour`);
 * per-stem rooms (``reverb_probability``): the player heard through a random synthetic room
@@ -370,12 +371,16 @@ class ExcerptDataset(Dataset):
                 for i, number in zip(ranked, numbers, strict=True):
                     voices[i] = number
         queries = self._queries(rng, instruments, outputs, sources, pair, label_only, voices)
+        level = 1.0  # the recording's level: drawn last, so the rest is as without it
+        if self.augment and config.mixture_gain_db > 0:
+            level = 10 ** (-rng.uniform(0, config.mixture_gain_db) / 20)
         ensemble = np.zeros(NUM_INSTRUMENTS, np.float32)  # every player, queried or not
         np.add.at(ensemble, [instrument_index(code) for code in instruments], 1.0)
+        targets = np.stack([q[1] for q in queries]).astype(np.float32)
         item = {
-            "mixture": torch.from_numpy(mixture * scale).unsqueeze(0),
+            "mixture": torch.from_numpy(mixture * np.float32(scale * level)).unsqueeze(0),
             "labels": torch.tensor([instrument_index(q[0]) for q in queries], dtype=torch.long),
-            "targets": torch.from_numpy(np.stack([q[1] for q in queries]).astype(np.float32)),
+            "targets": torch.from_numpy(targets * np.float32(level)),
             "ensemble": torch.from_numpy(ensemble),
         }
         if self.voices:
