@@ -73,7 +73,7 @@ def train_command(
     def run() -> None:
         import_torch()
         from vimss_cli.training.config import load_config
-        from vimss_cli.training.distributed import is_main_process
+        from vimss_cli.training.distributed import finish_together, is_main_process
         from vimss_cli.training.loop import run_training
         from vimss_cli.training.run_folder import CONFIG_FILE
 
@@ -128,12 +128,12 @@ def train_command(
                 progress=progress,
                 warn=warn,
             )
-        if not is_main_process():  # under torchrun, one summary: rank 0's
-            return
-        if as_json:
-            typer.echo(json.dumps(report.to_json()))
-        else:
-            console.print(summary_line(report), markup=False)
+        if is_main_process():  # under torchrun, one summary: rank 0's
+            if as_json:
+                typer.echo(json.dumps(report.to_json()))
+            else:
+                console.print(summary_line(report), markup=False)
+        finish_together()
 
     guarded(debug, run)
 

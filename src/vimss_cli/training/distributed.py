@@ -37,6 +37,15 @@ def is_main_process() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) == 1 or os.environ.get("RANK", "0") == "0"
 
 
+def finish_together() -> None:
+    """Under ``torchrun``, wait until every rank is done before this one exits: a rank that
+    exits while another still writes its summary aborted at exit now and then under a busy
+    CPU ("terminate called without an active exception", gloo's teardown). Nothing to do in
+    one process."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def set_up(device: str) -> Distributed:
     """This process's place from ``torchrun``'s environment; under ``torchrun``, the
     process group too (NCCL when CUDA is used, else gloo) unless the caller made one.
