@@ -184,7 +184,8 @@ def write_solo_pieces(
         planned += [
             (folder, folder / file, audio) for file in (piece.stem_name(1), piece.mix_name())
         ]
-    for folder in dict.fromkeys(folder for folder, _, _ in planned):
+    folders = list(dict.fromkeys(folder for folder, _, _ in planned))
+    for folder in folders:
         if os.path.lexists(folder) and not folder.is_dir():  # before anything is written
             raise OutputError(
                 f"{folder} is there and is not a folder: move it, or give another --out"
@@ -205,6 +206,5 @@ def write_solo_pieces(
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temporary:
             soundfile.write(str(temporary), audio, sample_rate, subtype="PCM_16")
-    folders = list(dict.fromkeys(folder for folder, _, _ in planned))
     written = list(dict.fromkeys(path.parent for path, _ in to_write))
     return SoloPieces(folders, written)

@@ -419,15 +419,10 @@ def _fit_panels(
     bounds, and a panel nobody was seen in is taken whole; both are warned of.
     """
     strength = [] if appearance is None else list(instrument_mass(appearance.probabilities))
-    fit = fit_to_panels(
-        [person.centre_x() for person in people],
-        [person.box(*size) for person in people],
-        strength,
-        panels,
-        size,
-    )
+    boxes = [person.box(*size) for person in people]
+    fit = fit_to_panels([person.centre_x() for person in people], boxes, strength, panels, size)
     if not fit.changed:
-        return [person.box(*size) for person in people], list(people), False
+        return boxes, list(people), False
     layout = f"{info.path.name} looks like {panels} equal panels side by side (URMP's layout)"
     if not people:
         warnings.append(

@@ -86,6 +86,11 @@ def _against_ring(share: np.ndarray) -> np.ndarray:
     return strength
 
 
+def panel_edges(count: int, width: int) -> list[int]:
+    """The ``count + 1`` column edges of ``count`` equal panels across ``width`` pixels."""
+    return [round(width * k / count) for k in range(count + 1)]
+
+
 def panel_count(frames: list[np.ndarray], most: int = MAX_PLAYERS) -> int | None:
     """The number of equal panels side by side the pictures are made of (2 to ``most``),
     or ``None`` when they show no such layout.
@@ -109,7 +114,7 @@ def panel_count(frames: list[np.ndarray], most: int = MAX_PLAYERS) -> int | None
         return bool(seams[left:right].any())
 
     def all_show_something(count: int) -> bool:  # black bars beside a picture: no panels
-        edges = [round(width * k / count) for k in range(count + 1)]
+        edges = panel_edges(count, width)
         return all(
             min(float(frame[:, a:b].std()) for frame in frames) > MIN_PANEL_SPREAD
             for a, b in pairwise(edges)
@@ -145,11 +150,6 @@ class PanelFit:
     def changed(self) -> bool:
         """Whether the panels changed anything: a panel was empty or crowded."""
         return bool(self.empty or self.crowded)
-
-
-def panel_edges(count: int, width: int) -> list[int]:
-    """The ``count + 1`` column edges of ``count`` equal panels across ``width`` pixels."""
-    return [round(width * k / count) for k in range(count + 1)]
 
 
 def fit_to_panels(
