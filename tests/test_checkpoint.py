@@ -46,7 +46,7 @@ def test_bundled_models_load_and_are_trained() -> None:
     for name in index["models"]:
         assert load_model(name, folder).trained, name
     default = load_model("default", folder)
-    assert default.name == "vimss-synth-cpu-v4" and default.trained
+    assert default.name == "vimss-synth-cpu-v5" and default.trained
     assert default.provenance["steps"] > 0 and "validation" in default.provenance
 
 
