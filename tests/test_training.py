@@ -617,6 +617,64 @@ def test_without_a_valid_split_the_last_weights_are_exported_with_a_warning(
     assert not (run / "best.safetensors").exists()
 
 
+def test_real_recordings_are_validated_beside_the_valid_split_and_choose_the_best(
+    tree: Path, tmp_path: Path
+) -> None:
+    """--real-valid (run.real_valid): each validation also scores fixed excerpts of a folder
+    of real recordings (here two pieces that stand for them, audio only), logged as
+    real_valid_sdr, and best.safetensors follows that SDR instead of the valid split's."""
+    real = tmp_path / "realval"
+    make_piece(real, 1, ("vn", "cl"), seed=11)
+    make_piece(real, 2, ("sax", "bn", "vn"), seed=12)
+    run = tmp_path / "run"
+    result = train("--root", tree, "--out", run, "--device", "cpu", "--json",
+                   "--real-valid", real, *SETS, "--set", "run.real_valid_excerpts=6")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["best_on"] == "real_valid"
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    validations = [r for r in log if "real_valid_sdr" in r]
+    assert [r["step"] for r in validations] == [3, 6]
+    for record in validations:  # both sets, each against its own mixture
+        assert {"valid_sdr", "valid_sdr_mixture", "real_valid_sdr_mixture"} <= record.keys()
+        assert record["real_valid_targets"] > record["valid_targets"]  # 6 excerpts, not 4
+        assert record["real_valid_sdr"] != record["valid_sdr"]
+    highest = max(validations, key=lambda r: r["real_valid_sdr"])
+    best = load_checkpoint(run / "best.safetensors")
+    assert best.provenance["steps"] == highest["step"]
+    assert summary["best_valid_sdr"] == highest["real_valid_sdr"]
+    assert best.provenance["train_config"]["run"]["real_valid"] == str(real.resolve())
+    # the real set is only scored: its pieces are not in the training manifest
+    assert "01_Piece1_vn_cl" not in str(best.provenance["data_manifest"])
+
+    # it names the set it followed, on a terminal and in the closing line
+    plain = train("--root", tree, "--out", tmp_path / "plain", "--device", "cpu",
+                  "--max-steps", "3", "--real-valid", real, *SETS)  # fmt: skip
+    assert plain.exit_code == 0, plain.output
+    assert "best real valid SDR" in plain.stderr
+
+    # resumed without it, the best is chosen on the valid split again, and said so
+    again = train("--root", tree, "--out", tmp_path / "plain", "--device", "cpu", "--resume",
+                  "--max-steps", "6", *SETS, "--set", "run.real_valid=")  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "best.safetensors now follows the SDR on valid (run.real_valid changed)" in again.stderr
+    assert "best valid SDR" in again.stderr
+
+
+def test_a_missing_real_valid_folder_is_one_line_before_anything_is_written(
+    tree: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere"
+    result = train("--root", tree, "--out", tmp_path / "run", "--device", "cpu",
+                   "--real-valid", missing, *SETS)  # fmt: skip
+    assert result.exit_code != 0
+    assert result.stderr == (
+        f"error: run.real_valid: {missing} is not a folder (give a URMP-layout folder of real "
+        "recordings, e.g. ../shared/realval/bach10)\n"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_dataset_option_is_checked_against_the_tree(tree: Path, tmp_path: Path) -> None:
     from test_cli import assert_clean_failure
 

@@ -59,6 +59,15 @@ def train_command(
         str | None,
         typer.Option("--init-from", help="Start from this checkpoint's weights (run.init_from)."),
     ] = None,
+    real_valid: Annotated[
+        Path | None,
+        typer.Option(
+            "--real-valid",
+            help="A URMP-layout folder of real recordings scored at each validation beside "
+            "the valid/ split (run.real_valid); best.safetensors then follows its SDR. For "
+            "model choice only: never train on it.",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     quiet: QuietOption = False,
     as_json: JsonOption = False,
@@ -67,7 +76,7 @@ def train_command(
     """Train a separation model; its weights are exported as OUT/last.safetensors.
 
     OUT/best.safetensors (best validation SDR) is exported too when the data has a valid/
-    split.
+    split or --real-valid is given.
     """
 
     def run() -> None:
@@ -80,6 +89,8 @@ def train_command(
         settings = list(overrides or [])
         if init_from is not None:
             settings.append(f"run.init_from={init_from}")
+        if real_valid is not None:
+            settings.append(f"run.real_valid={real_valid.expanduser().resolve()}")
         saved = out / CONFIG_FILE
         # a resumed run keeps its own saved settings, not the defaults
         from_file = saved if resume and config_file is None and saved.is_file() else config_file
@@ -106,11 +117,15 @@ def train_command(
                     f"step {event['step']}/{event['max_steps']}  loss {event['loss']:.4f}  "
                     f"{event['examples_per_second']:.1f} ex/s  lr {event['lr']:.2e}"
                 )
-            elif "valid_sdr" in event:
-                console.print(
-                    f"step {event['step']}: valid SDR {event['valid_sdr']:.2f} dB "
-                    f"(mixture {event['valid_sdr_mixture']:.2f} dB)"
-                )
+            else:
+                scores = [
+                    f"{name.replace('_', ' ')} SDR {event[name + '_sdr']:.2f} dB "
+                    f"(mixture {event[name + '_sdr_mixture']:.2f} dB)"
+                    for name in ("valid", "real_valid")
+                    if name + "_sdr" in event
+                ]
+                if scores:
+                    console.print(f"step {event['step']}: " + ", ".join(scores))
 
         def warn(message: str) -> None:
             console.print(f"warning: {message}")
@@ -153,4 +168,5 @@ def summary_line(report: TrainReport) -> str:
         head = f"already at step {report.step}: nothing to train (raise --max-steps to go on)"
     if report.best_valid_sdr is None:
         return f"{head}; no validation score yet (none taken, or no valid/ split)"
-    return f"{head}; best valid SDR {report.best_valid_sdr:.2f} dB"
+    on = report.best_on.replace("_", " ")
+    return f"{head}; best {on} SDR {report.best_valid_sdr:.2f} dB"

@@ -188,6 +188,11 @@ class RunConfig:
     during the schedule's first half (stored in the run state, so a resumed run keeps it);
     otherwise the schedule ends at ``optim.max_steps``.
     ``compile``: run the training forward pass through ``torch.compile``.
+    ``real_valid``: a URMP-layout folder of real recordings (``../shared/realval/bach10``)
+    scored at each validation beside the valid split, on ``real_valid_excerpts`` fixed
+    excerpts with label queries; when set, ``best.safetensors`` is the step with the best
+    SDR on it. Empty: none. (On Bach10, 256 excerpts rank the bundled v2 to v5 as
+    ``benchmarks/bench_realval.py`` does, to within 0.06 dB; docs/training.md.)
     """
 
     seed: int = 0
@@ -197,11 +202,13 @@ class RunConfig:
     init_from: str = ""
     schedule_to_deadline: bool = False
     compile: bool = False
+    real_valid: str = ""
+    real_valid_excerpts: int = 256
 
     def __post_init__(self) -> None:
         check_types(self)
         check_range(self, "seed", at_least=0)  # numpy's generators take no negative seeds
-        for name in ("checkpoint_every", "validate_every", "log_every"):
+        for name in ("checkpoint_every", "validate_every", "log_every", "real_valid_excerpts"):
             check_range(self, name, at_least=1)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,9 @@ class TrainReport:
     skipped_files: list[str]
     #: the cosine schedule fitted to a deadline (``run.schedule_to_deadline``) has ended
     schedule_over: bool = False
+    #: the validation set ``best_valid_sdr`` is scored on: ``"valid"`` (the valid split) or
+    #: ``"real_valid"`` (``run.real_valid``)
+    best_on: str = "valid"
 
     def to_json(self) -> dict[str, Any]:
         """What ``vimss train --json`` prints."""
@@ -84,6 +88,7 @@ class TrainReport:
             "examples_per_second": round(self.examples_per_second, 3),
             "audio_seconds_per_second": round(self.audio_seconds_per_second, 3),
             "best_valid_sdr": self.best_valid_sdr,
+            "best_on": self.best_on,
             "skipped_files": self.skipped_files,
         }
 
@@ -141,16 +146,22 @@ class DeadlineSchedule:
 
 @dataclass
 class _Run:
-    """What the step loop needs besides the trainer: the validation set, the log, where to
+    """What the step loop needs besides the trainer: the validation sets, the log, where to
     tell progress, the provenance of exports, when to stop, and the clock."""
 
-    valid_set: ExcerptDataset | None
+    #: log name (``valid``, ``real_valid``) -> fixed validation excerpts; may be empty
+    valid_sets: dict[str, ExcerptDataset]
     log: RunLog
     progress: ProgressCallback | None
     provenance: dict[str, Any]
     stop_step: int
     deadline: float | None
     started: float
+
+    @property
+    def best_on(self) -> str:
+        """The set whose SDR chooses ``best.safetensors``: the real recordings when given."""
+        return best_on(self.valid_sets)
 
     def tell(self, record: dict[str, Any]) -> None:
         self.log.write(record)
@@ -196,6 +207,13 @@ def run_training(
         raise InputError(f"--max-minutes must be more than 0, got {max_minutes}")
     if config.run.init_from and not resume:  # a wrong name fails before the data is read
         resolve_checkpoint(config.run.init_from)
+    real_valid = config.run.real_valid
+    if real_valid and not Path(real_valid).is_dir():
+        raise InputError(
+            f"run.real_valid: {real_valid} is not a folder (give a URMP-layout folder of real "
+            "recordings, e.g. ../shared/realval/bach10)"
+        )
+    real_valid_before = saved_real_valid(Path(run_dir)) if resume else None
     dist_info = distributed.set_up(device)
     run_dir = Path(run_dir)
     changed = check_run_dir(run_dir, config, resume, dist_info.is_main)
@@ -206,7 +224,7 @@ def run_training(
     if not dist_info.is_main:
         progress = warn = None  # only the main process tells
     log = RunLog(run_dir, dist_info.is_main)
-    trainer, train_set, valid_set, provenance = _set_up(
+    trainer, train_set, valid_sets, provenance = _set_up(
         config,
         root,
         folders,
@@ -221,16 +239,27 @@ def run_training(
         warn=warn,
     )
     state = trainer.state
+    if real_valid_before is not None and real_valid_before != real_valid:
+        if state.best_valid_sdr is not None and dist_info.is_main:
+            message = (
+                f"--resume: best.safetensors now follows the SDR on "
+                f"{best_on(valid_sets).replace('_', ' ')} (run.real_valid changed); "
+                f"the earlier best ({state.best_valid_sdr:.2f} dB) is no longer compared"
+            )
+            log.write({"warning": message})
+            if warn is not None:
+                warn(message)
+        state.best_valid_sdr = None
     stop_step = max_steps if max_steps is not None else config.optim.max_steps
     schedule_over = state.schedule_steps is not None and state.step >= state.schedule_steps
     if state.step >= stop_step or schedule_over:
         log.close()
-        return _report(trainer, 0.0, 0)
+        return _report(trainer, 0.0, 0, best_on(valid_sets))
     if progress is not None:
         progress({"stage": "starting"})
     started = time.perf_counter()
     deadline = None if max_minutes is None else started + 60 * max_minutes
-    run = _Run(valid_set, log, progress, provenance, stop_step, deadline, started)
+    run = _Run(valid_sets, log, progress, provenance, stop_step, deadline, started)
     loader = _loader(train_set, config, state.step, stop_step, dist_info, torch_device)
     try:
         examples = _run_steps(trainer, loader, run)
@@ -238,7 +267,7 @@ def run_training(
         log.close()
     elapsed = time.perf_counter() - started
     state.wall_seconds += elapsed
-    return _report(trainer, elapsed, examples)
+    return _report(trainer, elapsed, examples, run.best_on)
 
 
 def _loader(
@@ -290,10 +319,11 @@ def _set_up(
     log: RunLog,
     progress: ProgressCallback | None,
     warn: WarningCallback | None,
-) -> tuple[Trainer, ExcerptDataset, ExcerptDataset | None, dict[str, Any]]:
+) -> tuple[Trainer, ExcerptDataset, dict[str, ExcerptDataset], dict[str, Any]]:
     """Write the config, read the splits, build (or restore) the model: the trainer, the
-    training and validation excerpts, and the provenance of the run's exports. A failure
-    leaves no run folder behind that this call made."""
+    training excerpts, the validation excerpts by log name (``valid``, ``real_valid``) and
+    the provenance of the run's exports. A failure leaves no run folder behind that this
+    call made."""
     created = dist_info.is_main and not run_dir.exists()
 
     def on_warning(message: str) -> None:
@@ -317,6 +347,7 @@ def _set_up(
         train_pieces, valid_pieces, skipped = _read_splits(
             config, root, folders, run_dir, on_warning, progress
         )
+        real_pieces = _read_real_valid(config, on_warning, progress)
         train_folder, valid_folder = folders
         splits = [(train_folder, train_pieces)]
         if valid_folder is not None and valid_pieces is not None:
@@ -343,10 +374,13 @@ def _set_up(
             f"{longest / rate:.2f} s): most of each excerpt is silence"
         )
     train_set = ExcerptDataset.from_config(train_pieces, trainer.shape, config)
-    valid_set = None
-    if valid_pieces is not None:
-        valid_set = ExcerptDataset.from_config(valid_pieces, trainer.shape, config, validation=True)
-    return trainer, train_set, valid_set, provenance
+    valid_sets = {}
+    for name, pieces in (("valid", valid_pieces), ("real_valid", real_pieces)):
+        if pieces is not None:
+            valid_sets[name] = ExcerptDataset.from_config(
+                pieces, trainer.shape, config, validation=True
+            )
+    return trainer, train_set, valid_sets, provenance
 
 
 def _read_splits(
@@ -376,12 +410,46 @@ def _read_splits(
     train_folder, valid_folder = folders
     train_pieces, skipped = load(train_folder)
     valid_pieces = load(valid_folder)[0] if valid_folder else None
-    if valid_folder is None:
+    if valid_folder is None and not config.run.real_valid:
         on_warning(
             f"no valid/ split under {root}: nothing is validated and no {BEST_FILE} is "
             f"written; the final weights are exported as {LAST_FILE}"
         )
+    elif valid_folder is None:
+        on_warning(f"no valid/ split under {root}: only run.real_valid is validated")
     return train_pieces, valid_pieces, skipped
+
+
+def _read_real_valid(
+    config: TrainConfig, on_warning: WarningCallback, progress: ProgressCallback | None
+) -> list[PieceAudio] | None:
+    """The pieces of ``run.real_valid`` (audio only: queried by label, whatever the model
+    takes), or ``None`` when it is not set."""
+    if not config.run.real_valid:
+        return None
+
+    def tell(event: dict[str, Any]) -> None:
+        if progress is not None:
+            progress({"stage": event.pop("stage"), "split": "real_valid", **event})
+
+    folder = Path(config.run.real_valid)
+    return load_pieces(folder, config.model.sample_rate, on_warning, progress=tell)[0]
+
+
+def best_on(valid_sets: dict[str, ExcerptDataset]) -> str:
+    """The validation set whose SDR chooses ``best.safetensors``: ``real_valid`` when the
+    run has one, else ``valid``."""
+    return "real_valid" if "real_valid" in valid_sets else "valid"
+
+
+def saved_real_valid(run_dir: Path) -> str | None:
+    """``run.real_valid`` of the config a run folder holds (``""`` when unset), or ``None``
+    when it holds no readable config."""
+    try:
+        saved = tomllib.loads((run_dir / CONFIG_FILE).read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return str(saved.get("run", {}).get("real_valid", ""))
 
 
 def _run_steps(trainer: Trainer, loader: DataLoader, run: _Run) -> int:
@@ -412,8 +480,8 @@ def _run_steps(trainer: Trainer, loader: DataLoader, run: _Run) -> int:
         if state.schedule_steps is not None and state.step >= state.schedule_steps:
             finished = True  # the fitted schedule has ended: stop before the deadline
         validate_now = state.step % config.run.validate_every == 0 or finished
-        if run.valid_set is not None and validate_now and main:
-            _validate_and_keep_best(trainer, run, run.valid_set, now)
+        if run.valid_sets and validate_now and main:
+            _validate_and_keep_best(trainer, run, now)
         if state.step % config.run.checkpoint_every == 0 or finished:
             trainer.checkpoint(state.wall_seconds + now - run.started)
         if finished:
@@ -445,22 +513,25 @@ def _step_record(trainer: Trainer, result: StepResult, examples_per_second: floa
     return record
 
 
-def _validate_and_keep_best(
-    trainer: Trainer, run: _Run, valid_set: ExcerptDataset, now: float
-) -> None:
-    """Score the validation excerpts; export ``best.safetensors`` when the SDR is the
-    highest so far (the first of equal ones is kept)."""
+def _validate_and_keep_best(trainer: Trainer, run: _Run, now: float) -> None:
+    """Score each validation set's excerpts (``valid_sdr``, ``real_valid_sdr``, ...); export
+    ``best.safetensors`` when the SDR of :attr:`_Run.best_on` is the highest so far (the
+    first of equal ones is kept)."""
     state = trainer.state
-    scores = trainer.validate(valid_set)
+    scores: dict[str, float] = {}
+    for name, dataset in run.valid_sets.items():
+        count = trainer.config.run.real_valid_excerpts if name == "real_valid" else None
+        for key, value in trainer.validate(dataset, count).items():  # -> real_valid_sdr
+            scores[name + key.removeprefix("valid")] = value
     run.tell({"step": state.step, **scores})
-    best = state.best_valid_sdr
-    if math.isfinite(scores["valid_sdr"]) and (best is None or scores["valid_sdr"] > best):
-        state.best_valid_sdr = scores["valid_sdr"]
+    chosen, best = scores[f"{run.best_on}_sdr"], state.best_valid_sdr
+    if math.isfinite(chosen) and (best is None or chosen > best):
+        state.best_valid_sdr = chosen
         wall = state.wall_seconds + now - run.started
         export(trainer.run_dir / BEST_FILE, trainer.scored, state, run.provenance, scores, wall)
 
 
-def _report(trainer: Trainer, elapsed: float, examples: int) -> TrainReport:
+def _report(trainer: Trainer, elapsed: float, examples: int, on: str) -> TrainReport:
     state = trainer.state
     per_second = examples / elapsed if elapsed > 0 else 0.0
     return TrainReport(
@@ -474,4 +545,5 @@ def _report(trainer: Trainer, elapsed: float, examples: int) -> TrainReport:
         best_valid_sdr=state.best_valid_sdr,
         skipped_files=state.skipped_files,
         schedule_over=state.schedule_steps is not None and state.step >= state.schedule_steps,
+        best_on=on,
     )
