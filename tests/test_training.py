@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.signal
 import soundfile
 import torch
 from safetensors import safe_open
@@ -289,6 +290,38 @@ def test_rooms_reverberate_each_player_and_keep_targets_summing_to_the_mixture(
     assert_stem_augmentation_keeps_targets_summing(tree, "reverb_probability", 1.0)
     with pytest.raises(InputError, match="reverb_probability must be at most 1"):
         build_config(None, ["data.reverb_probability=1.5"])
+
+
+def test_vibrato_swings_the_pitch_by_its_depth_and_keeps_targets_summing(tree: Path) -> None:
+    """``data.vibrato_probability``: a 1 kHz tone read through a 40-cent, 5 Hz vibrato swings
+    between 977 and 1023 Hz (1000 * 2 ** (-+40 / 1200)); nothing else of an excerpt is
+    drawn differently."""
+    from vimss_cli.training.data import _window_at_speed, vibrato_warp
+
+    rate = 48000
+    tone = np.sin(2 * np.pi * 1000 * np.arange(2 * rate) / rate)
+    warp = vibrato_warp(rate, 40.0, 5.0 / rate, 0.3)
+    assert warp[0] == 0.0
+    swung = _window_at_speed(tone, 20000, rate, 1.0, 0, warp)
+    phase = np.unwrap(np.angle(scipy.signal.hilbert(swung)))
+    smoothed = np.convolve(np.diff(phase), np.ones(240) / 240, "valid")  # 5 ms: the read's
+    frequency = smoothed[2000:-2000] * rate / (2 * np.pi)  # interpolation ripple averaged out
+    cents = 1200 * np.log2(frequency / 1000)
+    assert 39.0 < cents.max() < 41.0 and -41.0 < cents.min() < -39.0
+
+    assert_stem_augmentation_keeps_targets_summing(tree, "vibrato_probability", 1.0)
+    pieces, _ = load_pieces(tree / "train", RATE)
+    shape = ExcerptShape(400, 256, 72)
+    plain = ExcerptDataset(pieces, shape, build_config(None, TINY).data, seed=0, sample_rate=RATE)
+    swung_config = build_config(None, [*TINY, "data.vibrato_probability=1"]).data
+    swung_set = ExcerptDataset(pieces, shape, swung_config, seed=0, sample_rate=RATE)
+    for index in range(10):  # the same players, queries, gains: only the reads moved
+        a, b = plain[index], swung_set[index]
+        assert torch.equal(a["labels"], b["labels"]) and torch.equal(a["ensemble"], b["ensemble"])
+        silent = [(item["targets"].abs().amax(-1) == 0).tolist() for item in (a, b)]
+        assert silent[0] == silent[1]
+    with pytest.raises(InputError, match="vibrato_cents must be at least 10"):
+        build_config(None, ["data.vibrato_cents=5"])
 
 
 def test_speed_is_refused_for_a_model_that_sees_motion() -> None:

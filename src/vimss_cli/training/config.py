@@ -34,6 +34,7 @@ PROBABILITIES = (
     "label_query_probability",
     "real_solo_probability",
     "reverb_probability",
+    "vibrato_probability",
     "voice_pair_probability",
 )
 
@@ -74,6 +75,11 @@ class DataConfig:
         speed_semitones: each stem is read at a random speed of up to this many semitones
             up or down (pitch, formants and tempo move together, as on tape; 0: off), so
             that no instrument is known by the exact place of its sample's formants.
+        vibrato_probability: chance each stem is read with a vibrato, as string and wind
+            players play: its read speed swings sinusoidally at 4.5 to 7 Hz by up to
+            ``vibrato_cents``, every partial together (0: off). Drawn from a generator of its
+            own, so every other draw of an excerpt is as without it.
+        vibrato_cents: the deepest vibrato drawn (cents either way; each is uniform from 10).
         voice_pair_probability: models with ``model.voices`` only: chance an excerpt is
             built around two players of one instrument (as ``same_instrument_probability``
             builds them), queried as voices: every player of that instrument gets its voice
@@ -103,6 +109,8 @@ class DataConfig:
     reverb_probability: float = 0.0
     reverb_seconds: float = 1.2
     speed_semitones: float = 0.0
+    vibrato_probability: float = 0.0
+    vibrato_cents: float = 40.0
     voice_pair_probability: float = 0.0
     voice_phrase_seconds: float = 0.0
     validation_excerpts: int = 64
@@ -118,6 +126,7 @@ class DataConfig:
         check_range(self, "mixture_gain_db", at_least=0, at_most=60)
         check_range(self, "colour_db", at_least=0)
         check_range(self, "speed_semitones", at_least=0, at_most=12)
+        check_range(self, "vibrato_cents", at_least=10, at_most=200)
         check_range(self, "reverb_seconds", at_least=MIN_RT60, at_most=5)
         check_range(self, "voice_phrase_seconds", at_least=0, at_most=60)
         for name in PROBABILITIES:

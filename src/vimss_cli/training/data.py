@@ -220,17 +220,40 @@ def _window(stem: np.ndarray, start: int, length: int) -> np.ndarray:
 
 
 def _window_at_speed(
-    stem: np.ndarray, start: int, length: int, speed: float, lead: int = 0
+    stem: np.ndarray,
+    start: int,
+    length: int,
+    speed: float,
+    lead: int = 0,
+    warp: np.ndarray | None = None,
 ) -> np.ndarray:
     """``length`` samples of ``stem`` read from ``start`` at ``speed`` (1: as recorded; 2: an
     octave up and twice as fast), linearly interpolated, zeros outside the stem, after
     ``lead`` more samples read the same way before them (``(lead + length,)``). The read is
-    centred on the window's middle, so the output span stays in the stem where it was."""
+    centred on the window's middle, so the output span stays in the stem where it was.
+    ``warp`` ``(lead + length,)``, if given, is added to the read positions (samples): a
+    vibrato (:func:`vibrato_warp`)."""
     middle = start + (length - 1) / 2
     positions = middle + (np.arange(-lead, length) - (length - 1) / 2) * speed
+    if warp is not None:
+        positions = positions + warp
     first = int(np.floor(positions[0]))
     source = _window(stem, first, int(np.ceil(positions[-1])) - first + 2)
     return np.interp(positions - first, np.arange(source.size), source).astype(np.float32)
+
+
+def vibrato_warp(count: int, cents: float, cycles_per_sample: float, phase: float) -> np.ndarray:
+    """``(count,)`` read-position offsets (samples) of a sinusoidal vibrato: read with them,
+    the speed is ``1 + cents * ln 2 / 1200 * sin(2 pi f n + phase)``, within 0.1 % of
+    ``2 ** (cents * sin(...) / 1200)`` up to 50 cents, so the pitch swings by ``cents``
+    either way. Zero at the first sample."""
+    amplitude = cents * np.log(2) / 1200 / (2 * np.pi * cycles_per_sample)
+    angle = 2 * np.pi * cycles_per_sample * np.arange(count) + phase
+    return amplitude * (np.cos(phase) - np.cos(angle))
+
+
+#: the rates (Hz) a vibrato is drawn between: string and wind players' usual range
+VIBRATO_HZ = (4.5, 7.0)
 
 
 class ExcerptDataset(Dataset):
@@ -331,6 +354,7 @@ class ExcerptDataset(Dataset):
         voice_pair = voice_pair and players is not None
         players = players or self._choose_players(rng)
         excerpts, instruments, sources, pitches = [], [], [], []
+        vibrato_rng = np.random.default_rng([self.seed, index, 1])  # the other draws stay
         for piece, player, offset in players:
             start = offset - shape.context
             speed = 1.0
@@ -341,9 +365,10 @@ class ExcerptDataset(Dataset):
             if reverb > 0 and rng.random() < reverb:
                 room = room_response(rng, self.sample_rate, config.reverb_seconds)
             lead = 0 if room is None else room.size - 1  # history the room's tail needs
-            if speed != 1.0:
+            warp = self._vibrato(vibrato_rng, lead + shape.input_length)
+            if speed != 1.0 or warp is not None:
                 audio = _window_at_speed(
-                    piece.stems[player], start, shape.input_length, speed, lead
+                    piece.stems[player], start, shape.input_length, speed, lead, warp
                 )
             else:
                 audio = _window(piece.stems[player], start - lead, shape.input_length + lead)
@@ -399,6 +424,18 @@ class ExcerptDataset(Dataset):
             rows = [self._motion(code, source) for code, _, source, _ in queries]
             item["motion"] = torch.from_numpy(np.stack(rows))
         return item
+
+    def _vibrato(self, rng: np.random.Generator, count: int) -> np.ndarray | None:
+        """One player's vibrato warp (``data.vibrato_probability``), or ``None``."""
+        config = self.config
+        if not (self.augment and config.vibrato_probability > 0 and self.sample_rate):
+            return None
+        if rng.random() >= config.vibrato_probability:
+            return None
+        cents = rng.uniform(10, config.vibrato_cents)
+        hertz = rng.uniform(*VIBRATO_HZ)
+        phase = rng.uniform(0, 2 * np.pi)
+        return vibrato_warp(count, cents, hertz / self.sample_rate, phase)
 
     def _output_pitch(
         self, piece: PieceAudio, player: int, offset: int, speed: float
