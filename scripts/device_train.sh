@@ -9,8 +9,9 @@
 # Settings (environment):
 #   PACK            the carried folder (default .device): wheels/, data/, config.toml,
 #                   and optionally resume/ (a previous launch's $OUT: continues it exactly)
-# Results in $OUT: best.safetensors (best synthetic validation SDR), last.safetensors (the
-# weights at the end), log.jsonl, config.toml, train.log, state.safetensors.partNN.
+# Results in $OUT: best.safetensors (best validation SDR: on the carried real recordings,
+# PACK/realval/, when the pack has them; else synthetic), last.safetensors (the weights at
+# the end), log.jsonl, config.toml, train.log, state.safetensors.partNN.
 #   DEVICE          cuda (default) or cpu
 #   BUDGET_SECONDS  wall clock for the whole script (default 480); training stops early
 #                   enough to validate, export and copy before it
@@ -71,6 +72,12 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 # 2. The data: Ogg Vorbis stems back to a URMP-layout tree.
 rm -rf "$WORK/data" "$WORK/run"
 "$PYTHON" scripts/device_pack.py unpack "$PACK/data" "$WORK/data" --workers "$cores"
+real=(--set run.real_valid=)  # real recordings to validate on, when carried
+rm -rf "$WORK/realval"
+if [ -d "$PACK/realval" ]; then
+  "$PYTHON" scripts/device_pack.py unpack "$PACK/realval" "$WORK/realval" --workers "$cores"
+  for folder in "$WORK"/realval/*/; do real=(--real-valid "${folder%/}"); done
+fi
 
 # 3. Resume a carried run, or start one.
 mode=()
@@ -99,7 +106,8 @@ echo "setup took $(( $(date +%s) - started )) s; training for $left s on $DEVICE
 status=0
 # shellcheck disable=SC2086
 "$PYTHON" -m vimss_cli train --dataset synth --root "$WORK/data" --out "$WORK/run" \
-  "${mode[@]}" --device "$DEVICE" --max-minutes "$minutes" --set "data.workers=$WORKERS" \
+  "${mode[@]}" "${real[@]}" --device "$DEVICE" --max-minutes "$minutes" \
+  --set "data.workers=$WORKERS" \
   --json ${EXTRA:-} 2>&1 | tee "$OUT/train.log" || status=$?
 
 # 5. Results (at most 8 files of at most 16 MiB come back): weights, log, config, and the

@@ -47,6 +47,9 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     notes.write_text("0.0\t440.0\t1.0\n")  # the players' notes travel (voice ranks)
     config = base / "tiny.toml"
     config.write_text(tiny_config_toml())
+    real = base / "realval"  # stands for Bach10: the duet does not fit the budget, the trio does
+    make_piece(real, 1, ("vn", "cl"), seed=11, seconds=3.0)
+    make_piece(real, 2, ("sax", "bn", "vn"), seed=12)
     out = base / "pack"
     result = subprocess.run(
         [
@@ -60,6 +63,10 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--out",
             str(out),
             "--no-wheels",
+            "--real-valid",
+            str(real),
+            "--real-valid-mib",
+            "0.015",
         ],
         capture_output=True,
         text=True,
@@ -92,6 +99,9 @@ def test_pack_holds_vorbis_stems_that_unpack_close_to_the_originals(
     assert info["splits"]["train"]["pieces"] == ["01_Piece1_vn_vc", "02_Piece2_fl_cl_bn"]
     oggs = sorted((pack / "data").rglob("*.ogg"))
     assert len(oggs) == 7 and soundfile.info(str(oggs[0])).format == "OGG"
+    # the real recordings: most players first, within their budget
+    assert info["splits"]["realval"]["pieces"] == ["02_Piece2_sax_bn_vn"]
+    assert len(list((pack / "realval" / "realval").rglob("*.ogg"))) == 3
     subprocess.run(
         [sys.executable, str(PACKER), "unpack", str(pack / "data"), str(tmp_path / "tree")],
         check=True,
@@ -117,6 +127,9 @@ def test_dry_run_trains_exports_and_separates(pack: Path, tmp_path: Path) -> Non
     assert "state.safetensors.part00" in names
     last = load_checkpoint(tmp_path / "out" / "last.safetensors")
     assert last.trained and last.provenance["steps"] == 6
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert any("real_valid_sdr" in record for record in log)  # the carried real recordings
+    assert '"best_on": "real_valid"' in (tmp_path / "out" / "train.log").read_text()
     mixture = tmp_path / "mix.wav"
     write_wav(mixture, 0.1 * np.sin(np.arange(8000, dtype=np.float32) / 5))
     separated = CliRunner().invoke(
