@@ -194,6 +194,8 @@ def pack(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: --config {config}: no such file")
     if args.real_valid and not Path(args.real_valid).expanduser().is_dir():
         raise SystemExit(f"error: --real-valid {args.real_valid}: no such folder")
+    if args.real_valid and not args.real_valid_mib > 0:
+        raise SystemExit(f"error: --real-valid-mib must be more than 0, got {args.real_valid_mib}")
     init = Path(args.init).expanduser() if args.init else None
     if init is not None:
         if not init.is_file():
@@ -250,10 +252,15 @@ def _fill(
     if valid_dir.is_dir():
         entries["valid"] = pack_split(valid_dir, out / "data" / "valid", args.level, None, 2)
     if args.real_valid:  # real recordings to validate on: out/realval/<name>/
-        real = Path(args.real_valid).expanduser()
+        real = Path(args.real_valid).expanduser().resolve()
         budget = int(args.real_valid_mib * MIB)
         target = out / "realval" / real.name
         entries["realval"] = pack_split(real, target, args.level, budget, 2, True)
+        if not entries["realval"]["pieces"]:
+            raise SystemExit(
+                f"error: --real-valid {args.real_valid}: no piece fits in --real-valid-mib "
+                f"{args.real_valid_mib:g}"
+            )
     budget = limit - tree - folder_bytes(out)
     if budget <= 0:
         raise SystemExit(
@@ -324,7 +331,12 @@ def main() -> None:
         help="a URMP-layout folder of real recordings the run validates on (run.real_valid), "
         "most players first, within --real-valid-mib",
     )
-    p.add_argument("--real-valid-mib", type=float, default=DEFAULT_REAL_VALID_MIB)
+    p.add_argument(
+        "--real-valid-mib",
+        type=float,
+        default=DEFAULT_REAL_VALID_MIB,
+        help="what the real recordings may take of the pack (MiB)",
+    )
     p.add_argument("--level", type=float, default=DEFAULT_VORBIS_LEVEL, help="Vorbis 0 (best)-1")
     p.add_argument("--limit-mib", type=float, default=TRAVEL_LIMIT_MIB - 4.0)
     p.add_argument("--no-wheels", action="store_true", help="skip the wheels (CPU dry run)")

@@ -76,7 +76,11 @@ real=(--set run.real_valid=)  # real recordings to validate on, when carried
 rm -rf "$WORK/realval"
 if [ -d "$PACK/realval" ]; then
   "$PYTHON" scripts/device_pack.py unpack "$PACK/realval" "$WORK/realval" --workers "$cores"
-  for folder in "$WORK"/realval/*/; do real=(--real-valid "${folder%/}"); done
+  folders=("$WORK"/realval/*/)
+  if [ "${#folders[@]}" != 1 ] || [ ! -d "${folders[0]}" ]; then
+    echo "error: $PACK/realval/ must hold one folder of real recordings" >&2; exit 2
+  fi
+  real=(--real-valid "${folders[0]%/}")
 fi
 
 # 3. Resume a carried run, or start one.

@@ -301,7 +301,8 @@ def test_vibrato_swings_the_pitch_by_its_depth_and_keeps_targets_summing(tree: P
     rate = 48000
     tone = np.sin(2 * np.pi * 1000 * np.arange(2 * rate) / rate)
     warp = vibrato_warp(rate, 40.0, 5.0 / rate, 0.3)
-    assert warp[0] == 0.0
+    amplitude = 40 * np.log(2) / 1200 / (2 * np.pi * 5 / rate)  # 22 samples at 48 kHz
+    assert abs(warp.mean()) < 0.01 * amplitude and np.isclose(np.abs(warp).max(), amplitude)
     swung = _window_at_speed(tone, 20000, rate, 1.0, 0, warp)
     phase = np.unwrap(np.angle(scipy.signal.hilbert(swung)))
     smoothed = np.convolve(np.diff(phase), np.ones(240) / 240, "valid")  # 5 ms: the read's
@@ -679,6 +680,10 @@ def test_real_recordings_are_validated_beside_the_valid_split_and_choose_the_bes
     assert best.provenance["train_config"]["run"]["real_valid"] == str(real.resolve())
     # the real set is only scored: its pieces are not in the training manifest
     assert "01_Piece1_vn_cl" not in str(best.provenance["data_manifest"])
+    info = CliRunner().invoke(app, ["models", "info", str(run / "best.safetensors")])
+    assert info.exit_code == 0, info.output
+    assert f"median SDR {highest['real_valid_sdr']:.2f} dB" in info.stdout
+    assert "on its real recordings" in info.stdout and "on its synthetic valid" in info.stdout
 
     # it names the set it followed, on a terminal and in the closing line
     plain = train("--root", tree, "--out", tmp_path / "plain", "--device", "cpu",
@@ -686,12 +691,47 @@ def test_real_recordings_are_validated_beside_the_valid_split_and_choose_the_bes
     assert plain.exit_code == 0, plain.output
     assert "best real valid SDR" in plain.stderr
 
-    # resumed without it, the best is chosen on the valid split again, and said so
-    again = train("--root", tree, "--out", tmp_path / "plain", "--device", "cpu", "--resume",
-                  "--max-steps", "6", *SETS, "--set", "run.real_valid=")  # fmt: skip
+    # a plain resume keeps the run's folder (and its best): nothing is said
+    same = train("--root", tree, "--out", tmp_path / "plain", "--device", "cpu", "--resume",
+                 "--max-steps", "4")  # fmt: skip
+    assert same.exit_code == 0, same.output
+    assert "starts afresh" not in same.stderr and "best real valid SDR" in same.stderr
+
+    # dropped on a resume with nothing left to train, the best is still reset the next
+    # time (the state records what its best was scored on), and said so each time
+    dropped = ["--resume", "--set", "run.real_valid="]
+    nothing = train("--root", tree, "--out", tmp_path / "plain", "--device", "cpu", *dropped,
+                    "--max-steps", "4")  # fmt: skip
+    assert nothing.exit_code == 0 and "nothing to train" in nothing.stderr
+    again = train("--root", tree, "--out", tmp_path / "plain", "--device", "cpu", *dropped,
+                  "--max-steps", "6")  # fmt: skip
     assert again.exit_code == 0, again.output
-    assert "best.safetensors now follows the SDR on valid (run.real_valid changed)" in again.stderr
+    reset = "best.safetensors now follows the SDR on the valid split (the earlier best,"
+    assert reset in again.stderr and f"was scored on {real.resolve()}) and starts" in again.stderr
     assert "best valid SDR" in again.stderr
+    best = load_checkpoint(tmp_path / "plain" / "best.safetensors")
+    assert "real_valid_sdr" not in best.provenance["validation"]  # chosen on the valid split
+
+
+def test_a_relative_real_valid_folder_is_kept_resolved(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--set run.real_valid=realval`` (or a config file's) names the folder from where the
+    run was started; the run folder keeps it absolute, so a resume from elsewhere, or with
+    ``--real-valid`` on the same folder, is the same set."""
+    real = tmp_path / "realval"
+    make_piece(real, 1, ("vn", "cl"), seed=11)
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    first = train("--root", tree, "--out", run, "--device", "cpu", "--max-steps", "3", *SETS,
+                  "--set", "run.real_valid=realval")  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert f'real_valid = "{real.resolve()}"' in (run / "config.toml").read_text()
+    monkeypatch.chdir(tree)
+    resumed = train("--root", tree, "--out", run, "--device", "cpu", "--resume",
+                    "--max-steps", "6", "--real-valid", real)  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert "--resume:" not in resumed.stderr  # nothing changed
 
 
 def test_a_missing_real_valid_folder_is_one_line_before_anything_is_written(
@@ -702,9 +742,16 @@ def test_a_missing_real_valid_folder_is_one_line_before_anything_is_written(
                    "--real-valid", missing, *SETS)  # fmt: skip
     assert result.exit_code != 0
     assert result.stderr == (
-        f"error: run.real_valid: {missing} is not a folder (give a URMP-layout folder of real "
-        "recordings, e.g. ../shared/realval/bach10)\n"
+        f"error: run.real_valid: dataset root is not a directory: {missing} (give a URMP-layout "
+        "folder of real recordings with --real-valid DIR, or drop it with --set "
+        "run.real_valid=)\n"
     )
+    assert not (tmp_path / "run").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = train("--root", tree, "--out", tmp_path / "run", "--device", "cpu",
+                   "--real-valid", empty, *SETS)  # fmt: skip
+    assert result.exit_code != 0 and "run.real_valid: no URMP piece folders" in result.stderr
     assert not (tmp_path / "run").exists()
 
 

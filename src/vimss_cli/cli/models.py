@@ -93,11 +93,12 @@ def _model_summary(model: ModelInfo) -> str:
             f"{provenance.get('device', '?')}, {provenance.get('created', '?')[:10]}"
         )
     validation = provenance.get("validation") or {}
-    if "valid_sdr" in validation:
-        lines.append(
-            f"  validation  median SDR {validation['valid_sdr']:.2f} dB (mixture "
-            f"{validation.get('valid_sdr_mixture', float('nan')):.2f}) on its synthetic "
-            "valid split"
-        )
+    where = {"valid": "its synthetic valid split", "real_valid": "its real recordings"}
+    for name, description in where.items():  # best.safetensors follows the real ones
+        if f"{name}_sdr" in validation:
+            lines.append(
+                f"  validation  median SDR {validation[f'{name}_sdr']:.2f} dB (mixture "
+                f"{validation.get(f'{name}_sdr_mixture', float('nan')):.2f}) on {description}"
+            )
     lines.append(f"  model card  {info['model_card'] or 'none'}")
     return "\n".join(lines)

@@ -79,7 +79,9 @@ class DataConfig:
             players play: its read speed swings sinusoidally at 4.5 to 7 Hz by up to
             ``vibrato_cents``, every partial together (0: off). Drawn from a generator of its
             own, so every other draw of an excerpt is as without it.
-        vibrato_cents: the deepest vibrato drawn (cents either way; each is uniform from 10).
+        vibrato_cents: the deepest vibrato drawn (cents either way, 10 to 100; each is uniform
+            from 10). The read moves by at most a few milliseconds, so a model that takes
+            motion may use it too: its video stays in step.
         voice_pair_probability: models with ``model.voices`` only: chance an excerpt is
             built around two players of one instrument (as ``same_instrument_probability``
             builds them), queried as voices: every player of that instrument gets its voice
@@ -126,7 +128,7 @@ class DataConfig:
         check_range(self, "mixture_gain_db", at_least=0, at_most=60)
         check_range(self, "colour_db", at_least=0)
         check_range(self, "speed_semitones", at_least=0, at_most=12)
-        check_range(self, "vibrato_cents", at_least=10, at_most=200)
+        check_range(self, "vibrato_cents", at_least=10, at_most=100)
         check_range(self, "reverb_seconds", at_least=MIN_RT60, at_most=5)
         check_range(self, "voice_phrase_seconds", at_least=0, at_most=60)
         for name in PROBABILITIES:

@@ -244,12 +244,13 @@ def _window_at_speed(
 
 def vibrato_warp(count: int, cents: float, cycles_per_sample: float, phase: float) -> np.ndarray:
     """``(count,)`` read-position offsets (samples) of a sinusoidal vibrato: read with them,
-    the speed is ``1 + cents * ln 2 / 1200 * sin(2 pi f n + phase)``, within 0.1 % of
-    ``2 ** (cents * sin(...) / 1200)`` up to 50 cents, so the pitch swings by ``cents``
-    either way. Zero at the first sample."""
+    the speed is ``1 + cents * ln 2 / 1200 * sin(2 pi f n + phase)``, within 0.2 % of
+    ``2 ** (cents * sin(...) / 1200)`` up to 100 cents, so the pitch swings by ``cents``
+    either way. The offsets swing about zero (at most ``cents * ln 2 / 1200 / (2 pi f)``
+    samples: 1 ms at 40 cents and 4.5 Hz), so the read stays where it was on average."""
     amplitude = cents * np.log(2) / 1200 / (2 * np.pi * cycles_per_sample)
     angle = 2 * np.pi * cycles_per_sample * np.arange(count) + phase
-    return amplitude * (np.cos(phase) - np.cos(angle))
+    return -amplitude * np.cos(angle)
 
 
 #: the rates (Hz) a vibrato is drawn between: string and wind players' usual range

@@ -8,10 +8,10 @@ in :mod:`~vimss_cli.training.distributed`; the losses in :mod:`~vimss_cli.traini
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,7 @@ from vimss_cli.training.run_folder import (
     run_provenance,
 )
 from vimss_cli.training.trainer import StepResult, Trainer
+from vimss_cli.urmp import list_pieces
 
 WarningCallback = Callable[[str], None]
 
@@ -207,13 +208,7 @@ def run_training(
         raise InputError(f"--max-minutes must be more than 0, got {max_minutes}")
     if config.run.init_from and not resume:  # a wrong name fails before the data is read
         resolve_checkpoint(config.run.init_from)
-    real_valid = config.run.real_valid
-    if real_valid and not Path(real_valid).is_dir():
-        raise InputError(
-            f"run.real_valid: {real_valid} is not a folder (give a URMP-layout folder of real "
-            "recordings, e.g. ../shared/realval/bach10)"
-        )
-    real_valid_before = saved_real_valid(Path(run_dir)) if resume else None
+    config = _with_real_valid_checked(config)
     dist_info = distributed.set_up(device)
     run_dir = Path(run_dir)
     changed = check_run_dir(run_dir, config, resume, dist_info.is_main)
@@ -239,17 +234,23 @@ def run_training(
         warn=warn,
     )
     state = trainer.state
-    if real_valid_before is not None and real_valid_before != real_valid:
-        if state.best_valid_sdr is not None and dist_info.is_main:
-            message = (
-                f"--resume: best.safetensors now follows the SDR on "
-                f"{best_on(valid_sets).replace('_', ' ')} (run.real_valid changed); "
-                f"the earlier best ({state.best_valid_sdr:.2f} dB) is no longer compared"
-            )
+    scored_on = "real_valid " + config.run.real_valid if config.run.real_valid else "valid"
+    if state.best_valid_sdr is not None and state.best_scored_on != scored_on:
+
+        def named(on: str) -> str:
+            return "the valid split" if on == "valid" else on.removeprefix("real_valid ")
+
+        message = (
+            f"--resume: best.safetensors now follows the SDR on {named(scored_on)} (the "
+            f"earlier best, {state.best_valid_sdr:.2f} dB, was scored on "
+            f"{named(state.best_scored_on)}) and starts afresh"
+        )
+        if dist_info.is_main:
             log.write({"warning": message})
             if warn is not None:
                 warn(message)
         state.best_valid_sdr = None
+    state.best_scored_on = scored_on
     stop_step = max_steps if max_steps is not None else config.optim.max_steps
     schedule_over = state.schedule_steps is not None and state.step >= state.schedule_steps
     if state.step >= stop_step or schedule_over:
@@ -268,6 +269,23 @@ def run_training(
     elapsed = time.perf_counter() - started
     state.wall_seconds += elapsed
     return _report(trainer, elapsed, examples, run.best_on)
+
+
+def _with_real_valid_checked(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``run.real_valid`` resolved to an absolute folder (``~`` expanded), so
+    that the run folder's config and state name it wherever the run is resumed from; a
+    folder that is missing or holds no pieces is one line before anything is written."""
+    if not config.run.real_valid:
+        return config
+    folder = Path(config.run.real_valid).expanduser().resolve()
+    try:
+        list_pieces(folder)
+    except InputError as error:
+        raise InputError(
+            f"run.real_valid: {error} (give a URMP-layout folder of real recordings with "
+            "--real-valid DIR, or drop it with --set run.real_valid=)"
+        ) from None
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, real_valid=str(folder)))
 
 
 def _loader(
@@ -347,7 +365,9 @@ def _set_up(
         train_pieces, valid_pieces, skipped = _read_splits(
             config, root, folders, run_dir, on_warning, progress
         )
-        real_pieces = _read_real_valid(config, on_warning, progress)
+        real_pieces = None  # scored on the main process only
+        if dist_info.is_main:
+            real_pieces = _read_real_valid(config, on_warning, progress)
         train_folder, valid_folder = folders
         splits = [(train_folder, train_pieces)]
         if valid_folder is not None and valid_pieces is not None:
@@ -430,7 +450,7 @@ def _read_real_valid(
 
     def tell(event: dict[str, Any]) -> None:
         if progress is not None:
-            progress({"stage": event.pop("stage"), "split": "real_valid", **event})
+            progress({"stage": event.pop("stage"), "split": "real validation", **event})
 
     folder = Path(config.run.real_valid)
     return load_pieces(folder, config.model.sample_rate, on_warning, progress=tell)[0]
@@ -440,16 +460,6 @@ def best_on(valid_sets: dict[str, ExcerptDataset]) -> str:
     """The validation set whose SDR chooses ``best.safetensors``: ``real_valid`` when the
     run has one, else ``valid``."""
     return "real_valid" if "real_valid" in valid_sets else "valid"
-
-
-def saved_real_valid(run_dir: Path) -> str | None:
-    """``run.real_valid`` of the config a run folder holds (``""`` when unset), or ``None``
-    when it holds no readable config."""
-    try:
-        saved = tomllib.loads((run_dir / CONFIG_FILE).read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-    return str(saved.get("run", {}).get("real_valid", ""))
 
 
 def _run_steps(trainer: Trainer, loader: DataLoader, run: _Run) -> int:

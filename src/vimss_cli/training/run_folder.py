@@ -63,6 +63,10 @@ class RunState:
     #: the step the learning-rate schedule ends at, when fitted to a wall-clock budget
     #: (``run.schedule_to_deadline``); ``None``: ``optim.max_steps``
     schedule_steps: int | None = None
+    #: what ``best_valid_sdr`` was scored on: ``"valid"`` (the valid split) or
+    #: ``"real_valid FOLDER"`` (``run.real_valid``, resolved); a resume onto another set
+    #: starts the best afresh
+    best_scored_on: str = "valid"
 
 
 def save_state(
