@@ -150,19 +150,15 @@ class _Run:
     """What the step loop needs besides the trainer: the validation sets, the log, where to
     tell progress, the provenance of exports, when to stop, and the clock."""
 
-    #: log name (``valid``, ``real_valid``) -> fixed validation excerpts; may be empty
-    valid_sets: dict[str, ExcerptDataset]
+    #: log name (``valid``, ``real_valid``) -> fixed validation excerpts and how many of
+    #: them are scored; may be empty
+    valid_sets: dict[str, tuple[ExcerptDataset, int]]
     log: RunLog
     progress: ProgressCallback | None
     provenance: dict[str, Any]
     stop_step: int
     deadline: float | None
     started: float
-
-    @property
-    def best_on(self) -> str:
-        """The set whose SDR chooses ``best.safetensors``: the real recordings when given."""
-        return best_on(self.valid_sets)
 
     def tell(self, record: dict[str, Any]) -> None:
         self.log.write(record)
@@ -255,7 +251,7 @@ def run_training(
     schedule_over = state.schedule_steps is not None and state.step >= state.schedule_steps
     if state.step >= stop_step or schedule_over:
         log.close()
-        return _report(trainer, 0.0, 0, best_on(valid_sets))
+        return _report(trainer, 0.0, 0)
     if progress is not None:
         progress({"stage": "starting"})
     started = time.perf_counter()
@@ -268,7 +264,7 @@ def run_training(
         log.close()
     elapsed = time.perf_counter() - started
     state.wall_seconds += elapsed
-    return _report(trainer, elapsed, examples, run.best_on)
+    return _report(trainer, elapsed, examples)
 
 
 def _with_real_valid_checked(config: TrainConfig) -> TrainConfig:
@@ -337,7 +333,7 @@ def _set_up(
     log: RunLog,
     progress: ProgressCallback | None,
     warn: WarningCallback | None,
-) -> tuple[Trainer, ExcerptDataset, dict[str, ExcerptDataset], dict[str, Any]]:
+) -> tuple[Trainer, ExcerptDataset, dict[str, tuple[ExcerptDataset, int]], dict[str, Any]]:
     """Write the config, read the splits, build (or restore) the model: the trainer, the
     training excerpts, the validation excerpts by log name (``valid``, ``real_valid``) and
     the provenance of the run's exports. A failure leaves no run folder behind that this
@@ -395,11 +391,13 @@ def _set_up(
         )
     train_set = ExcerptDataset.from_config(train_pieces, trainer.shape, config)
     valid_sets = {}
-    for name, pieces in (("valid", valid_pieces), ("real_valid", real_pieces)):
+    for name, pieces, count in (
+        ("valid", valid_pieces, config.data.validation_excerpts),
+        ("real_valid", real_pieces, config.run.real_valid_excerpts),
+    ):
         if pieces is not None:
-            valid_sets[name] = ExcerptDataset.from_config(
-                pieces, trainer.shape, config, validation=True
-            )
+            excerpts = ExcerptDataset.from_config(pieces, trainer.shape, config, validation=True)
+            valid_sets[name] = (excerpts, count)
     return trainer, train_set, valid_sets, provenance
 
 
@@ -456,10 +454,10 @@ def _read_real_valid(
     return load_pieces(folder, config.model.sample_rate, on_warning, progress=tell)[0]
 
 
-def best_on(valid_sets: dict[str, ExcerptDataset]) -> str:
+def best_on(config: TrainConfig) -> str:
     """The validation set whose SDR chooses ``best.safetensors``: ``real_valid`` when the
-    run has one, else ``valid``."""
-    return "real_valid" if "real_valid" in valid_sets else "valid"
+    run has real recordings (``run.real_valid``), else ``valid``."""
+    return "real_valid" if config.run.real_valid else "valid"
 
 
 def _run_steps(trainer: Trainer, loader: DataLoader, run: _Run) -> int:
@@ -525,23 +523,22 @@ def _step_record(trainer: Trainer, result: StepResult, examples_per_second: floa
 
 def _validate_and_keep_best(trainer: Trainer, run: _Run, now: float) -> None:
     """Score each validation set's excerpts (``valid_sdr``, ``real_valid_sdr``, ...); export
-    ``best.safetensors`` when the SDR of :attr:`_Run.best_on` is the highest so far (the
+    ``best.safetensors`` when the SDR of :func:`best_on`'s set is the highest so far (the
     first of equal ones is kept)."""
     state = trainer.state
     scores: dict[str, float] = {}
-    for name, dataset in run.valid_sets.items():
-        count = trainer.config.run.real_valid_excerpts if name == "real_valid" else None
+    for name, (dataset, count) in run.valid_sets.items():
         for key, value in trainer.validate(dataset, count).items():  # -> real_valid_sdr
             scores[name + key.removeprefix("valid")] = value
     run.tell({"step": state.step, **scores})
-    chosen, best = scores[f"{run.best_on}_sdr"], state.best_valid_sdr
+    chosen, best = scores[f"{best_on(trainer.config)}_sdr"], state.best_valid_sdr
     if math.isfinite(chosen) and (best is None or chosen > best):
         state.best_valid_sdr = chosen
         wall = state.wall_seconds + now - run.started
         export(trainer.run_dir / BEST_FILE, trainer.scored, state, run.provenance, scores, wall)
 
 
-def _report(trainer: Trainer, elapsed: float, examples: int, on: str) -> TrainReport:
+def _report(trainer: Trainer, elapsed: float, examples: int) -> TrainReport:
     state = trainer.state
     per_second = examples / elapsed if elapsed > 0 else 0.0
     return TrainReport(
@@ -555,5 +552,5 @@ def _report(trainer: Trainer, elapsed: float, examples: int, on: str) -> TrainRe
         best_valid_sdr=state.best_valid_sdr,
         skipped_files=state.skipped_files,
         schedule_over=state.schedule_steps is not None and state.step >= state.schedule_steps,
-        best_on=on,
+        best_on=best_on(trainer.config),
     )

@@ -300,13 +300,11 @@ class Trainer:
         """Excerpts one step reads over all ranks."""
         return self.config.data.batch_size * self.dist_info.world
 
-    def validate(self, dataset: ExcerptDataset, count: int | None = None) -> dict[str, float]:
+    def validate(self, dataset: ExcerptDataset, count: int) -> dict[str, float]:
         """Median SDR of :attr:`scored` and of the mixture on ``dataset``'s first ``count``
-        fixed excerpts (default ``data.validation_excerpts``)."""
+        fixed excerpts."""
         self.scored.eval()
-        data = self.config.data
-        count = data.validation_excerpts if count is None else count
-        scores = _validate(self.scored, dataset, count, self.device, data.batch_size)
+        scores = _validate(self.scored, dataset, count, self.device, self.config.data.batch_size)
         self.model.train()
         return scores
 
