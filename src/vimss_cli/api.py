@@ -33,6 +33,7 @@ from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 from vimss_cli.ffmpeg_io import first_audio_time
 from vimss_cli.instruments import MAX_PLAYERS
 from vimss_cli.media import AudioStream, MediaInfo, count_frames, peak_level, probe
+from vimss_cli.pitch_voices import VoiceSplitStage
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.soft_masks import SoftMaskFilter
 from vimss_cli.soft_masks import refine as refine_on_mixture
@@ -238,6 +239,25 @@ def _resample(audio: np.ndarray, source: int, target: int) -> np.ndarray:
     common = gcd(int(source), int(target))
     up, down = int(target) // common, int(source) // common
     return resample_poly(audio, up, down, axis=-1).astype(np.float32)
+
+
+def _pass_mixture(
+    model: Any,
+    blocks: Iterable[np.ndarray],
+    queries: list[Query],
+    on_output: Callable[[np.ndarray], None],
+    progress: Callable[[int], None] | None = None,
+    **_: Any,
+) -> int:
+    """:func:`separate_blocks` for one query that is every player (two players of one
+    instrument, split by pitch afterwards): the stem is the mixture itself, no network."""
+    done = 0
+    for block in blocks:
+        on_output(np.asarray(block, dtype=np.float32)[None].copy())
+        done += len(block)
+        if progress is not None:
+            progress(done)
+    return done
 
 
 def _voice_sorter(
@@ -577,16 +597,23 @@ class Separator:
             audio = audio / np.float32(peak)
         if rate != self.sample_rate:
             audio = _resample(audio, rate, self.sample_rate)
-        stems = separate_array(
-            self.model,
-            audio,
-            queries,
-            tile=self.tile_for(len(queries), audio.size) if split else None,
-            batch_size=self.batch_size if split else 1,
-            precision=self.precision,
-        )
+        splitter = self._voice_split(queries)
+        heard = queries if splitter is None else splitter.network_queries
+        if splitter is not None and splitter.whole_mixture:
+            stems = audio[None].copy()  # the pair is all who play: their stem is the mixture
+        else:
+            stems = separate_array(
+                self.model,
+                audio,
+                heard,
+                tile=self.tile_for(len(heard), audio.size) if split else None,
+                batch_size=self.batch_size if split else 1,
+                precision=self.precision,
+            )
         if self.refine:
             stems = refine_on_mixture(stems, audio)
+        if splitter is not None:  # one stem per pair of players -> each one's voice
+            stems = splitter.split_whole(stems)
         sorter = _voice_sorter(queries, self.sample_rate)
         if sorter is not None:  # voice stems -> the players whose motion they follow
             stems = sorter.sort_whole(stems)
@@ -595,6 +622,11 @@ class Separator:
             if stems.shape[-1] < length:  # a resampler a sample short
                 stems = np.pad(stems, ((0, 0), (0, length - stems.shape[-1])))
         return stems * np.float32(peak) if peak > 1.0 else stems
+
+    def _voice_split(self, queries: list[Query]) -> VoiceSplitStage | None:
+        """The pitch split for players of one instrument queried as voices 1 and 2 of a
+        model that does not tell voices apart (:mod:`vimss_cli.pitch_voices`), or ``None``."""
+        return VoiceSplitStage.for_queries(queries, self.model.config.voices, self.sample_rate)
 
     def plan_queries(
         self, input_path: str | Path, audio_path: str | Path | None = None
@@ -725,7 +757,9 @@ class Separator:
             remainder = _Rest() if rest else None
             if remainder is not None:
                 blocks = remainder.feed(blocks)
-            refiner = _Refiner(len(queries)) if self.refine else None
+            splitter = self._voice_split(queries)
+            heard = queries if splitter is None else splitter.network_queries
+            refiner = _Refiner(len(heard)) if self.refine else None
             if refiner is not None:
                 blocks = refiner.feed(blocks)
             sorter = _voice_sorter(queries, self.sample_rate)
@@ -744,9 +778,11 @@ class Separator:
                 paths, self.sample_rate, wav_format, overwrite=force, is_stem=is_stem
             ) as writer:
 
-                def write(stems: np.ndarray, refined: bool = False) -> None:
+                def write(stems: np.ndarray, refined: bool = False, whole: bool = False) -> None:
                     if refiner is not None and not refined:
                         stems = refiner.refine(stems)  # some samples later
+                    if splitter is not None and not whole:
+                        stems = splitter.feed(stems)  # a frame later
                     if remainder is not None:
                         stems = remainder.add(stems)
                     if sorter is not None:  # the rest stem is not sorted: it sums the same
@@ -754,23 +790,27 @@ class Separator:
                     writer.write(stems if restore == 1.0 else stems * np.float32(restore))
 
                 if split:
-                    samples = separate_blocks(
+                    whole = splitter is not None and splitter.whole_mixture
+                    samples = (_pass_mixture if whole else separate_blocks)(
                         self.model,
                         blocks,
-                        queries,
+                        heard,
                         write,
-                        tile=self.tile_for(len(queries), _samples(total_hint, self.sample_rate)),
+                        tile=self.tile_for(len(heard), _samples(total_hint, self.sample_rate)),
                         batch_size=self.batch_size,
                         precision=self.precision,
                         progress=report,
                     )
                 else:
                     audio = np.concatenate(list(blocks))
+                    whole = splitter is not None and splitter.whole_mixture
                     write(
-                        separate_array(
+                        audio[None].copy()
+                        if whole
+                        else separate_array(
                             self.model,
                             audio,
-                            queries,
+                            heard,
                             tile=None,
                             batch_size=1,
                             precision=self.precision,
@@ -780,6 +820,8 @@ class Separator:
                     report(samples)
                 if refiner is not None:
                     write(refiner.finish(), refined=True)
+                if splitter is not None:
+                    write(splitter.finish(), refined=True, whole=True)
                 if sorter is not None:
                     tail = sorter.finish()
                     writer.write(tail if restore == 1.0 else tail * np.float32(restore))
@@ -868,17 +910,22 @@ class Separator:
                         # every channel's voice stems go to the players the first one's did
                         sorter = _voice_sorter(queries, self.sample_rate, decided)
 
-                        refiner = _Refiner(players) if self.refine else None
+                        splitter = self._voice_split(queries)
+                        heard = queries if splitter is None else splitter.network_queries
+                        refiner = _Refiner(len(heard)) if self.refine else None
 
                         def write(
                             stems: np.ndarray,
                             handles=handles,
                             sorter=sorter,
                             refiner=refiner,
+                            splitter=splitter,
                             refined: bool = False,
                         ) -> None:
                             if refiner is not None and not refined:
                                 stems = refiner.refine(stems)  # on this channel's mixture
+                            if splitter is not None:
+                                stems = splitter.feed(stems)
                             if sorter is not None:
                                 stems = sorter.feed(stems)
                             with scratch_writes(stem_folder):
@@ -890,20 +937,23 @@ class Separator:
                         )
                         if refiner is not None:
                             blocks = refiner.feed(blocks)
-                        separate_blocks(
+                        whole = splitter is not None and splitter.whole_mixture
+                        (_pass_mixture if whole else separate_blocks)(
                             self.model,
                             blocks,
-                            queries,
+                            heard,
                             write,
-                            tile=self.tile_for(len(queries), _samples(total, self.sample_rate)),
+                            tile=self.tile_for(len(heard), _samples(total, self.sample_rate)),
                             batch_size=self.batch_size,
                             precision=self.precision,
                             progress=report,
                         )
                         if refiner is not None:
                             write(refiner.finish(), refined=True)
+                        if splitter is not None:
+                            write(splitter.finish(), splitter=None, refined=True)
                         if sorter is not None:
-                            write(sorter.finish(), sorter=None, refined=True)
+                            write(sorter.finish(), sorter=None, splitter=None, refined=True)
                             decided = decided or sorter.owners
                             if channel == 0:
                                 warnings.extend(sorter_warnings(sorter, input_path.name))

@@ -79,6 +79,9 @@ class BatchOptions:
         players, boxes: hints for finding the players in a video.
         audio: the sound of a silent video (a batch of one input).
         strict: every doubt about the players is an error.
+        pitch_voices: with a label model, split the stem of two players of one instrument
+            into its upper and lower voice and give them to the players by their motion
+            (:mod:`vimss_cli.pitch_voices`); off, the two stems are the same.
         split: ``False`` runs one pass over the whole input (an engine check).
         refine: soft masks on the mixture refine the stems (``Separator``'s ``refine``).
         like_input, sample_rate: the stems' rate: the input's own rate and channels
@@ -98,6 +101,7 @@ class BatchOptions:
     boxes: str | None = None
     audio: Path | None = None
     strict: bool = False
+    pitch_voices: bool = False
     model: str = DEFAULT_MODEL_ALIAS
     device: str = "auto"
     precision: str = "fp32"
@@ -418,7 +422,7 @@ class Batch:
 
     def _queries(self, plan: PlayerPlan, separator: Separator) -> list[Query]:
         shown = len(plan.warnings)
-        queries = plan.queries(separator.model.config)
+        queries = plan.queries(separator.model.config, pitch_voices=self.options.pitch_voices)
         if self.options.strict:
             check_strict([plan])
         self._warn(plan.warnings[shown:])

@@ -99,6 +99,15 @@ def separate_command(
             "error, for batch use.",
         ),
     ] = False,
+    pitch_voices: Annotated[
+        bool,
+        typer.Option(
+            "--pitch-voices",
+            help="With a label model: split the stem of two players of one instrument into "
+            "its upper and lower voice, each given to the player whose motion follows it "
+            "(experimental; docs/video.md).",
+        ),
+    ] = False,
     model: ModelOption = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
@@ -232,6 +241,7 @@ def separate_command(
             boxes=boxes,
             audio=audio,
             strict=strict,
+            pitch_voices=pitch_voices,
             model=model,
             device=device,
             precision=precision,

@@ -144,11 +144,11 @@ def model_queries(separator: Any, track: Track, mode: str, notes: list[str]) -> 
     from vimss_cli.vision.queries import PlayerPlan
 
     config = separator.model.config
-    if not (config.appearance_dim or config.motion_channels or config.voices):
-        notes.append(f"{track.piece}: the model takes labels only; the video was not used")
     boxes = generated_boxes(track.video, len(labels))
     plan = PlayerPlan(track.video, labels, has_video=True, boxes=boxes)
-    queries = plan.queries(config)
+    queries = plan.queries(config, pitch_voices=True)  # a label model: pairs split by pitch
+    if not (config.appearance_dim or config.motion_channels or any(q.voice for q in queries)):
+        notes.append(f"{track.piece}: the model takes labels only; the video was not used")
     notes.extend(f"{track.piece}: {note}" for note in plan.notes)
     return queries
 

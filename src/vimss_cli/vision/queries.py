@@ -56,15 +56,22 @@ class PlayerPlan:
         """Label-only queries (what the stem file names are made from)."""
         return [Query(label) for label in self.labels]
 
-    def queries(self, config: ModelConfig) -> list[Query]:
+    def queries(self, config: ModelConfig, pitch_voices: bool = False) -> list[Query]:
         """The queries the model of ``config`` takes: the label, plus appearance and motion.
 
-        Adds warnings when label-only queries repeat (their stems would be identical) and
-        when there are more players than the models were trained on.
+        With ``pitch_voices`` and a label model, two players of one instrument are queried
+        as voices 1 and 2 (each with its motion, from a picture), whose one stem
+        :mod:`vimss_cli.pitch_voices` splits by pitch. Adds warnings when label-only queries
+        repeat (their stems would be identical) and when there are more players than the
+        models were trained on.
         """
         queries = self._queries(config)
         if config.voices:
             queries = self._voice_queries(queries, config.voices)
+        elif pitch_voices and not (config.appearance_dim or config.motion_channels):
+            # a label model hears two players of one instrument as one stem, which
+            # vimss_cli.pitch_voices splits by pitch into voice 1 and voice 2
+            queries = self._voice_queries(queries, 2, must_match=False)
         if len(queries) > MOST_TRAINED_PLAYERS:
             self.warnings.append(
                 f"{self.path.name}: {len(queries)} players, but the models were trained on "
@@ -86,12 +93,17 @@ class PlayerPlan:
             )
         return queries
 
-    def _voice_queries(self, queries: list[Query], most: int) -> list[Query]:
-        """For a model that tells voices apart: the players of an instrument that two to
-        ``most`` players share are queried as voices 1, 2, ... left to right. With a picture,
-        each carries its player's motion (:meth:`_sorting_motion`), by which the stems are
-        then given to the players (``vimss_cli.voices.VoiceSorter``); without one, the stems
-        stay in voice order, highest first."""
+    def _voice_queries(
+        self, queries: list[Query], most: int, must_match: bool = True
+    ) -> list[Query]:
+        """For a model that tells voices apart (or a label model, whose stem of two players
+        of one instrument is split by pitch, ``most`` 2): the players of an instrument that
+        two to ``most`` players share are queried as voices 1, 2, ... left to right. With a
+        picture, each carries its player's motion (:meth:`_sorting_motion`), by which the
+        stems are then given to the players (``vimss_cli.voices.VoiceSorter``); without one,
+        the stems stay in voice order, highest first. Where the picture shows another number
+        of players than the queries, that is an error, or with ``must_match=False`` a
+        warning and voice order."""
         labels = [q.instrument for q in queries]
         shared = [
             code for code in dict.fromkeys(labels) if code and 2 <= labels.count(code) <= most
@@ -101,7 +113,15 @@ class PlayerPlan:
         motions: list[np.ndarray] | None = None
         rate = None
         if self.has_video:
-            motions, rate = self._sorting_motion(len(queries))
+            try:
+                motions, rate = self._sorting_motion(len(queries))
+            except InputError as error:
+                if must_match:
+                    raise
+                self.warnings.append(
+                    f"{self.path.name}: the players of {', '.join(shared)} are separated by "
+                    f"register, highest first, but cannot be matched to who plays ({error})"
+                )
         else:
             self.notes.append(
                 f"no picture: the players of {', '.join(shared)} are separated by register, "

@@ -1,0 +1,366 @@
+"""Two players of one instrument told apart by pitch: a stem split into its upper and lower voice.
+
+A label model gives two violins one stem, both players' sound. Nothing in that stem says which
+note is whose, but the two players rarely play the same pitch: the upper voice is one player
+for a phrase, the lower voice the other. This module splits such a stem into those two voice
+stems without training; :class:`vimss_cli.voices.VoiceSorter` then gives each stretch of them
+to the player whose motion follows its notes.
+
+Per short-time spectrum frame (:data:`FRAME_SECONDS`, a hop of 1/16 of it):
+
+1. **Two pitches.** The magnitude spectrum is resampled on a log-frequency grid of
+   :data:`CENTS` cents, and each candidate pitch in the instrument's range
+   (:data:`PITCH_RANGE_HZ`) scores the weighted sum of its first :data:`HARMONICS` harmonics
+   (harmonic summation; the weights fall by :data:`HARMONIC_DECAY` per harmonic, so the octave
+   below the true pitch scores less than the pitch). The best candidate is the first pitch;
+   its harmonics are then damped and the best candidate of what is left, if it scores at least
+   :data:`SECOND_PITCH_RATIO` of the first, is the second.
+2. **Two lines.** With two pitches, the higher belongs to the upper voice. A lone pitch (the
+   other player rests) goes to the voice whose last pitch, heard within :data:`HOLD_SECONDS`,
+   is nearer.
+3. **Masks.** Each frequency bin goes to the voices in proportion to how near it lies to one
+   of their harmonics (Gaussian, :data:`HARMONIC_WIDTH` of the harmonic's frequency wide);
+   what lies near no harmonic is shared among the voices that sound. The masks sum to one, so
+   the two voice stems sum to the stem they came from (up to float rounding).
+
+It streams: :class:`PitchVoiceSplitter` takes blocks of any length and gives the same samples
+whether the stem comes in one block or many, ``frame - hop`` samples later.
+Measured on generated same-instrument duets in docs/video.md ("Two players of one
+instrument").
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from vimss_cli.conditioning import Query
+
+#: Length of the spectrum frames in seconds (4096 samples at 22.05 kHz): long enough to
+#: resolve the harmonics of a double bass, short enough to follow a fast passage.
+FRAME_SECONDS = 0.186
+#: Frames per frame length (the hop is the frame over this).
+OVERLAP = 16
+#: Resolution of the pitch grid.
+CENTS = 10
+#: Harmonics summed per candidate pitch.
+HARMONICS = 12
+#: Each harmonic's weight is this times the one before.
+HARMONIC_DECAY = 0.7
+#: Magnitudes are raised to this power before the harmonic sum (loud partials weigh less).
+MAGNITUDE_POWER = 0.5
+#: The first pitch's harmonics are multiplied by this before the second pitch is looked for.
+DAMPING = 0.15
+#: Half-width in grid steps of what is damped around each of the first pitch's harmonics.
+DAMPED_STEPS = 4
+#: The second pitch must lie at least this many grid steps from the first (one semitone).
+SECOND_PITCH_DISTANCE = 10
+#: The second pitch must score this share of the first to count as a second player.
+SECOND_PITCH_RATIO = 0.2
+#: A frame this many dB below the loudest so far (or below -70 dBFS) holds no pitch.
+SILENCE_DB = 45.0
+#: A lone pitch joins the voice whose last pitch is nearer, if heard within this long.
+HOLD_SECONDS = 0.5
+#: Width (standard deviation) of a harmonic's mask, as a share of its frequency; at least
+#: 1.5 frequency bins.
+HARMONIC_WIDTH = 0.012
+
+#: Pitch range of each URMP instrument in Hz (its lowest note to a high note of its usual
+#: range, with a little margin); an unknown instrument gets :data:`DEFAULT_RANGE_HZ`.
+PITCH_RANGE_HZ: dict[str, tuple[float, float]] = {
+    "vn": (180.0, 2700.0),
+    "va": (125.0, 1400.0),
+    "vc": (62.0, 1050.0),
+    "db": (38.0, 400.0),
+    "fl": (240.0, 2400.0),
+    "ob": (225.0, 1600.0),
+    "cl": (140.0, 1600.0),
+    "bn": (55.0, 600.0),
+    "sax": (100.0, 1000.0),
+    "tpt": (150.0, 1100.0),
+    "hn": (60.0, 750.0),
+    "tbn": (75.0, 600.0),
+    "tba": (35.0, 400.0),
+}
+DEFAULT_RANGE_HZ = (60.0, 2000.0)
+
+
+def frame_length(sample_rate: int) -> int:
+    """The spectrum frame in samples: the power of two nearest :data:`FRAME_SECONDS`."""
+    return int(2 ** round(np.log2(FRAME_SECONDS * sample_rate)))
+
+
+class _PitchGrid:
+    """The log-frequency grid of one instrument at one frame size: where each grid step and
+    each candidate's harmonics fall."""
+
+    def __init__(self, instrument: str | None, sample_rate: int, frame: int) -> None:
+        low, high = PITCH_RANGE_HZ.get(instrument or "", DEFAULT_RANGE_HZ)
+        top = min(sample_rate / 2 * 0.95, high * HARMONICS)
+        steps = int(1200 * np.log2(top / low) / CENTS) + 1
+        self.hz = low * 2 ** (np.arange(steps) * CENTS / 1200)  # (P,)
+        self.candidates = int(1200 * np.log2(high / low) / CENTS) + 1
+        position = self.hz / (sample_rate / frame)  # fractional bin of each grid step
+        self.lower = np.floor(position).astype(np.int64)
+        self.fraction = (position - self.lower)[:, None]
+        #: grid steps from a pitch to each of its harmonics, ``(HARMONICS,)``
+        self.shifts = np.round(1200 * np.log2(np.arange(1, HARMONICS + 1)) / CENTS).astype(int)
+        self.weights = HARMONIC_DECAY ** np.arange(HARMONICS)
+
+    def resample(self, magnitude: np.ndarray) -> np.ndarray:
+        """``(bins, T)`` magnitudes -> ``(P, T)`` on the grid (linear interpolation)."""
+        low = magnitude[self.lower]
+        high = magnitude[np.minimum(self.lower + 1, magnitude.shape[0] - 1)]
+        return (1 - self.fraction) * low + self.fraction * high
+
+    def salience(self, grid: np.ndarray) -> np.ndarray:
+        """``(P, T)`` -> ``(candidates, T)``: each candidate's weighted harmonic sum."""
+        steps = grid.shape[0]
+        out = np.zeros((self.candidates, grid.shape[1]))
+        for shift, weight in zip(self.shifts, self.weights, strict=True):
+            end = min(self.candidates, steps - shift)
+            if end <= 0:
+                break
+            out[:end] += weight * grid[shift : shift + end]
+        return out
+
+
+def two_pitches(magnitude: np.ndarray, grid: _PitchGrid, loud: np.ndarray) -> np.ndarray:
+    """``(bins, T)`` magnitudes of frames that sound (``loud``, ``(T,)`` bool) -> ``(T, 2)``
+    pitches in Hz, the strongest first; ``nan`` where there is none."""
+    frames = magnitude.shape[1]
+    pitches = np.full((frames, 2), np.nan)
+    if not loud.any():
+        return pitches
+    on = np.flatnonzero(loud)
+    values = grid.resample(magnitude[:, on] ** MAGNITUDE_POWER)  # (P, t)
+    first_score = grid.salience(values)
+    first = np.argmax(first_score, axis=0)  # (t,)
+    columns = np.arange(len(on))
+    damped = values.copy()
+    for shift in grid.shifts:
+        for step in range(-DAMPED_STEPS, DAMPED_STEPS + 1):
+            rows = first + shift + step
+            inside = (rows >= 0) & (rows < values.shape[0])
+            damped[rows[inside], columns[inside]] = values[rows[inside], columns[inside]] * DAMPING
+    second_score = grid.salience(damped)
+    near = np.abs(np.arange(grid.candidates)[:, None] - first[None]) <= SECOND_PITCH_DISTANCE
+    second_score[near] = 0.0
+    second = np.argmax(second_score, axis=0)
+    best = first_score[first, columns]
+    heard = second_score[second, columns] >= SECOND_PITCH_RATIO * best
+    pitches[on, 0] = grid.hz[first]
+    pitches[on[heard], 1] = grid.hz[second[heard]]
+    return pitches
+
+
+class _LineTracker:
+    """Pitches of successive frames -> the upper and lower voice's lines (causal)."""
+
+    def __init__(self, hold_frames: int) -> None:
+        self.hold = hold_frames
+        self.last = [np.nan, np.nan]
+        self.age = [hold_frames + 1, hold_frames + 1]
+
+    def lines(self, pitches: np.ndarray) -> np.ndarray:
+        """``(T, 2)`` pitches (any order, ``nan`` for none) -> ``(T, 2)`` [upper, lower]."""
+        out = np.full(pitches.shape, np.nan)
+        for t, row in enumerate(pitches):
+            heard = sorted((p for p in row if not np.isnan(p)), reverse=True)
+            if len(heard) == 2:
+                out[t] = heard
+                self.last, self.age = list(heard), [0, 0]
+                continue
+            self.age = [a + 1 for a in self.age]
+            if not heard:
+                continue
+            octave = np.log2(heard[0])
+            distance = [
+                abs(octave - np.log2(self.last[v])) if self.age[v] <= self.hold else np.inf
+                for v in (0, 1)
+            ]
+            voice = 0 if distance[0] == distance[1] else int(np.argmin(distance))
+            out[t, voice] = heard[0]
+            self.last[voice], self.age[voice] = heard[0], 0
+        return out
+
+
+def voice_masks(lines: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
+    """``(T, 2)`` [upper, lower] pitches in Hz -> ``(2, bins, T)`` masks that sum to one."""
+    bins = frame // 2 + 1
+    hz = np.arange(bins) * (sample_rate / frame)
+    near = np.zeros((2, bins, len(lines)))
+    for voice in (0, 1):
+        sounds = ~np.isnan(lines[:, voice])
+        if not sounds.any():
+            continue
+        pitch = lines[sounds, voice][None, :]  # (1, t)
+        harmonic = np.maximum(np.round(hz[:, None] / pitch), 1.0)
+        width = np.maximum(1.5 * hz[1], HARMONIC_WIDTH * harmonic * pitch)
+        weight = np.exp(-0.5 * ((hz[:, None] - harmonic * pitch) / width) ** 2)
+        weight[hz[:, None] < 0.8 * pitch] = 0.0  # nothing below the fundamental
+        near[voice][:, sounds] = weight
+    total = near.sum(axis=0)  # (bins, T)
+    sounding = (~np.isnan(lines)).T.astype(np.float64)  # (2, T)
+    count = sounding.sum(axis=0)
+    # what lies near no harmonic: shared by the voices that sound (both, when none does)
+    share = np.where(count > 0, sounding / np.maximum(count, 1.0), 0.5)[:, None, :]
+    blend = np.clip(total / 0.05, 0.0, 1.0)[None]  # 0 far from every harmonic, 1 near one
+    harmonic_share = near / np.maximum(total, 1e-12)[None]
+    return blend * harmonic_share + (1.0 - blend) * share
+
+
+class PitchVoiceSplitter:
+    """One stem, block by block -> its upper and lower voice stems, ``delay`` samples later.
+
+    ``feed`` and ``finish`` return ``(2, n)`` float32 (row 0 the upper voice); all they return
+    together is as long as all that was fed, and the same whatever the block lengths.
+    """
+
+    def __init__(self, instrument: str | None, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.frame = frame_length(sample_rate)
+        self.hop = self.frame // OVERLAP
+        self.delay = self.frame - self.hop
+        self.grid = _PitchGrid(instrument, sample_rate, self.frame)
+        self.tracker = _LineTracker(int(HOLD_SECONDS * sample_rate / self.hop))
+        window = np.hanning(self.frame + 1)[:-1]  # periodic Hann
+        self.window = window
+        self.gain = 1.0 / float(np.sum(window**2) / self.hop)  # overlap-add of window squared
+        self.pending = np.zeros(self.delay, dtype=np.float64)  # input not yet in every frame
+        self.overlap = np.zeros((2, self.frame - self.hop))  # output still being added to
+        self.fed = 0
+        self.produced = 0  # output samples of the padded stem given (or dropped) so far
+        self.loudest = 0.0
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        """``(n,)`` more of the stem -> ``(2, m)`` voice samples now complete."""
+        block = np.asarray(block, dtype=np.float64).reshape(-1)
+        self.fed += block.size
+        self.pending = np.concatenate([self.pending, block])
+        return self._frames()
+
+    def finish(self) -> np.ndarray:
+        """The voice samples still held (``(2, m)``), after the end of the stem."""
+        self.pending = np.concatenate([self.pending, np.zeros(self.frame)])
+        return self._frames()
+
+    def _frames(self) -> np.ndarray:
+        if self.pending.size < self.frame:
+            return np.zeros((2, 0), dtype=np.float32)
+        count = (self.pending.size - self.frame) // self.hop + 1
+        starts = np.arange(count) * self.hop
+        frames = self.pending[starts[:, None] + np.arange(self.frame)[None]]  # (T, frame)
+        windowed = frames * self.window
+        spectrum = np.fft.rfft(windowed, axis=1).T  # (bins, T)
+        magnitude = np.abs(spectrum)
+        # mean square (a full-scale sine: 0.5), compared with -70 dBFS and the loudest so far
+        energy = (windowed**2).sum(axis=1) / np.sum(self.window**2)
+        loud = np.zeros(count, dtype=bool)
+        floor = 0.5 * 10 ** (-70 / 10)
+        for t in range(count):  # the loudest frame so far: the same whatever the blocks
+            self.loudest = max(self.loudest, float(energy[t]))
+            loud[t] = energy[t] > max(floor, self.loudest * 10 ** (-SILENCE_DB / 10))
+        lines = self.tracker.lines(two_pitches(magnitude, self.grid, loud))
+        masks = voice_masks(lines, self.sample_rate, self.frame)  # (2, bins, T)
+        voices = np.fft.irfft(masks * spectrum[None], n=self.frame, axis=1)  # (2, frame, T)
+        voices = voices * self.window[None, :, None] * self.gain
+        added = np.zeros((2, (count - 1) * self.hop + self.frame))
+        added[:, : self.overlap.shape[1]] += self.overlap
+        for t in range(count):
+            added[:, starts[t] : starts[t] + self.frame] += voices[:, :, t]
+        done = count * self.hop
+        self.overlap = added[:, done:]
+        self.pending = self.pending[done:]
+        return self._emit(added[:, :done])
+
+    def _emit(self, ready: np.ndarray) -> np.ndarray:
+        """Complete output from padded position ``produced`` on -> the stem's samples in it:
+        not the leading padding, nothing past the end of what was fed."""
+        start = self.produced
+        self.produced += ready.shape[1]
+        first = max(0, self.delay - start)
+        last = min(ready.shape[1], self.fed + self.delay - start)
+        return ready[:, first : max(first, last)].astype(np.float32)
+
+
+def split_voices(stem: np.ndarray, instrument: str | None, sample_rate: int) -> np.ndarray:
+    """A whole stem ``(n,)`` -> ``(2, n)`` float32: its upper and lower voice."""
+    splitter = PitchVoiceSplitter(instrument, sample_rate)
+    out = np.concatenate([splitter.feed(stem), splitter.finish()], axis=1)
+    return out[:, : np.asarray(stem).size]
+
+
+def pitch_pairs(queries: list[Query], model_voices: int) -> list[tuple[int, int]]:
+    """The ``(voice 1, voice 2)`` slots of each instrument whose two queries ask for voices 1
+    and 2, for a model that does not tell voices apart itself (``model_voices == 0``; such a
+    model's network hears them as one label query and the stem is split here); ``[]``
+    otherwise."""
+    if model_voices:
+        return []
+    slots: dict[str | None, dict[int, int]] = {}
+    for index, query in enumerate(queries):
+        if query.voice:
+            slots.setdefault(query.instrument, {})[query.voice] = index
+    return [(voices[1], voices[2]) for voices in slots.values() if sorted(voices) == [1, 2]]
+
+
+class VoiceSplitStage:
+    """The network's stems -> every player's, block by block: the one stem of each pitch pair
+    (:func:`pitch_pairs`) split into its upper and lower voice (voice 1 and voice 2), the
+    other stems held back as long as the split takes (``delay`` samples), so all come out
+    together.
+
+    Attributes:
+        network_queries: what the network separates: the queries without each pair's voice 2,
+            and without voices (plain label queries).
+    """
+
+    def __init__(self, queries: list[Query], pairs: list[tuple[int, int]], sample_rate: int):
+        lower = {second for _, second in pairs}
+        self.players = len(queries)
+        #: slot of each network stem, in the network's order
+        self.slots = [k for k in range(len(queries)) if k not in lower]
+        self.network_queries = [replace(queries[k], voice=0) for k in self.slots]
+        self.pairs = [(self.slots.index(first), first, second) for first, second in pairs]
+        self.splitters = [
+            PitchVoiceSplitter(queries[first].instrument, sample_rate) for first, _ in pairs
+        ]
+        self.delay = self.splitters[0].delay
+        #: the pair is every player: what a label model would return for it at best is the
+        #: mixture itself, so the mixture is split (measured, docs/video.md)
+        self.whole_mixture = len(self.slots) == 1
+        self.held = np.zeros((len(self.slots), 0), dtype=np.float32)
+
+    @classmethod
+    def for_queries(
+        cls, queries: list[Query], model_voices: int, sample_rate: int
+    ) -> VoiceSplitStage | None:
+        """The stage for these queries, or ``None`` when no stem is to be split."""
+        pairs = pitch_pairs(queries, model_voices)
+        return cls(queries, pairs, sample_rate) if pairs else None
+
+    def feed(self, stems: np.ndarray) -> np.ndarray:
+        """``(len(network_queries), n)`` stems -> ``(players, m)``: those now complete."""
+        voices = [s.feed(stems[j]) for s, (j, _, _) in zip(self.splitters, self.pairs, strict=True)]
+        return self._place(stems, voices)
+
+    def finish(self) -> np.ndarray:
+        """The samples still held, ``(players, m)``, once every stem has been fed."""
+        empty = np.zeros((len(self.slots), 0), dtype=np.float32)
+        return self._place(empty, [s.finish() for s in self.splitters])
+
+    def split_whole(self, stems: np.ndarray) -> np.ndarray:
+        """Whole stems ``(len(network_queries), n)`` -> ``(players, n)``."""
+        return np.concatenate([self.feed(stems), self.finish()], axis=1)
+
+    def _place(self, stems: np.ndarray, voices: list[np.ndarray]) -> np.ndarray:
+        self.held = np.concatenate([self.held, stems.astype(np.float32, copy=False)], axis=1)
+        count = voices[0].shape[1]
+        out = np.zeros((self.players, count), dtype=np.float32)
+        out[self.slots] = self.held[:, :count]
+        self.held = self.held[:, count:]
+        for (_, first, second), pair in zip(self.pairs, voices, strict=True):
+            out[first], out[second] = pair
+        return out
