@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from vimss_cli.conditioning import Query
 
@@ -187,28 +188,30 @@ class _LineTracker:
 
 
 def voice_masks(lines: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
-    """``(T, 2)`` [upper, lower] pitches in Hz -> ``(2, bins, T)`` masks that sum to one."""
+    """``(T, 2)`` [upper, lower] pitches in Hz -> ``(2, T, bins)`` float32 masks that sum to
+    one."""
     bins = frame // 2 + 1
-    hz = np.arange(bins) * (sample_rate / frame)
-    near = np.zeros((2, bins, len(lines)))
+    hz = (np.arange(bins) * (sample_rate / frame)).astype(np.float32)[None, :]  # (1, bins)
+    near = np.zeros((2, len(lines), bins), dtype=np.float32)
     for voice in (0, 1):
         sounds = ~np.isnan(lines[:, voice])
         if not sounds.any():
             continue
-        pitch = lines[sounds, voice][None, :]  # (1, t)
-        harmonic = np.maximum(np.round(hz[:, None] / pitch), 1.0)
-        width = np.maximum(1.5 * hz[1], HARMONIC_WIDTH * harmonic * pitch)
-        weight = np.exp(-0.5 * ((hz[:, None] - harmonic * pitch) / width) ** 2)
-        weight[hz[:, None] < 0.8 * pitch] = 0.0  # nothing below the fundamental
-        near[voice][:, sounds] = weight
-    total = near.sum(axis=0)  # (bins, T)
-    sounding = (~np.isnan(lines)).T.astype(np.float64)  # (2, T)
+        pitch = lines[sounds, voice].astype(np.float32)[:, None]  # (t, 1)
+        harmonic = np.maximum(np.round(hz / pitch), np.float32(1.0))
+        centre = harmonic * pitch
+        width = np.maximum(np.float32(1.5) * hz[0, 1], np.float32(HARMONIC_WIDTH) * centre)
+        weight = np.exp(np.float32(-0.5) * np.square((hz - centre) / width))
+        weight[hz < np.float32(0.8) * pitch] = 0.0  # nothing below the fundamental
+        near[voice][sounds] = weight
+    total = near[0] + near[1]  # (T, bins)
+    sounding = (~np.isnan(lines)).T.astype(np.float32)  # (2, T)
     count = sounding.sum(axis=0)
     # what lies near no harmonic: shared by the voices that sound (both, when none does)
-    share = np.where(count > 0, sounding / np.maximum(count, 1.0), 0.5)[:, None, :]
-    blend = np.clip(total / 0.05, 0.0, 1.0)[None]  # 0 far from every harmonic, 1 near one
-    harmonic_share = near / np.maximum(total, 1e-12)[None]
-    return blend * harmonic_share + (1.0 - blend) * share
+    share = np.where(count > 0, sounding / np.maximum(count, 1.0), 0.5)[:, :, None]
+    blend = np.minimum(total / np.float32(0.05), np.float32(1.0))  # 0 far from a harmonic
+    harmonic_share = near / np.maximum(total, np.float32(1e-12))
+    return (blend * harmonic_share + (1.0 - blend) * share).astype(np.float32)
 
 
 class PitchVoiceSplitter:
@@ -226,54 +229,59 @@ class PitchVoiceSplitter:
         self.grid = _PitchGrid(instrument, sample_rate, self.frame)
         self.tracker = _LineTracker(int(HOLD_SECONDS * sample_rate / self.hop))
         window = np.hanning(self.frame + 1)[:-1]  # periodic Hann
-        self.window = window
-        self.gain = 1.0 / float(np.sum(window**2) / self.hop)  # overlap-add of window squared
-        self.pending = np.zeros(self.delay, dtype=np.float64)  # input not yet in every frame
-        self.overlap = np.zeros((2, self.frame - self.hop))  # output still being added to
+        self.window = window.astype(np.float32)
+        # the overlap-add of the window squared is this constant's inverse
+        self.gain = np.float32(self.hop / np.sum(window**2))
+        self.pending = np.zeros(self.delay, dtype=np.float32)  # input not yet in every frame
+        self.overlap = np.zeros((2, self.frame - self.hop), np.float32)  # output being added to
         self.fed = 0
         self.produced = 0  # output samples of the padded stem given (or dropped) so far
         self.loudest = 0.0
 
     def feed(self, block: np.ndarray) -> np.ndarray:
         """``(n,)`` more of the stem -> ``(2, m)`` voice samples now complete."""
-        block = np.asarray(block, dtype=np.float64).reshape(-1)
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
         self.fed += block.size
         self.pending = np.concatenate([self.pending, block])
         return self._frames()
 
     def finish(self) -> np.ndarray:
         """The voice samples still held (``(2, m)``), after the end of the stem."""
-        self.pending = np.concatenate([self.pending, np.zeros(self.frame)])
+        self.pending = np.concatenate([self.pending, np.zeros(self.frame, np.float32)])
         return self._frames()
 
     def _frames(self) -> np.ndarray:
         if self.pending.size < self.frame:
             return np.zeros((2, 0), dtype=np.float32)
         count = (self.pending.size - self.frame) // self.hop + 1
-        starts = np.arange(count) * self.hop
-        frames = self.pending[starts[:, None] + np.arange(self.frame)[None]]  # (T, frame)
-        windowed = frames * self.window
-        spectrum = np.fft.rfft(windowed, axis=1).T  # (bins, T)
+        frames = sliding_window_view(self.pending, self.frame)[:: self.hop][:count]
+        windowed = frames * self.window  # (T, frame)
+        spectrum = np.fft.rfft(windowed, axis=1)  # (T, bins)
         magnitude = np.abs(spectrum)
         # mean square (a full-scale sine: 0.5), compared with -70 dBFS and the loudest so far
-        energy = (windowed**2).sum(axis=1) / np.sum(self.window**2)
+        energy = (windowed.astype(np.float64) ** 2).sum(axis=1) / np.sum(self.window**2)
         loud = np.zeros(count, dtype=bool)
         floor = 0.5 * 10 ** (-70 / 10)
         for t in range(count):  # the loudest frame so far: the same whatever the blocks
             self.loudest = max(self.loudest, float(energy[t]))
             loud[t] = energy[t] > max(floor, self.loudest * 10 ** (-SILENCE_DB / 10))
-        lines = self.tracker.lines(two_pitches(magnitude, self.grid, loud))
-        masks = voice_masks(lines, self.sample_rate, self.frame)  # (2, bins, T)
-        voices = np.fft.irfft(masks * spectrum[None], n=self.frame, axis=1)  # (2, frame, T)
-        voices = voices * self.window[None, :, None] * self.gain
-        added = np.zeros((2, (count - 1) * self.hop + self.frame))
-        added[:, : self.overlap.shape[1]] += self.overlap
-        for t in range(count):
-            added[:, starts[t] : starts[t] + self.frame] += voices[:, :, t]
+        lines = self.tracker.lines(two_pitches(magnitude.T, self.grid, loud))
+        masks = voice_masks(lines, self.sample_rate, self.frame)  # (2, T, bins)
+        voices = np.fft.irfft(masks * spectrum[None], n=self.frame, axis=2)  # (2, T, frame)
+        voices *= self.window * self.gain
+        # overlap-add: frame t's i-th hop-long piece lands on output piece t + i; each piece
+        # adds its frames oldest first, after those of earlier blocks (the same float sums
+        # whatever the blocks)
+        pieces = voices.reshape(2, count, OVERLAP, self.hop)
+        added = np.zeros((2, count + OVERLAP - 1, self.hop), np.float32)
+        added[:, : OVERLAP - 1] += self.overlap.reshape(2, OVERLAP - 1, self.hop)
+        for i in reversed(range(OVERLAP)):
+            added[:, i : i + count] += pieces[:, :, i]
+        samples = added.reshape(2, -1)
         done = count * self.hop
-        self.overlap = added[:, done:]
+        self.overlap = samples[:, done:]
         self.pending = self.pending[done:]
-        return self._emit(added[:, :done])
+        return self._emit(samples[:, :done])
 
     def _emit(self, ready: np.ndarray) -> np.ndarray:
         """Complete output from padded position ``produced`` on -> the stem's samples in it:

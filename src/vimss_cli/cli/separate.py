@@ -100,14 +100,15 @@ def separate_command(
         ),
     ] = False,
     pitch_voices: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--pitch-voices",
+            "--pitch-voices/--no-pitch-voices",
             help="With a label model: split the stem of two players of one instrument into "
-            "its upper and lower voice, each given to the player whose motion follows it "
-            "(experimental; docs/video.md).",
+            "its upper and lower voice (from a video, each is given to the player whose "
+            "motion follows it; experimental). Default: on for audio, off for a video.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     model: ModelOption = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
