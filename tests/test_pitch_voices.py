@@ -179,3 +179,25 @@ def test_only_pairs_are_split(tiny_models_dir: Path, tmp_path: Path, layout: str
     else:  # three of one instrument: identical stems, and a warning that says so
         assert [q.voice for q in queries] == [0, 0, 0]
         assert any("identical" in warning for warning in plan.warnings)
+
+
+def test_a_stereo_pair_is_split_per_channel_and_the_rest_sums(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    """Stems like the input (two channels, the input's rate): each channel's pair is split on
+    its own, and ``--rest`` still makes the stems sum to the input."""
+    left = bowed(660.0, 1.5, 16000) + bowed(440.0, 1.5, 16000)
+    right = bowed(587.0, 1.5, 16000) + bowed(392.0, 1.5, 16000)
+    stereo = np.stack([left, right], axis=1).astype(np.float32)
+    path = write_wav(tmp_path / "duet.wav", stereo, rate=16000)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["separate", str(path), "-i", "vn,vn", "-o", str(out), "--format", "float32",
+              "--rest"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stems = [soundfile.read(out / "duet" / name) for name in ("01_vn.wav", "02_vn.wav")]
+    rest, rate = soundfile.read(next((out / "duet").glob("*rest.wav")))
+    assert rate == 16000 and all(s.shape == stereo.shape for s, _ in stems)
+    np.testing.assert_allclose(stems[0][0] + stems[1][0] + rest, stereo, atol=1e-4)
+    assert np.abs(stems[0][0] - stems[1][0]).max() > 1e-2  # the voices differ
