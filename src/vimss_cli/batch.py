@@ -80,9 +80,9 @@ class BatchOptions:
         audio: the sound of a silent video (a batch of one input).
         strict: every doubt about the players is an error.
         pitch_voices: with a label model, split the stem of two players of one instrument
-            into its upper and lower voice, given to the players by their motion
-            (:mod:`vimss_cli.pitch_voices`); off, the two stems are the same; ``None``: on for
-            audio (register order), off for a video.
+            into its upper and lower voice, given to the players by their motion (from a
+            video) or in register order (:mod:`vimss_cli.pitch_voices`; experimental); off,
+            the two stems are the same.
         split: ``False`` runs one pass over the whole input (an engine check).
         refine: soft masks on the mixture refine the stems (``Separator``'s ``refine``).
         like_input, sample_rate: the stems' rate: the input's own rate and channels
@@ -102,7 +102,7 @@ class BatchOptions:
     boxes: str | None = None
     audio: Path | None = None
     strict: bool = False
-    pitch_voices: bool | None = None
+    pitch_voices: bool = False
     model: str = DEFAULT_MODEL_ALIAS
     device: str = "auto"
     precision: str = "fp32"

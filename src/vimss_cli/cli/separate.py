@@ -100,15 +100,14 @@ def separate_command(
         ),
     ] = False,
     pitch_voices: Annotated[
-        bool | None,
+        bool,
         typer.Option(
-            "--pitch-voices/--no-pitch-voices",
+            "--pitch-voices",
             help="With a label model: split the stem of two players of one instrument into "
-            "its upper and lower voice (from a video, each is given to the player whose "
-            "motion follows it; experimental). Default: on for audio, off for a video.",
-            show_default=False,
+            "its upper and lower voice, each given to the player whose motion follows it "
+            "(audio: higher first). Experimental: see docs/video.md.",
         ),
-    ] = None,
+    ] = False,
     model: ModelOption = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[

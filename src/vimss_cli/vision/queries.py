@@ -56,19 +56,15 @@ class PlayerPlan:
         """Label-only queries (what the stem file names are made from)."""
         return [Query(label) for label in self.labels]
 
-    def queries(self, config: ModelConfig, pitch_voices: bool | None = None) -> list[Query]:
+    def queries(self, config: ModelConfig, pitch_voices: bool = False) -> list[Query]:
         """The queries the model of ``config`` takes: the label, plus appearance and motion.
 
         With ``pitch_voices`` and a label model, two players of one instrument are queried
         as voices 1 and 2 (each with its motion, from a picture), whose one stem
-        :mod:`vimss_cli.pitch_voices` splits by pitch; ``None`` does so for audio only,
-        where the voices stay in register order (with a picture the motion must say whose
-        voice is whose, which it can get wrong: docs/video.md). Adds warnings when
-        label-only queries repeat (their stems would be identical) and when there are more
-        players than the models were trained on.
+        :mod:`vimss_cli.pitch_voices` splits by pitch (experimental: docs/video.md). Adds
+        warnings when label-only queries repeat (their stems would be identical) and when
+        there are more players than the models were trained on.
         """
-        if pitch_voices is None:
-            pitch_voices = not self.has_video
         queries = self._queries(config)
         if config.voices:
             queries = self._voice_queries(queries, config.voices)
