@@ -25,6 +25,24 @@ INSTRUMENTS: dict[str, str] = {
 }
 
 INSTRUMENT_CODES: tuple[str, ...] = tuple(INSTRUMENTS)
+
+#: Sounding MIDI range (lowest, highest) each instrument plays comfortably (what the data
+#: generator writes for it, and where the pitch split looks for its notes).
+SOUNDING_RANGES: dict[str, tuple[int, int]] = {
+    "vn": (55, 100),
+    "va": (48, 88),
+    "vc": (36, 76),
+    "db": (28, 67),
+    "fl": (60, 96),
+    "ob": (58, 91),
+    "cl": (50, 91),
+    "bn": (34, 75),
+    "sax": (44, 84),  # tenor's low A-flat to soprano's high C (program_for picks the sax)
+    "tpt": (54, 84),
+    "hn": (41, 77),
+    "tbn": (40, 72),
+    "tba": (28, 58),
+}
 NUM_INSTRUMENTS: int = len(INSTRUMENT_CODES)
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from vimss_cli.conditioning import Query
+from vimss_cli.instruments import SOUNDING_RANGES
 
 #: Length of the spectrum frames in seconds (4096 samples at 22.05 kHz): long enough to
 #: resolve the harmonics of a double bass, short enough to follow a fast passage.
@@ -70,22 +71,20 @@ HOLD_SECONDS = 0.5
 #: 1.5 frequency bins.
 HARMONIC_WIDTH = 0.012
 
-#: Pitch range of each URMP instrument in Hz (its lowest note to a high note of its usual
-#: range, with a little margin); an unknown instrument gets :data:`DEFAULT_RANGE_HZ`.
+#: Semitones looked at below and above each instrument's sounding range
+#: (:data:`vimss_cli.instruments.SOUNDING_RANGES`).
+RANGE_MARGIN = 2
+
+
+def _hz(midi: float) -> float:
+    return float(440.0 * 2 ** ((midi - 69) / 12))
+
+
+#: Pitch range of each URMP instrument in Hz; an unknown instrument gets
+#: :data:`DEFAULT_RANGE_HZ`.
 PITCH_RANGE_HZ: dict[str, tuple[float, float]] = {
-    "vn": (180.0, 2700.0),
-    "va": (125.0, 1400.0),
-    "vc": (62.0, 1050.0),
-    "db": (38.0, 400.0),
-    "fl": (240.0, 2400.0),
-    "ob": (225.0, 1600.0),
-    "cl": (140.0, 1600.0),
-    "bn": (55.0, 600.0),
-    "sax": (100.0, 1000.0),
-    "tpt": (150.0, 1100.0),
-    "hn": (60.0, 750.0),
-    "tbn": (75.0, 600.0),
-    "tba": (35.0, 400.0),
+    code: (_hz(low - RANGE_MARGIN), _hz(high + RANGE_MARGIN))
+    for code, (low, high) in SOUNDING_RANGES.items()
 }
 DEFAULT_RANGE_HZ = (60.0, 2000.0)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vimss_cli.errors import InputError
+from vimss_cli.instruments import SOUNDING_RANGES
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
@@ -24,21 +25,7 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 MAX_SCORE_BYTES = 250_000
 
 #: Sounding MIDI range (lowest, highest) each instrument plays comfortably.
-RANGES: dict[str, tuple[int, int]] = {
-    "vn": (55, 100),
-    "va": (48, 88),
-    "vc": (36, 76),
-    "db": (28, 67),
-    "fl": (60, 96),
-    "ob": (58, 91),
-    "cl": (50, 91),
-    "bn": (34, 75),
-    "sax": (44, 84),  # tenor's low A-flat to soprano's high C (program_for picks the sax)
-    "tpt": (54, 84),
-    "hn": (41, 77),
-    "tbn": (40, 72),
-    "tba": (28, 58),
-}
+RANGES = SOUNDING_RANGES
 
 #: General MIDI program of each instrument (saxophone: alto; program_for picks by register).
 PROGRAMS: dict[str, int] = {
