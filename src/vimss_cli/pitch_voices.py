@@ -13,9 +13,8 @@ Per short-time spectrum frame (:data:`FRAME_SECONDS`, a hop of 1/16 of it):
    (:data:`PITCH_RANGE_HZ`) scores the weighted sum of its first :data:`HARMONICS` harmonics
    (harmonic summation; the weights fall by :data:`HARMONIC_DECAY` per harmonic, so the octave
    below the true pitch scores less than the pitch). The best candidate is the first pitch;
-   its harmonics are then damped (each over its peak's width, wider in cents for a low
-   partial) and the best candidate of what is left, beyond the first's own peak and scoring
-   at least :data:`SECOND_PITCH_RATIO` of the first, is the second.
+   its harmonics are then damped and the best candidate of what is left, if it scores at least
+   :data:`SECOND_PITCH_RATIO` of the first, is the second.
 2. **Two lines.** With two pitches, the higher belongs to the upper voice. A lone pitch (the
    other player rests) goes to the voice whose last pitch, heard within :data:`HOLD_SECONDS`,
    is nearer.
@@ -55,11 +54,9 @@ HARMONIC_DECAY = 0.7
 MAGNITUDE_POWER = 0.5
 #: The first pitch's harmonics are multiplied by this before the second pitch is looked for.
 DAMPING = 0.15
-#: Half-width in grid steps of what is damped around each of the first pitch's harmonics, at
-#: least (a low partial's peak is wider: the window's main lobe, :meth:`_PitchGrid.lobe_steps`).
+#: Half-width in grid steps of what is damped around each of the first pitch's harmonics.
 DAMPED_STEPS = 4
-#: The second pitch must lie at least this many grid steps from the first (one semitone), and
-#: beyond the first's own peak (its main lobe and two steps).
+#: The second pitch must lie at least this many grid steps from the first (one semitone).
 SECOND_PITCH_DISTANCE = 10
 #: The second pitch must score this share of the first to count as a second player.
 SECOND_PITCH_RATIO = 0.2
@@ -104,21 +101,12 @@ class _PitchGrid:
         steps = int(1200 * np.log2(top / low) / CENTS) + 1
         self.hz = low * 2 ** (np.arange(steps) * CENTS / 1200)  # (P,)
         self.candidates = int(1200 * np.log2(high / low) / CENTS) + 1
-        self.bin_hz = sample_rate / frame
-        position = self.hz / self.bin_hz  # fractional bin of each grid step
+        position = self.hz / (sample_rate / frame)  # fractional bin of each grid step
         self.lower = np.floor(position).astype(np.int64)
         self.fraction = (position - self.lower)[:, None]
         #: grid steps from a pitch to each of its harmonics, ``(HARMONICS,)``
         self.shifts = np.round(1200 * np.log2(np.arange(1, HARMONICS + 1)) / CENTS).astype(int)
         self.weights = HARMONIC_DECAY ** np.arange(HARMONICS)
-
-    def lobe_steps(self, pitch: np.ndarray) -> np.ndarray:
-        """Candidates ``(t,)`` -> ``(HARMONICS, t)``: half the width of each harmonic's peak
-        in grid steps (the Hann window's main lobe, two frequency bins either side, is
-        wider in cents the lower the partial)."""
-        partial = self.hz[pitch][None, :] * np.arange(1, HARMONICS + 1)[:, None]
-        cents = 1200 * np.log2(1 + 2 * self.bin_hz / partial)
-        return np.ceil(cents / CENTS).astype(np.int64)
 
     def resample(self, magnitude: np.ndarray) -> np.ndarray:
         """``(bins, T)`` magnitudes -> ``(P, T)`` on the grid (linear interpolation)."""
@@ -151,16 +139,13 @@ def two_pitches(magnitude: np.ndarray, grid: _PitchGrid, loud: np.ndarray) -> np
     first = np.argmax(first_score, axis=0)  # (t,)
     columns = np.arange(len(on))
     damped = values.copy()
-    lobe = grid.lobe_steps(first)  # (HARMONICS, t): a partial's width on the grid
-    for h, shift in enumerate(grid.shifts):
-        width = np.maximum(lobe[h], DAMPED_STEPS)
-        for step in range(-int(width.max()), int(width.max()) + 1):
+    for shift in grid.shifts:
+        for step in range(-DAMPED_STEPS, DAMPED_STEPS + 1):
             rows = first + shift + step
-            inside = (rows >= 0) & (rows < values.shape[0]) & (np.abs(step) <= width)
+            inside = (rows >= 0) & (rows < values.shape[0])
             damped[rows[inside], columns[inside]] = values[rows[inside], columns[inside]] * DAMPING
     second_score = grid.salience(damped)
-    apart = np.maximum(SECOND_PITCH_DISTANCE, lobe[0] + 2)
-    near = np.abs(np.arange(grid.candidates)[:, None] - first[None]) <= apart
+    near = np.abs(np.arange(grid.candidates)[:, None] - first[None]) <= SECOND_PITCH_DISTANCE
     second_score[near] = 0.0
     second = np.argmax(second_score, axis=0)
     best = first_score[first, columns]
