@@ -260,6 +260,26 @@ def _pass_mixture(
     return done
 
 
+def _network(splitter: VoiceSplitStage | None) -> Callable[..., int]:
+    """What makes the stems block by block: :func:`separate_blocks`, or
+    :func:`_pass_mixture` when a pitch-split pair is every player."""
+    return _pass_mixture if splitter is not None and splitter.whole_mixture else separate_blocks
+
+
+def _network_array(
+    model: Any,
+    audio: np.ndarray,
+    heard: list[Query],
+    splitter: VoiceSplitStage | None,
+    **options: Any,
+) -> np.ndarray:
+    """:func:`separate_array` of ``heard``, or the mixture ``(1, N)`` itself when a pitch-split
+    pair is every player."""
+    if splitter is not None and splitter.whole_mixture:
+        return audio[None].copy()
+    return separate_array(model, audio, heard, **options)
+
+
 def _voice_sorter(
     queries: list[Query], sample_rate: int, owners: list[list[tuple[int, ...]]] | None = None
 ) -> VoiceSorter | None:
@@ -599,17 +619,15 @@ class Separator:
             audio = _resample(audio, rate, self.sample_rate)
         splitter = self._voice_split(queries)
         heard = queries if splitter is None else splitter.network_queries
-        if splitter is not None and splitter.whole_mixture:
-            stems = audio[None].copy()  # the pair is all who play: their stem is the mixture
-        else:
-            stems = separate_array(
-                self.model,
-                audio,
-                heard,
-                tile=self.tile_for(len(heard), audio.size) if split else None,
-                batch_size=self.batch_size if split else 1,
-                precision=self.precision,
-            )
+        stems = _network_array(
+            self.model,
+            audio,
+            heard,
+            splitter,
+            tile=self.tile_for(len(heard), audio.size) if split else None,
+            batch_size=self.batch_size if split else 1,
+            precision=self.precision,
+        )
         if self.refine:
             stems = refine_on_mixture(stems, audio)
         if splitter is not None:  # one stem per pair of players -> each one's voice
@@ -778,11 +796,11 @@ class Separator:
                 paths, self.sample_rate, wav_format, overwrite=force, is_stem=is_stem
             ) as writer:
 
-                def write(stems: np.ndarray, refined: bool = False, whole: bool = False) -> None:
+                def write(stems: np.ndarray, refined: bool = False, voiced: bool = False) -> None:
                     if refiner is not None and not refined:
                         stems = refiner.refine(stems)  # some samples later
-                    if splitter is not None and not whole:
-                        stems = splitter.feed(stems)  # a frame later
+                    if splitter is not None and not voiced:
+                        stems = splitter.feed(stems)  # a frame later: one per player
                     if remainder is not None:
                         stems = remainder.add(stems)
                     if sorter is not None:  # the rest stem is not sorted: it sums the same
@@ -790,8 +808,7 @@ class Separator:
                     writer.write(stems if restore == 1.0 else stems * np.float32(restore))
 
                 if split:
-                    whole = splitter is not None and splitter.whole_mixture
-                    samples = (_pass_mixture if whole else separate_blocks)(
+                    samples = _network(splitter)(
                         self.model,
                         blocks,
                         heard,
@@ -803,14 +820,12 @@ class Separator:
                     )
                 else:
                     audio = np.concatenate(list(blocks))
-                    whole = splitter is not None and splitter.whole_mixture
                     write(
-                        audio[None].copy()
-                        if whole
-                        else separate_array(
+                        _network_array(
                             self.model,
                             audio,
                             heard,
+                            splitter,
                             tile=None,
                             batch_size=1,
                             precision=self.precision,
@@ -821,7 +836,7 @@ class Separator:
                 if refiner is not None:
                     write(refiner.finish(), refined=True)
                 if splitter is not None:
-                    write(splitter.finish(), refined=True, whole=True)
+                    write(splitter.finish(), refined=True, voiced=True)
                 if sorter is not None:
                     tail = sorter.finish()
                     writer.write(tail if restore == 1.0 else tail * np.float32(restore))
@@ -937,8 +952,7 @@ class Separator:
                         )
                         if refiner is not None:
                             blocks = refiner.feed(blocks)
-                        whole = splitter is not None and splitter.whole_mixture
-                        (_pass_mixture if whole else separate_blocks)(
+                        _network(splitter)(
                             self.model,
                             blocks,
                             heard,

@@ -25,8 +25,11 @@ Per short-time spectrum frame (:data:`FRAME_SECONDS`, a hop of 1/16 of it):
 
 It streams: :class:`PitchVoiceSplitter` takes blocks of any length and gives the same samples
 whether the stem comes in one block or many, ``frame - hop`` samples later.
-Measured on generated same-instrument duets in docs/video.md ("Two players of one
-instrument").
+
+Experimental (``--pitch-voices``, off by default): measured on generated same-instrument duets
+it works, but on real solo recordings it finds a second pitch in most frames and splits the
+one player's melody between the voices (docs/video.md, "Split by pitch, with any label
+model").
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class _PitchGrid:
         top = min(sample_rate / 2 * 0.95, high * HARMONICS)
         steps = int(1200 * np.log2(top / low) / CENTS) + 1
         self.hz = low * 2 ** (np.arange(steps) * CENTS / 1200)  # (P,)
-        self.candidates = int(1200 * np.log2(high / low) / CENTS) + 1
+        self.candidates = min(steps, int(1200 * np.log2(high / low) / CENTS) + 1)
         position = self.hz / (sample_rate / frame)  # fractional bin of each grid step
         self.lower = np.floor(position).astype(np.int64)
         self.fraction = (position - self.lower)[:, None]
