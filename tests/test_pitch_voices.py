@@ -4,6 +4,7 @@ separation through the library and the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,11 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from conftest import RATE, write_wav
+from conftest import RATE, TINY_CONFIG, write_wav
 from vimss_cli.api import Separator
 from vimss_cli.cli import app
 from vimss_cli.conditioning import Query
+from vimss_cli.errors import InputError
 from vimss_cli.pitch_voices import (
     PitchVoiceSplitter,
     VoiceSplitStage,
@@ -25,6 +27,9 @@ from vimss_cli.pitch_voices import (
 )
 
 SPLIT_RATE = 22050
+LABELS = dataclasses.replace(TINY_CONFIG, sample_rate=SPLIT_RATE)  # a label-only model
+VOICES = dataclasses.replace(LABELS, voices=2)  # one that tells voices apart itself
+VISUAL = dataclasses.replace(LABELS, appearance_dim=1280, motion_channels=2)
 
 
 def bowed(pitch: float, seconds: float, rate: int = SPLIT_RATE, start: float = 0.0) -> np.ndarray:
@@ -106,10 +111,11 @@ def test_silence_and_a_stem_shorter_than_a_frame() -> None:
 
 def test_pitch_pairs_and_the_stage_put_voices_into_their_slots() -> None:
     queries = [Query("vn", voice=1), Query("vc"), Query("vn", voice=2)]
-    assert pitch_pairs(queries, model_voices=0) == [(0, 2)]
-    assert pitch_pairs(queries, model_voices=2) == []  # that model splits voices itself
-    assert pitch_pairs([Query("vn"), Query("vn")], model_voices=0) == []
-    stage = VoiceSplitStage.for_queries(queries, 0, SPLIT_RATE)
+    assert pitch_pairs(queries, LABELS) == [(0, 2)]
+    assert pitch_pairs(queries, VOICES) == []  # that model splits voices itself
+    assert pitch_pairs(queries, VISUAL) == []  # and that one is told apart by what it sees
+    assert pitch_pairs([Query("vn"), Query("vn")], LABELS) == []
+    stage = VoiceSplitStage.for_queries(queries, LABELS, SPLIT_RATE)
     assert stage is not None
     assert stage.network_queries == [Query("vn"), Query("vc")]  # one label query per stem
     violins = bowed(660.0, 1.0) + bowed(440.0, 1.0)
@@ -121,7 +127,51 @@ def test_pitch_pairs_and_the_stage_put_voices_into_their_slots() -> None:
     np.testing.assert_array_equal(out[1], network[1])  # the cello, held back and returned
     np.testing.assert_allclose(out[0] + out[2], network[0], atol=1e-5)
     np.testing.assert_array_equal(out[[0, 2]], split_voices(network[0], "vn", SPLIT_RATE))
-    assert VoiceSplitStage.for_queries([Query("vn"), Query("vc")], 0, SPLIT_RATE) is None
+    assert VoiceSplitStage.for_queries([Query("vn"), Query("vc")], LABELS, SPLIT_RATE) is None
+
+
+def test_two_pairs_in_any_order_fill_their_own_slots() -> None:
+    """Voice 2 may come before voice 1, and two instruments may each be a pair."""
+    queries = [Query("vc", voice=2), Query("vn", voice=1), Query("vc", voice=1),
+               Query("vn", voice=2)]  # fmt: skip
+    assert sorted(pitch_pairs(queries, LABELS)) == [(1, 3), (2, 0)]
+    stage = VoiceSplitStage.for_queries(queries, LABELS, SPLIT_RATE)
+    assert stage is not None and not stage.whole_mixture
+    assert [q.instrument for q in stage.network_queries] == ["vn", "vc"]
+    violins = bowed(660.0, 1.0) + bowed(440.0, 1.0)
+    cellos = bowed(196.0, 1.0) + bowed(131.0, 1.0)
+    out = stage.split_whole(np.stack([violins, cellos]).astype(np.float32))
+    np.testing.assert_array_equal(out[[1, 3]], split_voices(violins, "vn", SPLIT_RATE))
+    np.testing.assert_array_equal(out[[2, 0]], split_voices(cellos, "vc", SPLIT_RATE))
+
+
+def test_voice_queries_that_are_not_a_pair_are_refused() -> None:
+    for queries, asked in (
+        (
+            [Query("vn", voice=1), Query("vn", voice=2), Query("va", voice=1)],
+            r"va queries ask for voices \[1\]",
+        ),
+        ([Query("vn", voice=1), Query("vn", voice=1)], r"vn queries ask for voices \[1, 1\]"),
+        ([Query("vn", voice=v) for v in (1, 2, 3)], r"\[1, 2, 3\]; a label model splits"),
+    ):
+        with pytest.raises(InputError, match=asked):
+            pitch_pairs(queries, LABELS)
+
+
+def test_another_channel_replays_the_first_channels_lines() -> None:
+    """A second channel is split along the lines the first found, so voice 1 is the same
+    line in both, even where its own pitches would say otherwise."""
+    first = bowed(660.0, 1.0) + bowed(440.0, 1.0)
+    splitter = PitchVoiceSplitter("vn", SPLIT_RATE)
+    whole = np.concatenate([splitter.feed(first), splitter.finish()], axis=1)
+    lines = splitter.lines
+    assert lines.shape[1] == 2 and np.nanmedian(lines[:, 0]) > np.nanmedian(lines[:, 1])
+    again = PitchVoiceSplitter("vn", SPLIT_RATE, replay=lines)
+    np.testing.assert_array_equal(np.concatenate([again.feed(first), again.finish()], 1), whole)
+    other = bowed(880.0, 1.0) + bowed(330.0, 1.0)  # what the second channel holds instead
+    replayed = PitchVoiceSplitter("vn", SPLIT_RATE, replay=lines)
+    np.concatenate([replayed.feed(other), replayed.finish()], axis=1)
+    np.testing.assert_array_equal(replayed.lines, lines)  # its own pitches were not used
 
 
 def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_path: Path) -> None:
@@ -174,14 +224,24 @@ def test_only_pairs_are_split(tiny_models_dir: Path, tmp_path: Path, layout: str
         assert any("identical" in warning for warning in plan.warnings)
 
 
-def test_a_stereo_pair_is_split_per_channel_and_the_rest_sums(
+def test_pitch_voices_leave_other_models_alone(tmp_path: Path) -> None:
+    from vimss_cli.vision.queries import PlayerPlan
+
+    for config in (VOICES, VISUAL):
+        plan = PlayerPlan(tmp_path / "x.wav", ["vn", "vn"], has_video=False)
+        queries = plan.queries(config, pitch_voices=True)
+        if config is VISUAL:
+            assert [q.voice for q in queries] == [0, 0]
+        assert any("--pitch-voices is for label-only models" in note for note in plan.notes)
+
+
+def test_a_stereo_pair_is_split_alike_in_both_channels(
     tiny_models_dir: Path, tmp_path: Path
 ) -> None:
-    """Stems like the input (two channels, the input's rate): each channel's pair is split on
-    its own, and ``--rest`` still makes the stems sum to the input."""
+    """Stems like the input (two channels, the input's rate): the right channel holds the left
+    one's duet at half the level, and each voice stem holds the same line in both channels."""
     left = bowed(660.0, 1.5, 16000) + bowed(440.0, 1.5, 16000)
-    right = bowed(587.0, 1.5, 16000) + bowed(392.0, 1.5, 16000)
-    stereo = np.stack([left, right], axis=1).astype(np.float32)
+    stereo = np.stack([left, 0.5 * left], axis=1).astype(np.float32)
     path = write_wav(tmp_path / "duet.wav", stereo, rate=16000)
     out = tmp_path / "out"
     result = CliRunner().invoke(
@@ -189,8 +249,30 @@ def test_a_stereo_pair_is_split_per_channel_and_the_rest_sums(
               "--rest", "--pitch-voices"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    stems = [soundfile.read(out / "duet" / name) for name in ("01_vn.wav", "02_vn.wav")]
-    rest, rate = soundfile.read(next((out / "duet").glob("*rest.wav")))
-    assert rate == 16000 and all(s.shape == stereo.shape for s, _ in stems)
-    np.testing.assert_allclose(stems[0][0] + stems[1][0] + rest, stereo, atol=1e-4)
-    assert np.abs(stems[0][0] - stems[1][0]).max() > 1e-2  # the voices differ
+    stems = [soundfile.read(out / "duet" / name)[0] for name in ("01_vn.wav", "02_vn.wav")]
+    assert all(stem.shape == stereo.shape for stem in stems)
+    for stem in stems:  # (N, 2): the right channel is the left one at half the level
+        np.testing.assert_allclose(stem[:, 1], 0.5 * stem[:, 0], atol=1e-4)
+    assert np.abs(stems[0][:, 0] - stems[1][:, 0]).max() > 1e-2  # the voices differ
+
+
+def test_streamed_files_equal_the_library_with_the_network(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    """A pair beside another player: the network runs, the soft masks refine, the pair's stem
+    is split; the streamed file path writes what separate_array returns."""
+    rng = np.random.default_rng(2)
+    mix = bowed(660.0, 2.0, RATE) + bowed(440.0, 2.0, RATE) + bowed(131.0, 2.0, RATE)
+    mix = (mix + 0.01 * rng.standard_normal(mix.size)).astype(np.float32)
+    path = write_wav(tmp_path / "trio.wav", mix)
+    result = CliRunner().invoke(
+        app, ["separate", str(path), "-i", "vn,vc,vn", "-o", str(tmp_path / "out"),
+              "--format", "float32", "--pitch-voices"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = np.stack(
+        [soundfile.read(f)[0] for f in sorted((tmp_path / "out" / "trio").glob("*.wav"))]
+    )
+    queries = [Query("vn", voice=1), Query("vc"), Query("vn", voice=2)]
+    expected = Separator("default", device="cpu").separate_array(mix, queries)
+    np.testing.assert_allclose(written, expected, atol=1e-6)

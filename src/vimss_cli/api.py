@@ -641,10 +641,13 @@ class Separator:
                 stems = np.pad(stems, ((0, 0), (0, length - stems.shape[-1])))
         return stems * np.float32(peak) if peak > 1.0 else stems
 
-    def _voice_split(self, queries: list[Query]) -> VoiceSplitStage | None:
+    def _voice_split(
+        self, queries: list[Query], replay: list[np.ndarray] | None = None
+    ) -> VoiceSplitStage | None:
         """The pitch split for players of one instrument queried as voices 1 and 2 of a
-        model that does not tell voices apart (:mod:`vimss_cli.pitch_voices`), or ``None``."""
-        return VoiceSplitStage.for_queries(queries, self.model.config.voices, self.sample_rate)
+        label-only model (:mod:`vimss_cli.pitch_voices`), or ``None``; with ``replay``, one
+        that uses another channel's pitch lines."""
+        return VoiceSplitStage.for_queries(queries, self.model.config, self.sample_rate, replay)
 
     def plan_queries(
         self, input_path: str | Path, audio_path: str | Path | None = None
@@ -893,6 +896,7 @@ class Separator:
             remove_stale_scratch(out_dir)
             scratch_folder = tempfile.TemporaryDirectory(dir=out_dir, prefix=scratch_prefix())
         decided: list[list[tuple[int, ...]]] | None = None  # the voice owners of channel 0
+        lines: list[np.ndarray] | None = None  # and the pitch lines of its split pairs
         warnings = list(warnings or [])
         with scratch_folder as scratch:
             parts: list[Path] = []  # channel-major: channel c, stem k at c * players + k
@@ -925,7 +929,8 @@ class Separator:
                         # every channel's voice stems go to the players the first one's did
                         sorter = _voice_sorter(queries, self.sample_rate, decided)
 
-                        splitter = self._voice_split(queries)
+                        # and every channel's pairs are split along the first one's lines
+                        splitter = self._voice_split(queries, lines)
                         heard = queries if splitter is None else splitter.network_queries
                         refiner = _Refiner(len(heard)) if self.refine else None
 
@@ -966,6 +971,7 @@ class Separator:
                             write(refiner.finish(), refined=True)
                         if splitter is not None:
                             write(splitter.finish(), splitter=None, refined=True)
+                            lines = lines or splitter.lines
                         if sorter is not None:
                             write(sorter.finish(), sorter=None, splitter=None, refined=True)
                             decided = decided or sorter.owners

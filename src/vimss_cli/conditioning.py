@@ -38,7 +38,9 @@ class Query:
         motion: ``(motion_channels, frames)`` float array on the audio clock, or ``None``.
         motion_rate: frames per second of ``motion`` (required when ``motion`` is given).
         voice: for a model with ``voices``: 1 the highest-sounding player of this
-            instrument, 2 the next, ...; 0 all of them (a plain label query).
+            instrument, 2 the next, ...; 0 all of them (a plain label query). A label-only
+            model takes voices 1 and 2 of one instrument as a pair whose one stem is split
+            by pitch (:mod:`vimss_cli.pitch_voices`).
     """
 
     instrument: str | None

@@ -17,14 +17,15 @@ Per short-time spectrum frame (:data:`FRAME_SECONDS`, a hop of 1/16 of it):
    :data:`SECOND_PITCH_RATIO` of the first, is the second.
 2. **Two lines.** With two pitches, the higher belongs to the upper voice. A lone pitch (the
    other player rests) goes to the voice whose last pitch, heard within :data:`HOLD_SECONDS`,
-   is nearer.
+   is nearer; to the upper voice when neither was heard that recently.
 3. **Masks.** Each frequency bin goes to the voices in proportion to how near it lies to one
    of their harmonics (Gaussian, :data:`HARMONIC_WIDTH` of the harmonic's frequency wide);
    what lies near no harmonic is shared among the voices that sound. The masks sum to one, so
    the two voice stems sum to the stem they came from (up to float rounding).
 
 It streams: :class:`PitchVoiceSplitter` takes blocks of any length and gives the same samples
-whether the stem comes in one block or many, ``frame - hop`` samples later.
+whether the stem comes in one block or many, ``frame - hop`` samples later. The other channels
+of a recording replay the first channel's lines, so voice 1 is the same line in each.
 
 Experimental (``--pitch-voices``, off by default): measured on generated same-instrument duets
 it works, but on real solo recordings it finds a second pitch in most frames and splits the
@@ -35,12 +36,17 @@ model").
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from vimss_cli.conditioning import Query
+from vimss_cli.errors import InputError
 from vimss_cli.instruments import SOUNDING_RANGES
+
+if TYPE_CHECKING:
+    from vimss_cli.model import ModelConfig
 
 #: Length of the spectrum frames in seconds (4096 samples at 22.05 kHz): long enough to
 #: resolve the harmonics of a double bass, short enough to follow a fast passage.
@@ -77,6 +83,7 @@ RANGE_MARGIN = 2
 
 
 def _hz(midi: float) -> float:
+    """A MIDI note number's frequency in Hz (A4 = 69 = 440 Hz)."""
     return float(440.0 * 2 ** ((midi - 69) / 12))
 
 
@@ -129,7 +136,7 @@ class _PitchGrid:
         return out
 
 
-def two_pitches(magnitude: np.ndarray, grid: _PitchGrid, loud: np.ndarray) -> np.ndarray:
+def _two_pitches(magnitude: np.ndarray, grid: _PitchGrid, loud: np.ndarray) -> np.ndarray:
     """``(bins, T)`` magnitudes of frames that sound (``loud``, ``(T,)`` bool) -> ``(T, 2)``
     pitches in Hz, the strongest first; ``nan`` where there is none."""
     frames = magnitude.shape[1]
@@ -213,7 +220,7 @@ def voice_masks(lines: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
     share = np.where(count > 0, sounding / np.maximum(count, 1.0), 0.5)[:, :, None]
     blend = np.minimum(total / np.float32(0.05), np.float32(1.0))  # 0 far from a harmonic
     harmonic_share = near / np.maximum(total, np.float32(1e-12))
-    return (blend * harmonic_share + (1.0 - blend) * share).astype(np.float32)
+    return (blend * harmonic_share + (1.0 - blend) * share).astype(np.float32, copy=False)
 
 
 class PitchVoiceSplitter:
@@ -223,7 +230,11 @@ class PitchVoiceSplitter:
     together is as long as all that was fed, and the same whatever the block lengths.
     """
 
-    def __init__(self, instrument: str | None, sample_rate: int) -> None:
+    def __init__(
+        self, instrument: str | None, sample_rate: int, replay: np.ndarray | None = None
+    ) -> None:
+        """``replay``: the ``(T, 2)`` lines another channel of the same recording found
+        (:attr:`lines`), used instead of this stem's own pitches, frame for frame."""
         self.sample_rate = sample_rate
         self.frame = frame_length(sample_rate)
         self.hop = self.frame // OVERLAP
@@ -239,6 +250,9 @@ class PitchVoiceSplitter:
         self.fed = 0
         self.produced = 0  # output samples of the padded stem given (or dropped) so far
         self.loudest = 0.0
+        self.replay = replay
+        self._lines: list[np.ndarray] = []  # (T, 2) per call, the lines used so far
+        self.frames_done = 0
 
     def feed(self, block: np.ndarray) -> np.ndarray:
         """``(n,)`` more of the stem -> ``(2, m)`` voice samples now complete."""
@@ -267,7 +281,14 @@ class PitchVoiceSplitter:
         for t in range(count):  # the loudest frame so far: the same whatever the blocks
             self.loudest = max(self.loudest, float(energy[t]))
             loud[t] = energy[t] > max(floor, self.loudest * 10 ** (-SILENCE_DB / 10))
-        lines = self.tracker.lines(two_pitches(magnitude.T, self.grid, loud))
+        if self.replay is None:
+            lines = self.tracker.lines(_two_pitches(magnitude.T, self.grid, loud))
+        else:  # past the replayed lines' end (a channel a frame longer): no pitch
+            lines = np.full((count, 2), np.nan)
+            known = self.replay[self.frames_done : self.frames_done + count]
+            lines[: len(known)] = known
+        self._lines.append(lines)
+        self.frames_done += count
         masks = voice_masks(lines, self.sample_rate, self.frame)  # (2, T, bins)
         voices = np.fft.irfft(masks * spectrum[None], n=self.frame, axis=2)  # (2, T, frame)
         voices *= self.window * self.gain
@@ -284,6 +305,12 @@ class PitchVoiceSplitter:
         self.overlap = samples[:, done:]
         self.pending = self.pending[done:]
         return self._emit(samples[:, :done])
+
+    @property
+    def lines(self) -> np.ndarray:
+        """``(T, 2)`` the upper and lower voice's pitch (Hz, ``nan`` for none) of every frame
+        so far."""
+        return np.concatenate(self._lines) if self._lines else np.zeros((0, 2))
 
     def _emit(self, ready: np.ndarray) -> np.ndarray:
         """Complete output from padded position ``produced`` on -> the stem's samples in it:
@@ -302,18 +329,30 @@ def split_voices(stem: np.ndarray, instrument: str | None, sample_rate: int) -> 
     return out[:, : np.asarray(stem).size]
 
 
-def pitch_pairs(queries: list[Query], model_voices: int) -> list[tuple[int, int]]:
+def pitch_pairs(queries: list[Query], config: ModelConfig) -> list[tuple[int, int]]:
     """The ``(voice 1, voice 2)`` slots of each instrument whose two queries ask for voices 1
-    and 2, for a model that does not tell voices apart itself (``model_voices == 0``; such a
-    model's network hears them as one label query and the stem is split here); ``[]``
-    otherwise."""
-    if model_voices:
+    and 2, for a label-only model (no voices of its own, no appearance or motion: its network
+    hears each pair as one label query, and the stem is split here); ``[]`` for any other
+    model, whose network reads the voices itself (or refuses them).
+
+    Raises:
+        InputError: a label-only model is given voice queries that are not such a pair.
+    """
+    if config.voices or config.appearance_dim or config.motion_channels:
         return []
     slots: dict[str | None, dict[int, int]] = {}
     for index, query in enumerate(queries):
         if query.voice:
-            slots.setdefault(query.instrument, {})[query.voice] = index
-    return [(voices[1], voices[2]) for voices in slots.values() if sorted(voices) == [1, 2]]
+            slots.setdefault(query.instrument, {}).setdefault(query.voice, index)
+    asked = {code: sorted(q.voice for q in queries if q.voice and q.instrument == code)
+             for code in slots}  # fmt: skip
+    for code, voices in asked.items():
+        if voices != [1, 2]:
+            raise InputError(
+                f"the {code or 'unknown'} queries ask for voices {voices}; a label model splits "
+                "two players of one instrument by pitch, queried as voices 1 and 2"
+            )
+    return [(voices[1], voices[2]) for voices in slots.values()]
 
 
 class VoiceSplitStage:
@@ -325,9 +364,19 @@ class VoiceSplitStage:
     Attributes:
         network_queries: what the network separates: the queries without each pair's voice 2,
             and without voices (plain label queries).
+        whole_mixture: the pair is every player; the mixture itself is then split.
     """
 
-    def __init__(self, queries: list[Query], pairs: list[tuple[int, int]], sample_rate: int):
+    def __init__(
+        self,
+        queries: list[Query],
+        pairs: list[tuple[int, int]],
+        sample_rate: int,
+        replay: list[np.ndarray] | None = None,
+    ):
+        """``replay``: another channel's :attr:`lines`, to give this channel the same voices."""
+        if not pairs:
+            raise ValueError("VoiceSplitStage needs at least one pair (see for_queries)")
         lower = {second for _, second in pairs}
         self.players = len(queries)
         #: slot of each network stem, in the network's order
@@ -335,9 +384,11 @@ class VoiceSplitStage:
         self.network_queries = [replace(queries[k], voice=0) for k in self.slots]
         self.pairs = [(self.slots.index(first), first, second) for first, second in pairs]
         self.splitters = [
-            PitchVoiceSplitter(queries[first].instrument, sample_rate) for first, _ in pairs
+            PitchVoiceSplitter(
+                queries[first].instrument, sample_rate, None if replay is None else replay[p]
+            )
+            for p, (first, _) in enumerate(pairs)
         ]
-        self.delay = self.splitters[0].delay
         #: the pair is every player: what a label model would return for it at best is the
         #: mixture itself, so the mixture is split (measured, docs/video.md)
         self.whole_mixture = len(self.slots) == 1
@@ -345,11 +396,21 @@ class VoiceSplitStage:
 
     @classmethod
     def for_queries(
-        cls, queries: list[Query], model_voices: int, sample_rate: int
+        cls,
+        queries: list[Query],
+        config: ModelConfig,
+        sample_rate: int,
+        replay: list[np.ndarray] | None = None,
     ) -> VoiceSplitStage | None:
-        """The stage for these queries, or ``None`` when no stem is to be split."""
-        pairs = pitch_pairs(queries, model_voices)
-        return cls(queries, pairs, sample_rate) if pairs else None
+        """The stage for these queries and this model, or ``None`` when no stem is to be
+        split (:func:`pitch_pairs`)."""
+        pairs = pitch_pairs(queries, config)
+        return cls(queries, pairs, sample_rate, replay) if pairs else None
+
+    @property
+    def lines(self) -> list[np.ndarray]:
+        """Each pair's ``(T, 2)`` pitch lines so far (for the other channels to replay)."""
+        return [splitter.lines for splitter in self.splitters]
 
     def feed(self, stems: np.ndarray) -> np.ndarray:
         """``(len(network_queries), n)`` stems -> ``(players, m)``: those now complete."""

@@ -131,7 +131,9 @@ def baseline_estimates(system: str, audio: TrackAudio) -> np.ndarray:
 def model_queries(separator: Any, track: Track, mode: str, notes: list[str]) -> list[Any]:
     """One query per player: its label, plus appearance and motion from the video (``video``).
 
-    With ``video``, the model's config decides what it takes (a label-only model gets labels).
+    With ``video``, the model's config decides what it takes; a label-only model gets labels,
+    and two players of one instrument as voices 1 and 2, split by pitch and given to the
+    players by their motion (:mod:`vimss_cli.pitch_voices`).
     """
     from vimss_cli.conditioning import Query
 
@@ -146,10 +148,11 @@ def model_queries(separator: Any, track: Track, mode: str, notes: list[str]) -> 
     config = separator.model.config
     boxes = generated_boxes(track.video, len(labels))
     plan = PlayerPlan(track.video, labels, has_video=True, boxes=boxes)
-    queries = plan.queries(config, pitch_voices=True)  # a label model: pairs split by pitch
-    if not (config.appearance_dim or config.motion_channels or any(q.voice for q in queries)):
+    label_only = not (config.appearance_dim or config.motion_channels or config.voices)
+    queries = plan.queries(config, pitch_voices=label_only)  # pairs split by pitch
+    if label_only and not any(q.voice for q in queries):
         notes.append(f"{track.piece}: the model takes labels only; the video was not used")
-    notes.extend(f"{track.piece}: {note}" for note in plan.notes)
+    notes.extend(f"{track.piece}: {note}" for note in plan.notes + plan.warnings)
     return queries
 
 

@@ -24,7 +24,8 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 #: Corpus files larger than this take many seconds to parse (whole multi-movement scores).
 MAX_SCORE_BYTES = 250_000
 
-#: Sounding MIDI range (lowest, highest) each instrument plays comfortably.
+#: The instruments' sounding MIDI ranges (:data:`vimss_cli.instruments.SOUNDING_RANGES`,
+#: under the name the generator's code and tests use).
 RANGES = SOUNDING_RANGES
 
 #: General MIDI program of each instrument (saxophone: alto; program_for picks by register).

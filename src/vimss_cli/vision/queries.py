@@ -65,10 +65,16 @@ class PlayerPlan:
         warnings when label-only queries repeat (their stems would be identical) and when
         there are more players than the models were trained on.
         """
-        queries = self._queries(config)
+        label_only = not (config.voices or config.appearance_dim or config.motion_channels)
+        if pitch_voices and not label_only:
+            self.notes.append(
+                "--pitch-voices is for label-only models: this one tells the players apart "
+                "by what it was trained on, and the option is not used"
+            )
+        queries = self._queries(config, pitch_voices and label_only)
         if config.voices:
             queries = self._voice_queries(queries, config.voices)
-        elif pitch_voices and not (config.appearance_dim or config.motion_channels):
+        elif pitch_voices and label_only:
             # a label model hears two players of one instrument as one stem, which
             # vimss_cli.pitch_voices splits by pitch into voice 1 and voice 2
             queries = self._voice_queries(queries, 2, must_match=False)
@@ -164,7 +170,7 @@ class PlayerPlan:
         self.notes.append("voices given to players by the frame differences of their boxes")
         return [self.analysis.motion(p, SORTING_BANDS) for p in found], self.analysis.rate
 
-    def _queries(self, config: ModelConfig) -> list[Query]:
+    def _queries(self, config: ModelConfig, pitch_voices: bool = False) -> list[Query]:
         if config.appearance_dim not in (0, FEATURE_DIM):
             raise InputError(
                 f"the model takes appearance vectors of {config.appearance_dim} values; "
@@ -172,7 +178,7 @@ class PlayerPlan:
             )
         visual = config.appearance_dim > 0 or config.motion_channels > 0
         if not visual:
-            if self.analysis is not None and not config.voices:
+            if self.analysis is not None and not config.voices and not pitch_voices:
                 self.notes.append(
                     "the model takes only instrument labels: the players' appearance and "
                     "motion were measured but are not used"
