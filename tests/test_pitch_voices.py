@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from conftest import RATE, TINY_CONFIG, write_wav
 from vimss_cli.api import Separator
@@ -37,6 +37,11 @@ def bowed(pitch: float, seconds: float, rate: int = SPLIT_RATE, start: float = 0
     t = np.arange(int(seconds * rate)) / rate
     tone = sum(np.sin(2 * np.pi * h * pitch * t + h) / h for h in range(1, 11))
     return (0.1 * tone * (t >= start)).astype(np.float64)
+
+
+def separate(*args: object) -> Result:
+    """``vimss separate ARGS...`` through Typer's runner."""
+    return CliRunner().invoke(app, ["separate", *(str(a) for a in args)])
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -192,10 +197,8 @@ def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_pa
     np.testing.assert_allclose(voices.sum(axis=0), mix, atol=1e-5)  # no network: the mixture
     assert np.abs(voices[0] - voices[1]).max() > 1e-3
     path = write_wav(tmp_path / "duet.wav", mix)
-    result = CliRunner().invoke(
-        app, ["separate", str(path), "-i", "vn,vn", "-o", str(tmp_path / "out"),
-              "--format", "float32", "--pitch-voices"],
-    )  # fmt: skip
+    result = separate(path, "-i", "vn,vn", "-o", tmp_path / "out", "--format", "float32",
+                      "--pitch-voices")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "separated by register, highest first" in result.output
     assert "identical" not in result.output
@@ -203,8 +206,7 @@ def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_pa
         [soundfile.read(tmp_path / "out" / "duet" / f"0{k}_vn.wav")[0] for k in (1, 2)]
     )
     np.testing.assert_allclose(written, voices, atol=1e-6)  # streamed = whole
-    out = str(tmp_path / "b")
-    plain = CliRunner().invoke(app, ["separate", str(path), "-i", "vn,vn", "-o", out])
+    plain = separate(path, "-i", "vn,vn", "-o", tmp_path / "b")
     assert plain.exit_code == 0 and "identical" in plain.output  # off by default
 
 
@@ -244,10 +246,8 @@ def test_a_stereo_pair_is_split_alike_in_both_channels(
     stereo = np.stack([left, 0.5 * left], axis=1).astype(np.float32)
     path = write_wav(tmp_path / "duet.wav", stereo, rate=16000)
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        app, ["separate", str(path), "-i", "vn,vn", "-o", str(out), "--format", "float32",
-              "--rest", "--pitch-voices"],
-    )  # fmt: skip
+    result = separate(path, "-i", "vn,vn", "-o", out, "--format", "float32", "--rest",
+                      "--pitch-voices")  # fmt: skip
     assert result.exit_code == 0, result.output
     stems = [soundfile.read(out / "duet" / name)[0] for name in ("01_vn.wav", "02_vn.wav")]
     assert all(stem.shape == stereo.shape for stem in stems)
@@ -265,10 +265,8 @@ def test_streamed_files_equal_the_library_with_the_network(
     mix = bowed(660.0, 2.0, RATE) + bowed(440.0, 2.0, RATE) + bowed(131.0, 2.0, RATE)
     mix = (mix + 0.01 * rng.standard_normal(mix.size)).astype(np.float32)
     path = write_wav(tmp_path / "trio.wav", mix)
-    result = CliRunner().invoke(
-        app, ["separate", str(path), "-i", "vn,vc,vn", "-o", str(tmp_path / "out"),
-              "--format", "float32", "--pitch-voices"],
-    )  # fmt: skip
+    result = separate(path, "-i", "vn,vc,vn", "-o", tmp_path / "out", "--format", "float32",
+                      "--pitch-voices")  # fmt: skip
     assert result.exit_code == 0, result.output
     written = np.stack(
         [soundfile.read(f)[0] for f in sorted((tmp_path / "out" / "trio").glob("*.wav"))]
