@@ -208,6 +208,7 @@ def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_pa
     np.testing.assert_allclose(written, voices, atol=1e-6)  # streamed = whole
     plain = separate(path, "-i", "vn,vn", "-o", tmp_path / "b")
     assert plain.exit_code == 0 and "identical" in plain.output  # off by default
+    assert "--pitch-voices splits two of them by pitch" in plain.output  # and named
 
 
 @pytest.mark.parametrize("layout", ["vn,vc,vn", "vn,vn,vn"])

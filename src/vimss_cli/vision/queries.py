@@ -95,7 +95,8 @@ class PlayerPlan:
             self.warnings.append(
                 f"{self.path.name}: several players are queried as {', '.join(repeated)} with "
                 "nothing else to tell them apart, so their stems will be identical (a video "
-                "model tells same-instrument players apart by what it sees)"
+                "model tells same-instrument players apart by what it sees; with a label "
+                "model, --pitch-voices splits two of them by pitch, an experiment)"
             )
         return queries
 
