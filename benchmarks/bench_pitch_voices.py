@@ -26,17 +26,10 @@ import numpy as np
 from vimss_cli.api import Separator
 from vimss_cli.conditioning import Query
 from vimss_cli.eval.audio import read_mono, resample
+from vimss_cli.eval.metrics import si_sdr
 from vimss_cli.eval.tracks import urmp_tracks
 from vimss_cli.pitch_voices import split_voices
 from vimss_cli.voices import mean_pitch, read_notes
-
-
-def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    """Scale-invariant SDR in dB of ``estimate`` against ``reference`` (both ``(n,)``)."""
-    scale = estimate @ reference / (reference @ reference + 1e-12)
-    target = scale * reference
-    error = estimate - target
-    return float(10 * np.log10((target @ target + 1e-12) / (error @ error + 1e-12)))
 
 
 def main() -> None:
@@ -74,10 +67,8 @@ def main() -> None:
             voiced[slots[0]], voiced[slots[1]] = Query(pairs[0], voice=1), Query(pairs[0], voice=2)
             plain = separator.separate_array(mixture, labels)[slots, :length]
             split = separator.separate_array(mixture, voiced)[slots, :length]
-            score = [
-                float(np.mean([si_sdr(s[j], references[j][:length]) for j in (0, 1)]))
-                for s in (plain, split)
-            ]
+            truth = np.stack([r[:length] for r in references])
+            score = [float(np.mean(si_sdr(truth, s))) for s in (plain, split)]
             rows.append((score[0], score[1]))
             print(f"{track.piece:44s} {pairs[0]:4s} {score[0]:7.2f} {score[1]:7.2f}", flush=True)
     if not rows:

@@ -17,6 +17,7 @@ from vimss_cli.api import Separator
 from vimss_cli.cli import app
 from vimss_cli.conditioning import Query
 from vimss_cli.errors import InputError
+from vimss_cli.eval import metrics
 from vimss_cli.pitch_voices import (
     PitchVoiceSplitter,
     VoiceSplitStage,
@@ -45,9 +46,8 @@ def separate(*args: object) -> Result:
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    scale = estimate @ reference / (reference @ reference)
-    target = scale * reference
-    return float(10 * np.log10(target @ target / ((estimate - target) @ (estimate - target))))
+    """Scale-invariant SDR (dB) of one ``(n,)`` estimate (the project's metric)."""
+    return float(metrics.si_sdr(reference[None], estimate[None])[0])
 
 
 def test_two_tones_go_to_their_voices_and_sum_to_the_stem() -> None:

@@ -628,7 +628,7 @@ class Separator:
             batch_size=self.batch_size if split else 1,
             precision=self.precision,
         )
-        if self.refine:
+        if self._refines(splitter):
             stems = refine_on_mixture(stems, audio)
         if splitter is not None:  # one stem per pair of players -> each one's voice
             stems = splitter.split_whole(stems)
@@ -648,6 +648,12 @@ class Separator:
         label-only model (:mod:`vimss_cli.pitch_voices`), or ``None``; with ``replay``, one
         that uses another channel's pitch lines."""
         return VoiceSplitStage.for_queries(queries, self.model.config, self.sample_rate, replay)
+
+    def _refines(self, splitter: VoiceSplitStage | None) -> bool:
+        """Whether soft masks refine the network's stems: when asked, and not when the one
+        stem is the mixture itself (a pitch-split pair that is every player: nothing to
+        share)."""
+        return self.refine and (splitter is None or not splitter.whole_mixture)
 
     def plan_queries(
         self, input_path: str | Path, audio_path: str | Path | None = None
@@ -780,7 +786,7 @@ class Separator:
                 blocks = remainder.feed(blocks)
             splitter = self._voice_split(queries)
             heard = queries if splitter is None else splitter.network_queries
-            refiner = _Refiner(len(heard)) if self.refine else None
+            refiner = _Refiner(len(heard)) if self._refines(splitter) else None
             if refiner is not None:
                 blocks = refiner.feed(blocks)
             sorter = _voice_sorter(queries, self.sample_rate)
@@ -932,7 +938,7 @@ class Separator:
                         # and every channel's pairs are split along the first one's lines
                         splitter = self._voice_split(queries, lines)
                         heard = queries if splitter is None else splitter.network_queries
-                        refiner = _Refiner(len(heard)) if self.refine else None
+                        refiner = _Refiner(len(heard)) if self._refines(splitter) else None
 
                         def write(
                             stems: np.ndarray,
