@@ -39,11 +39,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from vimss_cli.conditioning import Query
 from vimss_cli.errors import InputError
 from vimss_cli.instruments import SOUNDING_RANGES
+from vimss_cli.stft_stream import StreamingSTFT
 
 if TYPE_CHECKING:
     from vimss_cli.model import ModelConfig
@@ -227,7 +227,8 @@ class PitchVoiceSplitter:
     """One stem, block by block -> its upper and lower voice stems, ``delay`` samples later.
 
     ``feed`` and ``finish`` return ``(2, n)`` float32 (row 0 the upper voice); all they return
-    together is as long as all that was fed, and the same whatever the block lengths.
+    together is as long as all that was fed, and the same whatever the block lengths
+    (:class:`~vimss_cli.stft_stream.StreamingSTFT`).
     """
 
     def __init__(
@@ -237,45 +238,33 @@ class PitchVoiceSplitter:
         (:attr:`lines`), used instead of this stem's own pitches, frame for frame."""
         self.sample_rate = sample_rate
         self.frame = frame_length(sample_rate)
-        self.hop = self.frame // OVERLAP
-        self.delay = self.frame - self.hop
+        self._stft = StreamingSTFT(1, 2, self.frame, self.frame // OVERLAP, self._split)
+        self.delay = self._stft.lead
         self.grid = _PitchGrid(instrument, sample_rate, self.frame)
-        self.tracker = _LineTracker(int(HOLD_SECONDS * sample_rate / self.hop))
-        window = np.hanning(self.frame + 1)[:-1]  # periodic Hann
-        self.window = window.astype(np.float32)
-        # the overlap-add of the window squared is this constant's inverse
-        self.gain = np.float32(self.hop / np.sum(window**2))
-        self.pending = np.zeros(self.delay, dtype=np.float32)  # input not yet in every frame
-        self.overlap = np.zeros((2, self.frame - self.hop), np.float32)  # output being added to
-        self.fed = 0
-        self.produced = 0  # output samples of the padded stem given (or dropped) so far
+        self.tracker = _LineTracker(int(HOLD_SECONDS * sample_rate / self._stft.hop))
+        #: a frame's mean square is its spectrum's energy over this (Parseval, window included)
+        self._energy_scale = float(self.frame * np.sum(self._stft.window.astype(np.float64) ** 2))
         self.loudest = 0.0
         self.replay = replay
-        self._lines: list[np.ndarray] = []  # (T, 2) per call, the lines used so far
+        self._lines: list[np.ndarray] = []  # (T, 2) per batch of frames, the lines used so far
         self.frames_done = 0
 
     def feed(self, block: np.ndarray) -> np.ndarray:
         """``(n,)`` more of the stem -> ``(2, m)`` voice samples now complete."""
-        block = np.asarray(block, dtype=np.float32).reshape(-1)
-        self.fed += block.size
-        self.pending = np.concatenate([self.pending, block])
-        return self._frames()
+        return self._stft.push(np.asarray(block, dtype=np.float32).reshape(1, -1))
 
     def finish(self) -> np.ndarray:
         """The voice samples still held (``(2, m)``), after the end of the stem."""
-        self.pending = np.concatenate([self.pending, np.zeros(self.frame, np.float32)])
-        return self._frames()
+        return self._stft.finish()
 
-    def _frames(self) -> np.ndarray:
-        if self.pending.size < self.frame:
-            return np.zeros((2, 0), dtype=np.float32)
-        count = (self.pending.size - self.frame) // self.hop + 1
-        frames = sliding_window_view(self.pending, self.frame)[:: self.hop][:count]
-        windowed = frames * self.window  # (T, frame)
-        spectrum = np.fft.rfft(windowed, axis=1)  # (T, bins)
+    def _split(self, spectra: np.ndarray) -> np.ndarray:
+        """``(T, 1, bins)`` spectra of the stem -> ``(T, 2, bins)`` of its two voices."""
+        spectrum = spectra[:, 0]
+        count = spectrum.shape[0]
         magnitude = np.abs(spectrum)
         # mean square (a full-scale sine: 0.5), compared with -70 dBFS and the loudest so far
-        energy = (windowed.astype(np.float64) ** 2).sum(axis=1) / np.sum(self.window**2)
+        power = np.square(magnitude, dtype=np.float64)
+        energy = (2 * power.sum(axis=1) - power[:, 0] - power[:, -1]) / self._energy_scale
         loud = np.zeros(count, dtype=bool)
         floor = 0.5 * 10 ** (-70 / 10)
         for t in range(count):  # the loudest frame so far: the same whatever the blocks
@@ -290,36 +279,13 @@ class PitchVoiceSplitter:
         self._lines.append(lines)
         self.frames_done += count
         masks = voice_masks(lines, self.sample_rate, self.frame)  # (2, T, bins)
-        voices = np.fft.irfft(masks * spectrum[None], n=self.frame, axis=2)  # (2, T, frame)
-        voices *= self.window * self.gain
-        # overlap-add: frame t's i-th hop-long piece lands on output piece t + i; each piece
-        # adds its frames oldest first, after those of earlier blocks (the same float sums
-        # whatever the blocks)
-        pieces = voices.reshape(2, count, OVERLAP, self.hop)
-        added = np.zeros((2, count + OVERLAP - 1, self.hop), np.float32)
-        added[:, : OVERLAP - 1] += self.overlap.reshape(2, OVERLAP - 1, self.hop)
-        for i in reversed(range(OVERLAP)):
-            added[:, i : i + count] += pieces[:, :, i]
-        samples = added.reshape(2, -1)
-        done = count * self.hop
-        self.overlap = samples[:, done:]
-        self.pending = self.pending[done:]
-        return self._emit(samples[:, :done])
+        return (masks * spectrum[None]).transpose(1, 0, 2)
 
     @property
     def lines(self) -> np.ndarray:
         """``(T, 2)`` the upper and lower voice's pitch (Hz, ``nan`` for none) of every frame
         so far."""
         return np.concatenate(self._lines) if self._lines else np.zeros((0, 2))
-
-    def _emit(self, ready: np.ndarray) -> np.ndarray:
-        """Complete output from padded position ``produced`` on -> the stem's samples in it:
-        not the leading padding, nothing past the end of what was fed."""
-        start = self.produced
-        self.produced += ready.shape[1]
-        first = max(0, self.delay - start)
-        last = min(ready.shape[1], self.fed + self.delay - start)
-        return ready[:, first : max(first, last)].astype(np.float32)
 
 
 def split_voices(stem: np.ndarray, instrument: str | None, sample_rate: int) -> np.ndarray:

@@ -14,8 +14,8 @@ SDR gains 0.8 dB and each stem's 1 s-window median 0.2 dB (means of the paired d
 on the held-out synthetic split both gain.
 
 Streaming and exact: frames of :data:`N_FFT` samples every :data:`HOP` samples lie on one
-grid from the first sample, so pushing the stems in blocks of any size gives the samples one
-push of the whole would (tested).
+grid from the first sample (:class:`~vimss_cli.stft_stream.StreamingSTFT`), so pushing the
+stems in blocks of any size gives the samples one push of the whole would (tested).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.fft
+
+from vimss_cli.stft_stream import StreamingSTFT
 
 #: Samples per frame (186 ms at 22.05 kHz): long enough to resolve a low instrument's
 #: partials, short enough to follow its notes.
@@ -49,7 +50,7 @@ class SoftMaskFilter:
     Call :meth:`push` with each block of stems and the mixture samples they came from, then
     :meth:`finish`; the refined stems come out in order, whole hops at a time, at least
     :data:`N_FFT` - :data:`HOP` samples (and less than :data:`N_FFT`) behind what went in,
-    all of them by the end.
+    all of them by the end (:class:`~vimss_cli.stft_stream.StreamingSTFT`).
     """
 
     def __init__(
@@ -62,29 +63,9 @@ class SoftMaskFilter:
     ) -> None:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
         stems add up to the mixture (the settings are compared in docs/training.md)."""
-        if n_fft % hop:
-            raise ValueError(f"the frame ({n_fft}) must be a whole number of hops ({hop})")
-        self.players, self.n_fft, self.hop, self.power = players, n_fft, hop, power
-        self.rest_share = rest_share
-        hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
-        squares = np.sum(hann.reshape(n_fft // hop, hop) ** 2, axis=0)
-        if not np.allclose(squares, squares[0]):
-            raise ValueError(f"frames of {n_fft} every {hop} samples do not overlap-add evenly")
-        # float32 throughout (scipy's transforms keep it): twice as fast as float64, and the
-        # stems are float32 anyway
-        self.window = hann.astype(np.float32)
-        self._gain = np.float32(1.0 / float(squares[0]))
-        lead = n_fft - hop  # the first frame starts this far before the first sample (zeros)
-        #: the mixture and stems from the next frame's first sample on
-        self._mixture = np.zeros(lead, np.float32)
-        self._stems = np.zeros((players, lead), np.float32)
-        #: the frames' overlap-added output over the next frame's span
-        self._sum = np.zeros((players, n_fft), np.float32)
-        self._lead = lead
-        self._to_drop = lead  # output samples that lie before the first sample
-        self._frames = 0  # frames done: samples before frames * hop - lead are finished
-        self._pushed = 0
-        self._given = 0
+        self.players, self.power, self.rest_share = players, power, rest_share
+        # channel 0 is the mixture, channels 1..K the stems
+        self._stft = StreamingSTFT(players + 1, players, n_fft, hop, self._masked)
 
     def push(self, stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
         """Take the next block: ``stems`` ``(K, n)`` and ``mixture`` ``(n,)``; return the
@@ -93,60 +74,24 @@ class SoftMaskFilter:
             raise ValueError(
                 f"expected stems ({self.players}, {mixture.shape[0]}), got {stems.shape}"
             )
-        self._mixture = np.concatenate([self._mixture, mixture.astype(np.float32)])
-        self._stems = np.concatenate([self._stems, stems.astype(np.float32)], axis=1)
-        self._pushed += mixture.shape[0]
-        done = []
-        while self._mixture.shape[0] >= self.n_fft:
-            done.append(self._next_frame())
-        return self._given_out(done)
+        block = np.empty((self.players + 1, mixture.shape[0]), np.float32)
+        block[0], block[1:] = mixture, stems
+        return self._stft.push(block)
 
     def finish(self) -> np.ndarray:
         """The rest of the refined stems ``(K, m)`` float32, to the last sample pushed."""
-        done = []
-        while self._frames * self.hop - self._lead < self._pushed:
-            missing = self.n_fft - self._mixture.shape[0]
-            if missing > 0:  # the last frames reach past the end: zeros there
-                self._mixture = np.concatenate([self._mixture, np.zeros(missing, np.float32)])
-                self._stems = np.concatenate(
-                    [self._stems, np.zeros((self.players, missing), np.float32)], axis=1
-                )
-            done.append(self._next_frame())
-        return self._given_out(done, last=True)
+        return self._stft.finish()
 
-    def _next_frame(self) -> np.ndarray:
-        """Refine the frame at the start of the buffers; return the ``(K, hop)`` samples
-        no later frame reaches, and move on by one hop."""
-        n, hop = self.n_fft, self.hop
-        mixture = scipy.fft.rfft(self._mixture[:n] * self.window)
-        stems = scipy.fft.rfft(self._stems[:, :n] * self.window, axis=1)
+    def _masked(self, spectra: np.ndarray) -> np.ndarray:
+        """``(T, 1 + K, bins)`` spectra of the mixture and the stems -> ``(T, K, bins)``: the
+        mixture's spectrum shared among the stems."""
+        mixture, stems = spectra[:, :1], spectra[:, 1:]
         shares = _power(np.abs(stems), self.power)
-        total = shares.sum(axis=0) + _EPS
+        total = shares.sum(axis=1, keepdims=True) + _EPS
         if self.rest_share:
-            rest = mixture - stems.sum(axis=0)  # the spectrum of what no stem holds
+            rest = mixture - stems.sum(axis=1, keepdims=True)  # what no stem holds
             total += _power(np.abs(rest), self.power)
-        masks = shares / total
-        self._sum += scipy.fft.irfft(masks * mixture, n, axis=1) * self.window
-        finished = self._sum[:, :hop] * self._gain
-        self._sum = np.concatenate(
-            [self._sum[:, hop:], np.zeros((self.players, hop), np.float32)], axis=1
-        )
-        self._mixture = self._mixture[hop:]
-        self._stems = self._stems[:, hop:]
-        self._frames += 1
-        return finished
-
-    def _given_out(self, done: list[np.ndarray], last: bool = False) -> np.ndarray:
-        """The finished samples after those lying before the first one, as float32; with
-        ``last``, none past the last sample pushed."""
-        out = np.concatenate(done, axis=1) if done else np.zeros((self.players, 0), np.float32)
-        if self._to_drop:
-            dropped = min(self._to_drop, out.shape[1])
-            out, self._to_drop = out[:, dropped:], self._to_drop - dropped
-        if last:
-            out = out[:, : self._pushed - self._given]
-        self._given += out.shape[1]
-        return out.astype(np.float32)
+        return shares / total * mixture
 
 
 #: Samples pushed at a time by :func:`refine` (memory stays a few blocks' worth).
