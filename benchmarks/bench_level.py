@@ -2,7 +2,7 @@
 Bach10 by default) is separated at several gains and scored as ``vimss eval`` scores it.
 
 The mixture is read, scaled by each gain (``peak``: to a peak of -1 dBFS, piece by piece),
-separated with label queries (stems refined by soft masks, as ``vimss separate`` gives them)
+separated with label queries (stems refined by harmonic masks, as ``vimss separate`` gives them)
 and the stems scaled back before scoring, so a level-independent separator would print the
 same figures on every row: museval median (1 s windows, BSS Eval v4) and whole-clip mean SDR
 (bss_eval v3) over all stems. The realval set is for validation and model choice only: never

@@ -11,9 +11,9 @@ The last line per model is one JSON object with the same figures, so runs can be
 output folder of an earlier call), each later model is also compared with the first on the
 same stems (``vimss eval compare``'s pairing): the mean paired difference of both figures,
 with a 95 % bootstrap interval over stems, overall and per instrument. The stems are refined
-by soft masks on the mixture, as ``vimss separate`` gives them; ``--no-refine`` scores the
-networks' own output. The realval set is for validation and model choice only: never train
-on it.
+by harmonic masks on the mixture, as ``vimss separate`` gives them; ``--no-harmonic`` by plain
+soft masks (as before 2026-12-04), ``--no-refine`` scores the networks' own output. The
+realval set is for validation and model choice only: never train on it.
 
     .venv/bin/python benchmarks/bench_realval.py default models/x.safetensors --out /tmp/rv
 """
@@ -36,15 +36,23 @@ SYSTEMS = ("model", "mixture", "irm")
 
 
 def evaluate(
-    model: str, root: Path, out: Path, device: str, precision: str = "fp32", refine: bool = True
+    model: str,
+    root: Path,
+    out: Path,
+    device: str,
+    precision: str = "fp32",
+    refine: bool = True,
+    harmonic: bool = True,
 ) -> Path:
-    """Run ``vimss eval`` for ``model`` (its stems refined by soft masks, as ``vimss
-    separate`` gives them, unless not ``refine``); return its stems.csv. ``out`` is this
-    benchmark's own: an earlier call's results there are replaced, its cache reused."""
+    """Run ``vimss eval`` for ``model`` (its stems refined by harmonic masks, as ``vimss
+    separate`` gives them, unless not ``refine``, or by plain soft masks, unless
+    ``harmonic``); return its stems.csv. ``out`` is this benchmark's own: an earlier call's
+    results there are replaced, its cache reused."""
     command = [sys.executable, "-m", "vimss_cli", "eval", "--dataset", "urmp", "--root", str(root)]
     command += ["--model", model, "--queries", "labels"]  # a video model's labels, too
     command += ["--device", device, "--precision", precision]
     command += ["--refine" if refine else "--no-refine"]
+    command += ["--harmonic" if harmonic else "--no-harmonic"]
     command += ["-o", str(out), "--json", "--force"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -139,6 +147,11 @@ def main() -> None:
         help="score the networks' own stems, without the soft masks on the mixture",
     )
     parser.add_argument(
+        "--no-harmonic",
+        action="store_true",
+        help="refine by plain soft masks, not harmonic ones (as before 2026-12-04)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="an earlier call's output folder of one model: compare every model with it",
@@ -151,13 +164,15 @@ def main() -> None:
     # (name, output folder) of the run every later model is compared with
     base = (str(args.baseline), args.baseline) if args.baseline is not None else None
     for index, model in enumerate(args.models):
-        how = "raw" if args.no_refine else "refined"
+        how = "raw" if args.no_refine else "soft" if args.no_harmonic else "refined"
         name = f"{index:02d}_{Path(model).stem}_{_digest(model)}_{args.precision}_{how}"
         out = args.out / name
-        stems = evaluate(model, args.root, out, args.device, args.precision, not args.no_refine)
+        refine, harmonic = not args.no_refine, not args.no_harmonic
+        stems = evaluate(model, args.root, out, args.device, args.precision, refine, harmonic)
         table = summarise(stems)
         row: dict = {"model": model, "precision": args.precision, "root": str(args.root)}
-        row["refined"] = not args.no_refine
+        row["refined"] = refine
+        row["harmonic"] = refine and harmonic
         if not args.json_only:
             print_table(model, table)
         if base is None:

@@ -4,8 +4,10 @@ over all stems, as ``vimss eval`` scores them.
 
 Each piece is separated once (``Separator(refine=False)``, label queries); every setting
 then refines the same stems on the mixture (``soft_masks.refine``) before scoring. This is
-the sweep behind the shipped setting (docs/training.md, "After the network"). The realval
-set is for validation and model choice only: never train on it.
+the sweep behind the shipped settings (docs/training.md, "After the network" and "Harmonic
+masks"); ``harmonic`` settings also get each stem's instrument. The last line prints the
+paired mean difference of the last setting (shipped) against the plain soft masks. The
+realval set is for validation and model choice only: never train on it.
 
     .venv/bin/python benchmarks/bench_soft_masks.py --root ~/vimss-work/synth_test
 """
@@ -31,8 +33,13 @@ SETTINGS: list[tuple[str, dict[str, Any] | None]] = [
     ("p 1, 4096, no rest share", {"power": 1.0, "rest_share": False}),
     ("p 2, 4096, rest share", {"power": 2.0}),
     ("p 1, 4096, rest share", {"power": 1.0}),
-    ("p 1.5, 4096, rest share (shipped)", {}),
+    ("p 1.5, 4096, rest share (soft, shipped before)", {}),
+    ("harmonic, off-harmonic 0.3", {"harmonic": True, "off_harmonic": 0.3}),
+    ("harmonic, off-harmonic 1", {"harmonic": True, "off_harmonic": 1.0}),
+    ("harmonic, off-harmonic 0.1 (shipped)", {"harmonic": True}),
 ]
+#: the setting the shipped one is paired against
+SOFT = "p 1.5, 4096, rest share (soft, shipped before)"
 
 
 def add_scores(
@@ -49,12 +56,26 @@ def add_scores(
             whole.append(row["SDR"])
 
 
+def refined(raw: Any, mixture: Any, settings: dict[str, Any], track: Any, rate: int) -> Any:
+    """``raw`` stems refined on ``mixture`` with one of :data:`SETTINGS`."""
+    from vimss_cli import soft_masks
+
+    settings = dict(settings)
+    if settings.pop("harmonic", False):
+        settings.update(instruments=list(track.instruments), sample_rate=rate)
+    off_harmonic = settings.pop("off_harmonic", soft_masks.OFF_HARMONIC)
+    shipped, soft_masks.OFF_HARMONIC = soft_masks.OFF_HARMONIC, off_harmonic
+    try:
+        return soft_masks.refine(raw, mixture, **settings)
+    finally:
+        soft_masks.OFF_HARMONIC = shipped
+
+
 def main() -> None:
     from vimss_cli.api import Separator
     from vimss_cli.eval.audio import load_track
     from vimss_cli.eval.systems import model_estimates
     from vimss_cli.eval.tracks import urmp_tracks
-    from vimss_cli.soft_masks import refine
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
@@ -69,7 +90,7 @@ def main() -> None:
         audio = load_track(track, rate)  # at the model's rate: the masks see what it saw
         raw = model_estimates(separator, track, audio, "labels")
         for name, settings in SETTINGS:
-            stems = raw if settings is None else refine(raw, audio.mixture, **settings)
+            stems = raw if settings is None else refined(raw, audio.mixture, settings, track, rate)
             add_scores(track, audio.references, stems, rate, museval[name], whole[name])
     print(f"{args.root} with {separator.loaded.name}, label queries, at {rate} Hz "
           f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
@@ -79,6 +100,12 @@ def main() -> None:
             f"{name:40s} {statistics.median(museval[name]):15.2f} "
             f"{statistics.mean(whole[name]):16.2f} {len(whole[name]):6d}"
         )
+    last = SETTINGS[-1][0]
+    paired = [
+        f"{statistics.mean(a - b for a, b in zip(scores[last], scores[SOFT], strict=True)):+.2f}"
+        for scores in (museval, whole)
+    ]
+    print(f"paired mean, {last} minus soft: museval {paired[0]}, whole clip {paired[1]}")
 
 
 if __name__ == "__main__":

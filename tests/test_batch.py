@@ -62,8 +62,16 @@ def test_a_batch_separates_each_input_with_its_own_instruments(
         for stem in result.stems:
             assert soundfile.info(str(stem.path)).frames == result.samples
     document = report.to_json()
-    assert list(document) == ["model", "device", "precision", "refined", "inputs", "failures"]
-    assert document["refined"] is True  # soft masks, the default
+    assert list(document) == [
+        "model",
+        "device",
+        "precision",
+        "refined",
+        "harmonic",
+        "inputs",
+        "failures",
+    ]
+    assert document["refined"] is True and document["harmonic"] is True  # the defaults
     assert document["failures"] == []
     assert document["inputs"][0]["input"] == str(first)
     phases = events.kinds("phase")

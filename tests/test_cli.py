@@ -153,7 +153,7 @@ def test_flac_and_mp3_stems(tiny_models_dir: Path, mix: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("channels", [1, 2])
-def test_refined_stems_are_the_soft_masks_of_the_networks_stems_on_the_mixture(
+def test_refined_stems_are_the_masks_of_the_networks_stems_on_the_mixture(
     tiny_models_dir: Path, tmp_path: Path, channels: int
 ) -> None:
     # streamed block by block (--tile 700 windows), each channel on its own: the same as
@@ -161,7 +161,8 @@ def test_refined_stems_are_the_soft_masks_of_the_networks_stems_on_the_mixture(
     audio = noise(3) if channels == 1 else np.stack([noise(3), noise(3, seed=1)], axis=1)
     mix = write_wav(tmp_path / "mix.wav", audio)
     common = ["-i", "vn,vc", "--format", "float32", "--tile", "700"]
-    for name, flag in (("raw", "--no-refine"), ("refined", "--refine")):
+    flags = {"raw": "--no-refine", "soft": "--no-harmonic", "harmonic": "--refine"}
+    for name, flag in flags.items():
         result = run("separate", mix, "-o", tmp_path / name, *common, flag)
         assert result.exit_code == 0, result.output
 
@@ -170,12 +171,16 @@ def test_refined_stems_are_the_soft_masks_of_the_networks_stems_on_the_mixture(
         files = ("01_vn.wav", "02_vc.wav")
         return np.stack([soundfile.read(str(folder / f), always_2d=True)[0] for f in files])
 
-    stems = {name: read_stems(name) for name in ("raw", "refined")}
+    stems = {name: read_stems(name) for name in flags}
     mixture = audio.reshape(len(audio), channels)
+    harmonic = {"instruments": ["vn", "vc"], "sample_rate": soundfile.info(str(mix)).samplerate}
     for c in range(channels):
         expected = refine_on_mixture(stems["raw"][:, :, c], mixture[:, c])
-        assert np.abs(stems["refined"][:, :, c] - expected).max() < 1e-6
-    assert np.abs(stems["refined"] - stems["raw"]).max() > 1e-3
+        assert np.abs(stems["soft"][:, :, c] - expected).max() < 1e-6
+        expected = refine_on_mixture(stems["raw"][:, :, c], mixture[:, c], **harmonic)
+        assert np.abs(stems["harmonic"][:, :, c] - expected).max() < 1e-6
+    assert np.abs(stems["soft"] - stems["raw"]).max() > 1e-3
+    assert np.abs(stems["harmonic"] - stems["soft"]).max() > 1e-3
 
 
 def test_no_split_equals_the_chunked_run(tiny_models_dir: Path, tmp_path: Path) -> None:
@@ -971,6 +976,7 @@ def test_the_success_line_names_the_stems_the_model_and_the_device(
         "device": None,
         "precision": None,
         "refined": None,
+        "harmonic": None,
         "inputs": [],
         "failures": [],
     }

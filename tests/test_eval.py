@@ -611,7 +611,12 @@ def test_evaluate_from_python_names_the_model_and_its_queries(
     )
     # the model's name, not its file; "auto" queries became what the model takes
     assert (evaluation.model, evaluation.queries) == ("tiny", "labels")
+    assert evaluation.describe_model() == "model tiny, label queries, refined by harmonic masks"
+    assert evaluation.to_json()["harmonic"] is True
+    soft = Separator("tiny", device="cpu", harmonic=False)
+    evaluation = eval_run.evaluate(tracks, systems, "museval", RATE, separator=soft)
     assert evaluation.describe_model() == "model tiny, label queries, refined by soft masks"
+    assert evaluation.to_json()["harmonic"] is False
     baselines = eval_run.evaluate(tracks, ["mixture"], "museval", RATE)
     assert (baselines.model, baselines.queries) == (None, None)
 
@@ -858,3 +863,32 @@ def test_save_estimates_refuses_the_dataset(tiny_models_dir: Path, tree: Path, w
     assert_clean_failure(result, "--save-estimates", str(folder), "dataset")
     assert "untrained" not in result.stderr  # refused before the model loads
     assert sorted(p.relative_to(tree.parent) for p in tree.parent.rglob("*")) == before
+
+
+def trained_tiny_args(tree: Path, tmp_path: Path) -> tuple:
+    """``vimss eval`` arguments for piece 1 of ``tree`` with a tiny model marked trained,
+    its output in ``tmp_path / "run"``."""
+    from conftest import make_tiny_model
+    from vimss_cli.checkpoint import save_checkpoint
+
+    model = tmp_path / "model.safetensors"
+    save_checkpoint(model, make_tiny_model(seed=0), {"trained": True})
+    return ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--model", model, "--out",
+            tmp_path / "run")  # fmt: skip
+
+
+def test_harmonic_masks_are_the_default_and_no_harmonic_gives_soft_masks(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scored = scored_systems(monkeypatch)
+    args = (*trained_tiny_args(tree, tmp_path), "--no-baselines", "--force", "--json")
+    documents = {}
+    for flag in ("--harmonic", "--no-harmonic"):
+        result = run(*args, flag)
+        assert result.exit_code == 0, result.stderr
+        documents[flag] = json.loads(result.stdout)
+    assert documents["--harmonic"]["harmonic"] is True
+    assert documents["--no-harmonic"]["harmonic"] is False
+    assert scored == ["model", "model"]  # the cache tells the two refinements apart
+    harmonic, soft = (by_system(documents[flag])["model"] for flag in documents)
+    assert [r["SDR"] for r in harmonic] != [r["SDR"] for r in soft]

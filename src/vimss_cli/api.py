@@ -362,11 +362,14 @@ class _Rest(_HeldMixture):
 
 class _Refiner(_HeldMixture):
     """Soft masks on the stems as they come back (:class:`SoftMaskFilter`): the refined
-    stems come out up to a frame later, the last ones from :meth:`finish`."""
+    stems come out up to a frame later, the last ones from :meth:`finish`. With
+    ``instruments`` (each stem's code or ``None``) and ``sample_rate``, harmonic masks."""
 
-    def __init__(self, players: int) -> None:
+    def __init__(
+        self, players: int, instruments: list[str | None] | None, sample_rate: int
+    ) -> None:
         super().__init__()
-        self._masks = SoftMaskFilter(players)
+        self._masks = SoftMaskFilter(players, instruments=instruments, sample_rate=sample_rate)
 
     def refine(self, stems: np.ndarray) -> np.ndarray:
         """``(K, n)`` stems -> ``(K, m)`` refined ones, those now complete."""
@@ -521,6 +524,8 @@ class Separator:
             players (``engine.plan_tile``).
         refine: split the mixture's spectrum among the stems by soft masks made from them
             (:mod:`vimss_cli.soft_masks`); ``False`` gives the network's own output.
+        harmonic: with ``refine``, sharpen the masks at the harmonics of each stem's pitch in
+            its instrument's range (harmonic masks); ``False``: plain soft masks.
     """
 
     def __init__(
@@ -531,6 +536,7 @@ class Separator:
         batch_size: int | None = None,
         tile: int | None = None,
         refine: bool = True,
+        harmonic: bool = True,
     ) -> None:
         if not isinstance(model, str | Path):
             raise InputError(
@@ -542,6 +548,7 @@ class Separator:
         self.batch_size = 1 if batch_size is None else int(batch_size)
         self.tile = None if tile is None else int(tile)
         self.refine = bool(refine)
+        self.harmonic = bool(harmonic)
         self.loaded: LoadedModel = load_model(str(model))
         self.model = self.loaded.model.to(self.device).eval()
 
@@ -629,7 +636,7 @@ class Separator:
             precision=self.precision,
         )
         if self._refines(splitter):
-            stems = refine_on_mixture(stems, audio)
+            stems = refine_on_mixture(stems, audio, **self._mask_settings(heard))
         if splitter is not None:  # one stem per pair of players -> each one's voice
             stems = splitter.split_whole(stems)
         sorter = _voice_sorter(queries, self.sample_rate)
@@ -654,6 +661,20 @@ class Separator:
         stem is the mixture itself (a pitch-split pair that is every player: nothing to
         share)."""
         return self.refine and (splitter is None or not splitter.whole_mixture)
+
+    def _mask_settings(self, heard: list[Query]) -> dict[str, Any]:
+        """:class:`SoftMaskFilter`'s settings for the stems of ``heard``: their instruments
+        for harmonic masks, or none for plain soft masks."""
+        if not self.harmonic:
+            return {}
+        return {"instruments": [q.instrument for q in heard], "sample_rate": self.sample_rate}
+
+    def _refiner(self, heard: list[Query], splitter: VoiceSplitStage | None) -> _Refiner | None:
+        """The streaming refinement of the stems of ``heard``, or ``None`` (:meth:`_refines`)."""
+        if not self._refines(splitter):
+            return None
+        settings = self._mask_settings(heard)
+        return _Refiner(len(heard), settings.get("instruments"), self.sample_rate)
 
     def plan_queries(
         self, input_path: str | Path, audio_path: str | Path | None = None
@@ -786,7 +807,7 @@ class Separator:
                 blocks = remainder.feed(blocks)
             splitter = self._voice_split(queries)
             heard = queries if splitter is None else splitter.network_queries
-            refiner = _Refiner(len(heard)) if self._refines(splitter) else None
+            refiner = self._refiner(heard, splitter)
             if refiner is not None:
                 blocks = refiner.feed(blocks)
             sorter = _voice_sorter(queries, self.sample_rate)
@@ -938,7 +959,7 @@ class Separator:
                         # and every channel's pairs are split along the first one's lines
                         splitter = self._voice_split(queries, lines)
                         heard = queries if splitter is None else splitter.network_queries
-                        refiner = _Refiner(len(heard)) if self._refines(splitter) else None
+                        refiner = self._refiner(heard, splitter)
 
                         def write(
                             stems: np.ndarray,

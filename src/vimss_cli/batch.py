@@ -85,6 +85,8 @@ class BatchOptions:
             the two stems are the same.
         split: ``False`` runs one pass over the whole input (an engine check).
         refine: soft masks on the mixture refine the stems (``Separator``'s ``refine``).
+        harmonic: the masks are sharpened at each stem's pitch harmonics (``Separator``'s
+            ``harmonic``).
         like_input, sample_rate: the stems' rate: the input's own rate and channels
             (``like_input``, ``sample_rate`` ``None``), ``sample_rate`` Hz with the input's
             channels, or mono at the model's rate (``like_input`` ``False``); see
@@ -111,6 +113,7 @@ class BatchOptions:
     wav_format: str = "wav16"
     split: bool = True
     refine: bool = True
+    harmonic: bool = True
     force: bool = False
     like_input: bool = True
     sample_rate: int | None = None
@@ -140,6 +143,8 @@ class BatchReport:
     precision: str | None = None
     #: whether soft masks refined the stems (``None`` when no model loaded)
     refined: bool | None = None
+    #: whether the masks were harmonic (``None`` when no model loaded)
+    harmonic: bool | None = None
     inputs: list[SeparationReport] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -150,6 +155,7 @@ class BatchReport:
             "device": self.device,
             "precision": self.precision,
             "refined": self.refined,
+            "harmonic": self.harmonic,
             "inputs": [report.to_json() for report in self.inputs],
             "failures": list(self.failures),  # "INPUT: error", those left out (--keep-going)
         }
@@ -377,6 +383,7 @@ class Batch:
             report.model, report.device = separator.loaded.name, str(separator.device)
             report.precision = separator.precision
             report.refined = separator.refine
+            report.harmonic = separator.refine and separator.harmonic
             with self.events.phase("looking at the players"):
                 ready = self._each(plans, lambda plan: (plan, self._queries(plan, separator)))
             for plan, _ in ready:
@@ -413,6 +420,7 @@ class Batch:
                 batch_size=o.batch_size,
                 tile=o.tile,
                 refine=o.refine,
+                harmonic=o.harmonic,
             )
         if not separator.loaded.trained:
             self.events.warning(

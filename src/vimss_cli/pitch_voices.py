@@ -101,7 +101,7 @@ def frame_length(sample_rate: int) -> int:
     return int(2 ** round(np.log2(FRAME_SECONDS * sample_rate)))
 
 
-class _PitchGrid:
+class PitchGrid:
     """The log-frequency grid of one instrument at one frame size: where each grid step and
     each candidate's harmonics fall."""
 
@@ -135,8 +135,57 @@ class _PitchGrid:
             out[:end] += weight * grid[shift : shift + end]
         return out
 
+    def strongest(self, magnitude: np.ndarray) -> np.ndarray:
+        """``(bins, T)`` magnitudes -> ``(T,)`` the pitch in Hz with the highest salience."""
+        values = self.resample(magnitude**MAGNITUDE_POWER)
+        return self.hz[np.argmax(self.salience(values), axis=0)]
 
-def _two_pitches(magnitude: np.ndarray, grid: _PitchGrid, loud: np.ndarray) -> np.ndarray:
+
+class LoudnessGate:
+    """Which frames of one signal sound: louder than -70 dBFS and than :data:`SILENCE_DB`
+    below the loudest frame so far (causal, so the same whatever the blocks)."""
+
+    def __init__(self, window: np.ndarray) -> None:
+        """``window``: the analysis window of the frames (``(n_fft,)``)."""
+        #: a frame's mean square is its spectrum's energy over this (Parseval, window included)
+        self.scale = float(window.size * np.sum(window.astype(np.float64) ** 2))
+        self.loudest = 0.0
+
+    def loud(self, magnitude: np.ndarray) -> np.ndarray:
+        """``(T, bins)`` one-sided magnitudes of successive frames -> ``(T,)`` bool."""
+        power = np.square(magnitude, dtype=np.float64)
+        # mean square (a full-scale sine: 0.5), from the one-sided spectrum
+        energy = (2 * power.sum(axis=1) - power[:, 0] - power[:, -1]) / self.scale
+        loud = np.zeros(len(energy), dtype=bool)
+        floor = 0.5 * 10 ** (-70 / 10)
+        for t, value in enumerate(energy):
+            self.loudest = max(self.loudest, float(value))
+            loud[t] = value > max(floor, self.loudest * 10 ** (-SILENCE_DB / 10))
+        return loud
+
+
+def harmonic_comb(pitches: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
+    """``(T,)`` pitches in Hz (``nan`` for none) -> ``(T, bins)`` float32 in [0, 1]: how near
+    each frequency bin lies to one of the pitch's harmonics (Gaussian, :data:`HARMONIC_WIDTH`
+    of the harmonic's frequency wide, at least 1.5 bins); 0 below the fundamental and in
+    frames without a pitch."""
+    bins = frame // 2 + 1
+    hz = (np.arange(bins) * (sample_rate / frame)).astype(np.float32)[None, :]  # (1, bins)
+    comb = np.zeros((len(pitches), bins), dtype=np.float32)
+    sounds = ~np.isnan(pitches)
+    if not sounds.any():
+        return comb
+    pitch = pitches[sounds].astype(np.float32)[:, None]  # (t, 1)
+    harmonic = np.maximum(np.round(hz / pitch), np.float32(1.0))
+    centre = harmonic * pitch
+    width = np.maximum(np.float32(1.5) * hz[0, 1], np.float32(HARMONIC_WIDTH) * centre)
+    weight = np.exp(np.float32(-0.5) * np.square((hz - centre) / width))
+    weight[hz < np.float32(0.8) * pitch] = 0.0  # nothing below the fundamental
+    comb[sounds] = weight
+    return comb
+
+
+def _two_pitches(magnitude: np.ndarray, grid: PitchGrid, loud: np.ndarray) -> np.ndarray:
     """``(bins, T)`` magnitudes of frames that sound (``loud``, ``(T,)`` bool) -> ``(T, 2)``
     pitches in Hz, the strongest first; ``nan`` where there is none."""
     frames = magnitude.shape[1]
@@ -199,20 +248,7 @@ class _LineTracker:
 def voice_masks(lines: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
     """``(T, 2)`` [upper, lower] pitches in Hz -> ``(2, T, bins)`` float32 masks that sum to
     one."""
-    bins = frame // 2 + 1
-    hz = (np.arange(bins) * (sample_rate / frame)).astype(np.float32)[None, :]  # (1, bins)
-    near = np.zeros((2, len(lines), bins), dtype=np.float32)
-    for voice in (0, 1):
-        sounds = ~np.isnan(lines[:, voice])
-        if not sounds.any():
-            continue
-        pitch = lines[sounds, voice].astype(np.float32)[:, None]  # (t, 1)
-        harmonic = np.maximum(np.round(hz / pitch), np.float32(1.0))
-        centre = harmonic * pitch
-        width = np.maximum(np.float32(1.5) * hz[0, 1], np.float32(HARMONIC_WIDTH) * centre)
-        weight = np.exp(np.float32(-0.5) * np.square((hz - centre) / width))
-        weight[hz < np.float32(0.8) * pitch] = 0.0  # nothing below the fundamental
-        near[voice][sounds] = weight
+    near = np.stack([harmonic_comb(lines[:, voice], sample_rate, frame) for voice in (0, 1)])
     total = near[0] + near[1]  # (T, bins)
     sounding = (~np.isnan(lines)).T.astype(np.float32)  # (2, T)
     count = sounding.sum(axis=0)
@@ -240,11 +276,9 @@ class PitchVoiceSplitter:
         self.frame = frame_length(sample_rate)
         self._stft = StreamingSTFT(1, 2, self.frame, self.frame // OVERLAP, self._split)
         self.delay = self._stft.lead
-        self.grid = _PitchGrid(instrument, sample_rate, self.frame)
+        self.grid = PitchGrid(instrument, sample_rate, self.frame)
         self.tracker = _LineTracker(int(HOLD_SECONDS * sample_rate / self._stft.hop))
-        #: a frame's mean square is its spectrum's energy over this (Parseval, window included)
-        self._energy_scale = float(self.frame * np.sum(self._stft.window.astype(np.float64) ** 2))
-        self.loudest = 0.0
+        self.gate = LoudnessGate(self._stft.window)
         self.replay = replay
         self._lines: list[np.ndarray] = []  # (T, 2) per batch of frames, the lines used so far
         self.frames_done = 0
@@ -262,14 +296,7 @@ class PitchVoiceSplitter:
         spectrum = spectra[:, 0]
         count = spectrum.shape[0]
         magnitude = np.abs(spectrum)
-        # mean square (a full-scale sine: 0.5), compared with -70 dBFS and the loudest so far
-        power = np.square(magnitude, dtype=np.float64)
-        energy = (2 * power.sum(axis=1) - power[:, 0] - power[:, -1]) / self._energy_scale
-        loud = np.zeros(count, dtype=bool)
-        floor = 0.5 * 10 ** (-70 / 10)
-        for t in range(count):  # the loudest frame so far: the same whatever the blocks
-            self.loudest = max(self.loudest, float(energy[t]))
-            loud[t] = energy[t] > max(floor, self.loudest * 10 ** (-SILENCE_DB / 10))
+        loud = self.gate.loud(magnitude)
         if self.replay is None:
             lines = self.tracker.lines(_two_pitches(magnitude.T, self.grid, loud))
         else:  # past the replayed lines' end (a channel a frame longer): no pitch

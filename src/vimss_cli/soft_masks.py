@@ -13,6 +13,16 @@ Measured on the default model (docs/training.md): on Bach10's real recordings th
 SDR gains 0.8 dB and each stem's 1 s-window median 0.2 dB (means of the paired differences);
 on the held-out synthetic split both gain.
 
+**Harmonic masks** (given the players' instruments): URMP's instruments play one note at a
+time, so each stem's energy lies on the harmonics of one pitch. Per frame, each stem's pitch is
+the strongest in its instrument's range (harmonic summation, :class:`PitchGrid`) on the
+soft-masked stem, and a bin near one of its harmonics (:func:`harmonic_comb`, ``c_k`` in
+[0, 1]) weighs more: the shares become ``|S_k| ** power * (OFF_HARMONIC + c_k)``, the rest's
+``|R| ** power * OFF_HARMONIC``. A bin near no stem's harmonic keeps its soft-mask split; one
+near a single stem's harmonic goes mostly to that stem. Silent stems (:class:`LoudnessGate`)
+have no pitch. The gain depends on how often a stem's strongest pitch is its own player's:
+measured in docs/training.md ("Harmonic masks").
+
 Streaming and exact: frames of :data:`N_FFT` samples every :data:`HOP` samples lie on one
 grid from the first sample (:class:`~vimss_cli.stft_stream.StreamingSTFT`), so pushing the
 stems in blocks of any size gives the samples one push of the whole would (tested).
@@ -20,10 +30,12 @@ stems in blocks of any size gives the samples one push of the whole would (teste
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from vimss_cli.pitch_voices import LoudnessGate, PitchGrid, harmonic_comb
 from vimss_cli.stft_stream import StreamingSTFT
 
 #: Samples per frame (186 ms at 22.05 kHz): long enough to resolve a low instrument's
@@ -35,6 +47,9 @@ HOP = 1024
 #: Each stem's share of a bin is its magnitude to this power (2 would be the Wiener filter's
 #: powers, 1 the magnitudes'); measured between the two, docs/training.md.
 POWER = 1.5
+#: With harmonic masks, a bin's weight away from a stem's harmonics, against 1 + this on
+#: them (docs/training.md, "Harmonic masks").
+OFF_HARMONIC = 0.1
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
@@ -60,12 +75,23 @@ class SoftMaskFilter:
         hop: int = HOP,
         power: float = POWER,
         rest_share: bool = True,
+        instruments: Sequence[str | None] | None = None,
+        sample_rate: int | None = None,
     ) -> None:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
-        stems add up to the mixture (the settings are compared in docs/training.md)."""
+        stems add up to the mixture (the settings are compared in docs/training.md).
+        ``instruments``: each stem's URMP code (``None``: unknown), for harmonic masks at
+        ``sample_rate``; without them, plain soft masks."""
         self.players, self.power, self.rest_share = players, power, rest_share
         # channel 0 is the mixture, channels 1..K the stems
         self._stft = StreamingSTFT(players + 1, players, n_fft, hop, self._masked)
+        self._grids: list[PitchGrid] = []
+        if instruments is not None:
+            if len(instruments) != players or sample_rate is None:
+                raise ValueError("harmonic masks need one instrument per stem and a sample rate")
+            self.sample_rate = int(sample_rate)
+            self._grids = [PitchGrid(code, self.sample_rate, n_fft) for code in instruments]
+            self._gates = [LoudnessGate(self._stft.window) for _ in instruments]
 
     def push(self, stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
         """Take the next block: ``stems`` ``(K, n)`` and ``mixture`` ``(n,)``; return the
@@ -87,11 +113,37 @@ class SoftMaskFilter:
         mixture's spectrum shared among the stems."""
         mixture, stems = spectra[:, :1], spectra[:, 1:]
         shares = _power(np.abs(stems), self.power)
-        total = shares.sum(axis=1, keepdims=True) + _EPS
+        rest = None
         if self.rest_share:
-            rest = mixture - stems.sum(axis=1, keepdims=True)  # what no stem holds
-            total += _power(np.abs(rest), self.power)
+            rest = _power(np.abs(mixture - stems.sum(axis=1, keepdims=True)), self.power)
+        if self._grids:
+            return self._harmonic_masked(mixture, shares, rest)
+        total = shares.sum(axis=1, keepdims=True) + _EPS
+        if rest is not None:  # what no stem holds
+            total += rest
         return shares / total * mixture
+
+    def _harmonic_masked(
+        self, mixture: np.ndarray, shares: np.ndarray, rest: np.ndarray | None
+    ) -> np.ndarray:
+        """Harmonic masks: ``(T, 1, bins)`` mixture, ``(T, K, bins)`` stem shares and
+        ``(T, 1, bins)`` the rest's (or ``None``) -> ``(T, K, bins)`` masked mixture."""
+        total = shares.sum(axis=1, keepdims=True) + _EPS
+        if rest is not None:
+            total += rest
+        soft = np.abs(mixture) * (shares / total)  # (T, K, bins) soft-masked stems' magnitudes
+        weights = shares.copy()
+        for k, (grid, gate) in enumerate(zip(self._grids, self._gates, strict=True)):
+            loud = gate.loud(soft[:, k])
+            pitches = np.full(len(loud), np.nan)
+            if loud.any():
+                pitches[loud] = grid.strongest(soft[loud, k].T)
+            comb = harmonic_comb(pitches, self.sample_rate, self._stft.n_fft)  # (T, bins)
+            weights[:, k] *= np.float32(OFF_HARMONIC) + comb
+        total = weights.sum(axis=1, keepdims=True) + _EPS
+        if rest is not None:
+            total += np.float32(OFF_HARMONIC) * rest
+        return weights / total * mixture
 
 
 #: Samples pushed at a time by :func:`refine` (memory stays a few blocks' worth).
@@ -101,7 +153,8 @@ REFINE_BLOCK = 1 << 16
 def refine(stems: np.ndarray, mixture: np.ndarray, **settings: Any) -> np.ndarray:
     """Refine whole ``stems`` ``(K, n)`` on their ``mixture`` ``(n,)``: the same samples
     as any other way of pushing them, in blocks, so an hour needs no copies of itself.
-    ``settings``: :class:`SoftMaskFilter`'s (``n_fft``, ``hop``, ``power``, ``rest_share``).
+    ``settings``: :class:`SoftMaskFilter`'s (``n_fft``, ``hop``, ``power``, ``rest_share``,
+    ``instruments`` and ``sample_rate`` for harmonic masks).
     """
     masks = SoftMaskFilter(stems.shape[0], **settings)
     out = np.empty((stems.shape[0], mixture.shape[0]), np.float32)

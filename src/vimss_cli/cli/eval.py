@@ -91,6 +91,14 @@ def eval_command(
             "separate` does (--no-refine scores the network's own output).",
         ),
     ] = True,
+    harmonic: Annotated[
+        bool,
+        typer.Option(
+            "--harmonic/--no-harmonic",
+            help="With --refine: masks sharpened at each stem's pitch harmonics, as `vimss "
+            "separate` does (--no-harmonic: plain soft masks).",
+        ),
+    ] = True,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write results.json, stems.csv, a box plot, a cache."),
@@ -163,7 +171,8 @@ def eval_command(
         for folder in folders:
             ensure_writable_directory(folder)
         show = not (quiet or as_json)
-        separator = None if model is None else _load_model(model, device, precision, refine, show)
+        masks = (refine, harmonic)
+        separator = None if model is None else _load_model(model, device, precision, masks, show)
         console = stderr_console()
         show = show and console.is_terminal  # the scoring lines go with the spinner
         with status("scoring", show, console) as update:
@@ -202,13 +211,19 @@ def compare_command(
     guarded(debug, lambda: _compare((run_a, run_b), as_json))
 
 
-def _load_model(model: str, device: str, precision: str, refine: bool, show: bool) -> Any:
-    """The model to score, loaded under a spinner; a warning when it is untrained."""
+def _load_model(
+    model: str, device: str, precision: str, masks: tuple[bool, bool], show: bool
+) -> Any:
+    """The model to score, loaded under a spinner; a warning when it is untrained.
+    ``masks``: ``Separator``'s ``refine`` and ``harmonic``."""
     import_torch()  # only a model needs it: scoring files does not
     from vimss_cli.api import Separator
 
     with status(f"loading model {model}", show):
-        separator = Separator(model, device=device, precision=precision, refine=refine)
+        refine, harmonic = masks
+        separator = Separator(
+            model, device=device, precision=precision, refine=refine, harmonic=harmonic
+        )
     if not separator.loaded.trained:
         typer.echo(
             f"warning: model {separator.loaded.name!r} is untrained "

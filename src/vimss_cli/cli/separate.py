@@ -156,6 +156,14 @@ def separate_command(
             "more SDR over whole real recordings); --no-refine keeps the network's output.",
         ),
     ] = True,
+    harmonic: Annotated[
+        bool,
+        typer.Option(
+            "--harmonic/--no-harmonic",
+            help="Sharpen the masks at the harmonics of each stem's pitch (one note at a time "
+            "per player, as URMP's instruments play); --no-harmonic: plain soft masks.",
+        ),
+    ] = True,
     force: Annotated[
         bool,
         typer.Option(
@@ -250,6 +258,7 @@ def separate_command(
             wav_format=wav_format,
             split=not no_split,
             refine=refine,
+            harmonic=harmonic,
             force=force,
             like_input=like_input,
             sample_rate=stem_rate,

@@ -251,6 +251,7 @@ def run_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
         ("model", "models"),
         ("queries", "queries"),
         ("refined", "refinements (soft masks on the model's stems)"),
+        ("harmonic", "masks (harmonic or plain soft masks)"),
     ):
         if first.get(key) != second.get(key):
             shown = ", ".join(

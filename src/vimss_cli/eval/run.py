@@ -40,6 +40,8 @@ class Evaluation:
     queries: str | None = None
     #: whether soft masks refined the model's stems (``Separator.refine``)
     refined: bool | None = None
+    #: whether those masks were harmonic (``Separator.harmonic``)
+    harmonic: bool | None = None
 
     def describe_model(self) -> str:
         """``"model vimss-synth-cpu-v4, label queries, refined by soft masks"``, or ``""``
@@ -47,7 +49,9 @@ class Evaluation:
         if self.model is None:
             return ""
         mode = {"labels": "label", "video": "video"}.get(self.queries or "labels", self.queries)
-        how = "refined by soft masks" if self.refined else "the network's own output"
+        how = "the network's own output"
+        if self.refined:
+            how = "refined by harmonic masks" if self.harmonic else "refined by soft masks"
         return f"model {self.model}, {mode} queries, {how}"
 
     def to_json(self) -> dict[str, Any]:
@@ -58,6 +62,7 @@ class Evaluation:
             "model": self.model,
             "queries": self.queries,
             "refined": self.refined,
+            "harmonic": self.harmonic,
             "whole_signal": "BSS Eval v3 bss_eval_sources (mir_eval), 512-tap filters",
             "framewise": PROTOCOL_TEXT[self.protocol],
             "stems": self.stems,
@@ -191,7 +196,15 @@ def evaluate(
     model = None if separator is None else separator.loaded.name
     mode = None if separator is None else queries
     refined = None if separator is None else bool(getattr(separator, "refine", False))
-    return Evaluation(protocol, rate, systems, stems, _condense_notes(notes), model, mode, refined)
+    harmonic = None if separator is None else refined and _harmonic(separator)
+    return Evaluation(
+        protocol, rate, systems, stems, _condense_notes(notes), model, mode, refined, harmonic
+    )
+
+
+def _harmonic(separator: Any) -> bool:
+    """Whether ``separator`` refines its stems with harmonic masks."""
+    return bool(getattr(separator, "refine", False) and getattr(separator, "harmonic", False))
 
 
 def _listing(items: list[str], limit: int = 10) -> str:
@@ -268,6 +281,7 @@ def _model_key(separator: Any, queries: str) -> list[Any]:
         separator.precision,
         queries,
         bool(getattr(separator, "refine", False)),
+        _harmonic(separator),
     ]
 
 
