@@ -134,3 +134,14 @@ def test_harmonic_masks_need_one_instrument_per_stem_and_a_rate() -> None:
         SoftMaskFilter(2, instruments=["vn"], sample_rate=RATE)
     with pytest.raises(ValueError, match="one instrument per stem"):
         SoftMaskFilter(1, instruments=["vn"])
+
+
+def test_harmonic_masks_are_the_same_at_any_level() -> None:
+    # 80 dB quieter, the same pitches and masks: the silence gate is relative to each stem's
+    # loudest frame, with no floor in dBFS
+    samples = 20000
+    low, high = _note(131.0, samples), _note(440.0, samples)
+    stems = np.stack([0.65 * low + 0.35 * high, 0.65 * high + 0.35 * low])
+    loud = refine(stems, low + high, **HARMONIC)
+    quiet = refine(stems * 1e-4, (low + high) * 1e-4, **HARMONIC)
+    assert np.abs(quiet * 1e4 - loud).max() < 1e-4 * np.abs(loud).max()

@@ -142,14 +142,18 @@ class PitchGrid:
 
 
 class LoudnessGate:
-    """Which frames of one signal sound: louder than -70 dBFS and than :data:`SILENCE_DB`
-    below the loudest frame so far (causal, so the same whatever the blocks)."""
+    """Which frames of one signal sound: louder than ``floor_dbfs`` and than
+    :data:`SILENCE_DB` below the loudest frame so far (causal, so the same whatever the
+    blocks)."""
 
-    def __init__(self, window: np.ndarray) -> None:
-        """``window``: the analysis window of the frames (``(n_fft,)``)."""
+    def __init__(self, window: np.ndarray, floor_dbfs: float | None = -70.0) -> None:
+        """``window``: the analysis window of the frames (``(n_fft,)``); ``floor_dbfs``:
+        frames below this level never sound (``None``: no floor, the gate is the same at
+        every level)."""
         #: a frame's mean square is its spectrum's energy over this (Parseval, window included)
         self.scale = float(window.size * np.sum(window.astype(np.float64) ** 2))
         self.loudest = 0.0
+        self.floor = 0.0 if floor_dbfs is None else 0.5 * 10 ** (floor_dbfs / 10)
 
     def loud(self, magnitude: np.ndarray) -> np.ndarray:
         """``(T, bins)`` one-sided magnitudes of successive frames -> ``(T,)`` bool."""
@@ -157,10 +161,9 @@ class LoudnessGate:
         # mean square (a full-scale sine: 0.5), from the one-sided spectrum
         energy = (2 * power.sum(axis=1) - power[:, 0] - power[:, -1]) / self.scale
         loud = np.zeros(len(energy), dtype=bool)
-        floor = 0.5 * 10 ** (-70 / 10)
         for t, value in enumerate(energy):
             self.loudest = max(self.loudest, float(value))
-            loud[t] = value > max(floor, self.loudest * 10 ** (-SILENCE_DB / 10))
+            loud[t] = value > max(self.floor, self.loudest * 10 ** (-SILENCE_DB / 10))
         return loud
 
 

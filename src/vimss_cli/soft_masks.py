@@ -91,7 +91,8 @@ class SoftMaskFilter:
                 raise ValueError("harmonic masks need one instrument per stem and a sample rate")
             self.sample_rate = int(sample_rate)
             self._grids = [PitchGrid(code, self.sample_rate, n_fft) for code in instruments]
-            self._gates = [LoudnessGate(self._stft.window) for _ in instruments]
+            # no floor in dBFS: a quiet recording gets the pitches a loud one does
+            self._gates = [LoudnessGate(self._stft.window, None) for _ in instruments]
 
     def push(self, stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
         """Take the next block: ``stems`` ``(K, n)`` and ``mixture`` ``(n,)``; return the
