@@ -152,6 +152,10 @@ class OptimConfig:
     ``lr``: warm-started from a label model it starts at zero, and at the network's
     fine-tuning rate it would take thousands of steps to grow as large as the label
     embeddings it adds to.
+    ``masked_weight``: weight of an L1 term on the stems refined by soft masks on the
+    mixture, as ``vimss separate`` refines them
+    (:func:`vimss_cli.training.losses.masked_l1_loss`): it trains the stems' magnitudes as
+    the masks use them, bin by bin.
     ``activity_weight``: weight of the auxiliary loss of a model with
     ``model.motion_activity_head``: from each queried player's motion alone, how loud is the
     player in each motion frame (:func:`vimss_cli.training.losses.activity_loss`).
@@ -166,6 +170,7 @@ class OptimConfig:
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     ema_decay: float = 0.0
     spectral_weight: float = 0.0
+    masked_weight: float = 0.0
     loss: Literal["l1", "sdr"] = "l1"
     motion_lr_scale: float = 1.0
     voice_lr_scale: float = 1.0
@@ -181,7 +186,7 @@ class OptimConfig:
         check_range(self, "max_steps", at_least=1)
         for name in (
             "weight_decay", "warmup_steps", "spectral_weight", "activity_weight",
-            "network_lr_scale",
+            "network_lr_scale", "masked_weight",
         ):  # fmt: skip
             check_range(self, name, at_least=0)
         check_range(self, "min_lr_ratio", at_least=0, at_most=1)

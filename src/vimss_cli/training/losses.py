@@ -1,5 +1,6 @@
 """Training losses: waveform L1 or thresholded SDR, plus an optional multi-resolution
-log-STFT term (``optim.loss``, ``optim.spectral_weight``); the motion encoder's auxiliary
+log-STFT term (``optim.loss``, ``optim.spectral_weight``) and an optional L1 term on the
+stems refined by soft masks on the mixture (``optim.masked_weight``); the motion encoder's auxiliary
 "does this player sound" loss (``optim.activity_weight``); and plain SDR for validation."""
 
 from __future__ import annotations
@@ -65,6 +66,43 @@ def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> 
     return total / 3
 
 
+def soft_masked(estimates: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+    """The stems refined on their mixture as :class:`vimss_cli.soft_masks.SoftMaskFilter`
+    refines them (frames of ``N_FFT`` every ``HOP``, shares ``|S_k| ** POWER`` and one for
+    the rest), differentiably: ``(B, Q, T)`` stems, ``(B, 1, T)`` mixture -> ``(B, Q, T)``.
+    The frames are torch's centred ones, not the streaming grid: the same masks, other
+    edges."""
+    from vimss_cli.soft_masks import HOP, N_FFT, POWER
+
+    batch, players, length = estimates.shape
+    window = torch.hann_window(N_FFT, device=estimates.device)
+
+    def spectra(x: torch.Tensor) -> torch.Tensor:
+        return torch.stft(x.reshape(-1, length).float(), N_FFT, HOP, window=window,
+                          return_complex=True)  # fmt: skip
+
+    stems = spectra(estimates).reshape(batch, players, N_FFT // 2 + 1, -1)
+    whole = spectra(mixture).reshape(batch, 1, N_FFT // 2 + 1, -1)
+    rest = whole - stems.sum(dim=1, keepdim=True)
+
+    def share(x: torch.Tensor) -> torch.Tensor:  # |x| ** POWER, with a gradient at 0
+        return (x.real.square() + x.imag.square() + 1e-12).pow(POWER / 2)
+
+    shares = share(stems)
+    masks = shares / (shares.sum(dim=1, keepdim=True) + share(rest))
+    refined = (masks * whole).reshape(batch * players, N_FFT // 2 + 1, -1)
+    out = torch.istft(refined, N_FFT, HOP, window=window, length=length)
+    return out.reshape(batch, players, length)
+
+
+def masked_l1_loss(
+    estimates: torch.Tensor, targets: torch.Tensor, mixture: torch.Tensor
+) -> torch.Tensor:
+    """Mean absolute error of the soft-masked stems (:func:`soft_masked`) against the
+    targets; ``(B, Q, T)``, ``(B, Q, T)``, ``(B, 1, T)``."""
+    return F.l1_loss(soft_masked(estimates, mixture), targets)
+
+
 def training_loss(
     optim: OptimConfig, estimates: torch.Tensor, targets: torch.Tensor, mixture: torch.Tensor
 ) -> torch.Tensor:
@@ -79,6 +117,8 @@ def training_loss(
         loss = loss + optim.spectral_weight * multi_resolution_stft_loss(
             estimates.flatten(0, 1), targets.flatten(0, 1)
         )
+    if optim.masked_weight > 0:
+        loss = loss + optim.masked_weight * masked_l1_loss(estimates, targets, mixture)
     return loss
 
 
