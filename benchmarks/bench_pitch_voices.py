@@ -36,8 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("roots", type=Path, nargs="+")
     parser.add_argument("--model", default="default")
+    parser.add_argument("--no-harmonic", action="store_true", help="plain soft masks")
     args = parser.parse_args()
-    separator = Separator(args.model, device="cpu")
+    separator = Separator(args.model, device="cpu", harmonic=not args.no_harmonic)
     rate = separator.sample_rate
     rows: list[tuple[float, float]] = []
     print(f"{'piece':44s} {'pair':4s} {'labels':>7s} {'pitch':>7s}")

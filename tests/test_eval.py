@@ -742,6 +742,18 @@ def test_compare_warns_when_rate_model_or_queries_differ(tmp_path: Path) -> None
     assert run("compare", a, same).stderr == ""
 
 
+def test_compare_reads_a_run_from_before_harmonic_masks_as_soft_masks(tmp_path: Path) -> None:
+    rows = [(f"p{i}", float(i)) for i in range(4)]
+    old = write_run(tmp_path / "old", rows, model="m", queries="labels", refined=True)
+    soft = write_run(tmp_path / "soft", rows, model="m", queries="labels", refined=True,
+                     harmonic=False)  # fmt: skip
+    harmonic = write_run(tmp_path / "harmonic", rows, model="m", queries="labels", refined=True,
+                         harmonic=True)  # fmt: skip
+    assert run("compare", old, soft).stderr == ""
+    (warning,) = run("compare", old, harmonic).stderr.splitlines()
+    assert "different masks" in warning and "(False, True)" in warning
+
+
 def test_reusing_out_needs_force(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ("--dataset", "urmp", "--root", tree, "--pieces", "1", "--out", out)

@@ -47,3 +47,11 @@ def test_the_masked_term_is_added_with_its_weight() -> None:
     assert torch.isclose(masked, plain + 0.5 * term)
     with pytest.raises(ValueError, match="masked_weight"):
         OptimConfig(masked_weight=-1.0)
+
+
+@pytest.mark.parametrize("length", [1, 1024, 2048, N_FFT + 1])
+def test_soft_masked_takes_excerpts_shorter_than_a_frame(length: int) -> None:
+    rng = np.random.default_rng(3)
+    stems = torch.from_numpy(rng.standard_normal((1, 2, length)).astype(np.float32))
+    mixture = stems.sum(dim=1, keepdim=True)
+    assert soft_masked(stems, mixture).shape == (1, 2, length)

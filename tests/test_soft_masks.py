@@ -145,3 +145,24 @@ def test_harmonic_masks_are_the_same_at_any_level() -> None:
     loud = refine(stems, low + high, **HARMONIC)
     quiet = refine(stems * 1e-4, (low + high) * 1e-4, **HARMONIC)
     assert np.abs(quiet * 1e4 - loud).max() < 1e-4 * np.abs(loud).max()
+
+
+def test_stems_without_an_instrument_keep_their_soft_share() -> None:
+    rng = np.random.default_rng(4)
+    samples = 20000
+    mixture = rng.standard_normal(samples)
+    stems = rng.standard_normal((2, samples))
+    unknown = refine(stems, mixture, instruments=[None, None], sample_rate=RATE)
+    assert np.abs(unknown - refine(stems, mixture)).max() < 1e-5
+
+
+def test_the_comb_stops_at_the_harmonics_the_pitch_was_found_with() -> None:
+    from vimss_cli.pitch_voices import HARMONICS, harmonic_comb
+
+    comb = harmonic_comb(np.array([50.0, np.nan]), RATE, N_FFT, HARMONICS)
+    hz = np.arange(N_FFT // 2 + 1) * RATE / N_FFT
+    assert comb[0, hz > (HARMONICS + 0.5) * 50.0].max() == 0.0
+    assert comb[0, np.abs(hz - HARMONICS * 50.0) < 3].max() > 0.9
+    assert comb[1].max() == 0.0  # no pitch, no comb
+    uncapped = harmonic_comb(np.array([50.0]), RATE, N_FFT)
+    assert uncapped[0, hz > 1000].max() > 0.5

@@ -664,7 +664,11 @@ class Separator:
 
     def _mask_settings(self, heard: list[Query]) -> dict[str, Any]:
         """:class:`SoftMaskFilter`'s settings for the stems of ``heard``: their instruments
-        for harmonic masks, or none for plain soft masks."""
+        for harmonic masks (an unknown one keeps its plain soft share), or none for plain
+        soft masks. A stem that holds two players' notes (two label queries of one
+        instrument, a pitch-split pair's stem) still gets its instrument's comb at its
+        stronger pitch: measured better than its soft share, or equal (docs/training.md,
+        "Harmonic masks")."""
         if not self.harmonic:
             return {}
         return {"instruments": [q.instrument for q in heard], "sample_rate": self.sample_rate}

@@ -167,11 +167,14 @@ class LoudnessGate:
         return loud
 
 
-def harmonic_comb(pitches: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
+def harmonic_comb(
+    pitches: np.ndarray, sample_rate: int, frame: int, harmonics: int | None = None
+) -> np.ndarray:
     """``(T,)`` pitches in Hz (``nan`` for none) -> ``(T, bins)`` float32 in [0, 1]: how near
     each frequency bin lies to one of the pitch's harmonics (Gaussian, :data:`HARMONIC_WIDTH`
-    of the harmonic's frequency wide, at least 1.5 bins); 0 below the fundamental and in
-    frames without a pitch."""
+    of the harmonic's frequency wide, at least 1.5 bins); 0 below the fundamental, above
+    the ``harmonics``-th harmonic (``None``: up to the Nyquist frequency) and in frames
+    without a pitch."""
     bins = frame // 2 + 1
     hz = (np.arange(bins) * (sample_rate / frame)).astype(np.float32)[None, :]  # (1, bins)
     comb = np.zeros((len(pitches), bins), dtype=np.float32)
@@ -184,6 +187,8 @@ def harmonic_comb(pitches: np.ndarray, sample_rate: int, frame: int) -> np.ndarr
     width = np.maximum(np.float32(1.5) * hz[0, 1], np.float32(HARMONIC_WIDTH) * centre)
     weight = np.exp(np.float32(-0.5) * np.square((hz - centre) / width))
     weight[hz < np.float32(0.8) * pitch] = 0.0  # nothing below the fundamental
+    if harmonics is not None:
+        weight[hz > np.float32(harmonics + 0.5) * pitch] = 0.0
     comb[sounds] = weight
     return comb
 

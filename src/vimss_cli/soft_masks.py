@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from vimss_cli.pitch_voices import LoudnessGate, PitchGrid, harmonic_comb
+from vimss_cli.pitch_voices import HARMONICS, LoudnessGate, PitchGrid, harmonic_comb
 from vimss_cli.stft_stream import StreamingSTFT
 
 #: Samples per frame (186 ms at 22.05 kHz): long enough to resolve a low instrument's
@@ -80,17 +80,21 @@ class SoftMaskFilter:
     ) -> None:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
         stems add up to the mixture (the settings are compared in docs/training.md).
-        ``instruments``: each stem's URMP code (``None``: unknown), for harmonic masks at
-        ``sample_rate``; without them, plain soft masks."""
+        ``instruments``: each stem's URMP code, for harmonic masks at ``sample_rate``;
+        ``None`` for a stem that keeps its plain soft share (an unknown instrument, or a stem
+        that may hold more than one player's notes); without them, plain soft masks."""
         self.players, self.power, self.rest_share = players, power, rest_share
         # channel 0 is the mixture, channels 1..K the stems
         self._stft = StreamingSTFT(players + 1, players, n_fft, hop, self._masked)
-        self._grids: list[PitchGrid] = []
+        self._grids: list[PitchGrid | None] = []
         if instruments is not None:
             if len(instruments) != players or sample_rate is None:
                 raise ValueError("harmonic masks need one instrument per stem and a sample rate")
             self.sample_rate = int(sample_rate)
-            self._grids = [PitchGrid(code, self.sample_rate, n_fft) for code in instruments]
+            self._grids = [
+                None if code is None else PitchGrid(code, self.sample_rate, n_fft)
+                for code in instruments
+            ]
             # no floor in dBFS: a quiet recording gets the pitches a loud one does
             self._gates = [LoudnessGate(self._stft.window, None) for _ in instruments]
 
@@ -133,14 +137,16 @@ class SoftMaskFilter:
         if rest is not None:
             total += rest
         soft = np.abs(mixture) * (shares / total)  # (T, K, bins) soft-masked stems' magnitudes
-        weights = shares.copy()
+        weights = shares * np.float32(OFF_HARMONIC)  # a stem without a pitch: its soft share
         for k, (grid, gate) in enumerate(zip(self._grids, self._gates, strict=True)):
+            if grid is None:
+                continue
             loud = gate.loud(soft[:, k])
             pitches = np.full(len(loud), np.nan)
             if loud.any():
                 pitches[loud] = grid.strongest(soft[loud, k].T)
-            comb = harmonic_comb(pitches, self.sample_rate, self._stft.n_fft)  # (T, bins)
-            weights[:, k] *= np.float32(OFF_HARMONIC) + comb
+            comb = harmonic_comb(pitches, self.sample_rate, self._stft.n_fft, HARMONICS)
+            weights[:, k] += shares[:, k] * comb  # (T, bins)
         total = weights.sum(axis=1, keepdims=True) + _EPS
         if rest is not None:
             total += np.float32(OFF_HARMONIC) * rest

@@ -250,15 +250,21 @@ def run_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
         ("rate", "evaluation rates (Hz)"),
         ("model", "models"),
         ("queries", "queries"),
-        ("refined", "refinements (soft masks on the model's stems)"),
+        ("refined", "refinements (masks on the model's stems)"),
         ("harmonic", "masks (harmonic or plain soft masks)"),
     ):
-        if first.get(key) != second.get(key):
-            shown = ", ".join(
-                "none" if run.get(key) is None else str(run[key]) for run in (first, second)
-            )
+        values = [_setting(run, key) for run in (first, second)]
+        if values[0] != values[1]:
+            shown = ", ".join("none" if value is None else str(value) for value in values)
             lines.append(f"the runs used different {what} ({shown})")
     return lines
+
+
+def _setting(run: dict[str, Any], key: str) -> Any:
+    """A run's setting; a refined run from before harmonic masks existed used soft masks."""
+    if key == "harmonic" and key not in run and run.get("refined") is not None:
+        return False
+    return run.get(key)
 
 
 def compare_runs(

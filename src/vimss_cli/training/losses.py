@@ -77,9 +77,9 @@ def soft_masked(estimates: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
     batch, players, length = estimates.shape
     window = torch.hann_window(N_FFT, device=estimates.device)
 
-    def spectra(x: torch.Tensor) -> torch.Tensor:
+    def spectra(x: torch.Tensor) -> torch.Tensor:  # zeros beyond the ends, as when streaming
         return torch.stft(x.reshape(-1, length).float(), N_FFT, HOP, window=window,
-                          return_complex=True)  # fmt: skip
+                          pad_mode="constant", return_complex=True)  # fmt: skip
 
     stems = spectra(estimates).reshape(batch, players, N_FFT // 2 + 1, -1)
     whole = spectra(mixture).reshape(batch, 1, N_FFT // 2 + 1, -1)
