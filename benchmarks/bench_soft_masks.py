@@ -58,17 +58,12 @@ def add_scores(
 
 def refined(raw: Any, mixture: Any, settings: dict[str, Any], track: Any, rate: int) -> Any:
     """``raw`` stems refined on ``mixture`` with one of :data:`SETTINGS`."""
-    from vimss_cli import soft_masks
+    from vimss_cli.soft_masks import refine
 
     settings = dict(settings)
     if settings.pop("harmonic", False):
         settings.update(instruments=list(track.instruments), sample_rate=rate)
-    off_harmonic = settings.pop("off_harmonic", soft_masks.OFF_HARMONIC)
-    shipped, soft_masks.OFF_HARMONIC = soft_masks.OFF_HARMONIC, off_harmonic
-    try:
-        return soft_masks.refine(raw, mixture, **settings)
-    finally:
-        soft_masks.OFF_HARMONIC = shipped
+    return refine(raw, mixture, **settings)
 
 
 def main() -> None:

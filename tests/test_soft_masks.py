@@ -166,3 +166,12 @@ def test_the_comb_stops_at_the_harmonics_the_pitch_was_found_with() -> None:
     assert comb[1].max() == 0.0  # no pitch, no comb
     uncapped = harmonic_comb(np.array([50.0]), RATE, N_FFT)
     assert uncapped[0, hz > 1000].max() > 0.5
+
+
+def test_a_large_off_harmonic_weight_gives_the_soft_masks() -> None:
+    samples = 20000
+    low, high = _note(131.0, samples), _note(440.0, samples)
+    stems = np.stack([0.65 * low + 0.35 * high, 0.65 * high + 0.35 * low])
+    flat = refine(stems, low + high, off_harmonic=1e6, **HARMONIC)
+    assert np.abs(flat - refine(stems, low + high)).max() < 1e-4
+    assert np.abs(refine(stems, low + high, **HARMONIC) - flat).max() > 1e-2

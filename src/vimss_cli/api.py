@@ -363,13 +363,11 @@ class _Rest(_HeldMixture):
 class _Refiner(_HeldMixture):
     """Soft masks on the stems as they come back (:class:`SoftMaskFilter`): the refined
     stems come out up to a frame later, the last ones from :meth:`finish`. With
-    ``instruments`` (each stem's code or ``None``) and ``sample_rate``, harmonic masks."""
+    ``settings`` (:meth:`Separator._mask_settings`), harmonic masks."""
 
-    def __init__(
-        self, players: int, instruments: list[str | None] | None, sample_rate: int
-    ) -> None:
+    def __init__(self, players: int, settings: dict[str, Any]) -> None:
         super().__init__()
-        self._masks = SoftMaskFilter(players, instruments=instruments, sample_rate=sample_rate)
+        self._masks = SoftMaskFilter(players, **settings)
 
     def refine(self, stems: np.ndarray) -> np.ndarray:
         """``(K, n)`` stems -> ``(K, m)`` refined ones, those now complete."""
@@ -677,8 +675,7 @@ class Separator:
         """The streaming refinement of the stems of ``heard``, or ``None`` (:meth:`_refines`)."""
         if not self._refines(splitter):
             return None
-        settings = self._mask_settings(heard)
-        return _Refiner(len(heard), settings.get("instruments"), self.sample_rate)
+        return _Refiner(len(heard), self._mask_settings(heard))
 
     def plan_queries(
         self, input_path: str | Path, audio_path: str | Path | None = None

@@ -77,13 +77,16 @@ class SoftMaskFilter:
         rest_share: bool = True,
         instruments: Sequence[str | None] | None = None,
         sample_rate: int | None = None,
+        off_harmonic: float = OFF_HARMONIC,
     ) -> None:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
         stems add up to the mixture (the settings are compared in docs/training.md).
         ``instruments``: each stem's URMP code, for harmonic masks at ``sample_rate``;
         ``None`` for a stem that keeps its plain soft share (an unknown instrument, or a stem
-        that may hold more than one player's notes); without them, plain soft masks."""
+        that may hold more than one player's notes); without them, plain soft masks.
+        ``off_harmonic``: with harmonic masks, a bin's weight away from the harmonics."""
         self.players, self.power, self.rest_share = players, power, rest_share
+        self.off_harmonic = np.float32(off_harmonic)
         # channel 0 is the mixture, channels 1..K the stems
         self._stft = StreamingSTFT(players + 1, players, n_fft, hop, self._masked)
         self._grids: list[PitchGrid | None] = []
@@ -119,25 +122,20 @@ class SoftMaskFilter:
         mixture, stems = spectra[:, :1], spectra[:, 1:]
         shares = _power(np.abs(stems), self.power)
         rest = None
-        if self.rest_share:
+        if self.rest_share:  # what no stem holds
             rest = _power(np.abs(mixture - stems.sum(axis=1, keepdims=True)), self.power)
+        masks = _masks(shares, rest)
         if self._grids:
-            return self._harmonic_masked(mixture, shares, rest)
-        total = shares.sum(axis=1, keepdims=True) + _EPS
-        if rest is not None:  # what no stem holds
-            total += rest
-        return shares / total * mixture
+            masks = self._harmonic_masks(np.abs(mixture) * masks, shares, rest)
+        return masks * mixture
 
-    def _harmonic_masked(
-        self, mixture: np.ndarray, shares: np.ndarray, rest: np.ndarray | None
+    def _harmonic_masks(
+        self, soft: np.ndarray, shares: np.ndarray, rest: np.ndarray | None
     ) -> np.ndarray:
-        """Harmonic masks: ``(T, 1, bins)`` mixture, ``(T, K, bins)`` stem shares and
-        ``(T, 1, bins)`` the rest's (or ``None``) -> ``(T, K, bins)`` masked mixture."""
-        total = shares.sum(axis=1, keepdims=True) + _EPS
-        if rest is not None:
-            total += rest
-        soft = np.abs(mixture) * (shares / total)  # (T, K, bins) soft-masked stems' magnitudes
-        weights = shares * np.float32(OFF_HARMONIC)  # a stem without a pitch: its soft share
+        """Harmonic masks from ``(T, K, bins)`` soft-masked stems' magnitudes (where each
+        stem's pitch is found), their shares and the rest's ``(T, 1, bins)`` (or ``None``)
+        -> ``(T, K, bins)`` masks."""
+        weights = shares * self.off_harmonic  # a stem without a pitch: its soft share
         for k, (grid, gate) in enumerate(zip(self._grids, self._gates, strict=True)):
             if grid is None:
                 continue
@@ -147,10 +145,16 @@ class SoftMaskFilter:
                 pitches[loud] = grid.strongest(soft[loud, k].T)
             comb = harmonic_comb(pitches, self.sample_rate, self._stft.n_fft, HARMONICS)
             weights[:, k] += shares[:, k] * comb  # (T, bins)
-        total = weights.sum(axis=1, keepdims=True) + _EPS
-        if rest is not None:
-            total += np.float32(OFF_HARMONIC) * rest
-        return weights / total * mixture
+        return _masks(weights, None if rest is None else self.off_harmonic * rest)
+
+
+def _masks(shares: np.ndarray, rest: np.ndarray | None) -> np.ndarray:
+    """``(T, K, bins)`` each stem's share of each bin, ``(T, 1, bins)`` the rest's (or
+    ``None``) -> each stem's part of the bin, ``(T, K, bins)``."""
+    total = shares.sum(axis=1, keepdims=True) + _EPS
+    if rest is not None:
+        total += rest
+    return shares / total
 
 
 #: Samples pushed at a time by :func:`refine` (memory stays a few blocks' worth).
@@ -161,7 +165,7 @@ def refine(stems: np.ndarray, mixture: np.ndarray, **settings: Any) -> np.ndarra
     """Refine whole ``stems`` ``(K, n)`` on their ``mixture`` ``(n,)``: the same samples
     as any other way of pushing them, in blocks, so an hour needs no copies of itself.
     ``settings``: :class:`SoftMaskFilter`'s (``n_fft``, ``hop``, ``power``, ``rest_share``,
-    ``instruments`` and ``sample_rate`` for harmonic masks).
+    ``instruments``, ``sample_rate`` and ``off_harmonic`` for harmonic masks).
     """
     masks = SoftMaskFilter(stems.shape[0], **settings)
     out = np.empty((stems.shape[0], mixture.shape[0]), np.float32)

@@ -171,8 +171,9 @@ def eval_command(
         for folder in folders:
             ensure_writable_directory(folder)
         show = not (quiet or as_json)
-        masks = (refine, harmonic)
-        separator = None if model is None else _load_model(model, device, precision, masks, show)
+        separator = None
+        if model is not None:
+            separator = _load_model(model, device, precision, show, refine, harmonic)
         console = stderr_console()
         show = show and console.is_terminal  # the scoring lines go with the spinner
         with status("scoring", show, console) as update:
@@ -212,15 +213,14 @@ def compare_command(
 
 
 def _load_model(
-    model: str, device: str, precision: str, masks: tuple[bool, bool], show: bool
+    model: str, device: str, precision: str, show: bool, refine: bool, harmonic: bool
 ) -> Any:
-    """The model to score, loaded under a spinner; a warning when it is untrained.
-    ``masks``: ``Separator``'s ``refine`` and ``harmonic``."""
+    """The model to score (``refine`` and ``harmonic``: ``Separator``'s), loaded under a
+    spinner; a warning when it is untrained."""
     import_torch()  # only a model needs it: scoring files does not
     from vimss_cli.api import Separator
 
     with status(f"loading model {model}", show):
-        refine, harmonic = masks
         separator = Separator(
             model, device=device, precision=precision, refine=refine, harmonic=harmonic
         )

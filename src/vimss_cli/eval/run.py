@@ -196,7 +196,7 @@ def evaluate(
     model = None if separator is None else separator.loaded.name
     mode = None if separator is None else queries
     refined = None if separator is None else bool(getattr(separator, "refine", False))
-    harmonic = None if separator is None else refined and _harmonic(separator)
+    harmonic = None if separator is None else _harmonic(separator)
     return Evaluation(
         protocol, rate, systems, stems, _condense_notes(notes), model, mode, refined, harmonic
     )

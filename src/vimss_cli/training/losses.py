@@ -1,7 +1,8 @@
 """Training losses: waveform L1 or thresholded SDR, plus an optional multi-resolution
 log-STFT term (``optim.loss``, ``optim.spectral_weight``) and an optional L1 term on the
-stems refined by soft masks on the mixture (``optim.masked_weight``); the motion encoder's auxiliary
-"does this player sound" loss (``optim.activity_weight``); and plain SDR for validation."""
+stems refined by soft masks on the mixture (``optim.masked_weight``); the motion encoder's
+auxiliary "does this player sound" loss (``optim.activity_weight``); and plain SDR for
+validation."""
 
 from __future__ import annotations
 
