@@ -5,8 +5,9 @@ over all stems, as ``vimss eval`` scores them.
 Each piece is separated once (``Separator(refine=False)``, label queries); every setting
 then refines the same stems on the mixture (``soft_masks.refine``) before scoring. This is
 the sweep behind the shipped settings (docs/training.md, "After the network" and "Harmonic
-masks"); ``harmonic`` settings also get each stem's instrument. The last line prints the
-paired mean difference of the last setting (shipped) against the plain soft masks. The
+masks"); ``harmonic`` settings also get each stem's instrument. The last lines print the
+paired mean difference of the last setting (shipped) against the plain soft masks and
+against the harmonic masks with each stem's own pitch. The
 realval set is for validation and model choice only: never train on it.
 
     .venv/bin/python benchmarks/bench_soft_masks.py --root ~/vimss-work/synth_test
@@ -36,10 +37,16 @@ SETTINGS: list[tuple[str, dict[str, Any] | None]] = [
     ("p 1.5, 4096, rest share (soft, shipped before)", {}),
     ("harmonic, off-harmonic 0.3", {"harmonic": True, "off_harmonic": 0.3}),
     ("harmonic, off-harmonic 1", {"harmonic": True, "off_harmonic": 1.0}),
-    ("harmonic, off-harmonic 0.1 (shipped)", {"harmonic": True}),
+    ("harmonic, own pitches (shipped before)", {"harmonic": True, "joint_pitches": False}),
+    ("harmonic, joint, own weight 0.5", {"harmonic": True, "own_pitch_weight": 0.5}),
+    ("harmonic, joint, own weight 0.85", {"harmonic": True, "own_pitch_weight": 0.85}),
+    ("harmonic, joint pitches (shipped)", {"harmonic": True}),
 ]
-#: the setting the shipped one is paired against
-SOFT = "p 1.5, 4096, rest share (soft, shipped before)"
+#: the settings the shipped one is paired against
+BEFORE = (
+    "p 1.5, 4096, rest share (soft, shipped before)",
+    "harmonic, own pitches (shipped before)",
+)
 
 
 def add_scores(
@@ -96,11 +103,12 @@ def main() -> None:
             f"{statistics.mean(whole[name]):16.2f} {len(whole[name]):6d}"
         )
     last = SETTINGS[-1][0]
-    paired = [
-        f"{statistics.mean(a - b for a, b in zip(scores[last], scores[SOFT], strict=True)):+.2f}"
-        for scores in (museval, whole)
-    ]
-    print(f"paired mean, {last} minus soft: museval {paired[0]}, whole clip {paired[1]}")
+    for before in BEFORE:
+        paired = [
+            f"{statistics.mean(a - b for a, b in zip(pair[last], pair[before], strict=True)):+.2f}"
+            for pair in (museval, whole)
+        ]
+        print(f"paired mean, {last} minus {before}: museval {paired[0]}, whole clip {paired[1]}")
 
 
 if __name__ == "__main__":

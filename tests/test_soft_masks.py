@@ -175,3 +175,51 @@ def test_a_large_off_harmonic_weight_gives_the_soft_masks() -> None:
     flat = refine(stems, low + high, off_harmonic=1e6, **HARMONIC)
     assert np.abs(flat - refine(stems, low + high)).max() < 1e-4
     assert np.abs(refine(stems, low + high, **HARMONIC) - flat).max() > 1e-2
+
+
+def test_several_pitches_finds_each_note_of_a_chord() -> None:
+    from vimss_cli.pitch_voices import PitchGrid, several_pitches
+
+    samples = 20000
+    # no note at another's harmonic (hidden there once the other's harmonics are damped)
+    chord = _note(147.0, samples) + _note(370.0, samples) + 0.5 * _note(523.0, samples)
+    frames = np.stack([chord[i : i + N_FFT] * np.hanning(N_FFT) for i in (4000, 9000)])
+    magnitude = np.abs(np.fft.rfft(frames, axis=1)).T  # (bins, 2)
+    grid = PitchGrid(None, RATE, N_FFT, (100.0, 1500.0))
+    found = several_pitches(magnitude, grid, np.array([3, 1]))
+    assert found.shape == (2, 3)
+    for pitch in (147.0, 370.0, 523.0):
+        assert np.abs(1200 * np.log2(found[0] / pitch)).min() < 30, (pitch, found[0])
+    assert np.isnan(found[1, 1:]).all()  # one pitch asked for in the second frame
+    assert np.abs(1200 * np.log2(found[1, 0] / found[0])).min() < 30
+
+
+def test_joint_pitches_give_a_stem_its_own_note_where_another_is_louder() -> None:
+    # a violin's loud note and a clarinet's quieter one, below it. The network's clarinet
+    # stem holds both, so its own strongest pitch is the violin's; sharing out the mixture's
+    # pitches gives it the clarinet's note
+    samples = 30000
+    violin, clarinet = _note(660.0, samples), 0.3 * _note(294.0, samples)
+    stems = np.stack([violin + 0.05 * clarinet, violin + clarinet])
+    settings = {"instruments": ["vn", "cl"], "sample_rate": RATE}
+    joint = refine(stems, violin + clarinet, **settings)
+    own = refine(stems, violin + clarinet, joint_pitches=False, **settings)
+    inner = slice(N_FFT, -N_FFT)
+
+    def error(stem: np.ndarray, want: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((stem[inner] - want[inner]) ** 2)))
+
+    assert error(joint[1], clarinet) < 0.5 * error(own[1], clarinet)
+    assert error(joint[0], violin) <= error(own[0], violin) + 1e-3
+
+
+def test_stems_of_one_instrument_keep_their_own_pitches() -> None:
+    # two label queries of one instrument hold both players' notes: they take no part in the
+    # joint choice (which would give each a different note, frame by frame at random)
+    samples = 20000
+    low, high = _note(330.0, samples), _note(660.0, samples)
+    stems = np.stack([low + high, low + high])
+    settings = {"instruments": ["vn", "vn"], "sample_rate": RATE}
+    joint = refine(stems, low + high, **settings)
+    assert np.array_equal(joint, refine(stems, low + high, joint_pitches=False, **settings))
+    assert np.array_equal(joint[0], joint[1])

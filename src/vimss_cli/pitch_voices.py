@@ -105,8 +105,16 @@ class PitchGrid:
     """The log-frequency grid of one instrument at one frame size: where each grid step and
     each candidate's harmonics fall."""
 
-    def __init__(self, instrument: str | None, sample_rate: int, frame: int) -> None:
-        low, high = PITCH_RANGE_HZ.get(instrument or "", DEFAULT_RANGE_HZ)
+    def __init__(
+        self,
+        instrument: str | None,
+        sample_rate: int,
+        frame: int,
+        hz_range: tuple[float, float] | None = None,
+    ) -> None:
+        """Candidates in ``instrument``'s range (:data:`PITCH_RANGE_HZ`), or in ``hz_range``
+        when given."""
+        low, high = hz_range or PITCH_RANGE_HZ.get(instrument or "", DEFAULT_RANGE_HZ)
         top = min(sample_rate / 2 * 0.95, high * HARMONICS)
         steps = int(1200 * np.log2(top / low) / CENTS) + 1
         self.hz = low * 2 ** (np.arange(steps) * CENTS / 1200)  # (P,)
@@ -135,10 +143,54 @@ class PitchGrid:
             out[:end] += weight * grid[shift : shift + end]
         return out
 
+    def saliences(self, magnitude: np.ndarray) -> np.ndarray:
+        """``(bins, T)`` magnitudes -> ``(candidates, T)`` each candidate's salience."""
+        return self.salience(self.resample(magnitude**MAGNITUDE_POWER))
+
     def strongest(self, magnitude: np.ndarray) -> np.ndarray:
         """``(bins, T)`` magnitudes -> ``(T,)`` the pitch in Hz with the highest salience."""
-        values = self.resample(magnitude**MAGNITUDE_POWER)
-        return self.hz[np.argmax(self.salience(values), axis=0)]
+        return self.hz[np.argmax(self.saliences(magnitude), axis=0)]
+
+    def step(self, hz: np.ndarray) -> np.ndarray:
+        """Pitches in Hz -> the index of the nearest grid step (may lie outside the grid)."""
+        return np.round(1200 * np.log2(hz / self.hz[0]) / CENTS).astype(np.int64)
+
+    def damp(self, values: np.ndarray, pitches: np.ndarray) -> np.ndarray:
+        """``(P, T)`` grid values with each frame's ``pitches`` (``(T,)`` grid steps) heard:
+        a copy with those pitches' harmonics (:data:`DAMPED_STEPS` steps either side)
+        multiplied by :data:`DAMPING`."""
+        damped = values.copy()
+        columns = np.arange(values.shape[1])
+        for shift in self.shifts:
+            for step in range(-DAMPED_STEPS, DAMPED_STEPS + 1):
+                rows = pitches + shift + step
+                inside = (rows >= 0) & (rows < values.shape[0])
+                damped[rows[inside], columns[inside]] = (
+                    values[rows[inside], columns[inside]] * DAMPING
+                )
+        return damped
+
+
+def several_pitches(magnitude: np.ndarray, grid: PitchGrid, counts: np.ndarray) -> np.ndarray:
+    """``(bins, T)`` magnitudes of a mixture -> ``(T, max(counts))`` pitches in Hz, up to
+    ``counts[t]`` in frame ``t`` (``nan`` beyond): the strongest, then the strongest once its
+    harmonics are damped (:meth:`PitchGrid.damp`) and at least :data:`SECOND_PITCH_DISTANCE`
+    grid steps from it, and so on."""
+    frames = magnitude.shape[1]
+    most = int(counts.max()) if frames else 0
+    pitches = np.full((frames, most), np.nan)
+    values = grid.resample(magnitude**MAGNITUDE_POWER)  # (P, T)
+    steps = np.arange(grid.candidates)[:, None]
+    taken = np.zeros((grid.candidates, frames), dtype=bool)  # near a pitch already found
+    for index in range(most):
+        score = np.where(taken, -np.inf, grid.salience(values))
+        best = np.argmax(score, axis=0)  # (T,)
+        wanted = counts > index
+        pitches[wanted, index] = grid.hz[best[wanted]]
+        if index + 1 < most:
+            values = grid.damp(values, best)
+            taken |= np.abs(steps - best[None]) <= SECOND_PITCH_DISTANCE
+    return pitches
 
 
 class LoudnessGate:
@@ -205,13 +257,7 @@ def _two_pitches(magnitude: np.ndarray, grid: PitchGrid, loud: np.ndarray) -> np
     first_score = grid.salience(values)
     first = np.argmax(first_score, axis=0)  # (t,)
     columns = np.arange(len(on))
-    damped = values.copy()
-    for shift in grid.shifts:
-        for step in range(-DAMPED_STEPS, DAMPED_STEPS + 1):
-            rows = first + shift + step
-            inside = (rows >= 0) & (rows < values.shape[0])
-            damped[rows[inside], columns[inside]] = values[rows[inside], columns[inside]] * DAMPING
-    second_score = grid.salience(damped)
+    second_score = grid.salience(grid.damp(values, first))
     near = np.abs(np.arange(grid.candidates)[:, None] - first[None]) <= SECOND_PITCH_DISTANCE
     second_score[near] = 0.0
     second = np.argmax(second_score, axis=0)

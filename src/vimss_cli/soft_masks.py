@@ -14,14 +14,23 @@ SDR gains 0.8 dB and each stem's 1 s-window median 0.2 dB (means of the paired d
 on the held-out synthetic split both gain.
 
 **Harmonic masks** (given the players' instruments): URMP's instruments play one note at a
-time, so each stem's energy lies on the harmonics of one pitch. Per frame, each stem's pitch is
-the strongest in its instrument's range (harmonic summation, :class:`PitchGrid`) on the
-soft-masked stem, and a bin near one of its harmonics (:func:`harmonic_comb`, ``c_k`` in
-[0, 1]) weighs more: the shares become ``|S_k| ** power * (OFF_HARMONIC + c_k)``, the rest's
-``|R| ** power * OFF_HARMONIC``. A bin near no stem's harmonic keeps its soft-mask split; one
-near a single stem's harmonic goes mostly to that stem. Silent stems (:class:`LoudnessGate`)
-have no pitch. The gain depends on how often a stem's strongest pitch is its own player's:
-measured in docs/training.md ("Harmonic masks").
+time, so each stem's energy lies on the harmonics of one pitch. Per frame, each stem gets a
+pitch in its instrument's range, and a bin near one of its harmonics (:func:`harmonic_comb`,
+``c_k`` in [0, 1]) weighs more: the shares become ``|S_k| ** power * (OFF_HARMONIC + c_k)``,
+the rest's ``|R| ** power * OFF_HARMONIC``. A bin near no stem's harmonic keeps its soft-mask
+split; one near a single stem's harmonic goes mostly to that stem. Silent stems
+(:class:`LoudnessGate`) have no pitch. Which pitch:
+
+* each stem's own strongest (harmonic summation, :class:`PitchGrid`) on the soft-masked stem;
+* then, among the stems of instruments heard once (**joint pitches**), the pitches heard in
+  the mixture (:func:`several_pitches`, one more than the stems that sound) and those own
+  pitches are shared out, one per stem, so that the stems' relative saliences add up most
+  (:meth:`SoftMaskFilter._joint_pitches`). Where a stem's strongest pitch is another
+  player's louder note, it then takes a note of its own. Stems that hold two players' notes
+  (two label queries of one instrument, a pitch-split pair) keep their own strongest.
+
+The gain depends on how often a stem's pitch is its own player's: measured in
+docs/training.md ("Harmonic masks" and "Joint pitches").
 
 Streaming and exact: frames of :data:`N_FFT` samples every :data:`HOP` samples lie on one
 grid from the first sample (:class:`~vimss_cli.stft_stream.StreamingSTFT`), so pushing the
@@ -35,7 +44,15 @@ from typing import Any
 
 import numpy as np
 
-from vimss_cli.pitch_voices import HARMONICS, LoudnessGate, PitchGrid, harmonic_comb
+from vimss_cli.pitch_voices import (
+    DEFAULT_RANGE_HZ,
+    HARMONICS,
+    PITCH_RANGE_HZ,
+    LoudnessGate,
+    PitchGrid,
+    harmonic_comb,
+    several_pitches,
+)
 from vimss_cli.stft_stream import StreamingSTFT
 
 #: Samples per frame (186 ms at 22.05 kHz): long enough to resolve a low instrument's
@@ -50,6 +67,12 @@ POWER = 1.5
 #: With harmonic masks, a bin's weight away from a stem's harmonics, against 1 + this on
 #: them (docs/training.md, "Harmonic masks").
 OFF_HARMONIC = 0.1
+#: With joint pitches, a stem's own strongest pitch scores this share of its salience, a
+#: pitch heard in the mixture all of it (docs/training.md, "Harmonic masks").
+OWN_PITCH_WEIGHT = 0.7
+#: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
+#: scores them again instead of reading older scores from its cache.
+HARMONIC_MASKS_VERSION = 2
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
@@ -78,15 +101,21 @@ class SoftMaskFilter:
         instruments: Sequence[str | None] | None = None,
         sample_rate: int | None = None,
         off_harmonic: float = OFF_HARMONIC,
+        joint_pitches: bool = True,
+        own_pitch_weight: float = OWN_PITCH_WEIGHT,
     ) -> None:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
         stems add up to the mixture (the settings are compared in docs/training.md).
         ``instruments``: each stem's URMP code, for harmonic masks at ``sample_rate``;
         ``None`` for a stem that keeps its plain soft share (an unknown instrument, or a stem
         that may hold more than one player's notes); without them, plain soft masks.
-        ``off_harmonic``: with harmonic masks, a bin's weight away from the harmonics."""
+        ``off_harmonic``: with harmonic masks, a bin's weight away from the harmonics.
+        ``joint_pitches``: the stems of instruments heard once share out the pitches heard in
+        the mixture (:meth:`_joint_pitches`); else each takes its own strongest.
+        ``own_pitch_weight``: how much a stem's own strongest pitch weighs there."""
         self.players, self.power, self.rest_share = players, power, rest_share
         self.off_harmonic = np.float32(off_harmonic)
+        self.own_pitch_weight = float(own_pitch_weight)
         # channel 0 is the mixture, channels 1..K the stems
         self._stft = StreamingSTFT(players + 1, players, n_fft, hop, self._masked)
         self._grids: list[PitchGrid | None] = []
@@ -100,6 +129,17 @@ class SoftMaskFilter:
             ]
             # no floor in dBFS: a quiet recording gets the pitches a loud one does
             self._gates = [LoudnessGate(self._stft.window, None) for _ in instruments]
+            # stems that take part in the joint choice: one player's, of a known instrument
+            known = [code for code in instruments if code is not None]
+            self._joint = [
+                code is not None and known.count(code) == 1 and joint_pitches
+                for code in instruments
+            ]
+            self._mixture_grid = None
+            if sum(self._joint) >= 2:
+                ranges = [PITCH_RANGE_HZ.get(code, DEFAULT_RANGE_HZ) for code in known]
+                low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+                self._mixture_grid = PitchGrid(None, self.sample_rate, n_fft, (low, high))
 
     def push(self, stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
         """Take the next block: ``stems`` ``(K, n)`` and ``mixture`` ``(n,)``; return the
@@ -126,26 +166,81 @@ class SoftMaskFilter:
             rest = _power(np.abs(mixture - stems.sum(axis=1, keepdims=True)), self.power)
         masks = _masks(shares, rest)
         if self._grids:
-            masks = self._harmonic_masks(np.abs(mixture) * masks, shares, rest)
+            magnitude = np.abs(mixture)  # (T, 1, bins)
+            masks = self._harmonic_masks(magnitude[:, 0], magnitude * masks, shares, rest)
         return masks * mixture
 
     def _harmonic_masks(
-        self, soft: np.ndarray, shares: np.ndarray, rest: np.ndarray | None
+        self,
+        mixture: np.ndarray,
+        soft: np.ndarray,
+        shares: np.ndarray,
+        rest: np.ndarray | None,
     ) -> np.ndarray:
-        """Harmonic masks from ``(T, K, bins)`` soft-masked stems' magnitudes (where each
-        stem's pitch is found), their shares and the rest's ``(T, 1, bins)`` (or ``None``)
-        -> ``(T, K, bins)`` masks."""
-        weights = shares * self.off_harmonic  # a stem without a pitch: its soft share
+        """Harmonic masks from the mixture's ``(T, bins)`` magnitudes, the ``(T, K, bins)``
+        soft-masked stems' magnitudes (where each stem's pitch is found), their shares and
+        the rest's ``(T, 1, bins)`` (or ``None``) -> ``(T, K, bins)`` masks."""
+        frames = soft.shape[0]
+        pitches = np.full((self.players, frames), np.nan)  # Hz; nan: none
+        saliences: dict[int, np.ndarray] = {}  # stem -> (candidates, T), 0 where silent
         for k, (grid, gate) in enumerate(zip(self._grids, self._gates, strict=True)):
             if grid is None:
                 continue
             loud = gate.loud(soft[:, k])
-            pitches = np.full(len(loud), np.nan)
             if loud.any():
-                pitches[loud] = grid.strongest(soft[loud, k].T)
-            comb = harmonic_comb(pitches, self.sample_rate, self._stft.n_fft, HARMONICS)
+                salience = np.zeros((grid.candidates, frames))
+                salience[:, loud] = grid.saliences(soft[loud, k].T)
+                pitches[k, loud] = grid.hz[np.argmax(salience[:, loud], axis=0)]
+                saliences[k] = salience
+        if self._mixture_grid is not None:
+            self._joint_pitches(mixture, pitches, saliences)
+        weights = shares * self.off_harmonic  # a stem without a pitch: its soft share
+        for k in saliences:
+            comb = harmonic_comb(pitches[k], self.sample_rate, self._stft.n_fft, HARMONICS)
             weights[:, k] += shares[:, k] * comb  # (T, bins)
         return _masks(weights, None if rest is None else self.off_harmonic * rest)
+
+    def _joint_pitches(
+        self, mixture: np.ndarray, pitches: np.ndarray, saliences: dict[int, np.ndarray]
+    ) -> None:
+        """Share out, frame by frame, the pitches heard in the mixture (``(T, bins)``
+        magnitudes; one more than the stems that sound, :func:`several_pitches`) and the
+        stems' own strongest (``pitches``, ``(K, T)`` Hz, changed in place) among the
+        sounding stems of the instruments heard once, one pitch each, so that the sum of
+        their saliences is largest (Hungarian assignment). A stem's salience of a pitch is
+        relative to its strongest, and ``own_pitch_weight`` of it for its own pitches:
+        a stem whose strongest pitch is another player's louder note then takes a pitch of
+        its own from the mixture."""
+        from scipy.optimize import linear_sum_assignment  # 0.1 s to import: only when used
+
+        assert self._mixture_grid is not None
+        joint = np.array([k for k in saliences if self._joint[k]], dtype=np.int64)
+        if joint.size == 0:
+            return
+        frames = pitches.shape[1]
+        counts = (~np.isnan(pitches)).sum(axis=0) + 1  # (T,)
+        heard = several_pitches(mixture.T, self._mixture_grid, counts)  # (T, n) Hz
+        own = pitches[joint].T  # (T, J) Hz, nan where the stem is silent
+        candidates = np.concatenate([heard, own], axis=1)  # (T, C) Hz, nan: none
+        weight = np.r_[np.ones(heard.shape[1]), np.full(len(joint), self.own_pitch_weight)]
+        known = ~np.isnan(candidates)
+        at = np.arange(frames)[:, None]
+        score = np.zeros((len(joint), frames, candidates.shape[1]))  # (J, T, C)
+        for row, k in enumerate(joint):
+            grid, salience = self._grids[k], saliences[k]  # salience (P, T)
+            assert grid is not None
+            steps = grid.step(np.where(known, candidates, grid.hz[0]))
+            inside = known & (steps >= 0) & (steps < grid.candidates)
+            values = salience[np.clip(steps, 0, grid.candidates - 1), at]  # (T, C)
+            strongest = np.maximum(salience.max(axis=0), 1e-30)[:, None]  # (T, 1)
+            score[row] = np.where(inside, values / strongest, 0.0) * weight
+        for t in range(frames):
+            active = np.flatnonzero(~np.isnan(own[t]))
+            if active.size == 0:
+                continue
+            usable = np.flatnonzero(known[t])
+            rows, columns = linear_sum_assignment(score[active][:, t, usable], maximize=True)
+            pitches[joint[active[rows]], t] = candidates[t, usable[columns]]
 
 
 def _masks(shares: np.ndarray, rest: np.ndarray | None) -> np.ndarray:
@@ -165,7 +260,8 @@ def refine(stems: np.ndarray, mixture: np.ndarray, **settings: Any) -> np.ndarra
     """Refine whole ``stems`` ``(K, n)`` on their ``mixture`` ``(n,)``: the same samples
     as any other way of pushing them, in blocks, so an hour needs no copies of itself.
     ``settings``: :class:`SoftMaskFilter`'s (``n_fft``, ``hop``, ``power``, ``rest_share``,
-    ``instruments``, ``sample_rate`` and ``off_harmonic`` for harmonic masks).
+    ``instruments``, ``sample_rate``, ``off_harmonic``, ``joint_pitches`` and
+    ``own_pitch_weight`` for harmonic masks).
     """
     masks = SoftMaskFilter(stems.shape[0], **settings)
     out = np.empty((stems.shape[0], mixture.shape[0]), np.float32)

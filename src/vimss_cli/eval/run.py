@@ -24,6 +24,7 @@ from vimss_cli.eval.systems import (
 )
 from vimss_cli.eval.tracks import Track
 from vimss_cli.progress import ProgressCallback
+from vimss_cli.soft_masks import HARMONIC_MASKS_VERSION
 
 
 @dataclass
@@ -282,6 +283,7 @@ def _model_key(separator: Any, queries: str) -> list[Any]:
         queries,
         bool(getattr(separator, "refine", False)),
         _harmonic(separator),
+        HARMONIC_MASKS_VERSION if _harmonic(separator) else None,
     ]
 
 
