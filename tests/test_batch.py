@@ -172,6 +172,8 @@ def test_plan_inputs_checks_everything_before_a_model_loads(
     assert plan_inputs([first], skipping, events) == []
     assert events.kinds("note") == [f"{first}: stems exist, skipped"]
     with pytest.raises(VimssError, match="outputs already exist"):
+        plan_inputs([first], BatchOptions(out_dir=out, instruments=["vn,vc"]))
+    with pytest.raises(InputError, match="say who plays"):  # the mistake before the stems
         plan_inputs([first], BatchOptions(out_dir=out))
     with pytest.raises(InputError, match="2 -i for 1 inputs"):
         plan_inputs([first], BatchOptions(out_dir=out, instruments=["vn", "vc"]))

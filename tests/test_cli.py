@@ -60,7 +60,7 @@ def test_separate_writes_one_stem_per_player_with_exact_duration(
     document = json.loads(result.stdout)
     (entry,) = document["inputs"]
     assert entry["input"] == str(mix) and entry["audio_seconds"] == pytest.approx(2.5)
-    assert entry["wall_seconds"] > 0
+    assert entry["wall_seconds"] > 0 and entry["players_seconds"] == 0  # named, not found
     assert [(s["player"], s["instrument"]) for s in entry["stems"]] == [
         (1, "vn"),
         (2, "vc"),
@@ -771,8 +771,8 @@ def test_the_rest_makes_the_stems_sum_to_the_input(
         folder = tmp_path / "out" / name
         assert sorted(p.name for p in folder.iterdir()) == ["01_vn.wav", "02_vc.wav", "03_rest.wav"]
         stems = [soundfile.read(str(p), dtype="float32")[0] for p in sorted(folder.iterdir())]
-        # --no-split separates ffmpeg's mono downmix once, (L + R) / sqrt(2): mono stems
-        expected = audio if stems[0].ndim == audio.ndim else audio.sum(axis=1) / np.sqrt(2)
+        # --no-split separates the mean of the channels once, (L + R) / 2: mono stems
+        expected = audio if stems[0].ndim == audio.ndim else audio.mean(axis=1)
         assert np.allclose(sum(stems), expected, atol=1e-5)
 
 
@@ -854,6 +854,27 @@ def test_separate_file_plans_the_queries_itself(tiny_models_dir: Path, tmp_path:
         Separator("tiny", device="cpu").separate_file(
             write_wav(tmp_path / "anon.wav", noise(1.0)), None, tmp_path / "out"
         )
+
+
+def test_separate_file_reports_the_warnings_of_the_players_it_found(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a new user's trial: the CLI told a video's doubts (an unknown instrument),
+    the library dropped them."""
+    from vimss_cli.api import Separator
+    from vimss_cli.vision import queries as planning
+
+    real = planning.plan_players
+
+    def doubtful(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        plan.warnings.append("player 2's instrument is unknown")
+        return plan
+
+    monkeypatch.setattr(planning, "plan_players", doubtful)
+    mix = write_wav(tmp_path / "AuMix_04_Duo_vn_vc.wav", noise(1.0))
+    report = Separator("tiny", device="cpu").separate_file(mix, None, tmp_path / "out")
+    assert "player 2's instrument is unknown" in report.warnings
 
 
 def test_separate_file_makes_the_clis_stems_by_default(

@@ -109,6 +109,9 @@ def test_separate_video_without_instruments(
     assert "appearance and motion were measured but are not used" in result.stderr
     for stem in entry["stems"]:
         assert soundfile.info(stem["path"]).frames == entry["samples"]
+    # finding the players is timed apart from the separation (found by a new user's trial:
+    # the separation's time alone was printed as the run's)
+    assert entry["players_seconds"] > 0 and entry["wall_seconds"] > 0
 
 
 def test_separate_video_with_a_visual_model(

@@ -20,7 +20,7 @@ from vimss_cli import checkpoint, stem_writer
 from vimss_cli.api import is_stem_name
 from vimss_cli.atomic import AtomicFiles, atomic_path, temporary_owner
 from vimss_cli.engine import _WindowRunner
-from vimss_cli.stem_writer import StemSetWriter
+from vimss_cli.stem_writer import FolderLock, StemSetWriter
 
 
 @pytest.fixture()
@@ -82,11 +82,10 @@ def test_integer_stems_of_an_input_beyond_full_scale_are_scaled_to_fit(
     assert np.abs(loud_stem - quiet_stem).max() <= 1e-4
 
 
-@pytest.mark.parametrize("right", [-1.0, 0.0])  # antiphase, or the left channel only
+@pytest.mark.parametrize("right", [-1.0, 0.0, 1.0])  # antiphase, the left only, the same
 def test_the_peak_of_stereo_stems_is_measured_per_channel(
     tiny_models_dir: Path, tmp_path: Path, right: float
 ) -> None:
-    # the mono downmix of these stays within full scale (or is silent): the channels do not
     audio = noise(2.5)
     audio *= 1.5 / np.abs(audio).max()
     loud = write_wav(tmp_path / "loud.wav", np.stack([audio, right * audio], axis=1))
@@ -96,28 +95,34 @@ def test_the_peak_of_stereo_stems_is_measured_per_channel(
     assert entry["input_peak"] == pytest.approx(1.5, abs=0.01)
     assert entry["stem_gain"] == pytest.approx(1 / 1.5, abs=0.01)
     assert entry["clipped_samples"] == 0
-    # stems at the model's rate are of the downmix: its own peak, named as the downmix's
+    # stems at the model's rate are of the mean of the channels: its own peak (silent in
+    # antiphase, 0.75 with the left channel only, 1.5 with both), named as the downmix's
     mono = run("separate", loud, "-o", tmp_path / "m", "-i", "vn", "--format", "wav24",
                "--sample-rate", "model")  # fmt: skip
     assert mono.exit_code == 0, mono.stderr
     peaks = [w for w in warnings_of(mono) if "peaks at" in w]
-    assert peaks == ([] if right else [w for w in peaks if "loud.wav's mono downmix peaks" in w])
-    assert right or peaks
+    if right == 1.0:
+        assert len(peaks) == 1 and "loud.wav's mono downmix peaks at 1.50" in peaks[0]
+    else:
+        assert peaks == []
 
 
-def test_the_downmix_of_an_integer_stereo_file_beyond_full_scale_is_scaled(
+def test_the_mean_of_an_integer_stereo_file_is_never_beyond_full_scale(
     tiny_models_dir: Path, tmp_path: Path
 ) -> None:
-    # 16-bit, both channels at 0.9: within full scale, but their downmix peaks at 1.27
+    # 16-bit, both channels at 0.9: their mean peaks at 0.9 too (a sum over sqrt 2, as
+    # ffmpeg's own downmix makes, would peak at 1.27 and be 3 dB louder than the separate
+    # channels' stems), so nothing is scaled and no extra pass measures a peak
     tone = 0.9 * np.sin(2 * np.pi * 440 * np.arange(2 * RATE) / RATE).astype(np.float32)
     loud = write_wav(tmp_path / "loud.wav", np.stack([tone, tone], axis=1), subtype="PCM_16")
     result = run("separate", loud, "-o", tmp_path / "o", "-i", "vn", "--sample-rate", "model",
-                 "--json")  # fmt: skip
+                 "--json", "--rest", "--format", "float32")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     (entry,) = json.loads(result.stdout)["inputs"]
-    assert entry["input_peak"] == pytest.approx(0.9 * np.sqrt(2), abs=0.01)
-    assert entry["clipped_samples"] == 0
-    assert any("loud.wav's mono downmix peaks at 1.27" in w for w in warnings_of(result))
+    assert entry["input_peak"] is None and entry["clipped_samples"] == 0
+    assert not [w for w in warnings_of(result) if "peaks at" in w]
+    stems = [read(p) for p in sorted((tmp_path / "o" / "loud").iterdir())]
+    assert np.abs(sum(stems) - tone).max() < 1e-3  # stems and rest: the input's level
 
 
 def test_samples_an_integer_format_clips_are_counted(
@@ -414,6 +419,41 @@ def test_a_run_writing_into_the_folder_is_not_disturbed(
         assert_clean_failure(result, f"another vimss run is writing stems into {folder}")
         other.write(np.zeros((1, 10), np.float32))
     assert soundfile.info(str(folder / "01_vn.wav")).frames == 10
+
+
+def test_a_second_run_is_refused_before_it_does_any_work(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stems like a stereo 44.1 kHz input are made in scratch files first and published at
+    # the end; the folder is still the first run's from its start, so a second run is
+    # refused before its network runs (not after all its work)
+    stereo = np.stack([noise(1.0, 44100, seed=1), noise(1.0, 44100, seed=2)], axis=1)
+    path = write_wav(tmp_path / "duet.wav", stereo, 44100)
+    folder = tmp_path / "o" / "duet"
+    calls: list[int] = []
+    original = _WindowRunner.run
+
+    def counted(self, windows, starts):
+        calls.append(1)
+        return original(self, windows, starts)
+
+    monkeypatch.setattr(_WindowRunner, "run", counted)
+    with FolderLock(folder):
+        result = run("separate", path, "-o", tmp_path / "o", "-i", "vn")
+    assert_clean_failure(result, f"another vimss run is writing stems into {folder}")
+    assert calls == []
+    assert files_under(tmp_path / "o") == []
+    released = run("separate", path, "-o", tmp_path / "o", "-i", "vn")
+    assert released.exit_code == 0, released.output
+    assert calls and files_under(tmp_path / "o") == [folder / "01_vn.wav"]
+
+
+def test_a_mistake_in_who_plays_is_told_before_earlier_stems(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    assert run("separate", mix, "-o", tmp_path / "o", "-i", "vn").exit_code == 0
+    result = run("separate", mix, "-o", tmp_path / "o")  # nobody named, earlier stems there
+    assert_clean_failure(result, "say who plays; pass --instruments")
 
 
 def test_stems_published_meanwhile_are_not_replaced(

@@ -39,6 +39,7 @@ from vimss_cli.soft_masks import SoftMaskFilter
 from vimss_cli.soft_masks import refine as refine_on_mixture
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
+    FolderLock,
     StemSetWriter,
     check_format_channels,
     check_format_rate,
@@ -46,8 +47,6 @@ from vimss_cli.stem_writer import (
     check_wav_format,
     describe_paths,
     existing_outputs,
-    missing_folders,
-    remove_empty_folders,
     remove_stale_scratch,
     scratch_prefix,
     scratch_writes,
@@ -80,6 +79,9 @@ class SeparationReport:
     clipped_samples: int = 0
     #: sentences for the user about the level of the stems
     warnings: list[str] = field(default_factory=list)
+    #: seconds spent finding the players in the video before separating (and their
+    #: motion); 0 when the players were named. Not in ``wall_seconds``.
+    players_seconds: float = 0.0
 
     @property
     def audio_seconds(self) -> float:
@@ -91,6 +93,7 @@ class SeparationReport:
             "audio_seconds": round(self.audio_seconds, 6),
             "wall_seconds": round(self.wall_seconds, 3),
             "realtime_factor": round(self.audio_seconds / max(self.wall_seconds, 1e-9), 3),
+            "players_seconds": round(self.players_seconds, 3),
             "samples": self.samples,
             "sample_rate": self.sample_rate,
             "stems": [
@@ -682,13 +685,23 @@ class Separator:
     ) -> list[Query]:
         """The queries for an input with no instrument list: the instruments of its
         URMP-style name, else the players the video front end finds (with appearance and
-        motion when this model takes them). :class:`InputError` for audio with neither."""
+        motion when this model takes them). :class:`InputError` for audio with neither.
+        The plan's warnings (an unknown instrument, a doubtful layout) are
+        :meth:`separate_file`'s report's when it plans the queries itself."""
+        return self._planned(input_path, audio_path)[0]
+
+    def _planned(
+        self, input_path: str | Path, audio_path: str | Path | None = None
+    ) -> tuple[list[Query], list[str], float]:
+        """:meth:`plan_queries`, with the plan's warnings and the seconds it took."""
         from vimss_cli.media import probe as probe_media
         from vimss_cli.vision.queries import plan_players
 
+        started = time.perf_counter()
         info = probe_media(Path(input_path))
         plan = plan_players(info, None, name_path=None if audio_path is None else Path(audio_path))
-        return plan.queries(self.model.config)
+        queries = plan.queries(self.model.config)  # may add warnings of its own
+        return queries, list(plan.warnings), time.perf_counter() - started
 
     def separate_file(
         self,
@@ -719,7 +732,8 @@ class Separator:
         :class:`~vimss_cli.stem_names.StemTemplate` text.
 
         ``queries``: one per player; ``None`` plans them as the CLI does with no ``-i``
-        (:meth:`plan_queries`: a URMP-style name, else the players found in the video).
+        (:meth:`plan_queries`: a URMP-style name, else the players found in the video; the
+        plan's warnings open the report's).
 
         ``audio_path``: read the sound from this file instead (a silent video's own audio,
         such as URMP's ``AuMix_*.wav`` beside its ``Vid_*.mp4``); the stems are still named
@@ -737,8 +751,10 @@ class Separator:
         report's ``warnings``.
         """
         input_path = Path(input_path)
+        plan_warnings: list[str] = []  # those of the players found, when found here
+        plan_seconds = 0.0
         if queries is None:
-            queries = self.plan_queries(input_path, audio_path)
+            queries, plan_warnings, plan_seconds = self._planned(input_path, audio_path)
         check_queries(queries)
         check_wav_format(wav_format)
         paths = stem_paths(
@@ -758,125 +774,133 @@ class Separator:
             is_stem,
             input_entries([input_path, Path(audio_path) if audio_path is not None else None]),
         )
-        started = time.perf_counter()
-        sound = Path(audio_path) if audio_path is not None else input_path
-        info = probe(sound)
-        rate = info.audio_sample_rate or self.sample_rate
-        channels = info.audio_channels or 1
-        check_long_enough(info, self.sample_rate)
-        like_input = like_input or sample_rate is not None
-        target = sample_rate or rate
-        like_path = like_input and split and (target != self.sample_rate or channels > 1)
-        check_format_rate(wav_format, target if like_path else self.sample_rate)
-        check_format_channels(wav_format, channels if like_path else 1)
-        warnings = []
-        if info.has_audio and info.audio_channels is None:
-            warnings.append(
-                f"cannot tell how many channels {sound.name}'s audio has: its mono downmix is "
-                "separated and its stems are mono"
-            )
-        if like_path:
-            made = missing_folders(Path(out_dir))  # its scratch goes there: made, and on
-            try:  # failure or Ctrl-C removed again
-                return self._separate_like_input(
+        # the stems' folder is ours from here to the end: a second run into it is refused now
+        with FolderLock(paths[0].parent):
+            started = time.perf_counter()
+            sound = Path(audio_path) if audio_path is not None else input_path
+            info = probe(sound)
+            rate = info.audio_sample_rate or self.sample_rate
+            channels = info.audio_channels or 1
+            check_long_enough(info, self.sample_rate)
+            like_input = like_input or sample_rate is not None
+            target = sample_rate or rate
+            like_path = like_input and split and (target != self.sample_rate or channels > 1)
+            check_format_rate(wav_format, target if like_path else self.sample_rate)
+            check_format_channels(wav_format, channels if like_path else 1)
+            warnings = list(plan_warnings)
+            if info.has_audio and info.audio_channels is None:
+                warnings.append(
+                    f"cannot tell how many channels {sound.name}'s audio has: its mono downmix is "
+                    "separated and its stems are mono"
+                )
+            if like_path:  # (the folder lock made OUTDIR, where its scratch goes, if missing)
+                done = self._separate_like_input(
                     input_path, sound, info, queries, paths, wav_format, force, progress,
                     started, rest, target, Path(out_dir), is_stem, warnings,
                 )  # fmt: skip
-            except BaseException:
-                remove_empty_folders(made)
-                raise
-        if rate != self.sample_rate or channels > 1:
-            warnings.append(
-                f"{sound.name} ({rate} Hz, {channels} channel(s)) was "
-                f"{'downmixed to mono and ' if channels > 1 else ''}resampled to the model's "
-                f"{self.sample_rate} Hz: so are its stems"
-            )
-        with AudioStream(sound, self.sample_rate) as stream:
-            total_hint = stream.duration_hint
-            # the network takes mixtures within full scale: a louder (float) input is scaled
-            # down for it, and its stems back up (float32) or left scaled (integer formats)
-            peak = 1.0  # a float file, or the downmix of channels (L = R = 0.9: 1.27)
-            if stream.info.may_exceed_full_scale or channels > 1:
-                peak = max(peak_level(sound, self.sample_rate), 1.0)
-            restore = peak if wav_format == "float32" else 1.0  # gain on the network's output
-            stem_gain = restore / peak  # the stems' level relative to the input's
-            blocks: Iterable[np.ndarray] = (
-                stream if peak == 1.0 else (block / peak for block in stream)
-            )
-            remainder = _Rest() if rest else None
-            if remainder is not None:
-                blocks = remainder.feed(blocks)
-            splitter = self._voice_split(queries)
-            heard = queries if splitter is None else splitter.network_queries
-            refiner = self._refiner(heard, splitter)
-            if refiner is not None:
-                blocks = refiner.feed(blocks)
-            sorter = _voice_sorter(queries, self.sample_rate)
-
-            def report(done_samples: int) -> None:
-                if progress is not None:
-                    progress(
-                        {
-                            "input": str(input_path),
-                            "done_seconds": done_samples / self.sample_rate,
-                            "total_seconds": total_hint,
-                        }
-                    )
-
-            with StemSetWriter(
-                paths, self.sample_rate, wav_format, overwrite=force, is_stem=is_stem
-            ) as writer:
-
-                def write(stems: np.ndarray, refined: bool = False, voiced: bool = False) -> None:
-                    if refiner is not None and not refined:
-                        stems = refiner.refine(stems)  # some samples later
-                    if splitter is not None and not voiced:
-                        stems = splitter.feed(stems)  # a frame later: one per player
-                    if remainder is not None:
-                        stems = remainder.add(stems)
-                    if sorter is not None:  # the rest stem is not sorted: it sums the same
-                        stems = sorter.feed(stems)
-                    writer.write(stems if restore == 1.0 else stems * np.float32(restore))
-
-                if split:
-                    samples = _network(splitter)(
-                        self.model,
-                        blocks,
-                        heard,
-                        write,
-                        tile=self.tile_for(len(heard), _samples(total_hint, self.sample_rate)),
-                        batch_size=self.batch_size,
-                        precision=self.precision,
-                        progress=report,
-                    )
-                else:
-                    audio = np.concatenate(list(blocks))
-                    write(
-                        _network_array(
-                            self.model,
-                            audio,
-                            heard,
-                            splitter,
-                            tile=None,
-                            batch_size=1,
-                            precision=self.precision,
-                        )
-                    )
-                    samples = audio.size
-                    report(samples)
+                done.players_seconds = plan_seconds
+                return done
+            if rate != self.sample_rate or channels > 1:
+                warnings.append(
+                    f"{sound.name} ({rate} Hz, {channels} channel(s)) was "
+                    f"{'downmixed to mono and ' if channels > 1 else ''}resampled to the model's "
+                    f"{self.sample_rate} Hz: so are its stems"
+                )
+            with AudioStream(sound, self.sample_rate) as stream:
+                total_hint = stream.duration_hint
+                # the network takes mixtures within full scale: a louder (float) input is scaled
+                # down for it, and its stems back up (float32) or left scaled (integer formats)
+                peak = 1.0  # a float file may exceed it (a mean of channels only if they do)
+                if stream.info.may_exceed_full_scale:
+                    peak = max(peak_level(sound, self.sample_rate), 1.0)
+                restore = peak if wav_format == "float32" else 1.0  # gain on the network's output
+                stem_gain = restore / peak  # the stems' level relative to the input's
+                blocks: Iterable[np.ndarray] = (
+                    stream if peak == 1.0 else (block / peak for block in stream)
+                )
+                remainder = _Rest() if rest else None
+                if remainder is not None:
+                    blocks = remainder.feed(blocks)
+                splitter = self._voice_split(queries)
+                heard = queries if splitter is None else splitter.network_queries
+                refiner = self._refiner(heard, splitter)
                 if refiner is not None:
-                    write(refiner.finish(), refined=True)
-                if splitter is not None:
-                    write(splitter.finish(), refined=True, voiced=True)
-                if sorter is not None:
-                    tail = sorter.finish()
-                    writer.write(tail if restore == 1.0 else tail * np.float32(restore))
-                    warnings.extend(sorter_warnings(sorter, input_path.name))
-        warnings.extend(sound_length_warnings(info, samples / self.sample_rate))
-        return self._finish(
-            input_path, sound, queries, paths, samples, self.sample_rate, started, peak,
-            stem_gain, writer, wav_format, warnings, downmixed=channels > 1,
-        )  # fmt: skip
+                    blocks = refiner.feed(blocks)
+                sorter = _voice_sorter(queries, self.sample_rate)
+
+                def report(done_samples: int) -> None:
+                    if progress is not None:
+                        progress(
+                            {
+                                "input": str(input_path),
+                                "done_seconds": done_samples / self.sample_rate,
+                                "total_seconds": total_hint,
+                            }
+                        )
+
+                with StemSetWriter(
+                    paths,
+                    self.sample_rate,
+                    wav_format,
+                    overwrite=force,
+                    is_stem=is_stem,
+                    locked=True,
+                ) as writer:
+
+                    def write(
+                        stems: np.ndarray, refined: bool = False, voiced: bool = False
+                    ) -> None:
+                        if refiner is not None and not refined:
+                            stems = refiner.refine(stems)  # some samples later
+                        if splitter is not None and not voiced:
+                            stems = splitter.feed(stems)  # a frame later: one per player
+                        if remainder is not None:
+                            stems = remainder.add(stems)
+                        if sorter is not None:  # the rest stem is not sorted: it sums the same
+                            stems = sorter.feed(stems)
+                        writer.write(stems if restore == 1.0 else stems * np.float32(restore))
+
+                    if split:
+                        samples = _network(splitter)(
+                            self.model,
+                            blocks,
+                            heard,
+                            write,
+                            tile=self.tile_for(len(heard), _samples(total_hint, self.sample_rate)),
+                            batch_size=self.batch_size,
+                            precision=self.precision,
+                            progress=report,
+                        )
+                    else:
+                        audio = np.concatenate(list(blocks))
+                        write(
+                            _network_array(
+                                self.model,
+                                audio,
+                                heard,
+                                splitter,
+                                tile=None,
+                                batch_size=1,
+                                precision=self.precision,
+                            )
+                        )
+                        samples = audio.size
+                        report(samples)
+                    if refiner is not None:
+                        write(refiner.finish(), refined=True)
+                    if splitter is not None:
+                        write(splitter.finish(), refined=True, voiced=True)
+                    if sorter is not None:
+                        tail = sorter.finish()
+                        writer.write(tail if restore == 1.0 else tail * np.float32(restore))
+                        warnings.extend(sorter_warnings(sorter, input_path.name))
+            warnings.extend(sound_length_warnings(info, samples / self.sample_rate))
+            done = self._finish(
+                input_path, sound, queries, paths, samples, self.sample_rate, started, peak,
+                stem_gain, writer, wav_format, warnings, downmixed=channels > 1,
+            )  # fmt: skip
+            done.players_seconds = plan_seconds
+            return done
 
     def _separate_like_input(
         self,
@@ -1034,6 +1058,7 @@ class Separator:
                     overwrite=force,
                     is_stem=is_stem,
                     channels=channels,
+                    locked=True,  # by separate_file, for the whole run
                 ) as writer:
                     while True:
                         columns = [r.read(MERGE_BLOCK, dtype="float32") for r in readers]

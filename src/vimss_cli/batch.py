@@ -20,6 +20,7 @@ Nothing here prints: warnings, notes, failures and progress go to a :class:`Batc
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ from vimss_cli.vision.queries import (
     PlayerPlan,
     check_named_players,
     check_strict,
+    check_who_plays,
     checked_instrument_list,
     describe_plan,
     plan_players,
@@ -328,7 +330,8 @@ class Batch:
             check_format_rate(o.wav_format, info.audio_sample_rate)  # stems at its rate
         if o.like_input and o.split and not o.audio and info.audio_channels:
             check_format_channels(o.wav_format, info.audio_channels)  # and its channels
-        # earlier stems are refused before a long video analysis
+        # a mistake in saying who plays first, then earlier stems (before a long analysis)
+        check_who_plays(info, codes, o.players, o.boxes, o.audio)
         check_outputs_free(
             stem_paths(info.path, o.out_dir, [Query(None)], filename=o.filename),
             o.force,
@@ -339,7 +342,9 @@ class Batch:
 
     def _plan_players(self, planned: PlannedInput) -> PlayerPlan:
         o = self.options
+        started = time.perf_counter()
         plan = plan_players(planned.info, planned.instruments, o.players, o.boxes, o.audio)
+        plan.seconds += time.perf_counter() - started
         extension = stem_extension(o.wav_format)
         paths = stem_paths(
             plan.path, o.out_dir, plan.label_queries(), extension, o.filename, rest=o.rest
@@ -431,7 +436,9 @@ class Batch:
 
     def _queries(self, plan: PlayerPlan, separator: Separator) -> list[Query]:
         shown = len(plan.warnings)
+        started = time.perf_counter()
         queries = plan.queries(separator.model.config, pitch_voices=self.options.pitch_voices)
+        plan.seconds += time.perf_counter() - started  # the players' motion, from a video
         if self.options.strict:
             check_strict([plan])
         self._warn(plan.warnings[shown:])
@@ -445,7 +452,7 @@ class Batch:
         progress: ProgressCallback | None,
     ) -> SeparationReport:
         o = self.options
-        return separator.separate_file(
+        report = separator.separate_file(
             plan.path,
             queries,
             o.out_dir,
@@ -459,6 +466,8 @@ class Batch:
             sample_rate=o.sample_rate,
             filename=o.filename,
         )
+        report.players_seconds = plan.seconds
+        return report
 
     def _warn(self, lines: Iterable[str]) -> None:
         for line in lines:

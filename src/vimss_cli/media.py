@@ -54,8 +54,8 @@ class MediaInfo:
     #: The audio stream described and decoded (``a:N``): the first, or the one marked
     #: default when the first is not.
     audio_index: int = 0
-    #: That stream's channels have no names (``9 channels``): ffmpeg cannot downmix them,
-    #: so they are averaged.
+    #: That stream's channels have no names (``9 channels``): ffmpeg cannot downmix them
+    #: (they are averaged, as every stream's channels are).
     audio_channels_unnamed: bool = False
     #: When the file's clock starts (s), if stated: its streams' times are on that clock.
     start: float | None = None
@@ -163,8 +163,8 @@ def _decode_command(
     stream: int = 0,
 ) -> list[str]:
     """ffmpeg arguments that write audio stream ``stream`` as mono float32 to stdout: the
-    mono downmix ((L + R) / sqrt 2 for stereo), the mean of its first ``average`` channels
-    (for layouts ffmpeg cannot downmix), or only ``channel`` (0-based).
+    mean of its first ``average`` channels, or only ``channel`` (0-based), or with neither
+    ffmpeg's mono downmix (a mono file, or one whose channels cannot be counted).
 
     Any decoding error stops ffmpeg (``-xerror``), except in a streamed WAV, whose last packet
     ffmpeg calls corrupt only because the header could not say where the data ends.
@@ -181,8 +181,10 @@ def _decode_command(
 
 
 class AudioStream(ffmpeg_io.FfmpegProcess):
-    """Decode a file's first audio stream to mono float32 at ``sample_rate``, block by block
-    (ffmpeg's mono downmix, or only ``channel``, 0-based).
+    """Decode a file's first audio stream to mono float32 at ``sample_rate``, block by block:
+    the mean of its channels ((L + R) / 2 for stereo: never beyond full scale when each
+    channel is within it, the level of what both channels share kept, as
+    :meth:`vimss_cli.api.Separator.separate_array` downmixes), or only ``channel``, 0-based.
 
     Iterating yields 1-D ``np.float32`` arrays of at most ``block_frames`` samples. When the
     file's header states its exact length, the stream is padded or trimmed to exactly that
@@ -225,7 +227,8 @@ class AudioStream(ffmpeg_io.FfmpegProcess):
 
     def __iter__(self) -> Iterator[np.ndarray]:
         info = self.info
-        average = info.audio_channels if info.audio_channels_unnamed else None
+        channels = info.audio_channels or 1
+        average = channels if channels > 1 else None  # the mean, whatever the layout
         stdout = self._start(
             _decode_command(self.path, self.sample_rate, self.channel, average, info.audio_index)
         )
@@ -308,7 +311,8 @@ class AudioStream(ffmpeg_io.FfmpegProcess):
 
 
 def peak_level(path: Path, sample_rate: int, channels: int | None = None) -> float:
-    """Largest magnitude of the file's samples at ``sample_rate``: of its mono downmix, or
+    """Largest magnitude of the file's samples at ``sample_rate``: of its mono downmix (the
+    mean of its channels), or
     with ``channels`` of the loudest of its first ``channels`` channels (a pass per channel).
     """
     peak = 0.0

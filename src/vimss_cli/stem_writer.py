@@ -301,6 +301,57 @@ def scratch_writes(folder: Path) -> Iterator[None]:
         raise write_error("cannot write stems in", error, folder) from None
 
 
+class FolderLock:
+    """An exclusive lock on a folder of stems for one run, from before its work starts until
+    its stems are published or discarded, so that a second run into the folder is refused at
+    once (not after it did all its work). The folder and its missing parents are made; on
+    failure those left empty are removed again. Nothing is locked on a file system without
+    locks, or where ``fcntl`` does not exist."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._descriptor: int | None = None
+        self._created: list[Path] = []
+
+    def __enter__(self) -> FolderLock:
+        missing = missing_folders(self.folder)
+        for folder in missing:
+            folder.mkdir()
+            self._created.append(folder)
+        if fcntl is None:
+            return self
+        descriptor = os.open(self.folder, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise OutputError(
+                f"another vimss run is writing stems into {self.folder}; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        except OSError:  # no locks on this file system: go on without
+            os.close(descriptor)
+            return self
+        self._descriptor = descriptor
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+        if exc_type is not None:
+            remove_empty_folders(self._created)
+
+    def release(self) -> None:
+        """Let go of the lock (closing the descriptor releases it)."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+
 class StemSetWriter:
     """Write K stems of equal length into one folder, block by block, and publish them
     together.
@@ -322,6 +373,8 @@ class StemSetWriter:
         is_stem: names the files of the folder that belong to a stem set of this tool; with
             ``overwrite``, those not in ``paths`` are removed when the new set is published.
         channels: channels per stem file.
+        locked: the caller holds the folder's :class:`FolderLock` (for its whole run); else
+            the writer takes one while it writes.
     """
 
     def __init__(
@@ -333,6 +386,7 @@ class StemSetWriter:
         overwrite: bool = False,
         is_stem: Callable[[str], bool] | None = None,
         channels: int = 1,
+        locked: bool = False,
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.channels = channels
@@ -354,7 +408,7 @@ class StemSetWriter:
         self._files: list[soundfile.SoundFile] = []
         self._owns_temporary = False  # set once the checks passed and the files are ours
         self._created_dirs: list[Path] = []
-        self._lock_fd: int | None = None
+        self._lock: FolderLock | None = None if locked else FolderLock(self.folder)
 
     @contextlib.contextmanager
     def _discard_on_failure(self, action: str) -> Iterator[None]:
@@ -373,7 +427,12 @@ class StemSetWriter:
         with self._discard_on_failure("cannot write stems in"):
             self._make_parents(self.folder)
             check_stem_folder(self.folder)
-            self._lock()
+            if self._lock is not None:
+                try:
+                    self._lock.__enter__()
+                except OutputError:
+                    self._created_dirs = []  # the other run writes into them
+                    raise
             remove_stale_partials(self.folder)
             if not self.overwrite:
                 existing = existing_outputs(self.paths, self.is_stem)
@@ -451,29 +510,9 @@ class StemSetWriter:
     def _error(self, doing: str, error: BaseException) -> OutputError:
         return write_error(doing, error, self.folder)
 
-    def _lock(self) -> None:
-        """Hold an exclusive lock on the folder until published or discarded."""
-        if fcntl is None:
-            return
-        descriptor = os.open(self.folder, os.O_RDONLY)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            self._created_dirs = []  # the other run writes into them
-            raise OutputError(
-                f"another vimss run is writing stems into {self.folder}; "
-                "wait for it to finish or choose another --out"
-            ) from None
-        except OSError:  # no locks on this file system: go on without
-            os.close(descriptor)
-            return
-        self._lock_fd = descriptor
-
     def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the lock
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
 
     def _make_parents(self, directory: Path) -> None:
         """Create ``directory`` (and parents), remembering which ones this writer made."""

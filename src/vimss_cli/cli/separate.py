@@ -318,10 +318,15 @@ def _print_summary(done: BatchReport) -> None:
     numbers = "" if done.precision == "fp32" else f", {done.precision}"
     for result in done.inputs:
         names = ", ".join(stem.path.name for stem in result.stems)
+        looked = (
+            f" (after {result.players_seconds:.1f} s finding the players)"
+            if result.players_seconds >= 0.05
+            else ""
+        )
         console.print(
             printable(
                 f"{result.input}: {result.audio_seconds:.1f} s of audio in "
-                f"{result.wall_seconds:.1f} s with model {done.model} on "
+                f"{result.wall_seconds:.1f} s{looked} with model {done.model} on "
                 f"{done.device}{numbers} -> {len(result.stems)} "
                 f"stem{'' if len(result.stems) == 1 else 's'} in "
                 f"{result.stems[0].path.parent}: {names}"

@@ -41,6 +41,8 @@ class PlayerPlan:
         notes: sentences for the user about how the queries were made.
         warnings: what the user should check: how unsure the players or their instruments
             are (``--strict`` makes them errors).
+        seconds: time spent looking at the input to plan it (finding the players, their
+            motion), added by the callers that time it.
     """
 
     path: Path
@@ -51,6 +53,7 @@ class PlayerPlan:
     analysis: VideoAnalysis | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     def label_queries(self) -> list[Query]:
         """Label-only queries (what the stem file names are made from)."""
@@ -319,6 +322,42 @@ def checked_instrument_list(instruments: str) -> list[str]:
     return list(labels)
 
 
+def _named_instruments(
+    info: MediaInfo, instruments: str | None, name_path: Path | None
+) -> list[str] | None:
+    """With no instruments given (``None`` or ``"auto"``), those of a URMP-style name of the
+    input or of ``name_path``; else ``None``."""
+    if instruments is not None and instruments.strip().lower() != AUTO:
+        return None
+    return urmp_instruments(info.path) or (urmp_instruments(name_path) if name_path else None)
+
+
+def check_who_plays(
+    info: MediaInfo,
+    instruments: str | None = None,
+    players: int | None = None,
+    boxes: str | None = None,
+    name_path: Path | None = None,
+) -> None:
+    """The mistakes in saying who plays that :func:`plan_players` refuses before looking at
+    any picture (an audio-only input with nobody named, ``--players`` or ``--boxes`` without
+    a picture, ``--players`` out of range): :class:`InputError`. Run first, so that such a
+    mistake is told before anything else (earlier stems in the way, a long analysis)."""
+    if _named_instruments(info, instruments, name_path) is not None:
+        return  # checked again with the names by plan_players
+    auto = instruments is None or instruments.strip().lower() == AUTO
+    if not info.has_video:
+        if players is not None or boxes is not None:
+            raise InputError(f"--players and --boxes need a picture, and {info.path} has none")
+        if auto:
+            raise InputError(
+                f"audio-only input {info.path.name}: say who plays; "
+                "pass --instruments, e.g. --instruments vn,vc"
+            )
+    if players is not None and not 1 <= players <= MAX_PLAYERS:
+        raise InputError(f"--players must be between 1 and {MAX_PLAYERS}, got {players}")
+
+
 def plan_players(
     info: MediaInfo,
     instruments: str | None = None,
@@ -335,25 +374,15 @@ def plan_players(
     """
     path = info.path
     auto = instruments is None or instruments.strip().lower() == AUTO
-    if auto:
-        named = urmp_instruments(path) or (urmp_instruments(name_path) if name_path else None)
-        if named is not None:
-            hint = players or (len(named) if info.has_video else None)
-            plan = plan_players(info, ",".join(named), hint, boxes)
-            plan.notes.append(
-                f"instruments {','.join(named)} read from the URMP-style name of {path.name}"
-            )
-            return plan
-    if not info.has_video:
-        if players is not None or boxes is not None:
-            raise InputError(f"--players and --boxes need a picture, and {path} has none")
-        if auto:
-            raise InputError(
-                f"audio-only input {path.name}: say who plays; "
-                "pass --instruments, e.g. --instruments vn,vc"
-            )
-    if players is not None and not 1 <= players <= MAX_PLAYERS:
-        raise InputError(f"--players must be between 1 and {MAX_PLAYERS}, got {players}")
+    named = _named_instruments(info, instruments, name_path)
+    if named is not None:
+        hint = players or (len(named) if info.has_video else None)
+        plan = plan_players(info, ",".join(named), hint, boxes)
+        plan.notes.append(
+            f"instruments {','.join(named)} read from the URMP-style name of {path.name}"
+        )
+        return plan
+    check_who_plays(info, instruments, players, boxes, name_path)
     if auto:
         analysis = analyse_video(path, players=players, boxes=boxes)
         guessed = [player.guess.instrument for player in analysis.players]
