@@ -469,8 +469,10 @@ def test_missing_estimate_fails(tmp_path: Path) -> None:
     assert_clean_failure(result, f"missing estimates in {tmp_path / 'est'}", "01_vn.wav")
 
 
-def test_compare_says_when_the_protocols_differ(tree: Path, tmp_path: Path) -> None:
-    first = ("--dataset", "urmp", "--root", tree, "--pieces", "1")
+def test_compare_says_when_the_protocols_differ(tmp_path: Path) -> None:
+    root = tmp_path / "urmp"
+    make_piece(root, "01_Long_vn_va", seconds=6.5, rate=11025)  # one segment
+    first = ("--dataset", "urmp", "--root", root)
     assert run(*first, "--out", tmp_path / "a").exit_code == 0
     assert run(*first, "--protocol", "segments", "--out", tmp_path / "b").exit_code == 0
     shown = run("compare", tmp_path / "a", tmp_path / "b")
@@ -515,7 +517,8 @@ def test_eval_scores_separates_own_output_against_a_urmp_piece(
     out = tmp_path / "separated"
     made = runner.invoke(app, ["separate", str(mix), "-o", str(out), "--format", "flac24"])
     assert made.exit_code == 0, made.output
-    for references, estimates in ((piece, out / mix.stem), (root, out)):
+    # separate's own folder for the piece, its -o folder for the piece or for the root
+    for references, estimates in ((piece, out / mix.stem), (piece, out), (root, out)):
         result = run("--references", references, "--estimates", estimates, "--json")
         assert result.exit_code == 0, result.output
         document = json.loads(result.stdout)
@@ -628,6 +631,16 @@ def strict_json(text: str) -> dict:
         raise ValueError(f"{constant} is not JSON")
 
     return json.loads(text, parse_constant=refuse)
+
+
+def test_segments_of_pieces_all_shorter_than_a_segment_are_refused(tmp_path: Path) -> None:
+    # found by a new user's trial: a table of n/a and a zero exit, the reason only in a
+    # note that -q hides
+    root = tmp_path / "urmp"
+    make_piece(root, "01_Short_vn_cl", seconds=3.0, rate=11025)
+    result = run("--dataset", "urmp", "--root", root, "--protocol", "segments", "-q")
+    assert_clean_failure(result, "every piece is shorter than one 65535-sample segment")
+    assert "--protocol museval" in result.stderr
 
 
 def test_segments_leave_out_pieces_shorter_than_a_segment_with_a_note(tmp_path: Path) -> None:

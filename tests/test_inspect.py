@@ -54,6 +54,9 @@ def test_inspect_json_and_frame(duet: Path, tmp_path: Path) -> None:
     # the scene shows a cellist left of a trumpeter: both recognised, and not by a hair
     assert [p["instrument"] for p in players] == ["vc", "tpt"]
     assert players[0]["confidence"] > 0.5 and players[1]["confidence"] > 0.25
+    # the table's "other" and ImageNet class are in the JSON too
+    assert [p["other"] for p in players] == [False, False]
+    assert players[0]["imagenet_class"].startswith("cello")
     image = cv2.imread(str(frame))
     assert image is not None and image.shape == (SIZE[1], SIZE[0], 3)
 

@@ -121,6 +121,10 @@ def test_the_mean_of_an_integer_stereo_file_is_never_beyond_full_scale(
     (entry,) = json.loads(result.stdout)["inputs"]
     assert entry["input_peak"] is None and entry["clipped_samples"] == 0
     assert not [w for w in warnings_of(result) if "peaks at" in w]
+    # at the model's rate already: downmixed, not resampled, and the warning says just that
+    assert f"warning: loud.wav ({RATE} Hz, 2 channel(s)) was downmixed to mono (the mean of " + (
+        "its 2 channels): so are its stems"
+    ) in warnings_of(result)
     stems = [read(p) for p in sorted((tmp_path / "o" / "loud").iterdir())]
     assert np.abs(sum(stems) - tone).max() < 1e-3  # stems and rest: the input's level
 

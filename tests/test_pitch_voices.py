@@ -211,7 +211,7 @@ def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_pa
     assert "--pitch-voices splits two of them by pitch" in plain.output  # and named
 
 
-@pytest.mark.parametrize("layout", ["vn,vc,vn", "vn,vn,vn"])
+@pytest.mark.parametrize("layout", ["vn,vc,vn", "vn,vn,vn", "vn,cl"])
 def test_only_pairs_are_split(tiny_models_dir: Path, tmp_path: Path, layout: str) -> None:
     from vimss_cli.model import ModelConfig
     from vimss_cli.vision.queries import PlayerPlan
@@ -222,9 +222,15 @@ def test_only_pairs_are_split(tiny_models_dir: Path, tmp_path: Path, layout: str
     if layout == "vn,vc,vn":
         assert [q.voice for q in queries] == [1, 0, 2]
         assert not plan.warnings
-    else:  # three of one instrument: identical stems, and a warning that says so
-        assert [q.voice for q in queries] == [0, 0, 0]
-        assert any("identical" in warning for warning in plan.warnings)
+    elif layout == "vn,vn,vn":  # three of one instrument: identical stems, and a warning
+        assert [q.voice for q in queries] == [0, 0, 0]  # that says why, not to pass the flag
+        (warning,) = [w for w in plan.warnings if "identical" in w]
+        assert "--pitch-voices splits two players of one instrument, not more" in warning
+    else:  # nobody to split: a note says so
+        assert [q.voice for q in queries] == [0, 0] and not plan.warnings
+        assert "--pitch-voices: no two players share an instrument, so nothing is split" in (
+            plan.notes
+        )
 
 
 def test_pitch_voices_leave_other_models_alone(tmp_path: Path) -> None:

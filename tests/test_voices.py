@@ -325,7 +325,10 @@ def test_separate_a_filmed_duet_gives_voices_to_players(tmp_path: Path) -> None:
     queries = plan.queries(VOICE_CONFIG)
     assert [q.voice for q in queries] == [1, 2]
     assert all(q.motion is not None and q.motion.shape[0] == 4 for q in queries)
-    assert any("frame differences of their boxes" in note for note in plan.notes)
+    # a warning (found by a new user's trial: on the bundled duet they swap the voices)
+    assert any(
+        "frame differences of their boxes" in w and "wrong player" in w for w in plan.warnings
+    )
     assert not any("identical" in warning for warning in plan.warnings)
     result = CliRunner().invoke(
         app, ["separate", str(video), "-i", "vn,vn", "--model", str(checkpoint), "-o",

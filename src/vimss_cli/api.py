@@ -801,10 +801,14 @@ class Separator:
                 done.players_seconds = plan_seconds
                 return done
             if rate != self.sample_rate or channels > 1:
+                changes = []
+                if channels > 1:
+                    changes.append(f"downmixed to mono (the mean of its {channels} channels)")
+                if rate != self.sample_rate:
+                    changes.append(f"resampled to the model's {self.sample_rate} Hz")
                 warnings.append(
                     f"{sound.name} ({rate} Hz, {channels} channel(s)) was "
-                    f"{'downmixed to mono and ' if channels > 1 else ''}resampled to the model's "
-                    f"{self.sample_rate} Hz: so are its stems"
+                    f"{' and '.join(changes)}: so are its stems"
                 )
             with AudioStream(sound, self.sample_rate) as stream:
                 total_hint = stream.duration_hint

@@ -143,7 +143,7 @@ def eval_command(
         from vimss_cli.errors import OutputError
         from vimss_cli.eval.report import CACHE_NAME, check_results_free, write_results
         from vimss_cli.eval.run import evaluate
-        from vimss_cli.eval.scoring import evaluation_rate
+        from vimss_cli.eval.scoring import check_segments_score_something, evaluation_rate
         from vimss_cli.eval.systems import check_estimates_free, check_videos, plan_systems
         from vimss_cli.eval.tracks import select_tracks
         from vimss_cli.stem_writer import ensure_writable_directory
@@ -158,6 +158,7 @@ def eval_command(
         )
         eval_rate = evaluation_rate(protocol, rate, tracks)
         # everything that can be refused is, before the model loads and any folder is made
+        check_segments_score_something(protocol, eval_rate, tracks)
         if model is not None:
             check_videos(tracks, queries, queries)  # --queries video (auto: once it loads)
         if save_estimates is not None:

@@ -65,7 +65,8 @@ def inspect_command(
             )
         console = Console(soft_wrap=True)
         console.print(
-            f"{video}: {len(analysis.players)} players ({analysis.source}), "
+            f"{video}: {len(analysis.players)} player{'' if len(analysis.players) == 1 else 's'} "
+            f"({analysis.source}), "
             f"{analysis.info.width}x{analysis.info.height}"
         )
         console.print(table)

@@ -129,7 +129,8 @@ def separate_command(
             "--tile",
             help="Output samples per window, at most 1048576 and never more than the input "
             "(default: planned from the model, the number of players and the CPU's cache; "
-            "262144 on CUDA). Same output at any tile.",
+            "262144 on CUDA). The same output at any tile, to float rounding (about 1e-7: a "
+            "16-bit sample may differ by one step).",
         ),
     ] = None,
     wav_format: Annotated[

@@ -169,3 +169,21 @@ def evaluation_rate(protocol: str, rate: int | None, tracks: list[Track]) -> int
             raise InputError(f"--rate must be between 1000 and 192000 Hz, got {rate}")
         return rate
     return SEGMENT_RATE if protocol == "segments" else native_rate(tracks[0])
+
+
+def check_segments_score_something(protocol: str, rate: int, tracks: list[Track]) -> None:
+    """:class:`InputError` when the ``segments`` protocol would score nothing: every piece
+    (its first reference) is shorter than one :data:`SEGMENT_SAMPLES`-sample segment at
+    ``rate``. A table of n/a with a zero exit hid this behind ``-q``."""
+    if protocol != "segments" or not tracks:
+        return
+    from vimss_cli.media import probe
+
+    seconds = SEGMENT_SAMPLES / rate
+    lengths = [probe(track.references[0]).duration for track in tracks]
+    if all(length is not None and length < seconds for length in lengths):
+        raise InputError(
+            f"every piece is shorter than one {SEGMENT_SAMPLES}-sample segment ({seconds:.2f} s "
+            f"at {rate} Hz), so the segments protocol scores none of them; use "
+            "--protocol museval"
+        )

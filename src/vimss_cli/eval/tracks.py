@@ -177,16 +177,22 @@ def _estimate_folder(estimates: Path, piece: str) -> Path:
 def folder_tracks(references: Path, estimates: Path) -> list[Track]:
     """Estimates matched to references by file name (see :func:`_estimate_for`).
 
-    Either both folders hold audio files directly (one track), or one subfolder per track.
-    References may be a URMP piece folder (its one ``AuMix`` is the mixture the baselines use,
-    not a stem) and estimates the folder ``vimss separate`` wrote, with no renaming.
+    Either both folders hold audio files directly (one track; the estimates may also be the
+    ``-o`` folder of ``vimss separate``, holding the piece's folder), or one subfolder per
+    track. References may be a URMP piece folder (its one ``AuMix`` is the mixture the
+    baselines use, not a stem) and estimates the folder ``vimss separate`` wrote, with no
+    renaming.
     """
     references, estimates = Path(references), Path(estimates)
     for folder, option in ((references, "--references"), (estimates, "--estimates")):
         if not folder.is_dir():
             raise InputError(f"{option} is not a directory: {folder}")
     if _audio_files(references):
-        pairs = [(references, estimates)]
+        # the estimates themselves, or within them the folder vimss separate made for the
+        # piece (its -o folder given as it is)
+        inner = _estimate_folder(estimates, references.name)
+        use_inner = not _audio_files(estimates) and inner.is_dir()
+        pairs = [(references, inner if use_inner else estimates)]
     else:
         subfolders = sorted(p for p in references.iterdir() if p.is_dir() and _audio_files(p))
         pairs = [(sub, _estimate_folder(estimates, sub.name)) for sub in subfolders]

@@ -85,6 +85,9 @@ class Player:
             "player": self.number,
             "box": list(self.box),
             "instrument": self.guess.instrument,
+            # an instrument URMP does not have (the table's "other"), and the picture's class
+            "other": self.guess.other,
+            "imagenet_class": self.guess.imagenet_class,
             "confidence": round(self.guess.confidence, 4),
             "keypoints": None
             if keypoints is None

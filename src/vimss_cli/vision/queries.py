@@ -94,12 +94,21 @@ class PlayerPlan:
         repeated = sorted(
             {label or "unknown" for label in labels_only if labels_only.count(label) > 1}
         )
+        splitting = pitch_voices and label_only
         if repeated:
+            hint = (
+                "--pitch-voices splits two players of one instrument, not more"
+                if splitting
+                else "a video model tells same-instrument players apart by what it sees; with "
+                "a label model, --pitch-voices splits two of them by pitch, an experiment"
+            )
             self.warnings.append(
                 f"{self.path.name}: several players are queried as {', '.join(repeated)} with "
-                "nothing else to tell them apart, so their stems will be identical (a video "
-                "model tells same-instrument players apart by what it sees; with a label "
-                "model, --pitch-voices splits two of them by pitch, an experiment)"
+                f"nothing else to tell them apart, so their stems will be identical ({hint})"
+            )
+        elif splitting and not any(q.voice for q in queries):
+            self.notes.append(
+                "--pitch-voices: no two players share an instrument, so nothing is split"
             )
         return queries
 
@@ -171,7 +180,11 @@ class PlayerPlan:
             )
         if pose_file_for(self.path).is_file():
             return self._pose_motion(players)
-        self.notes.append("voices given to players by the frame differences of their boxes")
+        self.warnings.append(
+            f"{self.path.name}: the voices are given to the players by the frame differences "
+            "of their boxes, which can give a voice to the wrong player (docs/video.md); "
+            "listen to check which stem is whose"
+        )
         return [self.analysis.motion(p, SORTING_BANDS) for p in found], self.analysis.rate
 
     def _queries(self, config: ModelConfig, pitch_voices: bool = False) -> list[Query]:
@@ -276,8 +289,8 @@ def guess_warnings(analysis: VideoAnalysis, name: str) -> list[str]:
         guess = player.guess
         if guess.instrument is None:
             warnings.append(
-                f"{name}: player {player.number}'s instrument is {guess.describe()}; it is "
-                "separated with the 'unknown' query (name the players with --instruments)"
+                f"{name}: player {player.number}'s instrument is {guess.describe()}; "
+                "separating it uses the 'unknown' query (name the players with --instruments)"
             )
         elif guess.confidence < UNSURE_CONFIDENCE:
             warnings.append(
