@@ -452,6 +452,26 @@ def test_a_second_run_is_refused_before_it_does_any_work(
     assert calls and files_under(tmp_path / "o") == [folder / "01_vn.wav"]
 
 
+def test_a_stem_folder_that_cannot_be_made_fails_that_input_alone(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    # found by a review: the folder lock's own errors were raw OSErrors, which --keep-going
+    # does not catch; now one line for that input, and the next one is separated
+    first = write_wav(tmp_path / "a.wav", noise(1.0, seed=1))
+    second = write_wav(tmp_path / "b.wav", noise(1.0, seed=2))
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "a").symlink_to(tmp_path / "nowhere")
+    result = run("separate", first, second, "-o", out, "-i", "vn", "--keep-going")
+    assert result.exit_code != 0
+    assert (
+        f"cannot write into {out / 'a'}" in result.stderr
+        and "broken symbolic link" in result.stderr
+    )
+    assert "Traceback" not in result.output + result.stderr
+    assert files_under(out / "b") == [out / "b" / "01_vn.wav"]
+
+
 def test_a_mistake_in_who_plays_is_told_before_earlier_stems(
     tiny_models_dir: Path, mix: Path, tmp_path: Path
 ) -> None:

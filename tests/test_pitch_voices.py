@@ -188,8 +188,11 @@ def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_pa
     mix = (bowed(660.0, 2.0, RATE) + bowed(440.0, 2.0, RATE)).astype(np.float32)
     mix += (0.01 * rng.standard_normal(mix.size)).astype(np.float32)
     separator = Separator("default", device="cpu")
-    trio = separator.separate_array(mix, [Query("vn", voice=1), Query("vc"), Query("vn", voice=2)])
-    label = separator.separate_array(mix, [Query("vn"), Query("vc")])
+    # the network's own stems (refined, a stem of two players takes no part in the joint
+    # pitches that a lone violin's would: the refinements differ)
+    raw = Separator("default", device="cpu", refine=False)
+    trio = raw.separate_array(mix, [Query("vn", voice=1), Query("vc"), Query("vn", voice=2)])
+    label = raw.separate_array(mix, [Query("vn"), Query("vc")])
     np.testing.assert_allclose(trio[0] + trio[2], label[0], atol=1e-5)
     np.testing.assert_allclose(trio[1], label[1], atol=1e-6)
     voices = separator.separate_array(mix, [Query("vn", voice=1), Query("vn", voice=2)])

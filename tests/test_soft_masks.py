@@ -223,3 +223,18 @@ def test_stems_of_one_instrument_keep_their_own_pitches() -> None:
     joint = refine(stems, low + high, **settings)
     assert np.array_equal(joint, refine(stems, low + high, joint_pitches=False, **settings))
     assert np.array_equal(joint[0], joint[1])
+
+
+def test_a_stem_of_two_players_keeps_its_own_pitch() -> None:
+    # a pitch-split pair's one stem (two violins) beside a cello: the violins' stem holds two
+    # players' notes, so only the cello would take part in the joint choice, and one stem
+    # has nothing to share pitches with: the same masks as each stem's own pitch
+    samples = 20000
+    upper, lower, cello = _note(660.0, samples), _note(494.0, samples), _note(131.0, samples)
+    stems = np.stack([upper + lower + 0.3 * cello, cello + 0.3 * upper])
+    settings = {"instruments": ["vn", "vc"], "sample_rate": RATE, "voices": [2, 1]}
+    joint = refine(stems, upper + lower + cello, **settings)
+    own = refine(stems, upper + lower + cello, joint_pitches=False, **settings)
+    assert np.array_equal(joint, own)
+    with pytest.raises(ValueError, match="one voice count per stem"):
+        SoftMaskFilter(2, instruments=["vn", "vc"], sample_rate=RATE, voices=[2])

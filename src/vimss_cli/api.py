@@ -637,7 +637,7 @@ class Separator:
             precision=self.precision,
         )
         if self._refines(splitter):
-            stems = refine_on_mixture(stems, audio, **self._mask_settings(heard))
+            stems = refine_on_mixture(stems, audio, **self._mask_settings(heard, splitter))
         if splitter is not None:  # one stem per pair of players -> each one's voice
             stems = splitter.split_whole(stems)
         sorter = _voice_sorter(queries, self.sample_rate)
@@ -663,22 +663,32 @@ class Separator:
         share)."""
         return self.refine and (splitter is None or not splitter.whole_mixture)
 
-    def _mask_settings(self, heard: list[Query]) -> dict[str, Any]:
-        """:class:`SoftMaskFilter`'s settings for the stems of ``heard``: their instruments
-        for harmonic masks (an unknown one keeps its plain soft share), or none for plain
-        soft masks. A stem that holds two players' notes (two label queries of one
-        instrument, a pitch-split pair's stem) still gets its instrument's comb at its
-        stronger pitch: measured better than its soft share, or equal (docs/training.md,
-        "Harmonic masks")."""
+    def _mask_settings(
+        self, heard: list[Query], splitter: VoiceSplitStage | None = None
+    ) -> dict[str, Any]:
+        """:class:`SoftMaskFilter`'s settings for the stems of ``heard`` (the network's, less
+        each pitch-split pair's second voice, ``splitter``): their instruments for harmonic
+        masks (an unknown one keeps its plain soft share) and how many players each holds,
+        or none for plain soft masks. A stem that holds two players' notes (two label
+        queries of one instrument, a pitch-split pair's stem) still gets its instrument's
+        comb at its stronger pitch: measured better than its soft share, or equal
+        (docs/training.md, "Harmonic masks"); it takes no part in the joint pitches."""
         if not self.harmonic:
             return {}
-        return {"instruments": [q.instrument for q in heard], "sample_rate": self.sample_rate}
+        voices = [1] * len(heard)
+        for stem, _, _ in splitter.pairs if splitter is not None else []:
+            voices[stem] = 2
+        return {
+            "instruments": [q.instrument for q in heard],
+            "sample_rate": self.sample_rate,
+            "voices": voices,
+        }
 
     def _refiner(self, heard: list[Query], splitter: VoiceSplitStage | None) -> _Refiner | None:
         """The streaming refinement of the stems of ``heard``, or ``None`` (:meth:`_refines`)."""
         if not self._refines(splitter):
             return None
-        return _Refiner(len(heard), self._mask_settings(heard))
+        return _Refiner(len(heard), self._mask_settings(heard, splitter))
 
     def plan_queries(
         self, input_path: str | Path, audio_path: str | Path | None = None
@@ -768,14 +778,11 @@ class Separator:
                     f"--no-split makes mono stems at the model's {self.sample_rate} Hz, not at "
                     f"{sample_rate} Hz; drop one of them"
                 )
-        check_outputs_free(
-            paths,
-            force,
-            is_stem,
-            input_entries([input_path, Path(audio_path) if audio_path is not None else None]),
-        )
+        entries = input_entries([input_path, Path(audio_path) if audio_path is not None else None])
+        check_outputs_free(paths, force, is_stem, entries)
         # the stems' folder is ours from here to the end: a second run into it is refused now
         with FolderLock(paths[0].parent):
+            check_outputs_free(paths, force, is_stem, entries)  # again: a run may have ended
             started = time.perf_counter()
             sound = Path(audio_path) if audio_path is not None else input_path
             info = probe(sound)

@@ -174,7 +174,9 @@ def _decode_command(
     if channel is not None:
         audio = audio.filter("channelmap", map=str(channel), channel_layout="mono")
     elif average:
-        # "<": pan scales the gains to sum to one
+        # in float (pan would otherwise mix 16-bit samples in 16 bits, rounding the mean to
+        # half a step); "<": pan scales the gains to sum to one
+        audio = audio.filter("aformat", sample_fmts="flt")
         audio = audio.filter("pan", "mono|c0<" + "+".join(f"c{c}" for c in range(average)))
     graph = audio.output("pipe:1", format="f32le", ac=1, ar=sample_rate)
     return ffmpeg_io.command(graph, path)

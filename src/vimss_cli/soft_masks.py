@@ -103,6 +103,7 @@ class SoftMaskFilter:
         off_harmonic: float = OFF_HARMONIC,
         joint_pitches: bool = True,
         own_pitch_weight: float = OWN_PITCH_WEIGHT,
+        voices: Sequence[int] | None = None,
     ) -> None:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
         stems add up to the mixture (the settings are compared in docs/training.md).
@@ -112,7 +113,10 @@ class SoftMaskFilter:
         ``off_harmonic``: with harmonic masks, a bin's weight away from the harmonics.
         ``joint_pitches``: the stems of instruments heard once share out the pitches heard in
         the mixture (:meth:`_joint_pitches`); else each takes its own strongest.
-        ``own_pitch_weight``: how much a stem's own strongest pitch weighs there."""
+        ``own_pitch_weight``: how much a stem's own strongest pitch weighs there.
+        ``voices``: how many players' notes each stem holds (a pitch-split pair's one stem:
+        2; by default 1 each). A stem of more keeps its own strongest pitch, and the mixture
+        is searched for that many pitches when it sounds."""
         self.players, self.power, self.rest_share = players, power, rest_share
         self.off_harmonic = np.float32(off_harmonic)
         self.own_pitch_weight = float(own_pitch_weight)
@@ -129,11 +133,15 @@ class SoftMaskFilter:
             ]
             # no floor in dBFS: a quiet recording gets the pitches a loud one does
             self._gates = [LoudnessGate(self._stft.window, None) for _ in instruments]
+            self._voices = np.ones(players) if voices is None else np.asarray(voices, float)
+            if self._voices.shape != (players,):
+                raise ValueError("harmonic masks need one voice count per stem")
             # stems that take part in the joint choice: one player's, of a known instrument
+            # heard once (two label queries of one instrument hold both players' notes)
             known = [code for code in instruments if code is not None]
             self._joint = [
-                code is not None and known.count(code) == 1 and joint_pitches
-                for code in instruments
+                code is not None and known.count(code) == 1 and count == 1 and joint_pitches
+                for code, count in zip(instruments, self._voices, strict=True)
             ]
             self._mixture_grid = None
             if sum(self._joint) >= 2:
@@ -218,7 +226,8 @@ class SoftMaskFilter:
         if joint.size == 0:
             return
         frames = pitches.shape[1]
-        counts = (~np.isnan(pitches)).sum(axis=0) + 1  # (T,)
+        sounding = ~np.isnan(pitches) * self._voices[:, None]  # (K, T) players heard
+        counts = sounding.sum(axis=0).astype(np.int64) + 1  # (T,)
         heard = several_pitches(mixture.T, self._mixture_grid, counts)  # (T, n) Hz
         own = pitches[joint].T  # (T, J) Hz, nan where the stem is silent
         candidates = np.concatenate([heard, own], axis=1)  # (T, C) Hz, nan: none
@@ -239,7 +248,7 @@ class SoftMaskFilter:
             if active.size == 0:
                 continue
             usable = np.flatnonzero(known[t])
-            rows, columns = linear_sum_assignment(score[active][:, t, usable], maximize=True)
+            rows, columns = linear_sum_assignment(score[active, t][:, usable], maximize=True)
             pitches[joint[active[rows]], t] = candidates[t, usable[columns]]
 
 

@@ -301,12 +301,17 @@ def scratch_writes(folder: Path) -> Iterator[None]:
         raise write_error("cannot write stems in", error, folder) from None
 
 
+class FolderBusyError(OutputError):
+    """Another run holds the folder's :class:`FolderLock`."""
+
+
 class FolderLock:
-    """An exclusive lock on a folder of stems for one run, from before its work starts until
-    its stems are published or discarded, so that a second run into the folder is refused at
-    once (not after it did all its work). The folder and its missing parents are made; on
-    failure those left empty are removed again. Nothing is locked on a file system without
-    locks, or where ``fcntl`` does not exist."""
+    """An exclusive lock on a folder of stems for one run, from before its separation starts
+    until its stems are published or discarded, so that a second run into the folder is
+    refused then (not after it did all its work). The folder and its missing parents are
+    made; on failure those left empty are removed again. Nothing is locked on a file system
+    without locks, or where ``fcntl`` does not exist. An error is one line, an
+    :class:`OutputError` (:class:`FolderBusyError` when another run holds the lock)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -314,26 +319,37 @@ class FolderLock:
         self._created: list[Path] = []
 
     def __enter__(self) -> FolderLock:
-        missing = missing_folders(self.folder)
-        for folder in missing:
-            folder.mkdir()
-            self._created.append(folder)
-        if fcntl is None:
-            return self
+        check_no_broken_link(self.folder)
+        check_stem_folder(self.folder)
+        try:
+            for folder in missing_folders(self.folder):
+                folder.mkdir(exist_ok=True)  # another run may make it meanwhile
+                self._created.append(folder)
+            if fcntl is not None:
+                self._lock()
+        except OSError as error:
+            remove_empty_folders(self._created)
+            raise write_error("cannot write stems in", error, self.folder) from None
+        except BaseException:
+            remove_empty_folders(self._created)
+            raise
+        return self
+
+    def _lock(self) -> None:
         descriptor = os.open(self.folder, os.O_RDONLY)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(descriptor)
-            raise OutputError(
+            self._created = []  # the other run writes into them
+            raise FolderBusyError(
                 f"another vimss run is writing stems into {self.folder}; "
                 "wait for it to finish or choose another --out"
             ) from None
         except OSError:  # no locks on this file system: go on without
             os.close(descriptor)
-            return self
+            return
         self._descriptor = descriptor
-        return self
 
     def __exit__(
         self,
@@ -341,9 +357,9 @@ class FolderLock:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.release()
-        if exc_type is not None:
+        if exc_type is not None:  # before letting go: no other run locks a folder removed
             remove_empty_folders(self._created)
+        self.release()
 
     def release(self) -> None:
         """Let go of the lock (closing the descriptor releases it)."""
@@ -430,7 +446,7 @@ class StemSetWriter:
             if self._lock is not None:
                 try:
                     self._lock.__enter__()
-                except OutputError:
+                except FolderBusyError:
                     self._created_dirs = []  # the other run writes into them
                     raise
             remove_stale_partials(self.folder)

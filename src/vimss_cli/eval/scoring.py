@@ -180,10 +180,12 @@ def check_segments_score_something(protocol: str, rate: int, tracks: list[Track]
     from vimss_cli.media import probe
 
     seconds = SEGMENT_SAMPLES / rate
-    lengths = [probe(track.references[0]).duration for track in tracks]
-    if all(length is not None and length < seconds for length in lengths):
-        raise InputError(
-            f"every piece is shorter than one {SEGMENT_SAMPLES}-sample segment ({seconds:.2f} s "
-            f"at {rate} Hz), so the segments protocol scores none of them; use "
-            "--protocol museval"
-        )
+    for track in tracks:  # one long enough (or of unknown length) is enough
+        length = probe(track.references[0]).duration
+        if length is None or round(length * rate) >= SEGMENT_SAMPLES:
+            return
+    raise InputError(
+        f"every piece is shorter than one {SEGMENT_SAMPLES}-sample segment ({seconds:.2f} s "
+        f"at {rate} Hz), so the segments protocol scores none of them; use "
+        "--protocol museval"
+    )

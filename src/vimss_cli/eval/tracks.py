@@ -190,7 +190,7 @@ def folder_tracks(references: Path, estimates: Path) -> list[Track]:
     if _audio_files(references):
         # the estimates themselves, or within them the folder vimss separate made for the
         # piece (its -o folder given as it is)
-        inner = _estimate_folder(estimates, references.name)
+        inner = _estimate_folder(estimates, references.resolve().name)  # "." has a name
         use_inner = not _audio_files(estimates) and inner.is_dir()
         pairs = [(references, inner if use_inner else estimates)]
     else:

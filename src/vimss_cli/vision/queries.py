@@ -356,9 +356,8 @@ def check_who_plays(
     any picture (an audio-only input with nobody named, ``--players`` or ``--boxes`` without
     a picture, ``--players`` out of range): :class:`InputError`. Run first, so that such a
     mistake is told before anything else (earlier stems in the way, a long analysis)."""
-    if _named_instruments(info, instruments, name_path) is not None:
-        return  # checked again with the names by plan_players
-    auto = instruments is None or instruments.strip().lower() == AUTO
+    named = _named_instruments(info, instruments, name_path) is not None
+    auto = (instruments is None or instruments.strip().lower() == AUTO) and not named
     if not info.has_video:
         if players is not None or boxes is not None:
             raise InputError(f"--players and --boxes need a picture, and {info.path} has none")
