@@ -125,6 +125,9 @@ class PitchGrid:
         #: grid steps from a pitch to each of its harmonics, ``(HARMONICS,)``
         self.shifts = np.round(1200 * np.log2(np.arange(1, HARMONICS + 1)) / CENTS).astype(int)
         self.weights = HARMONIC_DECAY ** np.arange(HARMONICS)
+        #: grid steps from a pitch to what :meth:`damp` damps around its harmonics
+        around = np.arange(-DAMPED_STEPS, DAMPED_STEPS + 1)
+        self._damped_offsets = (self.shifts[:, None] + around[None, :]).reshape(-1)
 
     def resample(self, magnitude: np.ndarray) -> np.ndarray:
         """``(bins, T)`` magnitudes -> ``(P, T)`` on the grid (linear interpolation)."""
@@ -160,14 +163,11 @@ class PitchGrid:
         a copy with those pitches' harmonics (:data:`DAMPED_STEPS` steps either side)
         multiplied by :data:`DAMPING`."""
         damped = values.copy()
-        columns = np.arange(values.shape[1])
-        for shift in self.shifts:
-            for step in range(-DAMPED_STEPS, DAMPED_STEPS + 1):
-                rows = pitches + shift + step
-                inside = (rows >= 0) & (rows < values.shape[0])
-                damped[rows[inside], columns[inside]] = (
-                    values[rows[inside], columns[inside]] * DAMPING
-                )
+        rows = pitches[None, :] + self._damped_offsets[:, None]  # (offsets, T)
+        columns = np.broadcast_to(np.arange(values.shape[1]), rows.shape)
+        inside = (rows >= 0) & (rows < values.shape[0])
+        rows, columns = rows[inside], columns[inside]
+        damped[rows, columns] = values[rows, columns] * DAMPING
         return damped
 
 
