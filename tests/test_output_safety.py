@@ -180,6 +180,17 @@ def test_an_input_named_dots_stays_inside_out(
     assert files_under(tmp_path / "a") == [tmp_path / "a" / "b" / "__" / "01_vn.wav"]
 
 
+def test_an_input_named_with_a_leading_dot_gets_a_folder_one_can_see(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    # found by a new user's trial: ".take1.wav" wrote its stems into a hidden ".take1/"
+    hidden = tmp_path / ".take1.wav"
+    hidden.write_bytes(mix.read_bytes())
+    result = run("separate", hidden, "-o", tmp_path / "o", "-i", "vn")
+    assert result.exit_code == 0, result.stderr
+    assert files_under(tmp_path / "o") == [tmp_path / "o" / "_take1" / "01_vn.wav"]
+
+
 @pytest.mark.parametrize("force", [[], ["--force"]])
 @pytest.mark.parametrize("layout", ["earlier stem", "own stem"])
 def test_an_input_among_its_own_stems_is_never_replaced(

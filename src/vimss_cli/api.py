@@ -123,13 +123,13 @@ def is_stem_name(name: str) -> bool:
 def output_folder_name(input_path: Path) -> str:
     """An input's ``{input}`` (its stem folder's name): its file name without the extension.
 
-    A name made only of dots (``...wav`` -> ``..``) would name the output folder's parent
-    or itself, so its dots become underscores.
+    Leading dots become underscores: a name made only of dots (``...wav`` -> ``..``) would
+    name the output folder's parent or itself, and one that starts with a dot
+    (``.take1.wav``) a hidden folder the user would not see.
     """
-    name = Path(input_path).stem
-    if not name.strip("."):
-        name = "_" * max(len(name), 1)
-    return name
+    name = Path(input_path).stem or "_"
+    dots = len(name) - len(name.lstrip("."))
+    return "_" * dots + name[dots:]
 
 
 def stem_paths(
