@@ -29,7 +29,7 @@ from vimss_cli.conditioning import (
     motion_frames_window,
     query_batch_from_queries,
 )
-from vimss_cli.devices import autocast
+from vimss_cli.devices import inference_precision
 from vimss_cli.errors import InputError
 from vimss_cli.model import StreamState
 from vimss_cli.networks import Network
@@ -174,7 +174,7 @@ class _WindowRunner:
         """
         batch = self._queries(starts)
         mixture = torch.as_tensor(windows, device=self.device).unsqueeze(1)
-        with torch.inference_mode(), autocast(self.device, self.precision):
+        with torch.inference_mode(), inference_precision(self.device, self.precision):
             estimates = self.model(mixture, batch, self.stream)
         if self.stream is not None:
             return estimates[0].float().cpu().numpy()
