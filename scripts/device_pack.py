@@ -70,9 +70,11 @@ DEFAULT_VORBIS_LEVEL = 0.7
 DEFAULT_REAL_VALID_MIB = 1.5
 
 
-def travelling_tree_bytes(repo: Path) -> int:
+def travelling_tree_bytes(repo: Path, without_models: bool = False) -> int:
     """Bytes of the files that travel with every device call: tracked files and untracked
-    files git does not ignore (``shared/`` inside the checkout included)."""
+    files git does not ignore (``shared/`` inside the checkout included); without the bundled
+    models' files (``models/*.safetensors``) when ``without_models`` (``make device-lean``
+    removes them from the work tree for the run)."""
     listing = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=repo,
@@ -82,6 +84,8 @@ def travelling_tree_bytes(repo: Path) -> int:
     total = 0
     for name in listing.decode().split("\0"):
         path = repo / name
+        if without_models and name.startswith("models/") and name.endswith(".safetensors"):
+            continue
         if name and path.is_file():
             total += path.stat().st_size
     return total
@@ -206,7 +210,7 @@ def pack(args: argparse.Namespace) -> None:
             f"error: {out / 'resume'} holds a returned run, which packing would delete: "
             f"move it out of {out} first"
         )
-    tree = travelling_tree_bytes(REPO)  # before the partial pack lies in the tree
+    tree = travelling_tree_bytes(REPO, args.without_models)  # before the partial pack lies in it
     building = out.with_name(out.name + ".partial")
     if building.exists():
         shutil.rmtree(building)
@@ -235,6 +239,11 @@ def pack(args: argparse.Namespace) -> None:
         f"pack {out}: {pack_size / MIB:.1f} MiB; everything that travels: "
         f"{(tree + pack_size) / MIB:.1f} MiB of {args.limit_mib:.0f}"
     )
+    if args.without_models:
+        print(
+            "packed for a tree without the bundled models' files: run `make device-lean` "
+            "before the device call and `make device-restore` after it"
+        )
 
 
 def _fill(
@@ -340,6 +349,12 @@ def main() -> None:
     p.add_argument("--level", type=float, default=DEFAULT_VORBIS_LEVEL, help="Vorbis 0 (best)-1")
     p.add_argument("--limit-mib", type=float, default=TRAVEL_LIMIT_MIB - 4.0)
     p.add_argument("--no-wheels", action="store_true", help="skip the wheels (CPU dry run)")
+    p.add_argument(
+        "--without-models",
+        action="store_true",
+        help="size the pack for a work tree without models/*.safetensors (make device-lean "
+        "removes them for the run; git keeps them): about 3x the training music",
+    )
     u = commands.add_parser("unpack", help="decode a pack's stems into a URMP-layout tree")
     u.add_argument("pack", help="the pack's data folder")
     u.add_argument("out", help="where to write the tree")

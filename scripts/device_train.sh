@@ -125,8 +125,11 @@ fi
 # 6. On CUDA: the realtime factor of separating a quartet with the new and the bundled model,
 #    and chunked-equals-whole on the GPU (scripts/device_bench.py), inside the reserve.
 if [ "$DEVICE" = cuda ] && [ "${BENCH:-1}" = 1 ] && [ -f "$OUT/last.safetensors" ]; then
+  benched=("$OUT/last.safetensors")
+  # the bundled default too, unless a lean run left the models' files behind (make device-lean)
+  if compgen -G "models/*.safetensors" >/dev/null; then benched+=(default); fi
   "$PYTHON" scripts/device_bench.py --device cuda --seconds 60 --precisions fp32,bf16,fp16 \
-    --batch-sizes 1,16 "$OUT/last.safetensors" default 2>&1 | tee -a "$OUT/train.log" || true
+    --batch-sizes 1,16 "${benched[@]}" 2>&1 | tee -a "$OUT/train.log" || true
 fi
 echo "done in $(( $(date +%s) - started )) s (exit $status); results in $OUT:"
 ls -l "$OUT"

@@ -243,3 +243,24 @@ def test_missing_pack_is_one_clear_error(tmp_path: Path) -> None:
     result = launch(tmp_path / "nothing", tmp_path / "out", tmp_path / "work", "")
     assert result.returncode == 2
     assert result.stderr.strip().endswith("run make device-pack first")
+
+
+def test_a_lean_pack_counts_the_tree_without_the_bundled_models(tmp_path: Path) -> None:
+    """``--without-models`` sizes the pack for a tree that ``make device-lean`` stripped of
+    models/*.safetensors (the first GPU run had room for only 0.9 h of music beside them)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("device_pack", PACKER)
+    assert spec is not None and spec.loader is not None
+    device_pack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(device_pack)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.safetensors").write_bytes(b"w" * 1000)
+    (tmp_path / "models" / "index.json").write_bytes(b"i" * 10)
+    (tmp_path / "code.py").write_bytes(b"c" * 100)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
+    assert device_pack.travelling_tree_bytes(tmp_path) == 1110
+    assert device_pack.travelling_tree_bytes(tmp_path, without_models=True) == 110
+    (tmp_path / "models" / "m.safetensors").unlink()  # as make device-lean leaves it
+    assert device_pack.travelling_tree_bytes(tmp_path) == 110
