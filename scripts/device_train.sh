@@ -129,7 +129,10 @@ if [ "$DEVICE" = cuda ] && [ "${BENCH:-1}" = 1 ] && [ -f "$OUT/last.safetensors"
   # the bundled default too, unless a lean run left the models' files behind (make device-lean)
   if compgen -G "models/*.safetensors" >/dev/null; then benched+=(default); fi
   "$PYTHON" scripts/device_bench.py --device cuda --seconds 60 --precisions fp32,bf16,fp16 \
-    --batch-sizes 1,16 "${benched[@]}" 2>&1 | tee -a "$OUT/train.log" || true
+    --batch-sizes 1,16 --profile "$WORK/profile.txt" "${benched[@]}" 2>&1 \
+    | tee -a "$OUT/train.log" || true
+  # the profiler's table of one pass goes into the log (at most 8 files come back)
+  if [ -f "$WORK/profile.txt" ]; then tee -a "$OUT/train.log" < "$WORK/profile.txt"; fi
 fi
 echo "done in $(( $(date +%s) - started )) s (exit $status); results in $OUT:"
 ls -l "$OUT"

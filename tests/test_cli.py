@@ -468,6 +468,32 @@ def test_separate_array_takes_any_rate_and_channels(tiny_models_dir: Path) -> No
             separator.separate_array(stereo, queries, sample_rate=rate)
 
 
+def test_the_network_hears_every_mixture_at_the_same_level(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    """Stems of a quieter copy are the stems of the original, quieter by as much (the network
+    hears both at NETWORK_PEAK): separate_array, and separate_file on float files."""
+    from vimss_cli.api import Separator
+    from vimss_cli.conditioning import Query
+
+    separator = Separator("tiny", device="cpu")
+    queries = [Query("vn"), Query("vc")]
+    mixture = noise(1.0, seed=7) * 4.0
+    original = separator.separate_array(mixture, queries)
+    scale = float(np.abs(original).max())
+    for gain in (0.1, 0.001):
+        quieter = separator.separate_array(mixture * np.float32(gain), queries)
+        assert np.allclose(quieter / gain, original, atol=1e-5 * scale)
+    for name, gain in (("loud", 1.0), ("quiet", 0.01)):
+        write_wav(tmp_path / f"{name}.wav", mixture * np.float32(gain))
+        args = ("-i", "vn,vc", "-o", tmp_path / "out", "--format", "float32")
+        assert run("separate", tmp_path / f"{name}.wav", *args).exit_code == 0
+    stem = "out/{}/02_vc.wav"
+    loud = soundfile.read(str(tmp_path / stem.format("loud")), dtype="float32")[0]
+    quiet = soundfile.read(str(tmp_path / stem.format("quiet")), dtype="float32")[0]
+    assert np.allclose(quiet / 0.01, loud, atol=1e-5 * scale)
+
+
 def test_a_silent_input_is_told(tiny_models_dir: Path, tmp_path: Path) -> None:
     silence = write_wav(tmp_path / "silence.wav", np.zeros(RATE, np.float32))
     result = run("separate", silence, "-o", tmp_path / "o", "-i", "vn,vc", "--json")

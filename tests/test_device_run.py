@@ -264,3 +264,21 @@ def test_a_lean_pack_counts_the_tree_without_the_bundled_models(tmp_path: Path) 
     assert device_pack.travelling_tree_bytes(tmp_path, without_models=True) == 110
     (tmp_path / "models" / "m.safetensors").unlink()  # as make device-lean leaves it
     assert device_pack.travelling_tree_bytes(tmp_path) == 110
+
+
+def test_the_device_benchmark_times_the_network_and_the_pipeline(tmp_path: Path) -> None:
+    """On the CPU with a tiny model: the network alone, the pipeline, exact chunking, and the
+    profiler's table (the first H200 figures timed the CPU's harmonic masks with the network)."""
+    from conftest import make_tiny_model
+    from vimss_cli.checkpoint import save_checkpoint
+
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, make_tiny_model(), provenance={"trained": False})
+    table = tmp_path / "profile.txt"
+    command = [sys.executable, str(REPO / "scripts" / "device_bench.py"), "--device", "cpu"]
+    command += ["--seconds", "6", "--precisions", "fp32", "--profile", str(table), str(model)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["x_realtime_fp32"] > 0 and report["x_realtime_pipeline_fp32"] > 0
+    assert report["chunked_vs_whole_max_abs"] <= 1e-5
+    assert "Name" in table.read_text()

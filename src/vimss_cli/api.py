@@ -32,7 +32,7 @@ from vimss_cli.engine import plan_tile, separate_array, separate_blocks
 from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 from vimss_cli.ffmpeg_io import first_audio_time
 from vimss_cli.instruments import MAX_PLAYERS
-from vimss_cli.media import AudioStream, MediaInfo, count_frames, peak_level, probe
+from vimss_cli.media import AudioStream, MediaInfo, channel_peaks, count_frames, peak_level, probe
 from vimss_cli.pitch_voices import VoiceSplitStage
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.soft_masks import SoftMaskFilter
@@ -109,6 +109,27 @@ class SeparationReport:
 
 #: The name of the optional stem of what no query claimed (the mixture minus the stems).
 REST = "rest"
+
+#: The peak every mixture is scaled to for the network (-1 dBFS, where Bach10's and URMP's
+#: mixtures lie); its stems are scaled back. The networks' output depends on their input's
+#: level: ``vimss-synth-gpu-v0`` lost 1.2 dB of its Bach10 median (museval) and 2.4 dB of its
+#: whole-clip mean with the recordings 20 dB quieter, 1.6 and 4.3 dB at 30 dB quieter.
+NETWORK_PEAK = 10.0 ** (-1.0 / 20.0)
+#: The most a quiet mixture is raised for the network (60 dB).
+MAX_NETWORK_GAIN = 1000.0
+#: Part of eval's cache key: the level the network hears (2: every mixture at NETWORK_PEAK;
+#: 1, before 2026-12-04: as it came, only those beyond full scale scaled to it).
+NETWORK_LEVEL_VERSION = 2
+
+
+def network_divisor(peak: float) -> float:
+    """What a mixture peaking at ``peak`` is divided by for the network, and its stems
+    multiplied by back: ``peak / NETWORK_PEAK``, a gain of at most :data:`MAX_NETWORK_GAIN`;
+    1 for silence."""
+    if not peak > 0.0:
+        return 1.0
+    return max(peak / NETWORK_PEAK, 1.0 / MAX_NETWORK_GAIN)
+
 
 #: Whether a file name is one the default template makes: ``NN_<instrument>.wav``,
 #: ``NN_player.wav``, ``NN_rest.wav`` (or .flac, .mp3).
@@ -578,8 +599,8 @@ class Separator:
     ) -> np.ndarray:
         """A mixture -> stems ``(K, N)`` at the mixture's rate and length.
 
-        A mixture beyond full scale (a float peak above 1) is scaled to full scale for the
-        network and its stems back to the mixture's level.
+        The network hears the mixture scaled to a peak of :data:`NETWORK_PEAK` (-1 dBFS);
+        the stems are scaled back to the mixture's level.
 
         Args:
             audio: ``(N,)`` mono, or ``(N, C)`` with ``C`` channels (soundfile's layout),
@@ -618,13 +639,13 @@ class Separator:
             self.sample_rate if sample_rate is None else sample_rate, "sample_rate"
         )
         length = audio.size  # the stems' length, whatever the resamplers make of it
-        # the network takes mixtures within full scale: louder ones are scaled down for it
-        # and their stems back up, as separate_file's float32 stems are
-        peak = max(float(np.abs(audio).max()), 1.0)
-        if peak > 1.0:
-            audio = audio / np.float32(peak)
         if rate != self.sample_rate:
             audio = _resample(audio, rate, self.sample_rate)
+        # the network hears every mixture at the same peak (at its rate, as separate_file
+        # finds it), and its stems get the mixture's level back, as float32 files' do
+        divisor = network_divisor(float(np.abs(audio).max()))
+        if divisor != 1.0:
+            audio = audio / np.float32(divisor)
         splitter = self._voice_split(queries)
         heard = queries if splitter is None else splitter.network_queries
         stems = _network_array(
@@ -647,7 +668,7 @@ class Separator:
             stems = _resample(stems, self.sample_rate, rate)[..., :length]
             if stems.shape[-1] < length:  # a resampler a sample short
                 stems = np.pad(stems, ((0, 0), (0, length - stems.shape[-1])))
-        return stems * np.float32(peak) if peak > 1.0 else stems
+        return stems * np.float32(divisor) if divisor != 1.0 else stems
 
     def _voice_split(
         self, queries: list[Query], replay: list[np.ndarray] | None = None
@@ -819,15 +840,15 @@ class Separator:
                 )
             with AudioStream(sound, self.sample_rate) as stream:
                 total_hint = stream.duration_hint
-                # the network takes mixtures within full scale: a louder (float) input is scaled
-                # down for it, and its stems back up (float32) or left scaled (integer formats)
-                peak = 1.0  # a float file may exceed it (a mean of channels only if they do)
-                if stream.info.may_exceed_full_scale:
-                    peak = max(peak_level(sound, self.sample_rate), 1.0)
-                restore = peak if wav_format == "float32" else 1.0  # gain on the network's output
-                stem_gain = restore / peak  # the stems' level relative to the input's
+                # the network hears the input at NETWORK_PEAK (a pass over it finds its peak);
+                # the stems get the input's level back, or, in an integer format, that level
+                # less what brings an input beyond full scale (a float file) within it
+                peak = peak_level(sound, self.sample_rate)
+                divisor = network_divisor(peak)
+                stem_gain = 1.0 if wav_format == "float32" else 1.0 / max(peak, 1.0)
+                restore = divisor * stem_gain  # gain on the network's output
                 blocks: Iterable[np.ndarray] = (
-                    stream if peak == 1.0 else (block / peak for block in stream)
+                    stream if divisor == 1.0 else (block / divisor for block in stream)
                 )
                 remainder = _Rest() if rest else None
                 if remainder is not None:
@@ -946,11 +967,13 @@ class Separator:
         input_rate = info.audio_sample_rate or self.sample_rate
         rate, channels = target_rate or input_rate, info.audio_channels or 1
         players = len(queries)  # stems separated per channel (the rest is made at the end)
-        peak = 1.0  # each channel is separated on its own: the loudest one must fit
-        if info.may_exceed_full_scale:
-            many = channels if channels > 1 else None
-            peak = max(peak_level(sound, self.sample_rate, many), 1.0)
-        restore = peak if wav_format == "float32" else 1.0
+        # each channel is separated as if alone, heard at NETWORK_PEAK; in an integer format
+        # all channels' stems are scaled alike if the loudest lies beyond full scale
+        peaks = channel_peaks(sound, self.sample_rate, channels if channels > 1 else None)
+        peak = max(peaks)
+        divisors = [network_divisor(p) for p in peaks]
+        stem_gain = 1.0 if wav_format == "float32" else 1.0 / max(peak, 1.0)
+        restore = np.asarray(divisors, np.float32) * np.float32(stem_gain)  # (C,)
         out_dir = out_dir or paths[0].parent.parent
         # scratch writes that fail (a full disk) say so in one line, naming the stems' folder
         stem_folder = paths[0].parent
@@ -1016,7 +1039,9 @@ class Separator:
                                     handle.write(stem)
 
                         blocks: Iterable[np.ndarray] = (
-                            stream if peak == 1.0 else (b / peak for b in stream)
+                            stream
+                            if divisors[channel] == 1.0
+                            else (b / divisors[channel] for b in stream)
                         )
                         if refiner is not None:
                             blocks = refiner.feed(blocks)
@@ -1060,7 +1085,7 @@ class Separator:
             written = 0
             # the rest is the input at the stems' rate minus the players' stems there (made at
             # the model's rate and resampled, it would miss what that rate cannot hold)
-            mixture = _InputAtRate(sound, rate, channels, restore / peak) if rest else None
+            mixture = _InputAtRate(sound, rate, channels, stem_gain) if rest else None
             try:
                 with StemSetWriter(
                     paths,
@@ -1081,7 +1106,7 @@ class Separator:
                             block = block[: max(0, expected - written)]
                         # (n, C * K) channel-major -> (K, n, C)
                         stems = block.reshape(len(block), channels, players).transpose(2, 0, 1)
-                        stems = stems * np.float32(restore) if restore != 1.0 else stems
+                        stems = stems * restore  # each channel's own gain
                         writer.write(stems if mixture is None else mixture.add(stems))
                         written += len(block)
                         if last:
@@ -1097,7 +1122,7 @@ class Separator:
                     mixture.close()
         warnings.extend(sound_length_warnings(info, written / rate))
         return self._finish(
-            input_path, sound, queries, paths, written, rate, started, peak, restore / peak,
+            input_path, sound, queries, paths, written, rate, started, peak, stem_gain,
             writer, wav_format, warnings,
         )  # fmt: skip
 

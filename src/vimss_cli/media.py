@@ -317,12 +317,21 @@ def peak_level(path: Path, sample_rate: int, channels: int | None = None) -> flo
     mean of its channels), or
     with ``channels`` of the loudest of its first ``channels`` channels (a pass per channel).
     """
-    peak = 0.0
+    return max(channel_peaks(path, sample_rate, channels))
+
+
+def channel_peaks(path: Path, sample_rate: int, channels: int | None = None) -> list[float]:
+    """Largest magnitude of the file's samples at ``sample_rate``: ``[peak]`` of its mono
+    downmix (the mean of its channels), or with ``channels`` one per channel of the first
+    ``channels`` (a pass per channel)."""
+    peaks = []
     for channel in range(channels) if channels else [None]:
+        peak = 0.0
         with AudioStream(path, sample_rate, channel=channel) as stream:
             for block in stream:
                 peak = max(peak, float(np.abs(block).max()))
-    return peak
+        peaks.append(peak)
+    return peaks
 
 
 def _read_native(path: Path, sample_rate: int) -> np.ndarray | None:

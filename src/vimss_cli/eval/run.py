@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import vimss_cli
+from vimss_cli.api import NETWORK_LEVEL_VERSION
 from vimss_cli.atomic import write_text_atomically
 from vimss_cli.eval.audio import TrackAudio, load_track
 from vimss_cli.eval.metrics import ReferenceGram
@@ -284,6 +285,7 @@ def _model_key(separator: Any, queries: str) -> list[Any]:
         bool(getattr(separator, "refine", False)),
         _harmonic(separator),
         HARMONIC_MASKS_VERSION if _harmonic(separator) else None,
+        NETWORK_LEVEL_VERSION,
     ]
 
 
