@@ -775,9 +775,10 @@ class Separator:
         input (also an earlier run's with other players) are refused unless ``force``, which
         replaces the whole earlier set.
 
-        Nothing is clipped silently: an input beyond full scale (a float file peaking above
-        1.0) is scaled to full scale for the network; its stems get the input's level back
-        with ``wav_format="float32"``, or stay scaled by ``1/peak`` in the integer formats.
+        The network hears the input at a peak of :data:`NETWORK_PEAK` (a first pass finds
+        its peak) and the stems get the input's level back. Nothing is clipped silently: the
+        stems of an input beyond full scale (a float file peaking above 1.0) keep its level
+        with ``wav_format="float32"``, or are scaled by ``1/peak`` in the integer formats.
         Stem samples an integer format still clips are counted; both are told in the
         report's ``warnings``.
         """
