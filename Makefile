@@ -108,8 +108,8 @@ device-lean:  ## remove the bundled models' files from the work tree for a GPU c
 	git ls-files -z 'models/*.safetensors' | xargs -0 rm -f
 	@echo "models/*.safetensors removed from the work tree: make device-restore brings them back"
 
-device-restore:  ## bring back the bundled models' files after a lean GPU call
-	git checkout -- models/
+device-restore:  ## bring back the bundled models' files after a lean GPU call (only those)
+	git ls-files -z 'models/*.safetensors' | xargs -0 git checkout --
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .mypy_cache

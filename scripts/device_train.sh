@@ -125,6 +125,7 @@ fi
 # 6. On CUDA: the realtime factor of separating a quartet with the new and the bundled model,
 #    and chunked-equals-whole on the GPU (scripts/device_bench.py), inside the reserve.
 if [ "$DEVICE" = cuda ] && [ "${BENCH:-1}" = 1 ] && [ -f "$OUT/last.safetensors" ]; then
+  rm -f "$WORK/profile.txt"  # an earlier call's, on a machine still warm
   benched=("$OUT/last.safetensors")
   # the bundled default too, unless a lean run left the models' files behind (make device-lean)
   if compgen -G "models/*.safetensors" >/dev/null; then benched+=(default); fi

@@ -494,6 +494,23 @@ def test_the_network_hears_every_mixture_at_the_same_level(
     assert np.allclose(quiet / 0.01, loud, atol=1e-5 * scale)
 
 
+def test_an_integer_input_that_resampling_lifts_past_full_scale_keeps_its_level(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    """A 16-bit square wave at 44.1 kHz peaks above 1 once resampled; its 16-bit stems are
+    not scaled down, and nothing says it was beyond full scale (it cannot be)."""
+    t = np.arange(3 * 44100) / 44100
+    square = np.where(np.sin(2 * np.pi * 220 * t) >= 0, 0.999, -0.999).astype(np.float32)
+    sound = write_wav(tmp_path / "square.wav", np.stack([square, square], 1), 44100, "PCM_16")
+    for extra in ([], ["--sample-rate", "input"]):
+        result = run("separate", sound, "-i", "vn,vc", "-o", tmp_path / "o", "--force", "--json",
+                     *extra)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        (separated,) = json.loads(result.stdout)["inputs"]
+        assert separated["input_peak"] is None and separated["stem_gain"] == 1.0, extra
+        assert not any("beyond full scale" in line for line in separated["warnings"]), extra
+
+
 def test_a_silent_input_is_told(tiny_models_dir: Path, tmp_path: Path) -> None:
     silence = write_wav(tmp_path / "silence.wav", np.zeros(RATE, np.float32))
     result = run("separate", silence, "-o", tmp_path / "o", "-i", "vn,vc", "--json")

@@ -318,6 +318,14 @@ def test_fp32_inference_on_cuda_turns_tf32_off_and_back() -> None:
             assert not torch.backends.cuda.matmul.allow_tf32
             raise RuntimeError("the settings come back after an error too")
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        first = inference_precision(torch.device("cuda"), "fp32")
+        second = inference_precision(torch.device("cuda"), "fp32")
+        first.__enter__()
+        second.__enter__()  # overlapping passes (threads): the first to end leaves TF32 off
+        first.__exit__(None, None, None)
+        assert not torch.backends.cudnn.allow_tf32
+        second.__exit__(None, None, None)
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
         with inference_precision(torch.device("cpu"), "fp32"):
             assert torch.backends.cudnn.allow_tf32  # nothing changes on the CPU
     finally:

@@ -843,9 +843,11 @@ class Separator:
                 total_hint = stream.duration_hint
                 # the network hears the input at NETWORK_PEAK (a pass over it finds its peak);
                 # the stems get the input's level back, or, in an integer format, that level
-                # less what brings an input beyond full scale (a float file) within it
+                # less what brings a float file beyond full scale within it (an integer file
+                # resampled may overshoot 1 a little: its stems keep its level, as before)
                 peak = peak_level(sound, self.sample_rate)
                 divisor = network_divisor(peak)
+                peak = peak if stream.info.may_exceed_full_scale else min(peak, 1.0)
                 stem_gain = 1.0 if wav_format == "float32" else 1.0 / max(peak, 1.0)
                 restore = divisor * stem_gain  # gain on the network's output
                 blocks: Iterable[np.ndarray] = (
@@ -971,8 +973,8 @@ class Separator:
         # each channel is separated as if alone, heard at NETWORK_PEAK; in an integer format
         # all channels' stems are scaled alike if the loudest lies beyond full scale
         peaks = channel_peaks(sound, self.sample_rate, channels if channels > 1 else None)
-        peak = max(peaks)
         divisors = [network_divisor(p) for p in peaks]
+        peak = max(peaks) if info.may_exceed_full_scale else min(max(peaks), 1.0)  # as above
         stem_gain = 1.0 if wav_format == "float32" else 1.0 / max(peak, 1.0)
         restore = np.asarray(divisors, np.float32) * np.float32(stem_gain)  # (C,)
         out_dir = out_dir or paths[0].parent.parent

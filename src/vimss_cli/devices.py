@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
@@ -70,19 +71,31 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 
 
+#: TF32 is a process-wide setting: the first of overlapping fp32 passes (threads) saves it and
+#: turns it off, the last one to end puts it back
+_IEEE_LOCK = threading.Lock()
+_ieee_passes = 0
+_saved_tf32: tuple[bool, bool] = (True, False)
+
+
 @contextmanager
 def _ieee_fp32() -> Iterator[None]:
     """Within: CUDA convolutions and matrix products in IEEE float32, TensorFloat-32 off (the
-    previous settings come back after)."""
-    convolutions = torch.backends.cudnn.allow_tf32
-    matmuls = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    previous settings come back after the last overlapping pass)."""
+    global _ieee_passes, _saved_tf32
+    with _IEEE_LOCK:
+        if _ieee_passes == 0:
+            _saved_tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        _ieee_passes += 1
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = convolutions
-        torch.backends.cuda.matmul.allow_tf32 = matmuls
+        with _IEEE_LOCK:
+            _ieee_passes -= 1
+            if _ieee_passes == 0:
+                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = _saved_tf32
 
 
 def inference_precision(device: torch.device, precision: str) -> AbstractContextManager:
