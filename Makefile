@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vimss-installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-slow test-cuda lint format bench clean device-data device-pack device-lean device-restore sample-library device-makers more-makers
+.PHONY: install system-deps demo test test-slow test-cuda device-test-wheels lint format bench clean device-data device-pack device-lean device-restore sample-library device-makers more-makers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ test-slow: install  ## the slow tests (long inputs, subprocess interrupts)
 
 test-cuda: install  ## CUDA-only tests (on a GPU machine)
 	$(BIN)/pytest -q -m cuda $(PYTEST_ARGS)
+
+# The bare GPU machine has torch, numpy and scipy but no pytest: .cudatest/ carries the wheels
+# the CUDA tests need (docs/architecture.md, "On CUDA", gives the device call).
+TEST_WHEELS := pytest pluggy iniconfig packaging pygments safetensors tqdm soundfile cffi \
+	pycparser ffmpeg-python future typer click
+device-test-wheels: install  ## .cudatest/: CPython 3.12 wheels for `pytest -m cuda` on the GPU machine
+	$(BIN)/pip download -q -d .cudatest --only-binary=:all: --python-version 3.12 --no-deps \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux_2_28_x86_64 $(TEST_WHEELS)
 
 lint: install  ## ruff's lint and format checks and mypy on src/ (the [tool.mypy] section)
 	$(BIN)/ruff check src tests scripts benchmarks
