@@ -110,9 +110,12 @@ device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to 
 
 # The bundled models' files are most of what travels to the GPU (about 48 of the 64 MiB), so
 # the first GPU run overfitted its 0.9 h of music within 4 minutes (docs/training.md). A lean
-# run leaves them out of the work tree while the device call goes (git keeps them):
-#   make device-pack LEAN=1 [DEVICE_INIT=models/NAME.safetensors]; make device-lean;
-#   (the device call); make device-restore
+# run (the default since 2026-12-04) leaves them out of the work tree while the device call
+# goes (git keeps them), and starts from the shipped GPU model's weights:
+#   make device-pack; make device-lean; (the device call); make device-restore
+# LEAN= (empty) packs for the whole tree; DEVICE_INIT= (empty) starts from scratch.
+LEAN ?= 1
+DEVICE_INIT ?= models/vimss-synth-gpu-v0.safetensors
 device-lean:  ## remove the bundled models' files from the work tree for a GPU call (git keeps them)
 	git ls-files -z 'models/*.safetensors' | xargs -0 rm -f
 	@echo "models/*.safetensors removed from the work tree: make device-restore brings them back"
