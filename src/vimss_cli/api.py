@@ -32,7 +32,7 @@ from vimss_cli.engine import plan_tile, separate_array, separate_blocks
 from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 from vimss_cli.ffmpeg_io import first_audio_time
 from vimss_cli.instruments import MAX_PLAYERS
-from vimss_cli.media import AudioStream, MediaInfo, channel_peaks, count_frames, peak_level, probe
+from vimss_cli.media import AudioStream, MediaInfo, channel_peaks, count_frames, probe
 from vimss_cli.pitch_voices import VoiceSplitStage
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.soft_masks import SoftMaskFilter
@@ -129,6 +129,20 @@ def network_divisor(peak: float) -> float:
     if not peak > 0.0:
         return 1.0
     return max(peak / NETWORK_PEAK, 1.0 / MAX_NETWORK_GAIN)
+
+
+def input_levels(
+    peaks: list[float], may_exceed_full_scale: bool, wav_format: str
+) -> tuple[list[float], float, float]:
+    """The levels of separating a file whose channels (or mono downmix) peak at ``peaks`` at
+    the model's rate: each one's :func:`network_divisor`; the input's peak as reported (an
+    integer file is never beyond full scale: what resampling lifts past 1 is not counted); and
+    the stems' gain relative to the input's level (1, or in an integer format ``1/peak`` for
+    a float file beyond full scale, the same for all channels)."""
+    divisors = [network_divisor(p) for p in peaks]
+    peak = max(peaks) if may_exceed_full_scale else min(max(peaks), 1.0)
+    stem_gain = 1.0 if wav_format == "float32" else 1.0 / max(peak, 1.0)
+    return divisors, peak, stem_gain
 
 
 #: Whether a file name is one the default template makes: ``NN_<instrument>.wav``,
@@ -841,14 +855,13 @@ class Separator:
                 )
             with AudioStream(sound, self.sample_rate) as stream:
                 total_hint = stream.duration_hint
-                # the network hears the input at NETWORK_PEAK (a pass over it finds its peak);
-                # the stems get the input's level back, or, in an integer format, that level
-                # less what brings a float file beyond full scale within it (an integer file
-                # resampled may overshoot 1 a little: its stems keep its level, as before)
-                peak = peak_level(sound, self.sample_rate)
-                divisor = network_divisor(peak)
-                peak = peak if stream.info.may_exceed_full_scale else min(peak, 1.0)
-                stem_gain = 1.0 if wav_format == "float32" else 1.0 / max(peak, 1.0)
+                # the network hears the input at NETWORK_PEAK (a first pass finds its peak);
+                # the stems get the input's level back (input_levels)
+                (divisor,), peak, stem_gain = input_levels(
+                    channel_peaks(sound, self.sample_rate),
+                    stream.info.may_exceed_full_scale,
+                    wav_format,
+                )
                 restore = divisor * stem_gain  # gain on the network's output
                 blocks: Iterable[np.ndarray] = (
                     stream if divisor == 1.0 else (block / divisor for block in stream)
@@ -970,12 +983,12 @@ class Separator:
         input_rate = info.audio_sample_rate or self.sample_rate
         rate, channels = target_rate or input_rate, info.audio_channels or 1
         players = len(queries)  # stems separated per channel (the rest is made at the end)
-        # each channel is separated as if alone, heard at NETWORK_PEAK; in an integer format
-        # all channels' stems are scaled alike if the loudest lies beyond full scale
-        peaks = channel_peaks(sound, self.sample_rate, channels if channels > 1 else None)
-        divisors = [network_divisor(p) for p in peaks]
-        peak = max(peaks) if info.may_exceed_full_scale else min(max(peaks), 1.0)  # as above
-        stem_gain = 1.0 if wav_format == "float32" else 1.0 / max(peak, 1.0)
+        # each channel is separated as if alone, heard at NETWORK_PEAK (input_levels)
+        divisors, peak, stem_gain = input_levels(
+            channel_peaks(sound, self.sample_rate, channels if channels > 1 else None),
+            info.may_exceed_full_scale,
+            wav_format,
+        )
         restore = np.asarray(divisors, np.float32) * np.float32(stem_gain)  # (C,)
         out_dir = out_dir or paths[0].parent.parent
         # scratch writes that fail (a full disk) say so in one line, naming the stems' folder

@@ -312,14 +312,6 @@ class AudioStream(ffmpeg_io.FfmpegProcess):
             )
 
 
-def peak_level(path: Path, sample_rate: int, channels: int | None = None) -> float:
-    """Largest magnitude of the file's samples at ``sample_rate``: of its mono downmix (the
-    mean of its channels), or
-    with ``channels`` of the loudest of its first ``channels`` channels (a pass per channel).
-    """
-    return max(channel_peaks(path, sample_rate, channels))
-
-
 def channel_peaks(path: Path, sample_rate: int, channels: int | None = None) -> list[float]:
     """Largest magnitude of the file's samples at ``sample_rate``: ``[peak]`` of its mono
     downmix (the mean of its channels), or with ``channels`` one per channel of the first
