@@ -71,6 +71,10 @@ bench: install  ## the engine against the naive loop (2-5 players, 1 and 60 min)
 # (TimGM6mb held out for the test split), packed with the wheels into .device/ to carry.
 DEVICE_DATA ?= $(HOME)/vimss-work/data/gpu-lib
 DEVICE_CONFIG ?= configs/gpu-h200.toml
+# 320 pieces of 20 s (about 6 h of stems, ~30 min on 2 cores): more than one carry holds, so
+# device-pack also builds .device-more, the second pack a call of its own ferries (MORE= skips it)
+DEVICE_TRAIN_PIECES ?= 320
+MORE ?= 1
 DEVICE_FONT_PACKAGES := fluidr3mono-gm-soundfont musescore-general-soundfont csound-soundfont
 TRAIN_FONTS := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf3/FluidR3Mono_GM.sf3 \
 	/usr/share/sounds/sf3/MuseScore_General.sf3 /usr/share/sounds/sf3/MuseScore_General_Lite.sf3 \
@@ -88,7 +92,7 @@ device-data: install system-deps sample-library device-makers  ## synthetic trai
 	  $(SUDO) apt-get install -y --no-install-recommends $(DEVICE_FONT_PACKAGES); }
 	$(SYNTH) -o $(DEVICE_DATA)/valid -n 8 --split valid --seed 102 $(addprefix --soundfonts ,$(TRAIN_FONTS))
 	$(SYNTH) -o $(DEVICE_DATA)/test -n 12 --split test --seed 103
-	$(SYNTH) -o $(DEVICE_DATA)/train -n 160 --split train --seed 101 $(addprefix --soundfonts ,$(TRAIN_MAKERS))
+	$(SYNTH) -o $(DEVICE_DATA)/train -n $(DEVICE_TRAIN_PIECES) --split train --seed 101 $(addprefix --soundfonts ,$(TRAIN_MAKERS))
 	$(BIN)/vimss data solos -o $(DEVICE_DATA)/solos
 
 sample-library: install  ## real recorded notes of 11 URMP instruments (npm's tonejs-instruments, CC-BY 3.0) for --soundfonts
@@ -106,7 +110,8 @@ REALVAL ?= ../shared/realval/bach10
 device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to the GPU (prints sizes)
 	$(BIN)/python scripts/device_pack.py pack --data $(DEVICE_DATA) --config $(DEVICE_CONFIG) \
 	  --extra-train $(DEVICE_DATA)/solos $(if $(wildcard $(REALVAL)),--real-valid $(REALVAL)) \
-	  $(if $(DEVICE_INIT),--init $(DEVICE_INIT)) $(if $(LEAN),--without-models)
+	  $(if $(DEVICE_INIT),--init $(DEVICE_INIT)) $(if $(LEAN),--without-models) \
+	  $(if $(MORE),--more-out .device-more)
 
 # The bundled models' files are most of what travels to the GPU (about 48 of the 64 MiB), so
 # the first GPU run overfitted its 0.9 h of music within 4 minutes (docs/training.md). A lean

@@ -43,7 +43,7 @@ from reference_predict import predict  # noqa: E402
 
 from vimss_cli.checkpoint import load_model  # noqa: E402
 from vimss_cli.conditioning import Query  # noqa: E402
-from vimss_cli.engine import plan_tile, separate_array  # noqa: E402
+from vimss_cli.engine import even_tile, plan_tile, separate_array  # noqa: E402
 
 CODES = ["vn", "vc", "fl", "cl", "tpt"]
 
@@ -106,7 +106,10 @@ def main() -> None:
         audio = np.concatenate(list(test_blocks(minutes * 60, rate)))
         for players in args.players:
             queries = [Query(code) for code in CODES[:players]]
-            tile = args.tile or plan_tile(model, players, torch.device("cpu"))
+            # the tile `vimss separate` plans: cache-fitted, then even over the input
+            tile = args.tile or even_tile(
+                plan_tile(model, players, torch.device("cpu")), audio.size, model.total_decimation
+            )
             warm_up = audio[: 5 * rate]  # oneDNN builds its kernels on first use
             separate_array(model, warm_up, queries, tile=tile, precision=args.precision)
             engine_times, reference_times, difference = [], [], 0.0

@@ -33,6 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -138,10 +139,12 @@ def pack_split(
     budget: int | None,
     workers: int,
     most_players_first: bool = False,
+    skip: frozenset[str] = frozenset(),
 ) -> dict[str, object]:
     """Encode the stems of ``split_dir``'s pieces into ``out_dir``, in piece order (or, with
     ``most_players_first``, the pieces with most players first), until ``budget`` bytes
-    (``None``: all pieces). Returns the split's entry of ``pack.json``."""
+    (``None``: all pieces), leaving out the piece folders named in ``skip`` (those another
+    pack holds). Returns the split's entry of ``pack.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = split_dir / SYNTH_MANIFEST_NAME
     if manifest.is_file():
@@ -150,6 +153,7 @@ def pack_split(
     pieces = list_pieces(split_dir)
     if most_players_first:
         pieces.sort(key=lambda piece: -len(piece.stem_paths))  # stable: in order within
+    pieces = [piece for piece in pieces if piece.folder.name not in skip]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for piece in pieces:
             folder = out_dir / piece.folder.name
@@ -187,8 +191,8 @@ def check_init(init: Path, config: Path) -> None:
 
 
 def pack(args: argparse.Namespace) -> None:
-    """Build the pack in ``OUT.partial`` and put it in place of ``OUT`` at the end, so a
-    failure leaves an earlier pack as it was and never a half-built one."""
+    """Build the pack (and with ``--more-out`` the second pack), each atomically
+    (:func:`_build`)."""
     out = Path(args.out)
     data_root = Path(args.data).expanduser()
     config = Path(args.config).expanduser()
@@ -211,18 +215,15 @@ def pack(args: argparse.Namespace) -> None:
             f"move it out of {out} first"
         )
     tree = travelling_tree_bytes(REPO, args.without_models)  # before the partial pack lies in it
-    building = out.with_name(out.name + ".partial")
-    if building.exists():
-        shutil.rmtree(building)
-    building.mkdir(parents=True)
-    try:
-        entries = _fill(building, args, data_root, config, init, tree)
-        if out.exists():
-            shutil.rmtree(out)
-        building.rename(out)
-    finally:
-        if building.exists():
-            shutil.rmtree(building)
+    if args.more_out and Path(args.more_out).exists():  # it would overlap the new first pack
+        shutil.rmtree(args.more_out)
+    entries = _build(out, lambda folder: _fill(folder, args, data_root, config, init, tree))
+    more_entry = None
+    if args.more_out:
+        packed = frozenset(entries["train"]["pieces"])  # type: ignore[call-overload]
+        more_entry = _build(
+            Path(args.more_out), lambda folder: _fill_more(folder, args, data_root, tree, packed)
+        )
     pack_size = folder_bytes(out)
     print(f"work tree that travels: {tree / MIB:.1f} MiB")
     for name, entry in entries.items():
@@ -239,11 +240,63 @@ def pack(args: argparse.Namespace) -> None:
         f"pack {out}: {pack_size / MIB:.1f} MiB; everything that travels: "
         f"{(tree + pack_size) / MIB:.1f} MiB of {args.limit_mib:.0f}"
     )
+    if more_entry is not None:
+        more = Path(args.more_out)
+        train = more_entry["train"]
+        print(
+            f"second pack {more} (a call of its own, just before the training call): "
+            f"{len(train['pieces'])} more train pieces, "  # type: ignore[arg-type]
+            f"{float(train['stem_seconds']) / 3600:.2f} h of stems; "  # type: ignore[arg-type]
+            f"with the tree {(tree + folder_bytes(more)) / MIB:.1f} MiB of {args.limit_mib:.0f}"
+        )
     if args.without_models:
         print(
             "packed for a tree without the bundled models' files: run `make device-lean` "
             "before the device call and `make device-restore` after it"
         )
+
+
+def _build(
+    out: Path, fill: Callable[[Path], dict[str, dict[str, object]]]
+) -> dict[str, dict[str, object]]:
+    """Run ``fill`` on ``OUT.partial`` and put it in place of ``out`` at the end, so a
+    failure leaves an earlier pack as it was and never a half-built one."""
+    building = out.with_name(out.name + ".partial")
+    if building.exists():
+        shutil.rmtree(building)
+    building.mkdir(parents=True)
+    try:
+        entries = fill(building)
+        if out.exists():
+            shutil.rmtree(out)
+        building.rename(out)
+    finally:
+        if building.exists():
+            shutil.rmtree(building)
+    return entries
+
+
+def _fill_more(
+    out: Path, args: argparse.Namespace, data_root: Path, tree: int, packed: frozenset[str]
+) -> dict[str, dict[str, object]]:
+    """The second pack: the train pieces the first could not hold, in piece order, as many as
+    travel with the work tree alone (it goes in a device call of its own, which leaves it on
+    the machine for the training call that follows; ``scripts/device_train.sh`` trains on
+    both). No wheels, config or init: those are the first pack's."""
+    budget = int(args.limit_mib * MIB) - tree
+    if budget <= 0:
+        raise SystemExit(f"error: no room for a second pack: the tree is {tree / MIB:.1f} MiB")
+    entry = pack_split(
+        data_root / "train", out / "data" / "train", args.level, budget, 2, skip=packed
+    )
+    info = {
+        "part": 2,
+        "vorbis_compression_level": args.level,
+        "source": str(data_root),
+        "splits": {"train": entry},
+    }
+    (out / "pack.json").write_text(json.dumps(info, indent=1))
+    return {"train": entry}
 
 
 def _fill(
@@ -349,6 +402,11 @@ def main() -> None:
     p.add_argument("--level", type=float, default=DEFAULT_VORBIS_LEVEL, help="Vorbis 0 (best)-1")
     p.add_argument("--limit-mib", type=float, default=TRAVEL_LIMIT_MIB - 4.0)
     p.add_argument("--no-wheels", action="store_true", help="skip the wheels (CPU dry run)")
+    p.add_argument(
+        "--more-out",
+        help="also build a second pack here (e.g. .device-more): the train pieces the first "
+        "could not hold, carried by a device call of its own just before the training call",
+    )
     p.add_argument(
         "--without-models",
         action="store_true",

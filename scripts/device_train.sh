@@ -9,6 +9,10 @@
 # Settings (environment):
 #   PACK            the carried folder (default .device): wheels/, data/, config.toml,
 #                   and optionally resume/ (a previous launch's $OUT: continues it exactly)
+#   MORE            a second pack of train pieces (default .device-more, else
+#                   /tmp/.device-more): device_pack.py pack --more-out builds it, and a device
+#                   call of its own just before this one leaves it on the machine (it carries
+#                   .device-more and copies it to /tmp/); used when found, else the log says so
 # Results in $OUT: best.safetensors (best validation SDR: on the carried real recordings,
 # PACK/realval/, when the pack has them; else synthetic), last.safetensors (the weights at
 # the end), log.jsonl, config.toml, train.log, state.safetensors.partNN.
@@ -29,6 +33,10 @@ set -euo pipefail
 started=$(date +%s)
 cd "$(dirname "$0")/.."
 PACK=${PACK:-.device}
+if [ -z "${MORE:-}" ]; then  # the ferry call leaves .device-more, and copies it to /tmp
+  MORE=.device-more
+  [ -d "$MORE/data" ] || MORE=/tmp/.device-more
+fi
 DEVICE=${DEVICE:-cuda}
 BUDGET_SECONDS=${BUDGET_SECONDS:-480}
 RESERVE_SECONDS=${RESERVE_SECONDS:-75}
@@ -72,6 +80,12 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 # 2. The data: Ogg Vorbis stems back to a URMP-layout tree.
 rm -rf "$WORK/data" "$WORK/run"
 "$PYTHON" scripts/device_pack.py unpack "$PACK/data" "$WORK/data" --workers "$cores"
+if [ -d "$MORE/data" ]; then
+  echo "second pack $MORE: its train pieces join the first pack's"
+  "$PYTHON" scripts/device_pack.py unpack "$MORE/data" "$WORK/data" --workers "$cores"
+else
+  echo "no second pack ($MORE/data): training on $PACK's data alone"
+fi
 real=(--set run.real_valid=)  # real recordings to validate on, when carried
 rm -rf "$WORK/realval"
 if [ -d "$PACK/realval" ]; then

@@ -900,6 +900,35 @@ def test_separate_file_plans_the_queries_itself(tiny_models_dir: Path, tmp_path:
         )
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_separate_file_reports_the_level_pass_before_the_separation(
+    tiny_models_dir: Path, tmp_path: Path, channels: int
+) -> None:
+    """A first pass reads the input's peak (the network hears every input at -1 dBFS): on an
+    hour-long input it takes a while, and showed nothing. It now reports "stage": "level"
+    events up to the duration (a pass per channel counts once), then the separation's."""
+    from vimss_cli.api import Separator
+    from vimss_cli.conditioning import Query
+
+    seconds = 3.0
+    audio = (
+        noise(seconds) if channels == 1 else np.stack([noise(seconds, seed=s) for s in (1, 2)], 1)
+    )
+    mix = write_wav(tmp_path / "long.wav", audio)
+    events: list[dict] = []
+    Separator("tiny", device="cpu").separate_file(
+        mix, [Query("vn"), Query("vc")], tmp_path / "out", progress=events.append
+    )
+    stages = [event.get("stage") for event in events]
+    first_separation = stages.index(None)
+    assert first_separation > 0 and set(stages[:first_separation]) == {"level"}
+    assert "level" not in stages[first_separation:]
+    level = [event["done_seconds"] for event in events[:first_separation]]
+    assert level == sorted(level) and level[-1] == pytest.approx(seconds, abs=1e-3)
+    assert all(event["total_seconds"] == pytest.approx(seconds, abs=0.05) for event in events)
+    assert events[-1]["done_seconds"] == pytest.approx(seconds, abs=1e-3)
+
+
 def test_separate_file_reports_the_warnings_of_the_players_it_found(
     tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

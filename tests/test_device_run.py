@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -76,10 +77,13 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def launch(pack: Path, out: Path, work: Path, extra: str) -> subprocess.CompletedProcess[str]:
+def launch(
+    pack: Path, out: Path, work: Path, extra: str, more: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "PACK": str(pack),
+        "MORE": str(more or work / "no-second-pack"),
         "OUT": str(out),
         "WORK": str(work),
         "DEVICE": "cpu",
@@ -248,12 +252,7 @@ def test_missing_pack_is_one_clear_error(tmp_path: Path) -> None:
 def test_a_lean_pack_counts_the_tree_without_the_bundled_models(tmp_path: Path) -> None:
     """``--without-models`` sizes the pack for a tree that ``make device-lean`` stripped of
     models/*.safetensors (the first GPU run had room for only 0.9 h of music beside them)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("device_pack", PACKER)
-    assert spec is not None and spec.loader is not None
-    device_pack = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(device_pack)
+    device_pack = load_device_pack()
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "m.safetensors").write_bytes(b"w" * 1000)
     (tmp_path / "models" / "index.json").write_bytes(b"i" * 10)
@@ -264,6 +263,59 @@ def test_a_lean_pack_counts_the_tree_without_the_bundled_models(tmp_path: Path) 
     assert device_pack.travelling_tree_bytes(tmp_path, without_models=True) == 110
     (tmp_path / "models" / "m.safetensors").unlink()  # as make device-lean leaves it
     assert device_pack.travelling_tree_bytes(tmp_path) == 110
+
+
+def load_device_pack() -> ModuleType:
+    """``scripts/device_pack.py`` as a module (a script, imported by its path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("device_pack", PACKER)
+    assert spec is not None and spec.loader is not None
+    device_pack = importlib.util.module_from_spec(spec)
+    sys.modules["device_pack"] = device_pack  # its process pool pickles its functions by name
+    spec.loader.exec_module(device_pack)
+    return device_pack
+
+
+def test_a_second_pack_carries_what_the_first_could_not_and_joins_the_run(
+    pack: Path, tmp_path: Path
+) -> None:
+    """``pack --more-out``: the train pieces the first pack left out travel in a call of their
+    own (the first GPU run overfitted 0.9 h of music; one pack holds about 2.4 h), and the
+    training call finds them on the machine and trains on both packs."""
+    import argparse
+
+    device_pack = load_device_pack()
+    first = tmp_path / "first"
+    shutil.copytree(pack, first)
+    shutil.rmtree(first / "data" / "train" / "02_Piece2_fl_cl_bn")  # as if it did not fit
+    more = tmp_path / "more"
+    settings = argparse.Namespace(limit_mib=64.0, level=0.7)
+    entries = device_pack._build(
+        more,
+        lambda folder: device_pack._fill_more(
+            folder, settings, pack.parent / "data", 0, frozenset({"01_Piece1_vn_vc"})
+        ),
+    )
+    assert entries["train"]["pieces"] == ["02_Piece2_fl_cl_bn"]
+    assert json.loads((more / "pack.json").read_text())["part"] == 2
+    assert {p.name for p in (more / "data" / "train").iterdir() if p.is_dir()} == {
+        "02_Piece2_fl_cl_bn"
+    }
+    assert not (more / "wheels").exists() and not (more / "config.toml").exists()
+    cramped = argparse.Namespace(limit_mib=1.0, level=0.7)
+    with pytest.raises(SystemExit, match="no room for a second pack"):
+        device_pack._fill_more(tmp_path / "x", cramped, pack.parent / "data", 2**21, frozenset())
+
+    both = launch(first, tmp_path / "o1", tmp_path / "w1", "--max-steps 1", more=more)
+    assert both.returncode == 0, both.stdout + both.stderr
+    assert f"second pack {more}" in both.stdout
+    trained_on = {p.name for p in (tmp_path / "w1" / "data" / "train").iterdir() if p.is_dir()}
+    assert trained_on == {"01_Piece1_vn_vc", "02_Piece2_fl_cl_bn"}
+    alone = launch(first, tmp_path / "o2", tmp_path / "w2", "--max-steps 1")
+    assert alone.returncode == 0 and "no second pack" in alone.stdout
+    trained_on = {p.name for p in (tmp_path / "w2" / "data" / "train").iterdir() if p.is_dir()}
+    assert trained_on == {"01_Piece1_vn_vc"}
 
 
 def test_the_device_benchmark_times_the_network_and_the_pipeline(tmp_path: Path) -> None:

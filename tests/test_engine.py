@@ -17,6 +17,7 @@ from vimss_cli.engine import (
     CUDA_TILE,
     MAX_CPU_TILE,
     MIN_CPU_TILE,
+    even_tile,
     iter_blocks,
     plan_tile,
     plan_windows,
@@ -199,6 +200,36 @@ def test_tile_plan_fits_the_cache_within_its_bounds(monkeypatch: pytest.MonkeyPa
     assert plan_tile(model, 4, torch.device("cuda")) == CUDA_TILE
     odd = make_tiny_model(ModelConfig(levels=13, base_features=2))  # decimation 8192
     assert plan_tile(odd, 4, cpu, cache_bytes=1) % 8192 == 0
+
+
+@given(
+    tile=st.integers(1, 70000),
+    length=st.integers(1, 3_000_000),
+    decimation=st.sampled_from([1, 8, 2048]),
+)
+def test_an_even_tile_cuts_the_input_into_as_many_windows_with_little_left_over(
+    tile: int, length: int, decimation: int
+) -> None:
+    rounded = -(-tile // decimation) * decimation
+    even = even_tile(tile, length, decimation)
+    assert even % decimation == 0 and 0 < even <= rounded
+    windows = -(-length // rounded)
+    assert -(-length // even) == windows  # no more windows than the planned tile makes
+    assert windows * even - length < windows * decimation  # the last one is nearly full
+
+
+def test_the_separator_plans_even_tiles_and_keeps_a_tile_it_is_given() -> None:
+    from vimss_cli.api import Separator
+
+    separator = Separator(model="vimss-synth-cpu-v0", device="cpu")
+    decimation = separator.model.total_decimation
+    minute = 60 * separator.sample_rate
+    planned = separator.tile_for(4)
+    even = separator.tile_for(4, minute)
+    assert even % decimation == 0 and even <= planned
+    assert -(-minute // even) == -(-minute // planned)
+    given = Separator(model="vimss-synth-cpu-v0", device="cpu", tile=65536)
+    assert given.tile_for(4, minute) == 65536  # a tile asked for is kept
 
 
 def test_a_stream_computes_each_layer_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 from vimss_cli.checkpoint import DEFAULT_MODEL_ALIAS, LoadedModel, load_model
 from vimss_cli.conditioning import Query
 from vimss_cli.devices import check_precision, resolve_device
-from vimss_cli.engine import plan_tile, separate_array, separate_blocks
+from vimss_cli.engine import even_tile, plan_tile, separate_array, separate_blocks
 from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 from vimss_cli.ffmpeg_io import first_audio_time
 from vimss_cli.instruments import MAX_PLAYERS
@@ -515,6 +515,28 @@ def check_queries(queries: object) -> None:
             )
 
 
+def _level_progress(
+    progress: ProgressCallback | None, input_path: Path, total: float | None
+) -> Callable[[float], None] | None:
+    """The events of the first pass over an input, which finds its peak
+    (:func:`input_levels`): ``{"input", "stage": "level", "done_seconds", "total_seconds"}``,
+    so that an hour-long input shows progress before its separation starts."""
+    if progress is None:
+        return None
+
+    def report(done_seconds: float) -> None:
+        progress(
+            {
+                "input": str(input_path),
+                "stage": "level",
+                "done_seconds": done_seconds,
+                "total_seconds": total,
+            }
+        )
+
+    return report
+
+
 def _samples(seconds: float | None, rate: int) -> int | None:
     """A duration hint in samples at ``rate``, rounded up (``None`` when unknown)."""
     return None if seconds is None else int(np.ceil(seconds * rate)) + 1
@@ -557,7 +579,8 @@ class Separator:
             layer computes its context once (``model.StreamState``). More runs independent
             windows side by side, each recomputing its context; the output is the same.
         tile: output samples per window; ``None`` plans it for the machine and the number of
-            players (``engine.plan_tile``).
+            players (``engine.plan_tile``) and, where the input's length is known, made even
+            over it (``engine.even_tile``).
         refine: split the mixture's spectrum among the stems by soft masks made from them
             (:mod:`vimss_cli.soft_masks`); ``False`` gives the network's own output.
         harmonic: with ``refine``, sharpen the masks at the harmonics of each stem's pitch in
@@ -601,6 +624,8 @@ class Separator:
         tile = min(tile, max(1, MAX_SAMPLES_PER_PASS // self.batch_size))
         if length is not None and length > 0:
             tile = min(tile, length)
+            if self.tile is None:  # a planned tile: windows of equal size, none mostly empty
+                tile = even_tile(tile, length, self.model.total_decimation)
         return tile
 
     def separate_array(
@@ -858,7 +883,11 @@ class Separator:
                 # the network hears the input at NETWORK_PEAK (a first pass finds its peak);
                 # the stems get the input's level back (input_levels)
                 (divisor,), peak, stem_gain = input_levels(
-                    channel_peaks(sound, self.sample_rate),
+                    channel_peaks(
+                        sound,
+                        self.sample_rate,
+                        progress=_level_progress(progress, input_path, total_hint),
+                    ),
                     stream.info.may_exceed_full_scale,
                     wav_format,
                 )
@@ -985,7 +1014,12 @@ class Separator:
         players = len(queries)  # stems separated per channel (the rest is made at the end)
         # each channel is separated as if alone, heard at NETWORK_PEAK (input_levels)
         divisors, peak, stem_gain = input_levels(
-            channel_peaks(sound, self.sample_rate, channels if channels > 1 else None),
+            channel_peaks(
+                sound,
+                self.sample_rate,
+                channels if channels > 1 else None,
+                _level_progress(progress, input_path, info.duration),
+            ),
             info.may_exceed_full_scale,
             wav_format,
         )

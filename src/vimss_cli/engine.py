@@ -131,6 +131,23 @@ def plan_tile(
     return -(-tile // decimation) * decimation
 
 
+def even_tile(tile: int, length: int, decimation: int) -> int:
+    """The tile that cuts ``length`` samples into as many windows as ``tile`` does, of equal
+    size (a multiple of ``decimation``, never above ``tile`` rounded up to it).
+
+    The last window of a stream computes a whole tile however little of it the input fills:
+    a 60 s input at 22050 Hz in tiles of 65536 samples is 20.2 tiles, so 21 windows compute
+    21 tiles of output, 4 % more than needed. Tiles of 63488 fill their 21 windows to within
+    0.8 %. Every tile gives the same stems (the stitched windows equal one pass).
+    """
+    tile = -(-tile // decimation) * decimation
+    if length <= 0:
+        return tile
+    windows = -(-length // tile)
+    per_window = -(-length // windows)
+    return min(tile, -(-per_window // decimation) * decimation)
+
+
 class _WindowRunner:
     """Runs windows through the model for a fixed set of queries.
 

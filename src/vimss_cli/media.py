@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,16 +312,29 @@ class AudioStream(ffmpeg_io.FfmpegProcess):
             )
 
 
-def channel_peaks(path: Path, sample_rate: int, channels: int | None = None) -> list[float]:
+def channel_peaks(
+    path: Path,
+    sample_rate: int,
+    channels: int | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> list[float]:
     """Largest magnitude of the file's samples at ``sample_rate``: ``[peak]`` of its mono
     downmix (the mean of its channels), or with ``channels`` one per channel of the first
-    ``channels`` (a pass per channel)."""
+    ``channels`` (a pass per channel).
+
+    ``progress`` is called after each decoded block with the seconds of audio read so far,
+    divided by the number of passes (so it runs from 0 to the file's duration once)."""
     peaks = []
+    passes = channels or 1
+    done = 0
     for channel in range(channels) if channels else [None]:
         peak = 0.0
         with AudioStream(path, sample_rate, channel=channel) as stream:
             for block in stream:
                 peak = max(peak, float(np.abs(block).max()))
+                done += block.size
+                if progress is not None:
+                    progress(done / sample_rate / passes)
         peaks.append(peak)
     return peaks
 

@@ -2,7 +2,8 @@
 
 The CLI draws the events (rich); a Python user passes any callable. What each caller sends:
 
-* :meth:`vimss_cli.api.Separator.separate_file`: ``{"input", "done_seconds", "total_seconds"}``.
+* :meth:`vimss_cli.api.Separator.separate_file`: ``{"input", "done_seconds", "total_seconds"}``,
+  after ``"stage": "level"`` events of the same keys while a first pass finds the input's peak.
 * :func:`vimss_cli.eval.run.evaluate`: ``{"stage", "piece", "system", "done", "total"}``.
 * :func:`vimss_cli.synth.dataset.synthesize` and :func:`vimss_cli.datacheck.check_dataset`:
   ``{"done", "total", "piece"}``.

@@ -50,9 +50,12 @@ def _progress_display(enabled: bool) -> Iterator[ProgressCallback | None]:
 
         def update(event: dict[str, Any]) -> None:
             name = event["input"]
+            label = Path(name).name  # and while the first pass reads the input's peak:
+            if event.get("stage") == "level":
+                label += " (reading its level)"
             if name not in tasks:
-                tasks[name] = bar.add_task(Path(name).name, total=event["total_seconds"])
-            bar.update(tasks[name], completed=event["done_seconds"])
+                tasks[name] = bar.add_task(label, total=event["total_seconds"])
+            bar.update(tasks[name], completed=event["done_seconds"], description=label)
 
         yield update
 
