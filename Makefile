@@ -117,7 +117,8 @@ device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to 
 # the first GPU run overfitted its 0.9 h of music within 4 minutes (docs/training.md). A lean
 # run (the default since 2026-12-04) leaves them out of the work tree while the device call
 # goes (git keeps them), and starts from the shipped GPU model's weights:
-#   make device-pack; make device-lean; (the device call); make device-restore
+#   make device-pack; make device-lean; (the ferry call: carry .device-more; at once the
+#   training call: carry .device); make device-restore   (docs/training.md, "The GPU run")
 # LEAN= (empty) packs for the whole tree; DEVICE_INIT= (empty) starts from scratch.
 LEAN ?= 1
 DEVICE_INIT ?= models/vimss-synth-gpu-v0.safetensors
