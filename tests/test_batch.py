@@ -175,7 +175,7 @@ def test_plan_inputs_checks_everything_before_a_model_loads(
         plan_inputs([first], BatchOptions(out_dir=out, instruments=["vn,vc"]))
     with pytest.raises(InputError, match="say who plays"):  # the mistake before the stems
         plan_inputs([first], BatchOptions(out_dir=out))
-    with pytest.raises(InputError, match="2 -i for 1 inputs"):
+    with pytest.raises(InputError, match=r"2 -i for 1 input$"):  # one input: no plural
         plan_inputs([first], BatchOptions(out_dir=out, instruments=["vn", "vc"]))
     with pytest.raises(InputError, match=r"--skip-existing keeps .* and --force replaces"):
         plan_inputs([first], BatchOptions(out_dir=out, skip_existing=True, force=True))

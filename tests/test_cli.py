@@ -311,6 +311,14 @@ def test_bad_inputs(tiny_models_dir: Path, tmp_path: Path, make_input, fragments
     assert files_under(out) == []
 
 
+def test_a_still_picture_is_not_called_a_video(tiny_models_dir: Path, tmp_path: Path) -> None:
+    picture = tmp_path / "frame.png"
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=64x48", "-frames:v", "1", str(picture))
+    result = run("separate", picture, "-o", tmp_path / "out", "-i", "vn")
+    assert_clean_failure(result, "frame.png is a picture with no sound", "--audio FILE")
+    assert "is a video" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "args, fragments",
     [
@@ -320,6 +328,7 @@ def test_bad_inputs(tiny_models_dir: Path, tmp_path: Path, make_input, fragments
         (["-i", "vn", "--model", "nope"], ["unknown model 'nope'", "known models: tiny"]),
         (["-i", "vn", "--model", "missing.safetensors"], ["checkpoint not found"]),
         (["-i", "vn", "--device", "tpu"], ["unknown --device 'tpu'"]),
+        (["-i", "vn", "--device", "cuda:x"], ["--device 'cuda:x' is not a valid device", "cuda:N"]),
         (["-i", "vn", "--batch-size", "0"], ["--batch-size must be between 1 and 64"]),
         (["-i", "vn", "--batch-size", "65"], ["--batch-size must be between 1 and 64"]),
         (["-i", "vn", "--tile", "0"], ["--tile must be between 1 and 1048576 samples"]),
@@ -384,6 +393,50 @@ def test_corrupt_checkpoint(tiny_models_dir: Path, mix: Path, tmp_path: Path) ->
     bad.write_bytes(bytes(data[: len(data) // 2]))
     result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn", "--model", bad)
     assert_clean_failure(result, "bad.safetensors", "not a readable safetensors checkpoint")
+
+
+def test_a_model_with_nan_weights_is_refused_before_any_work(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    """Found by a new user's trial: NaN weights (a diverged run's export, its checksum
+    right) wrote stems of -32768 at 16 bits, reported as 'pure silence', exit 0."""
+    from conftest import make_tiny_model
+    from vimss_cli.checkpoint import save_checkpoint
+
+    model = make_tiny_model()
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    broken = tmp_path / "diverged.safetensors"
+    save_checkpoint(broken, model, provenance={"trained": True})
+    result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn,vc", "--model", broken)
+    assert_clean_failure(result, "diverged.safetensors is unusable", "NaN or infinite")
+    assert not files_under(tmp_path / "o")
+
+
+def test_a_network_that_returns_nan_writes_no_stems(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finite weights can still give NaN (fp16 overflow on a GPU): the engine stops, one
+    line, and nothing is left in the output folder."""
+    real = _WindowRunner.run
+
+    def overflowing(self, windows, starts):
+        output = real(self, windows, starts)
+        output[0, -1] = np.nan
+        return output
+
+    monkeypatch.setattr(_WindowRunner, "run", overflowing)
+    for extra in ([], ["--no-refine", "--format", "float32"]):
+        result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn,vc", *extra)
+        assert_clean_failure(result, "the network's output holds NaN or infinite values")
+        assert not files_under(tmp_path / "o")
+
+
+def test_an_empty_model_name_is_one_clear_error(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    result = run("separate", mix, "-o", tmp_path / "o", "-i", "vn", "--model", "")
+    assert_clean_failure(result, "no model named (an empty name)", "known models: tiny")
 
 
 def test_debug_shows_the_traceback(tiny_models_dir: Path, tmp_path: Path) -> None:
@@ -856,7 +909,10 @@ def test_batches_skip_existing_keep_going_and_one_i_per_input(
     )
     assert batch.exit_code == 1, batch.output
     assert "first.wav: stems exist, skipped" in batch.output
-    assert "1 failure (--keep-going): 1 of 3 inputs separated" in batch.output  # 1 skipped
+    assert (
+        "1 failure (--keep-going): 1 of 3 inputs separated, 1 skipped (their stems exist)"
+        in " ".join(batch.output.split())
+    )
     alone = run("separate", broken, "-i", "vn", "-o", out, "--keep-going")
     assert alone.exit_code == 1 and "error: the input failed" in alone.stderr
     assert sorted(p.name for p in (out / "third").iterdir()) == ["01_vn.wav"]

@@ -195,6 +195,15 @@ def test_empty_root_fails(tmp_path: Path) -> None:
     assert "no piece folders" in result.stdout
 
 
+def test_a_piece_folder_given_as_the_root_names_its_parent(tree: Path) -> None:
+    piece = next(p for p in sorted(tree.iterdir()) if p.is_dir())
+    result = check(piece)
+    assert result.exit_code == 1
+    assert f"{piece} looks like a piece folder itself: give its parent, {tree}" in (
+        " ".join(result.stdout.split())
+    )
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

@@ -405,6 +405,7 @@ def test_compare_two_runs(tree: Path, tmp_path: Path) -> None:
     [
         ((), "say what to score"),
         (("--dataset", "urmp"), "needs --root"),
+        (("--root", "."), "--root needs --dataset urmp or synth"),
         (("--dataset", "musdb", "--root", "."), "unknown --dataset"),
         (("--references", "."), "go together"),
         (("--dataset", "urmp", "--root", ".", "--protocol", "sisec"), "unknown --protocol"),
@@ -433,6 +434,17 @@ def test_an_evaluation_rate_out_of_range_is_refused(tree: Path, rate: str) -> No
 
 def test_empty_root_fails(tmp_path: Path) -> None:
     assert_clean_failure(run("--dataset", "urmp", "--root", tmp_path), "no URMP piece folders")
+
+
+def test_a_root_of_split_folders_names_them(tmp_path: Path) -> None:
+    make_piece(tmp_path / "ds" / "valid", "01_Jupiter_vn_vc")
+    (tmp_path / "ds" / "train").mkdir()
+    result = run("--dataset", "synth", "--root", tmp_path / "ds")
+    assert_clean_failure(
+        result,
+        f"under {tmp_path / 'ds'}; it holds split folders (train, valid): give one, "
+        f"e.g. {tmp_path / 'ds' / 'valid'}",
+    )
 
 
 def test_missing_stem_fails(tree: Path) -> None:
@@ -567,6 +579,36 @@ def test_saved_estimates_score_the_same_when_read_back(
     forced = run(*args, "--save-estimates", saved, "--force", "--json")
     assert forced.exit_code == 0, forced.output
     assert sorted(p.name for p in piece.iterdir()) == ["01_vn.wav", "02_vc.wav", "report.html"]
+
+
+def test_an_interrupted_run_that_saves_estimates_resumes_without_force(
+    tiny_models_dir: Path, tree: Path, tmp_path: Path
+) -> None:
+    """Found by a new user's trial: a run with --save-estimates that failed on its second
+    piece could not be run again (its first piece's stems 'already exist') without --force,
+    which would separate everything again; the docs promise resuming from the cache."""
+    saved, out = tmp_path / "estimates", tmp_path / "results"
+    broken = tree / "02_Hark_fl_cl_bn" / "AuSep_3_bn_02_Hark.wav"
+    good = broken.read_bytes()
+    broken.write_text("not audio")
+    args = ("--dataset", "urmp", "--root", tree, "--model", "tiny", "--no-baselines")
+    args += ("-o", out, "--save-estimates", saved)
+    failed = run(*args)
+    assert failed.exit_code != 0 and "AuSep_3_bn_02_Hark.wav" in failed.stderr
+    first = saved / "01_Jupiter_vn_vc" / "01_vn.wav"
+    kept = first.read_bytes(), first.stat().st_mtime_ns
+    broken.write_bytes(good)
+    resumed = run(*args, "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert (first.read_bytes(), first.stat().st_mtime_ns) == kept  # kept, not written again
+    assert (saved / "02_Hark_fl_cl_bn" / "03_bn.wav").is_file()
+    assert len(by_system(json.loads(resumed.stdout))["model"]) == 5
+    # stems changed since they were saved, or saved by another run, are still refused
+    first.write_bytes(first.read_bytes()[:-4] + b"\0\0\0\0")
+    again = run(*args[:-4], "-o", tmp_path / "other", "--save-estimates", saved)
+    assert_clean_failure(again, "already exist", "01_vn.wav", "--force")
+    changed = run(*args)
+    assert_clean_failure(changed, "already exist", "01_vn.wav", "--force")
 
 
 def test_save_estimates_needs_a_model(tree: Path, tmp_path: Path) -> None:

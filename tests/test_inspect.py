@@ -97,6 +97,10 @@ def test_inspect_makes_the_folder_its_picture_goes_into(duet: Path, tmp_path: Pa
     blocker.write_text("x")
     refused = run("inspect", duet, "--out", blocker / "p.png", "--boxes", "10,10,100,100")
     assert_clean_failure(refused, f"cannot write into {blocker}: it is not a folder")
+    # a wrong name is a bad argument: exit 2, as `vimss report -o r.txt` (a trial found 1)
+    jpeg = run("inspect", duet, "--out", tmp_path / "p.jpg", "--boxes", "10,10,100,100")
+    assert_clean_failure(jpeg, "--out must name a .png file")
+    assert jpeg.exit_code == 2
 
 
 def test_separate_video_without_instruments(

@@ -101,6 +101,13 @@ def test_report_command_and_its_refusals(stem_folder: Path, tmp_path: Path) -> N
     assert nothing.exit_code != 0 and "no stems" in nothing.output
     not_a_page = runner.invoke(app, ["report", str(stem_folder), "-o", str(tmp_path / "r.txt")])
     assert not_a_page.exit_code == 2 and "must be an .html file" in not_a_page.output
+    # found by a new user's trial: inspect made missing folders, report failed on them
+    deep = tmp_path / "new" / "deeper" / "r.html"
+    nested = runner.invoke(app, ["report", str(stem_folder), "-o", str(deep)])
+    assert nested.exit_code == 0, nested.output
+    assert deep.is_file()
+    under_a_file = runner.invoke(app, ["report", str(stem_folder), "-o", str(deep / "x.html")])
+    assert under_a_file.exit_code != 0 and "it is not a folder" in under_a_file.output
     assert "warning" not in result.stderr  # the right mixture: no word about its length
 
 

@@ -18,7 +18,7 @@ from conftest import RATE, noise, write_wav
 from test_cli import assert_clean_failure, files_under, run
 from vimss_cli import checkpoint, stem_writer
 from vimss_cli.api import is_stem_name
-from vimss_cli.atomic import AtomicFiles, atomic_path, temporary_owner
+from vimss_cli.atomic import AtomicFiles, atomic_path, temporary_owner, temporary_path
 from vimss_cli.engine import _WindowRunner
 from vimss_cli.stem_writer import FolderLock, StemSetWriter
 
@@ -367,6 +367,20 @@ def test_a_folder_in_the_way_of_a_stem_is_refused_before_anything_changes(
         files.publish()
     files.discard()
     assert not (tmp_path / "a.txt").exists() and not list(tmp_path.glob(".a.txt*"))
+
+
+def test_a_name_near_the_file_systems_limit_still_gets_a_temporary(tmp_path: Path) -> None:
+    """Found by a new user's trial: a 241-character stem name failed with libsndfile's
+    "System error." because its temporary's name passed 255 characters."""
+    for name in ("z" * 241 + "_1.wav", "é" * 120 + "_1.wav", "n" * 255):
+        temporary = temporary_path(tmp_path / name)
+        assert len(temporary.name.encode()) <= 255 and temporary.name.endswith(Path(name).suffix)
+        owner = temporary_owner(temporary.name)
+        assert owner is not None and owner[1] == os.getpid()
+        with atomic_path(tmp_path / name) as writing:
+            writing.write_bytes(b"stem")
+        assert (tmp_path / name).read_bytes() == b"stem"
+    assert temporary_path(tmp_path / "01_vn.wav").name.startswith(".01_vn.wav.partial-")
 
 
 def test_temporaries_name_their_process_and_vanish_on_failure(tmp_path: Path) -> None:

@@ -247,6 +247,20 @@ def test_pitch_voices_leave_other_models_alone(tmp_path: Path) -> None:
         assert any("--pitch-voices is for label-only models" in note for note in plan.notes)
 
 
+def test_pitch_voices_with_a_video_model_and_no_picture_says_the_stems_are_identical(
+    tmp_path: Path,
+) -> None:
+    """A video model cannot tell two violins apart without a picture: the note says so, not
+    that the model tells them apart by what it was trained on."""
+    from vimss_cli.vision.queries import PlayerPlan
+
+    plan = PlayerPlan(tmp_path / "x.wav", ["vn", "vn", "vc"], has_video=False)
+    plan.queries(VISUAL, pitch_voices=True)
+    (note,) = [n for n in plan.notes if n.startswith("--pitch-voices")]
+    assert "with no picture here, the vn stems will be identical" in note
+    assert "by what it was trained on" not in note
+
+
 def test_a_stereo_pair_is_split_alike_in_both_channels(
     tiny_models_dir: Path, tmp_path: Path
 ) -> None:

@@ -163,3 +163,14 @@ def test_no_solos_installed_names_the_packages(
     monkeypatch.setattr(real_solos, "TUXPAINT_MUSIC", tmp_path / "missing")
     with pytest.raises(real_solos.MissingDependencyError, match="gcompris-qt-data"):
         real_solos.find_solos()
+
+
+@pytest.mark.usefixtures("installed_solos")
+def test_data_solos_onto_a_file_is_refused_up_front(tmp_path: Path) -> None:
+    """``-o`` naming a regular file: the same one-line error as ``data synth``, nothing made."""
+    out = tmp_path / "taken.flac"
+    out.write_bytes(b"not a folder")
+    result = CliRunner().invoke(app, ["data", "solos", "-o", str(out)])
+    assert result.exit_code != 0
+    assert result.stderr.strip() == f"error: output path exists and is not a directory: {out}"
+    assert out.read_bytes() == b"not a folder"

@@ -187,6 +187,22 @@ def test_previous_run_of_another_split_is_refused(generated: Path, tmp_path: Pat
     assert_clean_failure(synth(out, "-n", "2"), "is not a `vimss data synth` manifest")
 
 
+def test_a_run_that_made_no_piece_is_started_anew_with_other_settings(
+    generated: Path, tmp_path: Path
+) -> None:
+    """Found by a new user's trial: a run that failed on its first piece left a manifest of
+    its settings, and the folder refused every other setting until deleted by hand."""
+    out = tmp_path / "failed"
+    out.mkdir()
+    manifest = json.loads((generated / "vimss_synth.json").read_text())
+    manifest["settings"]["video_size"] = [3840, 2160]
+    manifest["pieces"] = {}
+    (out / "vimss_synth.json").write_text(json.dumps(manifest))
+    result = synth(out, "-n", "1", "--seed", "7", *FAST_FONT)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "vimss_synth.json").read_text())["settings"]["video_size"] == [96, 54]
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -196,6 +212,7 @@ def test_previous_run_of_another_split_is_refused(generated: Path, tmp_path: Pat
         (["--split", "dev"], "--split"),
         (["--video-size", "95x54"], "--video-size"),
         (["--video-size", "big"], "WIDTHxHEIGHT"),
+        (["--video-size", "100000x100000"], "at most 3840x2160"),  # was: out of memory, later
         (["--ensemble", "vn,violin"], "unknown instrument 'violin'"),
         (["--ensemble", "vn"], "2 to 5 players"),
         (["--register-shuffle", "1.5"], "--register-shuffle"),

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from conftest import write_wav
 from vimss_cli.checkpoint import load_checkpoint
 from vimss_cli.cli import app
-from vimss_cli.errors import InputError
+from vimss_cli.errors import CheckpointError, InputError
 from vimss_cli.instruments import instrument_index
 from vimss_cli.training.config import build_config, load_config
 from vimss_cli.training.data import ExcerptDataset, ExcerptShape, StepSampler, load_pieces
@@ -108,6 +108,14 @@ def test_config_file_then_overrides(tmp_path: Path) -> None:
 def test_config_errors(overrides: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message):
         build_config(None, overrides)
+
+
+def test_a_config_section_given_as_a_value_is_named_as_such() -> None:
+    """``model = 3`` is a known section that is not a table: not an "unknown section"."""
+    with pytest.raises(InputError, match=r"'model' must be a table \(\[model\] with its settings"):
+        build_config({"model": 3})
+    with pytest.raises(InputError, match="unknown config section 'foo'; sections: model, data"):
+        build_config({"foo": {}})
 
 
 @pytest.mark.parametrize(
@@ -1085,6 +1093,25 @@ def test_warm_start_from_a_label_model_computes_what_it_computes(
                     "cpu", "--init-from", tmp_path / "nope.safetensors", *SETS)  # fmt: skip
     assert missing.exit_code != 0 and "nope.safetensors" in missing.stderr
     assert "no-data" not in missing.stderr and not (tmp_path / "run3").exists()
+
+
+def test_warm_start_from_another_network_names_the_settings_that_differ(tmp_path: Path) -> None:
+    """Found by a new user's trial: another architecture's weights said only 'the model has
+    no down_convs.7.weight'."""
+    from vimss_cli.checkpoint import save_checkpoint
+    from vimss_cli.model import WaveUNet
+    from vimss_cli.training.warm_start import warm_start
+
+    source = tmp_path / "deeper.safetensors"
+    save_checkpoint(source, WaveUNet(build_config(None, [*TINY, "model.levels=4"]).model), {})
+    model = WaveUNet(build_config(None, TINY).model)
+    with pytest.raises(CheckpointError) as caught:
+        warm_start(model, str(source))
+    assert str(caught.value) == (
+        f"cannot initialise from {source}: these weights are of another network (they have "
+        "model.levels=4; the config has model.levels=3): set the config to match, or give a "
+        "checkpoint of this network"
+    )
 
 
 def test_start_up_progress_on_a_terminal_only(tree: Path, tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ def test_players_hint_decides_the_count(scenes) -> None:
     path, _ = scenes["trio-gradient-noisy"]
     analysis = analyse_video(path, players=2)
     assert len(analysis.players) == 2 and analysis.source == "players"
+    assert any("cut from the picture's layout (--players 2)" in w for w in analysis.warnings)
 
 
 def test_boxes_override(scenes) -> None:

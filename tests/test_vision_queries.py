@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import RATE, TINY_CONFIG, make_tiny_model
+from conftest import RATE, TINY_CONFIG, make_tiny_model, noise, write_wav
 from scenes import compose_scene
 from vimss_cli.engine import separate_array
 from vimss_cli.errors import InputError
@@ -59,6 +59,16 @@ def test_same_instrument_told_apart_and_chunked_equals_whole(duet: Path) -> None
     assert np.abs(chunked[0] - chunked[1]).max() > 1e-4
 
 
+def test_picture_options_on_audio_name_only_those_given(tmp_path: Path) -> None:
+    info = probe(write_wav(tmp_path / "duet.wav", noise(1.0)))
+    with pytest.raises(InputError, match=r"^--boxes needs a picture, and .*duet.wav has none"):
+        plan_players(info, "vn,vc", boxes="0,0,10,10")
+    with pytest.raises(InputError, match=r"^--players needs a picture"):
+        plan_players(info, "vn,vc", players=2)
+    with pytest.raises(InputError, match=r"^--players and --boxes need a picture"):
+        plan_players(info, "vn,vc", players=2, boxes="0,0,10,10")
+
+
 def test_counts_must_agree(duet: Path) -> None:
     info = probe(duet)
     with pytest.raises(InputError, match="--players 2 but --instruments names 3"):
@@ -68,6 +78,11 @@ def test_counts_must_agree(duet: Path) -> None:
     plan = plan_players(info, "vn,vn,vc")
     with pytest.raises(InputError, match=r"names 3 players but 2 were found.*--players 3"):
         plan.queries(dataclasses.replace(VISUAL_CONFIG, appearance_dim=0))
+    # one player is not "1 players"
+    with pytest.raises(InputError, match=r"--players 2 but --instruments names 1 player$"):
+        plan_players(info, "vn", players=2)
+    with pytest.raises(InputError, match=r"names 1 player but 2 were found"):
+        plan_players(info, "vn").queries(dataclasses.replace(VISUAL_CONFIG, appearance_dim=0))
 
 
 def test_appearance_size_must_match(duet: Path) -> None:

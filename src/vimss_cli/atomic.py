@@ -24,11 +24,27 @@ from pathlib import Path
 _TEMPORARY = re.compile(r"\.(.+)\.partial-(\d+)(?:-[0-9a-f]{12}(\.[^.]*)?)?")
 
 
+#: The longest file name most file systems take (bytes): ext4, XFS, btrfs, APFS, NTFS.
+NAME_MAX = 255
+
+
 def temporary_path(path: Path) -> Path:
-    """A fresh temporary name beside ``path``, holding this process's id."""
+    """A fresh temporary name beside ``path``, holding this process's id.
+
+    A name the file system takes may be too long once the temporary's 30 or so characters
+    are added: the file's own name is then shortened inside it (its start, ``~``, its
+    suffix), so that a stem named near the limit can still be written.
+    """
     path = Path(path)
     token = uuid.uuid4().hex[:12]
-    return path.with_name(f".{path.name}.partial-{os.getpid()}-{token}{path.suffix}")
+    tail = f".partial-{os.getpid()}-{token}{path.suffix}"
+    name = path.name
+    room = NAME_MAX - len(tail.encode()) - 1  # bytes left for the name, after the dot
+    if len(name.encode()) > room:
+        keep = room - len(f"~{path.suffix}".encode())
+        start = name.encode()[:keep].decode(errors="ignore")  # whole characters only
+        name = f"{start}~{path.suffix}"
+    return path.with_name(f".{name}{tail}")
 
 
 def temporary_owner(name: str) -> tuple[str, int] | None:

@@ -149,6 +149,8 @@ class BatchReport:
     harmonic: bool | None = None
     inputs: list[SeparationReport] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: the inputs left out because their stems exist (``skip_existing``; not in the JSON)
+    skipped: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """What ``vimss separate --json`` prints."""
@@ -208,6 +210,7 @@ class Batch:
         self._input_entries = input_entries([*self.inputs, self.options.audio])
         self.events = events or BatchEvents()
         self.failures: list[str] = []
+        self.skipped: list[Path] = []
 
     def plan_inputs(self) -> list[PlannedInput]:
         """The inputs to separate, each probed, after every check that needs no model: the
@@ -223,7 +226,7 @@ class Batch:
         with self.events.phase("finding the players"):
             plans = self._each(checked, self._plan_players)
         self._warn(line for plan in plans for line in plan.warnings)
-        report = BatchReport(failures=self.failures)
+        report = BatchReport(failures=self.failures, skipped=self.skipped)
         done = self._separate(plans, report) if plans else []
         report.inputs = [result for _, result in done]
         self._warn(line for result in report.inputs for line in result.warnings)
@@ -283,7 +286,7 @@ class Batch:
         if o.instruments and len(o.instruments) not in (1, count):
             raise InputError(
                 f"give -i once for every input or once per input: {len(o.instruments)} -i for "
-                f"{count} inputs"
+                f"{count} input{'' if count == 1 else 's'}"
             )
         for given in o.instruments or []:  # before earlier stems can hide a typo
             if given is not None and given.strip().lower() != AUTO:
@@ -300,6 +303,7 @@ class Batch:
         for job in jobs:
             if existing_stems(job[0], o.out_dir, o.filename):
                 self.events.note(f"{job[0]}: stems exist, skipped")
+                self.skipped.append(job[0])
             else:
                 kept.append(job)
         return kept
@@ -316,6 +320,11 @@ class Batch:
                 f"separate {o.audio} itself"
             )
         if not info.has_audio and o.audio is None:
+            if info.still_image:
+                raise NoAudioStreamError(
+                    f"{info.path} is a picture with no sound; separate an audio or video file, "
+                    "or give its sound with --audio FILE"
+                )
             if info.has_video:
                 raise NoAudioStreamError(
                     f"{info.path} is a video with no audio stream; give its sound with "

@@ -150,6 +150,12 @@ def load_checkpoint(path: Path, name: str | None = None) -> LoadedModel:
         raise CheckpointError(
             f"{path}: the stored config does not match the stored weights ({problem})"
         )
+    broken = sorted(name for name, tensor in state.items() if not torch.isfinite(tensor).all())
+    if broken:  # what a diverged training run exports: its stems would be NaN
+        raise CheckpointError(
+            f"{path} is unusable: {len(broken)} of its weight tensors hold NaN or infinite "
+            f"values (e.g. {broken[0]}), as a training run that diverged leaves them"
+        )
     model.load_state_dict(state, strict=True)
     model.eval()
     return LoadedModel(model=model, name=name or path.stem, path=path, provenance=provenance)
@@ -313,6 +319,9 @@ def resolve_checkpoint(reference: str, models_dir: Path | None = None) -> Resolv
         local = _fetch_from_hub(reference, repo_id, filename, revision)
         return ResolvedCheckpoint(local, f"{repo_id}/{filename}", "hf")
     models, default = bundled_index(models_dir)
+    if not reference.strip():
+        known = ", ".join(sorted(models)) or "none bundled"
+        raise UnknownModelError(f"no model named (an empty name); known models: {known}")
     name = default if reference == DEFAULT_MODEL_ALIAS and default else reference
     if name in models:
         entry = models[name]

@@ -96,7 +96,13 @@ def check_dataset(
         except InputError as error:
             report.problems.append(Problem(folder.name, str(error)))
     if not folders and not report.problems:
-        report.problems.append(Problem("", f"no piece folders (NN_Name_inst1_inst2...) in {root}"))
+        hint = ""
+        piece_files = (FILE_KINDS["mixture"][0], FILE_KINDS["stems"][0])
+        if any(p.is_file() and p.name.startswith(piece_files) for p in root.iterdir()):
+            hint = f"; {root} looks like a piece folder itself: give its parent, {root.parent}"
+        report.problems.append(
+            Problem("", f"no piece folders (NN_Name_inst1_inst2...) in {root}{hint}")
+        )
     numbers: dict[int, str] = {}
     for index, (folder, name) in enumerate(folders):
         if name.number in numbers:

@@ -32,12 +32,17 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if spec == "cpu":
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
+        index = "0" if spec == "cuda" else spec.split(":", 1)[1]
+        if not index.isdigit():
+            raise InputError(
+                f"--device {spec!r} is not a valid device; use auto, cpu, cuda or cuda:N "
+                "(N a number, such as cuda:0)"
+            )
         if not torch.cuda.is_available():
             raise DeviceError(
                 f"--device {spec} asked for CUDA, but no CUDA device is available here"
             )
-        index = 0 if spec == "cuda" else spec.split(":", 1)[1]
-        if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
+        if int(index) >= torch.cuda.device_count():
             raise DeviceError(
                 f"--device {spec}: no such CUDA device ({torch.cuda.device_count()} available)"
             )

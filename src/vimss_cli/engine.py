@@ -30,7 +30,7 @@ from vimss_cli.conditioning import (
     query_batch_from_queries,
 )
 from vimss_cli.devices import inference_precision
-from vimss_cli.errors import InputError
+from vimss_cli.errors import InputError, NonFiniteOutputError
 from vimss_cli.model import StreamState
 from vimss_cli.networks import Network
 
@@ -417,6 +417,11 @@ def _run_windows(
         nonlocal buffer, buffer_start, next_window, produced
         windows, starts = take_windows(count)
         output = runner.run(windows, starts)
+        if not np.isfinite(output).all():  # NaN would be written as full-scale stems
+            raise NonFiniteOutputError(
+                f"the network's output holds NaN or infinite values (from sample {produced} "
+                f"on); with --precision fp16 or bf16, try fp32, else the model is broken"
+            )
         if signal_end is not None:
             output = output[:, : max(0, signal_end - produced)]
         on_output(output)

@@ -71,3 +71,8 @@ class TrainingDivergedError(VimssError):
     """The training loss became NaN or infinite: the settings, not an argument, are at fault."""
 
     exit_code = 4
+
+
+class NonFiniteOutputError(VimssError):
+    """The network returned NaN or infinite values: its weights or the precision are at
+    fault, not the input (which was checked)."""

@@ -145,6 +145,8 @@ class Probe:
     video: tuple[VideoStreamInfo, ...]
     #: when the file's clock starts (s; an MPEG-TS often starts at 1.4), if stated
     start: float | None = None
+    #: ffmpeg read it as a still picture (``png_pipe``, ``jpeg_pipe``, ``image2``...)
+    still_image: bool = False
 
     @property
     def audio_index(self) -> int:
@@ -155,6 +157,7 @@ class Probe:
         return next((i for i, stream in enumerate(self.audio) if stream.default), 0)
 
 
+_DEMUXER = re.compile(r"Input #0, (\S+), from")
 _DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
 _START = re.compile(r"Duration:[^\n]*?start:\s*(-?\d+(?:\.\d+)?)")
 _RATE = re.compile(r"(\d+) Hz")
@@ -207,6 +210,7 @@ def probe(path: Path) -> Probe:
         elif ": Video:" in line and "attached pic" not in line:
             video.append(_video_stream(line, lines[index + 1 :]))
     start = _START.search(text)
+    demuxer = _DEMUXER.search(text)
     return Probe(
         path=Path(path),
         duration=duration,
@@ -214,6 +218,7 @@ def probe(path: Path) -> Probe:
         audio=tuple(audio),
         video=tuple(video),
         start=float(start.group(1)) if start else None,
+        still_image=bool(demuxer and demuxer.group(1).endswith(("_pipe", "image2", "image2pipe"))),
     )
 
 

@@ -24,6 +24,7 @@ import soundfile
 
 from vimss_cli.atomic import atomic_path
 from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
+from vimss_cli.stem_writer import check_output_folder
 
 #: Points of each waveform envelope (the page's width in SVG units).
 ENVELOPE_POINTS = 600
@@ -205,8 +206,10 @@ def write_report(
         raise InputError(f"the report must be an .html file, got {path}")
     if path.exists() and not force:
         raise OutputError(f"{path} already exists (use --force to replace it)")
+    check_output_folder(path.parent)  # a folder that can be made is made, as inspect does
     page = render(title, tracks, picture_png, scores)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temporary:
             temporary.write_text(page, encoding="utf-8")
     except OSError as error:  # writing, or renaming into place

@@ -59,6 +59,8 @@ class MediaInfo:
     audio_channels_unnamed: bool = False
     #: When the file's clock starts (s), if stated: its streams' times are on that clock.
     start: float | None = None
+    #: A still picture (a PNG, a JPEG...), not a video.
+    still_image: bool = False
 
     @property
     def may_exceed_full_scale(self) -> bool:
@@ -115,6 +117,7 @@ def probe(path: Path) -> MediaInfo:
         audio_channels_unnamed=audio.unnamed_channels if audio else False,
         audio_index=found.audio_index,
         start=found.start,
+        still_image=found.still_image,
     )
 
 
@@ -214,6 +217,8 @@ class AudioStream(ffmpeg_io.FfmpegProcess):
         self.block_frames = block_frames
         self.info = probe(self.path)
         if not self.info.has_audio:
+            if self.info.still_image:
+                raise NoAudioStreamError(f"{self.path} is a picture with no sound")
             kind = "a video" if self.info.has_video else "a file"
             raise NoAudioStreamError(f"{self.path} is {kind} with no audio stream")
         self.expected_frames = expected_output_frames(self.info, sample_rate)

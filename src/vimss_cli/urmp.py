@@ -230,5 +230,10 @@ def list_pieces(root: Path, numbers: list[int] | None = None) -> list[Piece]:
             raise InputError(f"pieces {missing} not found under {root}")
         pieces = [piece for piece in pieces if piece.name.number in set(numbers)]
     if not pieces:
-        raise InputError(f"no URMP piece folders (NN_Name_inst1_inst2...) under {root}")
+        splits = [name for name in ("train", "valid", "test") if (root / name).is_dir()]
+        hint = ""
+        if splits:
+            example = root / ("valid" if "valid" in splits else splits[-1])
+            hint = f"; it holds split folders ({', '.join(splits)}): give one, e.g. {example}"
+        raise InputError(f"no URMP piece folders (NN_Name_inst1_inst2...) under {root}{hint}")
     return pieces

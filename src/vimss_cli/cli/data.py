@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vimss_cli.cli.common import DebugOption, JsonOption, guarded, stderr_console
-from vimss_cli.errors import InputError
+from vimss_cli.errors import InputError, OutputError
 
 data_app = typer.Typer(help="Make and check datasets in URMP's layout.", no_args_is_help=True)
 
@@ -167,6 +168,8 @@ def solos(
             raise InputError(
                 f"--sample-rate must be 16000, 22050, 44100 or 48000, not {sample_rate}"
             )
+        if os.path.lexists(out_dir) and not out_dir.is_dir():
+            raise OutputError(f"output path exists and is not a directory: {out_dir}")
         pieces = write_solo_pieces(out_dir, sample_rate, force=force)
         kept = len(pieces.folders) - len(pieces.written)
         stderr_console().print(

@@ -140,14 +140,16 @@ def eval_command(
             typer.echo("warning: --compare is deprecated; use vimss eval compare A B", err=True)
             _compare(compare, as_json)
             return
-        from vimss_cli.errors import OutputError
+        from vimss_cli.errors import InputError, OutputError
         from vimss_cli.eval.report import CACHE_NAME, check_results_free, write_results
-        from vimss_cli.eval.run import evaluate
+        from vimss_cli.eval.run import evaluate, saved_estimates_to_keep
         from vimss_cli.eval.scoring import check_segments_score_something, evaluation_rate
         from vimss_cli.eval.systems import check_estimates_free, check_videos, plan_systems
         from vimss_cli.eval.tracks import select_tracks
         from vimss_cli.stem_writer import ensure_writable_directory
 
+        if root is not None and dataset is None and references is None and estimates is None:
+            raise InputError("--root needs --dataset urmp or synth (what the folder holds)")
         tracks, user_estimates = select_tracks(dataset, root, pieces, references, estimates)
         systems = plan_systems(
             user_estimates=user_estimates,
@@ -161,8 +163,10 @@ def eval_command(
         check_segments_score_something(protocol, eval_rate, tracks)
         if model is not None:
             check_videos(tracks, queries, queries)  # --queries video (auto: once it loads)
-        if save_estimates is not None:
-            check_estimates_free(tracks, save_estimates, force)
+        if save_estimates is not None:  # an interrupted run's saved stems are kept
+            cache = None if out_dir is None else out_dir / CACHE_NAME
+            kept = saved_estimates_to_keep(tracks, save_estimates, cache)
+            check_estimates_free(tracks, save_estimates, force, kept)
         if out_dir is not None:
             check_results_free(out_dir, force)
         folders = [f for f in (out_dir, save_estimates) if f is not None]

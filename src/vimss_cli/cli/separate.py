@@ -278,12 +278,13 @@ def separate_command(
         elif not quiet:
             _print_summary(done)
         if done.failures:
-            failed, separated = len(done.failures), len(done.inputs)
+            failed, separated, skipped = len(done.failures), len(done.inputs), len(done.skipped)
             raise VimssError(  # exit code 1: some inputs (or none) were separated
                 ("the input failed" if failed == 1 else f"all {failed} inputs failed")
                 if failed == len(inputs) and not separated
                 else f"{failed} failure{'s' if failed != 1 else ''} (--keep-going): {separated} "
                 f"of {len(inputs)} input{'s' if len(inputs) != 1 else ''} separated"
+                + (f", {skipped} skipped (their stems exist)" if skipped else "")
             )
 
     guarded(debug, run, terminate_cleanly=True)

@@ -12,6 +12,7 @@ from typing import Any
 import vimss_cli
 from vimss_cli.api import NETWORK_LEVEL_VERSION
 from vimss_cli.atomic import write_text_atomically
+from vimss_cli.checkpoint import file_sha256
 from vimss_cli.eval.audio import TrackAudio, load_track
 from vimss_cli.eval.metrics import ReferenceGram
 from vimss_cli.eval.scoring import PROTOCOL_TEXT, SEGMENT_SAMPLES, score_track
@@ -19,6 +20,7 @@ from vimss_cli.eval.summary import summarize
 from vimss_cli.eval.systems import (
     check_estimates_free,
     check_videos,
+    estimate_paths,
     resolve_queries,
     save_model_estimates,
     system_estimates,
@@ -97,12 +99,41 @@ class _Cache:
             return None
         return entry if entry.get("key") == key else None
 
+    def holds_saved_estimates(
+        self, track: Track, system: str, key: str | None, paths: list[Path]
+    ) -> bool:
+        """Whether ``paths`` are the stems an earlier run saved when it scored ``system`` on
+        ``track`` (``--save-estimates``): the cache entry (of ``key``; ``None``: of any key)
+        records their digests and the files still have them, so a resumed run keeps them."""
+        path = self._path(track, system)
+        if path is None or not path.is_file() or not all(p.is_file() for p in paths):
+            return False
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        if key is not None and entry.get("key") != key:
+            return False
+        return entry.get("estimates_sha256") == [file_sha256(p) for p in paths]
+
     def store(self, track: Track, system: str, key: str, entry: dict[str, Any]) -> None:
         path = self._path(track, system)
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(path, json.dumps({"key": key, **entry}))
+
+
+def saved_estimates_to_keep(tracks: list[Track], folder: Path, cache_dir: Path | None) -> set[str]:
+    """The pieces whose ``--save-estimates`` stems in ``folder`` an earlier, interrupted run
+    into the same results folder saved and scored (its cache says so, whatever the model):
+    checked again with the model's key by :func:`evaluate`, which keeps them."""
+    cache = _Cache(cache_dir)
+    return {
+        track.piece
+        for track in tracks
+        if cache.holds_saved_estimates(track, "model", None, estimate_paths(track, folder))
+    }
 
 
 def evaluate(
@@ -138,10 +169,33 @@ def evaluate(
     queries = resolve_queries(queries, separator)
     if "model" in systems:
         check_videos(tracks, queries, asked)
-    if save_estimates is not None and "model" in systems:
-        check_estimates_free(tracks, save_estimates, force)
     cache = _Cache(cache_dir)
     model_key = None if separator is None else _model_key(separator, queries)
+
+    def key_of(track: Track, system: str) -> str:
+        return json.dumps(
+            [
+                vimss_cli.__version__,
+                CACHE_FORMAT,
+                track.fingerprint(),
+                system,
+                protocol,
+                rate,
+                _with_video(model_key, track, queries) if system == "model" else None,
+            ]
+        )
+
+    # stems an interrupted run saved and scored are kept (resumed); any others are refused
+    resumed: set[str] = set()
+    if save_estimates is not None and "model" in systems:
+        resumed = {
+            track.piece
+            for track in tracks
+            if cache.holds_saved_estimates(
+                track, "model", key_of(track, "model"), estimate_paths(track, save_estimates)
+            )
+        }
+        check_estimates_free(tracks, save_estimates, force, kept=resumed)
     stems: list[dict[str, Any]] = []
     notes: list[str] = []
 
@@ -155,18 +209,9 @@ def evaluate(
         gram: ReferenceGram | None = None
         segment_grams: dict[tuple[int, tuple[int, ...]], ReferenceGram] = {}
         for system in systems:
-            key = json.dumps(
-                [
-                    vimss_cli.__version__,
-                    CACHE_FORMAT,
-                    track.fingerprint(),
-                    system,
-                    protocol,
-                    rate,
-                    _with_video(model_key, track, queries) if system == "model" else None,
-                ]
-            )
+            key = key_of(track, system)
             saving = save_estimates is not None and system == "model"
+            saving = saving and track.piece not in resumed
             entry = None if saving else cache.load(track, system, key)
             if entry is None:
                 if audio is None:
@@ -176,14 +221,18 @@ def evaluate(
                 if system == "model":
                     tell("separating", track, system, index)
                 estimates = system_estimates(system, track, audio, separator, queries)
+                saved: list[str] = []
                 if saving:
                     assert save_estimates is not None  # saving says so
                     save_model_estimates(track, estimates, rate, save_estimates, force)
+                    saved = [file_sha256(p) for p in estimate_paths(track, save_estimates)]
                 tell("scoring", track, system, index)
                 rows = score_track(
                     track, system, audio.references, estimates, rate, protocol, gram, segment_grams
                 )
                 entry = {"stems": rows, "notes": list(audio.notes)}
+                if saved:  # so that a resumed run keeps these stems
+                    entry["estimates_sha256"] = saved
                 cache.store(track, system, key, entry)
             stems.extend(entry["stems"])
             notes.extend(note for note in entry["notes"] if note not in notes)

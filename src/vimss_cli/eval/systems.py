@@ -205,13 +205,18 @@ def check_estimates_folder(tracks: list[Track], folder: Path) -> None:
             )
 
 
-def check_estimates_free(tracks: list[Track], folder: Path, force: bool) -> None:
+def check_estimates_free(
+    tracks: list[Track], folder: Path, force: bool, kept: set[str] | frozenset[str] = frozenset()
+) -> None:
     """Refuse, before any work, a folder in the dataset (:func:`check_estimates_folder`) and
-    estimates an earlier run saved (unless ``force``)."""
+    estimates an earlier run saved (unless ``force``), but those of the pieces in ``kept``
+    (an interrupted run's, which a resumed one keeps: ``run.saved_estimates_to_keep``)."""
     from vimss_cli.api import check_outputs_free
 
     check_estimates_folder(tracks, folder)
     for track in tracks:
+        if track.piece in kept:
+            continue
         check_outputs_free(
             estimate_paths(track, folder), force, StemTemplate().is_stem(track.piece)
         )

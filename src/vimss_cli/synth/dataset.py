@@ -114,6 +114,8 @@ def validate(config: SynthConfig) -> None:
     width, height = config.video_size
     if width < 64 or height < 36 or width % 2 or height % 2:
         raise InputError(f"--video-size must be even and at least 64x36, got {width}x{height}")
+    if width * height > MAX_VIDEO_PIXELS:  # each frame is drawn in memory
+        raise InputError(f"--video-size must be at most 3840x2160 (4K), got {width}x{height}")
     for ensemble in config.ensembles:
         unknown = [code for code in ensemble if code not in INSTRUMENT_CODES]
         if unknown:
@@ -142,6 +144,10 @@ def settings_of(config: SynthConfig, fonts: list[Maker]) -> dict[str, Any]:
         **({"ensembles": [list(e) for e in config.ensembles]} if config.ensembles else {}),
         **({"register_shuffle": config.register_shuffle} if config.register_shuffle else {}),
     }
+
+
+#: The largest picture the generator draws (pixels): 4K, 3840 x 2160.
+MAX_VIDEO_PIXELS = 3840 * 2160
 
 
 def piece_rngs(seed: int, split: str, number: int) -> list[np.random.Generator]:
@@ -369,6 +375,13 @@ def _open_output(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise OutputError(f"cannot create {out_dir}: {error.strerror}") from None
+        manifest = {"settings": settings, "software": software_versions(), "pieces": {}}
+        _write_manifest(out_dir, manifest)
+        return manifest, []
+    if manifest.get("settings") != settings and not manifest.get("pieces"):
+        # a run that made no piece (it failed on its first): nothing to keep, start anew
+        for partial in out_dir.glob(f"{PARTIAL_PREFIX}*"):
+            shutil.rmtree(partial, ignore_errors=True)
         manifest = {"settings": settings, "software": software_versions(), "pieces": {}}
         _write_manifest(out_dir, manifest)
         return manifest, []

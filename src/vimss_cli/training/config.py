@@ -295,8 +295,13 @@ def build_config(
     """Defaults, then a parsed TOML document, then ``section.key=value`` overrides."""
     merged: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     for section, values in (file_values or {}).items():
-        if section not in SECTIONS or not isinstance(values, dict):
-            raise InputError(f"unknown config section {section!r}; sections: {list(SECTIONS)}")
+        if section not in SECTIONS:
+            raise InputError(f"unknown config section {section!r}; sections: {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise InputError(
+                f"config {section!r} must be a table ([{section}] with its settings under it), "
+                "not a value"
+            )
         merged[section].update(values)
     for item in overrides or []:
         key, sep, value = item.partition("=")

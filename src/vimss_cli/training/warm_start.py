@@ -16,7 +16,46 @@ import torch
 
 from vimss_cli.checkpoint import file_sha256, load_model
 from vimss_cli.errors import CheckpointError
+from vimss_cli.model import ModelConfig
 from vimss_cli.networks import Network
+
+#: the settings that decide the backbone's tensors (the conditioning paths may be added)
+SHAPE_KEYS = (
+    "architecture",
+    "levels",
+    "base_features",
+    "feature_growth",
+    "down_kernel",
+    "up_kernel",
+    "bottleneck_kernel",
+    "conditioning",
+    "query_dim",
+    "spectral_fft",
+    "spectral_hop",
+    "spectral_channels",
+    "spectral_blocks",
+)
+
+
+def _another_network(
+    reference: str, theirs: ModelConfig, ours: ModelConfig, detail: str
+) -> CheckpointError:
+    """The error for weights that do not fit: the settings that differ when the checkpoint's
+    config tells them, else ``detail`` (the first tensor that does not fit)."""
+    differ = [key for key in SHAPE_KEYS if getattr(theirs, key) != getattr(ours, key)]
+    if not differ:
+        return CheckpointError(
+            f"cannot initialise from {reference}: these weights are of another network: {detail}"
+        )
+
+    def settings(config: ModelConfig) -> str:
+        return ", ".join(f"model.{key}={getattr(config, key)!r}" for key in differ)
+
+    return CheckpointError(
+        f"cannot initialise from {reference}: these weights are of another network "
+        f"(they have {settings(theirs)}; the config has {settings(ours)}): set the config to "
+        "match, or give a checkpoint of this network"
+    )
 
 
 def warm_start(model: Network, reference: str) -> dict[str, object]:
@@ -38,12 +77,13 @@ def warm_start(model: Network, reference: str) -> dict[str, object]:
     source_state = source.state_dict()
     for name, tensor in source_state.items():
         if name not in target_state:
-            raise CheckpointError(f"cannot initialise from {reference}: the model has no {name}")
+            detail = f"the model has no {name}"
+            raise _another_network(reference, source.config, model.config, detail)
         if target_state[name].shape != tensor.shape:
-            raise CheckpointError(
-                f"cannot initialise from {reference}: {name} is {tuple(tensor.shape)} there, "
-                f"{tuple(target_state[name].shape)} here"
+            detail = (
+                f"{name} is {tuple(tensor.shape)} there, {tuple(target_state[name].shape)} here"
             )
+            raise _another_network(reference, source.config, model.config, detail)
     fresh = [name for name in target_state if name.startswith("motion_encoder.")]
     zeroed = sorted(n for n in target_state if n not in source_state and n not in fresh)
     with torch.no_grad():

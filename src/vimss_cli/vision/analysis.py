@@ -289,9 +289,10 @@ def analyse_video(
             decoded, source = layout.boxes, layout.source
             tracked = [None] * len(decoded)
             if decoded and not too_few:
+                why = f"--players {players}" if source == "players" else source
                 warnings.append(
                     f"no people seen in {info.path.name}: the {len(decoded)} player(s) were "
-                    f"cut from the picture's layout ({source}); check them with `vimss inspect`"
+                    f"cut from the picture's layout ({why}); check them with `vimss inspect`"
                 )
         if not decoded:
             raise InputError(

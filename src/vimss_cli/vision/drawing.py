@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from vimss_cli.atomic import atomic_path
-from vimss_cli.errors import OutputError
+from vimss_cli.errors import InputError, OutputError
 from vimss_cli.stem_writer import check_output_folder, ensure_writable_directory
 from vimss_cli.vision.analysis import VideoAnalysis
 
@@ -59,7 +59,7 @@ def check_png_target(path: Path, force: bool = False) -> Path:
     made when writing, as ``separate`` makes its output folder."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise OutputError(f"--out must name a .png file, got {path}")
+        raise InputError(f"--out must name a .png file, got {path}")
     check_output_folder(path.parent)
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory")

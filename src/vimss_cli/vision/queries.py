@@ -70,10 +70,18 @@ class PlayerPlan:
         """
         label_only = not (config.voices or config.appearance_dim or config.motion_channels)
         if pitch_voices and not label_only:
-            self.notes.append(
-                "--pitch-voices is for label-only models: this one tells the players apart "
-                "by what it was trained on, and the option is not used"
-            )
+            shared = sorted({str(c) for c in self.labels if c and self.labels.count(c) > 1})
+            if shared and not config.voices and not self.has_video:
+                self.notes.append(
+                    "--pitch-voices is for label-only models, and this one tells players of "
+                    "one instrument apart by the picture: with no picture here, the "
+                    f"{', '.join(shared)} stems will be identical (the option is not used)"
+                )
+            else:
+                self.notes.append(
+                    "--pitch-voices is for label-only models: this one tells the players apart "
+                    "by what it was trained on, and the option is not used"
+                )
         queries = self._queries(config, pitch_voices and label_only)
         if config.voices:
             queries = self._voice_queries(queries, config.voices)
@@ -175,7 +183,7 @@ class PlayerPlan:
         found = self.analysis.players
         if len(found) != players:
             raise InputError(
-                f"--instruments names {players} players but {len(found)} were found in "
+                f"--instruments names {_count(players, 'player')} but {_found(len(found))} in "
                 f"{self.path}; pass --players {players} or --boxes"
             )
         if pose_file_for(self.path).is_file():
@@ -210,8 +218,8 @@ class PlayerPlan:
         found = self.analysis.players
         if len(found) != len(self.labels):
             raise InputError(
-                f"--instruments names {len(self.labels)} players but {len(found)} were found in "
-                f"{self.path}; pass --players {len(self.labels)} or --boxes"
+                f"--instruments names {_count(len(self.labels), 'player')} but "
+                f"{_found(len(found))} in {self.path}; pass --players {len(self.labels)} or --boxes"
             )
         if config.motion_features == "pose":
             motions, rate = self._pose_motion(len(found))
@@ -359,8 +367,10 @@ def check_who_plays(
     named = _named_instruments(info, instruments, name_path) is not None
     auto = (instruments is None or instruments.strip().lower() == AUTO) and not named
     if not info.has_video:
-        if players is not None or boxes is not None:
-            raise InputError(f"--players and --boxes need a picture, and {info.path} has none")
+        options = [n for n, v in (("--players", players), ("--boxes", boxes)) if v is not None]
+        if options:
+            verb = "need" if len(options) > 1 else "needs"
+            raise InputError(f"{' and '.join(options)} {verb} a picture, and {info.path} has none")
         if auto:
             raise InputError(
                 f"audio-only input {info.path.name}: say who plays; "
@@ -423,6 +433,16 @@ def plan_players(
     return PlayerPlan(path, list(labels), info.has_video, players, boxes)
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 player``, ``2 players``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _found(number: int) -> str:
+    """``1 was found``, ``2 were found``."""
+    return f"{number} {'was' if number == 1 else 'were'} found"
+
+
 def check_named_players(instruments: str | None, players: int | None) -> list[str]:
     """The codes ``instruments`` names (:func:`checked_instrument_list`), checked against
     ``--players``; ``[]`` for ``None`` or ``auto``. Needs no file: run before anything else
@@ -431,7 +451,9 @@ def check_named_players(instruments: str | None, players: int | None) -> list[st
         return []
     labels = checked_instrument_list(instruments)
     if players is not None and players != len(labels):
-        raise InputError(f"--players {players} but --instruments names {len(labels)} players")
+        raise InputError(
+            f"--players {players} but --instruments names {_count(len(labels), 'player')}"
+        )
     return labels
 
 
