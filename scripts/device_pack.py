@@ -33,6 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
@@ -45,7 +46,7 @@ SRC = REPO / "src"
 if str(SRC) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(SRC))
 
-from vimss_cli.atomic import atomic_path  # noqa: E402
+from vimss_cli.atomic import atomic_path, write_text_atomically  # noqa: E402
 from vimss_cli.urmp import SYNTH_MANIFEST_NAME, list_pieces  # noqa: E402
 
 MIB = 2**20
@@ -214,16 +215,25 @@ def pack(args: argparse.Namespace) -> None:
             f"error: {out / 'resume'} holds a returned run, which packing would delete: "
             f"move it out of {out} first"
         )
+    if args.more_out:
+        check_second_pack_folder(Path(args.more_out), out, data_root)
     tree = travelling_tree_bytes(REPO, args.without_models)  # before the partial pack lies in it
     if args.more_out and Path(args.more_out).exists():  # it would overlap the new first pack
         shutil.rmtree(args.more_out)
-    entries = _build(out, lambda folder: _fill(folder, args, data_root, config, init, tree))
+    pack_id = uuid.uuid4().hex[:12]  # both packs carry it: the run joins only a matching pair
+    entries = _build(
+        out, lambda folder: _fill(folder, args, data_root, config, init, tree, pack_id)
+    )
     more_entry = None
     if args.more_out:
         packed = frozenset(entries["train"]["pieces"])  # type: ignore[call-overload]
         more_entry = _build(
-            Path(args.more_out), lambda folder: _fill_more(folder, args, data_root, tree, packed)
+            Path(args.more_out),
+            lambda folder: _fill_more(folder, args, data_root, tree, packed, pack_id),
         )
+        info = json.loads((out / "pack.json").read_text())  # the first says what to expect
+        info["second_pack_pieces"] = len(more_entry["train"]["pieces"])  # type: ignore[arg-type]
+        write_text_atomically(out / "pack.json", json.dumps(info, indent=1))
     pack_size = folder_bytes(out)
     print(f"work tree that travels: {tree / MIB:.1f} MiB")
     for name, entry in entries.items():
@@ -276,8 +286,40 @@ def _build(
     return entries
 
 
+def check_second_pack_folder(more: Path, out: Path, data_root: Path) -> None:
+    """Refuse a ``--more-out`` folder that packing would wrongly delete: the first pack's or
+    the data's (or one inside or holding either), one holding the repository, or an existing
+    folder that is not an earlier second pack."""
+    target = more.expanduser().resolve()
+
+    def overlaps(other: Path) -> bool:
+        return target == other or other in target.parents or target in other.parents
+
+    first, data = out.expanduser().resolve(), data_root.expanduser().resolve()
+    for other, what in ((first, "the first pack"), (data, "the data")):
+        if overlaps(other):
+            raise SystemExit(f"error: --more-out {more} overlaps {what} ({other})")
+    if target == REPO or target in REPO.parents:
+        raise SystemExit(f"error: --more-out {more} holds the repository; give a folder of its own")
+    if target.exists() and any(target.iterdir()):
+        try:
+            part = json.loads((target / "pack.json").read_text()).get("part")
+        except (OSError, ValueError, AttributeError):
+            part = None
+        if part != 2:
+            raise SystemExit(
+                f"error: --more-out {more} exists and is not an earlier second pack: packing "
+                "would delete it; give another folder"
+            )
+
+
 def _fill_more(
-    out: Path, args: argparse.Namespace, data_root: Path, tree: int, packed: frozenset[str]
+    out: Path,
+    args: argparse.Namespace,
+    data_root: Path,
+    tree: int,
+    packed: frozenset[str],
+    pack_id: str,
 ) -> dict[str, dict[str, object]]:
     """The second pack: the train pieces the first could not hold, in piece order, as many as
     travel with the work tree alone (it goes in a device call of its own, which leaves it on
@@ -291,6 +333,7 @@ def _fill_more(
     )
     info = {
         "part": 2,
+        "pack_id": pack_id,
         "vorbis_compression_level": args.level,
         "source": str(data_root),
         "splits": {"train": entry},
@@ -300,7 +343,13 @@ def _fill_more(
 
 
 def _fill(
-    out: Path, args: argparse.Namespace, data_root: Path, config: Path, init: Path | None, tree: int
+    out: Path,
+    args: argparse.Namespace,
+    data_root: Path,
+    config: Path,
+    init: Path | None,
+    tree: int,
+    pack_id: str,
 ) -> dict[str, dict[str, object]]:
     """Write the pack's files into ``out``; return what each split holds."""
     shutil.copy2(config, out / "config.toml")
@@ -337,6 +386,7 @@ def _fill(
         budget -= int(entry["bytes"])  # type: ignore[call-overload]
     entries["train"] = pack_split(data_root / "train", train_out, args.level, budget, 2)
     info = {
+        "pack_id": pack_id,
         "vorbis_compression_level": args.level,
         "source": str(data_root),
         "init": None if init is None else str(init),

@@ -12,7 +12,8 @@
 #   MORE            a second pack of train pieces (default .device-more, else
 #                   /tmp/.device-more): device_pack.py pack --more-out builds it, and a device
 #                   call of its own just before this one leaves it on the machine (it carries
-#                   .device-more and copies it to /tmp/); used when found, else the log says so
+#                   .device-more and copies it to /tmp/); used when found and of the same
+#                   packing (pack.json's pack_id), else train.log says why not; none: never
 # Results in $OUT: best.safetensors (best validation SDR: on the carried real recordings,
 # PACK/realval/, when the pack has them; else synthetic), last.safetensors (the weights at
 # the end), log.jsonl, config.toml, train.log, state.safetensors.partNN.
@@ -36,7 +37,7 @@ PACK=${PACK:-.device}
 if [ -z "${MORE:-}" ]; then  # the ferry call leaves .device-more, and copies it to /tmp
   MORE=.device-more
   [ -d "$MORE/data" ] || MORE=/tmp/.device-more
-fi
+fi  # MORE=none: the first pack alone
 DEVICE=${DEVICE:-cuda}
 BUDGET_SECONDS=${BUDGET_SECONDS:-480}
 RESERVE_SECONDS=${RESERVE_SECONDS:-75}
@@ -68,6 +69,8 @@ if [ -n "${INIT_FROM:-}" ] && [ ! -f "$INIT_FROM" ]; then
   exit 2
 fi
 mkdir -p "$OUT" "$WORK"
+: > "$OUT/train.log"  # the setup's lines, then vimss train's (the tool returns only a tail)
+note() { echo "$*" | tee -a "$OUT/train.log"; }
 
 # 1. Python packages the machine lacks (skipped where they import already, as on the CPU dry run).
 if ! "$PYTHON" -c "import soundfile, tensorboardX, ffmpeg" 2>/dev/null; then
@@ -80,11 +83,23 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 # 2. The data: Ogg Vorbis stems back to a URMP-layout tree.
 rm -rf "$WORK/data" "$WORK/run"
 "$PYTHON" scripts/device_pack.py unpack "$PACK/data" "$WORK/data" --workers "$cores"
-if [ -d "$MORE/data" ]; then
-  echo "second pack $MORE: its train pieces join the first pack's"
+# the second pack joins only if it was packed with the first (the same pack_id)
+same_packing() {
+  "$PYTHON" -c 'import json, sys
+ids = [json.load(open(p)).get("pack_id") for p in sys.argv[1:]]
+sys.exit(0 if ids[0] and ids[0] == ids[1] else 1)' "$PACK/pack.json" "$MORE/pack.json"
+}
+expected=$("$PYTHON" -c 'import json, sys
+print(json.load(open(sys.argv[1])).get("second_pack_pieces", 0))' "$PACK/pack.json" 2>/dev/null || echo 0)
+if [ "$MORE" != none ] && [ -d "$MORE/data" ] && same_packing; then
+  note "second pack $MORE: its train pieces join the first pack's"
   "$PYTHON" scripts/device_pack.py unpack "$MORE/data" "$WORK/data" --workers "$cores"
+elif [ "$MORE" != none ] && [ -d "$MORE/data" ]; then
+  note "warning: second pack $MORE is of another packing than $PACK (pack_id): not used; training on $PACK's data alone"
+elif [ "$expected" != 0 ]; then
+  note "warning: no second pack ($MORE/data) though $PACK was packed with one of $expected pieces (did the ferry call run just before?): training on $PACK's data alone"
 else
-  echo "no second pack ($MORE/data): training on $PACK's data alone"
+  note "no second pack: training on $PACK's data alone"
 fi
 real=(--set run.real_valid=)  # real recordings to validate on, when carried
 rm -rf "$WORK/realval"
@@ -120,13 +135,13 @@ if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total --format=
 left=$(( BUDGET_SECONDS - ($(date +%s) - started) - RESERVE_SECONDS ))
 [ "$left" -gt 5 ] || { echo "error: no time left to train ($left s)" >&2; exit 3; }
 minutes=$(awk "BEGIN {print $left / 60}")
-echo "setup took $(( $(date +%s) - started )) s; training for $left s on $DEVICE with $WORKERS workers"
+note "setup took $(( $(date +%s) - started )) s; training for $left s on $DEVICE with $WORKERS workers"
 status=0
 # shellcheck disable=SC2086
 "$PYTHON" -m vimss_cli train --dataset synth --root "$WORK/data" --out "$WORK/run" \
   "${mode[@]}" "${real[@]}" --device "$DEVICE" --max-minutes "$minutes" \
   --set "data.workers=$WORKERS" \
-  --json ${EXTRA:-} 2>&1 | tee "$OUT/train.log" || status=$?
+  --json ${EXTRA:-} 2>&1 | tee -a "$OUT/train.log" || status=$?
 
 # 5. Results (at most 8 files of at most 16 MiB come back): weights, log, config, and the
 #    training state in 15 MiB parts (cat state.safetensors.part* > state.safetensors).

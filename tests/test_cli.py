@@ -985,6 +985,35 @@ def test_separate_file_reports_the_level_pass_before_the_separation(
     assert events[-1]["done_seconds"] == pytest.approx(seconds, abs=1e-3)
 
 
+def test_the_progress_bar_starts_afresh_when_the_separation_follows_the_level_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a review: the level pass and the separation shared one rich task, which the
+    level pass left finished, so the separation showed 0:00:00 remaining throughout."""
+    from conftest import TERMINAL_ENV
+    from vimss_cli.cli import separate as separate_cli
+
+    for name, value in TERMINAL_ENV.items():
+        monkeypatch.setenv(name, value)
+    bars = []
+    real = separate_cli.Progress
+
+    def kept(*args, **kwargs):
+        bars.append(real(*args, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(separate_cli, "Progress", kept)
+    with separate_cli._progress_display(True) as update:
+        assert update is not None
+        for done in (30.0, 60.0):
+            update({"input": "a.wav", "stage": "level", "done_seconds": done, "total_seconds": 60})
+        (task,) = bars[0].tasks
+        assert task.finished and "(reading its level)" in task.description
+        update({"input": "a.wav", "done_seconds": 6.0, "total_seconds": 60.0})
+        (task,) = bars[0].tasks
+        assert not task.finished and task.completed == 6.0 and task.description == "a.wav"
+
+
 def test_separate_file_reports_the_warnings_of_the_players_it_found(
     tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -269,10 +269,12 @@ def load_device_pack() -> ModuleType:
     """``scripts/device_pack.py`` as a module (a script, imported by its path)."""
     import importlib.util
 
+    if "device_pack" in sys.modules:  # loaded once: its process pool pickles its functions
+        return sys.modules["device_pack"]  # by the module's name, which must then import
     spec = importlib.util.spec_from_file_location("device_pack", PACKER)
     assert spec is not None and spec.loader is not None
     device_pack = importlib.util.module_from_spec(spec)
-    sys.modules["device_pack"] = device_pack  # its process pool pickles its functions by name
+    sys.modules["device_pack"] = device_pack
     spec.loader.exec_module(device_pack)
     return device_pack
 
@@ -289,33 +291,61 @@ def test_a_second_pack_carries_what_the_first_could_not_and_joins_the_run(
     first = tmp_path / "first"
     shutil.copytree(pack, first)
     shutil.rmtree(first / "data" / "train" / "02_Piece2_fl_cl_bn")  # as if it did not fit
+    pack_id = json.loads((pack / "pack.json").read_text())["pack_id"]
     more = tmp_path / "more"
     settings = argparse.Namespace(limit_mib=64.0, level=0.7)
-    entries = device_pack._build(
-        more,
-        lambda folder: device_pack._fill_more(
-            folder, settings, pack.parent / "data", 0, frozenset({"01_Piece1_vn_vc"})
-        ),
-    )
+
+    def second_pack(folder: Path, pack_id: str) -> dict:
+        return device_pack._build(
+            folder,
+            lambda building: device_pack._fill_more(
+                building, settings, pack.parent / "data", 0, frozenset({"01_Piece1_vn_vc"}), pack_id
+            ),
+        )
+
+    entries = second_pack(more, pack_id)
     assert entries["train"]["pieces"] == ["02_Piece2_fl_cl_bn"]
-    assert json.loads((more / "pack.json").read_text())["part"] == 2
+    info = json.loads((more / "pack.json").read_text())
+    assert info["part"] == 2 and info["pack_id"] == pack_id
     assert {p.name for p in (more / "data" / "train").iterdir() if p.is_dir()} == {
         "02_Piece2_fl_cl_bn"
     }
     assert not (more / "wheels").exists() and not (more / "config.toml").exists()
     cramped = argparse.Namespace(limit_mib=1.0, level=0.7)
     with pytest.raises(SystemExit, match="no room for a second pack"):
-        device_pack._fill_more(tmp_path / "x", cramped, pack.parent / "data", 2**21, frozenset())
+        device_pack._fill_more(
+            tmp_path / "x", cramped, pack.parent / "data", 2**21, frozenset(), ""
+        )
 
     both = launch(first, tmp_path / "o1", tmp_path / "w1", "--max-steps 1", more=more)
     assert both.returncode == 0, both.stdout + both.stderr
     assert f"second pack {more}" in both.stdout
     trained_on = {p.name for p in (tmp_path / "w1" / "data" / "train").iterdir() if p.is_dir()}
     assert trained_on == {"01_Piece1_vn_vc", "02_Piece2_fl_cl_bn"}
-    alone = launch(first, tmp_path / "o2", tmp_path / "w2", "--max-steps 1")
-    assert alone.returncode == 0 and "no second pack" in alone.stdout
+    assert f"second pack {more}" in (tmp_path / "o1" / "train.log").read_text()  # comes back
+    # a second pack of another packing (stale, on a warm machine) is not used, and said so
+    stale = tmp_path / "stale"
+    second_pack(stale, "another-id")
+    mixed = launch(first, tmp_path / "o2", tmp_path / "w2", "--max-steps 1", more=stale)
+    assert mixed.returncode == 0, mixed.stdout + mixed.stderr
+    assert "is of another packing" in (tmp_path / "o2" / "train.log").read_text()
     trained_on = {p.name for p in (tmp_path / "w2" / "data" / "train").iterdir() if p.is_dir()}
     assert trained_on == {"01_Piece1_vn_vc"}
+    # a first pack made with a second that did not come (the ferry call missed) says so
+    info = json.loads((first / "pack.json").read_text())
+    (first / "pack.json").write_text(json.dumps({**info, "second_pack_pieces": 1}))
+    alone = launch(first, tmp_path / "o3", tmp_path / "w3", "--max-steps 1")
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert "warning: no second pack" in (tmp_path / "o3" / "train.log").read_text()
+    # packing refuses a --more-out it would wrongly delete
+    for bad in (pack, pack.parent / "data", REPO.parent):
+        with pytest.raises(SystemExit, match="--more-out"):
+            device_pack.check_second_pack_folder(bad, pack, pack.parent / "data")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("keep")
+    with pytest.raises(SystemExit, match="is not an earlier second pack"):
+        device_pack.check_second_pack_folder(tmp_path / "mine", pack, pack.parent / "data")
+    device_pack.check_second_pack_folder(more, pack, pack.parent / "data")  # an earlier one
 
 
 def test_the_device_benchmark_times_the_network_and_the_pipeline(tmp_path: Path) -> None:

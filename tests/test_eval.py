@@ -603,12 +603,19 @@ def test_an_interrupted_run_that_saves_estimates_resumes_without_force(
     assert (first.read_bytes(), first.stat().st_mtime_ns) == kept  # kept, not written again
     assert (saved / "02_Hark_fl_cl_bn" / "03_bn.wav").is_file()
     assert len(by_system(json.loads(resumed.stdout))["model"]) == 5
-    # stems changed since they were saved, or saved by another run, are still refused
+    # stems of another run (another --out, or this --out with other settings) are refused
+    elsewhere = run(*args[:-4], "-o", tmp_path / "other", "--save-estimates", saved)
+    assert_clean_failure(elsewhere, "already exist", "01_vn.wav", "--force")
+    for written in out.iterdir():  # as if interrupted again, before its results
+        if written.is_file():
+            written.unlink()
+    other_settings = run(*args, "--no-refine")
+    assert_clean_failure(other_settings, "already exist", "01_vn.wav", "--force")
+    # and so are stems changed since they were saved
     first.write_bytes(first.read_bytes()[:-4] + b"\0\0\0\0")
-    again = run(*args[:-4], "-o", tmp_path / "other", "--save-estimates", saved)
-    assert_clean_failure(again, "already exist", "01_vn.wav", "--force")
     changed = run(*args)
     assert_clean_failure(changed, "already exist", "01_vn.wav", "--force")
+    assert first.read_bytes()[-4:] == b"\0\0\0\0"  # nothing was overwritten
 
 
 def test_save_estimates_needs_a_model(tree: Path, tmp_path: Path) -> None:

@@ -198,6 +198,10 @@ def test_a_run_that_made_no_piece_is_started_anew_with_other_settings(
     manifest["settings"]["video_size"] = [3840, 2160]
     manifest["pieces"] = {}
     (out / "vimss_synth.json").write_text(json.dumps(manifest))
+    (out / ".partial-01").mkdir()  # a run still at work on its first piece: not taken over
+    busy = synth(out, "-n", "1", "--seed", "7", *FAST_FONT)
+    assert_clean_failure(busy, "other settings (video_size")
+    (out / ".partial-01").rmdir()
     result = synth(out, "-n", "1", "--seed", "7", *FAST_FONT)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "vimss_synth.json").read_text())["settings"]["video_size"] == [96, 54]
@@ -213,6 +217,7 @@ def test_a_run_that_made_no_piece_is_started_anew_with_other_settings(
         (["--video-size", "95x54"], "--video-size"),
         (["--video-size", "big"], "WIDTHxHEIGHT"),
         (["--video-size", "100000x100000"], "at most 3840x2160"),  # was: out of memory, later
+        (["--video-size", "7680x1080"], "at most 3840x2160"),
         (["--ensemble", "vn,violin"], "unknown instrument 'violin'"),
         (["--ensemble", "vn"], "2 to 5 players"),
         (["--register-shuffle", "1.5"], "--register-shuffle"),

@@ -537,11 +537,6 @@ def _level_progress(
     return report
 
 
-def _samples(seconds: float | None, rate: int) -> int | None:
-    """A duration hint in samples at ``rate``, rounded up (``None`` when unknown)."""
-    return None if seconds is None else int(np.ceil(seconds * rate)) + 1
-
-
 def check_window_options(tile: int | None, batch_size: int | None) -> None:
     """Refuse a ``--tile`` or ``--batch-size`` outside what a machine can hold.
 
@@ -882,12 +877,13 @@ class Separator:
                 total_hint = stream.duration_hint
                 # the network hears the input at NETWORK_PEAK (a first pass finds its peak);
                 # the stems get the input's level back (input_levels)
+                peaks, length = channel_peaks(
+                    sound,
+                    self.sample_rate,
+                    progress=_level_progress(progress, input_path, total_hint),
+                )
                 (divisor,), peak, stem_gain = input_levels(
-                    channel_peaks(
-                        sound,
-                        self.sample_rate,
-                        progress=_level_progress(progress, input_path, total_hint),
-                    ),
+                    peaks,
                     stream.info.may_exceed_full_scale,
                     wav_format,
                 )
@@ -943,7 +939,7 @@ class Separator:
                             blocks,
                             heard,
                             write,
-                            tile=self.tile_for(len(heard), _samples(total_hint, self.sample_rate)),
+                            tile=self.tile_for(len(heard), length),  # the peak pass's count
                             batch_size=self.batch_size,
                             precision=self.precision,
                             progress=report,
@@ -1013,13 +1009,14 @@ class Separator:
         rate, channels = target_rate or input_rate, info.audio_channels or 1
         players = len(queries)  # stems separated per channel (the rest is made at the end)
         # each channel is separated as if alone, heard at NETWORK_PEAK (input_levels)
+        peaks, length = channel_peaks(
+            sound,
+            self.sample_rate,
+            channels if channels > 1 else None,
+            _level_progress(progress, input_path, info.duration),
+        )
         divisors, peak, stem_gain = input_levels(
-            channel_peaks(
-                sound,
-                self.sample_rate,
-                channels if channels > 1 else None,
-                _level_progress(progress, input_path, info.duration),
-            ),
+            peaks,
             info.may_exceed_full_scale,
             wav_format,
         )
@@ -1100,7 +1097,7 @@ class Separator:
                             blocks,
                             heard,
                             write,
-                            tile=self.tile_for(len(heard), _samples(total, self.sample_rate)),
+                            tile=self.tile_for(len(heard), length),  # the peak pass's count
                             batch_size=self.batch_size,
                             precision=self.precision,
                             progress=report,

@@ -2,7 +2,8 @@
 
 Every file the library writes goes through here (stems, checkpoints, caches, manifests,
 reports, pictures). A temporary sits beside its file as
-``.<name>.partial-<pid>-<random><suffix>``: two processes (or two runs in one process) never
+``.<name>.partial-<pid>-<random><suffix>`` (the name shortened when it is near the file
+system's 255-byte limit): two processes (or two runs in one process) never
 share one, the writing process can be told from the name (:func:`temporary_owner`, so a
 later run can remove what a killed one left), and the suffix stays, for writers that go by
 it. A failure removes the temporary, so readers only ever see a previous complete file or
@@ -39,17 +40,25 @@ def temporary_path(path: Path) -> Path:
     token = uuid.uuid4().hex[:12]
     tail = f".partial-{os.getpid()}-{token}{path.suffix}"
     name = path.name
-    room = NAME_MAX - len(tail.encode()) - 1  # bytes left for the name, after the dot
-    if len(name.encode()) > room:
-        keep = room - len(f"~{path.suffix}".encode())
-        start = name.encode()[:keep].decode(errors="ignore")  # whole characters only
-        name = f"{start}~{path.suffix}"
+    room = NAME_MAX - len(os.fsencode(tail)) - 1  # bytes left for the name, after the dot
+    if len(os.fsencode(name)) > room:
+        keep = max(0, room - len(os.fsencode(f"~{path.suffix}")))
+        cut = os.fsencode(name)[:keep]
+        for trim in range(4):  # end on a whole UTF-8 character where the name is UTF-8
+            try:
+                cut[: len(cut) - trim].decode()
+                cut = cut[: len(cut) - trim]
+                break
+            except UnicodeDecodeError:
+                continue
+        name = f"{os.fsdecode(cut)}~{path.suffix}"  # other bytes go through as they are
     return path.with_name(f".{name}{tail}")
 
 
 def temporary_owner(name: str) -> tuple[str, int] | None:
     """``(file name, writing process id)`` of a temporary's name, or ``None`` for any other
-    name."""
+    name. The file name is as the temporary holds it: shortened (``start~.wav``) for a name
+    near the file system's limit (:func:`temporary_path`)."""
     match = _TEMPORARY.fullmatch(name)
     if match is None:
         return None

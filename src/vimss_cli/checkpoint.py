@@ -150,7 +150,7 @@ def load_checkpoint(path: Path, name: str | None = None) -> LoadedModel:
         raise CheckpointError(
             f"{path}: the stored config does not match the stored weights ({problem})"
         )
-    broken = sorted(name for name, tensor in state.items() if not torch.isfinite(tensor).all())
+    broken = sorted(key for key, tensor in state.items() if not torch.isfinite(tensor).all())
     if broken:  # what a diverged training run exports: its stems would be NaN
         raise CheckpointError(
             f"{path} is unusable: {len(broken)} of its weight tensors hold NaN or infinite "

@@ -33,7 +33,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
         index = "0" if spec == "cuda" else spec.split(":", 1)[1]
-        if not index.isdigit():
+        if not (index.isascii() and index.isdecimal()):
             raise InputError(
                 f"--device {spec!r} is not a valid device; use auto, cpu, cuda or cuda:N "
                 "(N a number, such as cuda:0)"

@@ -322,10 +322,11 @@ def channel_peaks(
     sample_rate: int,
     channels: int | None = None,
     progress: Callable[[float], None] | None = None,
-) -> list[float]:
+) -> tuple[list[float], int]:
     """Largest magnitude of the file's samples at ``sample_rate``: ``[peak]`` of its mono
     downmix (the mean of its channels), or with ``channels`` one per channel of the first
-    ``channels`` (a pass per channel).
+    ``channels`` (a pass per channel); and how many samples at ``sample_rate`` one pass
+    decoded (the input's exact length, which a header's duration only estimates).
 
     ``progress`` is called after each decoded block with the seconds of audio read so far,
     divided by the number of passes (so it runs from 0 to the file's duration once)."""
@@ -341,7 +342,7 @@ def channel_peaks(
                 if progress is not None:
                     progress(done / sample_rate / passes)
         peaks.append(peak)
-    return peaks
+    return peaks, done // passes
 
 
 def _read_native(path: Path, sample_rate: int) -> np.ndarray | None:

@@ -48,14 +48,19 @@ def _progress_display(enabled: bool) -> Iterator[ProgressCallback | None]:
     with Progress(*columns, console=console, transient=False) as bar:
         tasks: dict[str, Any] = {}
 
+        stages: dict[str, str | None] = {}
+
         def update(event: dict[str, Any]) -> None:
-            name = event["input"]
+            name, stage = event["input"], event.get("stage")
             label = Path(name).name  # and while the first pass reads the input's peak:
-            if event.get("stage") == "level":
+            if stage == "level":
                 label += " (reading its level)"
             if name not in tasks:
                 tasks[name] = bar.add_task(label, total=event["total_seconds"])
-            bar.update(tasks[name], completed=event["done_seconds"], description=label)
+            elif stages[name] != stage:  # the separation starts: a fresh bar and clock
+                bar.reset(tasks[name], total=event["total_seconds"], description=label)
+            stages[name] = stage
+            bar.update(tasks[name], completed=event["done_seconds"])
 
         yield update
 

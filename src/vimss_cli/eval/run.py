@@ -114,7 +114,10 @@ class _Cache:
             return False
         if key is not None and entry.get("key") != key:
             return False
-        return entry.get("estimates_sha256") == [file_sha256(p) for p in paths]
+        try:
+            return entry.get("estimates_sha256") == [file_sha256(p) for p in paths]
+        except OSError:  # unreadable: not kept (and refused as existing stems)
+            return False
 
     def store(self, track: Track, system: str, key: str, entry: dict[str, Any]) -> None:
         path = self._path(track, system)

@@ -114,8 +114,11 @@ def validate(config: SynthConfig) -> None:
     width, height = config.video_size
     if width < 64 or height < 36 or width % 2 or height % 2:
         raise InputError(f"--video-size must be even and at least 64x36, got {width}x{height}")
-    if width * height > MAX_VIDEO_PIXELS:  # each frame is drawn in memory
-        raise InputError(f"--video-size must be at most 3840x2160 (4K), got {width}x{height}")
+    if max(width, height) > 3840 or min(width, height) > 2160:  # frames are drawn in memory
+        raise InputError(
+            f"--video-size must be at most 3840x2160 (4K, or 2160x3840 upright), "
+            f"got {width}x{height}"
+        )
     for ensemble in config.ensembles:
         unknown = [code for code in ensemble if code not in INSTRUMENT_CODES]
         if unknown:
@@ -144,10 +147,6 @@ def settings_of(config: SynthConfig, fonts: list[Maker]) -> dict[str, Any]:
         **({"ensembles": [list(e) for e in config.ensembles]} if config.ensembles else {}),
         **({"register_shuffle": config.register_shuffle} if config.register_shuffle else {}),
     }
-
-
-#: The largest picture the generator draws (pixels): 4K, 3840 x 2160.
-MAX_VIDEO_PIXELS = 3840 * 2160
 
 
 def piece_rngs(seed: int, split: str, number: int) -> list[np.random.Generator]:
@@ -378,10 +377,10 @@ def _open_output(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any
         manifest = {"settings": settings, "software": software_versions(), "pieces": {}}
         _write_manifest(out_dir, manifest)
         return manifest, []
-    if manifest.get("settings") != settings and not manifest.get("pieces"):
-        # a run that made no piece (it failed on its first): nothing to keep, start anew
-        for partial in out_dir.glob(f"{PARTIAL_PREFIX}*"):
-            shutil.rmtree(partial, ignore_errors=True)
+    only_manifest = [p.name for p in out_dir.iterdir()] == [SYNTH_MANIFEST_NAME]
+    if manifest.get("settings") != settings and not manifest.get("pieces") and only_manifest:
+        # a run that failed before its first piece (a piece in the making has a folder here,
+        # so a run still at work is not taken over): nothing to keep, start anew
         manifest = {"settings": settings, "software": software_versions(), "pieces": {}}
         _write_manifest(out_dir, manifest)
         return manifest, []
