@@ -73,7 +73,8 @@ DEVICE_DATA ?= $(HOME)/vimss-work/data/gpu-lib
 DEVICE_CONFIG ?= configs/gpu-h200.toml
 # 320 pieces of 20 s (about 6 h of stems, ~30 min on 2 cores): more than one carry holds, so
 # device-pack also builds .device-more, the second pack a call of its own ferries (MORE= skips
-# it and removes an earlier one; device_train.sh's own MORE names where it looks, none: nowhere)
+# it and removes an earlier one, so none is left stale; device_train.sh's own MORE names where
+# it looks, none: nowhere)
 DEVICE_TRAIN_PIECES ?= 320
 MORE ?= 1
 DEVICE_FONT_PACKAGES := fluidr3mono-gm-soundfont musescore-general-soundfont csound-soundfont
@@ -113,7 +114,7 @@ device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to 
 	  --extra-train $(DEVICE_DATA)/solos $(if $(wildcard $(REALVAL)),--real-valid $(REALVAL)) \
 	  $(if $(DEVICE_INIT),--init $(DEVICE_INIT)) $(if $(LEAN),--without-models) \
 	  $(if $(MORE),--more-out .device-more)
-	$(if $(MORE),,rm -rf .device-more)  # MORE= : no second pack, and no stale one left
+	$(if $(MORE),,rm -rf .device-more)
 
 # The bundled models' files are most of what travels to the GPU (about 48 of the 64 MiB), so
 # the first GPU run overfitted its 0.9 h of music within 4 minutes (docs/training.md). A lean

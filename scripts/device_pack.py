@@ -148,9 +148,10 @@ def pack_split(
     pack holds). Returns the split's entry of ``pack.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = split_dir / SYNTH_MANIFEST_NAME
-    if manifest.is_file():
-        shutil.copy2(manifest, out_dir / SYNTH_MANIFEST_NAME)
     used, seconds, names = 0, 0.0, []
+    if manifest.is_file():  # it travels too: counted against the budget
+        shutil.copy2(manifest, out_dir / SYNTH_MANIFEST_NAME)
+        used = manifest.stat().st_size
     pieces = list_pieces(split_dir)
     if most_players_first:
         pieces.sort(key=lambda piece: -len(piece.stem_paths))  # stable: in order within

@@ -348,6 +348,21 @@ def test_a_second_pack_carries_what_the_first_could_not_and_joins_the_run(
     device_pack.check_second_pack_folder(more, pack, pack.parent / "data")  # an earlier one
 
 
+def test_the_split_manifest_counts_against_the_budget(pack: Path, tmp_path: Path) -> None:
+    """The first two-pack packing overshot its 60 MiB aim by 0.4: the train split's manifest
+    (0.5 MiB for 320 pieces) travelled uncounted."""
+    device_pack = load_device_pack()
+    split = tmp_path / "train"
+    shutil.copytree(pack.parent / "data" / "train", split)
+    whole = device_pack.pack_split(split, tmp_path / "a", 0.7, None, 1)
+    (split / "vimss_synth.json").write_text("{}" + " " * 200_000)
+    fits = whole["bytes"] + 100_000  # room for all the pieces, not for the manifest as well
+    packed = device_pack.pack_split(split, tmp_path / "b", 0.7, fits, 1)
+    assert len(packed["pieces"]) < len(whole["pieces"])
+    roomy = device_pack.pack_split(split, tmp_path / "c", 0.7, whole["bytes"] + 300_000, 1)
+    assert roomy["pieces"] == whole["pieces"] and roomy["bytes"] > whole["bytes"] + 200_000
+
+
 def test_the_device_benchmark_times_the_network_and_the_pipeline(tmp_path: Path) -> None:
     """On the CPU with a tiny model: the network alone, the pipeline, exact chunking, and the
     profiler's table (the first H200 figures timed the CPU's harmonic masks with the network)."""
