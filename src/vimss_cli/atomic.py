@@ -43,15 +43,9 @@ def temporary_path(path: Path) -> Path:
     room = NAME_MAX - len(os.fsencode(tail)) - 1  # bytes left for the name, after the dot
     if len(os.fsencode(name)) > room:
         keep = max(0, room - len(os.fsencode(f"~{path.suffix}")))
-        cut = os.fsencode(name)[:keep]
-        for trim in range(4):  # end on a whole UTF-8 character where the name is UTF-8
-            try:
-                cut[: len(cut) - trim].decode()
-                cut = cut[: len(cut) - trim]
-                break
-            except UnicodeDecodeError:
-                continue
-        name = f"{os.fsdecode(cut)}~{path.suffix}"  # other bytes go through as they are
+        # whole UTF-8 characters only (bytes of a name that is not UTF-8 are left out)
+        start = os.fsencode(name)[:keep].decode(errors="ignore")
+        name = f"{start}~{path.suffix}"
     return path.with_name(f".{name}{tail}")
 
 

@@ -46,9 +46,7 @@ def _progress_display(enabled: bool) -> Iterator[ProgressCallback | None]:
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as bar:
-        tasks: dict[str, Any] = {}
-
-        stages: dict[str, str | None] = {}
+        tasks: dict[str, tuple[Any, str | None]] = {}  # per input: its task and stage
 
         def update(event: dict[str, Any]) -> None:
             name, stage = event["input"], event.get("stage")
@@ -56,11 +54,13 @@ def _progress_display(enabled: bool) -> Iterator[ProgressCallback | None]:
             if stage == "level":
                 label += " (reading its level)"
             if name not in tasks:
-                tasks[name] = bar.add_task(label, total=event["total_seconds"])
-            elif stages[name] != stage:  # the separation starts: a fresh bar and clock
-                bar.reset(tasks[name], total=event["total_seconds"], description=label)
-            stages[name] = stage
-            bar.update(tasks[name], completed=event["done_seconds"])
+                task = bar.add_task(label, total=event["total_seconds"])
+            else:
+                task, previous = tasks[name]
+                if previous != stage:  # the separation starts: a fresh bar and clock
+                    bar.reset(task, total=event["total_seconds"], description=label)
+            tasks[name] = (task, stage)
+            bar.update(task, completed=event["done_seconds"])
 
         yield update
 

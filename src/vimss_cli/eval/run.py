@@ -89,7 +89,9 @@ class _Cache:
     def _path(self, track: Track, system: str) -> Path | None:
         return None if self.folder is None else self.folder / track.piece / f"{system}.json"
 
-    def load(self, track: Track, system: str, key: str) -> dict[str, Any] | None:
+    def load(self, track: Track, system: str, key: str | None) -> dict[str, Any] | None:
+        """The entry of ``system`` on ``track`` if it was stored under ``key`` (``None``:
+        under any key), else ``None``."""
         path = self._path(track, system)
         if path is None or not path.is_file():
             return None
@@ -97,7 +99,7 @@ class _Cache:
             entry = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        return entry if entry.get("key") == key else None
+        return entry if key is None or entry.get("key") == key else None
 
     def holds_saved_estimates(
         self, track: Track, system: str, key: str | None, paths: list[Path]
@@ -105,14 +107,8 @@ class _Cache:
         """Whether ``paths`` are the stems an earlier run saved when it scored ``system`` on
         ``track`` (``--save-estimates``): the cache entry (of ``key``; ``None``: of any key)
         records their digests and the files still have them, so a resumed run keeps them."""
-        path = self._path(track, system)
-        if path is None or not path.is_file() or not all(p.is_file() for p in paths):
-            return False
-        try:
-            entry = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return False
-        if key is not None and entry.get("key") != key:
+        entry = self.load(track, system, key)
+        if entry is None or not all(p.is_file() for p in paths):
             return False
         try:
             return entry.get("estimates_sha256") == [file_sha256(p) for p in paths]
@@ -213,8 +209,7 @@ def evaluate(
         segment_grams: dict[tuple[int, tuple[int, ...]], ReferenceGram] = {}
         for system in systems:
             key = key_of(track, system)
-            saving = save_estimates is not None and system == "model"
-            saving = saving and track.piece not in resumed
+            saving = save_estimates is not None and system == "model" and track.piece not in resumed
             entry = None if saving else cache.load(track, system, key)
             if entry is None:
                 if audio is None:

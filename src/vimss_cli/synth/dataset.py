@@ -374,13 +374,10 @@ def _open_output(out_dir: Path, settings: dict[str, Any]) -> tuple[dict[str, Any
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise OutputError(f"cannot create {out_dir}: {error.strerror}") from None
-        manifest = {"settings": settings, "software": software_versions(), "pieces": {}}
-        _write_manifest(out_dir, manifest)
-        return manifest, []
+    # a run that failed before its first piece is started anew, whatever its settings (a piece
+    # in the making has a folder here, so a run still at work is not taken over)
     only_manifest = [p.name for p in out_dir.iterdir()] == [SYNTH_MANIFEST_NAME]
-    if manifest.get("settings") != settings and not manifest.get("pieces") and only_manifest:
-        # a run that failed before its first piece (a piece in the making has a folder here,
-        # so a run still at work is not taken over): nothing to keep, start anew
+    if manifest is None or (not manifest.get("pieces") and only_manifest):
         manifest = {"settings": settings, "software": software_versions(), "pieces": {}}
         _write_manifest(out_dir, manifest)
         return manifest, []
