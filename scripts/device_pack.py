@@ -424,6 +424,40 @@ def unpack(args: argparse.Namespace) -> None:
     print(f"unpacked {len(jobs)} stems into {target}")
 
 
+def _pack_info(folder: Path) -> dict[str, object]:
+    """A pack's ``pack.json`` (empty when missing or unreadable)."""
+    try:
+        info = json.loads((folder / "pack.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def second_pack_status(first: Path, more: Path | None) -> str:
+    """What ``device_train.sh`` logs of the second pack ``more`` beside the first pack
+    ``first`` (``None``: none looked for). Only a line starting ``second pack`` means it joins:
+    it was packed with the first (the same ``pack_id``); one of another packing (stale, on a
+    warm machine) does not, nor a missing one, which the first says it expected."""
+    first_info = _pack_info(first)
+    if more is not None and (more / "data").is_dir():
+        pack_id = first_info.get("pack_id")
+        if pack_id and _pack_info(more).get("pack_id") == pack_id:
+            return f"second pack {more}: its train pieces join the first pack's"
+        return (
+            f"warning: second pack {more} is of another packing than {first} (pack_id): not "
+            f"used; training on {first}'s data alone"
+        )
+    expected = first_info.get("second_pack_pieces", 0)
+    if expected:
+        return (
+            f"warning: no second pack ({'none looked for' if more is None else more / 'data'}) "
+            f"though {first} was packed with one of "
+            f"{expected} pieces (did the ferry call run just before?): training on {first}'s "
+            "data alone"
+        )
+    return f"no second pack: training on {first}'s data alone"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -468,8 +502,16 @@ def main() -> None:
     u.add_argument("pack", help="the pack's data folder")
     u.add_argument("out", help="where to write the tree")
     u.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    m = commands.add_parser("second", help="say whether a second pack joins the first")
+    m.add_argument("first", help="the first pack")
+    m.add_argument("more", help="where the second pack would be (none: nowhere)")
     args = parser.parse_args()
-    pack(args) if args.command == "pack" else unpack(args)
+    if args.command == "second":
+        print(
+            second_pack_status(Path(args.first), None if args.more == "none" else Path(args.more))
+        )
+    else:
+        pack(args) if args.command == "pack" else unpack(args)
 
 
 if __name__ == "__main__":

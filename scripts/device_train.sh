@@ -83,23 +83,11 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 # 2. The data: Ogg Vorbis stems back to a URMP-layout tree.
 rm -rf "$WORK/data" "$WORK/run"
 "$PYTHON" scripts/device_pack.py unpack "$PACK/data" "$WORK/data" --workers "$cores"
-# the second pack joins only if it was packed with the first (the same pack_id)
-same_packing() {
-  "$PYTHON" -c 'import json, sys
-ids = [json.load(open(p)).get("pack_id") for p in sys.argv[1:]]
-sys.exit(0 if ids[0] and ids[0] == ids[1] else 1)' "$PACK/pack.json" "$MORE/pack.json"
-}
-expected=$("$PYTHON" -c 'import json, sys
-print(json.load(open(sys.argv[1])).get("second_pack_pieces", 0))' "$PACK/pack.json" 2>/dev/null || echo 0)
-if [ "$MORE" != none ] && [ -d "$MORE/data" ] && same_packing; then
-  note "second pack $MORE: its train pieces join the first pack's"
+# the second pack joins only if it was packed with the first (device_pack.py second)
+second=$("$PYTHON" scripts/device_pack.py second "$PACK" "$MORE")
+note "$second"
+if [[ $second == "second pack "* ]]; then
   "$PYTHON" scripts/device_pack.py unpack "$MORE/data" "$WORK/data" --workers "$cores"
-elif [ "$MORE" != none ] && [ -d "$MORE/data" ]; then
-  note "warning: second pack $MORE is of another packing than $PACK (pack_id): not used; training on $PACK's data alone"
-elif [ "$expected" != 0 ]; then
-  note "warning: no second pack ($MORE/data) though $PACK was packed with one of $expected pieces (did the ferry call run just before?): training on $PACK's data alone"
-else
-  note "no second pack: training on $PACK's data alone"
 fi
 real=(--set run.real_valid=)  # real recordings to validate on, when carried
 rm -rf "$WORK/realval"

@@ -337,6 +337,8 @@ def test_a_second_pack_carries_what_the_first_could_not_and_joins_the_run(
     alone = launch(first, tmp_path / "o3", tmp_path / "w3", "--max-steps 1")
     assert alone.returncode == 0, alone.stdout + alone.stderr
     assert "warning: no second pack" in (tmp_path / "o3" / "train.log").read_text()
+    told = device_pack.second_pack_status(first, None)  # MORE=none: none looked for
+    assert told.startswith("warning: no second pack (none looked for)")
     # packing refuses a --more-out it would wrongly delete
     for bad in (pack, pack.parent / "data", REPO.parent):
         with pytest.raises(SystemExit, match="--more-out"):
