@@ -40,12 +40,15 @@ SETTINGS: list[tuple[str, dict[str, Any] | None]] = [
     ("harmonic, own pitches (shipped before)", {"harmonic": True, "joint_pitches": False}),
     ("harmonic, joint, own weight 0.5", {"harmonic": True, "own_pitch_weight": 0.5}),
     ("harmonic, joint, own weight 0.85", {"harmonic": True, "own_pitch_weight": 0.85}),
-    ("harmonic, joint pitches (shipped)", {"harmonic": True}),
+    ("harmonic, joint, no note classifier (before)", {"harmonic": True, "timbre_weight": 0}),
+    ("harmonic, joint, note classifier 1", {"harmonic": True, "timbre_weight": 1.0}),
+    ("harmonic, joint, note classifier 0.5 (shipped)", {"harmonic": True}),
 ]
 #: the settings the shipped one is paired against
 BEFORE = (
     "p 1.5, 4096, rest share (soft, shipped before)",
     "harmonic, own pitches (shipped before)",
+    "harmonic, joint, no note classifier (before)",
 )
 
 

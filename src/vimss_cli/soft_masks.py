@@ -25,7 +25,9 @@ split; one near a single stem's harmonic goes mostly to that stem. Silent stems
 * then, among the stems of instruments heard once (**joint pitches**), the pitches heard in
   the mixture (:func:`several_pitches`, one more than the stems that sound) and those own
   pitches are shared out, one per stem, so that the stems' relative saliences add up most
-  (:meth:`SoftMaskFilter._joint_pitches`). Where a stem's strongest pitch is another
+  (:meth:`SoftMaskFilter._joint_pitches`), each stem's share weighed together with what
+  a small classifier hears in the note (:mod:`vimss_cli.note_classifier`: which of the
+  ensemble's instruments plays it). Where a stem's strongest pitch is another
   player's louder note, it then takes a note of its own. Stems that hold two players' notes
   (two label queries of one instrument, a pitch-split pair) keep their own strongest.
 
@@ -44,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from vimss_cli.note_classifier import NoteClassifier, harmonic_profile, load_note_classifier
 from vimss_cli.pitch_voices import (
     DEFAULT_RANGE_HZ,
     HARMONICS,
@@ -70,9 +73,13 @@ OFF_HARMONIC = 0.1
 #: With joint pitches, a stem's own strongest pitch scores this share of its salience, a
 #: pitch heard in the mixture all of it (docs/training.md, "Harmonic masks").
 OWN_PITCH_WEIGHT = 0.7
+#: With joint pitches, how much the note classifier's posterior that a stem's instrument plays
+#: a candidate pitch (:mod:`vimss_cli.note_classifier`, in [0, 1]) adds to that stem's score
+#: of it (docs/training.md, "The note classifier"); 0: none, the classifier is not loaded.
+TIMBRE_WEIGHT = 0.5
 #: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
 #: scores them again instead of reading older scores from its cache.
-HARMONIC_MASKS_VERSION = 2
+HARMONIC_MASKS_VERSION = 3
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
@@ -104,6 +111,8 @@ class SoftMaskFilter:
         joint_pitches: bool = True,
         own_pitch_weight: float = OWN_PITCH_WEIGHT,
         voices: Sequence[int] | None = None,
+        timbre_weight: float = TIMBRE_WEIGHT,
+        note_classifier: NoteClassifier | None = None,
     ) -> None:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
         stems add up to the mixture (the settings are compared in docs/training.md).
@@ -116,7 +125,10 @@ class SoftMaskFilter:
         ``own_pitch_weight``: how much a stem's own strongest pitch weighs there.
         ``voices``: how many players' notes each stem holds (a pitch-split pair's one stem:
         2; by default 1 each). A stem of more keeps its own strongest pitch, and the mixture
-        is searched for that many pitches when it sounds."""
+        is searched for that many pitches when it sounds.
+        ``timbre_weight``: with joint pitches, how much the note classifier's word on which
+        instrument plays a candidate pitch weighs; ``note_classifier``: the classifier
+        (default: the bundled one, read when first needed)."""
         self.players, self.power, self.rest_share = players, power, rest_share
         self.off_harmonic = np.float32(off_harmonic)
         self.own_pitch_weight = float(own_pitch_weight)
@@ -144,7 +156,18 @@ class SoftMaskFilter:
                 for code, count in zip(instruments, self._voices, strict=True)
             ]
             self._mixture_grid = None
+            self.timbre_weight = float(timbre_weight)
+            self._notes: NoteClassifier | None = None
             if sum(self._joint) >= 2:
+                #: the instruments the note classifier chooses among: every joint stem's,
+                #: sounding or not (so a frame's posteriors depend on that frame alone)
+                self._joint_codes = [
+                    str(c) for c, j in zip(instruments, self._joint, strict=True) if j
+                ]
+                if self.timbre_weight > 0:
+                    self._notes = note_classifier or load_note_classifier()
+                    if not set(self._joint_codes) <= set(self._notes.instruments):
+                        self._notes = None  # an instrument it was not made for: none
                 ranges = [PITCH_RANGE_HZ.get(code, DEFAULT_RANGE_HZ) for code in known]
                 low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
                 self._mixture_grid = PitchGrid(None, self.sample_rate, n_fft, (low, high))
@@ -218,7 +241,10 @@ class SoftMaskFilter:
         their saliences is largest (Hungarian assignment). A stem's salience of a pitch is
         relative to its strongest, and ``own_pitch_weight`` of it for its own pitches:
         a stem whose strongest pitch is another player's louder note then takes a pitch of
-        its own from the mixture."""
+        its own from the mixture. With a note classifier, ``timbre_weight`` times its
+        posterior that the stem's instrument plays the candidate (among the joint stems'
+        instruments) is added: what the note sounds like, besides how loud the stem is in
+        it."""
         from scipy.optimize import linear_sum_assignment  # 0.1 s to import: only when used
 
         assert self._mixture_grid is not None
@@ -235,6 +261,10 @@ class SoftMaskFilter:
         known = ~np.isnan(candidates)
         at = np.arange(frames)[:, None]
         score = np.zeros((len(joint), frames, candidates.shape[1]))  # (J, T, C)
+        if self._notes is not None:  # which of the joint stems' instruments plays each
+            features = harmonic_profile(mixture, candidates, self.sample_rate, self._stft.n_fft)
+            timbre = self._notes.posteriors(features, self._joint_codes)  # (T, C, all joint)
+            column = {k: index for index, k in enumerate(np.flatnonzero(self._joint))}
         for row, k in enumerate(joint):
             grid, salience = self._grids[k], saliences[k]  # salience (P, T)
             assert grid is not None
@@ -243,6 +273,8 @@ class SoftMaskFilter:
             values = salience[np.clip(steps, 0, grid.candidates - 1), at]  # (T, C)
             strongest = np.maximum(salience.max(axis=0), 1e-30)[:, None]  # (T, 1)
             score[row] = np.where(inside, values / strongest, 0.0) * weight
+            if self._notes is not None:
+                score[row] += self.timbre_weight * np.where(inside, timbre[..., column[k]], 0.0)
         for t in range(frames):
             active = np.flatnonzero(~np.isnan(own[t]))
             if active.size == 0:

@@ -1,0 +1,152 @@
+"""Which instrument plays a note: a small classifier of a pitch's harmonic profile.
+
+The harmonic masks' joint pitches (:mod:`vimss_cli.soft_masks`) share the pitches heard in the
+mixture among the stems by how strongly each stem holds them, and a network's stem is often
+louder in another player's note than in its own (docs/training.md, "Harmonic masks"). This
+classifier adds what the note itself sounds like. For one pitch in one frame of the
+mixture's spectrum it reads:
+
+* the level of the pitch's first :data:`HARMONIC_COUNT` harmonics (the largest magnitude
+  within a bin of each), in log10 units relative to the strongest of them, floored at
+  :data:`FLOOR` (the clarinet's weak even harmonics, the bassoon's weak fundamental, a
+  saxophone's or a trumpet's strong upper partials);
+* the pitch itself, ``log2(hz / 440)``;
+
+and a multilayer perceptron (two hidden layers, GELU) gives a score per URMP instrument; the
+posterior over the instruments of the ensemble at hand is their softmax. It was trained on
+generated ensembles only (``scripts/train_note_classifier.py``, the model card
+docs/model-card-vimss-notes-v0.md).
+
+Frame-local: a frame's features read that frame alone, so the streaming masks stay equal to
+one pass whatever the blocks. The network runs in NumPy (three small matrix products), as the
+masks do; :func:`load_note_classifier` reads the bundled weights once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vimss_cli.errors import CheckpointError
+
+#: Harmonics read per pitch.
+HARMONIC_COUNT = 16
+#: Harmonic levels below the strongest by more than this (log10 units: 80 dB) read as this.
+FLOOR = -4.0
+#: Inputs per note: the harmonic levels and the pitch.
+FEATURES = HARMONIC_COUNT + 1
+#: Names the features above; a weights file made for others is refused.
+FEATURE_VERSION = "harmonic-profile-1"
+#: A harmonic above this share of the highest bin reads as silent.
+TOP_SHARE = 0.95
+#: The bundled weights' file name (in ``models/notes/``, the wheel's ``bundled_models/notes/``).
+CLASSIFIER_FILE = "vimss-notes-v0.safetensors"
+
+
+def harmonic_profile(
+    magnitude: np.ndarray, pitches: np.ndarray, sample_rate: int, n_fft: int
+) -> np.ndarray:
+    """``(T, bins)`` magnitudes of frames of ``n_fft`` samples and ``(T, C)`` pitches in Hz
+    (``nan``: none) -> ``(T, C, FEATURES)`` float32, each pitch's features in its own frame
+    (a ``nan`` pitch gets 440 Hz's: meaningless, for the caller to ignore)."""
+    frames, bins = magnitude.shape
+    hz = np.nan_to_num(np.asarray(pitches, dtype=np.float64), nan=440.0)  # (T, C)
+    centre = hz[..., None] * np.arange(1, HARMONIC_COUNT + 1) * (n_fft / sample_rate)
+    nearest = np.round(centre).astype(np.int64)  # (T, C, H) bin of each harmonic
+    rows = np.arange(frames)[:, None, None]
+    level = np.zeros(centre.shape, np.float32)
+    for offset in (-1, 0, 1):
+        level = np.maximum(level, magnitude[rows, np.clip(nearest + offset, 0, bins - 1)])
+    level[centre >= bins * TOP_SHARE] = 0.0
+    logs = np.log10(level + np.float32(1e-9))
+    logs = np.maximum(logs - logs.max(axis=-1, keepdims=True), np.float32(FLOOR))
+    pitch = np.log2(hz / 440.0).astype(np.float32)[..., None]
+    return np.concatenate([logs, pitch], axis=-1).astype(np.float32)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """The exact GELU (``torch.nn.GELU()``'s default), ``x * Phi(x)``."""
+    from scipy.special import erf
+
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+@dataclass(frozen=True)
+class NoteClassifier:
+    """The multilayer perceptron's weights: ``layers`` of ``(weight (out, in), bias (out,))``,
+    GELU between them, one output per code of ``instruments``."""
+
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]
+    instruments: tuple[str, ...]
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """``(..., FEATURES)`` -> ``(..., len(instruments))`` float32 scores."""
+        x = np.asarray(features, dtype=np.float32)
+        for index, (weight, bias) in enumerate(self.layers):
+            if index:
+                x = _gelu(x)
+            x = x @ weight.T + bias
+        return x.astype(np.float32)
+
+    def posteriors(self, features: np.ndarray, codes: Sequence[str]) -> np.ndarray:
+        """``(..., FEATURES)`` -> ``(..., len(codes))``: the probability that each of
+        ``codes`` (the ensemble's instruments, each once) plays the note, given that one of
+        them does."""
+        columns = [self.instruments.index(code) for code in codes]
+        scores = self.logits(features)[..., columns]
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        return scores / scores.sum(axis=-1, keepdims=True)
+
+
+def read_note_classifier(path: Path) -> NoteClassifier:
+    """A weights file of ``scripts/train_note_classifier.py`` (safetensors: ``N.weight`` and
+    ``N.bias`` per layer, the instruments and the feature version in its metadata).
+    :class:`CheckpointError` for a file that is missing, unreadable or made for other
+    features."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(f"cannot read the note classifier {path}: {error}") from error
+    if metadata.get("features") != FEATURE_VERSION:
+        raise CheckpointError(
+            f"{path} is a note classifier for features {metadata.get('features')!r}, "
+            f"not {FEATURE_VERSION!r}"
+        )
+    instruments = tuple(json.loads(metadata.get("instruments", "[]")))
+    numbers = sorted({int(key.split(".")[0]) for key in tensors if key.endswith(".weight")})
+    layers = tuple(
+        (tensors[f"{n}.weight"].astype(np.float32), tensors[f"{n}.bias"].astype(np.float32))
+        for n in numbers
+    )
+    if (
+        not layers
+        or layers[0][0].shape[1] != FEATURES
+        or layers[-1][0].shape[0] != len(instruments)
+    ):
+        raise CheckpointError(f"{path} does not hold a note classifier of {FEATURES} inputs")
+    return NoteClassifier(layers, instruments)
+
+
+def bundled_notes_dir() -> Path:
+    """The bundled classifier's folder: the wheel's copy, else ``models/notes/`` of the
+    source tree (part of the package, like the pose models: ``$VIMSS_MODELS_DIR`` names
+    separation checkpoints only)."""
+    package_copy = Path(__file__).resolve().parent / "bundled_models" / "notes"
+    if package_copy.is_dir():
+        return package_copy
+    return Path(__file__).resolve().parents[2] / "models" / "notes"
+
+
+@functools.cache
+def load_note_classifier() -> NoteClassifier:
+    """The bundled classifier (:data:`CLASSIFIER_FILE`), read once."""
+    return read_note_classifier(bundled_notes_dir() / CLASSIFIER_FILE)
