@@ -126,11 +126,11 @@ device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to 
 LEAN ?= 1
 DEVICE_INIT ?= models/vimss-synth-gpu-v0.safetensors
 device-lean:  ## remove the bundled models' files from the work tree for a GPU call (git keeps them)
-	git ls-files -z 'models/*.safetensors' | xargs -0 rm -f
+	git ls-files -z ':(glob)models/*.safetensors' | xargs -0 rm -f
 	@echo "models/*.safetensors removed from the work tree: make device-restore brings them back"
 
 device-restore:  ## bring back the bundled models' files after a lean GPU call (only those)
-	git ls-files -z 'models/*.safetensors' | xargs -0 git checkout --
+	git ls-files -z ':(glob)models/*.safetensors' | xargs -0 git checkout --
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .mypy_cache

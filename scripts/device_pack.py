@@ -86,7 +86,14 @@ def travelling_tree_bytes(repo: Path, without_models: bool = False) -> int:
     total = 0
     for name in listing.decode().split("\0"):
         path = repo / name
-        if without_models and name.startswith("models/") and name.endswith(".safetensors"):
+        # the separation models only (models/*.safetensors), as make device-lean removes them;
+        # models/notes/ and models/pose/ travel
+        if (
+            without_models
+            and name.startswith("models/")
+            and name.count("/") == 1
+            and name.endswith(".safetensors")
+        ):
             continue
         if name and path.is_file():
             total += path.stat().st_size

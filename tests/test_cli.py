@@ -1208,3 +1208,21 @@ def test_an_unforeseen_system_error_is_still_one_line(
 
     with pytest.raises(RuntimeError, match="a programming error"):  # not turned into a line
         guarded(False, bug)
+
+
+def test_separate_without_the_note_classifier_fails_in_one_line_before_the_network(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vimss_cli import note_classifier
+
+    monkeypatch.setattr(note_classifier, "bundled_notes_dir", lambda: tmp_path / "gone")
+    note_classifier.load_note_classifier.cache_clear()
+    try:
+        out = tmp_path / "stems"
+        result = run("separate", mix, "-o", out, "--instruments", "vn,fl")
+        assert_clean_failure(result, "note classifier not found", "--no-harmonic")
+        assert files_under(out) == []
+        # without harmonic masks it is not needed
+        assert run("separate", mix, "-o", out, "-i", "vn,fl", "--no-harmonic").exit_code == 0
+    finally:
+        note_classifier.load_note_classifier.cache_clear()

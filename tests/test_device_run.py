@@ -257,12 +257,22 @@ def test_a_lean_pack_counts_the_tree_without_the_bundled_models(tmp_path: Path) 
     (tmp_path / "models" / "m.safetensors").write_bytes(b"w" * 1000)
     (tmp_path / "models" / "index.json").write_bytes(b"i" * 10)
     (tmp_path / "code.py").write_bytes(b"c" * 100)
+    # the note classifier is part of the package, not a separation model: it travels
+    (tmp_path / "models" / "notes").mkdir()
+    (tmp_path / "models" / "notes" / "n.safetensors").write_bytes(b"n" * 5)
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
-    assert device_pack.travelling_tree_bytes(tmp_path) == 1110
-    assert device_pack.travelling_tree_bytes(tmp_path, without_models=True) == 110
-    (tmp_path / "models" / "m.safetensors").unlink()  # as make device-lean leaves it
-    assert device_pack.travelling_tree_bytes(tmp_path) == 110
+    assert device_pack.travelling_tree_bytes(tmp_path) == 1115
+    assert device_pack.travelling_tree_bytes(tmp_path, without_models=True) == 115
+    # what make device-lean removes: its pathspec, as the Makefile writes it
+    pathspec = "':(glob)models/*.safetensors'"
+    assert f"git ls-files -z {pathspec} | xargs -0 rm -f" in (REPO / "Makefile").read_text()
+    listed = subprocess.run(
+        ["git", "ls-files", pathspec.strip("'")], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.split()
+    assert listed == ["models/m.safetensors"]
+    (tmp_path / "models" / "m.safetensors").unlink()
+    assert device_pack.travelling_tree_bytes(tmp_path) == 115
 
 
 def load_device_pack() -> ModuleType:

@@ -13,11 +13,13 @@ from safetensors.numpy import save_file
 from vimss_cli.errors import CheckpointError
 from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.note_classifier import (
+    CLASSIFIER_FILE,
     FEATURE_VERSION,
     FEATURES,
     FLOOR,
     HARMONIC_COUNT,
     NoteClassifier,
+    bundled_notes_dir,
     harmonic_profile,
     load_note_classifier,
     read_note_classifier,
@@ -106,8 +108,12 @@ def test_training_is_deterministic_for_a_seed() -> None:
 
 
 def test_a_file_for_other_features_or_none_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="cannot read the note classifier"):
+    with pytest.raises(CheckpointError, match=r"note classifier not found: .*--no-harmonic"):
         read_note_classifier(tmp_path / "missing.safetensors")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot read the note classifier"):
+        read_note_classifier(garbage)
     other = tmp_path / "other.safetensors"
     weights = {"0.weight": np.zeros((13, FEATURES), np.float32), "0.bias": np.zeros(13, np.float32)}
     save_file(weights, str(other), metadata={"features": "something-else", "instruments": "[]"})
@@ -122,12 +128,45 @@ def test_a_file_for_other_features_or_none_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(CheckpointError, match="17 inputs"):
         read_note_classifier(wrong)
+    # inner layers that do not chain, bad instruments, a layer without its bias
+    broken = {
+        "chain": (
+            {
+                "0.weight": np.zeros((8, FEATURES), np.float32),
+                "0.bias": np.zeros(8, np.float32),
+                "2.weight": np.zeros((13, 9), np.float32),
+                "2.bias": np.zeros(13, np.float32),
+            },
+            codes,
+            "chain of layers",
+        ),
+        "codes": (
+            {"0.weight": np.zeros((13, FEATURES), np.float32), "0.bias": np.zeros(13, np.float32)},
+            "{not json",
+            "not a note classifier",
+        ),
+        "bias": (
+            {"0.weight": np.zeros((13, FEATURES), np.float32)},
+            codes,
+            "not a note classifier",
+        ),
+    }
+    for name, (tensors, instruments, message) in broken.items():
+        path = tmp_path / f"{name}.safetensors"
+        save_file(
+            tensors, str(path), metadata={"features": FEATURE_VERSION, "instruments": instruments}
+        )
+        with pytest.raises(CheckpointError, match=message):
+            read_note_classifier(path)
 
 
 def test_the_bundled_classifier_loads_and_knows_every_urmp_instrument() -> None:
     classifier = load_note_classifier()
     assert classifier.instruments == INSTRUMENT_CODES
     assert classifier.layers[0][0].shape[1] == FEATURES
+    # the file its README and model card describe
+    readme = (bundled_notes_dir() / "README.md").read_text()
+    assert f"`{CLASSIFIER_FILE}` | `{classifier.digest}`" in readme
 
 
 def test_samples_label_each_players_notes_with_its_instrument() -> None:
@@ -177,17 +216,27 @@ def test_the_classifier_decides_which_stem_takes_a_note_the_stems_hold_alike() -
         takes = {"fl": refined[0], "cl": refined[1]}
         assert error(takes[high], upper) < 0.3 * error(takes[high], lower)
         assert error(takes[low], lower) < 0.3 * error(takes[low], upper)
-    # with no weight on it, the stand-in changes nothing
+
+    # with no weight on it, the classifier is never asked
+    class Unasked(NoteClassifier):
+        def logits(self, features: np.ndarray) -> np.ndarray:
+            raise AssertionError("asked")
+
+    unasked = Unasked(_pitch_classifier("fl", "cl").layers, INSTRUMENT_CODES)
+    refine(stems, upper + lower, timbre_weight=0.0, note_classifier=unasked, **settings)
+    with pytest.raises(AssertionError, match="asked"):
+        refine(stems, upper + lower, note_classifier=unasked, **settings)
+
+
+def test_an_instrument_the_classifier_does_not_know_turns_it_off() -> None:
+    samples = 20000
+    upper, lower = _note(660.0, samples, [0.3, 0.2, 0.1]), _note(294.0, samples, [0.3, 0.2, 0.1])
+    stems = np.stack([upper + lower, upper + lower])
+    settings = {"instruments": ["fl", "cl"], "sample_rate": RATE}
+    strings_only = NoteClassifier(_pitch_classifier("vn", "vc").layers, INSTRUMENT_CODES[:4])
     plain = refine(stems, upper + lower, timbre_weight=0.0, **settings)
     assert np.array_equal(
-        plain,
-        refine(
-            stems,
-            upper + lower,
-            timbre_weight=0.0,
-            note_classifier=_pitch_classifier("fl", "cl"),
-            **settings,
-        ),
+        refine(stems, upper + lower, note_classifier=strings_only, **settings), plain
     )
 
 

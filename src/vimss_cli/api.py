@@ -33,6 +33,7 @@ from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 from vimss_cli.ffmpeg_io import first_audio_time
 from vimss_cli.instruments import MAX_PLAYERS
 from vimss_cli.media import AudioStream, MediaInfo, channel_peaks, count_frames, probe
+from vimss_cli.note_classifier import load_note_classifier
 from vimss_cli.pitch_voices import VoiceSplitStage
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.soft_masks import SoftMaskFilter
@@ -603,6 +604,8 @@ class Separator:
         self.tile = None if tile is None else int(tile)
         self.refine = bool(refine)
         self.harmonic = bool(harmonic)
+        if self.refine and self.harmonic:  # a missing file is said now, not after the network
+            load_note_classifier()
         self.loaded: LoadedModel = load_model(str(model))
         self.model = self.loaded.model.to(self.device).eval()
 

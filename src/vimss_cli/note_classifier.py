@@ -83,6 +83,8 @@ class NoteClassifier:
 
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]
     instruments: tuple[str, ...]
+    #: the weights file's sha256 ("" for weights made in memory): what eval's cache keys on
+    digest: str = ""
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """``(..., FEATURES)`` -> ``(..., len(instruments))`` float32 scores."""
@@ -106,14 +108,24 @@ class NoteClassifier:
 def read_note_classifier(path: Path) -> NoteClassifier:
     """A weights file of ``scripts/train_note_classifier.py`` (safetensors: ``N.weight`` and
     ``N.bias`` per layer, the instruments and the feature version in its metadata).
-    :class:`CheckpointError` for a file that is missing, unreadable or made for other
-    features."""
+    :class:`CheckpointError`, in one line, for a file that is missing, unreadable, made for
+    other features or not a chain of layers from :data:`FEATURES` inputs to one output per
+    instrument."""
+    import hashlib
+
     from safetensors import SafetensorError, safe_open
 
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"note classifier not found: {path} (reinstall vimss, or refine without harmonic "
+            "masks: --no-harmonic)"
+        )
     try:
         with safe_open(str(path), framework="numpy") as handle:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except (OSError, SafetensorError) as error:
         raise CheckpointError(f"cannot read the note classifier {path}: {error}") from error
     if metadata.get("features") != FEATURE_VERSION:
@@ -121,19 +133,27 @@ def read_note_classifier(path: Path) -> NoteClassifier:
             f"{path} is a note classifier for features {metadata.get('features')!r}, "
             f"not {FEATURE_VERSION!r}"
         )
-    instruments = tuple(json.loads(metadata.get("instruments", "[]")))
-    numbers = sorted({int(key.split(".")[0]) for key in tensors if key.endswith(".weight")})
-    layers = tuple(
-        (tensors[f"{n}.weight"].astype(np.float32), tensors[f"{n}.bias"].astype(np.float32))
-        for n in numbers
-    )
-    if (
-        not layers
-        or layers[0][0].shape[1] != FEATURES
-        or layers[-1][0].shape[0] != len(instruments)
-    ):
-        raise CheckpointError(f"{path} does not hold a note classifier of {FEATURES} inputs")
-    return NoteClassifier(layers, instruments)
+    try:
+        instruments = tuple(str(code) for code in json.loads(metadata.get("instruments", "[]")))
+        numbers = sorted({int(key.split(".")[0]) for key in tensors})
+        layers = tuple(
+            (tensors[f"{n}.weight"].astype(np.float32), tensors[f"{n}.bias"].astype(np.float32))
+            for n in numbers
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path} is not a note classifier's weights ({error})") from error
+    inputs = FEATURES
+    for weight, bias in layers:
+        if weight.ndim != 2 or weight.shape[1] != inputs or bias.shape != (weight.shape[0],):
+            layers = ()
+            break
+        inputs = weight.shape[0]
+    if not layers or inputs != len(instruments):
+        raise CheckpointError(
+            f"{path} does not hold a chain of layers from {FEATURES} inputs to one output per "
+            "instrument"
+        )
+    return NoteClassifier(layers, instruments, digest)
 
 
 def bundled_notes_dir() -> Path:

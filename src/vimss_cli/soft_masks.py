@@ -157,17 +157,17 @@ class SoftMaskFilter:
             ]
             self._mixture_grid = None
             self.timbre_weight = float(timbre_weight)
-            self._notes: NoteClassifier | None = None
+            # the instruments the note classifier chooses among: every joint stem's, sounding
+            # or not (so a frame's posteriors depend on that frame alone), and each joint
+            # stem's column among them
+            self._joint_codes = [str(c) for c, j in zip(instruments, self._joint, strict=True) if j]
+            self._joint_column = {int(k): n for n, k in enumerate(np.flatnonzero(self._joint))}
+            self._note_classifier: NoteClassifier | None = None
             if sum(self._joint) >= 2:
-                #: the instruments the note classifier chooses among: every joint stem's,
-                #: sounding or not (so a frame's posteriors depend on that frame alone)
-                self._joint_codes = [
-                    str(c) for c, j in zip(instruments, self._joint, strict=True) if j
-                ]
                 if self.timbre_weight > 0:
-                    self._notes = note_classifier or load_note_classifier()
-                    if not set(self._joint_codes) <= set(self._notes.instruments):
-                        self._notes = None  # an instrument it was not made for: none
+                    self._note_classifier = note_classifier or load_note_classifier()
+                    if not set(self._joint_codes) <= set(self._note_classifier.instruments):
+                        self._note_classifier = None  # an instrument it was not made for
                 ranges = [PITCH_RANGE_HZ.get(code, DEFAULT_RANGE_HZ) for code in known]
                 low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
                 self._mixture_grid = PitchGrid(None, self.sample_rate, n_fft, (low, high))
@@ -257,14 +257,16 @@ class SoftMaskFilter:
         heard = several_pitches(mixture.T, self._mixture_grid, counts)  # (T, n) Hz
         own = pitches[joint].T  # (T, J) Hz, nan where the stem is silent
         candidates = np.concatenate([heard, own], axis=1)  # (T, C) Hz, nan: none
-        weight = np.r_[np.ones(heard.shape[1]), np.full(len(joint), self.own_pitch_weight)]
+        candidate_weight = np.r_[
+            np.ones(heard.shape[1]), np.full(len(joint), self.own_pitch_weight)
+        ]
         known = ~np.isnan(candidates)
         at = np.arange(frames)[:, None]
         score = np.zeros((len(joint), frames, candidates.shape[1]))  # (J, T, C)
-        if self._notes is not None:  # which of the joint stems' instruments plays each
+        classifier = self._note_classifier
+        if classifier is not None:  # which of the joint stems' instruments plays each
             features = harmonic_profile(mixture, candidates, self.sample_rate, self._stft.n_fft)
-            timbre = self._notes.posteriors(features, self._joint_codes)  # (T, C, all joint)
-            column = {k: index for index, k in enumerate(np.flatnonzero(self._joint))}
+            posterior = classifier.posteriors(features, self._joint_codes)  # (T, C, all joint)
         for row, k in enumerate(joint):
             grid, salience = self._grids[k], saliences[k]  # salience (P, T)
             assert grid is not None
@@ -272,9 +274,10 @@ class SoftMaskFilter:
             inside = known & (steps >= 0) & (steps < grid.candidates)
             values = salience[np.clip(steps, 0, grid.candidates - 1), at]  # (T, C)
             strongest = np.maximum(salience.max(axis=0), 1e-30)[:, None]  # (T, 1)
-            score[row] = np.where(inside, values / strongest, 0.0) * weight
-            if self._notes is not None:
-                score[row] += self.timbre_weight * np.where(inside, timbre[..., column[k]], 0.0)
+            score[row] = np.where(inside, values / strongest, 0.0) * candidate_weight
+            if classifier is not None:
+                chosen = posterior[..., self._joint_column[int(k)]]  # (T, C)
+                score[row] += self.timbre_weight * np.where(inside, chosen, 0.0)
         for t in range(frames):
             active = np.flatnonzero(~np.isnan(own[t]))
             if active.size == 0:
@@ -301,8 +304,9 @@ def refine(stems: np.ndarray, mixture: np.ndarray, **settings: Any) -> np.ndarra
     """Refine whole ``stems`` ``(K, n)`` on their ``mixture`` ``(n,)``: the same samples
     as any other way of pushing them, in blocks, so an hour needs no copies of itself.
     ``settings``: :class:`SoftMaskFilter`'s (``n_fft``, ``hop``, ``power``, ``rest_share``,
-    ``instruments``, ``sample_rate``, ``off_harmonic``, ``joint_pitches`` and
-    ``own_pitch_weight`` for harmonic masks).
+    and for harmonic masks ``instruments``, ``sample_rate``, ``off_harmonic``,
+    ``joint_pitches``, ``own_pitch_weight``, ``voices``, ``timbre_weight`` and
+    ``note_classifier``).
     """
     masks = SoftMaskFilter(stems.shape[0], **settings)
     out = np.empty((stems.shape[0], mixture.shape[0]), np.float32)

@@ -26,6 +26,7 @@ from vimss_cli.eval.systems import (
     system_estimates,
 )
 from vimss_cli.eval.tracks import Track
+from vimss_cli.note_classifier import load_note_classifier
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.soft_masks import HARMONIC_MASKS_VERSION
 
@@ -332,6 +333,7 @@ def _model_key(separator: Any, queries: str) -> list[Any]:
         bool(getattr(separator, "refine", False)),
         _harmonic(separator),
         HARMONIC_MASKS_VERSION if _harmonic(separator) else None,
+        load_note_classifier().digest if _harmonic(separator) else None,
         NETWORK_LEVEL_VERSION,
     ]
 

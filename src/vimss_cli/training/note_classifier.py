@@ -22,12 +22,14 @@ from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.note_classifier import FEATURE_VERSION, FEATURES, harmonic_profile
 from vimss_cli.pitch_voices import LoudnessGate, PitchGrid
 from vimss_cli.soft_masks import HOP, N_FFT
+from vimss_cli.stft_stream import periodic_hann
 
 
 def frame_magnitudes(signal: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
     """``(n,)`` -> ``(T, n_fft // 2 + 1)`` float32 magnitudes of the frames that fit (periodic
-    Hann window, every ``hop`` samples from the first)."""
-    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    Hann window, every ``hop`` samples from the first): the soft masks' frames
+    (:class:`~vimss_cli.stft_stream.StreamingSTFT`) less their zero-padded first ones."""
+    window = periodic_hann(n_fft).astype(np.float32)
     frames = max(0, (signal.shape[0] - n_fft) // hop + 1)
     index = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
     return np.abs(np.fft.rfft(signal.astype(np.float32)[index] * window, axis=1)).astype(np.float32)
@@ -38,7 +40,7 @@ def true_pitches(
 ) -> np.ndarray:
     """``(K, n)`` true stems -> ``(K, T)`` each stem's pitch in Hz per frame (``nan`` where it
     is silent), by the harmonic masks' estimator on the stem alone."""
-    window = np.hanning(N_FFT + 1)[:-1]
+    window = periodic_hann(N_FFT)
     pitches = []
     for reference, code in zip(references, instruments, strict=True):
         magnitude = frame_magnitudes(reference)  # (T, bins)
