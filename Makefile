@@ -119,12 +119,14 @@ device-pack: device-data  ## .device/: wheels, Ogg stems and config to carry to 
 # The bundled models' files are most of what travels to the GPU (about 48 of the 64 MiB), so
 # the first GPU run overfitted its 0.9 h of music within 4 minutes (docs/training.md). A lean
 # run (the default since 2026-12-04) leaves them out of the work tree while the device call
-# goes (git keeps them), and starts from the shipped GPU model's weights:
+# goes (git keeps them), and starts from scratch (the fine-tune of vimss-synth-gpu-v0 on
+# 5.7 h, 2026-12-04, left real music from its first steps: docs/training.md, "The second
+# launch"):
 #   make device-pack; make device-lean; (the ferry call: carry .device-more; at once the
 #   training call: carry .device); make device-restore   (docs/training.md, "The GPU run")
-# LEAN= (empty) packs for the whole tree; DEVICE_INIT= (empty) starts from scratch.
+# LEAN= (empty) packs for the whole tree; DEVICE_INIT=models/NAME.safetensors starts from it.
 LEAN ?= 1
-DEVICE_INIT ?= models/vimss-synth-gpu-v0.safetensors
+DEVICE_INIT ?=
 device-lean:  ## remove the bundled models' files from the work tree for a GPU call (git keeps them)
 	git ls-files -z ':(glob)models/*.safetensors' | xargs -0 rm -f
 	@echo "models/*.safetensors removed from the work tree: make device-restore brings them back"
