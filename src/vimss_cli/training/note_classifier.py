@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from vimss_cli.note_classifier import FEATURE_VERSION, FEATURES, harmonic_profil
 from vimss_cli.pitch_voices import LoudnessGate, PitchGrid
 from vimss_cli.soft_masks import HOP, N_FFT
 from vimss_cli.stft_stream import periodic_hann
+
+if TYPE_CHECKING:  # torch is imported where a function needs it (training only)
+    from torch import nn
 
 
 def frame_magnitudes(signal: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
@@ -93,7 +97,7 @@ def train_note_classifier(
     steps: int = 3000,
     batch: int = 1024,
     seed: int = 0,
-):  # -> torch.nn.Sequential (torch is imported here only)
+) -> nn.Sequential:
     """Fit the perceptron (``FEATURES`` -> ``hidden`` -> ``hidden`` -> one score per URMP
     instrument, GELU) on samples of :func:`note_samples`: AdamW, one-cycle learning rate up to
     3e-3, ``steps`` batches drawn with replacement. Deterministic for a seed (on the CPU)."""
@@ -123,7 +127,9 @@ def train_note_classifier(
     return network.eval()
 
 
-def restricted_accuracy(network, x: np.ndarray, y: np.ndarray, allowed: np.ndarray) -> float:
+def restricted_accuracy(
+    network: nn.Module, x: np.ndarray, y: np.ndarray, allowed: np.ndarray
+) -> float:
     """Share of samples whose highest score among the piece's instruments is the right one."""
     import torch
 
@@ -132,7 +138,7 @@ def restricted_accuracy(network, x: np.ndarray, y: np.ndarray, allowed: np.ndarr
     return float((scores.argmax(dim=1).numpy() == y).mean()) if len(y) else float("nan")
 
 
-def save_note_classifier(network, path: Path, provenance: dict[str, str]) -> None:
+def save_note_classifier(network: nn.Module, path: Path, provenance: dict[str, str]) -> None:
     """Write the perceptron's weights as :func:`~vimss_cli.note_classifier.read_note_classifier`
     reads them (atomically, readable as any new file), with ``provenance`` in the metadata."""
     from vimss_cli.checkpoint import save_file_atomically
