@@ -309,16 +309,11 @@ def check_second_pack_folder(more: Path, out: Path, data_root: Path) -> None:
             raise SystemExit(f"error: --more-out {more} overlaps {what} ({other})")
     if target == REPO or target in REPO.parents:
         raise SystemExit(f"error: --more-out {more} holds the repository; give a folder of its own")
-    if target.exists() and any(target.iterdir()):
-        try:
-            part = json.loads((target / "pack.json").read_text()).get("part")
-        except (OSError, ValueError, AttributeError):
-            part = None
-        if part != 2:
-            raise SystemExit(
-                f"error: --more-out {more} exists and is not an earlier second pack: packing "
-                "would delete it; give another folder"
-            )
+    if target.exists() and any(target.iterdir()) and _pack_info(target).get("part") != 2:
+        raise SystemExit(
+            f"error: --more-out {more} exists and is not an earlier second pack: packing "
+            "would delete it; give another folder"
+        )
 
 
 def _fill_more(

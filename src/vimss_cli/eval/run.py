@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,11 +128,19 @@ def saved_estimates_to_keep(tracks: list[Track], folder: Path, cache_dir: Path |
     """The pieces whose ``--save-estimates`` stems in ``folder`` an earlier, interrupted run
     into the same results folder saved and scored (its cache says so, whatever the model):
     checked again with the model's key by :func:`evaluate`, which keeps them."""
-    cache = _Cache(cache_dir)
+    return _pieces_with_saved_estimates(_Cache(cache_dir), tracks, folder, lambda track: None)
+
+
+def _pieces_with_saved_estimates(
+    cache: _Cache, tracks: list[Track], folder: Path, key_of: Callable[[Track], str | None]
+) -> set[str]:
+    """The pieces whose stems in ``folder`` the cache entry of ``key_of(track)`` (``None``:
+    of any key) says an earlier run saved, unchanged since
+    (:meth:`_Cache.holds_saved_estimates`)."""
     return {
         track.piece
         for track in tracks
-        if cache.holds_saved_estimates(track, "model", None, estimate_paths(track, folder))
+        if cache.holds_saved_estimates(track, "model", key_of(track), estimate_paths(track, folder))
     }
 
 
@@ -188,13 +196,9 @@ def evaluate(
     # stems an interrupted run saved and scored are kept (resumed); any others are refused
     resumed: set[str] = set()
     if save_estimates is not None and "model" in systems:
-        resumed = {
-            track.piece
-            for track in tracks
-            if cache.holds_saved_estimates(
-                track, "model", key_of(track, "model"), estimate_paths(track, save_estimates)
-            )
-        }
+        resumed = _pieces_with_saved_estimates(
+            cache, tracks, save_estimates, lambda track: key_of(track, "model")
+        )
         check_estimates_free(tracks, save_estimates, force, kept=resumed)
     stems: list[dict[str, Any]] = []
     notes: list[str] = []

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vimss_cli.instruments import INSTRUMENT_CODES
+from vimss_cli.instruments import INSTRUMENT_CODES, instrument_index
 from vimss_cli.note_classifier import FEATURE_VERSION, FEATURES, harmonic_profile
 from vimss_cli.pitch_voices import LoudnessGate, PitchGrid
 from vimss_cli.soft_masks import HOP, N_FFT
@@ -75,14 +75,14 @@ def note_samples(
     frames = min(magnitude.shape[0], pitches.shape[1])
     features = harmonic_profile(magnitude[:frames], pitches[:, :frames].T, sample_rate, N_FFT)
     allowed = np.zeros(len(INSTRUMENT_CODES), bool)
-    allowed[[INSTRUMENT_CODES.index(code) for code in codes]] = True
+    allowed[[instrument_index(code) for code in codes]] = True
     parts, labels = [], []
     for k, code in enumerate(codes):
         if codes.count(code) != 1:
             continue
         sounds = ~np.isnan(pitches[k, :frames])
         parts.append(features[sounds, k])
-        labels.append(np.full(int(sounds.sum()), INSTRUMENT_CODES.index(code)))
+        labels.append(np.full(int(sounds.sum()), instrument_index(code)))
     if not parts:
         return empty
     x, y = np.concatenate(parts), np.concatenate(labels)

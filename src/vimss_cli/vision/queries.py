@@ -182,10 +182,7 @@ class PlayerPlan:
             self.warnings.extend(self.analysis.warnings)
         found = self.analysis.players
         if len(found) != players:
-            raise InputError(
-                f"--instruments names {_count(players, 'player')} but {_found(len(found))} in "
-                f"{self.path}; pass --players {players} or --boxes"
-            )
+            raise _players_not_found(players, len(found), self.path)
         if pose_file_for(self.path).is_file():
             return self._pose_motion(players)
         self.warnings.append(
@@ -217,10 +214,7 @@ class PlayerPlan:
             self.warnings.extend(self.analysis.warnings)
         found = self.analysis.players
         if len(found) != len(self.labels):
-            raise InputError(
-                f"--instruments names {_count(len(self.labels), 'player')} but "
-                f"{_found(len(found))} in {self.path}; pass --players {len(self.labels)} or --boxes"
-            )
+            raise _players_not_found(len(self.labels), len(found), self.path)
         if config.motion_features == "pose":
             motions, rate = self._pose_motion(len(found))
         else:
@@ -438,9 +432,13 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _found(number: int) -> str:
-    """``1 was found``, ``2 were found``."""
-    return f"{number} {'was' if number == 1 else 'were'} found"
+def _players_not_found(named: int, found: int, path: Path) -> InputError:
+    """The error for ``--instruments`` naming ``named`` players where ``found`` were found."""
+    were = "was" if found == 1 else "were"
+    return InputError(
+        f"--instruments names {_count(named, 'player')} but {found} {were} found in {path}; "
+        f"pass --players {named} or --boxes"
+    )
 
 
 def check_named_players(instruments: str | None, players: int | None) -> list[str]:
