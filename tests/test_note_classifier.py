@@ -24,7 +24,7 @@ from vimss_cli.note_classifier import (
     load_note_classifier,
     read_note_classifier,
 )
-from vimss_cli.soft_masks import HOP, N_FFT, SoftMaskFilter, refine
+from vimss_cli.soft_masks import HOP, N_FFT, SoftMaskFilter, refine, timbre_listener
 from vimss_cli.training.note_classifier import (
     frame_magnitudes,
     note_samples,
@@ -219,7 +219,7 @@ def test_the_classifier_decides_which_stem_takes_a_note_the_stems_hold_alike() -
 
     # with no weight on it, the classifier is never asked
     class Unasked(NoteClassifier):
-        def logits(self, features: np.ndarray) -> np.ndarray:
+        def hidden(self, features: np.ndarray) -> np.ndarray:
             raise AssertionError("asked")
 
     unasked = Unasked(_pitch_classifier("fl", "cl").layers, INSTRUMENT_CODES)
@@ -252,8 +252,20 @@ def test_masks_with_the_classifier_in_blocks_equal_one_pass() -> None:
     settings = {"instruments": ["vn", "cl", "bn"], "sample_rate": RATE}
     whole = refine(stems, mixture, **settings)
     assert not np.array_equal(whole, refine(stems, mixture, timbre_weight=0.0, **settings))
-    masks, parts, start = SoftMaskFilter(3, **settings), [], 0
+    # the first pass hears the same in any blocks: the prototypes refine found
     sizes = [7, 1000, 5, 4096, 1]
+    heard = []
+    for blocks in ([samples], sizes):
+        listener, start, pushes = timbre_listener(3, **settings), 0, 0
+        assert listener is not None
+        while start < samples:
+            size = blocks[pushes % len(blocks)]
+            listener.push(mixture[start : start + size])
+            start, pushes = start + size, pushes + 1
+        heard.append(listener.prototypes())
+    assert heard[0] is not None and heard[1] is not None and set(heard[0]) == {"vn", "cl", "bn"}
+    assert all(np.array_equal(heard[0][code], heard[1][code]) for code in heard[0])
+    masks, parts, start = SoftMaskFilter(3, prototypes=heard[1], **settings), [], 0
     while start < samples:
         size = sizes[len(parts) % len(sizes)]
         parts.append(masks.push(stems[:, start : start + size], mixture[start : start + size]))

@@ -36,7 +36,8 @@ from vimss_cli.media import AudioStream, MediaInfo, channel_peaks, count_frames,
 from vimss_cli.note_classifier import load_note_classifier
 from vimss_cli.pitch_voices import VoiceSplitStage
 from vimss_cli.progress import ProgressCallback
-from vimss_cli.soft_masks import SoftMaskFilter
+from vimss_cli.recording_timbre import RecordingListener
+from vimss_cli.soft_masks import SoftMaskFilter, timbre_listener
 from vimss_cli.soft_masks import refine as refine_on_mixture
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
@@ -416,6 +417,16 @@ class _Refiner(_HeldMixture):
         return self._masks.finish()
 
 
+def _pushing_to(
+    listeners: list[RecordingListener] | None,
+) -> Callable[[int, np.ndarray], None] | None:
+    """A :func:`~vimss_cli.media.channel_peaks` observer that pushes pass ``i``'s blocks into
+    ``listeners[i]``, or ``None`` for no listeners."""
+    if not listeners:
+        return None
+    return lambda index, block: listeners[index].push(block)
+
+
 class _InputAtRate:
     """The rest stem at the stems' own rate: the input's channels read there, in step with
     the stems being written, ``gain`` times the input minus the players' stems."""
@@ -678,13 +689,17 @@ class Separator:
         length = audio.size  # the stems' length, whatever the resamplers make of it
         if rate != self.sample_rate:
             audio = _resample(audio, rate, self.sample_rate)
+        splitter = self._voice_split(queries)
+        heard = queries if splitter is None else splitter.network_queries
+        # the masks hear the whole mixture first, as it is (as separate_file's peak pass)
+        listeners = self._listeners(heard, splitter, 1)
+        if listeners:
+            listeners[0].push(audio)
         # the network hears every mixture at the same peak (at its rate, as separate_file
         # finds it), and its stems get the mixture's level back, as float32 files' do
         divisor = network_divisor(float(np.abs(audio).max()))
         if divisor != 1.0:
             audio = audio / np.float32(divisor)
-        splitter = self._voice_split(queries)
-        heard = queries if splitter is None else splitter.network_queries
         stems = _network_array(
             self.model,
             audio,
@@ -695,7 +710,10 @@ class Separator:
             precision=self.precision,
         )
         if self._refines(splitter):
-            stems = refine_on_mixture(stems, audio, **self._mask_settings(heard, splitter))
+            settings = self._mask_settings(heard, splitter)
+            if listeners:
+                settings["prototypes"] = listeners[0].prototypes()
+            stems = refine_on_mixture(stems, audio, listen=False, **settings)
         if splitter is not None:  # one stem per pair of players -> each one's voice
             stems = splitter.split_whole(stems)
         sorter = _voice_sorter(queries, self.sample_rate)
@@ -742,11 +760,33 @@ class Separator:
             "voices": voices,
         }
 
-    def _refiner(self, heard: list[Query], splitter: VoiceSplitStage | None) -> _Refiner | None:
-        """The streaming refinement of the stems of ``heard``, or ``None`` (:meth:`_refines`)."""
+    def _listeners(
+        self, heard: list[Query], splitter: VoiceSplitStage | None, passes: int
+    ) -> list[RecordingListener] | None:
+        """The first pass's ears for the refinement of the stems of ``heard``, one per pass
+        over the input (:func:`~vimss_cli.soft_masks.timbre_listener`), or ``None`` when it
+        listens to nothing."""
         if not self._refines(splitter):
             return None
-        return _Refiner(len(heard), self._mask_settings(heard, splitter))
+        settings = self._mask_settings(heard, splitter)
+        listeners = [timbre_listener(len(heard), **settings) for _ in range(passes)]
+        heard_by = [listener for listener in listeners if listener is not None]
+        return heard_by if len(heard_by) == passes else None
+
+    def _refiner(
+        self,
+        heard: list[Query],
+        splitter: VoiceSplitStage | None,
+        listener: RecordingListener | None = None,
+    ) -> _Refiner | None:
+        """The streaming refinement of the stems of ``heard``, or ``None`` (:meth:`_refines`);
+        with what ``listener`` heard of the whole input."""
+        if not self._refines(splitter):
+            return None
+        settings = self._mask_settings(heard, splitter)
+        if listener is not None:
+            settings["prototypes"] = listener.prototypes()
+        return _Refiner(len(heard), settings)
 
     def plan_queries(
         self, input_path: str | Path, audio_path: str | Path | None = None
@@ -876,6 +916,10 @@ class Separator:
                     f"{sound.name} ({rate} Hz, {channels} channel(s)) was "
                     f"{' and '.join(changes)}: so are its stems"
                 )
+            splitter = self._voice_split(queries)
+            heard = queries if splitter is None else splitter.network_queries
+            # the masks' ears, if they listen to the whole input first (in the peak pass)
+            listeners = self._listeners(heard, splitter, 1)
             with AudioStream(sound, self.sample_rate) as stream:
                 total_hint = stream.duration_hint
                 # the network hears the input at NETWORK_PEAK (a first pass finds its peak);
@@ -884,6 +928,7 @@ class Separator:
                     sound,
                     self.sample_rate,
                     progress=_level_progress(progress, input_path, total_hint),
+                    observe=_pushing_to(listeners),
                 )
                 (divisor,), peak, stem_gain = input_levels(
                     peaks,
@@ -897,9 +942,7 @@ class Separator:
                 remainder = _Rest() if rest else None
                 if remainder is not None:
                     blocks = remainder.feed(blocks)
-                splitter = self._voice_split(queries)
-                heard = queries if splitter is None else splitter.network_queries
-                refiner = self._refiner(heard, splitter)
+                refiner = self._refiner(heard, splitter, listeners[0] if listeners else None)
                 if refiner is not None:
                     blocks = refiner.feed(blocks)
                 sorter = _voice_sorter(queries, self.sample_rate)
@@ -1011,12 +1054,18 @@ class Separator:
         input_rate = info.audio_sample_rate or self.sample_rate
         rate, channels = target_rate or input_rate, info.audio_channels or 1
         players = len(queries)  # stems separated per channel (the rest is made at the end)
+        # each channel's masks hear that channel first (in the peak pass), if they listen
+        first_split = self._voice_split(queries)
+        listeners = self._listeners(
+            queries if first_split is None else first_split.network_queries, first_split, channels
+        )
         # each channel is separated as if alone, heard at NETWORK_PEAK (input_levels)
         peaks, length = channel_peaks(
             sound,
             self.sample_rate,
             channels if channels > 1 else None,
             _level_progress(progress, input_path, info.duration),
+            observe=_pushing_to(listeners),
         )
         divisors, peak, stem_gain = input_levels(
             peaks,
@@ -1068,7 +1117,9 @@ class Separator:
                         # and every channel's pairs are split along the first one's lines
                         splitter = self._voice_split(queries, lines)
                         heard = queries if splitter is None else splitter.network_queries
-                        refiner = self._refiner(heard, splitter)
+                        refiner = self._refiner(
+                            heard, splitter, listeners[channel] if listeners else None
+                        )
 
                         def write(
                             stems: np.ndarray,

@@ -322,6 +322,7 @@ def channel_peaks(
     sample_rate: int,
     channels: int | None = None,
     progress: Callable[[float], None] | None = None,
+    observe: Callable[[int, np.ndarray], None] | None = None,
 ) -> tuple[list[float], int]:
     """Largest magnitude of the file's samples at ``sample_rate``: ``[peak]`` of its mono
     downmix (the mean of its channels), or with ``channels`` one per channel of the first
@@ -329,15 +330,19 @@ def channel_peaks(
     decoded (the input's exact length, which a header's duration only estimates).
 
     ``progress`` is called after each decoded block with the seconds of audio read so far,
-    divided by the number of passes (so it runs from 0 to the file's duration once)."""
+    divided by the number of passes (so it runs from 0 to the file's duration once).
+    ``observe`` is called with each pass's index (0 for the downmix) and each block it
+    decodes ``(n,)``: what else wants to hear the whole input before it is separated."""
     peaks = []
     passes = channels or 1
     done = 0
-    for channel in range(channels) if channels else [None]:
+    for index, channel in enumerate(range(channels) if channels else [None]):
         peak = 0.0
         with AudioStream(path, sample_rate, channel=channel) as stream:
             for block in stream:
                 peak = max(peak, float(np.abs(block).max()))
+                if observe is not None:
+                    observe(index, block)
                 done += block.size
                 if progress is not None:
                     progress(done / sample_rate / passes)

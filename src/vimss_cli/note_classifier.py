@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,12 @@ def harmonic_profile(
     return np.concatenate([logs, pitch], axis=-1).astype(np.float32)
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """``(..., D)`` -> the same rows scaled to length 1 (a zero row stays zero)."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, np.float32(1e-12))
+
+
 def _gelu(x: np.ndarray) -> np.ndarray:
     """The exact GELU (``torch.nn.GELU()``'s default), ``x * Phi(x)``."""
     from scipy.special import erf
@@ -79,28 +85,54 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class NoteClassifier:
     """The multilayer perceptron's weights: ``layers`` of ``(weight (out, in), bias (out,))``,
-    GELU between them, one output per code of ``instruments``."""
+    GELU between them, one output per code of ``instruments``; and, once adapted to a
+    recording (:meth:`adapted`), ``prototypes`` of its instruments."""
 
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]
     instruments: tuple[str, ...]
     #: the weights file's sha256 ("" for weights made in memory): what eval's cache keys on
     digest: str = ""
+    #: ``(code, unit vector (hidden,))`` per instrument of one recording
+    #: (:mod:`vimss_cli.recording_timbre`); none: the classifier as trained
+    prototypes: tuple[tuple[str, np.ndarray], ...] = ()
+    #: what the cosine with a prototype adds to the instrument's logit
+    prototype_weight: float = 0.0
+
+    def hidden(self, features: np.ndarray) -> np.ndarray:
+        """``(..., FEATURES)`` -> ``(..., hidden)`` float32: the last layer's input."""
+        x = np.asarray(features, dtype=np.float32)
+        for weight, bias in self.layers[:-1]:
+            x = _gelu(x @ weight.T + bias)
+        return x.astype(np.float32)
+
+    def output(self, hidden: np.ndarray) -> np.ndarray:
+        """``(..., hidden)`` -> ``(..., len(instruments))`` float32 scores (the last layer)."""
+        weight, bias = self.layers[-1]
+        return (hidden @ weight.T + bias).astype(np.float32)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        """``(..., FEATURES)`` -> ``(..., len(instruments))`` float32 scores."""
-        x = np.asarray(features, dtype=np.float32)
-        for index, (weight, bias) in enumerate(self.layers):
-            if index:
-                x = _gelu(x)
-            x = x @ weight.T + bias
-        return x.astype(np.float32)
+        """``(..., FEATURES)`` -> ``(..., len(instruments))`` float32 scores, as trained."""
+        return self.output(self.hidden(features))
+
+    def adapted(self, prototypes: Mapping[str, np.ndarray], weight: float) -> NoteClassifier:
+        """This classifier with one recording's ``prototypes`` (code -> unit vector), each
+        adding ``weight`` times its cosine with a note's hidden features to its logit."""
+        return replace(self, prototypes=tuple(prototypes.items()), prototype_weight=weight)
 
     def posteriors(self, features: np.ndarray, codes: Sequence[str]) -> np.ndarray:
         """``(..., FEATURES)`` -> ``(..., len(codes))``: the probability that each of
         ``codes`` (the ensemble's instruments, each once) plays the note, given that one of
-        them does."""
+        them does (with prototypes, those of the codes that have one weigh in)."""
         columns = [self.instruments.index(code) for code in codes]
-        scores = self.logits(features)[..., columns]
+        hidden = self.hidden(features)
+        scores = self.output(hidden)[..., columns]
+        if self.prototypes:
+            known = dict(self.prototypes)
+            adapted = [n for n, code in enumerate(codes) if code in known]
+            if adapted:
+                directions = np.stack([known[codes[n]] for n in adapted], axis=1)  # (D, A)
+                cosines = unit_rows(hidden) @ directions
+                scores[..., adapted] += np.float32(self.prototype_weight) * cosines
         scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
         return scores / scores.sum(axis=-1, keepdims=True)
 

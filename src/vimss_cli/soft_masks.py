@@ -27,7 +27,9 @@ split; one near a single stem's harmonic goes mostly to that stem. Silent stems
   pitches are shared out, one per stem, so that the stems' relative saliences add up most
   (:meth:`SoftMaskFilter._joint_pitches`), each stem's share weighed together with what
   a small classifier hears in the note (:mod:`vimss_cli.note_classifier`: which of the
-  ensemble's instruments plays it). Where a stem's strongest pitch is another
+  ensemble's instruments plays it), adapted to the recording by a first pass over the
+  whole mixture (:func:`timbre_listener`, :mod:`vimss_cli.recording_timbre`: what each
+  instrument sounds like in it). Where a stem's strongest pitch is another
   player's louder note, it then takes a note of its own. Stems that hold two players' notes
   (two label queries of one instrument, a pitch-split pair) keep their own strongest.
 
@@ -41,7 +43,7 @@ stems in blocks of any size gives the samples one push of the whole would (teste
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,7 @@ from vimss_cli.pitch_voices import (
     harmonic_comb,
     several_pitches,
 )
+from vimss_cli.recording_timbre import PROTOTYPE_WEIGHT, RecordingListener
 from vimss_cli.stft_stream import StreamingSTFT
 
 #: Samples per frame (186 ms at 22.05 kHz): long enough to resolve a low instrument's
@@ -77,9 +80,13 @@ OWN_PITCH_WEIGHT = 0.7
 #: a candidate pitch (:mod:`vimss_cli.note_classifier`, in [0, 1]) adds to that stem's score
 #: of it (docs/training.md, "The note classifier"); 0: none, the classifier is not loaded.
 TIMBRE_WEIGHT = 0.5
+#: Samples between the frames the first pass over the mixture hears
+#: (:func:`timbre_listener`): half a frame, half the masks' cost for the same prototypes
+#: (docs/training.md, "The recording's own timbres").
+LISTENING_HOP = N_FFT // 2
 #: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
 #: scores them again instead of reading older scores from its cache.
-HARMONIC_MASKS_VERSION = 3
+HARMONIC_MASKS_VERSION = 4
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
@@ -113,6 +120,7 @@ class SoftMaskFilter:
         voices: Sequence[int] | None = None,
         timbre_weight: float = TIMBRE_WEIGHT,
         note_classifier: NoteClassifier | None = None,
+        prototypes: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
         stems add up to the mixture (the settings are compared in docs/training.md).
@@ -128,7 +136,9 @@ class SoftMaskFilter:
         is searched for that many pitches when it sounds.
         ``timbre_weight``: with joint pitches, how much the note classifier's word on which
         instrument plays a candidate pitch weighs; ``note_classifier``: the classifier
-        (default: the bundled one, read when first needed)."""
+        (default: the bundled one, read when first needed). ``prototypes``: what each of
+        those instruments sounds like in this recording (:func:`timbre_listener`'s first
+        pass over the whole mixture); ``None``: the classifier as trained."""
         self.players, self.power, self.rest_share = players, power, rest_share
         self.off_harmonic = np.float32(off_harmonic)
         self.own_pitch_weight = float(own_pitch_weight)
@@ -148,13 +158,7 @@ class SoftMaskFilter:
             self._voices = np.ones(players) if voices is None else np.asarray(voices, float)
             if self._voices.shape != (players,):
                 raise ValueError("harmonic masks need one voice count per stem")
-            # stems that take part in the joint choice: one player's, of a known instrument
-            # heard once (two label queries of one instrument hold both players' notes)
-            known = [code for code in instruments if code is not None]
-            self._joint = [
-                code is not None and known.count(code) == 1 and count == 1 and joint_pitches
-                for code, count in zip(instruments, self._voices, strict=True)
-            ]
+            self._joint = _joint_stems(instruments, self._voices, joint_pitches)
             self._mixture_grid = None
             self.timbre_weight = float(timbre_weight)
             # the instruments the note classifier chooses among: every joint stem's, sounding
@@ -162,12 +166,13 @@ class SoftMaskFilter:
             # stem's column among them
             self._joint_codes = [str(c) for c, j in zip(instruments, self._joint, strict=True) if j]
             self._joint_column = {int(k): n for n, k in enumerate(np.flatnonzero(self._joint))}
-            self._note_classifier: NoteClassifier | None = None
+            self._note_classifier = _classifier_for(
+                self._joint_codes, self.timbre_weight, note_classifier
+            )
+            if self._note_classifier is not None and prototypes:
+                self._note_classifier = self._note_classifier.adapted(prototypes, PROTOTYPE_WEIGHT)
             if sum(self._joint) >= 2:
-                if self.timbre_weight > 0:
-                    self._note_classifier = note_classifier or load_note_classifier()
-                    if not set(self._joint_codes) <= set(self._note_classifier.instruments):
-                        self._note_classifier = None  # an instrument it was not made for
+                known = [code for code in instruments if code is not None]
                 ranges = [PITCH_RANGE_HZ.get(code, DEFAULT_RANGE_HZ) for code in known]
                 low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
                 self._mixture_grid = PitchGrid(None, self.sample_rate, n_fft, (low, high))
@@ -296,18 +301,80 @@ def _masks(shares: np.ndarray, rest: np.ndarray | None) -> np.ndarray:
     return shares / total
 
 
+def _joint_stems(
+    instruments: Sequence[str | None], voices: np.ndarray, joint_pitches: bool
+) -> list[bool]:
+    """Which stems take part in the joint choice of pitches: one player's, of a known
+    instrument heard once (two label queries of one instrument hold both players' notes)."""
+    known = [code for code in instruments if code is not None]
+    return [
+        code is not None and known.count(code) == 1 and count == 1 and joint_pitches
+        for code, count in zip(instruments, voices, strict=True)
+    ]
+
+
+def _classifier_for(
+    codes: Sequence[str], timbre_weight: float, given: NoteClassifier | None
+) -> NoteClassifier | None:
+    """The note classifier that tells the joint stems' instruments ``codes`` apart (``given``,
+    else the bundled one), or ``None``: fewer than two of them, no timbre weight, or an
+    instrument it was not made for."""
+    if len(codes) < 2 or timbre_weight <= 0:
+        return None
+    classifier = given or load_note_classifier()
+    return classifier if set(codes) <= set(classifier.instruments) else None
+
+
+def timbre_listener(
+    players: int,
+    *,
+    instruments: Sequence[str | None] | None = None,
+    sample_rate: int | None = None,
+    joint_pitches: bool = True,
+    voices: Sequence[int] | None = None,
+    timbre_weight: float = TIMBRE_WEIGHT,
+    note_classifier: NoteClassifier | None = None,
+    n_fft: int = N_FFT,
+    **_other_settings: Any,
+) -> RecordingListener | None:
+    """The first pass over the mixture that the masks of these :class:`SoftMaskFilter`
+    settings want (:mod:`vimss_cli.recording_timbre`): push the whole mixture into it and
+    give its ``prototypes()`` to the filter. ``None`` when they use no note classifier
+    (plain soft masks, fewer than two instruments heard once, ...)."""
+    if instruments is None or sample_rate is None:
+        return None
+    counts = np.ones(players) if voices is None else np.asarray(voices, float)
+    joint = _joint_stems(instruments, counts, joint_pitches)
+    codes = [str(code) for code, j in zip(instruments, joint, strict=True) if j]
+    classifier = _classifier_for(codes, timbre_weight, note_classifier)
+    if classifier is None:
+        return None
+    return RecordingListener(codes, sample_rate, classifier, n_fft, LISTENING_HOP)
+
+
 #: Samples pushed at a time by :func:`refine` (memory stays a few blocks' worth).
 REFINE_BLOCK = 1 << 16
 
 
-def refine(stems: np.ndarray, mixture: np.ndarray, **settings: Any) -> np.ndarray:
+def refine(
+    stems: np.ndarray, mixture: np.ndarray, listen: bool = True, **settings: Any
+) -> np.ndarray:
     """Refine whole ``stems`` ``(K, n)`` on their ``mixture`` ``(n,)``: the same samples
     as any other way of pushing them, in blocks, so an hour needs no copies of itself.
+    ``listen``: harmonic masks with a note classifier first hear the whole mixture
+    (:func:`timbre_listener`), unless ``settings`` give the ``prototypes``; ``False``: the
+    classifier as trained.
     ``settings``: :class:`SoftMaskFilter`'s (``n_fft``, ``hop``, ``power``, ``rest_share``,
     and for harmonic masks ``instruments``, ``sample_rate``, ``off_harmonic``,
-    ``joint_pitches``, ``own_pitch_weight``, ``voices``, ``timbre_weight`` and
-    ``note_classifier``).
+    ``joint_pitches``, ``own_pitch_weight``, ``voices``, ``timbre_weight``,
+    ``note_classifier`` and ``prototypes``).
     """
+    wants = listen and "prototypes" not in settings
+    listener = timbre_listener(stems.shape[0], **settings) if wants else None
+    if listener is not None:
+        for start in range(0, mixture.shape[0], REFINE_BLOCK):
+            listener.push(mixture[start : start + REFINE_BLOCK])
+        settings["prototypes"] = listener.prototypes()
     masks = SoftMaskFilter(stems.shape[0], **settings)
     out = np.empty((stems.shape[0], mixture.shape[0]), np.float32)
     done = 0
