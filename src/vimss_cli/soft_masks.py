@@ -16,9 +16,10 @@ on the held-out synthetic split both gain.
 **Harmonic masks** (given the players' instruments): URMP's instruments play one note at a
 time, so each stem's energy lies on the harmonics of one pitch. Per frame, each stem gets a
 pitch in its instrument's range, and a bin near one of its harmonics (:func:`harmonic_comb`,
-``c_k`` in [0, 1]) weighs more: the shares become ``|S_k| ** power * (OFF_HARMONIC + c_k)``,
-the rest's ``|R| ** power * OFF_HARMONIC``. A bin near no stem's harmonic keeps its soft-mask
-split; one near a single stem's harmonic goes mostly to that stem. Silent stems
+``c_k`` in [0, 1]) weighs more: the shares become ``|S_k| ** HARMONIC_POWER *
+(OFF_HARMONIC + c_k)``, the rest's ``|R| ** HARMONIC_POWER * OFF_HARMONIC``. A bin near no
+stem's harmonic keeps a soft-mask split; one near a single stem's harmonic goes mostly to that
+stem. Silent stems
 (:class:`LoudnessGate`) have no pitch. Which pitch:
 
 * each stem's own strongest (harmonic summation, :class:`PitchGrid`) on the soft-masked stem;
@@ -71,8 +72,13 @@ HOP = 1024
 #: powers, 1 the magnitudes'); measured between the two, docs/training.md.
 POWER = 1.5
 #: With harmonic masks, a bin's weight away from a stem's harmonics, against 1 + this on
-#: them (docs/training.md, "Harmonic masks").
-OFF_HARMONIC = 0.1
+#: them (docs/training.md, "Harmonic masks"; 0.1 until the fourth session of 2026-12-04,
+#: "Sharper harmonic masks").
+OFF_HARMONIC = 0.05
+#: With harmonic masks, the power of the magnitudes in their shares (``POWER`` is the plain
+#: soft masks', also where the stems' pitches are found): softer, the network's stems weigh
+#: less beside the pitches' harmonics (docs/training.md, "Sharper harmonic masks").
+HARMONIC_POWER = 1.25
 #: With joint pitches, a stem's own strongest pitch scores this share of its salience, a
 #: pitch heard in the mixture all of it (docs/training.md, "Harmonic masks").
 OWN_PITCH_WEIGHT = 0.7
@@ -86,14 +92,19 @@ TIMBRE_WEIGHT = 0.5
 LISTENING_HOP = N_FFT // 2
 #: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
 #: scores them again instead of reading older scores from its cache.
-HARMONIC_MASKS_VERSION = 4
+HARMONIC_MASKS_VERSION = 5
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
 
 def _power(magnitudes: np.ndarray, power: float) -> np.ndarray:
-    """``magnitudes ** power``; 1.5 as ``m * sqrt(m)``, three times as fast."""
-    return magnitudes * np.sqrt(magnitudes) if power == 1.5 else magnitudes**power
+    """``magnitudes ** power``; 1.5 as ``m * sqrt(m)`` and 1.25 as ``m * sqrt(sqrt(m))``,
+    three times as fast."""
+    if power == 1.5:
+        return magnitudes * np.sqrt(magnitudes)
+    if power == 1.25:
+        return magnitudes * np.sqrt(np.sqrt(magnitudes))
+    return magnitudes if power == 1 else magnitudes**power
 
 
 class SoftMaskFilter:
@@ -115,6 +126,7 @@ class SoftMaskFilter:
         instruments: Sequence[str | None] | None = None,
         sample_rate: int | None = None,
         off_harmonic: float = OFF_HARMONIC,
+        harmonic_power: float = HARMONIC_POWER,
         joint_pitches: bool = True,
         own_pitch_weight: float = OWN_PITCH_WEIGHT,
         voices: Sequence[int] | None = None,
@@ -127,7 +139,8 @@ class SoftMaskFilter:
         ``instruments``: each stem's URMP code, for harmonic masks at ``sample_rate``;
         ``None`` for a stem that keeps its plain soft share (an unknown instrument, or a stem
         that may hold more than one player's notes); without them, plain soft masks.
-        ``off_harmonic``: with harmonic masks, a bin's weight away from the harmonics.
+        ``off_harmonic``: with harmonic masks, a bin's weight away from the harmonics;
+        ``harmonic_power``: the power of the magnitudes in their shares.
         ``joint_pitches``: the stems of instruments heard once share out the pitches heard in
         the mixture (:meth:`_joint_pitches`); else each takes its own strongest.
         ``own_pitch_weight``: how much a stem's own strongest pitch weighs there.
@@ -141,6 +154,7 @@ class SoftMaskFilter:
         pass over the whole mixture); ``None``: the classifier as trained."""
         self.players, self.power, self.rest_share = players, power, rest_share
         self.off_harmonic = np.float32(off_harmonic)
+        self.harmonic_power = float(harmonic_power)
         self.own_pitch_weight = float(own_pitch_weight)
         # channel 0 is the mixture, channels 1..K the stems
         self._stft = StreamingSTFT(players + 1, players, n_fft, hop, self._masked)
@@ -153,6 +167,8 @@ class SoftMaskFilter:
                 None if code is None else PitchGrid(code, self.sample_rate, n_fft)
                 for code in instruments
             ]
+            if not any(self._grids):  # no instrument known: plain soft masks
+                self._grids = []
             # no floor in dBFS: a quiet recording gets the pitches a loud one does
             self._gates = [LoudnessGate(self._stft.window, None) for _ in instruments]
             self._voices = np.ones(players) if voices is None else np.asarray(voices, float)
@@ -196,14 +212,21 @@ class SoftMaskFilter:
         """``(T, 1 + K, bins)`` spectra of the mixture and the stems -> ``(T, K, bins)``: the
         mixture's spectrum shared among the stems."""
         mixture, stems = spectra[:, :1], spectra[:, 1:]
-        shares = _power(np.abs(stems), self.power)
-        rest = None
+        levels = np.abs(stems)
+        shares = _power(levels, self.power)
+        rest = rest_level = None
         if self.rest_share:  # what no stem holds
-            rest = _power(np.abs(mixture - stems.sum(axis=1, keepdims=True)), self.power)
+            rest_level = np.abs(mixture - stems.sum(axis=1, keepdims=True))
+            rest = _power(rest_level, self.power)
         masks = _masks(shares, rest)
         if self._grids:
             magnitude = np.abs(mixture)  # (T, 1, bins)
-            masks = self._harmonic_masks(magnitude[:, 0], magnitude * masks, shares, rest)
+            masks = self._harmonic_masks(
+                magnitude[:, 0],
+                magnitude * masks,
+                _power(levels, self.harmonic_power),
+                None if rest_level is None else _power(rest_level, self.harmonic_power),
+            )
         return masks * mixture
 
     def _harmonic_masks(
@@ -365,7 +388,7 @@ def refine(
     (:func:`timbre_listener`), unless ``settings`` give the ``prototypes``; ``False``: the
     classifier as trained.
     ``settings``: :class:`SoftMaskFilter`'s (``n_fft``, ``hop``, ``power``, ``rest_share``,
-    and for harmonic masks ``instruments``, ``sample_rate``, ``off_harmonic``,
+    and for harmonic masks ``instruments``, ``sample_rate``, ``off_harmonic``, ``harmonic_power``,
     ``joint_pitches``, ``own_pitch_weight``, ``voices``, ``timbre_weight``,
     ``note_classifier`` and ``prototypes``).
     """
