@@ -129,3 +129,60 @@ def test_the_file_separator_hears_the_whole_input_first(
     monkeypatch.setattr(api, "timbre_listener", lambda *args, **kwargs: None)
     unheard = separator.separate_array(mixture, queries)
     assert not np.allclose(unheard, from_array, atol=1e-3)
+
+
+def test_each_channel_is_heard_on_its_own(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the input's channels kept, each channel's masks hear that channel alone in the
+    peak pass (every sample of it, nothing else) and get what it heard; its stems are those
+    of the channel as a file of its own."""
+    from vimss_cli import api
+    from vimss_cli.cli import app
+
+    rate = 8000
+    flute = np.concatenate([_tone(f, rate, FLUTE, rate) for f in (660, 880, 740, 990)])
+    clarinet = np.concatenate([_tone(f, rate, CLARINET, rate) for f in (200, 180, 240, 260)])
+    low_flute = np.concatenate([_tone(f, rate, FLUTE, rate) for f in (300, 330, 280, 350)])
+    left = (flute + clarinet).astype(np.float32)
+    right = (low_flute + 0.5 * np.roll(clarinet, 2 * rate)).astype(np.float32)
+    write_wav(tmp_path / "both.wav", np.stack([left, right], axis=1), rate)
+    write_wav(tmp_path / "left.wav", left, rate)
+    write_wav(tmp_path / "right.wav", right, rate)
+    heard: dict[int, list[np.ndarray]] = {}  # per listener, in the order they first hear
+    given: list[object] = []  # per refiner made, the prototypes it was given
+    push = RecordingListener.push
+
+    def recorded_push(self: RecordingListener, block: np.ndarray) -> None:
+        heard.setdefault(id(self), []).append(np.array(block))
+        push(self, block)
+
+    refiner = api._Refiner
+
+    def recorded_refiner(players: int, settings: dict) -> object:
+        given.append(settings.get("prototypes"))
+        return refiner(players, settings)
+
+    monkeypatch.setattr(RecordingListener, "push", recorded_push)
+    monkeypatch.setattr(api, "_Refiner", recorded_refiner)
+    args = ["-i", "fl,cl", "-o", str(tmp_path / "out"), "--format", "float32"]
+    result = CliRunner().invoke(app, ["separate", str(tmp_path / "both.wav"), *args])
+    assert result.exit_code == 0, result.output
+    assert len(heard) == 2 and len(given) == 2
+    for blocks, audio in zip(heard.values(), (left, right), strict=True):
+        assert np.array_equal(np.concatenate(blocks), audio)
+    for name in ("left", "right"):
+        result = CliRunner().invoke(app, ["separate", str(tmp_path / f"{name}.wav"), *args])
+        assert result.exit_code == 0, result.output
+    # each channel's refiner got its own channel's prototypes, as each file alone did
+    assert len(given) == 4
+    for channel in (0, 1):
+        both, alone = given[channel], given[2 + channel]
+        assert isinstance(both, dict) and isinstance(alone, dict)
+        assert all(np.array_equal(both[code], alone[code]) for code in ("fl", "cl"))
+    assert not np.array_equal(given[0]["fl"], given[1]["fl"])  # type: ignore[index]
+    for stem in ("01_fl.wav", "02_cl.wav"):
+        both = soundfile.read(str(tmp_path / "out" / "both" / stem), dtype="float32")[0]
+        for channel, side in enumerate(("left", "right")):
+            alone = soundfile.read(str(tmp_path / "out" / side / stem), dtype="float32")[0]
+            assert np.array_equal(both[:, channel], alone), (stem, side)
