@@ -64,6 +64,8 @@ def score_pair(first: Path, second: Path, code: str) -> tuple[float, float, floa
     length = min(len(s) for s in signals)
     truth = np.stack([s[:length] for s in signals])
     pitches = true_pitches(truth.astype(np.float32), [code, code], RATE)
+    if np.isnan(pitches).all(axis=1).any():
+        raise SystemExit(f"{first} or {second} holds no pitch: is it silent?")
     if np.nanmedian(pitches[0]) < np.nanmedian(pitches[1]):
         truth = truth[::-1]  # truth[0]: the higher player
     mixture = truth.sum(axis=0)
@@ -77,7 +79,12 @@ def score_pair(first: Path, second: Path, code: str) -> tuple[float, float, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("roots", type=Path, nargs="+")
-    parser.add_argument("--offset", type=int, default=0, help="pair from this recording on")
+    parser.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        help="pair from this recording on (the first ones then pair at the end)",
+    )
     args = parser.parse_args()
     rows: list[tuple[str, float, float, float]] = []
     print(f"{'code':6s} {'pair':56s} {'s':>5s} {'mixture':>8s} {'register':>9s} {'best':>6s}")

@@ -70,6 +70,27 @@ def test_a_recordings_own_flute_makes_a_low_flute_note_the_flutes() -> None:
     )
 
 
+def test_room_tone_before_the_music_is_not_heard() -> None:
+    # 10 s of noise 37 dB below the music before it leaves the prototypes as they were (but
+    # for the one frame where the music starts); noise 17 dB below it would not
+    music = _melody(500, 1000, FLUTE, seed=0) + _melody(160, 400, CLARINET, seed=1)
+    noise = np.random.default_rng(5).standard_normal(10 * RATE).astype(np.float32)
+
+    def prototypes(audio: np.ndarray) -> dict[str, np.ndarray]:
+        listener = timbre_listener(2, instruments=["fl", "cl"], sample_rate=RATE)
+        assert listener is not None
+        listener.push(audio)
+        heard = listener.prototypes()
+        assert heard is not None
+        return heard
+
+    alone = prototypes(music)
+    for level_db, unchanged in ((-50.0, True), (-30.0, False)):
+        heard = prototypes(np.concatenate([noise * np.float32(10 ** (level_db / 20)), music]))
+        cosines = [float(alone[code] @ heard[code]) for code in ("fl", "cl")]
+        assert (min(cosines) > 0.999) == unchanged, (level_db, cosines)
+
+
 def test_what_the_first_pass_listens_for() -> None:
     # only instruments heard once, two or more, that the classifier knows, with harmonic masks
     assert timbre_listener(2, instruments=["fl", "cl"], sample_rate=RATE) is not None
@@ -81,7 +102,7 @@ def test_what_the_first_pass_listens_for() -> None:
     strings = NoteClassifier(load_note_classifier().layers, INSTRUMENT_CODES[:4])
     settings = {"instruments": ["fl", "cl"], "sample_rate": RATE, "note_classifier": strings}
     assert timbre_listener(2, **settings) is None
-    listener = timbre_listener(3, instruments=["vn", "vn", "vc", "bn"][1:], sample_rate=RATE)
+    listener = timbre_listener(3, instruments=["vn", "vc", "bn"], sample_rate=RATE)
     assert listener is not None and listener.instruments == ("vn", "vc", "bn")
     # silence, or less than a frame, gives no prototypes
     listener.push(np.zeros(3 * N_FFT, np.float32))
@@ -92,6 +113,16 @@ def test_what_the_first_pass_listens_for() -> None:
     assert short.prototypes() is None
     with pytest.raises(ValueError, match="two or more"):
         RecordingListener(["fl"], RATE, load_note_classifier(), N_FFT, N_FFT // 2)
+    strings = NoteClassifier(load_note_classifier().layers, INSTRUMENT_CODES[:4])
+    with pytest.raises(ValueError, match=r"knows no cl, fl$"):
+        RecordingListener(["vn", "fl", "cl"], RATE, strings, N_FFT, N_FFT // 2)
+    with pytest.raises(ValueError, match=r"mono blocks \(n,\), got \(10, 2\)"):
+        listener.push(np.zeros((10, 2), np.float32))
+    # settings the masks would refuse are refused before the first pass, in their words
+    with pytest.raises(ValueError, match="one instrument per stem"):
+        timbre_listener(2, instruments=["fl", "cl", "vn"], sample_rate=RATE)
+    with pytest.raises(ValueError, match="one voice count per stem"):
+        timbre_listener(2, instruments=["fl", "cl"], sample_rate=RATE, voices=[1])
 
 
 def test_the_file_separator_hears_the_whole_input_first(

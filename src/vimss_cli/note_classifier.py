@@ -115,9 +115,12 @@ class NoteClassifier:
         return self.output(self.hidden(features))
 
     def adapted(self, prototypes: Mapping[str, np.ndarray], weight: float) -> NoteClassifier:
-        """This classifier with one recording's ``prototypes`` (code -> unit vector), each
-        adding ``weight`` times its cosine with a note's hidden features to its logit."""
-        return replace(self, prototypes=tuple(prototypes.items()), prototype_weight=weight)
+        """This classifier with one recording's ``prototypes`` (code -> vector, made unit
+        length), each adding ``weight`` times its cosine with a note's hidden features to
+        its logit (:meth:`logits` stays the classifier's as trained)."""
+        units = tuple((code, unit_rows(np.asarray(vector, np.float32)))
+                      for code, vector in prototypes.items())  # fmt: skip
+        return replace(self, prototypes=units, prototype_weight=weight)
 
     def posteriors(self, features: np.ndarray, codes: Sequence[str]) -> np.ndarray:
         """``(..., FEATURES)`` -> ``(..., len(codes))``: the probability that each of

@@ -207,11 +207,15 @@ class LoudnessGate:
         self.loudest = 0.0
         self.floor = 0.0 if floor_dbfs is None else 0.5 * 10 ** (floor_dbfs / 10)
 
+    def energies(self, magnitude: np.ndarray) -> np.ndarray:
+        """``(T, bins)`` one-sided magnitudes -> ``(T,)`` float64: each frame's mean square
+        (a full-scale sine: 0.5)."""
+        power = np.square(magnitude, dtype=np.float64)
+        return (2 * power.sum(axis=1) - power[:, 0] - power[:, -1]) / self.scale
+
     def loud(self, magnitude: np.ndarray) -> np.ndarray:
         """``(T, bins)`` one-sided magnitudes of successive frames -> ``(T,)`` bool."""
-        power = np.square(magnitude, dtype=np.float64)
-        # mean square (a full-scale sine: 0.5), from the one-sided spectrum
-        energy = (2 * power.sum(axis=1) - power[:, 0] - power[:, -1]) / self.scale
+        energy = self.energies(magnitude)
         loud = np.zeros(len(energy), dtype=bool)
         for t, value in enumerate(energy):
             self.loudest = max(self.loudest, float(value))

@@ -46,8 +46,16 @@ PROTOTYPE_WEIGHT = 20.0
 #: A note's weight in its instrument's prototype: the classifier's posterior to this power
 #: (sure notes count most).
 CONFIDENCE_POWER = 2
-#: Frames read per batch (memory stays a few of them whatever the blocks).
+#: Frames read per batch.
 BATCH_FRAMES = 256
+#: Frames more than this many dB below the recording's loudest count for nothing: room tone
+#: before the music, a quiet lead-in. (20, 30 and 45 dB measured alike on the four sets of
+#: docs/training.md, "The recording's own timbres", within 0.04 dB.)
+LISTENING_RANGE_DB = 30.0
+#: The frames' notes are summed in bands of this many dB of the frame's level, so that
+#: :meth:`RecordingListener.prototypes` can leave out the frames below
+#: :data:`LISTENING_RANGE_DB` of the loudest of the whole recording, to within a band.
+LEVEL_BAND_DB = 3.0
 
 
 class RecordingListener:
@@ -55,7 +63,10 @@ class RecordingListener:
     ``instruments`` sounds like in it.
 
     Frames of ``n_fft`` samples every ``hop`` samples from the first sample (the last partial
-    frame is not read); the result is the same whatever the blocks (tested).
+    frame is not read); the result is the same whatever the blocks, to float rounding (its
+    sums are grouped by them; tested). Frames more than :data:`LISTENING_RANGE_DB` below the
+    recording's loudest count for nothing. Memory: a frame's worth of samples and a few sums
+    of the hidden features per level band, whatever the length.
     """
 
     def __init__(
@@ -67,26 +78,34 @@ class RecordingListener:
         hop: int,
     ) -> None:
         """``instruments``: the URMP codes of the players heard once, each once (two or
-        more, all known to ``classifier``)."""
+        more, all known to ``classifier``). Each frame is read for as many notes as there
+        are of them, each note told apart among them alone (other players' notes, such as
+        two violins' beside them, then count for one of these)."""
         self.instruments = tuple(instruments)
         if len(set(self.instruments)) != len(self.instruments) or len(self.instruments) < 2:
             raise ValueError("a recording's timbres are told apart for two or more instruments")
-        if not set(self.instruments) <= set(classifier.instruments):
-            raise ValueError(f"the note classifier knows no {self.instruments}")
+        unknown = sorted(set(self.instruments) - set(classifier.instruments))
+        if unknown:
+            raise ValueError(f"the note classifier knows no {', '.join(unknown)}")
         self.classifier, self.sample_rate = classifier, int(sample_rate)
         self.n_fft, self.hop = n_fft, hop
         ranges = [PITCH_RANGE_HZ.get(code, DEFAULT_RANGE_HZ) for code in self.instruments]
         low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
         self._grid = PitchGrid(None, self.sample_rate, n_fft, (low, high))
         self._window = periodic_hann(n_fft).astype(np.float32)
-        self._gate = LoudnessGate(self._window, None)
+        self._gate = LoudnessGate(self._window, None)  # for its frame energies
         self._input = np.zeros(0, np.float32)  # from the next frame's first sample on
-        #: (instruments, hidden) each instrument's confidence-weighted sum of hidden features
-        self._sums: np.ndarray | None = None
+        #: per level band (:data:`LEVEL_BAND_DB`), each instrument's confidence-weighted sum of
+        #: the hidden features of the notes of frames at that level, ``(instruments, hidden)``
+        self._sums: dict[int, np.ndarray] = {}
+        self._loudest = 0.0  # the loudest frame's mean square so far
 
     def push(self, block: np.ndarray) -> None:
         """The next ``(n,)`` samples of the mixture."""
-        self._input = np.concatenate([self._input, np.asarray(block, np.float32).ravel()])
+        block = np.asarray(block, np.float32)
+        if block.ndim != 1:
+            raise ValueError(f"a recording listener takes mono blocks (n,), got {block.shape}")
+        self._input = np.concatenate([self._input, block])
         frames = (self._input.size - self.n_fft) // self.hop + 1
         while frames > 0:
             count = min(frames, BATCH_FRAMES)
@@ -95,29 +114,40 @@ class RecordingListener:
             self._listen(np.abs(np.fft.rfft(taken * self._window, axis=1)))
             self._input = self._input[count * self.hop :]
             frames -= count
+        self._input = self._input.copy()  # less than a frame: not a view of the whole block
 
     def _listen(self, magnitude: np.ndarray) -> None:
-        """Add the notes of ``(T, bins)`` frames' magnitudes to the prototypes' sums."""
-        loud = self._gate.loud(magnitude)
-        if not loud.any():
+        """Add the notes of ``(T, bins)`` frames' magnitudes to the sums of their level
+        bands."""
+        energy = self._gate.energies(magnitude)
+        sounding = energy > 0.0  # digital silence holds no note
+        if not sounding.any():
             return
-        heard = magnitude[loud]  # (T', bins)
-        counts = np.full(len(heard), len(self.instruments))
-        pitches = several_pitches(heard.T, self._grid, counts)  # (T', J) Hz
+        self._loudest = max(self._loudest, float(energy.max()))
+        heard = magnitude[sounding]  # (T', bins)
+        bands = np.floor(10 * np.log10(energy[sounding]) / LEVEL_BAND_DB).astype(np.int64)
+        count = len(self.instruments)
+        pitches = several_pitches(heard.T, self._grid, np.full(len(heard), count))  # (T', J)
         features = harmonic_profile(heard, pitches, self.sample_rate, self.n_fft)
-        hidden = self.classifier.hidden(features.reshape(-1, features.shape[-1]))  # (N, D)
+        hidden = self.classifier.hidden(features)  # (T', J, D)
         columns = [self.classifier.instruments.index(code) for code in self.instruments]
-        logits = self.classifier.output(hidden)[:, columns]
-        weights = _softmax(logits) ** CONFIDENCE_POWER  # (N, J)
-        sums = weights.T.astype(np.float64) @ hidden  # (J, D)
-        self._sums = sums if self._sums is None else self._sums + sums
+        weights = _softmax(self.classifier.output(hidden)[..., columns]) ** CONFIDENCE_POWER
+        for band in np.unique(bands):
+            at = bands == band
+            notes = hidden[at].reshape(-1, hidden.shape[-1])  # (N, D)
+            sums = weights[at].reshape(-1, count).T.astype(np.float64) @ notes  # (J, D)
+            self._sums[int(band)] = self._sums.get(int(band), 0.0) + sums
 
     def prototypes(self) -> dict[str, np.ndarray] | None:
-        """Each instrument's prototype (unit length, float32), or ``None`` when no frame
-        sounded."""
-        if self._sums is None:
+        """Each instrument's prototype (unit length, float32) from the frames within
+        :data:`LISTENING_RANGE_DB` of the loudest (to within a level band), or ``None`` when
+        no frame sounded."""
+        if not self._sums:
             return None
-        units = unit_rows(self._sums).astype(np.float32)
+        floor_db = 10 * np.log10(self._loudest) - LISTENING_RANGE_DB
+        quietest = np.floor(floor_db / LEVEL_BAND_DB)
+        total = sum(sums for band, sums in self._sums.items() if band >= quietest)
+        units = unit_rows(np.asarray(total)).astype(np.float32)
         return dict(zip(self.instruments, units, strict=True))
 
 

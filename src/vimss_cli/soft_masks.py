@@ -86,10 +86,6 @@ OWN_PITCH_WEIGHT = 0.7
 #: a candidate pitch (:mod:`vimss_cli.note_classifier`, in [0, 1]) adds to that stem's score
 #: of it (docs/training.md, "The note classifier"); 0: none, the classifier is not loaded.
 TIMBRE_WEIGHT = 0.5
-#: Samples between the frames the first pass over the mixture hears
-#: (:func:`timbre_listener`): half a frame, half the masks' cost for the same prototypes
-#: (docs/training.md, "The recording's own timbres").
-LISTENING_HOP = N_FFT // 2
 #: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
 #: scores them again instead of reading older scores from its cache.
 HARMONIC_MASKS_VERSION = 5
@@ -137,7 +133,7 @@ class SoftMaskFilter:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
         stems add up to the mixture (the settings are compared in docs/training.md).
         ``instruments``: each stem's URMP code, for harmonic masks at ``sample_rate``;
-        ``None`` for a stem that keeps its plain soft share (an unknown instrument, or a stem
+        ``None`` for a stem that keeps a soft share (an unknown instrument, or a stem
         that may hold more than one player's notes); without them, plain soft masks.
         ``off_harmonic``: with harmonic masks, a bin's weight away from the harmonics;
         ``harmonic_power``: the power of the magnitudes in their shares.
@@ -253,7 +249,7 @@ class SoftMaskFilter:
                 saliences[k] = salience
         if self._mixture_grid is not None:
             self._joint_pitches(mixture, pitches, saliences)
-        weights = shares * self.off_harmonic  # a stem without a pitch: its soft share
+        weights = shares * self.off_harmonic  # a stem without a pitch: a soft share
         for k in saliences:
             comb = harmonic_comb(pitches[k], self.sample_rate, self._stft.n_fft, HARMONICS)
             weights[:, k] += shares[:, k] * comb  # (T, bins)
@@ -366,13 +362,19 @@ def timbre_listener(
     (plain soft masks, fewer than two instruments heard once, ...)."""
     if instruments is None or sample_rate is None:
         return None
+    if len(instruments) != players:  # the filter's own checks, before the first pass
+        raise ValueError("harmonic masks need one instrument per stem and a sample rate")
     counts = np.ones(players) if voices is None else np.asarray(voices, float)
+    if counts.shape != (players,):
+        raise ValueError("harmonic masks need one voice count per stem")
     joint = _joint_stems(instruments, counts, joint_pitches)
     codes = [str(code) for code, j in zip(instruments, joint, strict=True) if j]
     classifier = _classifier_for(codes, timbre_weight, note_classifier)
     if classifier is None:
         return None
-    return RecordingListener(codes, sample_rate, classifier, n_fft, LISTENING_HOP)
+    # only as many notes per frame as joint instruments, told apart among them alone: the
+    # other players' (two violins beside them) counted too measured worse (docs/training.md)
+    return RecordingListener(codes, sample_rate, classifier, n_fft, n_fft // 2)
 
 
 #: Samples pushed at a time by :func:`refine` (memory stays a few blocks' worth).
