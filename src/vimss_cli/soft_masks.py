@@ -73,8 +73,8 @@ HOP = 1024
 POWER = 1.5
 #: With harmonic masks, a bin's weight away from a stem's harmonics, against 1 + this on
 #: them (docs/training.md, "Harmonic masks"; 0.1 until the fourth session of 2026-12-04,
-#: "Sharper harmonic masks").
-OFF_HARMONIC = 0.05
+#: "Sharper harmonic masks", then 0.05 until "A comb as sure as its note").
+OFF_HARMONIC = 0.03
 #: With harmonic masks, the power of the magnitudes in their shares (``POWER`` is the plain
 #: soft masks', also where the stems' pitches are found): softer, the network's stems weigh
 #: less beside the pitches' harmonics (docs/training.md, "Sharper harmonic masks").
@@ -86,9 +86,14 @@ OWN_PITCH_WEIGHT = 0.7
 #: a candidate pitch (:mod:`vimss_cli.note_classifier`, in [0, 1]) adds to that stem's score
 #: of it (docs/training.md, "The note classifier"); 0: none, the classifier is not loaded.
 TIMBRE_WEIGHT = 0.5
+#: With joint pitches and a note classifier, each stem's comb is weighed by the classifier's
+#: posterior that the stem's instrument plays the pitch it took, to this power (0.5: its
+#: square root): a sure note claims its harmonics, a doubtful one less (docs/training.md, "A
+#: comb as sure as its note").
+COMB_CONFIDENCE_POWER = 0.5
 #: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
 #: scores them again instead of reading older scores from its cache.
-HARMONIC_MASKS_VERSION = 5
+HARMONIC_MASKS_VERSION = 6
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
@@ -247,16 +252,24 @@ class SoftMaskFilter:
                 salience[:, loud] = grid.saliences(soft[loud, k].T)
                 pitches[k, loud] = grid.hz[np.argmax(salience[:, loud], axis=0)]
                 saliences[k] = salience
+        # how sure the note classifier is that each stem's pitch is its instrument's (1 where
+        # it is not asked)
+        confidence = np.ones((self.players, frames), np.float32)
         if self._mixture_grid is not None:
-            self._joint_pitches(mixture, pitches, saliences)
+            self._joint_pitches(mixture, pitches, saliences, confidence)
         weights = shares * self.off_harmonic  # a stem without a pitch: a soft share
         for k in saliences:
             comb = harmonic_comb(pitches[k], self.sample_rate, self._stft.n_fft, HARMONICS)
-            weights[:, k] += shares[:, k] * comb  # (T, bins)
+            sure = confidence[k] ** np.float32(COMB_CONFIDENCE_POWER)  # (T,)
+            weights[:, k] += shares[:, k] * comb * sure[:, None]  # (T, bins)
         return _masks(weights, None if rest is None else self.off_harmonic * rest)
 
     def _joint_pitches(
-        self, mixture: np.ndarray, pitches: np.ndarray, saliences: dict[int, np.ndarray]
+        self,
+        mixture: np.ndarray,
+        pitches: np.ndarray,
+        saliences: dict[int, np.ndarray],
+        confidence: np.ndarray,
     ) -> None:
         """Share out, frame by frame, the pitches heard in the mixture (``(T, bins)``
         magnitudes; one more than the stems that sound, :func:`several_pitches`) and the
@@ -268,7 +281,8 @@ class SoftMaskFilter:
         its own from the mixture. With a note classifier, ``timbre_weight`` times its
         posterior that the stem's instrument plays the candidate (among the joint stems'
         instruments) is added: what the note sounds like, besides how loud the stem is in
-        it."""
+        it; and that posterior of the pitch each stem takes goes into ``confidence``
+        (``(K, T)``, changed in place where the classifier is asked)."""
         from scipy.optimize import linear_sum_assignment  # 0.1 s to import: only when used
 
         assert self._mixture_grid is not None
@@ -302,6 +316,7 @@ class SoftMaskFilter:
             if classifier is not None:
                 chosen = posterior[..., self._joint_column[int(k)]]  # (T, C)
                 score[row] += self.timbre_weight * np.where(inside, chosen, 0.0)
+        column_of = np.array([self._joint_column[int(k)] for k in joint])  # in the posterior
         for t in range(frames):
             active = np.flatnonzero(~np.isnan(own[t]))
             if active.size == 0:
@@ -309,6 +324,9 @@ class SoftMaskFilter:
             usable = np.flatnonzero(known[t])
             rows, columns = linear_sum_assignment(score[active, t][:, usable], maximize=True)
             pitches[joint[active[rows]], t] = candidates[t, usable[columns]]
+            if classifier is not None:
+                taken = active[rows]
+                confidence[joint[taken], t] = posterior[t, usable[columns], column_of[taken]]
 
 
 def _masks(shares: np.ndarray, rest: np.ndarray | None) -> np.ndarray:
