@@ -17,10 +17,11 @@ on the held-out synthetic split both gain.
 time, so each stem's energy lies on the harmonics of one pitch. Per frame, each stem gets a
 pitch in its instrument's range, and a bin near one of its harmonics (:func:`harmonic_comb`,
 ``c_k`` in [0, 1]) weighs more: the shares become ``|S_k| ** HARMONIC_POWER *
-(OFF_HARMONIC + c_k)``, the rest's ``|R| ** HARMONIC_POWER * OFF_HARMONIC``. A bin near no
+(OFF_HARMONIC + c_k * q_k)``, the rest's ``|R| ** HARMONIC_POWER * OFF_HARMONIC``, where
+``q_k`` is how sure the note classifier is that the stem's instrument plays that pitch (to
+the power :data:`COMB_CONFIDENCE_POWER`; 1 for a stem it is not asked about). A bin near no
 stem's harmonic keeps a soft-mask split; one near a single stem's harmonic goes mostly to that
-stem. Silent stems
-(:class:`LoudnessGate`) have no pitch. Which pitch:
+stem. Silent stems (:class:`LoudnessGate`) have no pitch. Which pitch:
 
 * each stem's own strongest (harmonic summation, :class:`PitchGrid`) on the soft-masked stem;
 * then, among the stems of instruments heard once (**joint pitches**), the pitches heard in
