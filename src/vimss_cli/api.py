@@ -37,7 +37,7 @@ from vimss_cli.note_classifier import load_note_classifier
 from vimss_cli.pitch_voices import VoiceSplitStage
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.recording_timbre import RecordingListener
-from vimss_cli.soft_masks import REFINE_BLOCK, SoftMaskFilter, timbre_listener
+from vimss_cli.soft_masks import SoftMaskFilter, timbre_listener
 from vimss_cli.soft_masks import refine as refine_on_mixture
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
@@ -694,8 +694,7 @@ class Separator:
         # the masks hear the whole mixture first, as it is (as separate_file's peak pass)
         listeners = self._listeners(heard, splitter, 1)
         if listeners:
-            for start in range(0, audio.size, REFINE_BLOCK):
-                listeners[0].push(audio[start : start + REFINE_BLOCK])
+            listeners[0].push(audio)
         # the network hears every mixture at the same peak (at its rate, as separate_file
         # finds it), and its stems get the mixture's level back, as float32 files' do
         divisor = network_divisor(float(np.abs(audio).max()))

@@ -75,6 +75,12 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, np.float32(1e-12))
 
 
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis."""
+    shifted = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 def _gelu(x: np.ndarray) -> np.ndarray:
     """The exact GELU (``torch.nn.GELU()``'s default), ``x * Phi(x)``."""
     from scipy.special import erf
@@ -136,8 +142,7 @@ class NoteClassifier:
                 directions = np.stack([known[codes[n]] for n in adapted], axis=1)  # (D, A)
                 cosines = unit_rows(hidden) @ directions
                 scores[..., adapted] += np.float32(self.prototype_weight) * cosines
-        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        return scores / scores.sum(axis=-1, keepdims=True)
+        return softmax(scores)
 
 
 def read_note_classifier(path: Path) -> NoteClassifier:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vimss_cli.note_classifier import NoteClassifier, harmonic_profile, unit_rows
+from vimss_cli.note_classifier import NoteClassifier, harmonic_profile, softmax, unit_rows
 from vimss_cli.pitch_voices import (
     DEFAULT_RANGE_HZ,
     PITCH_RANGE_HZ,
@@ -101,10 +101,17 @@ class RecordingListener:
         self._loudest = 0.0  # the loudest frame's mean square so far
 
     def push(self, block: np.ndarray) -> None:
-        """The next ``(n,)`` samples of the mixture."""
+        """The next ``(n,)`` samples of the mixture (any length: a whole recording is read
+        a batch of frames at a time)."""
         block = np.asarray(block, np.float32)
         if block.ndim != 1:
             raise ValueError(f"a recording listener takes mono blocks (n,), got {block.shape}")
+        step = BATCH_FRAMES * self.hop
+        for start in range(0, block.size, step):
+            self._push(block[start : start + step])
+
+    def _push(self, block: np.ndarray) -> None:
+        """:meth:`push` of at most a batch of frames' samples."""
         self._input = np.concatenate([self._input, block])
         frames = (self._input.size - self.n_fft) // self.hop + 1
         while frames > 0:
@@ -131,7 +138,7 @@ class RecordingListener:
         features = harmonic_profile(heard, pitches, self.sample_rate, self.n_fft)
         hidden = self.classifier.hidden(features)  # (T', J, D)
         columns = [self.classifier.instruments.index(code) for code in self.instruments]
-        weights = _softmax(self.classifier.output(hidden)[..., columns]) ** CONFIDENCE_POWER
+        weights = softmax(self.classifier.output(hidden)[..., columns]) ** CONFIDENCE_POWER
         for band in np.unique(bands):
             at = bands == band
             notes = hidden[at].reshape(-1, hidden.shape[-1])  # (N, D)
@@ -149,9 +156,3 @@ class RecordingListener:
         total = sum(sums for band, sums in self._sums.items() if band >= quietest)
         units = unit_rows(np.asarray(total)).astype(np.float32)
         return dict(zip(self.instruments, units, strict=True))
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis."""
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)

@@ -162,8 +162,8 @@ class SoftMaskFilter:
         self._stft = StreamingSTFT(players + 1, players, n_fft, hop, self._masked)
         self._grids: list[PitchGrid | None] = []
         if instruments is not None:
-            if len(instruments) != players or sample_rate is None:
-                raise ValueError("harmonic masks need one instrument per stem and a sample rate")
+            self._voices = _voice_counts(players, instruments, sample_rate, voices)
+            assert sample_rate is not None  # (checked there)
             self.sample_rate = int(sample_rate)
             self._grids = [
                 None if code is None else PitchGrid(code, self.sample_rate, n_fft)
@@ -173,9 +173,6 @@ class SoftMaskFilter:
                 self._grids = []
             # no floor in dBFS: a quiet recording gets the pitches a loud one does
             self._gates = [LoudnessGate(self._stft.window, None) for _ in instruments]
-            self._voices = np.ones(players) if voices is None else np.asarray(voices, float)
-            if self._voices.shape != (players,):
-                raise ValueError("harmonic masks need one voice count per stem")
             self._joint = _joint_stems(instruments, self._voices, joint_pitches)
             self._mixture_grid = None
             self.timbre_weight = float(timbre_weight)
@@ -339,6 +336,23 @@ def _masks(shares: np.ndarray, rest: np.ndarray | None) -> np.ndarray:
     return shares / total
 
 
+def _voice_counts(
+    players: int,
+    instruments: Sequence[str | None],
+    sample_rate: int | None,
+    voices: Sequence[int] | None,
+) -> np.ndarray:
+    """How many players' notes each stem holds, ``(players,)`` (one each by default), once
+    the harmonic masks' settings are checked: one instrument and one voice count per stem,
+    and a sample rate."""
+    if len(instruments) != players or sample_rate is None:
+        raise ValueError("harmonic masks need one instrument per stem and a sample rate")
+    counts = np.ones(players) if voices is None else np.asarray(voices, float)
+    if counts.shape != (players,):
+        raise ValueError("harmonic masks need one voice count per stem")
+    return counts
+
+
 def _joint_stems(
     instruments: Sequence[str | None], voices: np.ndarray, joint_pitches: bool
 ) -> list[bool]:
@@ -381,11 +395,7 @@ def timbre_listener(
     (plain soft masks, fewer than two instruments heard once, ...)."""
     if instruments is None or sample_rate is None:
         return None
-    if len(instruments) != players:  # the filter's own checks, before the first pass
-        raise ValueError("harmonic masks need one instrument per stem and a sample rate")
-    counts = np.ones(players) if voices is None else np.asarray(voices, float)
-    if counts.shape != (players,):
-        raise ValueError("harmonic masks need one voice count per stem")
+    counts = _voice_counts(players, instruments, sample_rate, voices)  # before the pass
     joint = _joint_stems(instruments, counts, joint_pitches)
     codes = [str(code) for code, j in zip(instruments, joint, strict=True) if j]
     classifier = _classifier_for(codes, timbre_weight, note_classifier)
@@ -416,8 +426,7 @@ def refine(
     wants = listen and "prototypes" not in settings
     listener = timbre_listener(stems.shape[0], **settings) if wants else None
     if listener is not None:
-        for start in range(0, mixture.shape[0], REFINE_BLOCK):
-            listener.push(mixture[start : start + REFINE_BLOCK])
+        listener.push(mixture)
         settings["prototypes"] = listener.prototypes()
     masks = SoftMaskFilter(stems.shape[0], **settings)
     out = np.empty((stems.shape[0], mixture.shape[0]), np.float32)
