@@ -9,13 +9,15 @@ second, third with fourth, ... (``--offset`` starts the pairing one later), summ
 recorded and cut to the shorter. Two real players in real rooms, though not playing together:
 the passages are unrelated, so their lines cross more often than two parts of one work do.
 
-Each pair's mixture is split (the whole-mixture case of ``vimss separate --pitch-voices``: a
-duet of one instrument needs no network) and scored by whole-clip SI-SDR, the mean over the
-two players: in **register order** (voice 1 against the player whose median pitch is higher,
-what ``separate`` writes without a video), in the **best order**, and for the **mixture** as
-both stems (what label queries give such a duet: two identical stems).
+Each pair's mixture is split (the whole-mixture case of ``vimss separate -i vn,vn`` on audio:
+a duet of one instrument needs no network; each voice keeps ``--leak`` of the other's, by
+default what ``separate`` writes, :data:`~vimss_cli.pitch_voices.VOICE_LEAK`) and scored by
+whole-clip SI-SDR, the mean over the two players: in **register order** (voice 1 against the
+player whose median pitch is higher, what ``separate`` writes without a video), in the
+**best order**, and for the **mixture** as both stems (what label queries give such a duet
+unsplit, ``--no-pitch-voices``: two identical stems).
 
-    python benchmarks/bench_real_voice_pairs.py ROOT [ROOT ...] [--offset 1]
+    python benchmarks/bench_real_voice_pairs.py ROOT [ROOT ...] [--offset 1] [--leak 0]
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 from vimss_cli.eval.audio import read_mono, resample
 from vimss_cli.eval.metrics import si_sdr
 from vimss_cli.eval.tracks import urmp_tracks
-from vimss_cli.pitch_voices import split_voices
+from vimss_cli.pitch_voices import VOICE_LEAK, split_voices
 from vimss_cli.training.note_classifier import true_pitches
 
 RATE = 22050
@@ -58,7 +60,9 @@ def recordings(roots: list[Path]) -> dict[str, list[Path]]:
     return {code: sorted(path for path, _ in kept) for code, kept in found.items()}
 
 
-def score_pair(first: Path, second: Path, code: str) -> tuple[float, float, float, float]:
+def score_pair(
+    first: Path, second: Path, code: str, leak: float = VOICE_LEAK
+) -> tuple[float, float, float, float]:
     """Seconds, and the mixture's, register order's and best order's SI-SDR (dB)."""
     signals = [resample(*read_mono(path), RATE) for path in (first, second)]
     length = min(len(s) for s in signals)
@@ -69,7 +73,8 @@ def score_pair(first: Path, second: Path, code: str) -> tuple[float, float, floa
     if np.nanmedian(pitches[0]) < np.nanmedian(pitches[1]):
         truth = truth[::-1]  # truth[0]: the higher player
     mixture = truth.sum(axis=0)
-    split = split_voices(mixture.astype(np.float32), code, RATE)[:, :length].astype(np.float64)
+    split = split_voices(mixture.astype(np.float32), code, RATE, leak)[:, :length]
+    split = split.astype(np.float64)
     register = float(np.mean(si_sdr(truth, split)))
     swapped = float(np.mean(si_sdr(truth, split[::-1])))
     plain = float(np.mean(si_sdr(truth, np.stack([mixture, mixture]))))
@@ -85,13 +90,20 @@ def main() -> None:
         default=0,
         help="pair from this recording on (the first ones then pair at the end)",
     )
+    parser.add_argument(
+        "--leak",
+        type=float,
+        default=VOICE_LEAK,
+        help=f"each voice keeps this share of the other's (default {VOICE_LEAK}, what "
+        "`vimss separate` writes; 0: the full split)",
+    )
     args = parser.parse_args()
     rows: list[tuple[str, float, float, float]] = []
     print(f"{'code':6s} {'pair':56s} {'s':>5s} {'mixture':>8s} {'register':>9s} {'best':>6s}")
     for code, paths in recordings(args.roots).items():
         paths = paths[args.offset :] + paths[: args.offset]
         for first, second in zip(paths[0::2], paths[1::2], strict=False):
-            seconds, plain, register, best = score_pair(first, second, code)
+            seconds, plain, register, best = score_pair(first, second, code, args.leak)
             rows.append((code, plain, register, best))
             pair = f"{first.parent.name}+{second.parent.name}"[:56]
             print(f"{code:6s} {pair:56s} {seconds:5.1f} {plain:8.2f} {register:9.2f} {best:6.2f}")

@@ -1,8 +1,11 @@
 """Do the stems of two players of one instrument differ, and does each follow its own player?
 
 For every same-instrument duet of a URMP-layout tree (``vimss data synth --ensemble vn,vn``
-and so on), the model separates the mixture twice: with label queries (the two queries are
-the same, so the two stems are too) and with video queries. Printed per duet and query kind:
+and so on), the model separates the mixture three times: with label queries and no split
+(``shared``: the two queries are the same, so the two stems are too), with label queries as
+``vimss separate`` gives an audio file (``register``: a label model's stem split by pitch,
+the higher voice first) and with video queries (``video``: the voices given to the players by
+their motion). Printed per duet and kind:
 
 * ``own``: mean over the two stems of the correlation of a stem with its own reference;
 * ``wrong``: the same with the other player's reference (what a stem takes from the wrong
@@ -40,8 +43,9 @@ def main() -> None:
     args = parser.parse_args()
     separator = Separator(args.model, device="cpu")
     rate = separator.sample_rate
-    totals: dict[str, list[tuple[float, float, float]]] = {"labels": [], "video": []}
-    print(f"{'piece':40s} {'queries':7s} {'own':>6s} {'wrong':>6s} {'stems':>6s}")
+    kinds = {"shared": ("labels", False), "register": ("labels", True), "video": ("video", True)}
+    totals: dict[str, list[tuple[float, float, float]]] = {kind: [] for kind in kinds}
+    print(f"{'piece':40s} {'queries':8s} {'own':>6s} {'wrong':>6s} {'stems':>6s}")
     for track in urmp_tracks(args.root):
         if len(track.instruments) != 2 or track.instruments[0] != track.instruments[1]:
             continue
@@ -53,19 +57,19 @@ def main() -> None:
             audio, reference_rate = read_mono(path)
             references.append(resample(audio, reference_rate, rate))
         length = min(len(mixture), *(len(r) for r in references))
-        for kind in ("labels", "video"):
+        for kind, (mode, split) in kinds.items():
             notes: list[str] = []
-            queries = model_queries(separator, track, kind, notes)
+            queries = model_queries(separator, track, mode, notes, pitch_voices=split)
             stems = separator.separate_array(mixture, queries)[:, :length]
             own = np.mean([correlation(stems[j], references[j][:length]) for j in (0, 1)])
             wrong = np.mean([correlation(stems[j], references[1 - j][:length]) for j in (0, 1)])
             between = correlation(stems[0], stems[1])
             totals[kind].append((own, wrong, between))
-            print(f"{track.piece:40s} {kind:7s} {own:6.3f} {wrong:6.3f} {between:6.3f}")
+            print(f"{track.piece:40s} {kind:8s} {own:6.3f} {wrong:6.3f} {between:6.3f}")
     for kind, rows in totals.items():
         if rows:
             own, wrong, between = np.mean(rows, axis=0)
-            print(f"{'mean of ' + str(len(rows)) + ' duets':40s} {kind:7s} {own:6.3f} "
+            print(f"{'mean of ' + str(len(rows)) + ' duets':40s} {kind:8s} {own:6.3f} "
                   f"{wrong:6.3f} {between:6.3f}")  # fmt: skip
 
 

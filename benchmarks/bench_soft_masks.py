@@ -93,7 +93,7 @@ def main() -> None:
     started = time.perf_counter()
     for track in urmp_tracks(args.root, None):
         audio = load_track(track, rate)  # at the model's rate: the masks see what it saw
-        raw = model_estimates(separator, track, audio, "labels")
+        raw = model_estimates(separator, track, audio, "labels", pitch_voices=False)
         for name, settings in SETTINGS:
             stems = raw if settings is None else refined(raw, audio.mixture, settings, track, rate)
             add_scores(track, audio.references, stems, rate, museval[name], whole[name])

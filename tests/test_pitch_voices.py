@@ -19,6 +19,7 @@ from vimss_cli.conditioning import Query
 from vimss_cli.errors import InputError
 from vimss_cli.eval import metrics
 from vimss_cli.pitch_voices import (
+    VOICE_LEAK,
     PitchVoiceSplitter,
     VoiceSplitStage,
     _LineTracker,
@@ -52,29 +53,41 @@ def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 def test_two_tones_go_to_their_voices_and_sum_to_the_stem() -> None:
     upper, lower = bowed(622.25, 2.0), bowed(440.0, 2.0)  # D sharp 5 over A4
-    voices = split_voices(upper + lower, "vn", SPLIT_RATE)
+    voices = split_voices(upper + lower, "vn", SPLIT_RATE, leak=0.0)
     assert voices.shape == (2, upper.size) and voices.dtype == np.float32
     np.testing.assert_allclose(voices.sum(axis=0), upper + lower, atol=1e-5)
     body = slice(SPLIT_RATE // 4, -SPLIT_RATE // 4)  # away from the ends' half frames
     assert si_sdr(voices[0, body], upper[body]) > 15.0
     assert si_sdr(voices[1, body], lower[body]) > 15.0
     # the same tones the other way round: the higher one is still voice 1
-    swapped = split_voices(lower + upper, "vn", SPLIT_RATE)
+    swapped = split_voices(lower + upper, "vn", SPLIT_RATE, leak=0.0)
     np.testing.assert_allclose(swapped, voices, atol=1e-5)
+
+
+def test_each_voice_keeps_its_leak_of_the_other() -> None:
+    """The shipped split is the full one hedged: each voice keeps ``VOICE_LEAK`` of what the
+    masks give the other, and the two still sum to the stem."""
+    stem = bowed(622.25, 2.0) + bowed(440.0, 2.0, start=0.5)
+    full = split_voices(stem, "vn", SPLIT_RATE, leak=0.0).astype(np.float64)
+    hedged = split_voices(stem, "vn", SPLIT_RATE).astype(np.float64)
+    assert 0.0 < VOICE_LEAK < 0.5
+    expected = (1.0 - VOICE_LEAK) * full + VOICE_LEAK * full[::-1]
+    np.testing.assert_allclose(hedged, expected, atol=1e-5)
+    np.testing.assert_allclose(hedged.sum(axis=0), stem, atol=1e-5)
 
 
 def test_a_lone_tone_is_one_voice_until_the_other_enters() -> None:
     """The upper player plays alone for a second: its voice holds all of the stem; then the
     lower one enters and each voice follows its own player."""
     upper, lower = bowed(622.25, 2.0), bowed(440.0, 2.0, start=1.0)
-    voices = split_voices(upper + lower, "vn", SPLIT_RATE)
+    voices = split_voices(upper + lower, "vn", SPLIT_RATE, leak=0.0)
     alone = slice(SPLIT_RATE // 4, int(0.8 * SPLIT_RATE))
     assert np.abs(voices[1, alone]).max() < 0.01 * np.abs(voices[0, alone]).max()
     later = slice(int(1.3 * SPLIT_RATE), -SPLIT_RATE // 4)
     assert si_sdr(voices[0, later], upper[later]) > 12.0
     assert si_sdr(voices[1, later], lower[later]) > 12.0
     # an octave hides the upper tone in the lower one's harmonics: a limit of the method
-    octave = split_voices(bowed(880.0, 2.0) + bowed(440.0, 2.0), "vn", SPLIT_RATE)
+    octave = split_voices(bowed(880.0, 2.0) + bowed(440.0, 2.0), "vn", SPLIT_RATE, leak=0.0)
     body = slice(SPLIT_RATE // 4, -SPLIT_RATE // 4)
     assert si_sdr(octave[0, body], bowed(880.0, 2.0)[body]) < 12.0
 
@@ -181,9 +194,10 @@ def test_another_channel_replays_the_first_channels_lines() -> None:
 
 def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_path: Path) -> None:
     """Through the library: the voice stems differ and sum to the one label stem (to the
-    mixture, when the two are all who play); through the CLI, ``-i vn,vn --pitch-voices`` on
-    audio gives the same stems, with a note, and no "identical"; without the flag the two
-    stems are the same, and a warning says so."""
+    mixture, when the two are all who play); through the CLI, ``-i vn,vn`` on audio gives the
+    same stems by default (and with ``--pitch-voices``), with a note that says where it goes
+    wrong, and no "identical"; with ``--no-pitch-voices`` the two stems are the same, and a
+    warning says so."""
     rng = np.random.default_rng(1)
     mix = (bowed(660.0, 2.0, RATE) + bowed(440.0, 2.0, RATE)).astype(np.float32)
     mix += (0.01 * rng.standard_normal(mix.size)).astype(np.float32)
@@ -209,9 +223,38 @@ def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_pa
         [soundfile.read(tmp_path / "out" / "duet" / f"0{k}_vn.wav")[0] for k in (1, 2)]
     )
     np.testing.assert_allclose(written, voices, atol=1e-6)  # streamed = whole
-    plain = separate(path, "-i", "vn,vn", "-o", tmp_path / "b")
-    assert plain.exit_code == 0 and "identical" in plain.output  # off by default
+    default = separate(path, "-i", "vn,vn", "-o", tmp_path / "d", "--format", "float32")
+    assert default.exit_code == 0 and "identical" not in default.output  # split by default
+    assert "where their parts cross" in default.output
+    np.testing.assert_array_equal(
+        np.stack([soundfile.read(tmp_path / "d" / "duet" / f"0{k}_vn.wav")[0] for k in (1, 2)]),
+        written,
+    )
+    plain = separate(path, "-i", "vn,vn", "-o", tmp_path / "b", "--no-pitch-voices")
+    assert plain.exit_code == 0 and "identical" in plain.output
     assert "--pitch-voices splits two of them by pitch" in plain.output  # and named
+
+
+def test_by_default_audio_is_split_and_a_video_is_not(tmp_path: Path) -> None:
+    """``pitch_voices=None``: a label model's pair is split where there is no picture (register
+    order), not where there is one (the motion could give a voice to the wrong player); a
+    model that is not label-only gets no note about the option it was not given."""
+    from vimss_cli.vision.queries import PlayerPlan
+
+    audio = PlayerPlan(tmp_path / "x.wav", ["vn", "vn", "vc"], has_video=False)
+    assert [q.voice for q in audio.queries(LABELS)] == [1, 2, 0]
+    assert not audio.warnings
+    video = PlayerPlan(tmp_path / "x.mp4", ["vn", "vn", "vc"], has_video=True)
+    assert [q.voice for q in video.queries(LABELS)] == [0, 0, 0]
+    (warning,) = [w for w in video.warnings if "identical" in w]
+    assert "--pitch-voices splits two of them by pitch" in warning
+    for config in (VOICES, VISUAL):
+        plan = PlayerPlan(tmp_path / "x.wav", ["vn", "cl"], has_video=False)
+        plan.queries(config)
+        assert not any("--pitch-voices" in note for note in plan.notes)
+    lone = PlayerPlan(tmp_path / "x.wav", ["vn", "cl"], has_video=False)
+    lone.queries(LABELS)
+    assert not lone.notes and not lone.warnings  # nothing to split, nothing said
 
 
 @pytest.mark.parametrize("layout", ["vn,vc,vn", "vn,vn,vn", "vn,cl"])
@@ -228,7 +271,7 @@ def test_only_pairs_are_split(tiny_models_dir: Path, tmp_path: Path, layout: str
     elif layout == "vn,vn,vn":  # three of one instrument: identical stems, and a warning
         assert [q.voice for q in queries] == [0, 0, 0]  # that says why, not to pass the flag
         (warning,) = [w for w in plan.warnings if "identical" in w]
-        assert "--pitch-voices splits two players of one instrument, not more" in warning
+        assert "split by pitch for two players of one instrument, not more" in warning
     else:  # nobody to split: a note says so
         assert [q.voice for q in queries] == [0, 0] and not plan.warnings
         assert "--pitch-voices: no two players share an instrument, so nothing is split" in (

@@ -83,8 +83,9 @@ class BatchOptions:
         strict: every doubt about the players is an error.
         pitch_voices: with a label model, split the stem of two players of one instrument
             into its upper and lower voice, given to the players by their motion (from a
-            video) or in register order (:mod:`vimss_cli.pitch_voices`; experimental); off,
-            the two stems are the same.
+            video) or in register order (:mod:`vimss_cli.pitch_voices`); ``False``: the two
+            stems are the same; ``None``: split for audio inputs, not for videos
+            (:meth:`~vimss_cli.vision.queries.PlayerPlan.queries`).
         split: ``False`` runs one pass over the whole input (an engine check).
         refine: soft masks on the mixture refine the stems (``Separator``'s ``refine``).
         harmonic: the masks are sharpened at each stem's pitch harmonics (``Separator``'s
@@ -106,7 +107,7 @@ class BatchOptions:
     boxes: str | None = None
     audio: Path | None = None
     strict: bool = False
-    pitch_voices: bool = False
+    pitch_voices: bool | None = None
     model: str = DEFAULT_MODEL_ALIAS
     device: str = "auto"
     precision: str = "fp32"

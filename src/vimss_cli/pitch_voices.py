@@ -20,17 +20,21 @@ Per short-time spectrum frame (:data:`FRAME_SECONDS`, a hop of 1/16 of it):
    is nearer; to the upper voice when neither was heard that recently.
 3. **Masks.** Each frequency bin goes to the voices in proportion to how near it lies to one
    of their harmonics (Gaussian, :data:`HARMONIC_WIDTH` of the harmonic's frequency wide);
-   what lies near no harmonic is shared among the voices that sound. The masks sum to one, so
-   the two voice stems sum to the stem they came from (up to float rounding).
+   what lies near no harmonic is shared among the voices that sound. Each voice then keeps
+   :data:`VOICE_LEAK` of the other's share (where lines cross, the voices swap notes; a hedged
+   split loses less there). The masks sum to one, so the two voice stems sum to the stem they
+   came from (up to float rounding).
 
 It streams: :class:`PitchVoiceSplitter` takes blocks of any length and gives the same samples
 whether the stem comes in one block or many, ``frame - hop`` samples later. The other channels
 of a recording replay the first channel's lines, so voice 1 is the same line in each.
 
-Experimental (``--pitch-voices``, off by default): measured on generated same-instrument duets
-it works, but on real solo recordings it finds a second pitch in most frames and splits the
-one player's melody between the voices (docs/video.md, "Split by pitch, with any label
-model").
+On by default for audio (``vimss separate -i vn,vn``; ``--no-pitch-voices`` keeps one shared
+stem), in register order: on generated pieces of real works and on real duets it gains on
+average over two identical stems, but where the two parts cross the voices take each other's
+notes, and on real solo recordings it finds a second pitch in most frames (docs/video.md,
+"Split by pitch, with any label model"). From a video only with ``--pitch-voices``: the motion
+that gives each voice to a player can be wrong.
 """
 
 from __future__ import annotations
@@ -76,6 +80,11 @@ HOLD_SECONDS = 0.5
 #: Width (standard deviation) of a harmonic's mask, as a share of its frequency; at least
 #: 1.5 frequency bins.
 HARMONIC_WIDTH = 0.012
+#: Each voice keeps this share of what the masks give the other (the split hedged towards the
+#: shared stem): where the two parts cross, the voices take each other's notes, and a voice
+#: then holds some of its own still. 0 splits fully, 0.5 not at all; measured on generated
+#: duets of real works and on real duets from Bach10 (docs/video.md, "A hedged split").
+VOICE_LEAK = 0.125
 
 #: Semitones looked at below and above each instrument's sounding range
 #: (:data:`vimss_cli.instruments.SOUNDING_RANGES`).
@@ -303,9 +312,11 @@ class _LineTracker:
         return out
 
 
-def voice_masks(lines: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
+def voice_masks(
+    lines: np.ndarray, sample_rate: int, frame: int, leak: float = VOICE_LEAK
+) -> np.ndarray:
     """``(T, 2)`` [upper, lower] pitches in Hz -> ``(2, T, bins)`` float32 masks that sum to
-    one."""
+    one, each voice keeping ``leak`` of the other's share."""
     near = np.stack([harmonic_comb(lines[:, voice], sample_rate, frame) for voice in (0, 1)])
     total = near[0] + near[1]  # (T, bins)
     sounding = (~np.isnan(lines)).T.astype(np.float32)  # (2, T)
@@ -314,7 +325,9 @@ def voice_masks(lines: np.ndarray, sample_rate: int, frame: int) -> np.ndarray:
     share = np.where(count > 0, sounding / np.maximum(count, 1.0), 0.5)[:, :, None]
     blend = np.minimum(total / np.float32(0.05), np.float32(1.0))  # 0 far from a harmonic
     harmonic_share = near / np.maximum(total, np.float32(1e-12))
-    return (blend * harmonic_share + (1.0 - blend) * share).astype(np.float32, copy=False)
+    masks = blend * harmonic_share + (1.0 - blend) * share
+    # (1 - leak) of its own share and leak of the other's: the other's share is 1 - its own
+    return (np.float32(leak) + np.float32(1.0 - 2.0 * leak) * masks).astype(np.float32, copy=False)
 
 
 class PitchVoiceSplitter:
@@ -326,11 +339,17 @@ class PitchVoiceSplitter:
     """
 
     def __init__(
-        self, instrument: str | None, sample_rate: int, replay: np.ndarray | None = None
+        self,
+        instrument: str | None,
+        sample_rate: int,
+        replay: np.ndarray | None = None,
+        leak: float = VOICE_LEAK,
     ) -> None:
         """``replay``: the ``(T, 2)`` lines another channel of the same recording found
-        (:attr:`lines`), used instead of this stem's own pitches, frame for frame."""
+        (:attr:`lines`), used instead of this stem's own pitches, frame for frame.
+        ``leak``: how much of the other voice's share each voice keeps (:data:`VOICE_LEAK`)."""
         self.sample_rate = sample_rate
+        self.leak = float(leak)
         self.frame = frame_length(sample_rate)
         self._stft = StreamingSTFT(1, 2, self.frame, self.frame // OVERLAP, self._split)
         self.delay = self._stft.lead
@@ -363,7 +382,7 @@ class PitchVoiceSplitter:
             lines[: len(known)] = known
         self._lines.append(lines)
         self.frames_done += count
-        masks = voice_masks(lines, self.sample_rate, self.frame)  # (2, T, bins)
+        masks = voice_masks(lines, self.sample_rate, self.frame, self.leak)  # (2, T, bins)
         return (masks * spectrum[None]).transpose(1, 0, 2)
 
     @property
@@ -373,9 +392,12 @@ class PitchVoiceSplitter:
         return np.concatenate(self._lines) if self._lines else np.zeros((0, 2))
 
 
-def split_voices(stem: np.ndarray, instrument: str | None, sample_rate: int) -> np.ndarray:
-    """A whole stem ``(n,)`` -> ``(2, n)`` float32: its upper and lower voice."""
-    splitter = PitchVoiceSplitter(instrument, sample_rate)
+def split_voices(
+    stem: np.ndarray, instrument: str | None, sample_rate: int, leak: float = VOICE_LEAK
+) -> np.ndarray:
+    """A whole stem ``(n,)`` -> ``(2, n)`` float32: its upper and lower voice, each keeping
+    ``leak`` of the other's (:data:`VOICE_LEAK`)."""
+    splitter = PitchVoiceSplitter(instrument, sample_rate, leak=leak)
     out = np.concatenate([splitter.feed(stem), splitter.finish()], axis=1)
     return out[:, : np.asarray(stem).size]
 

@@ -63,6 +63,15 @@ def eval_command(
             "Vid_*.mp4.",
         ),
     ] = "auto",
+    pitch_voices: Annotated[
+        bool,
+        typer.Option(
+            "--pitch-voices/--no-pitch-voices",
+            help="With a label model: split the stem of two players of one instrument by "
+            "pitch, as `vimss separate` does (labels: the first named the higher voice; "
+            "video: given to the players by their motion). --no-pitch-voices: one shared stem.",
+        ),
+    ] = True,
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Score mixture, IRM and IBM too.")
     ] = True,
@@ -189,6 +198,7 @@ def eval_command(
                 eval_rate,
                 separator=separator,
                 queries=queries,
+                pitch_voices=pitch_voices,
                 cache_dir=None if out_dir is None else out_dir / CACHE_NAME,
                 progress=_scoring_progress(update, console, show),
                 save_estimates=save_estimates,

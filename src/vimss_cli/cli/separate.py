@@ -108,14 +108,16 @@ def separate_command(
         ),
     ] = False,
     pitch_voices: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--pitch-voices",
+            "--pitch-voices/--no-pitch-voices",
             help="With a label model: split the stem of two players of one instrument into "
-            "its upper and lower voice, each given to the player whose motion follows it "
-            "(audio: higher first). Experimental: see docs/video.md.",
+            "its upper and lower voice (audio: the first named gets the higher), from a video "
+            "each given to the player whose motion follows it (experimental). Default: split "
+            "audio, not videos. See docs/video.md.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     model: ModelOption = "default",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[

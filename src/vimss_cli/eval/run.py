@@ -27,6 +27,7 @@ from vimss_cli.eval.systems import (
 )
 from vimss_cli.eval.tracks import Track
 from vimss_cli.note_classifier import load_note_classifier
+from vimss_cli.pitch_voices import VOICE_LEAK
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.soft_masks import HARMONIC_MASKS_VERSION
 
@@ -152,6 +153,7 @@ def evaluate(
     *,
     separator: Any | None = None,
     queries: str = "labels",
+    pitch_voices: bool = True,
     cache_dir: Path | None = None,
     progress: ProgressCallback | None = None,
     save_estimates: Path | None = None,
@@ -161,7 +163,9 @@ def evaluate(
 
     ``separator`` (a :class:`~vimss_cli.api.Separator`) is needed for the ``model`` system,
     which it runs with ``queries`` (``labels``, ``video``, or ``auto``: what the model takes,
-    :func:`~.systems.resolve_queries`). ``save_estimates``: a folder
+    :func:`~.systems.resolve_queries`); ``pitch_voices``: a label model's stem of two players
+    of one instrument is split by pitch, as ``vimss separate`` does
+    (:func:`~.systems.model_queries`). ``save_estimates``: a folder
     where the model's stems are written as they were scored (:func:`~.systems.estimate_paths`); the
     model then separates every track (the cache holds scores, not stems), and stems an earlier
     run saved there are refused before any work unless ``force``.
@@ -178,7 +182,7 @@ def evaluate(
     if "model" in systems:
         check_videos(tracks, queries, asked)
     cache = _Cache(cache_dir)
-    model_key = None if separator is None else _model_key(separator, queries)
+    model_key = None if separator is None else _model_key(separator, queries, pitch_voices)
 
     def key_of(track: Track, system: str) -> str:
         return json.dumps(
@@ -223,7 +227,7 @@ def evaluate(
                     gram = ReferenceGram(audio.references)
                 if system == "model":
                     tell("separating", track, system, index)
-                estimates = system_estimates(system, track, audio, separator, queries)
+                estimates = system_estimates(system, track, audio, separator, queries, pitch_voices)
                 saved: list[str] = []
                 if saving:
                     assert save_estimates is not None  # saving says so
@@ -323,9 +327,10 @@ def row_notes(stems: list[dict[str, Any]], protocol: str, rate: int) -> list[str
     return list(dict.fromkeys(notes))
 
 
-def _model_key(separator: Any, queries: str) -> list[Any]:
+def _model_key(separator: Any, queries: str, pitch_voices: bool = True) -> list[Any]:
     """What the model's scores depend on: its weights and config (not the checkpoint's path,
-    so a checkpoint retrained in place is scored again), its precision, and the queries."""
+    so a checkpoint retrained in place is scored again), its precision, the queries and
+    whether pairs are split by pitch (and how)."""
     from vimss_cli.checkpoint import weights_sha256
 
     model = separator.model
@@ -339,6 +344,7 @@ def _model_key(separator: Any, queries: str) -> list[Any]:
         HARMONIC_MASKS_VERSION if _harmonic(separator) else None,
         load_note_classifier().digest if _harmonic(separator) else None,
         NETWORK_LEVEL_VERSION,
+        [pitch_voices, VOICE_LEAK] if pitch_voices else False,
     ]
 
 

@@ -128,28 +128,37 @@ def baseline_estimates(system: str, audio: TrackAudio) -> np.ndarray:
     raise ValueError(f"unknown baseline {system!r}")
 
 
-def model_queries(separator: Any, track: Track, mode: str, notes: list[str]) -> list[Any]:
+def model_queries(
+    separator: Any, track: Track, mode: str, notes: list[str], pitch_voices: bool = True
+) -> list[Any]:
     """One query per player: its label, plus appearance and motion from the video (``video``).
 
-    With ``video``, the model's config decides what it takes; a label-only model gets labels,
-    and two players of one instrument as voices 1 and 2, split by pitch and given to the
-    players by their motion (:mod:`vimss_cli.pitch_voices`).
+    For a label-only model and ``pitch_voices``, two players of one instrument are queried as
+    voices 1 and 2, whose one stem is split by pitch (:mod:`vimss_cli.pitch_voices`), as
+    ``vimss separate`` does: with ``labels``, in register order (the first named the higher),
+    with ``video``, given to the players by their motion. With ``video``, the model's config
+    decides what else it takes.
     """
     from vimss_cli.conditioning import Query
+    from vimss_cli.vision.queries import PlayerPlan
 
     labels = list(track.instruments)
+    config = separator.model.config
+    label_only = not (config.appearance_dim or config.motion_channels or config.voices)
     if mode == "labels":
-        return [Query(code) for code in labels]
+        if not (label_only and pitch_voices and track.mixture is not None):
+            return [Query(code) for code in labels]
+        plan = PlayerPlan(track.mixture, labels, has_video=False)
+        queries = plan.queries(config)  # no picture: pairs split, in register order
+        notes.extend(f"{track.piece}: {note}" for note in plan.notes + plan.warnings)
+        return queries
     if track.video is None:
         raise _no_video_error([track.piece], mode)
     from vimss_cli.synth.video import generated_boxes
-    from vimss_cli.vision.queries import PlayerPlan
 
-    config = separator.model.config
     boxes = generated_boxes(track.video, len(labels))
     plan = PlayerPlan(track.video, labels, has_video=True, boxes=boxes)
-    label_only = not (config.appearance_dim or config.motion_channels or config.voices)
-    queries = plan.queries(config, pitch_voices=label_only)  # pairs split by pitch
+    queries = plan.queries(config, pitch_voices=label_only and pitch_voices)
     if label_only and not any(q.voice for q in queries):
         notes.append(f"{track.piece}: the model takes labels only; the video was not used")
     notes.extend(f"{track.piece}: {note}" for note in plan.notes + plan.warnings)
@@ -157,16 +166,21 @@ def model_queries(separator: Any, track: Track, mode: str, notes: list[str]) -> 
 
 
 def model_estimates(
-    separator: Any, track: Track, audio: TrackAudio, queries: str = "labels"
+    separator: Any,
+    track: Track,
+    audio: TrackAudio,
+    queries: str = "labels",
+    pitch_voices: bool = True,
 ) -> np.ndarray:
-    """Separate the track's mixture with ``separator`` (one query per player).
+    """Separate the track's mixture with ``separator`` (one query per player,
+    :func:`model_queries`).
 
     The mixture is read at the model's rate, separated, and the stems resampled to the
     evaluation rate and fitted to the references' length ``(K, N)``.
     """
     if track.mixture is None:
         raise InputError(f"piece {track.piece} has no mixture file to separate")
-    player_queries = model_queries(separator, track, queries, audio.notes)
+    player_queries = model_queries(separator, track, queries, audio.notes, pitch_voices)
     model_rate = separator.sample_rate
     mixture, native = read_mono(track.mixture)
     mixture = resample(mixture, native, model_rate).astype(np.float32)
@@ -246,11 +260,16 @@ def user_estimates(track: Track, audio: TrackAudio) -> np.ndarray:
 
 
 def system_estimates(
-    system: str, track: Track, audio: TrackAudio, separator: Any | None, queries: str
+    system: str,
+    track: Track,
+    audio: TrackAudio,
+    separator: Any | None,
+    queries: str,
+    pitch_voices: bool = True,
 ) -> np.ndarray:
     """The estimates ``(K, N)`` of ``system`` (``model``, ``estimates`` or a baseline)."""
     if system == "model":
-        return model_estimates(separator, track, audio, queries)
+        return model_estimates(separator, track, audio, queries, pitch_voices)
     if system == "estimates":
         return user_estimates(track, audio)
     return baseline_estimates(system, audio)

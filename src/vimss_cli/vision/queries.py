@@ -59,17 +59,22 @@ class PlayerPlan:
         """Label-only queries (what the stem file names are made from)."""
         return [Query(label) for label in self.labels]
 
-    def queries(self, config: ModelConfig, pitch_voices: bool = False) -> list[Query]:
+    def queries(self, config: ModelConfig, pitch_voices: bool | None = None) -> list[Query]:
         """The queries the model of ``config`` takes: the label, plus appearance and motion.
 
         With ``pitch_voices`` and a label model, two players of one instrument are queried
         as voices 1 and 2 (each with its motion, from a picture), whose one stem
-        :mod:`vimss_cli.pitch_voices` splits by pitch (experimental: docs/video.md). Adds
-        warnings when label-only queries repeat (their stems would be identical) and when
-        there are more players than the models were trained on.
+        :mod:`vimss_cli.pitch_voices` splits by pitch (docs/video.md). ``None`` (the default):
+        split where there is no picture (the voices then stay in register order, highest
+        first), not where there is one (its motion can give a voice to the wrong player).
+        Adds warnings when label-only queries repeat (their stems would be identical) and
+        when there are more players than the models were trained on.
         """
         label_only = not (config.voices or config.appearance_dim or config.motion_channels)
-        if pitch_voices and not label_only:
+        asked = pitch_voices is True
+        if pitch_voices is None:
+            pitch_voices = not self.has_video
+        if asked and not label_only:
             shared = sorted({str(c) for c in self.labels if c and self.labels.count(c) > 1})
             if shared and not config.voices and not self.has_video:
                 self.notes.append(
@@ -88,7 +93,7 @@ class PlayerPlan:
         elif pitch_voices and label_only:
             # a label model hears two players of one instrument as one stem, which
             # vimss_cli.pitch_voices splits by pitch into voice 1 and voice 2
-            queries = self._voice_queries(queries, 2, must_match=False)
+            queries = self._voice_queries(queries, 2, by_pitch=True)
         if len(queries) > MOST_TRAINED_PLAYERS:
             self.warnings.append(
                 f"{self.path.name}: {len(queries)} players, but the models were trained on "
@@ -105,23 +110,23 @@ class PlayerPlan:
         splitting = pitch_voices and label_only
         if repeated:
             hint = (
-                "--pitch-voices splits two players of one instrument, not more"
+                "a label model's stem is split by pitch for two players of one instrument, not more"
                 if splitting
                 else "a video model tells same-instrument players apart by what it sees; with "
-                "a label model, --pitch-voices splits two of them by pitch, an experiment"
+                "a label model, --pitch-voices splits two of them by pitch"
             )
             self.warnings.append(
                 f"{self.path.name}: several players are queried as {', '.join(repeated)} with "
                 f"nothing else to tell them apart, so their stems will be identical ({hint})"
             )
-        elif splitting and not any(q.voice for q in queries):
+        elif asked and label_only and not any(q.voice for q in queries):
             self.notes.append(
                 "--pitch-voices: no two players share an instrument, so nothing is split"
             )
         return queries
 
     def _voice_queries(
-        self, queries: list[Query], most: int, must_match: bool = True
+        self, queries: list[Query], most: int, by_pitch: bool = False
     ) -> list[Query]:
         """For a model that tells voices apart (or a label model, whose stem of two players
         of one instrument is split by pitch, ``most`` 2): the players of an instrument that
@@ -129,8 +134,8 @@ class PlayerPlan:
         picture, each carries its player's motion (:meth:`_sorting_motion`), by which the
         stems are then given to the players (``vimss_cli.voices.VoiceSorter``); without one,
         the stems stay in voice order, highest first. Where the picture shows another number
-        of players than the queries, that is an error, or with ``must_match=False`` a
-        warning and voice order."""
+        of players than the queries, that is an error, or for a stem split ``by_pitch`` (a
+        label model's) a warning and voice order."""
         labels = [q.instrument for q in queries]
         shared = [
             code for code in dict.fromkeys(labels) if code and 2 <= labels.count(code) <= most
@@ -143,16 +148,22 @@ class PlayerPlan:
             try:
                 motions, rate = self._sorting_motion(len(queries))
             except InputError as error:
-                if must_match:
+                if not by_pitch:
                     raise
                 self.warnings.append(
                     f"{self.path.name}: the players of {', '.join(shared)} are separated by "
                     f"register, highest first, but cannot be matched to who plays ({error})"
                 )
         else:
+            crossing = (
+                "; where their parts cross, the stems take each other's notes "
+                "(--no-pitch-voices: one shared stem)"
+                if by_pitch
+                else ""
+            )
             self.notes.append(
                 f"no picture: the players of {', '.join(shared)} are separated by register, "
-                "highest first, and cannot be matched to who plays"
+                f"highest first, and cannot be matched to who plays{crossing}"
             )
         voiced = []
         for index, query in enumerate(queries):
