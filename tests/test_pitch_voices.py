@@ -217,7 +217,7 @@ def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_pa
     result = separate(path, "-i", "vn,vn", "-o", tmp_path / "out", "--format", "float32",
                       "--pitch-voices")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "separated by register, highest first" in result.output
+    assert "split by register, the higher voice to the first named" in result.output
     assert "identical" not in result.output
     written = np.stack(
         [soundfile.read(tmp_path / "out" / "duet" / f"0{k}_vn.wav")[0] for k in (1, 2)]
@@ -232,22 +232,28 @@ def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_pa
     )
     plain = separate(path, "-i", "vn,vn", "-o", tmp_path / "b", "--no-pitch-voices")
     assert plain.exit_code == 0 and "identical" in plain.output
-    assert "--pitch-voices splits two of them by pitch" in plain.output  # and named
+    assert "splits two of them by pitch unless --no-pitch-voices" in plain.output  # and why
 
 
-def test_by_default_audio_is_split_and_a_video_is_not(tmp_path: Path) -> None:
-    """``pitch_voices=None``: a label model's pair is split where there is no picture (register
-    order), not where there is one (the motion could give a voice to the wrong player); a
-    model that is not label-only gets no note about the option it was not given."""
+def test_by_default_pairs_are_split_in_register_order_with_a_warning(tmp_path: Path) -> None:
+    """``pitch_voices=None``: a label model's pair is split in register order, the higher
+    voice to the first named (in a video, the one further left) and not by the players' motion
+    (which can be wrong), with a warning that the parts may cross; a model that is not
+    label-only gets no note about the option it was not given."""
     from vimss_cli.vision.queries import PlayerPlan
 
     audio = PlayerPlan(tmp_path / "x.wav", ["vn", "vn", "vc"], has_video=False)
     assert [q.voice for q in audio.queries(LABELS)] == [1, 2, 0]
-    assert not audio.warnings
-    video = PlayerPlan(tmp_path / "x.mp4", ["vn", "vn", "vc"], has_video=True)
-    assert [q.voice for q in video.queries(LABELS)] == [0, 0, 0]
-    (warning,) = [w for w in video.warnings if "identical" in w]
-    assert "--pitch-voices splits two of them by pitch" in warning
+    (warning,) = audio.warnings
+    assert "the higher voice to the first named; where their parts cross" in warning
+    assert "--pitch-voices: by their motion" not in warning
+    video = PlayerPlan(tmp_path / "x.mp4", ["vn", "vn", "vc"], has_video=True)  # not read
+    queries = video.queries(LABELS)
+    assert [q.voice for q in queries] == [1, 2, 0]
+    assert all(q.motion is None for q in queries)  # no voice sorter: register order
+    (warning,) = video.warnings
+    assert "the higher voice to the one further left" in warning
+    assert "--pitch-voices: by their motion, experimental" in warning
     for config in (VOICES, VISUAL):
         plan = PlayerPlan(tmp_path / "x.wav", ["vn", "cl"], has_video=False)
         plan.queries(config)
@@ -267,7 +273,8 @@ def test_only_pairs_are_split(tiny_models_dir: Path, tmp_path: Path, layout: str
     queries = plan.queries(config, pitch_voices=True)
     if layout == "vn,vc,vn":
         assert [q.voice for q in queries] == [1, 0, 2]
-        assert not plan.warnings
+        (warning,) = plan.warnings  # only that the parts may cross
+        assert "where their parts cross" in warning
     elif layout == "vn,vn,vn":  # three of one instrument: identical stems, and a warning
         assert [q.voice for q in queries] == [0, 0, 0]  # that says why, not to pass the flag
         (warning,) = [w for w in plan.warnings if "identical" in w]

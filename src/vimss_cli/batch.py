@@ -81,10 +81,10 @@ class BatchOptions:
         players, boxes: hints for finding the players in a video.
         audio: the sound of a silent video (a batch of one input).
         strict: every doubt about the players is an error.
-        pitch_voices: with a label model, split the stem of two players of one instrument
-            into its upper and lower voice, given to the players by their motion (from a
-            video) or in register order (:mod:`vimss_cli.pitch_voices`); ``False``: the two
-            stems are the same; ``None``: split for audio inputs, not for videos
+        pitch_voices: with a label model, the stem of two players of one instrument is split
+            into its upper and lower voice (:mod:`vimss_cli.pitch_voices`): ``None``, in
+            register order; ``True``, from a video given to the players by their motion;
+            ``False``: not split, the two stems are the same
             (:meth:`~vimss_cli.vision.queries.PlayerPlan.queries`).
         split: ``False`` runs one pass over the whole input (an engine check).
         refine: soft masks on the mixture refine the stems (``Separator``'s ``refine``).

@@ -111,10 +111,11 @@ def separate_command(
         bool | None,
         typer.Option(
             "--pitch-voices/--no-pitch-voices",
-            help="With a label model: split the stem of two players of one instrument into "
-            "its upper and lower voice (audio: the first named gets the higher), from a video "
-            "each given to the player whose motion follows it (experimental). Default: split "
-            "audio, not videos. See docs/video.md.",
+            help="With a label model, the stem of two players of one instrument is split into "
+            "its upper and lower voice by default, the higher to the first named (in a video, "
+            "the one further left). --pitch-voices: from a video, each voice given to the "
+            "player whose motion follows it (experimental). --no-pitch-voices: one shared "
+            "stem. See docs/video.md.",
             show_default=False,
         ),
     ] = None,

@@ -62,18 +62,18 @@ class PlayerPlan:
     def queries(self, config: ModelConfig, pitch_voices: bool | None = None) -> list[Query]:
         """The queries the model of ``config`` takes: the label, plus appearance and motion.
 
-        With ``pitch_voices`` and a label model, two players of one instrument are queried
-        as voices 1 and 2 (each with its motion, from a picture), whose one stem
-        :mod:`vimss_cli.pitch_voices` splits by pitch (docs/video.md). ``None`` (the default):
-        split where there is no picture (the voices then stay in register order, highest
-        first), not where there is one (its motion can give a voice to the wrong player).
-        Adds warnings when label-only queries repeat (their stems would be identical) and
-        when there are more players than the models were trained on.
+        With a label model, two players of one instrument are queried as voices 1 and 2,
+        whose one stem :mod:`vimss_cli.pitch_voices` splits by pitch (docs/video.md), unless
+        ``pitch_voices`` is ``False``. ``None`` (the default): the voices in register order,
+        the higher to the first named (from a video, the one further left); ``True``: from a
+        video, each voice given to the player whose motion follows it (experimental: the
+        motion can be wrong). Adds warnings when label-only queries repeat (their stems would
+        be identical), when the split may swap the players, and when there are more players
+        than the models were trained on.
         """
         label_only = not (config.voices or config.appearance_dim or config.motion_channels)
         asked = pitch_voices is True
-        if pitch_voices is None:
-            pitch_voices = not self.has_video
+        split = pitch_voices is not False
         if asked and not label_only:
             shared = sorted({str(c) for c in self.labels if c and self.labels.count(c) > 1})
             if shared and not config.voices and not self.has_video:
@@ -87,13 +87,13 @@ class PlayerPlan:
                     "--pitch-voices is for label-only models: this one tells the players apart "
                     "by what it was trained on, and the option is not used"
                 )
-        queries = self._queries(config, pitch_voices and label_only)
+        queries = self._queries(config, asked and label_only)
         if config.voices:
             queries = self._voice_queries(queries, config.voices)
-        elif pitch_voices and label_only:
+        elif split and label_only:
             # a label model hears two players of one instrument as one stem, which
             # vimss_cli.pitch_voices splits by pitch into voice 1 and voice 2
-            queries = self._voice_queries(queries, 2, by_pitch=True)
+            queries = self._voice_queries(queries, 2, by_pitch=True, by_motion=asked)
         if len(queries) > MOST_TRAINED_PLAYERS:
             self.warnings.append(
                 f"{self.path.name}: {len(queries)} players, but the models were trained on "
@@ -107,13 +107,13 @@ class PlayerPlan:
         repeated = sorted(
             {label or "unknown" for label in labels_only if labels_only.count(label) > 1}
         )
-        splitting = pitch_voices and label_only
+        splitting = split and label_only
         if repeated:
             hint = (
                 "a label model's stem is split by pitch for two players of one instrument, not more"
                 if splitting
-                else "a video model tells same-instrument players apart by what it sees; with "
-                "a label model, --pitch-voices splits two of them by pitch"
+                else "a video model tells same-instrument players apart by what it sees; a "
+                "label model splits two of them by pitch unless --no-pitch-voices is given"
             )
             self.warnings.append(
                 f"{self.path.name}: several players are queried as {', '.join(repeated)} with "
@@ -126,16 +126,17 @@ class PlayerPlan:
         return queries
 
     def _voice_queries(
-        self, queries: list[Query], most: int, by_pitch: bool = False
+        self, queries: list[Query], most: int, by_pitch: bool = False, by_motion: bool = True
     ) -> list[Query]:
         """For a model that tells voices apart (or a label model, whose stem of two players
         of one instrument is split by pitch, ``most`` 2): the players of an instrument that
         two to ``most`` players share are queried as voices 1, 2, ... left to right. With a
-        picture, each carries its player's motion (:meth:`_sorting_motion`), by which the
-        stems are then given to the players (``vimss_cli.voices.VoiceSorter``); without one,
-        the stems stay in voice order, highest first. Where the picture shows another number
-        of players than the queries, that is an error, or for a stem split ``by_pitch`` (a
-        label model's) a warning and voice order."""
+        picture (and ``by_motion``, always so for a model's own voices), each carries its
+        player's motion (:meth:`_sorting_motion`), by which the stems are then given to the
+        players (``vimss_cli.voices.VoiceSorter``); else the stems stay in voice order,
+        highest first, with a warning for a split ``by_pitch``. Where the picture shows
+        another number of players than the queries, that is an error, or for a stem split
+        ``by_pitch`` (a label model's) a warning and voice order."""
         labels = [q.instrument for q in queries]
         shared = [
             code for code in dict.fromkeys(labels) if code and 2 <= labels.count(code) <= most
@@ -144,7 +145,7 @@ class PlayerPlan:
             return queries
         motions: list[np.ndarray] | None = None
         rate = None
-        if self.has_video:
+        if self.has_video and (by_motion or not by_pitch):
             try:
                 motions, rate = self._sorting_motion(len(queries))
             except InputError as error:
@@ -154,16 +155,18 @@ class PlayerPlan:
                     f"{self.path.name}: the players of {', '.join(shared)} are separated by "
                     f"register, highest first, but cannot be matched to who plays ({error})"
                 )
-        else:
-            crossing = (
-                "; where their parts cross, the stems take each other's notes "
-                "(--no-pitch-voices: one shared stem)"
-                if by_pitch
-                else ""
+        elif by_pitch:  # register order: the score's, as URMP names and seats the players
+            first = "the one further left" if self.has_video else "the first named"
+            other = "; --pitch-voices: by their motion, experimental" if self.has_video else ""
+            self.warnings.append(
+                f"{self.path.name}: the players of {', '.join(shared)} are split by register, "
+                f"the higher voice to {first}; where their parts cross, the stems swap notes "
+                f"(--no-pitch-voices: one shared stem{other})"
             )
+        else:
             self.notes.append(
                 f"no picture: the players of {', '.join(shared)} are separated by register, "
-                f"highest first, and cannot be matched to who plays{crossing}"
+                "highest first, and cannot be matched to who plays"
             )
         voiced = []
         for index, query in enumerate(queries):
