@@ -29,12 +29,13 @@ It streams: :class:`PitchVoiceSplitter` takes blocks of any length and gives the
 whether the stem comes in one block or many, ``frame - hop`` samples later. The other channels
 of a recording replay the first channel's lines, so voice 1 is the same line in each.
 
-On by default for audio (``vimss separate -i vn,vn``; ``--no-pitch-voices`` keeps one shared
-stem), in register order: on generated pieces of real works and on real duets it gains on
-average over two identical stems, but where the two parts cross the voices take each other's
-notes, and on real solo recordings it finds a second pitch in most frames (docs/video.md,
-"Split by pitch, with any label model"). From a video only with ``--pitch-voices``: the motion
-that gives each voice to a player can be wrong.
+On by default (``vimss separate -i vn,vn``; ``--no-pitch-voices`` keeps one shared stem), in
+register order, the higher voice to the first named player (in a video, the one further left):
+on generated pieces of real works and on real duets it gains on average over two identical
+stems, but where the two parts cross the voices take each other's notes, and on real solo
+recordings it finds a second pitch in most frames (docs/video.md, "Split by pitch, with any
+label model"). ``--pitch-voices`` gives the voices to the players by their motion in a video
+(:mod:`vimss_cli.voices`), which measured worse than register order on generated duets.
 """
 
 from __future__ import annotations
