@@ -235,11 +235,14 @@ def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_pa
     assert "splits two of them by pitch unless --no-pitch-voices" in plain.output  # and why
 
 
-def test_by_default_pairs_are_split_in_register_order_with_a_warning(tmp_path: Path) -> None:
+def test_by_default_pairs_are_split_in_register_order_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``pitch_voices=None``: a label model's pair is split in register order, the higher
-    voice to the first named (in a video, the one further left) and not by the players' motion
-    (which can be wrong), with a warning that the parts may cross; a model that is not
-    label-only gets no note about the option it was not given."""
+    voice to the first named (in a video, the one further left) and not by frame differences
+    (which measured worse), with a warning that the parts may cross; by the true keypoints
+    beside a generated video; a model that is not label-only gets no note about the option
+    it was not given."""
     from vimss_cli.vision.queries import PlayerPlan
 
     audio = PlayerPlan(tmp_path / "x.wav", ["vn", "vn", "vc"], has_video=False)
@@ -254,6 +257,14 @@ def test_by_default_pairs_are_split_in_register_order_with_a_warning(tmp_path: P
     (warning,) = video.warnings
     assert "the higher voice to the one further left" in warning
     assert "--pitch-voices: by their motion, experimental" in warning
+    # a generated video with its players' true keypoints beside it: the motion decides
+    (tmp_path / "Pose_01_x_vn_vn.npz").write_bytes(b"")
+    posed = PlayerPlan(tmp_path / "Vid_01_x_vn_vn.mp4", ["vn", "vn"], has_video=True)
+    motions = [np.zeros((3, 10)), np.ones((3, 10))]
+    monkeypatch.setattr(PlayerPlan, "_sorting_motion", lambda self, players: (motions, 15.0))
+    queries = posed.queries(LABELS)
+    assert [q.voice for q in queries] == [1, 2] and queries[1].motion is motions[1]
+    assert not posed.warnings
     for config in (VOICES, VISUAL):
         plan = PlayerPlan(tmp_path / "x.wav", ["vn", "cl"], has_video=False)
         plan.queries(config)

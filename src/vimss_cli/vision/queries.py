@@ -65,9 +65,10 @@ class PlayerPlan:
         With a label model, two players of one instrument are queried as voices 1 and 2,
         whose one stem :mod:`vimss_cli.pitch_voices` splits by pitch (docs/video.md), unless
         ``pitch_voices`` is ``False``. ``None`` (the default): the voices in register order,
-        the higher to the first named (from a video, the one further left); ``True``: from a
-        video, each voice given to the player whose motion follows it (experimental: the
-        motion can be wrong). Adds warnings when label-only queries repeat (their stems would
+        the higher to the first named (from a video, the one further left), or by the players'
+        true keypoints where a generated video has them beside it; ``True``: from a video,
+        each voice given to the player whose motion follows it (experimental: frame
+        differences can give it to the wrong player). Adds warnings when label-only queries repeat (their stems would
         be identical), when the split may swap the players, and when there are more players
         than the models were trained on.
         """
@@ -145,6 +146,10 @@ class PlayerPlan:
             return queries
         motions: list[np.ndarray] | None = None
         rate = None
+        # the true keypoints beside a generated video say whose voice is whose better than
+        # register order does; frame differences, all any other video has, say it worse
+        # (docs/video.md, "From a video")
+        by_motion = by_motion or (self.has_video and pose_file_for(self.path).is_file())
         if self.has_video and (by_motion or not by_pitch):
             try:
                 motions, rate = self._sorting_motion(len(queries))
