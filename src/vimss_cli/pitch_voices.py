@@ -34,8 +34,9 @@ register order, the higher voice to the first named player (in a video, the one 
 on generated pieces of real works and on real duets it gains on average over two identical
 stems, but where the two parts cross the voices take each other's notes, and on real solo
 recordings it finds a second pitch in most frames (docs/video.md, "Split by pitch, with any
-label model"). ``--pitch-voices`` gives the voices to the players by their motion in a video
-(:mod:`vimss_cli.voices`), which measured worse than register order on generated duets.
+label model"). In a generated video with the players' true keypoints beside it, their motion
+gives the voices to the players (:mod:`vimss_cli.voices`); ``--pitch-voices`` asks for that in
+any video, where frame differences measured worse than register order.
 """
 
 from __future__ import annotations

@@ -68,9 +68,9 @@ class PlayerPlan:
         the higher to the first named (from a video, the one further left), or by the players'
         true keypoints where a generated video has them beside it; ``True``: from a video,
         each voice given to the player whose motion follows it (experimental: frame
-        differences can give it to the wrong player). Adds warnings when label-only queries repeat (their stems would
-        be identical), when the split may swap the players, and when there are more players
-        than the models were trained on.
+        differences can give it to the wrong player). Adds warnings when label-only queries
+        repeat (their stems would be identical), when the split may swap the players, and
+        when there are more players than the models were trained on.
         """
         label_only = not (config.voices or config.appearance_dim or config.motion_channels)
         asked = pitch_voices is True
