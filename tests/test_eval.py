@@ -966,3 +966,49 @@ def test_harmonic_masks_are_the_default_and_no_harmonic_gives_soft_masks(
     assert scored == ["model", "model"]  # the cache tells the two refinements apart
     harmonic, soft = (by_system(documents[flag])["model"] for flag in documents)
     assert [r["SDR"] for r in harmonic] != [r["SDR"] for r in soft]
+
+
+def test_a_pair_of_one_instrument_is_split_as_separate_splits_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A label model's two cellos: split by pitch by default (the run says "register"), one
+    shared stem with --no-pitch-voices ("off"); the cache tells the two apart."""
+    from conftest import make_tiny_model
+    from vimss_cli.checkpoint import save_checkpoint
+
+    root = tmp_path / "urmp"
+    make_piece(root, "03_Duet_vc_vc")
+    model = tmp_path / "model.safetensors"
+    save_checkpoint(model, make_tiny_model(seed=0), {"trained": True})
+    scored = scored_systems(monkeypatch)
+    documents, stems = {}, {}
+    for flag in ("--pitch-voices", "--no-pitch-voices"):
+        kept = tmp_path / f"stems{flag}"
+        args = ("--dataset", "urmp", "--root", root, "--model", model, "--no-baselines", "--out",
+                tmp_path / "run", "--force", "--json", "--save-estimates", kept)  # fmt: skip
+        result = run(*args, flag) if flag == "--no-pitch-voices" else run(*args)
+        assert result.exit_code == 0, result.stderr
+        documents[flag] = json.loads(result.stdout)
+        folder = kept / "03_Duet_vc_vc"
+        stems[flag] = [soundfile.read(p)[0] for p in sorted(folder.glob("*.wav"))]
+    assert documents["--pitch-voices"]["pitch_voices"] == "register"
+    assert documents["--no-pitch-voices"]["pitch_voices"] == "off"
+    assert scored == ["model", "model"]
+    split, shared = stems["--pitch-voices"], stems["--no-pitch-voices"]
+    assert np.abs(split[0] - split[1]).max() > 1e-3  # the voices differ
+    mixture = soundfile.read(root / "03_Duet_vc_vc" / "AuMix_03_Duet_vc_vc.wav")[0]
+    np.testing.assert_allclose(split[0] + split[1], mixture, atol=1e-3)  # the mixture, split
+    np.testing.assert_array_equal(shared[0], shared[1])  # one stem, twice
+    assert any("split by register" in note for note in documents["--pitch-voices"]["notes"])
+
+
+def test_compare_warns_when_the_pairs_were_split_otherwise(tmp_path: Path) -> None:
+    rows = [(f"p{i}", float(i)) for i in range(4)]
+    fields = {"model": "m", "queries": "labels"}
+    register = write_run(tmp_path / "register", rows, **fields, pitch_voices="register")
+    off = write_run(tmp_path / "off", rows, **fields, pitch_voices="off")
+    old = write_run(tmp_path / "old", rows, **fields)  # from before the setting was recorded
+    (warning,) = run("compare", register, off).stderr.splitlines()
+    assert "splits of two players of one instrument (register, off)" in warning
+    (warning,) = run("compare", old, register).stderr.splitlines()
+    assert "(unknown, register)" in warning

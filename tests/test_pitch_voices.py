@@ -74,6 +74,9 @@ def test_each_voice_keeps_its_leak_of_the_other() -> None:
     expected = (1.0 - VOICE_LEAK) * full + VOICE_LEAK * full[::-1]
     np.testing.assert_allclose(hedged, expected, atol=1e-5)
     np.testing.assert_allclose(hedged.sum(axis=0), stem, atol=1e-5)
+    for wrong in (-0.1, 0.6):  # a leak past a half would swap the voices
+        with pytest.raises(ValueError, match="leak must lie in"):
+            split_voices(stem, "vn", SPLIT_RATE, leak=wrong)
 
 
 def test_a_lone_tone_is_one_voice_until_the_other_enters() -> None:
@@ -230,6 +233,10 @@ def test_a_label_model_splits_two_violins_by_pitch(tiny_models_dir: Path, tmp_pa
         np.stack([soundfile.read(tmp_path / "d" / "duet" / f"0{k}_vn.wav")[0] for k in (1, 2)]),
         written,
     )
+    # the split's doubt is a warning, so --strict refuses it (as the identical stems before)
+    strict = separate(path, "-i", "vn,vn", "-o", tmp_path / "s", "--strict")
+    assert strict.exit_code == 2 and "split by register" in strict.output
+    assert not (tmp_path / "s" / "duet").exists()
     plain = separate(path, "-i", "vn,vn", "-o", tmp_path / "b", "--no-pitch-voices")
     assert plain.exit_code == 0 and "identical" in plain.output
     assert "splits two of them by pitch unless --no-pitch-voices" in plain.output  # and why

@@ -789,17 +789,27 @@ class Separator:
         return _Refiner(len(heard), settings)
 
     def plan_queries(
-        self, input_path: str | Path, audio_path: str | Path | None = None
+        self,
+        input_path: str | Path,
+        audio_path: str | Path | None = None,
+        pitch_voices: bool | None = None,
     ) -> list[Query]:
         """The queries for an input with no instrument list: the instruments of its
         URMP-style name, else the players the video front end finds (with appearance and
         motion when this model takes them). :class:`InputError` for audio with neither.
-        The plan's warnings (an unknown instrument, a doubtful layout) are
-        :meth:`separate_file`'s report's when it plans the queries itself."""
-        return self._planned(input_path, audio_path)[0]
+        With a label model, two players of one instrument are queried as voices 1 and 2, whose
+        one stem is split by pitch (``pitch_voices``, as
+        :meth:`~vimss_cli.vision.queries.PlayerPlan.queries` takes it: by default in register
+        order; ``False``: one shared stem). The plan's warnings (an unknown instrument, a
+        doubtful layout, the split) are :meth:`separate_file`'s report's when it plans the
+        queries itself (with the default split)."""
+        return self._planned(input_path, audio_path, pitch_voices)[0]
 
     def _planned(
-        self, input_path: str | Path, audio_path: str | Path | None = None
+        self,
+        input_path: str | Path,
+        audio_path: str | Path | None = None,
+        pitch_voices: bool | None = None,
     ) -> tuple[list[Query], list[str], float]:
         """:meth:`plan_queries`, with the plan's warnings and the seconds it took."""
         from vimss_cli.media import probe as probe_media
@@ -808,7 +818,7 @@ class Separator:
         started = time.perf_counter()
         info = probe_media(Path(input_path))
         plan = plan_players(info, None, name_path=None if audio_path is None else Path(audio_path))
-        queries = plan.queries(self.model.config)  # may add warnings of its own
+        queries = plan.queries(self.model.config, pitch_voices)  # may add warnings of its own
         return queries, list(plan.warnings), time.perf_counter() - started
 
     def separate_file(

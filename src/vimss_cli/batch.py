@@ -83,7 +83,8 @@ class BatchOptions:
         strict: every doubt about the players is an error.
         pitch_voices: with a label model, the stem of two players of one instrument is split
             into its upper and lower voice (:mod:`vimss_cli.pitch_voices`): ``None``, in
-            register order; ``True``, from a video given to the players by their motion;
+            register order (or by a generated video's true keypoints); ``True``, from a video
+            given to the players by their motion;
             ``False``: not split, the two stems are the same
             (:meth:`~vimss_cli.vision.queries.PlayerPlan.queries`).
         split: ``False`` runs one pass over the whole input (an engine check).

@@ -318,7 +318,9 @@ def voice_masks(
     lines: np.ndarray, sample_rate: int, frame: int, leak: float = VOICE_LEAK
 ) -> np.ndarray:
     """``(T, 2)`` [upper, lower] pitches in Hz -> ``(2, T, bins)`` float32 masks that sum to
-    one, each voice keeping ``leak`` of the other's share."""
+    one, each voice keeping ``leak`` of the other's share: also where one voice rests (a lone
+    pitch may have gone to the wrong voice; leaking only where both sound measured worse on
+    every set, docs/video.md), so a resting voice holds the other at ``leak`` (-18 dB)."""
     near = np.stack([harmonic_comb(lines[:, voice], sample_rate, frame) for voice in (0, 1)])
     total = near[0] + near[1]  # (T, bins)
     sounding = (~np.isnan(lines)).T.astype(np.float32)  # (2, T)
@@ -349,7 +351,10 @@ class PitchVoiceSplitter:
     ) -> None:
         """``replay``: the ``(T, 2)`` lines another channel of the same recording found
         (:attr:`lines`), used instead of this stem's own pitches, frame for frame.
-        ``leak``: how much of the other voice's share each voice keeps (:data:`VOICE_LEAK`)."""
+        ``leak``: how much of the other voice's share each voice keeps (:data:`VOICE_LEAK`),
+        from 0 (the full split) to 0.5 (no split)."""
+        if not 0.0 <= leak <= 0.5:
+            raise ValueError(f"leak must lie in [0, 0.5], got {leak}")
         self.sample_rate = sample_rate
         self.leak = float(leak)
         self.frame = frame_length(sample_rate)

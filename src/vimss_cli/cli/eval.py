@@ -64,14 +64,17 @@ def eval_command(
         ),
     ] = "auto",
     pitch_voices: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--pitch-voices/--no-pitch-voices",
-            help="With a label model: split the stem of two players of one instrument by "
-            "pitch, as `vimss separate` does (labels: the first named the higher voice; "
-            "video: given to the players by their motion). --no-pitch-voices: one shared stem.",
+            help="With a label model, the stem of two players of one instrument is split by "
+            "pitch as `vimss separate` splits it: by default in register order, the first "
+            "named the higher (video: by the true keypoints where Pose_*.npz lies beside). "
+            "--pitch-voices: with --queries video, by the players' motion. "
+            "--no-pitch-voices: one shared stem.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Score mixture, IRM and IBM too.")
     ] = True,

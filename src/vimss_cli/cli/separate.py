@@ -113,9 +113,10 @@ def separate_command(
             "--pitch-voices/--no-pitch-voices",
             help="With a label model, the stem of two players of one instrument is split into "
             "its upper and lower voice by default, the higher to the first named (in a video, "
-            "the one further left). --pitch-voices: from a video, each voice given to the "
-            "player whose motion follows it (experimental). --no-pitch-voices: one shared "
-            "stem. See docs/video.md.",
+            "the one further left; in a generated one with Pose_*.npz beside it, by the true "
+            "keypoints). --pitch-voices: from any video, each voice given to the player whose "
+            "motion follows it (experimental). --no-pitch-voices: one shared stem. See "
+            "docs/video.md.",
             show_default=False,
         ),
     ] = None,

@@ -252,6 +252,7 @@ def run_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
         ("queries", "queries"),
         ("refined", "refinements (masks on the model's stems)"),
         ("harmonic", "masks (harmonic or plain soft masks)"),
+        ("pitch_voices", "splits of two players of one instrument"),
     ):
         values = [_setting(run, key) for run in (first, second)]
         if values[0] != values[1]:
@@ -261,9 +262,12 @@ def run_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
 
 
 def _setting(run: dict[str, Any], key: str) -> Any:
-    """A run's setting; a refined run from before harmonic masks existed used soft masks."""
+    """A run's setting; a refined run from before harmonic masks existed used soft masks, and
+    one from before the pitch split was recorded split in an unknown way."""
     if key == "harmonic" and key not in run and run.get("refined") is not None:
         return False
+    if key == "pitch_voices" and key not in run and run.get("model") is not None:
+        return "unknown"
     return run.get(key)
 
 

@@ -48,6 +48,9 @@ class Evaluation:
     refined: bool | None = None
     #: whether those masks were harmonic (``Separator.harmonic``)
     harmonic: bool | None = None
+    #: how a label-only model's stem of two players of one instrument was split
+    #: (:func:`split_setting`); ``None`` for another model or none
+    pitch_voices: str | None = None
 
     def describe_model(self) -> str:
         """``"model vimss-synth-cpu-v4, label queries, refined by soft masks"``, or ``""``
@@ -58,7 +61,9 @@ class Evaluation:
         how = "the network's own output"
         if self.refined:
             how = "refined by harmonic masks" if self.harmonic else "refined by soft masks"
-        return f"model {self.model}, {mode} queries, {how}"
+        split = {"motion": ", pairs split by pitch and motion", "off": ", pairs not split"}
+        pairs = split.get(self.pitch_voices or "", "")
+        return f"model {self.model}, {mode} queries, {how}{pairs}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +74,7 @@ class Evaluation:
             "queries": self.queries,
             "refined": self.refined,
             "harmonic": self.harmonic,
+            "pitch_voices": self.pitch_voices,
             "whole_signal": "BSS Eval v3 bss_eval_sources (mir_eval), 512-tap filters",
             "framewise": PROTOCOL_TEXT[self.protocol],
             "stems": self.stems,
@@ -153,7 +159,7 @@ def evaluate(
     *,
     separator: Any | None = None,
     queries: str = "labels",
-    pitch_voices: bool = True,
+    pitch_voices: bool | None = None,
     cache_dir: Path | None = None,
     progress: ProgressCallback | None = None,
     save_estimates: Path | None = None,
@@ -163,8 +169,8 @@ def evaluate(
 
     ``separator`` (a :class:`~vimss_cli.api.Separator`) is needed for the ``model`` system,
     which it runs with ``queries`` (``labels``, ``video``, or ``auto``: what the model takes,
-    :func:`~.systems.resolve_queries`); ``pitch_voices``: a label model's stem of two players
-    of one instrument is split by pitch, as ``vimss separate`` does
+    :func:`~.systems.resolve_queries`); ``pitch_voices``: how a label model's stem of two
+    players of one instrument is split, as ``vimss separate`` takes it
     (:func:`~.systems.model_queries`). ``save_estimates``: a folder
     where the model's stems are written as they were scored (:func:`~.systems.estimate_paths`); the
     model then separates every track (the cache holds scores, not stems), and stems an earlier
@@ -182,7 +188,8 @@ def evaluate(
     if "model" in systems:
         check_videos(tracks, queries, asked)
     cache = _Cache(cache_dir)
-    model_key = None if separator is None else _model_key(separator, queries, pitch_voices)
+    split = None if separator is None else split_setting(separator, pitch_voices)
+    model_key = None if separator is None else _model_key(separator, queries, split)
 
     def key_of(track: Track, system: str) -> str:
         return json.dumps(
@@ -256,7 +263,16 @@ def evaluate(
     refined = None if separator is None else bool(getattr(separator, "refine", False))
     harmonic = None if separator is None else _harmonic(separator)
     return Evaluation(
-        protocol, rate, systems, stems, _condense_notes(notes), model, mode, refined, harmonic
+        protocol,
+        rate,
+        systems,
+        stems,
+        _condense_notes(notes),
+        model,
+        mode,
+        refined,
+        harmonic,
+        split,
     )
 
 
@@ -327,10 +343,21 @@ def row_notes(stems: list[dict[str, Any]], protocol: str, rate: int) -> list[str
     return list(dict.fromkeys(notes))
 
 
-def _model_key(separator: Any, queries: str, pitch_voices: bool = True) -> list[Any]:
+def split_setting(separator: Any, pitch_voices: bool | None) -> str | None:
+    """How ``separator``'s pairs of one instrument are split: ``None`` for a model that is not
+    label-only (its network tells the players apart, or not at all), else ``"register"``
+    (the default: register order, or a generated video's true keypoints), ``"motion"``
+    (``--pitch-voices``: from a video by the players' motion) or ``"off"``."""
+    config = separator.model.config
+    if config.voices or config.appearance_dim or config.motion_channels:
+        return None
+    return {None: "register", True: "motion", False: "off"}[pitch_voices]
+
+
+def _model_key(separator: Any, queries: str, split: str | None = None) -> list[Any]:
     """What the model's scores depend on: its weights and config (not the checkpoint's path,
     so a checkpoint retrained in place is scored again), its precision, the queries and
-    whether pairs are split by pitch (and how)."""
+    how pairs are split by pitch (:func:`split_setting`)."""
     from vimss_cli.checkpoint import weights_sha256
 
     model = separator.model
@@ -344,7 +371,7 @@ def _model_key(separator: Any, queries: str, pitch_voices: bool = True) -> list[
         HARMONIC_MASKS_VERSION if _harmonic(separator) else None,
         load_note_classifier().digest if _harmonic(separator) else None,
         NETWORK_LEVEL_VERSION,
-        [pitch_voices, VOICE_LEAK] if pitch_voices else False,
+        None if split in (None, "off") else [split, VOICE_LEAK],
     ]
 
 

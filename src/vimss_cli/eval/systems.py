@@ -129,15 +129,21 @@ def baseline_estimates(system: str, audio: TrackAudio) -> np.ndarray:
 
 
 def model_queries(
-    separator: Any, track: Track, mode: str, notes: list[str], pitch_voices: bool = True
+    separator: Any,
+    track: Track,
+    mode: str,
+    notes: list[str],
+    pitch_voices: bool | None = None,
 ) -> list[Any]:
     """One query per player: its label, plus appearance and motion from the video (``video``).
 
-    For a label-only model and ``pitch_voices``, two players of one instrument are queried as
-    voices 1 and 2, whose one stem is split by pitch (:mod:`vimss_cli.pitch_voices`), as
-    ``vimss separate`` does: with ``labels``, in register order (the first named the higher),
-    with ``video``, given to the players by their motion. With ``video``, the model's config
-    decides what else it takes.
+    For a label-only model, two players of one instrument are queried as voices 1 and 2,
+    whose one stem is split by pitch (:mod:`vimss_cli.pitch_voices`), as ``vimss separate``
+    takes ``pitch_voices`` (:meth:`~vimss_cli.vision.queries.PlayerPlan.queries`): by default
+    in register order (the first named the higher; with ``video``, the players' true keypoints
+    decide where a generated video has them beside it), with ``True`` and ``video`` by the
+    players' motion, not with ``False``. With ``video``, the model's config decides what else
+    it takes.
     """
     from vimss_cli.conditioning import Query
     from vimss_cli.vision.queries import PlayerPlan
@@ -146,11 +152,11 @@ def model_queries(
     config = separator.model.config
     label_only = not (config.appearance_dim or config.motion_channels or config.voices)
     if mode == "labels":
-        if not (label_only and pitch_voices and track.mixture is not None):
+        if not label_only or pitch_voices is False or track.mixture is None:
             return [Query(code) for code in labels]
         plan = PlayerPlan(track.mixture, labels, has_video=False)
         queries = plan.queries(config)  # no picture: pairs split, in register order
-        notes.extend(f"{track.piece}: {note}" for note in plan.notes + plan.warnings)
+        notes.extend(plan.notes + plan.warnings)  # they name the mixture's file
         return queries
     if track.video is None:
         raise _no_video_error([track.piece], mode)
@@ -158,7 +164,7 @@ def model_queries(
 
     boxes = generated_boxes(track.video, len(labels))
     plan = PlayerPlan(track.video, labels, has_video=True, boxes=boxes)
-    queries = plan.queries(config, pitch_voices=label_only and pitch_voices)
+    queries = plan.queries(config, pitch_voices=pitch_voices if label_only else False)
     if label_only and not any(q.voice for q in queries):
         notes.append(f"{track.piece}: the model takes labels only; the video was not used")
     notes.extend(f"{track.piece}: {note}" for note in plan.notes + plan.warnings)
@@ -170,7 +176,7 @@ def model_estimates(
     track: Track,
     audio: TrackAudio,
     queries: str = "labels",
-    pitch_voices: bool = True,
+    pitch_voices: bool | None = None,
 ) -> np.ndarray:
     """Separate the track's mixture with ``separator`` (one query per player,
     :func:`model_queries`).
@@ -265,7 +271,7 @@ def system_estimates(
     audio: TrackAudio,
     separator: Any | None,
     queries: str,
-    pitch_voices: bool = True,
+    pitch_voices: bool | None = None,
 ) -> np.ndarray:
     """The estimates ``(K, N)`` of ``system`` (``model``, ``estimates`` or a baseline)."""
     if system == "model":

@@ -88,13 +88,15 @@ class PlayerPlan:
                     "--pitch-voices is for label-only models: this one tells the players apart "
                     "by what it was trained on, and the option is not used"
                 )
-        queries = self._queries(config, asked and label_only)
+        # the players' motion is used (to give the voices) when asked, or from true keypoints
+        by_motion = asked or (split and self._has_keypoints())
+        queries = self._queries(config, by_motion and label_only)
         if config.voices:
             queries = self._voice_queries(queries, config.voices)
         elif split and label_only:
             # a label model hears two players of one instrument as one stem, which
             # vimss_cli.pitch_voices splits by pitch into voice 1 and voice 2
-            queries = self._voice_queries(queries, 2, by_pitch=True, by_motion=asked)
+            queries = self._voice_queries(queries, 2, by_pitch=True, by_motion=by_motion)
         if len(queries) > MOST_TRAINED_PLAYERS:
             self.warnings.append(
                 f"{self.path.name}: {len(queries)} players, but the models were trained on "
@@ -110,12 +112,18 @@ class PlayerPlan:
         )
         splitting = split and label_only
         if repeated:
-            hint = (
-                "a label model's stem is split by pitch for two players of one instrument, not more"
-                if splitting
-                else "a video model tells same-instrument players apart by what it sees; a "
-                "label model splits two of them by pitch unless --no-pitch-voices is given"
-            )
+            if splitting and "unknown" in repeated:
+                hint = "players of no known instrument are not split: name them with -i"
+            elif splitting:
+                hint = (
+                    "a label model's stem is split by pitch for two players of one "
+                    "instrument, not more"
+                )
+            else:
+                hint = (
+                    "a video model tells same-instrument players apart by what it sees; a label "
+                    "model splits two of them by pitch unless --no-pitch-voices is given"
+                )
             self.warnings.append(
                 f"{self.path.name}: several players are queried as {', '.join(repeated)} with "
                 f"nothing else to tell them apart, so their stems will be identical ({hint})"
@@ -146,10 +154,6 @@ class PlayerPlan:
             return queries
         motions: list[np.ndarray] | None = None
         rate = None
-        # the true keypoints beside a generated video say whose voice is whose better than
-        # register order does; frame differences, all any other video has, say it worse
-        # (docs/video.md, "From a video")
-        by_motion = by_motion or (self.has_video and pose_file_for(self.path).is_file())
         if self.has_video and (by_motion or not by_pitch):
             try:
                 motions, rate = self._sorting_motion(len(queries))
@@ -191,6 +195,12 @@ class PlayerPlan:
                 )
             )
         return voiced
+
+    def _has_keypoints(self) -> bool:
+        """Whether the players' true keypoints lie beside the video (a generated one): they say
+        whose voice is whose better than register order does; frame differences, all any other
+        video has, say it worse (docs/video.md, "From a video")."""
+        return self.has_video and pose_file_for(self.path).is_file()
 
     def _sorting_motion(self, players: int) -> tuple[list[np.ndarray], float]:
         """Each player's motion for giving voice stems to players, and its rate: the pose
