@@ -1000,6 +1000,11 @@ def test_a_pair_of_one_instrument_is_split_as_separate_splits_it(
     np.testing.assert_allclose(split[0] + split[1], mixture, atol=1e-3)  # the mixture, split
     np.testing.assert_array_equal(shared[0], shared[1])  # one stem, twice
     assert any("split by register" in note for note in documents["--pitch-voices"]["notes"])
+    # asked for by motion, label queries have none: the run says register, as it split
+    asked = run("--dataset", "urmp", "--root", root, "--model", model, "--no-baselines",
+                "--pitch-voices", "--json")  # fmt: skip
+    assert asked.exit_code == 0, asked.stderr
+    assert json.loads(asked.stdout)["pitch_voices"] == "register"
 
 
 def test_compare_warns_when_the_pairs_were_split_otherwise(tmp_path: Path) -> None:

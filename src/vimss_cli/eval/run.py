@@ -188,7 +188,7 @@ def evaluate(
     if "model" in systems:
         check_videos(tracks, queries, asked)
     cache = _Cache(cache_dir)
-    split = None if separator is None else split_setting(separator, pitch_voices)
+    split = None if separator is None else split_setting(separator, pitch_voices, queries)
     model_key = None if separator is None else _model_key(separator, queries, split)
 
     def key_of(track: Track, system: str) -> str:
@@ -343,15 +343,17 @@ def row_notes(stems: list[dict[str, Any]], protocol: str, rate: int) -> list[str
     return list(dict.fromkeys(notes))
 
 
-def split_setting(separator: Any, pitch_voices: bool | None) -> str | None:
+def split_setting(separator: Any, pitch_voices: bool | None, queries: str) -> str | None:
     """How ``separator``'s pairs of one instrument are split: ``None`` for a model that is not
     label-only (its network tells the players apart, or not at all), else ``"register"``
     (the default: register order, or a generated video's true keypoints), ``"motion"``
-    (``--pitch-voices``: from a video by the players' motion) or ``"off"``."""
+    (``--pitch-voices`` with ``video`` ``queries``: by the players' motion) or ``"off"``."""
     config = separator.model.config
     if config.voices or config.appearance_dim or config.motion_channels:
         return None
-    return {None: "register", True: "motion", False: "off"}[pitch_voices]
+    if pitch_voices is False:
+        return "off"
+    return "motion" if pitch_voices and queries == "video" else "register"
 
 
 def _model_key(separator: Any, queries: str, split: str | None = None) -> list[Any]:
