@@ -76,18 +76,7 @@ class PlayerPlan:
         asked = pitch_voices is True
         split = pitch_voices is not False
         if asked and not label_only:
-            shared = sorted({str(c) for c in self.labels if c and self.labels.count(c) > 1})
-            if shared and not config.voices and not self.has_video:
-                self.notes.append(
-                    "--pitch-voices is for label-only models, and this one tells players of "
-                    "one instrument apart by the picture: with no picture here, the "
-                    f"{', '.join(shared)} stems will be identical (the option is not used)"
-                )
-            else:
-                self.notes.append(
-                    "--pitch-voices is for label-only models: this one tells the players apart "
-                    "by what it was trained on, and the option is not used"
-                )
+            self._note_unused_pitch_voices(config)
         # the players' motion is used (to give the voices) when asked, or from true keypoints
         by_motion = asked or (split and self._has_keypoints())
         queries = self._queries(config, by_motion and label_only)
@@ -102,6 +91,31 @@ class PlayerPlan:
                 f"{self.path.name}: {len(queries)} players, but the models were trained on "
                 f"ensembles of at most {MOST_TRAINED_PLAYERS}; expect weaker stems"
             )
+        warned = self._warn_identical(queries, split and label_only)
+        if asked and label_only and not warned and not any(q.voice for q in queries):
+            self.notes.append(
+                "--pitch-voices: no two players share an instrument, so nothing is split"
+            )
+        return queries
+
+    def _note_unused_pitch_voices(self, config: ModelConfig) -> None:
+        """The note for ``--pitch-voices`` given to a model that is not label-only."""
+        shared = sorted({str(c) for c in self.labels if c and self.labels.count(c) > 1})
+        if shared and not config.voices and not self.has_video:
+            self.notes.append(
+                "--pitch-voices is for label-only models, and this one tells players of "
+                "one instrument apart by the picture: with no picture here, the "
+                f"{', '.join(shared)} stems will be identical (the option is not used)"
+            )
+        else:
+            self.notes.append(
+                "--pitch-voices is for label-only models: this one tells the players apart "
+                "by what it was trained on, and the option is not used"
+            )
+
+    def _warn_identical(self, queries: list[Query], splitting: bool) -> bool:
+        """Warn when label-only queries repeat (their stems will be identical), with why
+        (``splitting``: a label model's pairs are split by pitch); whether it warned."""
         labels_only = [
             q.instrument
             for q in queries
@@ -110,7 +124,6 @@ class PlayerPlan:
         repeated = sorted(
             {label or "unknown" for label in labels_only if labels_only.count(label) > 1}
         )
-        splitting = split and label_only
         if repeated:
             if splitting and "unknown" in repeated:
                 hint = "players of no known instrument are not split: name them with -i"
@@ -128,11 +141,7 @@ class PlayerPlan:
                 f"{self.path.name}: several players are queried as {', '.join(repeated)} with "
                 f"nothing else to tell them apart, so their stems will be identical ({hint})"
             )
-        elif asked and label_only and not any(q.voice for q in queries):
-            self.notes.append(
-                "--pitch-voices: no two players share an instrument, so nothing is split"
-            )
-        return queries
+        return bool(repeated)
 
     def _voice_queries(
         self, queries: list[Query], most: int, by_pitch: bool = False, by_motion: bool = True
