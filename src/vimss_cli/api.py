@@ -689,8 +689,7 @@ class Separator:
         length = audio.size  # the stems' length, whatever the resamplers make of it
         if rate != self.sample_rate:
             audio = _resample(audio, rate, self.sample_rate)
-        splitter = self._voice_split(queries)
-        heard = queries if splitter is None else splitter.network_queries
+        splitter, heard = self._voice_split_and_heard(queries)
         # the masks hear the whole mixture first, as it is (as separate_file's peak pass)
         listeners = self._listeners(heard, splitter, 1)
         if listeners:
@@ -732,6 +731,14 @@ class Separator:
         label-only model (:mod:`vimss_cli.pitch_voices`), or ``None``; with ``replay``, one
         that uses another channel's pitch lines."""
         return VoiceSplitStage.for_queries(queries, self.model.config, self.sample_rate, replay)
+
+    def _voice_split_and_heard(
+        self, queries: list[Query], replay: list[np.ndarray] | None = None
+    ) -> tuple[VoiceSplitStage | None, list[Query]]:
+        """:meth:`_voice_split`, and the queries the network then hears (each pitch-split
+        pair as one label query)."""
+        splitter = self._voice_split(queries, replay)
+        return splitter, queries if splitter is None else splitter.network_queries
 
     def _refines(self, splitter: VoiceSplitStage | None) -> bool:
         """Whether soft masks refine the network's stems: when asked, and not when the one
@@ -926,8 +933,7 @@ class Separator:
                     f"{sound.name} ({rate} Hz, {channels} channel(s)) was "
                     f"{' and '.join(changes)}: so are its stems"
                 )
-            splitter = self._voice_split(queries)
-            heard = queries if splitter is None else splitter.network_queries
+            splitter, heard = self._voice_split_and_heard(queries)
             # the masks' ears, if they listen to the whole input first (in the peak pass)
             listeners = self._listeners(heard, splitter, 1)
             with AudioStream(sound, self.sample_rate) as stream:
@@ -1065,10 +1071,8 @@ class Separator:
         rate, channels = target_rate or input_rate, info.audio_channels or 1
         players = len(queries)  # stems separated per channel (the rest is made at the end)
         # each channel's masks hear that channel first (in the peak pass), if they listen
-        first_split = self._voice_split(queries)
-        listeners = self._listeners(
-            queries if first_split is None else first_split.network_queries, first_split, channels
-        )
+        first_split, first_heard = self._voice_split_and_heard(queries)
+        listeners = self._listeners(first_heard, first_split, channels)
         # each channel is separated as if alone, heard at NETWORK_PEAK (input_levels)
         peaks, length = channel_peaks(
             sound,
@@ -1125,8 +1129,7 @@ class Separator:
                         sorter = _voice_sorter(queries, self.sample_rate, decided)
 
                         # and every channel's pairs are split along the first one's lines
-                        splitter = self._voice_split(queries, lines)
-                        heard = queries if splitter is None else splitter.network_queries
+                        splitter, heard = self._voice_split_and_heard(queries, lines)
                         refiner = self._refiner(
                             heard, splitter, listeners[channel] if listeners else None
                         )

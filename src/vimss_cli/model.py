@@ -160,6 +160,13 @@ class ModelConfig:
             if kernel < 1 or kernel % 2 == 0:
                 raise ConfigValueError(f"{name} must be a positive odd number, got {kernel}")
 
+    @property
+    def label_only(self) -> bool:
+        """Whether queries carry nothing but the instrument label: no voices, appearance or
+        motion (two players of one instrument then get one stem, which
+        :mod:`vimss_cli.pitch_voices` may split)."""
+        return not (self.voices or self.appearance_dim or self.motion_channels)
+
     def features(self, level: int) -> int:
         """Channels at ``level`` (0 .. levels; ``levels`` is the bottleneck)."""
         if self.feature_growth == "add":

@@ -132,8 +132,11 @@ class NoteClassifier:
         """``(..., FEATURES)`` -> ``(..., len(codes))``: the probability that each of
         ``codes`` (the ensemble's instruments, each once) plays the note, given that one of
         them does (with prototypes, those of the codes that have one weigh in)."""
+        return self.posteriors_of_hidden(self.hidden(features), codes)
+
+    def posteriors_of_hidden(self, hidden: np.ndarray, codes: Sequence[str]) -> np.ndarray:
+        """:meth:`posteriors` from the notes' ``(..., hidden)`` features (:meth:`hidden`)."""
         columns = [self.instruments.index(code) for code in codes]
-        hidden = self.hidden(features)
         scores = self.output(hidden)[..., columns]
         if self.prototypes:
             known = dict(self.prototypes)

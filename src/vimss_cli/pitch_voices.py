@@ -418,7 +418,7 @@ def pitch_pairs(queries: list[Query], config: ModelConfig) -> list[tuple[int, in
     Raises:
         InputError: a label-only model is given voice queries that are not such a pair.
     """
-    if config.voices or config.appearance_dim or config.motion_channels:
+    if not config.label_only:
         return []
     slots: dict[str | None, dict[int, int]] = {}
     for index, query in enumerate(queries):

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vimss_cli.note_classifier import NoteClassifier, harmonic_profile, softmax, unit_rows
+from vimss_cli.note_classifier import NoteClassifier, harmonic_profile, unit_rows
 from vimss_cli.pitch_voices import (
     DEFAULT_RANGE_HZ,
     PITCH_RANGE_HZ,
@@ -137,8 +137,8 @@ class RecordingListener:
         pitches = several_pitches(heard.T, self._grid, np.full(len(heard), count))  # (T', J)
         features = harmonic_profile(heard, pitches, self.sample_rate, self.n_fft)
         hidden = self.classifier.hidden(features)  # (T', J, D)
-        columns = [self.classifier.instruments.index(code) for code in self.instruments]
-        weights = softmax(self.classifier.output(hidden)[..., columns]) ** CONFIDENCE_POWER
+        posterior = self.classifier.posteriors_of_hidden(hidden, self.instruments)  # (T', J, J)
+        weights = posterior**CONFIDENCE_POWER
         for band in np.unique(bands):
             at = bands == band
             notes = hidden[at].reshape(-1, hidden.shape[-1])  # (N, D)

@@ -348,8 +348,7 @@ def split_setting(separator: Any, pitch_voices: bool | None, queries: str) -> st
     label-only (its network tells the players apart, or not at all), else ``"register"``
     (the default: register order, or a generated video's true keypoints), ``"motion"``
     (``--pitch-voices`` with ``video`` ``queries``: by the players' motion) or ``"off"``."""
-    config = separator.model.config
-    if config.voices or config.appearance_dim or config.motion_channels:
+    if not separator.model.config.label_only:
         return None
     if pitch_voices is False:
         return "off"

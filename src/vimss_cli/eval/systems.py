@@ -150,7 +150,7 @@ def model_queries(
 
     labels = list(track.instruments)
     config = separator.model.config
-    label_only = not (config.appearance_dim or config.motion_channels or config.voices)
+    label_only = config.label_only
     if mode == "labels":
         if not label_only or pitch_voices is False or track.mixture is None:
             return [Query(code) for code in labels]

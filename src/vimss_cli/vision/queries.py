@@ -72,7 +72,7 @@ class PlayerPlan:
         repeat (their stems would be identical), when the split may swap the players, and
         when there are more players than the models were trained on.
         """
-        label_only = not (config.voices or config.appearance_dim or config.motion_channels)
+        label_only = config.label_only
         asked = pitch_voices is True
         split = pitch_voices is not False
         if asked and not label_only:
