@@ -135,6 +135,7 @@ class SoftMaskFilter:
         timbre_weight: float = TIMBRE_WEIGHT,
         note_classifier: NoteClassifier | None = None,
         prototypes: Mapping[str, np.ndarray] | None = None,
+        log_pitches: bool = False,
     ) -> None:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
         stems add up to the mixture (the settings are compared in docs/training.md).
@@ -153,7 +154,10 @@ class SoftMaskFilter:
         instrument plays a candidate pitch weighs; ``note_classifier``: the classifier
         (default: the bundled one, read when first needed). ``prototypes``: what each of
         those instruments sounds like in this recording (:func:`timbre_listener`'s first
-        pass over the whole mixture); ``None``: the classifier as trained."""
+        pass over the whole mixture); ``None``: the classifier as trained.
+        ``log_pitches``: keep the pitch each stem's harmonic mask used in every frame
+        (:meth:`logged_pitches`; for :mod:`vimss_cli.template_masks` and its benchmark)."""
+        self._pitch_log: list[np.ndarray] | None = [] if log_pitches else None
         self.players, self.power, self.rest_share = players, power, rest_share
         self.off_harmonic = np.float32(off_harmonic)
         self.harmonic_power = float(harmonic_power)
@@ -207,6 +211,16 @@ class SoftMaskFilter:
         """The rest of the refined stems ``(K, m)`` float32, to the last sample pushed."""
         return self._stft.finish()
 
+    def logged_pitches(self) -> np.ndarray:
+        """``(K, T)`` Hz: the pitch each stem's harmonic mask used in each frame so far
+        (``nan``: none; frame ``t`` on the grid of :mod:`vimss_cli.stft_stream`). Needs
+        ``log_pitches`` and harmonic masks."""
+        if self._pitch_log is None or not self._grids:
+            raise ValueError("pitches are logged only with log_pitches and harmonic masks")
+        if not self._pitch_log:
+            return np.zeros((self.players, 0))
+        return np.concatenate(self._pitch_log, axis=1)
+
     def _masked(self, spectra: np.ndarray) -> np.ndarray:
         """``(T, 1 + K, bins)`` spectra of the mixture and the stems -> ``(T, K, bins)``: the
         mixture's spectrum shared among the stems."""
@@ -255,6 +269,8 @@ class SoftMaskFilter:
         confidence = np.ones((self.players, frames), np.float32)
         if self._mixture_grid is not None:
             self._joint_pitches(mixture, pitches, saliences, confidence)
+        if self._pitch_log is not None:
+            self._pitch_log.append(pitches.copy())
         weights = shares * self.off_harmonic  # a stem without a pitch: a soft share
         for k in saliences:
             comb = harmonic_comb(pitches[k], self.sample_rate, self._stft.n_fft, HARMONICS)
@@ -411,13 +427,18 @@ REFINE_BLOCK = 1 << 16
 
 
 def refine(
-    stems: np.ndarray, mixture: np.ndarray, listen: bool = True, **settings: Any
+    stems: np.ndarray,
+    mixture: np.ndarray,
+    listen: bool = True,
+    pitches_out: list[np.ndarray] | None = None,
+    **settings: Any,
 ) -> np.ndarray:
     """Refine whole ``stems`` ``(K, n)`` on their ``mixture`` ``(n,)``: the same samples
     as any other way of pushing them, in blocks, so an hour needs no copies of itself.
     ``listen``: harmonic masks with a note classifier first hear the whole mixture
     (:func:`timbre_listener`), unless ``settings`` give the ``prototypes``; ``False``: the
-    classifier as trained.
+    classifier as trained. ``pitches_out``: a list that gets the pitches the harmonic masks
+    used, ``(K, T)`` (:meth:`SoftMaskFilter.logged_pitches`).
     ``settings``: :class:`SoftMaskFilter`'s (``n_fft``, ``hop``, ``power``, ``rest_share``,
     and for harmonic masks ``instruments``, ``sample_rate``, ``off_harmonic``, ``harmonic_power``,
     ``joint_pitches``, ``own_pitch_weight``, ``voices``, ``timbre_weight``,
@@ -428,7 +449,7 @@ def refine(
     if listener is not None:
         listener.push(mixture)
         settings["prototypes"] = listener.prototypes()
-    masks = SoftMaskFilter(stems.shape[0], **settings)
+    masks = SoftMaskFilter(stems.shape[0], log_pitches=pitches_out is not None, **settings)
     out = np.empty((stems.shape[0], mixture.shape[0]), np.float32)
     done = 0
     for start in range(0, mixture.shape[0], REFINE_BLOCK):
@@ -437,4 +458,6 @@ def refine(
         out[:, done : done + part.shape[1]] = part
         done += part.shape[1]
     out[:, done:] = masks.finish()
+    if pitches_out is not None:
+        pitches_out.append(masks.logged_pitches())
     return out

@@ -1,0 +1,110 @@
+"""Harmonic templates learnt on the recording (``vimss_cli.template_masks``) against the shipped
+masks, on a URMP-layout set (real Bach10 by default): museval median (1 s windows, BSS Eval
+v4) | whole-clip mean SDR (bss_eval v3), as ``vimss eval`` scores them, over all stems and over
+the stems of instruments heard once.
+
+Each piece is separated once (``Separator(refine=False)``, label queries, no pitch split); the
+shipped masks (``soft_masks.refine``) refine the stems and log the pitch each stem's harmonic
+mask used. Then:
+
+- ``templates, pipeline pitches``: the templates fitted on those pitches;
+- ``blend B``: ``B`` of that plus ``1 - B`` of the shipped masks' stems;
+- ``templates, true pitches``: the templates on each true stem's pitches (an oracle: how far
+  the templates go when the pitches are right).
+
+The realval set is for validation and model choice only: never train on it.
+
+    .venv/bin/python benchmarks/bench_template_masks.py --root ~/vimss-work/data/gpu-lib/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ROOT = REPO.parent / "shared" / "realval" / "bach10"
+BLENDS = (0.3, 0.5)
+
+
+def true_pitches_on_grid(references: np.ndarray, codes: list[str], rate: int) -> np.ndarray:
+    """Each true stem's pitches ``(K, T)`` on the streaming grid of the templates."""
+    from vimss_cli.soft_masks import HOP, N_FFT
+    from vimss_cli.template_masks import frame_count
+    from vimss_cli.training.note_classifier import true_pitches
+
+    found = true_pitches(references.astype(np.float32), codes, rate)  # frame i at sample i * hop
+    shift = (N_FFT - HOP) // HOP  # the grid's frame i + shift starts at sample i * hop
+    frames = frame_count(references.shape[1])
+    grid = np.full((len(codes), frames), np.nan)
+    count = min(found.shape[1], frames - shift)
+    grid[:, shift : shift + count] = found[:, :count]
+    return grid
+
+
+def main() -> None:
+    from bench_soft_masks import add_scores
+
+    from vimss_cli.api import Separator
+    from vimss_cli.eval.audio import load_track
+    from vimss_cli.eval.systems import model_estimates
+    from vimss_cli.eval.tracks import urmp_tracks
+    from vimss_cli.soft_masks import refine
+    from vimss_cli.template_masks import template_stems
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--model", default="default")
+    args = parser.parse_args()
+    separator = Separator(args.model, device="cpu", refine=False)
+    rate = separator.sample_rate
+    names = ["shipped masks", "templates, pipeline pitches"]
+    names += [f"blend {b}" for b in BLENDS] + ["templates, true pitches (oracle)"]
+    museval: dict[str, list[float]] = {name: [] for name in names}
+    whole: dict[str, list[float]] = {name: [] for name in names}
+    once: list[bool] = []
+    started = time.perf_counter()
+    for track in urmp_tracks(args.root, None):
+        codes = list(track.instruments)
+        audio = load_track(track, rate)
+        raw = model_estimates(separator, track, audio, "labels", pitch_voices=False)
+        logged: list[np.ndarray] = []
+        shipped = refine(
+            raw.astype(np.float32), audio.mixture, pitches_out=logged,
+            instruments=codes, sample_rate=rate,
+        )  # fmt: skip
+        estimates: dict[str, Any] = {"shipped masks": shipped}
+        templates = template_stems(audio.mixture, logged[0], rate)
+        estimates["templates, pipeline pitches"] = templates
+        for b in BLENDS:
+            estimates[f"blend {b}"] = b * templates + (1 - b) * shipped
+        oracle = true_pitches_on_grid(audio.references, codes, rate)
+        estimates["templates, true pitches (oracle)"] = template_stems(audio.mixture, oracle, rate)
+        for name in names:
+            stems = estimates[name].astype(np.float64)
+            add_scores(track, audio.references, stems, rate, museval[name], whole[name])
+        once += [codes.count(code) == 1 for code in codes]
+    heard_once = np.array(once)
+    print(f"{args.root} with {separator.loaded.name}, label queries, at {rate} Hz "
+          f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    print(f"{'masks':34s} {'all stems':>15s} {f'heard once ({heard_once.sum()})':>17s}")
+    for name in names:
+        m, w = np.array(museval[name]), np.array(whole[name])
+        figures = f"{np.median(m):6.2f} | {w.mean():6.2f}"
+        alone = f"{np.median(m[heard_once]):6.2f} | {w[heard_once].mean():6.2f}"
+        print(f"{name:34s} {figures:>15s} {alone:>17s}")
+    for name in names[1:-1]:
+        gain = [
+            statistics.mean(np.array(pair[name]) - np.array(pair["shipped masks"]))
+            for pair in (museval, whole)
+        ]
+        print(f"paired mean, {name} minus shipped: {gain[0]:+.2f} | {gain[1]:+.2f}")
+
+
+if __name__ == "__main__":
+    main()
