@@ -1,14 +1,16 @@
-"""Harmonic templates learnt on the recording (``vimss_cli.template_masks``) against the shipped
-masks, on a URMP-layout set (real Bach10 by default): museval median (1 s windows, BSS Eval
+"""Harmonic templates learnt on the recording (``vimss_cli.template_masks``) against the harmonic
+masks alone, on a URMP-layout set (real Bach10 by default): museval median (1 s windows, BSS Eval
 v4) | whole-clip mean SDR (bss_eval v3), as ``vimss eval`` scores them, over all stems and over
 the stems of instruments heard once.
 
 Each piece is separated once (``Separator(refine=False)``, label queries, no pitch split); the
-shipped masks (``soft_masks.refine``) refine the stems and log the pitch each stem's harmonic
-mask used. Then:
+harmonic masks without templates (``soft_masks.refine(templates=0)``) refine the stems and log
+the pitch each stem's harmonic mask used. Then:
 
-- ``templates, pipeline pitches``: the templates fitted on those pitches;
-- ``blend B``: ``B`` of that plus ``1 - B`` of the shipped masks' stems;
+- ``templates, pipeline pitches``: the templates fitted on those pitches, whole;
+- ``blend B``: ``B`` of that plus ``1 - B`` of the harmonic masks' stems, for the stems of
+  instruments heard once (``shipped``: the masks as shipped, ``TEMPLATE_BLEND`` streamed in
+  blocks by ``SoftMaskFilter``);
 - ``templates, true pitches``: the templates on each true stem's pitches (an oracle: how far
   the templates go when the pitches are right).
 
@@ -29,7 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "realval" / "bach10"
-BLENDS = (0.3, 0.5)
+BLENDS = (0.5,)
 
 
 def true_pitches_on_grid(references: np.ndarray, codes: list[str], rate: int) -> np.ndarray:
@@ -54,7 +56,7 @@ def main() -> None:
     from vimss_cli.eval.audio import load_track
     from vimss_cli.eval.systems import model_estimates
     from vimss_cli.eval.tracks import urmp_tracks
-    from vimss_cli.soft_masks import refine
+    from vimss_cli.soft_masks import TEMPLATE_BLEND, refine
     from vimss_cli.template_masks import template_stems
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -63,7 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     separator = Separator(args.model, device="cpu", refine=False)
     rate = separator.sample_rate
-    names = ["shipped masks", "templates, pipeline pitches"]
+    alone, shipped = "harmonic masks alone", f"shipped: blend {TEMPLATE_BLEND}, streamed"
+    names = [alone, "templates, pipeline pitches", shipped]
     names += [f"blend {b}" for b in BLENDS] + ["templates, true pitches (oracle)"]
     museval: dict[str, list[float]] = {name: [] for name in names}
     whole: dict[str, list[float]] = {name: [] for name in names}
@@ -72,17 +75,19 @@ def main() -> None:
     for track in urmp_tracks(args.root, None):
         codes = list(track.instruments)
         audio = load_track(track, rate)
-        raw = model_estimates(separator, track, audio, "labels", pitch_voices=False)
+        raw = model_estimates(separator, track, audio, "labels", pitch_voices=False).astype(
+            np.float32
+        )
+        settings: dict[str, Any] = {"instruments": codes, "sample_rate": rate}
         logged: list[np.ndarray] = []
-        shipped = refine(
-            raw.astype(np.float32), audio.mixture, pitches_out=logged,
-            instruments=codes, sample_rate=rate,
-        )  # fmt: skip
-        estimates: dict[str, Any] = {"shipped masks": shipped}
+        masked = refine(raw, audio.mixture, pitches_out=logged, templates=0, **settings)
+        estimates: dict[str, Any] = {alone: masked, shipped: refine(raw, audio.mixture, **settings)}
         templates = template_stems(audio.mixture, logged[0], rate)
         estimates["templates, pipeline pitches"] = templates
+        heard_once = np.array([[codes.count(code) == 1] for code in codes])
         for b in BLENDS:
-            estimates[f"blend {b}"] = b * templates + (1 - b) * shipped
+            blended = b * templates + (1 - b) * masked
+            estimates[f"blend {b}"] = np.where(heard_once, blended, masked)
         oracle = true_pitches_on_grid(audio.references, codes, rate)
         estimates["templates, true pitches (oracle)"] = template_stems(audio.mixture, oracle, rate)
         for name in names:
@@ -92,18 +97,18 @@ def main() -> None:
     heard_once = np.array(once)
     print(f"{args.root} with {separator.loaded.name}, label queries, at {rate} Hz "
           f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
-    print(f"{'masks':34s} {'all stems':>15s} {f'heard once ({heard_once.sum()})':>17s}")
+    print(f"{'masks':36s} {'all stems':>15s} {f'heard once ({heard_once.sum()})':>17s}")
     for name in names:
         m, w = np.array(museval[name]), np.array(whole[name])
         figures = f"{np.median(m):6.2f} | {w.mean():6.2f}"
-        alone = f"{np.median(m[heard_once]):6.2f} | {w[heard_once].mean():6.2f}"
-        print(f"{name:34s} {figures:>15s} {alone:>17s}")
+        once_figures = f"{np.median(m[heard_once]):6.2f} | {w[heard_once].mean():6.2f}"
+        print(f"{name:36s} {figures:>15s} {once_figures:>17s}")
     for name in names[1:-1]:
         gain = [
-            statistics.mean(np.array(pair[name]) - np.array(pair["shipped masks"]))
+            statistics.mean(np.array(pair[name]) - np.array(pair[alone]))
             for pair in (museval, whole)
         ]
-        print(f"paired mean, {name} minus shipped: {gain[0]:+.2f} | {gain[1]:+.2f}")
+        print(f"paired mean, {name} minus {alone}: {gain[0]:+.2f} | {gain[1]:+.2f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vimss_cli.soft_masks import HOP, N_FFT, SoftMaskFilter, refine
-from vimss_cli.template_masks import frame_count, hann_lobe, template_stems
+from vimss_cli.template_masks import TemplateBlend, frame_count, hann_lobe, template_stems
 
 RATE = 22050
 
@@ -101,3 +101,111 @@ def test_a_stem_without_a_pitch_gets_nothing() -> None:
 def test_pitches_must_cover_the_grid() -> None:
     with pytest.raises(ValueError, match="expected pitches"):
         template_stems(np.zeros(5000), np.full((2, 3), 440.0), RATE)
+
+
+def _blend_in_pieces(
+    blend: TemplateBlend,
+    stems: np.ndarray,
+    mixture: np.ndarray,
+    pitches: np.ndarray,
+    sizes: list[int],
+) -> np.ndarray:
+    """Push ``stems``, ``mixture`` and ``pitches`` through ``blend`` in pieces: ``sizes``
+    samples at a time (the pitches in as many frames as those samples cover)."""
+    out, start, frame, turn = [], 0, 0, 0
+    while start < mixture.shape[0]:
+        end = min(mixture.shape[0], start + sizes[turn % len(sizes)])
+        upto = min(pitches.shape[1], end // HOP)
+        out.append(blend.push(stems[:, start:end], mixture[start:end], pitches[:, frame:upto]))
+        start, frame, turn = end, upto, turn + 1
+    out.append(blend.push(stems[:, :0], mixture[:0], pitches[:, frame:]))
+    out.append(blend.finish())
+    return np.concatenate(out, axis=1)
+
+
+def _duet(samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A cello's and a flute's steady notes: the stems a mask might give (each with a third
+    of the other), their mixture and their pitches on the grid."""
+    low = _note(196.0, samples, [1.0, 0.5, 0.7, 0.2])
+    high = _note(784.0, samples, [1.0, 0.3])
+    stems = np.stack([0.67 * low + 0.33 * high, 0.67 * high + 0.33 * low]).astype(np.float32)
+    pitches = np.empty((2, frame_count(samples)))
+    pitches[0], pitches[1] = 196.0, 784.0
+    return stems, (low + high).astype(np.float32), pitches
+
+
+@pytest.mark.parametrize("sizes", [[1000], [7, 5000, 333], [HOP], [10**6]])
+def test_the_blend_in_pieces_equals_one_push(sizes: list[int]) -> None:
+    samples = 30 * HOP + 123  # three blocks of 8 hops and a part, margins of 2
+    stems, mixture, pitches = _duet(samples)
+    settings = {"block_hops": 8, "margin_hops": 2}
+    whole = _blend_in_pieces(
+        TemplateBlend([0.3, 0.3], RATE, **settings), stems, mixture, pitches, [samples]
+    )
+    assert whole.shape == (2, samples) and whole.dtype == np.float32
+    pieces = _blend_in_pieces(
+        TemplateBlend([0.3, 0.3], RATE, **settings), stems, mixture, pitches, sizes
+    )
+    assert np.array_equal(pieces, whole)
+
+
+def test_a_stem_of_weight_zero_comes_out_as_it_went_in() -> None:
+    samples = 20 * HOP + 5
+    stems, mixture, pitches = _duet(samples)
+    blend = TemplateBlend([0.0, 0.5], RATE, block_hops=8, margin_hops=2)
+    out = _blend_in_pieces(blend, stems, mixture, pitches, [3000])
+    assert np.array_equal(out[0], stems[0])
+    assert not np.allclose(out[1], stems[1])
+
+
+def test_one_block_blends_the_whole_fit() -> None:
+    samples = 6 * HOP
+    stems, mixture, pitches = _duet(samples)
+    out = _blend_in_pieces(TemplateBlend([0.3, 0.6], RATE), stems, mixture, pitches, [999])
+    fitted = template_stems(mixture, pitches, RATE)
+    weights = np.array([[0.3], [0.6]], np.float32)
+    assert np.allclose(out, weights * fitted + (1 - weights) * stems, atol=1e-6)
+
+
+def test_blocks_join_without_a_step() -> None:
+    # the same steady notes fitted in blocks of 8 hops or in one: the cross-fades leave the
+    # blend within a small fraction of the note's level of the one fit's
+    samples = 40 * HOP
+    stems, mixture, pitches = _duet(samples)
+    blocks = _blend_in_pieces(
+        TemplateBlend([1.0, 1.0], RATE, block_hops=8, margin_hops=2),
+        stems,
+        mixture,
+        pitches,
+        [samples],
+    )
+    one = template_stems(mixture, pitches, RATE)
+    inner = slice(N_FFT, -N_FFT)
+    assert np.abs(blocks[:, inner] - one[:, inner]).max() < 0.02 * np.abs(mixture).max()
+
+
+def test_the_blend_needs_an_even_margin_within_a_block() -> None:
+    with pytest.raises(ValueError, match="margin"):
+        TemplateBlend([0.3], RATE, block_hops=4, margin_hops=3)
+    with pytest.raises(ValueError, match="templates must lie"):
+        SoftMaskFilter(2, instruments=["vc", "fl"], sample_rate=RATE, templates=1.5)
+
+
+def test_harmonic_masks_with_templates_in_blocks_equal_one_pass() -> None:
+    samples = 50000
+    stems, mixture, _ = _duet(samples)
+    # (as the filter alone: without the first pass over the whole mixture)
+    whole = refine(stems, mixture, listen=False, instruments=["vc", "fl"], sample_rate=RATE)
+    without = refine(
+        stems, mixture, listen=False, instruments=["vc", "fl"], sample_rate=RATE, templates=0
+    )
+    assert not np.allclose(whole, without)
+    for sizes in ([7, 10000, 1], [HOP], [samples]):
+        masks = SoftMaskFilter(2, instruments=["vc", "fl"], sample_rate=RATE)
+        parts, start = [], 0
+        while start < samples:
+            size = sizes[len(parts) % len(sizes)]
+            parts.append(masks.push(stems[:, start : start + size], mixture[start : start + size]))
+            start += size
+        parts.append(masks.finish())
+        assert np.array_equal(np.concatenate(parts, axis=1), whole), sizes

@@ -402,8 +402,9 @@ class _Rest(_HeldMixture):
 
 class _Refiner(_HeldMixture):
     """Soft masks on the stems as they come back (:class:`SoftMaskFilter`): the refined
-    stems come out up to a frame later, the last ones from :meth:`finish`. With
-    ``settings`` (:meth:`Separator._mask_settings`), harmonic masks."""
+    stems come out up to a frame later (with harmonic templates, up to a block of about
+    30 s), the last ones from :meth:`finish`. With ``settings``
+    (:meth:`Separator._mask_settings`), harmonic masks."""
 
     def __init__(self, players: int, settings: dict[str, Any]) -> None:
         super().__init__()

@@ -46,7 +46,7 @@ stems in blocks of any size gives the samples one push of the whole would (teste
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,6 +62,9 @@ from vimss_cli.pitch_voices import (
 )
 from vimss_cli.recording_timbre import PROTOTYPE_WEIGHT, RecordingListener
 from vimss_cli.stft_stream import StreamingSTFT
+
+if TYPE_CHECKING:
+    from vimss_cli.template_masks import TemplateBlend
 
 #: Samples per frame (186 ms at 22.05 kHz): long enough to resolve a low instrument's
 #: partials, short enough to follow its notes.
@@ -92,9 +95,14 @@ TIMBRE_WEIGHT = 0.5
 #: square root): a sure note claims its harmonics, a doubtful one less (docs/training.md, "A
 #: comb as sure as its note").
 COMB_CONFIDENCE_POWER = 0.5
+#: With joint pitches, how much of each heard-once stem comes from harmonic templates learnt on
+#: the recording from the pitches the masks used (:mod:`vimss_cli.template_masks`; the rest is
+#: the harmonic masks' stem); 0: none (docs/training.md, "Harmonic templates learnt on the
+#: recording").
+TEMPLATE_BLEND = 0.3
 #: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
 #: scores them again instead of reading older scores from its cache.
-HARMONIC_MASKS_VERSION = 6
+HARMONIC_MASKS_VERSION = 7
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
@@ -115,7 +123,8 @@ class SoftMaskFilter:
     Call :meth:`push` with each block of stems and the mixture samples they came from, then
     :meth:`finish`; the refined stems come out in order, whole hops at a time, at least
     :data:`N_FFT` - :data:`HOP` samples (and less than :data:`N_FFT`) behind what went in,
-    all of them by the end (:class:`~vimss_cli.stft_stream.StreamingSTFT`).
+    all of them by the end (:class:`~vimss_cli.stft_stream.StreamingSTFT`). With harmonic
+    templates (``templates``), a block at a time, up to about 32 s behind.
     """
 
     def __init__(
@@ -136,6 +145,7 @@ class SoftMaskFilter:
         note_classifier: NoteClassifier | None = None,
         prototypes: Mapping[str, np.ndarray] | None = None,
         log_pitches: bool = False,
+        templates: float = TEMPLATE_BLEND,
     ) -> None:
         """``rest_share``: what no stem claims keeps its share of each bin; without it the
         stems add up to the mixture (the settings are compared in docs/training.md).
@@ -156,8 +166,15 @@ class SoftMaskFilter:
         those instruments sounds like in this recording (:func:`timbre_listener`'s first
         pass over the whole mixture); ``None``: the classifier as trained.
         ``log_pitches``: keep the pitch each stem's harmonic mask used in every frame
-        (:meth:`logged_pitches`; for :mod:`vimss_cli.template_masks` and its benchmark)."""
+        (:meth:`logged_pitches`; for :mod:`vimss_cli.template_masks`' benchmark).
+        ``templates``: with joint pitches, how much of each heard-once stem the harmonic
+        templates make (:class:`~vimss_cli.template_masks.TemplateBlend`); the stems then come
+        out up to a block (about 30 s) behind, in the same samples whatever the pushes."""
+        if not 0.0 <= templates <= 1.0:
+            raise ValueError(f"templates must lie in [0, 1], got {templates}")
         self._pitch_log: list[np.ndarray] | None = [] if log_pitches else None
+        self._blend: TemplateBlend | None = None
+        self._blend_pitches: list[np.ndarray] = []  # logged since the blend last took them
         self.players, self.power, self.rest_share = players, power, rest_share
         self.off_harmonic = np.float32(off_harmonic)
         self.harmonic_power = float(harmonic_power)
@@ -195,6 +212,11 @@ class SoftMaskFilter:
                 ranges = [PITCH_RANGE_HZ.get(code, DEFAULT_RANGE_HZ) for code in known]
                 low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
                 self._mixture_grid = PitchGrid(None, self.sample_rate, n_fft, (low, high))
+                if templates > 0:
+                    from vimss_cli.template_masks import TemplateBlend  # (it imports this)
+
+                    weights = templates * np.array(self._joint, np.float32)
+                    self._blend = TemplateBlend(weights, self.sample_rate, n_fft, hop)
 
     def push(self, stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
         """Take the next block: ``stems`` ``(K, n)`` and ``mixture`` ``(n,)``; return the
@@ -205,11 +227,27 @@ class SoftMaskFilter:
             )
         block = np.empty((self.players + 1, mixture.shape[0]), np.float32)
         block[0], block[1:] = mixture, stems
-        return self._stft.push(block)
+        refined = self._stft.push(block)
+        if self._blend is None:
+            return refined
+        return self._blend.push(refined, block[0], self._take_blend_pitches())
 
     def finish(self) -> np.ndarray:
         """The rest of the refined stems ``(K, m)`` float32, to the last sample pushed."""
-        return self._stft.finish()
+        refined = self._stft.finish()
+        if self._blend is None:
+            return refined
+        empty = np.zeros(0, np.float32)
+        head = self._blend.push(refined, empty, self._take_blend_pitches())
+        return np.concatenate([head, self._blend.finish()], axis=1)
+
+    def _take_blend_pitches(self) -> np.ndarray:
+        """The pitches ``(K, f)`` logged for the template blend since it last took them."""
+        taken = self._blend_pitches
+        self._blend_pitches = []
+        if not taken:
+            return np.zeros((self.players, 0))
+        return taken[0] if len(taken) == 1 else np.concatenate(taken, axis=1)
 
     def logged_pitches(self) -> np.ndarray:
         """``(K, T)`` Hz: the pitch each stem's harmonic mask used in each frame so far
@@ -271,6 +309,8 @@ class SoftMaskFilter:
             self._joint_pitches(mixture, pitches, saliences, confidence)
         if self._pitch_log is not None:
             self._pitch_log.append(pitches.copy())
+        if self._blend is not None:
+            self._blend_pitches.append(pitches.copy())
         weights = shares * self.off_harmonic  # a stem without a pitch: a soft share
         for k in saliences:
             comb = harmonic_comb(pitches[k], self.sample_rate, self._stft.n_fft, HARMONICS)
@@ -442,7 +482,7 @@ def refine(
     ``settings``: :class:`SoftMaskFilter`'s (``n_fft``, ``hop``, ``power``, ``rest_share``,
     and for harmonic masks ``instruments``, ``sample_rate``, ``off_harmonic``, ``harmonic_power``,
     ``joint_pitches``, ``own_pitch_weight``, ``voices``, ``timbre_weight``,
-    ``note_classifier`` and ``prototypes``).
+    ``note_classifier``, ``prototypes`` and ``templates``).
     """
     wants = listen and "prototypes" not in settings
     listener = timbre_listener(stems.shape[0], **settings) if wants else None

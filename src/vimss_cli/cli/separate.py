@@ -174,7 +174,8 @@ def separate_command(
         typer.Option(
             "--harmonic/--no-harmonic",
             help="Sharpen the masks at the harmonics of each stem's pitch (one note at a time "
-            "per player, as URMP's instruments play); --no-harmonic: plain soft masks.",
+            "per player, as URMP's instruments play), with harmonic templates learnt on the "
+            "recording; --no-harmonic: plain soft masks.",
         ),
     ] = True,
     force: Annotated[
