@@ -209,3 +209,40 @@ def test_harmonic_masks_with_templates_in_blocks_equal_one_pass() -> None:
             start += size
         parts.append(masks.finish())
         assert np.array_equal(np.concatenate(parts, axis=1), whole), sizes
+
+
+def test_finishing_twice_gives_nothing_more() -> None:
+    samples = 8 * HOP - HOP // 2 + 100  # ends inside a cross-fade of blocks of 8 hops
+    stems, mixture, pitches = _duet(samples)
+    blend = TemplateBlend([0.3, 0.3], RATE, block_hops=8, margin_hops=2)
+    out = _blend_in_pieces(blend, stems, mixture, pitches, [samples])
+    assert out.shape == (2, samples)
+    assert blend.finish().shape == (2, 0)
+    masks = SoftMaskFilter(2, instruments=["vc", "fl"], sample_rate=RATE)
+    masks.push(stems, mixture)
+    assert masks.finish().shape == (2, samples)
+    assert masks.finish().shape == (2, 0)
+
+
+@pytest.mark.parametrize("bad", [-220.0, 0.0, np.inf])
+def test_pitches_must_be_positive_hertz(bad: float) -> None:
+    pitches = np.full((1, frame_count(5000)), 220.0)
+    pitches[0, 2] = bad
+    with pytest.raises(ValueError, match="positive Hz"):
+        template_stems(np.zeros(5000), pitches, RATE)
+
+
+def test_harmonic_masks_with_templates_over_several_blocks_equal_one_pass() -> None:
+    # 40 s: two template blocks of about 30 s, joined by a cross-fade
+    samples = 40 * RATE
+    stems, mixture, _ = _duet(samples)
+    settings = {"instruments": ["vc", "fl"], "sample_rate": RATE}
+    whole = refine(stems, mixture, listen=False, **settings)
+    assert whole.shape == (2, samples)
+    masks = SoftMaskFilter(2, **settings)
+    parts, start, size = [], 0, 77777
+    while start < samples:
+        parts.append(masks.push(stems[:, start : start + size], mixture[start : start + size]))
+        start += size
+    parts.append(masks.finish())
+    assert np.array_equal(np.concatenate(parts, axis=1), whole)

@@ -93,6 +93,8 @@ def fit_templates(
     stems = pitches.shape[0]
     if pitches.shape[1] != frames:
         raise ValueError(f"pitches cover {pitches.shape[1]} frames, the mixture {frames}")
+    if not np.all(np.isnan(pitches) | (np.isfinite(pitches) & (pitches > 0))):
+        raise ValueError("pitches must be positive Hz, or nan where a stem is silent")
     index, lobes = partial_lobes(pitches, sample_rate, n_fft, bins, harmonics)
     flat = index * frames + np.arange(frames)[None, :, None, None]  # into (bins, T) raveled
     # partials -> the spectrogram's cells their lobes touch, as one sparse matrix:
@@ -186,9 +188,9 @@ def template_stems(
 
     def keep(batch: np.ndarray) -> np.ndarray:
         spectra.append(batch[:, 0])
-        return np.zeros((batch.shape[0], stems, batch.shape[2]), np.complex64)
+        return np.zeros_like(batch)  # (read only: what it gives back is thrown away)
 
-    reader = StreamingSTFT(1, stems, n_fft, hop, keep)
+    reader = StreamingSTFT(1, 1, n_fft, hop, keep)
     reader.push(mixture[None].astype(np.float32))
     reader.finish()
     spectrum = np.concatenate(spectra)  # (T, bins)
@@ -250,6 +252,7 @@ class TemplateBlend:
         self._pitches = np.zeros((players, 0))  # from frame _pitches_from
         self._mixture_from = self._stems_from = self._pitches_from = 0
         self._next = 0  # the next block to give out
+        self._finished = False
         self._tail: np.ndarray | None = None  # the last fit's stems over the next cross-fade
 
     def push(self, stems: np.ndarray, mixture: np.ndarray, pitches: np.ndarray) -> np.ndarray:
@@ -272,8 +275,12 @@ class TemplateBlend:
             out.append(self._block(start, end, last=False))
 
     def finish(self) -> np.ndarray:
-        """The rest of the blended stems, to the last sample of the mixture."""
+        """The rest of the blended stems, to the last sample of the mixture (nothing more
+        when called again)."""
         end = self._mixture_from + self._mixture.shape[0]
+        if self._finished:
+            return np.zeros((self._stems.shape[0], 0), np.float32)
+        self._finished = True
         start = max(0, self._next * self.block - self.margin)
         if end <= start:
             return np.zeros((self._stems.shape[0], 0), np.float32)
@@ -305,7 +312,7 @@ class TemplateBlend:
             rise = (np.arange(fade, dtype=np.float32) + 0.5) / self.margin
             templates[:, :fade] = rise * templates[:, :fade] + (1 - rise) * self._tail[:, :fade]
         tail = given_to - start
-        self._tail = None if last else fitted[:, tail : tail + self.margin]
+        self._tail = None if last else fitted[:, tail : tail + self.margin].copy()
         stems = self._stems[:, given_from - self._stems_from : given_to - self._stems_from]
         blended = self.weights * templates + (1 - self.weights) * stems
         # keep what the next fit hears: from a margin before the next block
