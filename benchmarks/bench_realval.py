@@ -43,16 +43,19 @@ def evaluate(
     precision: str = "fp32",
     refine: bool = True,
     harmonic: bool = True,
+    templates: bool = True,
 ) -> Path:
     """Run ``vimss eval`` for ``model`` (its stems refined by harmonic masks, as ``vimss
     separate`` gives them, unless not ``refine``, or by plain soft masks, unless
-    ``harmonic``); return its stems.csv. ``out`` is this benchmark's own: an earlier call's
-    results there are replaced, its cache reused."""
+    ``harmonic``; without harmonic templates unless ``templates``); return its stems.csv.
+    ``out`` is this benchmark's own: an earlier call's results there are replaced, its cache
+    reused."""
     command = [sys.executable, "-m", "vimss_cli", "eval", "--dataset", "urmp", "--root", str(root)]
     command += ["--model", model, "--queries", "labels"]  # a video model's labels, too
     command += ["--device", device, "--precision", precision]
     command += ["--refine" if refine else "--no-refine"]
     command += ["--harmonic" if harmonic else "--no-harmonic"]
+    command += ["--templates" if templates else "--no-templates"]
     command += ["-o", str(out), "--json", "--force"]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -152,6 +155,11 @@ def main() -> None:
         help="refine by plain soft masks, not harmonic ones (as before 2026-12-04)",
     )
     parser.add_argument(
+        "--no-templates",
+        action="store_true",
+        help="harmonic masks without the harmonic templates (as before 2026-12-05)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="an earlier call's output folder of one model: compare every model with it",
@@ -165,14 +173,19 @@ def main() -> None:
     base = (str(args.baseline), args.baseline) if args.baseline is not None else None
     for index, model in enumerate(args.models):
         how = "raw" if args.no_refine else "soft" if args.no_harmonic else "refined"
+        how += "_notemplates" if args.no_templates and how == "refined" else ""
         name = f"{index:02d}_{Path(model).stem}_{_digest(model)}_{args.precision}_{how}"
         out = args.out / name
         refine, harmonic = not args.no_refine, not args.no_harmonic
-        stems = evaluate(model, args.root, out, args.device, args.precision, refine, harmonic)
+        templates = not args.no_templates
+        stems = evaluate(
+            model, args.root, out, args.device, args.precision, refine, harmonic, templates
+        )
         table = summarise(stems)
         row: dict = {"model": model, "precision": args.precision, "root": str(args.root)}
         row["refined"] = refine
         row["harmonic"] = refine and harmonic
+        row["templates"] = refine and harmonic and templates
         if not args.json_only:
             print_table(model, table)
         if base is None:

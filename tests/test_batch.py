@@ -68,10 +68,12 @@ def test_a_batch_separates_each_input_with_its_own_instruments(
         "precision",
         "refined",
         "harmonic",
+        "templates",
         "inputs",
         "failures",
     ]
     assert document["refined"] is True and document["harmonic"] is True  # the defaults
+    assert document["templates"] is True
     assert document["failures"] == []
     assert document["inputs"][0]["input"] == str(first)
     phases = events.kinds("phase")

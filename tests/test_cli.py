@@ -162,6 +162,7 @@ def test_refined_stems_are_the_masks_of_the_networks_stems_on_the_mixture(
     mix = write_wav(tmp_path / "mix.wav", audio)
     common = ["-i", "vn,vc", "--format", "float32", "--tile", "700"]
     flags = {"raw": "--no-refine", "soft": "--no-harmonic", "harmonic": "--refine"}
+    flags["no templates"] = "--no-templates"
     for name, flag in flags.items():
         result = run("separate", mix, "-o", tmp_path / name, *common, flag)
         assert result.exit_code == 0, result.output
@@ -179,8 +180,11 @@ def test_refined_stems_are_the_masks_of_the_networks_stems_on_the_mixture(
         assert np.abs(stems["soft"][:, :, c] - expected).max() < 1e-6
         expected = refine_on_mixture(stems["raw"][:, :, c], mixture[:, c], **harmonic)
         assert np.abs(stems["harmonic"][:, :, c] - expected).max() < 1e-6
+        alone = refine_on_mixture(stems["raw"][:, :, c], mixture[:, c], templates=0, **harmonic)
+        assert np.abs(stems["no templates"][:, :, c] - alone).max() < 1e-6
     assert np.abs(stems["soft"] - stems["raw"]).max() > 1e-3
     assert np.abs(stems["harmonic"] - stems["soft"]).max() > 1e-3
+    assert np.abs(stems["harmonic"] - stems["no templates"]).max() > 1e-4
 
 
 def test_no_split_equals_the_chunked_run(tiny_models_dir: Path, tmp_path: Path) -> None:
@@ -1156,6 +1160,7 @@ def test_the_success_line_names_the_stems_the_model_and_the_device(
         "precision": None,
         "refined": None,
         "harmonic": None,
+        "templates": None,
         "inputs": [],
         "failures": [],
     }

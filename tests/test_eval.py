@@ -665,10 +665,16 @@ def test_evaluate_from_python_names_the_model_and_its_queries(
     assert (evaluation.model, evaluation.queries) == ("tiny", "labels")
     assert evaluation.describe_model() == "model tiny, label queries, refined by harmonic masks"
     assert evaluation.to_json()["harmonic"] is True
+    assert evaluation.to_json()["templates"] is True
+    alone = Separator("tiny", device="cpu", templates=False)
+    evaluation = eval_run.evaluate(tracks, systems, "museval", RATE, separator=alone)
+    assert evaluation.describe_model().endswith("refined by harmonic masks without templates")
+    assert evaluation.to_json()["templates"] is False
     soft = Separator("tiny", device="cpu", harmonic=False)
     evaluation = eval_run.evaluate(tracks, systems, "museval", RATE, separator=soft)
     assert evaluation.describe_model() == "model tiny, label queries, refined by soft masks"
     assert evaluation.to_json()["harmonic"] is False
+    assert evaluation.to_json()["templates"] is None
     baselines = eval_run.evaluate(tracks, ["mixture"], "museval", RATE)
     assert (baselines.model, baselines.queries) == (None, None)
 
@@ -814,6 +820,19 @@ def test_compare_reads_a_run_from_before_harmonic_masks_as_soft_masks(tmp_path: 
     assert run("compare", old, soft).stderr == ""
     (warning,) = run("compare", old, harmonic).stderr.splitlines()
     assert "different masks" in warning and "(False, True)" in warning
+
+
+def test_compare_reads_harmonic_masks_from_before_the_templates_as_without(
+    tmp_path: Path,
+) -> None:
+    rows = [(f"p{i}", float(i)) for i in range(4)]
+    fields = {"model": "m", "queries": "labels", "refined": True, "harmonic": True}
+    old = write_run(tmp_path / "old", rows, **fields)
+    alone = write_run(tmp_path / "alone", rows, **fields, templates=False)
+    blended = write_run(tmp_path / "blended", rows, **fields, templates=True)
+    assert run("compare", old, alone).stderr == ""
+    (warning,) = run("compare", old, blended).stderr.splitlines()
+    assert "different harmonic templates" in warning and "(False, True)" in warning
 
 
 def test_reusing_out_needs_force(tree: Path, tmp_path: Path) -> None:
@@ -966,6 +985,23 @@ def test_harmonic_masks_are_the_default_and_no_harmonic_gives_soft_masks(
     assert scored == ["model", "model"]  # the cache tells the two refinements apart
     harmonic, soft = (by_system(documents[flag])["model"] for flag in documents)
     assert [r["SDR"] for r in harmonic] != [r["SDR"] for r in soft]
+
+
+def test_no_templates_gives_the_harmonic_masks_alone(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scored = scored_systems(monkeypatch)
+    args = (*trained_tiny_args(tree, tmp_path), "--no-baselines", "--force", "--json")
+    documents = {}
+    for flag in ("--templates", "--no-templates"):
+        result = run(*args, flag)
+        assert result.exit_code == 0, result.stderr
+        documents[flag] = json.loads(result.stdout)
+    assert documents["--templates"]["templates"] is True
+    assert documents["--no-templates"]["templates"] is False
+    assert scored == ["model", "model"]  # the cache tells the two apart
+    blended, alone = (by_system(documents[flag])["model"] for flag in documents)
+    assert [r["SDR"] for r in blended] != [r["SDR"] for r in alone]
 
 
 def test_a_pair_of_one_instrument_is_split_as_separate_splits_it(

@@ -37,7 +37,7 @@ from vimss_cli.note_classifier import load_note_classifier
 from vimss_cli.pitch_voices import VoiceSplitStage
 from vimss_cli.progress import ProgressCallback
 from vimss_cli.recording_timbre import RecordingListener
-from vimss_cli.soft_masks import SoftMaskFilter, timbre_listener
+from vimss_cli.soft_masks import TEMPLATE_BLEND, SoftMaskFilter, timbre_listener
 from vimss_cli.soft_masks import refine as refine_on_mixture
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
@@ -593,6 +593,10 @@ class Separator:
             (:mod:`vimss_cli.soft_masks`); ``False`` gives the network's own output.
         harmonic: with ``refine``, sharpen the masks at the harmonics of each stem's pitch in
             its instrument's range (harmonic masks); ``False``: plain soft masks.
+        templates: with harmonic masks, blend in the harmonic templates learnt on the
+            recording (:mod:`vimss_cli.template_masks`, ``soft_masks.TEMPLATE_BLEND`` of each
+            heard-once stem; the stems then leave up to about 32 s later); ``False``: the
+            harmonic masks alone.
     """
 
     def __init__(
@@ -604,6 +608,7 @@ class Separator:
         tile: int | None = None,
         refine: bool = True,
         harmonic: bool = True,
+        templates: bool = True,
     ) -> None:
         if not isinstance(model, str | Path):
             raise InputError(
@@ -616,6 +621,7 @@ class Separator:
         self.tile = None if tile is None else int(tile)
         self.refine = bool(refine)
         self.harmonic = bool(harmonic)
+        self.templates = bool(templates)
         if self.refine and self.harmonic:  # a missing file is said now, not after the network
             load_note_classifier()
         self.loaded: LoadedModel = load_model(str(model))
@@ -766,6 +772,7 @@ class Separator:
             "instruments": [q.instrument for q in heard],
             "sample_rate": self.sample_rate,
             "voices": voices,
+            "templates": TEMPLATE_BLEND if self.templates else 0.0,
         }
 
     def _listeners(

@@ -91,6 +91,8 @@ class BatchOptions:
         refine: soft masks on the mixture refine the stems (``Separator``'s ``refine``).
         harmonic: the masks are sharpened at each stem's pitch harmonics (``Separator``'s
             ``harmonic``).
+        templates: harmonic templates learnt on the recording are blended in (``Separator``'s
+            ``templates``).
         like_input, sample_rate: the stems' rate: the input's own rate and channels
             (``like_input``, ``sample_rate`` ``None``), ``sample_rate`` Hz with the input's
             channels, or mono at the model's rate (``like_input`` ``False``); see
@@ -118,6 +120,7 @@ class BatchOptions:
     split: bool = True
     refine: bool = True
     harmonic: bool = True
+    templates: bool = True
     force: bool = False
     like_input: bool = True
     sample_rate: int | None = None
@@ -149,6 +152,8 @@ class BatchReport:
     refined: bool | None = None
     #: whether the masks were harmonic (``None`` when no model loaded)
     harmonic: bool | None = None
+    #: whether harmonic templates were blended in (``None`` when no model loaded)
+    templates: bool | None = None
     inputs: list[SeparationReport] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     #: the inputs left out because their stems exist (``skip_existing``; not in the JSON)
@@ -162,6 +167,7 @@ class BatchReport:
             "precision": self.precision,
             "refined": self.refined,
             "harmonic": self.harmonic,
+            "templates": self.templates,
             "inputs": [report.to_json() for report in self.inputs],
             "failures": list(self.failures),  # "INPUT: error", those left out (--keep-going)
         }
@@ -400,6 +406,7 @@ class Batch:
             report.precision = separator.precision
             report.refined = separator.refine
             report.harmonic = separator.refine and separator.harmonic
+            report.templates = report.harmonic and separator.templates
             with self.events.phase("looking at the players"):
                 ready = self._each(plans, lambda plan: (plan, self._queries(plan, separator)))
             for plan, _ in ready:
@@ -437,6 +444,7 @@ class Batch:
                 tile=o.tile,
                 refine=o.refine,
                 harmonic=o.harmonic,
+                templates=o.templates,
             )
         if not separator.loaded.trained:
             self.events.warning(

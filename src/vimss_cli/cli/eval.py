@@ -111,6 +111,14 @@ def eval_command(
             "separate` does (--no-harmonic: plain soft masks).",
         ),
     ] = True,
+    templates: Annotated[
+        bool,
+        typer.Option(
+            "--templates/--no-templates",
+            help="With --harmonic: harmonic templates learnt on the recording blended in, as "
+            "`vimss separate` does (--no-templates: the harmonic masks alone).",
+        ),
+    ] = True,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write results.json, stems.csv, a box plot, a cache."),
@@ -190,7 +198,7 @@ def eval_command(
         show = not (quiet or as_json)
         separator = None
         if model is not None:
-            separator = _load_model(model, device, precision, show, refine, harmonic)
+            separator = _load_model(model, device, precision, show, refine, harmonic, templates)
         console = stderr_console()
         show = show and console.is_terminal  # the scoring lines go with the spinner
         with status("scoring", show, console) as update:
@@ -231,16 +239,27 @@ def compare_command(
 
 
 def _load_model(
-    model: str, device: str, precision: str, show: bool, refine: bool, harmonic: bool
+    model: str,
+    device: str,
+    precision: str,
+    show: bool,
+    refine: bool,
+    harmonic: bool,
+    templates: bool = True,
 ) -> Any:
-    """The model to score (``refine`` and ``harmonic``: ``Separator``'s), loaded under a
-    spinner; a warning when it is untrained."""
+    """The model to score (``refine``, ``harmonic`` and ``templates``: ``Separator``'s),
+    loaded under a spinner; a warning when it is untrained."""
     import_torch()  # only a model needs it: scoring files does not
     from vimss_cli.api import Separator
 
     with status(f"loading model {model}", show):
         separator = Separator(
-            model, device=device, precision=precision, refine=refine, harmonic=harmonic
+            model,
+            device=device,
+            precision=precision,
+            refine=refine,
+            harmonic=harmonic,
+            templates=templates,
         )
     if not separator.loaded.trained:
         typer.echo(

@@ -178,6 +178,15 @@ def separate_command(
             "recording; --no-harmonic: plain soft masks.",
         ),
     ] = True,
+    templates: Annotated[
+        bool,
+        typer.Option(
+            "--templates/--no-templates",
+            help="With --harmonic: blend in harmonic templates learnt on the recording (each "
+            "instrument heard once; the stems leave up to ~32 s later); --no-templates: the "
+            "harmonic masks alone.",
+        ),
+    ] = True,
     force: Annotated[
         bool,
         typer.Option(
@@ -273,6 +282,7 @@ def separate_command(
             split=not no_split,
             refine=refine,
             harmonic=harmonic,
+            templates=templates,
             force=force,
             like_input=like_input,
             sample_rate=stem_rate,

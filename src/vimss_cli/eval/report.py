@@ -252,8 +252,11 @@ def run_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
         ("queries", "queries"),
         ("refined", "refinements (masks on the model's stems)"),
         ("harmonic", "masks (harmonic or plain soft masks)"),
+        ("templates", "harmonic templates (blended into the harmonic masks or not)"),
         ("pitch_voices", "splits of two players of one instrument"),
     ):
+        if key == "templates" and not all(_setting(run, "harmonic") for run in (first, second)):
+            continue  # (only harmonic masks have templates: the masks' line says the rest)
         values = [_setting(run, key) for run in (first, second)]
         if values[0] != values[1]:
             shown = ", ".join("none" if value is None else str(value) for value in values)
@@ -262,12 +265,15 @@ def run_differences(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
 
 
 def _setting(run: dict[str, Any], key: str) -> Any:
-    """A run's setting; a refined run from before harmonic masks existed used soft masks, and
-    one from before the pitch split was recorded split in an unknown way."""
+    """A run's setting; a refined run from before harmonic masks existed used soft masks, one
+    from before the pitch split was recorded split in an unknown way, and harmonic masks from
+    before the templates had none."""
     if key == "harmonic" and key not in run and run.get("refined") is not None:
         return False
     if key == "pitch_voices" and key not in run and run.get("model") is not None:
         return "unknown"
+    if key == "templates" and key not in run and run.get("harmonic"):
+        return False  # harmonic masks from before the templates (2026-12-05)
     return run.get(key)
 
 

@@ -48,6 +48,8 @@ class Evaluation:
     refined: bool | None = None
     #: whether those masks were harmonic (``Separator.harmonic``)
     harmonic: bool | None = None
+    #: whether harmonic templates were blended into them (``Separator.templates``)
+    templates: bool | None = None
     #: how a label-only model's stem of two players of one instrument was split
     #: (:func:`split_setting`); ``None`` for another model or none
     pitch_voices: str | None = None
@@ -61,6 +63,8 @@ class Evaluation:
         how = "the network's own output"
         if self.refined:
             how = "refined by harmonic masks" if self.harmonic else "refined by soft masks"
+            if self.harmonic and self.templates is False:
+                how += " without templates"
         split = {"motion": ", pairs split by pitch and motion", "off": ", pairs not split"}
         pairs = split.get(self.pitch_voices or "", "")
         return f"model {self.model}, {mode} queries, {how}{pairs}"
@@ -74,6 +78,7 @@ class Evaluation:
             "queries": self.queries,
             "refined": self.refined,
             "harmonic": self.harmonic,
+            "templates": self.templates,
             "pitch_voices": self.pitch_voices,
             "whole_signal": "BSS Eval v3 bss_eval_sources (mir_eval), 512-tap filters",
             "framewise": PROTOCOL_TEXT[self.protocol],
@@ -272,6 +277,7 @@ def evaluate(
         mode,
         refined,
         harmonic,
+        _templates(separator) if harmonic else None,
         split,
     )
 
@@ -279,6 +285,11 @@ def evaluate(
 def _harmonic(separator: Any) -> bool:
     """Whether ``separator`` refines its stems with harmonic masks."""
     return bool(getattr(separator, "refine", False) and getattr(separator, "harmonic", False))
+
+
+def _templates(separator: Any) -> bool:
+    """Whether ``separator``'s harmonic masks blend in harmonic templates."""
+    return _harmonic(separator) and bool(getattr(separator, "templates", True))
 
 
 def _listing(items: list[str], limit: int = 10) -> str:
@@ -371,6 +382,7 @@ def _model_key(separator: Any, queries: str, split: str | None = None) -> list[A
         _harmonic(separator),
         HARMONIC_MASKS_VERSION if _harmonic(separator) else None,
         load_note_classifier().digest if _harmonic(separator) else None,
+        _templates(separator),
         NETWORK_LEVEL_VERSION,
         None if split in (None, "off") else [split, VOICE_LEAK],
     ]
