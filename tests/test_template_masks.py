@@ -246,3 +246,29 @@ def test_harmonic_masks_with_templates_over_several_blocks_equal_one_pass() -> N
         start += size
     parts.append(masks.finish())
     assert np.array_equal(np.concatenate(parts, axis=1), whole)
+
+
+def test_a_stem_of_two_players_is_fitted_as_two_voices() -> None:
+    # a pitch-split pair's one stem (two violins) beside a cello, each stem a third the
+    # other's: the templates model the pair's two notes, so its stem and the cello's come
+    # closer to their own notes than the harmonic masks alone make them
+    samples = 3 * RATE
+    upper = _note(659.3, samples, [1.0, 0.4, 0.3])
+    lower = _note(493.9, samples, [1.0, 0.6, 0.2])
+    cello = _note(130.8, samples, [1.0, 0.7, 0.5, 0.3])
+    violins = upper + lower
+    stems = np.stack([0.67 * violins + 0.33 * cello, 0.67 * cello + 0.33 * violins])
+    settings = {"instruments": ["vn", "vc"], "sample_rate": RATE, "voices": [2, 1]}
+    blended = refine(stems, violins + cello, listen=False, **settings)
+    alone = refine(stems, violins + cello, listen=False, templates=0, **settings)
+    inner = slice(N_FFT, -N_FFT)
+    for k, want in enumerate((violins, cello)):
+        assert _sdr(blended[k, inner], want[inner]) > _sdr(alone[k, inner], want[inner]) + 0.5
+    # in pieces, the first too short to finish a frame (no pitches logged yet)
+    masks = SoftMaskFilter(2, **settings)
+    starts = [0, 7, *range(9999, samples, 9999)]
+    parts = [
+        masks.push(stems[:, a:b], (violins + cello)[a:b])
+        for a, b in zip(starts, [*starts[1:], samples], strict=True)
+    ]
+    assert np.array_equal(np.concatenate([*parts, masks.finish()], axis=1), blended)

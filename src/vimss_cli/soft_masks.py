@@ -57,6 +57,7 @@ from vimss_cli.pitch_voices import (
     PITCH_RANGE_HZ,
     LoudnessGate,
     PitchGrid,
+    _two_pitches,
     harmonic_comb,
     several_pitches,
 )
@@ -95,14 +96,17 @@ TIMBRE_WEIGHT = 0.5
 #: square root): a sure note claims its harmonics, a doubtful one less (docs/training.md, "A
 #: comb as sure as its note").
 COMB_CONFIDENCE_POWER = 0.5
-#: With joint pitches, how much of each heard-once stem comes from harmonic templates learnt on
-#: the recording from the pitches the masks used (:mod:`vimss_cli.template_masks`; the rest is
-#: the harmonic masks' stem); 0: none (docs/training.md, "Harmonic templates learnt on the
-#: recording").
+#: How much of each heard-once stem (and pair's stem, :data:`TEMPLATE_PAIRS`) comes from
+#: harmonic templates learnt on the recording from the pitches the masks used
+#: (:mod:`vimss_cli.template_masks`; the rest is the harmonic masks' stem); 0: none
+#: (docs/training.md, "Harmonic templates learnt on the recording").
 TEMPLATE_BLEND = 0.3
+#: Whether a stem of two players' notes (a pitch-split pair's) takes part in the templates too,
+#: as two voices: its strongest pitch and the second its own spectrum holds.
+TEMPLATE_PAIRS = True
 #: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
 #: scores them again instead of reading older scores from its cache.
-HARMONIC_MASKS_VERSION = 7
+HARMONIC_MASKS_VERSION = 8
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
@@ -212,11 +216,19 @@ class SoftMaskFilter:
                 ranges = [PITCH_RANGE_HZ.get(code, DEFAULT_RANGE_HZ) for code in known]
                 low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
                 self._mixture_grid = PitchGrid(None, self.sample_rate, n_fft, (low, high))
-                if templates > 0:
-                    from vimss_cli.template_masks import TemplateBlend  # (it imports this)
+            # the stems of two players' notes whose two voices the templates model
+            self._paired = [
+                bool(TEMPLATE_PAIRS and self._grids and code is not None and count == 2)
+                for code, count in zip(instruments, self._voices, strict=True)
+            ]
+            blended = np.array(self._joint, bool) | np.array(self._paired, bool)
+            heard_voices = sum(self._joint) + 2 * sum(self._paired)
+            if templates > 0 and blended.any() and heard_voices >= 2:
+                from vimss_cli.template_masks import TemplateBlend  # (it imports this)
 
-                    weights = templates * np.array(self._joint, np.float32)
-                    self._blend = TemplateBlend(weights, self.sample_rate, n_fft, hop)
+                owners = np.r_[np.arange(players), np.flatnonzero(self._paired)]
+                weights = templates * blended.astype(np.float32)
+                self._blend = TemplateBlend(weights, self.sample_rate, n_fft, hop, owners=owners)
 
     def push(self, stems: np.ndarray, mixture: np.ndarray) -> np.ndarray:
         """Take the next block: ``stems`` ``(K, n)`` and ``mixture`` ``(n,)``; return the
@@ -242,11 +254,13 @@ class SoftMaskFilter:
         return np.concatenate([head, self._blend.finish()], axis=1)
 
     def _take_blend_pitches(self) -> np.ndarray:
-        """The pitches ``(K, f)`` logged for the template blend since it last took them."""
+        """The pitches ``(C, f)`` logged for the template blend since it last took them: each
+        stem's, then each pair's second voice's."""
         taken = self._blend_pitches
         self._blend_pitches = []
         if not taken:
-            return np.zeros((self.players, 0))
+            assert self._blend is not None
+            return np.zeros((self._blend.owners.shape[0], 0))
         return taken[0] if len(taken) == 1 else np.concatenate(taken, axis=1)
 
     def logged_pitches(self) -> np.ndarray:
@@ -309,8 +323,13 @@ class SoftMaskFilter:
             self._joint_pitches(mixture, pitches, saliences, confidence)
         if self._pitch_log is not None:
             self._pitch_log.append(pitches.copy())
-        if self._blend is not None:
-            self._blend_pitches.append(pitches.copy())
+        if self._blend is not None:  # each stem's pitch, then each pair's second voice's
+            seconds = [
+                _two_pitches(soft[:, k].T, grid, ~np.isnan(pitches[k]))[:, 1]
+                for k, grid in enumerate(self._grids)
+                if self._paired[k] and grid is not None
+            ]
+            self._blend_pitches.append(np.concatenate([pitches, np.reshape(seconds, (-1, frames))]))
         weights = shares * self.off_harmonic  # a stem without a pitch: a soft share
         for k in saliences:
             comb = harmonic_comb(pitches[k], self.sample_rate, self._stft.n_fft, HARMONICS)

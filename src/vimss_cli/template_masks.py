@@ -13,11 +13,11 @@ Müller 2012, with the pitches in place of a score). Each stem's model, raised t
 
 Where the pitches are right this splits overlapping partials far better than a comb around each
 pitch; where they are wrong it fits the wrong notes. So the harmonic masks blend it in:
-:class:`TemplateBlend` makes ``TEMPLATE_BLEND`` (:mod:`vimss_cli.soft_masks`) of each heard-once
-stem from the templates and the rest from the harmonic masks' stem, fitting the templates on
-blocks of about 30 s (bounded memory, the same samples whatever the pushes) that cross-fade
-(docs/training.md, "Harmonic templates learnt on the recording";
-``benchmarks/bench_template_masks.py``).
+:class:`TemplateBlend` makes ``TEMPLATE_BLEND`` (:mod:`vimss_cli.soft_masks`) of each
+heard-once stem (and of each pitch-split pair's stem, fitted as two voices) from the templates
+and the rest from the harmonic masks' stem, fitting the templates on blocks of about 30 s
+(bounded memory, the same samples whatever the pushes) that cross-fade (docs/training.md,
+"Harmonic templates learnt on the recording"; ``benchmarks/bench_template_masks.py``).
 
 The frames are the streaming grid's (:mod:`vimss_cli.stft_stream`): frame ``t`` covers samples
 ``[t * hop - lead, t * hop - lead + n_fft)``, so the pitches :class:`~vimss_cli.soft_masks.
@@ -177,13 +177,21 @@ def template_stems(
     hop: int = HOP,
     harmonics: int = HARMONICS,
     iterations: int = ITERATIONS,
+    owners: np.ndarray | None = None,
 ) -> np.ndarray:
     """The whole ``mixture`` ``(n,)`` and each stem's pitches ``(K, T)`` Hz on the streaming
-    grid (``T = frame_count(n)``) -> the stems ``(K, n)`` float32 their templates take."""
+    grid (``T = frame_count(n)``) -> the stems ``(K, n)`` float32 their templates take.
+    ``owners`` ``(C,)``: with ``(C, T)`` pitches of C voices, the stem each voice belongs to
+    (a stem of two players' notes has two voices); by default one voice per stem."""
     frames = frame_count(mixture.shape[0], n_fft, hop)
     if pitches.ndim != 2 or pitches.shape[1] != frames:
         raise ValueError(f"expected pitches (K, {frames}), got {pitches.shape}")
-    stems = pitches.shape[0]
+    if owners is None:
+        owners = np.arange(pitches.shape[0])
+    owners = np.asarray(owners, np.int64)
+    if owners.shape != (pitches.shape[0],) or owners.min(initial=0) < 0:
+        raise ValueError("expected one owning stem per row of pitches")
+    stems = int(owners.max(initial=-1)) + 1
     spectra: list[np.ndarray] = []
 
     def keep(batch: np.ndarray) -> np.ndarray:
@@ -195,6 +203,11 @@ def template_stems(
     reader.finish()
     spectrum = np.concatenate(spectra)  # (T, bins)
     masks = template_masks(np.abs(spectrum), pitches, sample_rate, n_fft, harmonics, iterations)
+    if not np.array_equal(owners, np.arange(stems)):  # each stem's voices' masks added up
+        summed = np.zeros((masks.shape[0], stems, masks.shape[2]), np.float32)
+        for voice, stem in enumerate(owners):
+            summed[:, stem] += masks[:, voice]
+        masks = summed
     masked = (masks * spectrum[:, None]).astype(np.complex64)  # (T, K, bins)
     done = [0]
 
@@ -237,9 +250,11 @@ class TemplateBlend:
         margin_hops: int = MARGIN_HOPS,
         harmonics: int = HARMONICS,
         iterations: int = ITERATIONS,
+        owners: np.ndarray | None = None,
     ) -> None:
         """``weights`` ``(K,)``: how much of each stem the templates make (0: the stem as
-        given, only later); ``harmonics`` and ``iterations``: :func:`fit_templates`'."""
+        given, only later); ``harmonics`` and ``iterations``: :func:`fit_templates`';
+        ``owners``: :func:`template_stems`' (the pitches pushed then have a row per voice)."""
         if margin_hops % 2 or not 0 < margin_hops <= block_hops:
             raise ValueError("the margin must be an even number of hops, at most a block")
         self.weights = np.asarray(weights, np.float32)[:, None]  # (K, 1)
@@ -247,9 +262,10 @@ class TemplateBlend:
         self.harmonics, self.iterations = harmonics, iterations
         self.block, self.margin = block_hops * hop, margin_hops * hop
         players = self.weights.shape[0]
+        self.owners = np.arange(players) if owners is None else np.asarray(owners, np.int64)
         self._mixture = np.zeros(0, np.float32)  # from sample _mixture_from
         self._stems = np.zeros((players, 0), np.float32)  # from sample _stems_from
-        self._pitches = np.zeros((players, 0))  # from frame _pitches_from
+        self._pitches = np.zeros((self.owners.shape[0], 0))  # from frame _pitches_from
         self._mixture_from = self._stems_from = self._pitches_from = 0
         self._next = 0  # the next block to give out
         self._finished = False
@@ -301,6 +317,7 @@ class TemplateBlend:
             self.hop,
             self.harmonics,
             self.iterations,
+            self.owners,
         )  # (K, end - start)
         # out: from the middle of this block's first cross-fade to that of its last
         boundary = self._next * self.block
