@@ -242,3 +242,34 @@ def test_a_stem_of_two_players_keeps_its_own_pitch() -> None:
     assert np.array_equal(joint, own)
     with pytest.raises(ValueError, match="one voice count per stem"):
         SoftMaskFilter(2, instruments=["vn", "vc"], sample_rate=RATE, voices=[2])
+
+
+@pytest.mark.parametrize("penalty", [0.0, 0.3])
+def test_a_heard_once_stem_leaves_a_pairs_notes_to_the_pair(
+    penalty: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two violins (a pitch-split pair's one stem), a viola and a cello; the viola's stem holds
+    # the lower violin's note louder than its own. Scored by how strongly it holds each, the
+    # viola takes the violin's note; the pair's notes lose soft_masks.PAIR_PENALTY in the
+    # joint choice, and the viola takes its own
+    from vimss_cli import soft_masks
+
+    monkeypatch.setattr(soft_masks, "PAIR_PENALTY", penalty)
+    samples = 2 * RATE
+    t = np.arange(samples) / RATE
+
+    def note(pitch: float, levels: list[float]) -> np.ndarray:  # a few partials
+        return sum(0.2 * a * np.sin(2 * np.pi * pitch * (h + 1) * t) for h, a in enumerate(levels))
+
+    upper, lower = note(659.3, [1.0, 0.4, 0.3]), note(493.9, [1.0, 0.5, 0.3])
+    viola, cello = note(293.7, [1.0, 0.6, 0.4]), note(130.8, [1.0, 0.7, 0.5])
+    stems = np.stack(
+        [upper + lower + 0.2 * viola, 0.8 * viola + 0.9 * lower, cello + 0.1 * (upper + lower)]
+    )
+    logged: list[np.ndarray] = []
+    refine(
+        stems, upper + lower + viola + cello, listen=False, pitches_out=logged, templates=0,
+        instruments=["vn", "va", "vc"], sample_rate=RATE, voices=[2, 1, 1],
+    )  # fmt: skip
+    taken = np.nanmedian(logged[0][1, 6:-6])  # the viola's, frames inside the notes
+    assert taken == pytest.approx(493.9 if penalty == 0 else 293.7, rel=0.01)

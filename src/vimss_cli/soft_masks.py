@@ -104,9 +104,12 @@ TEMPLATE_BLEND = 0.3
 #: Whether a stem of two players' notes (a pitch-split pair's) takes part in the templates too,
 #: as two voices: its strongest pitch and the second its own spectrum holds.
 TEMPLATE_PAIRS = True
+#: With joint pitches, subtracted from every heard-once stem's score of a candidate pitch that
+#: a pitch-split pair's stem holds (its strongest or second): a note one of the pair plays.
+PAIR_PENALTY = 0.3
 #: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
 #: scores them again instead of reading older scores from its cache.
-HARMONIC_MASKS_VERSION = 8
+HARMONIC_MASKS_VERSION = 9
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
@@ -319,17 +322,21 @@ class SoftMaskFilter:
         # how sure the note classifier is that each stem's pitch is its instrument's (1 where
         # it is not asked)
         confidence = np.ones((self.players, frames), np.float32)
-        if self._mixture_grid is not None:
-            self._joint_pitches(mixture, pitches, saliences, confidence)
-        if self._pitch_log is not None:
-            self._pitch_log.append(pitches.copy())
-        if self._blend is not None:  # each stem's pitch, then each pair's second voice's
-            seconds = [
+        # each pitch-split pair's second voice, (P, T) Hz: a pair's own strongest is its first
+        seconds = np.array(
+            [
                 _two_pitches(soft[:, k].T, grid, ~np.isnan(pitches[k]))[:, 1]
                 for k, grid in enumerate(self._grids)
                 if self._paired[k] and grid is not None
             ]
-            self._blend_pitches.append(np.concatenate([pitches, np.reshape(seconds, (-1, frames))]))
+        ).reshape(-1, frames)
+        if self._mixture_grid is not None:
+            paired = np.concatenate([pitches[np.flatnonzero(self._paired)], seconds])
+            self._joint_pitches(mixture, pitches, saliences, confidence, paired.T)
+        if self._pitch_log is not None:
+            self._pitch_log.append(pitches.copy())
+        if self._blend is not None:  # each stem's pitch, then each pair's second voice's
+            self._blend_pitches.append(np.concatenate([pitches, seconds]))
         weights = shares * self.off_harmonic  # a stem without a pitch: a soft share
         for k in saliences:
             comb = harmonic_comb(pitches[k], self.sample_rate, self._stft.n_fft, HARMONICS)
@@ -343,6 +350,7 @@ class SoftMaskFilter:
         pitches: np.ndarray,
         saliences: dict[int, np.ndarray],
         confidence: np.ndarray,
+        paired: np.ndarray | None = None,
     ) -> None:
         """Share out, frame by frame, the pitches heard in the mixture (``(T, bins)``
         magnitudes; one more than the stems that sound, :func:`several_pitches`) and the
@@ -389,6 +397,12 @@ class SoftMaskFilter:
             if classifier is not None:
                 chosen = posterior[..., self._joint_column[int(k)]]  # (T, C)
                 score[row] += self.timbre_weight * np.where(inside, chosen, 0.0)
+        if PAIR_PENALTY > 0 and paired is not None and paired.shape[1]:
+            # the candidates a pitch-split pair's voices hold: less likely anyone else's
+            ratio = candidates[:, :, None] / np.where(np.isnan(paired), np.inf, paired)[:, None]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                near = np.abs(12 * np.log2(ratio)) < 0.5  # (T, C, P)
+            score -= PAIR_PENALTY * near.any(axis=2)[None]
         column_of = np.array([self._joint_column[int(k)] for k in joint])  # in the posterior
         for t in range(frames):
             active = np.flatnonzero(~np.isnan(own[t]))
