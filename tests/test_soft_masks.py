@@ -228,10 +228,14 @@ def test_stems_of_one_instrument_keep_their_own_pitches() -> None:
     assert np.array_equal(joint[0], joint[1])
 
 
-def test_a_stem_of_two_players_keeps_its_own_pitch() -> None:
+def test_a_stem_of_two_players_keeps_its_own_pitch(monkeypatch: pytest.MonkeyPatch) -> None:
     # a pitch-split pair's one stem (two violins) beside a cello: the violins' stem holds two
-    # players' notes, so only the cello would take part in the joint choice, and one stem
-    # has nothing to share pitches with: the same masks as each stem's own pitch
+    # players' notes, so only the cello would take part in the joint choice, and (unless it
+    # is to leave the pair's notes to the pair, PAIR_ALONE) one stem has nothing to share
+    # pitches with: the same masks as each stem's own pitch
+    from vimss_cli import soft_masks
+
+    monkeypatch.setattr(soft_masks, "PAIR_ALONE", False)
     samples = 20000
     upper, lower, cello = _note(660.0, samples), _note(494.0, samples), _note(131.0, samples)
     stems = np.stack([upper + lower + 0.3 * cello, cello + 0.3 * upper])
@@ -273,3 +277,19 @@ def test_a_heard_once_stem_leaves_a_pairs_notes_to_the_pair(
     )  # fmt: skip
     taken = np.nanmedian(logged[0][1, 6:-6])  # the viola's, frames inside the notes
     assert taken == pytest.approx(493.9 if penalty == 0 else 293.7, rel=0.01)
+
+
+@pytest.mark.parametrize("alone", [False, True])
+def test_a_stem_alone_beside_a_pair_chooses_among_the_mixtures_pitches(
+    alone: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vn, vn, va: the viola is the only stem heard once; with PAIR_ALONE it too chooses its
+    # pitch among the mixture's (the pair's penalised), not just its own strongest
+    from vimss_cli import soft_masks
+
+    monkeypatch.setattr(soft_masks, "PAIR_ALONE", alone)
+    masks = SoftMaskFilter(2, instruments=["vn", "va"], sample_rate=RATE, voices=[2, 1])
+    assert (masks._mixture_grid is not None) == alone
+    # two label queries of one instrument (not a pitch-split pair): nothing to choose
+    plain = SoftMaskFilter(3, instruments=["vn", "vn", "va"], sample_rate=RATE)
+    assert plain._mixture_grid is None

@@ -107,9 +107,12 @@ TEMPLATE_PAIRS = True
 #: With joint pitches, subtracted from every heard-once stem's score of a candidate pitch that
 #: a pitch-split pair's stem holds (its strongest or second): a note one of the pair plays.
 PAIR_PENALTY = 0.3
+#: Whether a stem heard once, alone beside a pitch-split pair, also chooses its pitch among
+#: the mixture's (with the pair's penalised), not just its own strongest.
+PAIR_ALONE = True
 #: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
 #: scores them again instead of reading older scores from its cache.
-HARMONIC_MASKS_VERSION = 9
+HARMONIC_MASKS_VERSION = 10
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
@@ -214,16 +217,19 @@ class SoftMaskFilter:
             )
             if self._note_classifier is not None and prototypes:
                 self._note_classifier = self._note_classifier.adapted(prototypes, PROTOTYPE_WEIGHT)
-            if sum(self._joint) >= 2:
-                known = [code for code in instruments if code is not None]
-                ranges = [PITCH_RANGE_HZ.get(code, DEFAULT_RANGE_HZ) for code in known]
-                low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
-                self._mixture_grid = PitchGrid(None, self.sample_rate, n_fft, (low, high))
             # the stems of two players' notes whose two voices the templates model
             self._paired = [
                 bool(TEMPLATE_PAIRS and self._grids and code is not None and count == 2)
                 for code, count in zip(instruments, self._voices, strict=True)
             ]
+            # a joint choice among two heard-once stems or more; or for one beside a pair,
+            # whose notes it should leave to the pair (PAIR_PENALTY)
+            lone = PAIR_ALONE and PAIR_PENALTY > 0 and any(self._paired)
+            if sum(self._joint) >= 2 or (lone and sum(self._joint) == 1):
+                known = [code for code in instruments if code is not None]
+                ranges = [PITCH_RANGE_HZ.get(code, DEFAULT_RANGE_HZ) for code in known]
+                low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+                self._mixture_grid = PitchGrid(None, self.sample_rate, n_fft, (low, high))
             blended = np.array(self._joint, bool) | np.array(self._paired, bool)
             heard_voices = sum(self._joint) + 2 * sum(self._paired)
             if templates > 0 and blended.any() and heard_voices >= 2:
