@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,21 @@ def refined(raw: Any, mixture: Any, settings: dict[str, Any], track: Any, rate: 
     return refine(raw, mixture, **settings)
 
 
-def main() -> None:
-    from vimss_cli.api import Separator
+def label_stems(separator: Any, root: Path) -> Iterator[tuple[Any, Any, Any]]:
+    """``(track, audio, stems)`` for each piece of the URMP tree ``root``: its audio at the
+    model's rate (the masks see what it saw) and the network's own stems for label queries
+    (``separator`` built with ``refine=False``), pairs not split."""
     from vimss_cli.eval.audio import load_track
     from vimss_cli.eval.systems import model_estimates
     from vimss_cli.eval.tracks import urmp_tracks
+
+    for track in urmp_tracks(root, None):
+        audio = load_track(track, separator.sample_rate)
+        yield track, audio, model_estimates(separator, track, audio, "labels", pitch_voices=False)
+
+
+def main() -> None:
+    from vimss_cli.api import Separator
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
@@ -91,9 +102,7 @@ def main() -> None:
     museval: dict[str, list[float]] = {name: [] for name, _ in SETTINGS}
     whole: dict[str, list[float]] = {name: [] for name, _ in SETTINGS}
     started = time.perf_counter()
-    for track in urmp_tracks(args.root, None):
-        audio = load_track(track, rate)  # at the model's rate: the masks see what it saw
-        raw = model_estimates(separator, track, audio, "labels", pitch_voices=False)
+    for track, audio, raw in label_stems(separator, args.root):
         for name, settings in SETTINGS:
             stems = raw if settings is None else refined(raw, audio.mixture, settings, track, rate)
             add_scores(track, audio.references, stems, rate, museval[name], whole[name])

@@ -50,12 +50,9 @@ def true_pitches_on_grid(references: np.ndarray, codes: list[str], rate: int) ->
 
 
 def main() -> None:
-    from bench_soft_masks import add_scores
+    from bench_soft_masks import add_scores, label_stems
 
     from vimss_cli.api import Separator
-    from vimss_cli.eval.audio import load_track
-    from vimss_cli.eval.systems import model_estimates
-    from vimss_cli.eval.tracks import urmp_tracks
     from vimss_cli.soft_masks import TEMPLATE_BLEND, refine
     from vimss_cli.template_masks import template_stems
 
@@ -72,12 +69,9 @@ def main() -> None:
     whole: dict[str, list[float]] = {name: [] for name in names}
     once: list[bool] = []
     started = time.perf_counter()
-    for track in urmp_tracks(args.root, None):
+    for track, audio, network in label_stems(separator, args.root):
         codes = list(track.instruments)
-        audio = load_track(track, rate)
-        raw = model_estimates(separator, track, audio, "labels", pitch_voices=False).astype(
-            np.float32
-        )
+        raw = network.astype(np.float32)
         settings: dict[str, Any] = {"instruments": codes, "sample_rate": rate}
         logged: list[np.ndarray] = []
         masked = refine(raw, audio.mixture, pitches_out=logged, templates=0, **settings)

@@ -970,38 +970,28 @@ def trained_tiny_args(tree: Path, tmp_path: Path) -> tuple:
             tmp_path / "run")  # fmt: skip
 
 
-def test_harmonic_masks_are_the_default_and_no_harmonic_gives_soft_masks(
-    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("on", "off", "key"),
+    [
+        ("--harmonic", "--no-harmonic", "harmonic"),  # harmonic masks or plain soft masks
+        ("--templates", "--no-templates", "templates"),  # with templates or the masks alone
+    ],
+)
+def test_the_mask_flags_default_on_and_the_cache_tells_them_apart(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on: str, off: str, key: str
 ) -> None:
     scored = scored_systems(monkeypatch)
     args = (*trained_tiny_args(tree, tmp_path), "--no-baselines", "--force", "--json")
     documents = {}
-    for flag in ("--harmonic", "--no-harmonic"):
+    for flag in (on, off):
         result = run(*args, flag)
         assert result.exit_code == 0, result.stderr
         documents[flag] = json.loads(result.stdout)
-    assert documents["--harmonic"]["harmonic"] is True
-    assert documents["--no-harmonic"]["harmonic"] is False
+    assert documents[on][key] is True
+    assert documents[off][key] is False
     assert scored == ["model", "model"]  # the cache tells the two refinements apart
-    harmonic, soft = (by_system(documents[flag])["model"] for flag in documents)
-    assert [r["SDR"] for r in harmonic] != [r["SDR"] for r in soft]
-
-
-def test_no_templates_gives_the_harmonic_masks_alone(
-    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    scored = scored_systems(monkeypatch)
-    args = (*trained_tiny_args(tree, tmp_path), "--no-baselines", "--force", "--json")
-    documents = {}
-    for flag in ("--templates", "--no-templates"):
-        result = run(*args, flag)
-        assert result.exit_code == 0, result.stderr
-        documents[flag] = json.loads(result.stdout)
-    assert documents["--templates"]["templates"] is True
-    assert documents["--no-templates"]["templates"] is False
-    assert scored == ["model", "model"]  # the cache tells the two apart
-    blended, alone = (by_system(documents[flag])["model"] for flag in documents)
-    assert [r["SDR"] for r in blended] != [r["SDR"] for r in alone]
+    first, second = (by_system(documents[flag])["model"] for flag in documents)
+    assert [r["SDR"] for r in first] != [r["SDR"] for r in second]
 
 
 def test_a_pair_of_one_instrument_is_split_as_separate_splits_it(

@@ -260,7 +260,7 @@ def harmonic_comb(
     return comb
 
 
-def _two_pitches(magnitude: np.ndarray, grid: PitchGrid, loud: np.ndarray) -> np.ndarray:
+def two_pitches(magnitude: np.ndarray, grid: PitchGrid, loud: np.ndarray) -> np.ndarray:
     """``(bins, T)`` magnitudes of frames that sound (``loud``, ``(T,)`` bool) -> ``(T, 2)``
     pitches in Hz, the strongest first; ``nan`` where there is none."""
     frames = magnitude.shape[1]
@@ -382,7 +382,7 @@ class PitchVoiceSplitter:
         magnitude = np.abs(spectrum)
         loud = self.gate.loud(magnitude)
         if self.replay is None:
-            lines = self.tracker.lines(_two_pitches(magnitude.T, self.grid, loud))
+            lines = self.tracker.lines(two_pitches(magnitude.T, self.grid, loud))
         else:  # past the replayed lines' end (a channel a frame longer): no pitch
             lines = np.full((count, 2), np.nan)
             known = self.replay[self.frames_done : self.frames_done + count]

@@ -57,9 +57,9 @@ from vimss_cli.pitch_voices import (
     PITCH_RANGE_HZ,
     LoudnessGate,
     PitchGrid,
-    _two_pitches,
     harmonic_comb,
     several_pitches,
+    two_pitches,
 )
 from vimss_cli.recording_timbre import PROTOTYPE_WEIGHT, RecordingListener
 from vimss_cli.stft_stream import StreamingSTFT
@@ -217,9 +217,10 @@ class SoftMaskFilter:
             )
             if self._note_classifier is not None and prototypes:
                 self._note_classifier = self._note_classifier.adapted(prototypes, PROTOTYPE_WEIGHT)
-            # the stems of two players' notes whose two voices the templates model
+            # the stems of two players' notes (a pitch-split pair's), whose second voice is
+            # found too
             self._paired = [
-                bool(TEMPLATE_PAIRS and self._grids and code is not None and count == 2)
+                bool(self._grids and code is not None and count == 2)
                 for code, count in zip(instruments, self._voices, strict=True)
             ]
             # a joint choice among two heard-once stems or more; or for one beside a pair,
@@ -230,12 +231,15 @@ class SoftMaskFilter:
                 ranges = [PITCH_RANGE_HZ.get(code, DEFAULT_RANGE_HZ) for code in known]
                 low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
                 self._mixture_grid = PitchGrid(None, self.sample_rate, n_fft, (low, high))
-            blended = np.array(self._joint, bool) | np.array(self._paired, bool)
-            heard_voices = sum(self._joint) + 2 * sum(self._paired)
+            # the pairs the templates model as two voices
+            self._pairs_modelled = TEMPLATE_PAIRS
+            modelled = np.array(self._paired, bool) & TEMPLATE_PAIRS
+            blended = np.array(self._joint, bool) | modelled
+            heard_voices = sum(self._joint) + 2 * int(modelled.sum())
             if templates > 0 and blended.any() and heard_voices >= 2:
                 from vimss_cli.template_masks import TemplateBlend  # (it imports this)
 
-                owners = np.r_[np.arange(players), np.flatnonzero(self._paired)]
+                owners = np.r_[np.arange(players), np.flatnonzero(modelled)]
                 weights = templates * blended.astype(np.float32)
                 self._blend = TemplateBlend(weights, self.sample_rate, n_fft, hop, owners=owners)
 
@@ -328,21 +332,25 @@ class SoftMaskFilter:
         # how sure the note classifier is that each stem's pitch is its instrument's (1 where
         # it is not asked)
         confidence = np.ones((self.players, frames), np.float32)
-        # each pitch-split pair's second voice, (P, T) Hz: a pair's own strongest is its first
-        seconds = np.array(
-            [
-                _two_pitches(soft[:, k].T, grid, ~np.isnan(pitches[k]))[:, 1]
-                for k, grid in enumerate(self._grids)
-                if self._paired[k] and grid is not None
-            ]
-        ).reshape(-1, frames)
+        # each pitch-split pair's second voice, (P, T) Hz (its own strongest is its first), for
+        # the joint choice and the templates
+        seconds = np.zeros((0, frames))
+        if any(self._paired) and (self._mixture_grid is not None or self._blend is not None):
+            seconds = np.array(
+                [
+                    two_pitches(soft[:, k].T, grid, ~np.isnan(pitches[k]))[:, 1]
+                    for k, grid in enumerate(self._grids)
+                    if self._paired[k] and grid is not None
+                ]
+            )
         if self._mixture_grid is not None:
             paired = np.concatenate([pitches[np.flatnonzero(self._paired)], seconds])
             self._joint_pitches(mixture, pitches, saliences, confidence, paired.T)
         if self._pitch_log is not None:
             self._pitch_log.append(pitches.copy())
-        if self._blend is not None:  # each stem's pitch, then each pair's second voice's
-            self._blend_pitches.append(np.concatenate([pitches, seconds]))
+        if self._blend is not None:  # each stem's pitch, then each modelled pair's second
+            modelled = seconds if self._pairs_modelled else seconds[:0]
+            self._blend_pitches.append(np.concatenate([pitches, modelled]))
         weights = shares * self.off_harmonic  # a stem without a pitch: a soft share
         for k in saliences:
             comb = harmonic_comb(pitches[k], self.sample_rate, self._stft.n_fft, HARMONICS)
