@@ -14,6 +14,8 @@ from vimss_cli.errors import CheckpointError
 from vimss_cli.instruments import INSTRUMENT_CODES
 from vimss_cli.note_classifier import (
     CLASSIFIER_FILE,
+    DETAILED_VERSION,
+    FEATURE_SIZES,
     FEATURE_VERSION,
     FEATURES,
     FLOOR,
@@ -22,6 +24,8 @@ from vimss_cli.note_classifier import (
     bundled_notes_dir,
     harmonic_profile,
     load_note_classifier,
+    note_features,
+    partial_details,
     read_note_classifier,
 )
 from vimss_cli.soft_masks import HOP, N_FFT, SoftMaskFilter, refine, timbre_listener
@@ -63,6 +67,61 @@ def test_harmonics_near_the_top_of_the_spectrum_read_as_silent() -> None:
     assert np.all(features[0, 0, :3] == 0.0) and np.all(features[0, 0, 3:HARMONIC_COUNT] == FLOOR)
 
 
+def test_partial_details_read_each_partials_width_and_what_lies_between() -> None:
+    # a steady note exactly on bin 40: each played partial's main lobe is the Hann window's,
+    # its neighbours at half the peak (log10 0.5); nothing between the partials
+    pitch = 40 * RATE / N_FFT
+    steady = _note(pitch, 3 * N_FFT, [0.5, 0.05, 0.005])
+    magnitude = frame_magnitudes(steady)
+    details = partial_details(magnitude, np.full((magnitude.shape[0], 1), pitch), RATE, N_FFT)
+    assert details.shape == (magnitude.shape[0], 1, 4 * HARMONIC_COUNT)
+    below, centre, above, between = np.split(details[0, 0], 4)
+    half = np.log10(0.5)
+    assert below[:3] == pytest.approx([half] * 3, abs=0.01)
+    assert above[:3] == pytest.approx([half] * 3, abs=0.01)
+    assert np.all(centre[:3] == 0.0)
+    assert np.all(between <= -3.0) and np.all(details >= FLOOR)
+    # noise 20 dB below the note raises the floor between the partials
+    noise = np.random.default_rng(0).standard_normal(steady.size) * 0.5 * 10 ** (-20 / 20)
+    noisy = frame_magnitudes(steady + noise)
+    heard = partial_details(noisy, np.full((noisy.shape[0], 1), pitch), RATE, N_FFT)
+    assert -3.0 < np.median(heard[0, 0, 3 * HARMONIC_COUNT :]) < -1.0
+    assert heard[0, 0, 0] == pytest.approx(half, abs=0.05)  # the first partial: as it was
+    # the second features are the first, then the details
+    both = note_features(magnitude, np.array([[pitch]] * magnitude.shape[0]), RATE, N_FFT,
+                         DETAILED_VERSION)  # fmt: skip
+    assert both.shape[-1] == FEATURE_SIZES[DETAILED_VERSION]
+    assert np.array_equal(both[..., FEATURES:], details)
+    with pytest.raises(ValueError, match="unknown note features"):
+        note_features(magnitude, np.array([[pitch]]), RATE, N_FFT, "harmonic-profile-9")
+
+
+def test_a_classifier_reads_the_features_its_file_names(tmp_path: Path) -> None:
+    inputs = FEATURE_SIZES[DETAILED_VERSION]
+    codes = json.dumps(list(INSTRUMENT_CODES))
+    weight = np.zeros((13, inputs), np.float32)
+    weight[INSTRUMENT_CODES.index("vn"), FEATURES] = 1.0  # the first partial's lower side
+    path = tmp_path / "detailed.safetensors"
+    tensors = {"0.weight": weight, "0.bias": np.zeros(13, np.float32)}
+    save_file(tensors, str(path), metadata={"features": DETAILED_VERSION, "instruments": codes})
+    classifier = read_note_classifier(path)
+    assert classifier.features == DETAILED_VERSION
+    pitch = 40 * RATE / N_FFT
+    magnitude = frame_magnitudes(_note(pitch, 3 * N_FFT, [0.5, 0.05]))
+    features = classifier.note_features(magnitude, np.array([[pitch]] * magnitude.shape[0]),
+                                        RATE, N_FFT)  # fmt: skip
+    assert features.shape[-1] == inputs
+    assert classifier.logits(features)[0, 0, INSTRUMENT_CODES.index("vn")] == pytest.approx(
+        np.log10(0.5), abs=0.01
+    )
+    # a file of the second features whose first layer takes the first's inputs is refused
+    short = tmp_path / "short.safetensors"
+    tensors = {"0.weight": np.zeros((13, FEATURES), np.float32), "0.bias": np.zeros(13, np.float32)}
+    save_file(tensors, str(short), metadata={"features": DETAILED_VERSION, "instruments": codes})
+    with pytest.raises(CheckpointError, match=f"{inputs} inputs"):
+        read_note_classifier(short)
+
+
 def _toy_samples(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Notes of two made-up instruments: vn with every harmonic, cl with the odd ones."""
     rng = np.random.default_rng(seed)
@@ -86,7 +145,7 @@ def test_training_learns_notes_apart_and_numpy_runs_what_torch_trained(tmp_path:
     test = _toy_samples(500, seed=1)
     assert restricted_accuracy(network, *test) > 0.95
     path = tmp_path / "notes.safetensors"
-    save_note_classifier(network, path, {"steps": "150"})
+    save_note_classifier(network, path, {"steps": "150"}, FEATURE_VERSION)
     loaded = read_note_classifier(path)
     assert loaded.instruments == INSTRUMENT_CODES
     with torch.no_grad():
@@ -163,7 +222,7 @@ def test_a_file_for_other_features_or_none_is_refused(tmp_path: Path) -> None:
 def test_the_bundled_classifier_loads_and_knows_every_urmp_instrument() -> None:
     classifier = load_note_classifier()
     assert classifier.instruments == INSTRUMENT_CODES
-    assert classifier.layers[0][0].shape[1] == FEATURES
+    assert classifier.layers[0][0].shape[1] == FEATURE_SIZES[classifier.features]
     # the file its README and model card describe
     readme = (bundled_notes_dir() / "README.md").read_text()
     assert f"`{CLASSIFIER_FILE}` | `{classifier.digest}`" in readme
@@ -175,9 +234,11 @@ def test_samples_label_each_players_notes_with_its_instrument() -> None:
     bassoon = _note(110.0, samples, [0.05, 0.3, 0.2, 0.1])
     x, y, allowed = note_samples(violin + bassoon, np.stack([violin, bassoon]), ["vn", "bn"], RATE)
     frames = (samples - N_FFT) // HOP + 1
-    assert x.shape == (2 * frames, FEATURES) and allowed.shape == (2 * frames, 13)
+    assert x.shape == (2 * frames, FEATURE_SIZES[DETAILED_VERSION])
+    assert allowed.shape == (2 * frames, 13)
     assert np.array_equal(np.unique(y), sorted([INSTRUMENT_CODES.index(c) for c in ("vn", "bn")]))
-    pitch = {INSTRUMENT_CODES[code]: np.median(2 ** x[y == code, -1] * 440) for code in set(y)}
+    pitch_at = FEATURES - 1  # the first features' last: the pitch
+    pitch = {INSTRUMENT_CODES[c]: np.median(2 ** x[y == c, pitch_at] * 440) for c in set(y)}
     assert pitch["vn"] == pytest.approx(660.0, rel=0.01)
     assert pitch["bn"] == pytest.approx(110.0, rel=0.01)
     # a piece of one instrument, and a player whose instrument is heard twice, give none

@@ -11,11 +11,16 @@ mixture's spectrum it reads:
   :data:`FLOOR` (the clarinet's weak even harmonics, the bassoon's weak fundamental, a
   saxophone's or a trumpet's strong upper partials);
 * the pitch itself, ``log2(hz / 440)``;
+* (``harmonic-profile-2``, the bundled ``vimss-notes-v1``'s features) each partial's shape, the
+  bins either side of its own relative to its peak (a steady partial's main lobe is narrow;
+  vibrato, a bow's or a breath's noise widen it), and the level halfway to the next harmonic
+  (:func:`partial_details`);
 
 and a multilayer perceptron (two hidden layers, GELU) gives a score per URMP instrument; the
 posterior over the instruments of the ensemble at hand is their softmax. It was trained on
 generated ensembles only (``scripts/train_note_classifier.py``, the model card
-docs/model-card-vimss-notes-v0.md).
+docs/model-card-vimss-notes-v1.md). A weights file names the features it reads; either
+version loads (:func:`read_note_classifier`).
 
 Frame-local: a frame's features read that frame alone, so the streaming masks stay equal to
 one pass whatever the blocks. The network runs in NumPy (three small matrix products), as the
@@ -38,14 +43,21 @@ from vimss_cli.errors import CheckpointError
 HARMONIC_COUNT = 16
 #: Harmonic levels below the strongest by more than this (log10 units: 80 dB) read as this.
 FLOOR = -4.0
-#: Inputs per note: the harmonic levels and the pitch.
+#: Inputs per note of the first features (``harmonic-profile-1``): the harmonic levels and the
+#: pitch.
 FEATURES = HARMONIC_COUNT + 1
-#: Names the features above; a weights file made for others is refused.
+#: Names the first features; a weights file names those it was made for.
 FEATURE_VERSION = "harmonic-profile-1"
+#: The second features (``harmonic-profile-2``, what new classifiers are trained on): the first,
+#: then per harmonic the partial's shape (its bin and the bins either side, relative to the
+#: largest of the three) and the floor halfway to the next harmonic (:func:`partial_details`).
+DETAILED_VERSION = "harmonic-profile-2"
+#: Inputs per note of each features' version.
+FEATURE_SIZES = {FEATURE_VERSION: FEATURES, DETAILED_VERSION: FEATURES + 4 * HARMONIC_COUNT}
 #: A harmonic above this share of the highest bin reads as silent.
 TOP_SHARE = 0.95
 #: The bundled weights' file name (in ``models/notes/``, the wheel's ``bundled_models/notes/``).
-CLASSIFIER_FILE = "vimss-notes-v0.safetensors"
+CLASSIFIER_FILE = "vimss-notes-v1.safetensors"
 
 
 def harmonic_profile(
@@ -67,6 +79,54 @@ def harmonic_profile(
     logs = np.maximum(logs - logs.max(axis=-1, keepdims=True), np.float32(FLOOR))
     pitch = np.log2(hz / 440.0).astype(np.float32)[..., None]
     return np.concatenate([logs, pitch], axis=-1).astype(np.float32)
+
+
+def partial_details(
+    magnitude: np.ndarray, pitches: np.ndarray, sample_rate: int, n_fft: int
+) -> np.ndarray:
+    """``(T, bins)`` magnitudes and ``(T, C)`` pitches in Hz (``nan``: none) -> ``(T, C, 4 *
+    HARMONIC_COUNT)`` float32: per harmonic, the levels (log10) of the bin below its nearest,
+    that bin and the one above, each relative to the largest of the three (a steady partial's
+    main lobe is narrow; vibrato, a bow's or a breath's noise widen it); then per harmonic the
+    level halfway to the next harmonic (the lesser of the two bins there), relative to the
+    strongest harmonic (what lies between the partials). Floored at :data:`FLOOR`; a
+    harmonic above :data:`TOP_SHARE` of the spectrum reads as silent (its shape as 0)."""
+    frames, bins = magnitude.shape
+    hz = np.nan_to_num(np.asarray(pitches, dtype=np.float64), nan=440.0)  # (T, C)
+    spacing = hz[..., None] * (n_fft / sample_rate)  # (T, C, 1) bins between harmonics
+    centre = spacing * np.arange(1, HARMONIC_COUNT + 1)  # (T, C, H)
+    nearest = np.round(centre).astype(np.int64)
+    inside = centre < bins * TOP_SHARE
+    rows = np.arange(frames)[:, None, None]
+
+    def at(index: np.ndarray) -> np.ndarray:
+        return np.where(inside, magnitude[rows, np.clip(index, 0, bins - 1)], 0.0)
+
+    def logs(level: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        return np.maximum(np.log10(level + 1e-9) - reference, FLOOR)
+
+    lobe = [at(nearest + offset) for offset in (-1, 0, 1)]  # 3 x (T, C, H)
+    peak = np.maximum(np.maximum(lobe[0], lobe[1]), lobe[2])
+    strongest = np.log10(peak.max(axis=-1, keepdims=True) + 1e-9)  # (T, C, 1)
+    peak_logs = logs(peak, strongest)
+    shape = [logs(level, strongest) - peak_logs for level in lobe]
+    halfway = np.round(centre + 0.5 * spacing).astype(np.int64)
+    between = logs(np.minimum(at(halfway), at(halfway + 1)), strongest)
+    return np.concatenate([*shape, between], axis=-1).astype(np.float32)
+
+
+def note_features(
+    magnitude: np.ndarray, pitches: np.ndarray, sample_rate: int, n_fft: int, version: str
+) -> np.ndarray:
+    """The features of ``version`` (:data:`FEATURE_SIZES`) for ``(T, C)`` pitches in ``(T,
+    bins)`` magnitudes: ``(T, C, FEATURE_SIZES[version])`` float32."""
+    if version not in FEATURE_SIZES:
+        raise ValueError(f"unknown note features {version!r}")
+    profile = harmonic_profile(magnitude, pitches, sample_rate, n_fft)
+    if version == FEATURE_VERSION:
+        return profile
+    details = partial_details(magnitude, pitches, sample_rate, n_fft)
+    return np.concatenate([profile, details], axis=-1)
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -103,6 +163,15 @@ class NoteClassifier:
     prototypes: tuple[tuple[str, np.ndarray], ...] = ()
     #: what the cosine with a prototype adds to the instrument's logit
     prototype_weight: float = 0.0
+    #: the features it reads (a key of :data:`FEATURE_SIZES`)
+    features: str = FEATURE_VERSION
+
+    def note_features(
+        self, magnitude: np.ndarray, pitches: np.ndarray, sample_rate: int, n_fft: int
+    ) -> np.ndarray:
+        """The features this classifier reads (:func:`note_features`) of ``(T, C)`` pitches
+        in ``(T, bins)`` magnitudes."""
+        return note_features(magnitude, pitches, sample_rate, n_fft, self.features)
 
     def hidden(self, features: np.ndarray) -> np.ndarray:
         """``(..., FEATURES)`` -> ``(..., hidden)`` float32: the last layer's input."""
@@ -152,8 +221,8 @@ def read_note_classifier(path: Path) -> NoteClassifier:
     """A weights file of ``scripts/train_note_classifier.py`` (safetensors: ``N.weight`` and
     ``N.bias`` per layer, the instruments and the feature version in its metadata).
     :class:`CheckpointError`, in one line, for a file that is missing, unreadable, made for
-    other features or not a chain of layers from :data:`FEATURES` inputs to one output per
-    instrument."""
+    other features or not a chain of layers from its features' inputs
+    (:data:`FEATURE_SIZES`) to one output per instrument."""
     import hashlib
 
     from safetensors import SafetensorError, safe_open
@@ -171,10 +240,11 @@ def read_note_classifier(path: Path) -> NoteClassifier:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except (OSError, SafetensorError) as error:
         raise CheckpointError(f"cannot read the note classifier {path}: {error}") from error
-    if metadata.get("features") != FEATURE_VERSION:
+    version = str(metadata.get("features"))
+    if version not in FEATURE_SIZES:
         raise CheckpointError(
             f"{path} is a note classifier for features {metadata.get('features')!r}, "
-            f"not {FEATURE_VERSION!r}"
+            f"not one of {', '.join(map(repr, FEATURE_SIZES))}"
         )
     try:
         instruments = tuple(str(code) for code in json.loads(metadata.get("instruments", "[]")))
@@ -185,7 +255,7 @@ def read_note_classifier(path: Path) -> NoteClassifier:
         )
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{path} is not a note classifier's weights ({error})") from error
-    inputs = FEATURES
+    inputs = FEATURE_SIZES[version]
     for weight, bias in layers:
         if weight.ndim != 2 or weight.shape[1] != inputs or bias.shape != (weight.shape[0],):
             layers = ()
@@ -193,10 +263,10 @@ def read_note_classifier(path: Path) -> NoteClassifier:
         inputs = weight.shape[0]
     if not layers or inputs != len(instruments):
         raise CheckpointError(
-            f"{path} does not hold a chain of layers from {FEATURES} inputs to one output per "
-            "instrument"
+            f"{path} does not hold a chain of layers from {FEATURE_SIZES[version]} inputs to one "
+            "output per instrument"
         )
-    return NoteClassifier(layers, instruments, digest)
+    return NoteClassifier(layers, instruments, digest, features=version)
 
 
 def bundled_notes_dir() -> Path:

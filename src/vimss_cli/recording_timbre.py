@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vimss_cli.note_classifier import NoteClassifier, harmonic_profile, unit_rows
+from vimss_cli.note_classifier import NoteClassifier, unit_rows
 from vimss_cli.pitch_voices import (
     DEFAULT_RANGE_HZ,
     PITCH_RANGE_HZ,
@@ -135,7 +135,7 @@ class RecordingListener:
         bands = np.floor(10 * np.log10(energy[sounding]) / LEVEL_BAND_DB).astype(np.int64)
         count = len(self.instruments)
         pitches = several_pitches(heard.T, self._grid, np.full(len(heard), count))  # (T', J)
-        features = harmonic_profile(heard, pitches, self.sample_rate, self.n_fft)
+        features = self.classifier.note_features(heard, pitches, self.sample_rate, self.n_fft)
         hidden = self.classifier.hidden(features)  # (T', J, D)
         posterior = self.classifier.posteriors_of_hidden(hidden, self.instruments)  # (T', J, J)
         weights = posterior**CONFIDENCE_POWER

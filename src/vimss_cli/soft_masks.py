@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vimss_cli.note_classifier import NoteClassifier, harmonic_profile, load_note_classifier
+from vimss_cli.note_classifier import NoteClassifier, load_note_classifier
 from vimss_cli.pitch_voices import (
     DEFAULT_RANGE_HZ,
     HARMONICS,
@@ -112,7 +112,7 @@ PAIR_PENALTY = 0.3
 PAIR_ALONE = True
 #: What the harmonic masks do, as a number: raised whenever they change, so that ``vimss eval``
 #: scores them again instead of reading older scores from its cache.
-HARMONIC_MASKS_VERSION = 10
+HARMONIC_MASKS_VERSION = 11
 #: Added to a bin's total share, so that a silent bin divides nothing by zero (float32).
 _EPS = np.float32(1e-30)
 
@@ -398,7 +398,9 @@ class SoftMaskFilter:
         score = np.zeros((len(joint), frames, candidates.shape[1]))  # (J, T, C)
         classifier = self._note_classifier
         if classifier is not None:  # which of the joint stems' instruments plays each
-            features = harmonic_profile(mixture, candidates, self.sample_rate, self._stft.n_fft)
+            features = classifier.note_features(
+                mixture, candidates, self.sample_rate, self._stft.n_fft
+            )
             posterior = classifier.posteriors(features, self._joint_codes)  # (T, C, all joint)
         for row, k in enumerate(joint):
             grid, salience = self._grids[k], saliences[k]  # salience (P, T)

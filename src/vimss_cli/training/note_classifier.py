@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vimss_cli.instruments import INSTRUMENT_CODES, instrument_index
-from vimss_cli.note_classifier import FEATURE_VERSION, FEATURES, harmonic_profile
+from vimss_cli.note_classifier import DETAILED_VERSION, FEATURE_SIZES, note_features
 from vimss_cli.pitch_voices import LoudnessGate, PitchGrid
 from vimss_cli.soft_masks import HOP, N_FFT
 from vimss_cli.stft_stream import periodic_hann
@@ -57,14 +57,18 @@ def true_pitches(
 
 
 def note_samples(
-    mixture: np.ndarray, references: np.ndarray, instruments: Sequence[str], sample_rate: int
+    mixture: np.ndarray,
+    references: np.ndarray,
+    instruments: Sequence[str],
+    sample_rate: int,
+    features: str = DETAILED_VERSION,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One piece's samples: features ``(N, FEATURES)`` float32, each note's instrument
-    (index into :data:`INSTRUMENT_CODES`, ``(N,)``) and the piece's instruments as a mask
-    ``(N, len(INSTRUMENT_CODES))`` bool."""
+    """One piece's samples: the notes' ``features`` ``(N, FEATURE_SIZES[features])``
+    float32, each note's instrument (index into :data:`INSTRUMENT_CODES`, ``(N,)``) and the
+    piece's instruments as a mask ``(N, len(INSTRUMENT_CODES))`` bool."""
     codes = list(instruments)
     empty = (
-        np.zeros((0, FEATURES), np.float32),
+        np.zeros((0, FEATURE_SIZES[features]), np.float32),
         np.zeros(0, np.int64),
         np.zeros((0, len(INSTRUMENT_CODES)), bool),
     )
@@ -73,7 +77,7 @@ def note_samples(
     pitches = true_pitches(references, codes, sample_rate)  # (K, T)
     magnitude = frame_magnitudes(mixture)
     frames = min(magnitude.shape[0], pitches.shape[1])
-    features = harmonic_profile(magnitude[:frames], pitches[:, :frames].T, sample_rate, N_FFT)
+    notes = note_features(magnitude[:frames], pitches[:, :frames].T, sample_rate, N_FFT, features)
     allowed = np.zeros(len(INSTRUMENT_CODES), bool)
     allowed[[instrument_index(code) for code in codes]] = True
     parts, labels = [], []
@@ -81,7 +85,7 @@ def note_samples(
         if codes.count(code) != 1:
             continue
         sounds = ~np.isnan(pitches[k, :frames])
-        parts.append(features[sounds, k])
+        parts.append(notes[sounds, k])
         labels.append(np.full(int(sounds.sum()), instrument_index(code)))
     if not parts:
         return empty
@@ -98,16 +102,17 @@ def train_note_classifier(
     batch: int = 1024,
     seed: int = 0,
 ) -> nn.Sequential:
-    """Fit the perceptron (``FEATURES`` -> ``hidden`` -> ``hidden`` -> one score per URMP
-    instrument, GELU) on samples of :func:`note_samples`: AdamW, one-cycle learning rate up to
-    3e-3, ``steps`` batches drawn with replacement. Deterministic for a seed (on the CPU)."""
+    """Fit the perceptron (the features ``x`` ``(N, F)`` -> ``hidden`` -> ``hidden`` -> one
+    score per URMP instrument, GELU) on samples of :func:`note_samples`: AdamW, one-cycle
+    learning rate up to 3e-3, ``steps`` batches drawn with replacement. Deterministic for a
+    seed (on the CPU)."""
     import torch
     from torch import nn
 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     network = nn.Sequential(
-        nn.Linear(FEATURES, hidden),
+        nn.Linear(x.shape[1], hidden),
         nn.GELU(),
         nn.Linear(hidden, hidden),
         nn.GELU(),
@@ -138,16 +143,22 @@ def restricted_accuracy(
     return float((scores.argmax(dim=1).numpy() == y).mean()) if len(y) else float("nan")
 
 
-def save_note_classifier(network: nn.Module, path: Path, provenance: dict[str, str]) -> None:
+def save_note_classifier(
+    network: nn.Module,
+    path: Path,
+    provenance: dict[str, str],
+    features: str = DETAILED_VERSION,
+) -> None:
     """Write the perceptron's weights as :func:`~vimss_cli.note_classifier.read_note_classifier`
-    reads them (atomically, readable as any new file), with ``provenance`` in the metadata."""
+    reads them (atomically, readable as any new file), with the ``features`` it reads and
+    ``provenance`` in the metadata."""
     from vimss_cli.checkpoint import save_file_atomically
 
     tensors = {
         key: value.detach().float().contiguous() for key, value in network.state_dict().items()
     }
     metadata = {
-        "features": FEATURE_VERSION,
+        "features": features,
         "instruments": json.dumps(list(INSTRUMENT_CODES)),
         **provenance,
     }
