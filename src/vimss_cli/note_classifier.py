@@ -66,19 +66,7 @@ def harmonic_profile(
     """``(T, bins)`` magnitudes of frames of ``n_fft`` samples and ``(T, C)`` pitches in Hz
     (``nan``: none) -> ``(T, C, FEATURES)`` float32, each pitch's features in its own frame
     (a ``nan`` pitch gets 440 Hz's: meaningless, for the caller to ignore)."""
-    frames, bins = magnitude.shape
-    hz = np.nan_to_num(np.asarray(pitches, dtype=np.float64), nan=440.0)  # (T, C)
-    centre = hz[..., None] * np.arange(1, HARMONIC_COUNT + 1) * (n_fft / sample_rate)
-    nearest = np.round(centre).astype(np.int64)  # (T, C, H) bin of each harmonic
-    rows = np.arange(frames)[:, None, None]
-    level = np.zeros(centre.shape, np.float32)
-    for offset in (-1, 0, 1):
-        level = np.maximum(level, magnitude[rows, np.clip(nearest + offset, 0, bins - 1)])
-    level[centre >= bins * TOP_SHARE] = 0.0
-    logs = np.log10(level + np.float32(1e-9))
-    logs = np.maximum(logs - logs.max(axis=-1, keepdims=True), np.float32(FLOOR))
-    pitch = np.log2(hz / 440.0).astype(np.float32)[..., None]
-    return np.concatenate([logs, pitch], axis=-1).astype(np.float32)
+    return _note_levels(magnitude, pitches, sample_rate, n_fft, details=False)
 
 
 def partial_details(
@@ -91,42 +79,51 @@ def partial_details(
     level halfway to the next harmonic (the lesser of the two bins there), relative to the
     strongest harmonic (what lies between the partials). Floored at :data:`FLOOR`; a
     harmonic above :data:`TOP_SHARE` of the spectrum reads as silent (its shape as 0)."""
-    frames, bins = magnitude.shape
-    hz = np.nan_to_num(np.asarray(pitches, dtype=np.float64), nan=440.0)  # (T, C)
-    spacing = hz[..., None] * (n_fft / sample_rate)  # (T, C, 1) bins between harmonics
-    centre = spacing * np.arange(1, HARMONIC_COUNT + 1)  # (T, C, H)
-    nearest = np.round(centre).astype(np.int64)
-    inside = centre < bins * TOP_SHARE
-    rows = np.arange(frames)[:, None, None]
-
-    def at(index: np.ndarray) -> np.ndarray:
-        return np.where(inside, magnitude[rows, np.clip(index, 0, bins - 1)], 0.0)
-
-    def logs(level: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        return np.maximum(np.log10(level + 1e-9) - reference, FLOOR)
-
-    lobe = [at(nearest + offset) for offset in (-1, 0, 1)]  # 3 x (T, C, H)
-    peak = np.maximum(np.maximum(lobe[0], lobe[1]), lobe[2])
-    strongest = np.log10(peak.max(axis=-1, keepdims=True) + 1e-9)  # (T, C, 1)
-    peak_logs = logs(peak, strongest)
-    shape = [logs(level, strongest) - peak_logs for level in lobe]
-    halfway = np.round(centre + 0.5 * spacing).astype(np.int64)
-    between = logs(np.minimum(at(halfway), at(halfway + 1)), strongest)
-    return np.concatenate([*shape, between], axis=-1).astype(np.float32)
+    return _note_levels(magnitude, pitches, sample_rate, n_fft, details=True)[..., FEATURES:]
 
 
 def note_features(
     magnitude: np.ndarray, pitches: np.ndarray, sample_rate: int, n_fft: int, version: str
 ) -> np.ndarray:
     """The features of ``version`` (:data:`FEATURE_SIZES`) for ``(T, C)`` pitches in ``(T,
-    bins)`` magnitudes: ``(T, C, FEATURE_SIZES[version])`` float32."""
+    bins)`` magnitudes: ``(T, C, FEATURE_SIZES[version])`` float32 (the harmonics' bins read
+    once for both parts)."""
     if version not in FEATURE_SIZES:
         raise ValueError(f"unknown note features {version!r}")
-    profile = harmonic_profile(magnitude, pitches, sample_rate, n_fft)
-    if version == FEATURE_VERSION:
-        return profile
-    details = partial_details(magnitude, pitches, sample_rate, n_fft)
-    return np.concatenate([profile, details], axis=-1)
+    details = version == DETAILED_VERSION
+    return _note_levels(magnitude, pitches, sample_rate, n_fft, details=details)
+
+
+def _note_levels(
+    magnitude: np.ndarray, pitches: np.ndarray, sample_rate: int, n_fft: int, details: bool
+) -> np.ndarray:
+    """:func:`harmonic_profile` ``(T, C, FEATURES)``, then with ``details``
+    :func:`partial_details` ``(T, C, 4 * HARMONIC_COUNT)``, from one reading of the bins
+    around each harmonic."""
+    frames, bins = magnitude.shape
+    hz = np.nan_to_num(np.asarray(pitches, dtype=np.float64), nan=440.0)  # (T, C)
+    centre = hz[..., None] * np.arange(1, HARMONIC_COUNT + 1) * (n_fft / sample_rate)
+    nearest = np.round(centre).astype(np.int64)  # (T, C, H) bin of each harmonic
+    inside = centre < bins * TOP_SHARE  # higher harmonics read as silent
+    rows = np.arange(frames)[:, None, None]
+
+    def at(index: np.ndarray) -> np.ndarray:  # (T, C, H) float32, 0 where not inside
+        return np.where(inside, magnitude[rows, np.clip(index, 0, bins - 1)], np.float32(0))
+
+    def logs(level: np.ndarray) -> np.ndarray:  # log10, relative to the strongest harmonic
+        return np.maximum(np.log10(level + np.float32(1e-9)) - strongest, np.float32(FLOOR))
+
+    lobe = [at(nearest + offset) for offset in (-1, 0, 1)]  # the bin below, its own, above
+    peak = np.maximum(np.maximum(lobe[0], lobe[1]), lobe[2])  # each harmonic's level
+    strongest = np.log10(peak.max(axis=-1, keepdims=True) + np.float32(1e-9))  # (T, C, 1)
+    levels = logs(peak)
+    pitch = np.log2(hz / 440.0).astype(np.float32)[..., None]
+    parts = [levels, pitch]
+    if details:
+        parts += [logs(level) - levels for level in lobe]
+        halfway = np.round(centre + 0.5 * hz[..., None] * (n_fft / sample_rate)).astype(np.int64)
+        parts.append(logs(np.minimum(at(halfway), at(halfway + 1))))
+    return np.concatenate(parts, axis=-1).astype(np.float32)
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:

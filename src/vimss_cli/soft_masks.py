@@ -335,7 +335,8 @@ class SoftMaskFilter:
         # each pitch-split pair's second voice, (P, T) Hz (its own strongest is its first), for
         # the joint choice and the templates
         seconds = np.zeros((0, frames))
-        if any(self._paired) and (self._mixture_grid is not None or self._blend is not None):
+        modelled = self._blend is not None and self._pairs_modelled
+        if any(self._paired) and (self._mixture_grid is not None or modelled):
             seconds = np.array(
                 [
                     two_pitches(soft[:, k].T, grid, ~np.isnan(pitches[k]))[:, 1]
@@ -349,8 +350,9 @@ class SoftMaskFilter:
         if self._pitch_log is not None:
             self._pitch_log.append(pitches.copy())
         if self._blend is not None:  # each stem's pitch, then each modelled pair's second
-            modelled = seconds if self._pairs_modelled else seconds[:0]
-            self._blend_pitches.append(np.concatenate([pitches, modelled]))
+            self._blend_pitches.append(
+                np.concatenate([pitches, seconds if modelled else seconds[:0]])
+            )
         weights = shares * self.off_harmonic  # a stem without a pitch: a soft share
         for k in saliences:
             comb = harmonic_comb(pitches[k], self.sample_rate, self._stft.n_fft, HARMONICS)
