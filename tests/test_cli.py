@@ -994,19 +994,20 @@ def test_the_progress_bar_starts_afresh_when_the_separation_follows_the_level_pa
 ) -> None:
     """Found by a review: the level pass and the separation shared one rich task, which the
     level pass left finished, so the separation showed 0:00:00 remaining throughout."""
+    import rich.progress
     from conftest import TERMINAL_ENV
     from vimss_cli.cli import separate as separate_cli
 
     for name, value in TERMINAL_ENV.items():
         monkeypatch.setenv(name, value)
     bars = []
-    real = separate_cli.Progress
+    real = rich.progress.Progress
 
     def kept(*args, **kwargs):
         bars.append(real(*args, **kwargs))
         return bars[-1]
 
-    monkeypatch.setattr(separate_cli, "Progress", kept)
+    monkeypatch.setattr(rich.progress, "Progress", kept)  # (imported when a bar is shown)
     with separate_cli._progress_display(True) as update:
         assert update is not None
         for done in (30.0, 60.0):

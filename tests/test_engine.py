@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from vimss_cli.engine import (
     CUDA_TILE,
     MAX_CPU_TILE,
     MIN_CPU_TILE,
+    WINDOWS_AHEAD,
     even_tile,
     iter_blocks,
     plan_tile,
@@ -153,8 +155,10 @@ def test_window_plan_is_aligned_to_the_total_decimation() -> None:
     assert all((plan.window_start(j) + plan.context) % 16 == 0 for j in range(5))
 
 
-def test_output_streams_before_the_input_ends() -> None:
-    """Memory is bounded: output leaves while input is still arriving."""
+@pytest.mark.parametrize("groups", [1, 2])
+def test_output_streams_before_the_input_ends(groups: int) -> None:
+    """Memory is bounded: output leaves while input is still arriving, at most the batches
+    the network may be ahead behind it (none with one group on the CPU)."""
     model = make_tiny_model()
     plan = plan_windows(model, 256)
     consumed = 0
@@ -169,13 +173,39 @@ def test_output_streams_before_the_input_ends() -> None:
     def sink(block: np.ndarray) -> None:
         produced_when.append((consumed, block.shape[1]))
 
-    total = separate_blocks(model, blocks(), [Query("vn")], sink, tile=256, batch_size=2)
+    queries = [Query("vn"), Query("vc")]
+    total = separate_blocks(model, blocks(), queries, sink, tile=256, batch_size=2, groups=groups)
     assert total == 20000 == sum(n for _, n in produced_when)
-    # every emission happens within one batch of windows of the input it needs
-    produced = 0
+    ahead = WINDOWS_AHEAD if groups > 1 else 0
+    produced, most_behind = 0, 0
     for consumed_then, size in produced_when:
         produced += size
-        assert consumed_then - produced <= 2 * plan.step + plan.input_length
+        most_behind = max(most_behind, consumed_then - produced)
+    assert most_behind <= (ahead + 1) * 2 * plan.step + plan.input_length
+    # and ahead means ahead: with groups, the input ran past one batch's needs
+    assert (most_behind > 2 * plan.step + plan.input_length) == (ahead > 0)
+
+
+def test_an_error_in_the_output_callback_stops_the_run_and_its_threads() -> None:
+    """What ``on_output`` raises comes out of separate_blocks at once (the network's windows
+    ahead are dropped), and no group thread is left behind."""
+    model = make_tiny_model()
+    calls = 0
+
+    def sink(block: np.ndarray) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("disk full")
+
+    before = threading.active_count()
+    with pytest.raises(OSError, match="disk full"):
+        separate_blocks(
+            model, iter_blocks(np.ones(20000, np.float32) * 0.1, 100), [Query("vn"), Query("vc")],
+            sink, tile=256, groups=2,
+        )  # fmt: skip
+    assert calls == 2
+    assert threading.active_count() == before
 
 
 def test_silence_in_silence_out() -> None:

@@ -13,8 +13,9 @@ batch of windows, never the track.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,13 @@ MIN_CPU_TILE, MAX_CPU_TILE = 4096, 2**16
 RECOMPUTE_TILE_FACTOR = 4
 #: ...and at most this (output samples per window), which bounds its memory.
 MAX_RECOMPUTE_TILE = 2**19
+#: Batches of windows the network may be ahead of the caller: while ``on_output`` works on
+#: one batch's stems (the soft masks, the writing), the network computes the next ones. On
+#: the 2-core machine that work left a core idle for about a fifth of a quartet's run. Only
+#: with query groups (each a thread of its own): when one group's operations are shared
+#: among torch's threads, a core taken by ``on_output`` stalls them all at each operation's
+#: end (a 3-player run, one group on 2 threads, ran 1.08x slower ahead).
+WINDOWS_AHEAD = 2
 #: Cache assumed when the machine does not say (bytes).
 FALLBACK_CACHE_BYTES = 8 * 2**20
 
@@ -244,13 +252,19 @@ class _WindowRunner:
 
 
 class _QueryGroups:
-    """The K queries split into groups that run side by side, one CPU thread each.
+    """The K queries split into groups, each run by a thread of its own when there are several.
 
     Each group is a :class:`_WindowRunner` of its own (its own stream) over the same windows;
-    query ``k`` goes to group ``k % groups``. On two cores this keeps both busy with large
+    query ``k`` goes to group ``k % groups``. On two cores two groups keep both busy with large
     single-threaded operations instead of splitting every small operation over two threads,
-    whose barriers stall whenever another process takes a core. With one group it is just
-    the runner, with torch's own threads.
+    whose barriers stall whenever another process takes a core. One group runs in the
+    caller's thread, with torch's own threads.
+
+    Windows are handed in with :meth:`submit` and their stems taken with :meth:`collect`, in
+    the same order. With several groups each group's thread works through its queue of
+    windows on its own, so the caller can hand in the next windows before it collects (and
+    works on) the last ones' stems, and a group that finishes a window first goes on to the
+    next instead of waiting for the others. One group computes its windows in :meth:`submit`.
     """
 
     def __init__(
@@ -259,23 +273,38 @@ class _QueryGroups:
         self.members = [list(range(first, len(queries), groups)) for first in range(groups)]
         self.runners = [make_runner([queries[k] for k in member]) for member in self.members]
         self.queries = len(queries)
-        self.pool = None
-        if groups > 1:
-            self.pool = ThreadPoolExecutor(groups, initializer=torch.set_num_threads, initargs=(1,))
+        # one thread per group keeps each group's windows in order (its stream needs them so)
+        self.pools = [
+            ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,))
+            for _ in self.runners
+            if groups > 1
+        ]
 
-    def run(self, windows: np.ndarray, starts: list[int]) -> np.ndarray:
-        """Like :meth:`_WindowRunner.run`, for all K queries in their order."""
-        if self.pool is None:
-            return self.runners[0].run(windows, starts)
-        outputs = list(self.pool.map(lambda runner: runner.run(windows, starts), self.runners))
+    def submit(self, windows: np.ndarray, starts: list[int]) -> list[Future[np.ndarray]]:
+        """Queue ``windows (W, T_in)`` starting at absolute ``starts`` on every group."""
+        if not self.pools:
+            done: Future[np.ndarray] = Future()
+            done.set_result(self.runners[0].run(windows, starts))
+            return [done]
+        return [
+            pool.submit(runner.run, windows, starts)
+            for pool, runner in zip(self.pools, self.runners, strict=True)
+        ]
+
+    def collect(self, futures: list[Future[np.ndarray]]) -> np.ndarray:
+        """The stems ``(K, n)`` float32 of one :meth:`submit`, all K queries in their order
+        (like :meth:`_WindowRunner.run`); raises what a group raised."""
+        outputs = [future.result() for future in futures]
+        if len(outputs) == 1:
+            return outputs[0]
         stems = np.empty((self.queries, outputs[0].shape[1]), np.float32)
         for member, output in zip(self.members, outputs, strict=True):
             stems[member] = output
         return stems
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+        for pool in self.pools:
+            pool.shutdown(cancel_futures=True)
 
 
 def default_groups(queries: int, device: torch.device) -> int:
@@ -334,7 +363,9 @@ def separate_blocks(
         blocks: 1-D float32 arrays; their concatenation is the mixture.
         queries: the K players to separate.
         on_output: receives consecutive ``(K, n)`` float32 blocks whose concatenation is the
-            K stems, exactly as long as the input.
+            K stems, exactly as long as the input, in the caller's thread. The network may
+            be :data:`WINDOWS_AHEAD` batches of windows ahead of it (with query groups),
+            and so may the reading of ``blocks``.
         tile: output samples per window (rounded up to the total decimation).
         batch_size: 1 streams the windows (each layer computes only its new positions, see
             :class:`~vimss_cli.model.StreamState`); more runs that many independent windows
@@ -380,7 +411,8 @@ def separate_blocks(
             groups,
         )
         try:
-            return _run_windows(runner, plan, blocks, on_output, batch_size, progress)
+            ahead = WINDOWS_AHEAD if groups > 1 else 0
+            return _run_windows(runner, plan, blocks, on_output, batch_size, progress, ahead)
         finally:
             runner.close()
     finally:
@@ -394,14 +426,16 @@ def _run_windows(
     on_output: Callable[[np.ndarray], None],
     batch_size: int,
     progress: WindowProgress | None,
+    ahead: int,
 ) -> int:
-    """Cut the block stream into windows as the input arrives; see :func:`separate_blocks`."""
+    """Cut the block stream into windows as the input arrives; see :func:`separate_blocks`.
+    The network may be ``ahead`` batches of windows ahead of ``on_output``."""
     # buffer holds input samples from absolute position buffer_start on
     buffer = np.zeros(plan.context, dtype=np.float32)
     buffer_start = -plan.context
     total = 0
-    next_window = 0
-    produced = 0  # output samples emitted so far
+    next_window = 0  # the next window to hand to the network
+    produced = 0  # output samples passed on so far
 
     def take_windows(count: int) -> tuple[np.ndarray, list[int]]:
         starts = [plan.window_start(next_window + i) for i in range(count)]
@@ -413,10 +447,25 @@ def _run_windows(
         windows = np.stack([padded[o : o + plan.input_length] for o in offsets])
         return windows, starts
 
-    def emit(count: int, signal_end: int | None) -> None:
-        nonlocal buffer, buffer_start, next_window, produced
+    #: windows handed to the network whose stems are not yet passed on, oldest first, each
+    #: with where the signal ends (None: past these windows)
+    pending: collections.deque[tuple[list[Future[np.ndarray]], int | None]] = collections.deque()
+
+    def submit(count: int, signal_end: int | None) -> None:
+        nonlocal buffer, buffer_start, next_window
         windows, starts = take_windows(count)
-        output = runner.run(windows, starts)
+        pending.append((runner.submit(windows, starts), signal_end))
+        next_window += count
+        drop = plan.window_start(next_window) - buffer_start
+        buffer = buffer[drop:]
+        buffer_start += drop
+        if len(pending) > ahead:
+            emit()
+
+    def emit() -> None:
+        nonlocal produced
+        futures, signal_end = pending.popleft()
+        output = runner.collect(futures)
         if not np.isfinite(output).all():  # NaN would be written as full-scale stems
             raise NonFiniteOutputError(
                 f"the network's output holds NaN or infinite values (from sample {produced} "
@@ -426,10 +475,6 @@ def _run_windows(
             output = output[:, : max(0, signal_end - produced)]
         on_output(output)
         produced += output.shape[1]
-        next_window += count
-        drop = plan.window_start(next_window) - buffer_start
-        buffer = buffer[drop:]
-        buffer_start += drop
         if progress is not None:
             progress(produced)
 
@@ -441,9 +486,11 @@ def _run_windows(
             last_window_end = plan.window_start(next_window + batch_size - 1) + plan.input_length
             if buffer_start + buffer.size < last_window_end:
                 break
-            emit(batch_size, None)
-    while produced < total:
-        emit(min(batch_size, -(-(total - produced) // plan.step)), total)
+            submit(batch_size, None)
+    while next_window * plan.step < total:
+        submit(min(batch_size, -(-(total - next_window * plan.step) // plan.step)), total)
+    while pending:
+        emit()
     return total
 
 
