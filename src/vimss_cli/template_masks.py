@@ -208,7 +208,7 @@ def template_stems(
         for voice, stem in enumerate(owners):
             summed[:, stem] += masks[:, voice]
         masks = summed
-    masked = (masks * spectrum[:, None]).astype(np.complex64)  # (T, K, bins)
+    masked = (masks * spectrum[:, None]).astype(np.complex64, copy=False)  # (T, K, bins)
     done = [0]
 
     def apply(batch: np.ndarray) -> np.ndarray:
