@@ -995,6 +995,7 @@ def test_the_progress_bar_starts_afresh_when_the_separation_follows_the_level_pa
     """Found by a review: the level pass and the separation shared one rich task, which the
     level pass left finished, so the separation showed 0:00:00 remaining throughout."""
     import rich.progress
+
     from conftest import TERMINAL_ENV
     from vimss_cli.cli import separate as separate_cli
 
