@@ -186,6 +186,23 @@ def test_output_streams_before_the_input_ends(groups: int) -> None:
     assert (most_behind > 2 * plan.step + plan.input_length) == (ahead > 0)
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_stream_ends_without_an_extra_window(groups: int) -> None:
+    """Found by a review: a stream's first window gives more than a step (its whole output
+    span), so counting the last windows from those handed in ran one window too many when
+    the input ended just past a tile, and passed on an empty block."""
+    model = make_tiny_model()
+    assert model.streams
+    for length in (1281, 1285, 1536, 1537):
+        pieces: list[np.ndarray] = []
+        total = separate_blocks(
+            model, iter_blocks(np.ones(length, np.float32) * 0.1, 1000),
+            [Query("vn"), Query("vc")], pieces.append, tile=256, groups=groups,
+        )  # fmt: skip
+        assert total == length == sum(p.shape[1] for p in pieces)
+        assert all(p.shape[1] > 0 for p in pieces), [p.shape[1] for p in pieces]
+
+
 def test_an_error_in_the_output_callback_stops_the_run_and_its_threads() -> None:
     """What ``on_output`` raises comes out of separate_blocks at once (the network's windows
     ahead are dropped), and no group thread is left behind."""

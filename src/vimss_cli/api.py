@@ -380,7 +380,8 @@ class _SampleQueue:
 class _HeldMixture:
     """A stage after the network that needs the mixture of the stems it is given:
     :meth:`feed` passes the mixture's blocks on to the network and keeps them until the
-    stems of those samples come back (at most the network's look-ahead is held)."""
+    stems of those samples come back (at most the network's look-ahead is held, and the
+    batches of windows it may be ahead, :data:`~vimss_cli.engine.WINDOWS_AHEAD`)."""
 
     def __init__(self) -> None:
         self._mixture = _SampleQueue()

@@ -7,8 +7,9 @@ with zeros only before the start and after the end of the signal. Every window s
 congruent to ``-context`` modulo ``2 ** levels``, the same grid one pass over the whole
 (zero-padded) signal uses, so the stitched tiles equal that single pass.
 
-Audio arrives as an iterable of blocks and leaves through a callback, so memory holds one
-batch of windows, never the track.
+Audio arrives as an iterable of blocks and leaves through a callback, so memory holds a few
+batches of windows (the network may be :data:`WINDOWS_AHEAD` batches ahead of the callback),
+never the track.
 """
 
 from __future__ import annotations
@@ -303,8 +304,11 @@ class _QueryGroups:
         return stems
 
     def close(self) -> None:
+        """Drop the windows not started, in every group first, then wait for those running."""
         for pool in self.pools:
-            pool.shutdown(cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self.pools:
+            pool.shutdown()
 
 
 def default_groups(queries: int, device: torch.device) -> int:
@@ -371,7 +375,8 @@ def separate_blocks(
             :class:`~vimss_cli.model.StreamState`); more runs that many independent windows
             per forward pass, each recomputing its context. Both give the same output.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast).
-        progress: called with the number of samples done after each forward pass.
+        progress: called with the number of samples done each time a batch's stems are
+            passed on.
         groups: query groups run side by side, one CPU thread each (:class:`_QueryGroups`);
             ``None``: :func:`default_groups`. The output is the same for any value. A model
             with ``mixture_consistency`` runs its queries together (its output couples them).
@@ -487,10 +492,14 @@ def _run_windows(
             if buffer_start + buffer.size < last_window_end:
                 break
             submit(batch_size, None)
-    while next_window * plan.step < total:
-        submit(min(batch_size, -(-(total - next_window * plan.step) // plan.step)), total)
+    # the last windows are counted from the samples passed on: a stream's first window gives
+    # more than a step (its whole output span), so the windows handed in do not tell it
     while pending:
         emit()
+    while produced < total:
+        submit(min(batch_size, -(-(total - produced) // plan.step)), total)
+        while pending:
+            emit()
     return total
 
 
