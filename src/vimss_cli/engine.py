@@ -280,6 +280,8 @@ class _QueryGroups:
             for _ in self.runners
             if groups > 1
         ]
+        #: batches of windows the network may be ahead of the caller (none in its thread)
+        self.ahead = WINDOWS_AHEAD if self.pools else 0
 
     def submit(self, windows: np.ndarray, starts: list[int]) -> list[Future[np.ndarray]]:
         """Queue ``windows (W, T_in)`` starting at absolute ``starts`` on every group."""
@@ -416,8 +418,7 @@ def separate_blocks(
             groups,
         )
         try:
-            ahead = WINDOWS_AHEAD if groups > 1 else 0
-            return _run_windows(runner, plan, blocks, on_output, batch_size, progress, ahead)
+            return _run_windows(runner, plan, blocks, on_output, batch_size, progress)
         finally:
             runner.close()
     finally:
@@ -431,10 +432,9 @@ def _run_windows(
     on_output: Callable[[np.ndarray], None],
     batch_size: int,
     progress: WindowProgress | None,
-    ahead: int,
 ) -> int:
     """Cut the block stream into windows as the input arrives; see :func:`separate_blocks`.
-    The network may be ``ahead`` batches of windows ahead of ``on_output``."""
+    The network may be ``runner.ahead`` batches of windows ahead of ``on_output``."""
     # buffer holds input samples from absolute position buffer_start on
     buffer = np.zeros(plan.context, dtype=np.float32)
     buffer_start = -plan.context
@@ -464,7 +464,7 @@ def _run_windows(
         drop = plan.window_start(next_window) - buffer_start
         buffer = buffer[drop:]
         buffer_start += drop
-        if len(pending) > ahead:
+        if len(pending) > runner.ahead:
             emit()
 
     def emit() -> None:
