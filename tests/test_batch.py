@@ -71,10 +71,11 @@ def test_a_batch_separates_each_input_with_its_own_instruments(
         "templates",
         "inputs",
         "failures",
+        "skipped",
     ]
     assert document["refined"] is True and document["harmonic"] is True  # the defaults
     assert document["templates"] is True
-    assert document["failures"] == []
+    assert document["failures"] == [] and document["skipped"] == []
     assert document["inputs"][0]["input"] == str(first)
     phases = events.kinds("phase")
     assert phases == ["finding the players", "loading model default", "looking at the players"]

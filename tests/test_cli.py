@@ -1165,6 +1165,7 @@ def test_the_success_line_names_the_stems_the_model_and_the_device(
         "templates": None,
         "inputs": [],
         "failures": [],
+        "skipped": [str(mix)],
     }
 
 

@@ -548,3 +548,84 @@ def test_instruments_and_players_share_one_limit(
     assert_clean_failure(result, "--instruments must name between 1 and 8 players, got 9")
     assert run("separate", mix, "-o", out, "-i", ",".join(["vn"] * 8)).exit_code == 0
     assert len(files_under(out)) == 8
+
+
+# ---------------------------------------------------------------- 17: a new user's trial
+def test_force_replaces_only_names_a_run_can_write(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    """Found by a trial: with a template without ``{instrument}``, ``--force`` deleted the
+    user's ``duet_2023.wav`` as an "earlier stem" (no run has 2023 players)."""
+    out = tmp_path / "o"
+    out.mkdir()
+    mine = [out / name for name in ("duet_2023.wav", "duet_1999.flac", "duet_10.wav")]
+    for path in mine:
+        path.write_bytes(b"the user's")
+    earlier = out / "duet_3.wav"  # a stem of an earlier run with three players
+    earlier.write_bytes(b"an earlier stem")
+    template = ("--filename", "{input}_{player}.{ext}")
+    refused = run("separate", mix, "-o", out, "-i", "vn,vc", *template)
+    assert_clean_failure(refused, "outputs already exist", "duet_3.wav", "--force")
+    assert "2023" not in refused.stderr
+    result = run("separate", mix, "-o", out, "-i", "vn,vc", *template, "--force")
+    assert result.exit_code == 0, result.stderr
+    assert [p.name for p in files_under(out)] == sorted(
+        ["duet_1.wav", "duet_2.wav", *(p.name for p in mine)]
+    )
+    assert all(path.read_bytes() == b"the user's" for path in mine)
+
+
+def test_two_inputs_whose_stems_would_share_a_name_are_refused_before_any_work(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    """Found by a trial: ``{input}{instrument}`` names a's trombone and at's bassoon alike;
+    the second input replaced the first's stem (``--force``) or failed after it."""
+    first = write_wav(tmp_path / "a.wav", noise(1.0, seed=1))
+    second = write_wav(tmp_path / "at.wav", noise(1.0, seed=2))
+    out = tmp_path / "o"
+    template = ("--filename", "{input}{instrument}{player}.{ext}")
+    for force in ([], ["--force"]):
+        result = run(
+            "separate", first, second, "-i", "tbn", "-i", "bn", "-o", out, *template, *force
+        )
+        assert_clean_failure(result, f"a stem of {first} and one of {second} the same name")
+        assert not out.exists()
+
+
+def test_skip_existing_skips_only_when_the_stems_asked_for_are_there(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    """Found by a trial: any earlier stem made ``--skip-existing`` pass over an input, so the
+    clarinet asked for now was never written."""
+    out = tmp_path / "o"
+    assert run("separate", mix, "-o", out, "-i", "vn").exit_code == 0
+    again = run("separate", mix, "-o", out, "-i", "vn", "--skip-existing")
+    assert again.exit_code == 0 and "stems exist, skipped" in again.stderr
+    other = run("separate", mix, "-o", out, "-i", "vn,cl", "--skip-existing")
+    asked = "--skip-existing passes over an input only when the stems asked for are all there"
+    assert_clean_failure(other, "outputs already exist", "01_vn.wav", "--force", asked)
+    flac = run("separate", mix, "-o", out, "-i", "vn", "--format", "flac", "--skip-existing")
+    assert_clean_failure(flac, "outputs already exist", "01_vn.wav", asked)
+    assert [p.name for p in files_under(out)] == ["01_vn.wav"]
+
+
+def test_force_removes_the_listening_report_of_the_stems_it_replaces(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    """Found by a trial: after ``--force`` with other players, ``report.html`` still played
+    the stems replaced. A page of ours goes with them; a file of the user's stays."""
+    out = tmp_path / "o"
+    assert run("separate", mix, "-o", out, "-i", "vn,cl", "--report").exit_code == 0
+    page = out / "duet" / "report.html"
+    assert page.is_file()
+    result = run("separate", mix, "-o", out, "-i", "vn,bn", "--force")
+    assert result.exit_code == 0, result.stderr
+    assert not page.exists() and f"removed {page}" in result.stderr
+    page.write_text("<html>my own notes</html>")
+    result = run("separate", mix, "-o", out, "-i", "vn,fl", "--force")
+    assert result.exit_code == 0, result.stderr
+    assert page.read_text() == "<html>my own notes</html>"
+    assert any(f"{page} may describe the stems just replaced" in w for w in warnings_of(result))
+    result = run("separate", mix, "-o", out, "-i", "vn,ob", "--force", "--report")
+    assert result.exit_code == 0, result.stderr
+    assert "01_vn" in page.read_text() and "02_ob" in page.read_text()

@@ -156,7 +156,7 @@ class BatchReport:
     templates: bool | None = None
     inputs: list[SeparationReport] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-    #: the inputs left out because their stems exist (``skip_existing``; not in the JSON)
+    #: the inputs left out because their stems exist (``skip_existing``)
     skipped: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -170,6 +170,7 @@ class BatchReport:
             "templates": self.templates,
             "inputs": [report.to_json() for report in self.inputs],
             "failures": list(self.failures),  # "INPUT: error", those left out (--keep-going)
+            "skipped": [str(path) for path in self.skipped],  # --skip-existing
         }
 
 
@@ -219,6 +220,8 @@ class Batch:
         self.events = events or BatchEvents()
         self.failures: list[str] = []
         self.skipped: list[Path] = []
+        #: inputs not skipped (``skip_existing``) whose folder holds other stems than asked
+        self._other_stems: set[Path] = set()
 
     def plan_inputs(self) -> list[PlannedInput]:
         """The inputs to separate, each probed, after every check that needs no model: the
@@ -233,6 +236,7 @@ class Batch:
         checked = self.plan_inputs()
         with self.events.phase("finding the players"):
             plans = self._each(checked, self._plan_players)
+        self._refuse_shared_stems(plans)
         self._warn(line for plan in plans for line in plan.warnings)
         report = BatchReport(failures=self.failures, skipped=self.skipped)
         done = self._separate(plans, report) if plans else []
@@ -308,13 +312,50 @@ class Batch:
         if not o.skip_existing or o.force:
             return jobs
         kept = []
-        for job in jobs:
-            if existing_stems(job[0], o.out_dir, o.filename):
-                self.events.note(f"{job[0]}: stems exist, skipped")
-                self.skipped.append(job[0])
-            else:
-                kept.append(job)
+        for path, codes in jobs:
+            existing = existing_stems(path, o.out_dir, o.filename)
+            asked = self._asked_stems(path, codes)
+            if existing and (asked is None or all(stem.is_file() for stem in asked)):
+                self.events.note(f"{path}: stems exist, skipped")
+                self.skipped.append(path)
+                continue
+            if existing:  # other stems than those asked for: refused in _probe
+                self._other_stems.add(path)
+            kept.append((path, codes))
         return kept
+
+    def _asked_stems(self, path: Path, codes: str | None) -> list[Path] | None:
+        """The stems an input's run would write when its instruments are given (``None``
+        when they come from its video or name, unknown before it is looked at)."""
+        if codes is None or codes.strip().lower() == AUTO:
+            return None
+        queries = [Query(code) for code in checked_instrument_list(codes)]
+        o = self.options
+        extension = stem_extension(o.wav_format)
+        return stem_paths(path, o.out_dir, queries, extension, o.filename, rest=o.rest)
+
+    def _stem_paths(self, plan: PlayerPlan) -> list[Path]:
+        """The stems a planned input's run writes."""
+        o = self.options
+        extension = stem_extension(o.wav_format)
+        return stem_paths(
+            plan.path, o.out_dir, plan.label_queries(), extension, o.filename, rest=o.rest
+        )
+
+    def _refuse_shared_stems(self, plans: list[PlayerPlan]) -> None:
+        """Refuse, before any work, a template that gives two inputs' stems one name
+        (``{input}{instrument}``: ``a`` + ``tbn`` and ``at`` + ``bn``); the second would
+        replace the first's stem, or be refused after the first was separated."""
+        owner: dict[Path, Path] = {}
+        for plan in plans:
+            for path in self._stem_paths(plan):
+                first = owner.setdefault(path.absolute(), plan.path)
+                if first != plan.path:
+                    raise InputError(
+                        f"--filename {self.options.filename!r} gives a stem of {first} and one "
+                        f"of {plan.path} the same name, {path}; put a character that no "
+                        "instrument code starts with (e.g. '_') after {input}"
+                    )
 
     def _probe(self, job: tuple[Path, str | None]) -> PlannedInput:
         # probe before loading the model, so bad files fail before a long run
@@ -349,12 +390,18 @@ class Batch:
             check_format_channels(o.wav_format, info.audio_channels)  # and its channels
         # a mistake in saying who plays first, then earlier stems (before a long analysis)
         check_who_plays(info, codes, o.players, o.boxes, o.audio)
-        check_outputs_free(
-            stem_paths(info.path, o.out_dir, [Query(None)], filename=o.filename),
-            o.force,
-            stem_matcher(info.path, o.filename),
-            self._input_entries,
-        )
+        try:
+            check_outputs_free(
+                stem_paths(info.path, o.out_dir, [Query(None)], filename=o.filename),
+                o.force,
+                stem_matcher(info.path, o.filename),
+                self._input_entries,
+            )
+        except OutputError as error:
+            if path in self._other_stems:
+                error.args = (f"{error}; --skip-existing passes over an input only when "
+                              "the stems asked for are all there",)  # fmt: skip
+            raise
         return PlannedInput(path, codes, info)
 
     def _plan_players(self, planned: PlannedInput) -> PlayerPlan:
@@ -362,10 +409,7 @@ class Batch:
         started = time.perf_counter()
         plan = plan_players(planned.info, planned.instruments, o.players, o.boxes, o.audio)
         plan.seconds += time.perf_counter() - started
-        extension = stem_extension(o.wav_format)
-        paths = stem_paths(
-            plan.path, o.out_dir, plan.label_queries(), extension, o.filename, rest=o.rest
-        )
+        paths = self._stem_paths(plan)
         check_outputs_free(paths, o.force, stem_matcher(plan.path, o.filename), self._input_entries)
         if o.listening_report:  # a page of the user's is not replaced either
             page = StemTemplate(o.filename).report_path(o.out_dir, output_folder_name(plan.path))
@@ -486,7 +530,32 @@ class Batch:
             filename=o.filename,
         )
         report.players_seconds = plan.seconds
+        if o.force and not o.listening_report:
+            self._remove_stale_report(plan.path)
         return report
+
+    def _remove_stale_report(self, input_path: Path) -> None:
+        """After ``force`` replaced an input's stems: remove the listening report of the
+        stems replaced (a page of ours; another file of that name is only warned about)."""
+        from vimss_cli.listening_report import is_listening_report
+
+        o = self.options
+        page = StemTemplate(o.filename).report_path(o.out_dir, output_folder_name(input_path))
+        if not page.is_file():
+            return
+        if not is_listening_report(page):
+            self.events.warning(f"{page} may describe the stems just replaced; it is kept")
+            return
+        try:
+            page.unlink()
+        except OSError as error:
+            self.events.warning(f"{page} describes the stems just replaced, and cannot be "
+                                f"removed: {error.strerror}")  # fmt: skip
+            return
+        self.events.note(
+            f"removed {page}: it was the listening report of the stems replaced (--report, or "
+            "vimss report, makes one of the new stems)"
+        )
 
     def _warn(self, lines: Iterable[str]) -> None:
         for line in lines:

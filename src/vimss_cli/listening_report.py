@@ -26,6 +26,9 @@ from vimss_cli.atomic import atomic_path
 from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
 from vimss_cli.stem_writer import check_output_folder
 
+#: In every page's head: what tells a page of ours from a user's own ``report.html``.
+GENERATOR = "<meta name='generator' content='vimss listening report'>"
+
 #: Points of each waveform envelope (the page's width in SVG units).
 ENVELOPE_POINTS = 600
 #: The embedded tracks' highest rate: a listening copy needs no more, and libsndfile's Vorbis
@@ -165,7 +168,7 @@ def render(
             f'src="{_ogg_data_uri(track, 1.0 / max(peak, 1.0))}"></audio></div>'
         )
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<!doctype html><html><head><meta charset='utf-8'>{GENERATOR}",
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
@@ -190,6 +193,15 @@ def render(
         parts.append(f"<h2>Scores</h2><table><tr>{head}</tr>{body}</table>")
     parts += ['<p id="selftest"></p>', f"<script>{_SCRIPT}</script></body></html>"]
     return "".join(parts)
+
+
+def is_listening_report(path: Path) -> bool:
+    """Whether the file at ``path`` is a page :func:`write_report` wrote (its head says so)."""
+    try:
+        with open(path, "rb") as page:
+            return GENERATOR.encode() in page.read(512)
+    except OSError:
+        return False
 
 
 def write_report(

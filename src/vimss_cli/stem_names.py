@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import NoReturn
 
 from vimss_cli.errors import InputError
-from vimss_cli.instruments import INSTRUMENT_CODES
+from vimss_cli.instruments import INSTRUMENT_CODES, MAX_PLAYERS
 
 DEFAULT_TEMPLATE = "{input}/{player:02d}_{instrument}.{ext}"
 FIELDS = ("input", "player", "instrument", "ext")
@@ -28,6 +28,8 @@ EXTENSIONS = ("wav", "flac", "mp3")
 #: What ``{instrument}`` becomes: a code, ``player`` (no instrument given), ``rest``.
 INSTRUMENT_VALUES = (*INSTRUMENT_CODES, "player", "rest")
 
+#: The numbers ``{player}`` takes: the players, then the rest stem.
+PLAYER_NUMBERS = range(1, MAX_PLAYERS + 2)
 #: Players a template is tried with when it is checked (more than any input has).
 _TRIAL_PLAYERS = range(1, 101)
 
@@ -135,17 +137,18 @@ class StemTemplate:
 
     def is_stem(self, input_name: str) -> Callable[[str], bool]:
         """Whether a file name in :meth:`folder` is a stem of the input (of any players and
-        format): the earlier set that a new one replaces, or ``--skip-existing`` passes."""
+        format): the earlier set that a new one replaces, or ``--skip-existing`` passes.
+        Only names a run can write count: players 1 to :data:`PLAYER_NUMBERS`' last (the
+        rest stem), so a template without ``{instrument}`` does not claim ``a_2023.wav``."""
         pattern = []
         for literal, name, spec in self._name:
             pattern.append(re.escape(literal))
             if name == "input":
                 pattern.append(re.escape(format(input_name, spec)))
-            elif name == "player":
-                width = re.fullmatch(r"0(\d+)d?", spec)
-                pattern.append(rf"\d{{{int(width.group(1))},}}" if width else r"\d+")
-            elif name is not None:
-                values = INSTRUMENT_VALUES if name == "instrument" else EXTENSIONS
+            elif name is not None:  # only values a run writes: not 'take_2023.wav' for {player}
+                values = {"player": PLAYER_NUMBERS, "instrument": INSTRUMENT_VALUES}.get(
+                    name, EXTENSIONS
+                )
                 pattern.append("(?:" + "|".join(re.escape(format(v, spec)) for v in values) + ")")
         compiled = re.compile("".join(pattern))
         return lambda file_name: compiled.fullmatch(file_name) is not None
