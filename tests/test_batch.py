@@ -78,7 +78,8 @@ def test_a_batch_separates_each_input_with_its_own_instruments(
     assert document["failures"] == [] and document["skipped"] == []
     assert document["inputs"][0]["input"] == str(first)
     phases = events.kinds("phase")
-    assert phases == ["finding the players", "loading model default", "looking at the players"]
+    # an audio input: no players to find or look at (found by a new user's trial)
+    assert phases == ["reading the inputs", "loading model default", "making the queries"]
     assert any("untrained" in text for text in events.kinds("warning"))
     # two label-only vn in an audio file: split by pitch (by default), with a warning that
     # says where it goes wrong, in the second input's own report (what --json prints) once

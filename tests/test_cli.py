@@ -520,9 +520,11 @@ def test_separate_array_takes_any_rate_and_channels(tiny_models_dir: Path) -> No
             separator.separate_array(bad, queries)
     with pytest.raises(InputError, match="sample_rate"):
         separator.separate_array(stereo, queries, sample_rate=0)
-    for rate in (True, 10**9):  # a bool is no rate; a gigahertz one would take minutes
+    for rate in (True, 10**9, 24000.5):  # a bool is no rate; a gigahertz one takes minutes
         with pytest.raises(InputError, match="sample_rate must be a whole number of Hz"):
             separator.separate_array(stereo, queries, sample_rate=rate)
+    # a whole number written as a float is that rate (found by a new user's trial)
+    assert np.array_equal(separator.separate_array(stereo, queries, sample_rate=24000.0), stems)
 
 
 def test_the_network_hears_every_mixture_at_the_same_level(
@@ -1085,7 +1087,9 @@ def test_filename_template_names_every_output(
     monkeypatch.setattr("vimss_cli.batch.plan_players", no_analysis)
     again = run("separate", first, *flat, "-i", "vn,vc")
     assert_clean_failure(again, "already exist", "first_1_vn.flac", "--force")
-    skipped = run("separate", first, second, *flat, "-i", "vn,vc", "--skip-existing")
+    skipped = run(
+        "separate", first, second, *flat, "-i", "vn,vc", "--format", "flac", "--skip-existing"
+    )
     assert skipped.exit_code == 0 and skipped.output.count("stems exist, skipped") == 2
     assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == before
     monkeypatch.undo()
@@ -1120,6 +1124,7 @@ def test_filename_template_names_every_output(
         ("{input}{player}.{ext}", "side by side"),  # a1.wav's stems looked like a.wav's
         ("{input}/{player:02d}{input}.{ext}", "side by side"),
         ("{input}0{player}.{ext}", "side by side"),
+        ("{input}/.{player}.{ext}", "names hidden files"),  # found by a new user's trial
     ],
 )
 def test_bad_filename_templates(

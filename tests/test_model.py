@@ -256,3 +256,13 @@ def test_no_motion_is_the_motion_convolution_of_zeros() -> None:
     zeros = film(features, query, torch.zeros(2, 3, 50))
     assert torch.allclose(skipped, zeros, atol=1e-6)
     assert not torch.allclose(skipped, film(features, query, torch.ones(2, 3, 50)))
+
+
+def test_a_query_reads_instrument_codes_as_the_command_line_does() -> None:
+    """Found by a new user's trial: ``Query("VN")`` failed where ``-i VN`` worked."""
+    from vimss_cli.conditioning import Query
+
+    assert (
+        Query(" VN ").instrument == "vn" and Query("Vc").label_index() == Query("vc").label_index()
+    )
+    assert Query(None).instrument is None

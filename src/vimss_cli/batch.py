@@ -234,7 +234,8 @@ class Batch:
     def run(self) -> BatchReport:
         """Plan, load the model once, separate each input; the listening reports last."""
         checked = self.plan_inputs()
-        with self.events.phase("finding the players"):
+        videos = any(planned.info.has_video for planned in checked)
+        with self.events.phase("finding the players" if videos else "reading the inputs"):
             plans = self._each(checked, self._plan_players)
         self._refuse_shared_stems(plans)
         self._warn(line for plan in plans for line in plan.warnings)
@@ -451,7 +452,8 @@ class Batch:
             report.refined = separator.refine
             report.harmonic = separator.refine and separator.harmonic
             report.templates = report.harmonic and separator.templates
-            with self.events.phase("looking at the players"):
+            videos = any(plan.has_video for plan in plans)
+            with self.events.phase("looking at the players" if videos else "making the queries"):
                 ready = self._each(plans, lambda plan: (plan, self._queries(plan, separator)))
             for plan, _ in ready:
                 for line in [describe_plan(plan), *plan.notes]:

@@ -49,6 +49,10 @@ class Query:
     motion_rate: float | None = None
     voice: int = 0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.instrument, str):  # as --instruments reads them: "VN " is vn
+            self.instrument = self.instrument.strip().lower()
+
     def label_index(self) -> int:
         """Index into the label embedding (``UNKNOWN_LABEL`` when the instrument is unknown)."""
         return UNKNOWN_LABEL if self.instrument is None else instrument_index(self.instrument)

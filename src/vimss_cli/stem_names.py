@@ -62,6 +62,8 @@ class StemTemplate:
         if last_field != "ext" or last_spec or not last_literal.endswith("."):
             self._refuse("must end with .{ext}, so each stem's name says its format")
         trial = [self._render(self._name, "x", n, "vn", "wav") for n in _TRIAL_PLAYERS]
+        if trial[0].startswith("."):
+            self._refuse("names hidden files (a name that starts with '.')")
         if len(set(trial)) != len(trial):
             self._refuse("has no {player}: the stems of one input would share one name")
         for (_, first, _), (between, second, _) in itertools.pairwise(self._name):

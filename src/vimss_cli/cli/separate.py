@@ -352,7 +352,7 @@ def _print_summary(done: BatchReport) -> None:
         )
         console.print(
             printable(
-                f"{result.input}: {result.audio_seconds:.1f} s of audio in "
+                f"{result.input}: {_duration(result.audio_seconds)} of audio in "
                 f"{result.wall_seconds:.1f} s{looked} with model {done.model} on "
                 f"{done.device}{numbers} -> {len(result.stems)} "
                 f"stem{'' if len(result.stems) == 1 else 's'} in "
@@ -360,3 +360,8 @@ def _print_summary(done: BatchReport) -> None:
             ),
             markup=False,
         )
+
+
+def _duration(seconds: float) -> str:
+    """``12.3 s``, or under a second in ms (a 0.05 s input is not "0.0 s")."""
+    return f"{seconds:.1f} s" if seconds >= 0.95 else f"{seconds * 1000:.3g} ms"
