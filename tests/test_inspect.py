@@ -119,6 +119,17 @@ def test_separate_video_without_instruments(
     # finding the players is timed apart from the separation (found by a new user's trial:
     # the separation's time alone was printed as the run's)
     assert entry["players_seconds"] > 0 and entry["wall_seconds"] > 0
+    # `vimss report --mixture VIDEO` makes the page `separate --report` makes: the players'
+    # picture too (found by a new user's trial: it had none)
+    folder = out / "duet"
+    page = run("report", folder, "--mixture", duet)
+    assert page.exit_code == 0, page.stderr
+    text = (folder / "report.html").read_text()
+    assert text.count("<audio") == 3 and text.count('<img alt="the players found"') == 1
+    sound = tmp_path / "duet.wav"
+    soundfile.write(sound, soundfile.read(entry["stems"][0]["path"])[0], RATE)
+    again = run("report", folder, "--mixture", sound, "--force")
+    assert again.exit_code == 0 and "<img" not in (folder / "report.html").read_text()
 
 
 def test_separate_video_with_a_visual_model(

@@ -601,8 +601,6 @@ def write_listening_report(
     plan: PlayerPlan, result: SeparationReport, options: BatchOptions
 ) -> Path:
     """``report.html`` beside one input's stems: the mixture, the stems, the players' frame."""
-    import cv2
-
     from vimss_cli.listening_report import Track, read_track, write_report
     from vimss_cli.media import read_audio
 
@@ -612,9 +610,8 @@ def write_listening_report(
     tracks.insert(0, Track("mixture", read_audio(options.audio or result.input, rate), rate))
     picture = None
     if plan.analysis is not None:
-        from vimss_cli.vision.drawing import draw_players
+        from vimss_cli.vision.drawing import players_png
 
-        frame = cv2.cvtColor(draw_players(plan.analysis), cv2.COLOR_RGB2BGR)
-        picture = cv2.imencode(".png", frame)[1].tobytes()
+        picture = players_png(plan.analysis)
     path = StemTemplate(options.filename).report_path(options.out_dir, name)
     return write_report(path, name, tracks, picture, force=options.force)

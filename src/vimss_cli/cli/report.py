@@ -35,7 +35,7 @@ def report_command(
         from vimss_cli.api import is_stem_name
         from vimss_cli.errors import InputError
         from vimss_cli.listening_report import Track, read_track, write_report
-        from vimss_cli.media import check_input_path, read_audio
+        from vimss_cli.media import check_input_path, probe, read_audio
 
         if not stems.is_dir():
             raise InputError(f"{stems} is not a folder of stems")
@@ -51,8 +51,12 @@ def report_command(
                 "separation? The page plays them from one clock",
                 err=True,
             )
+        picture = None
         if mixture is not None:
             check_input_path(mixture)
+            if probe(mixture).has_video:  # the players' picture, as `separate --report` has
+                players = sum(1 for t in tracks if not t.name.endswith("_rest"))
+                picture = _players_picture(mixture, players)
             rate = tracks[0].rate
             tracks.insert(0, Track("mixture", read_audio(mixture, rate), rate))
             heard, separated = tracks[0].audio.size / rate, tracks[1].audio.size / rate
@@ -62,7 +66,23 @@ def report_command(
                     f"{separated:.2f} s: is it the input they were separated from?",
                     err=True,
                 )
-        path = write_report(out or stems / "report.html", stems.name, tracks, force=force)
+        page = out or stems / "report.html"
+        path = write_report(page, stems.name, tracks, picture, force=force)
         typer.echo(f"report: {path}", err=True)
 
     guarded(debug, run)
+
+
+def _players_picture(video: Path, players: int) -> bytes | None:
+    """The video's frame with its ``players`` boxes as PNG, or ``None`` (with a warning) when
+    they cannot be found: the page is made without it."""
+    from vimss_cli.errors import VimssError
+    from vimss_cli.vision.analysis import analyse_video
+    from vimss_cli.vision.drawing import players_png
+
+    try:
+        analysis = analyse_video(video, players=players, check_sound=False)
+    except VimssError as error:
+        typer.echo(f"warning: the page has no players' picture: {error}", err=True)
+        return None
+    return players_png(analysis)

@@ -53,6 +53,12 @@ def draw_players(analysis: VideoAnalysis) -> np.ndarray:
     return image
 
 
+def players_png(analysis: VideoAnalysis) -> bytes:
+    """:func:`draw_players` encoded as PNG bytes (for a page that embeds it)."""
+    frame = cv2.cvtColor(draw_players(analysis), cv2.COLOR_RGB2BGR)
+    return cv2.imencode(".png", frame)[1].tobytes()
+
+
 def check_png_target(path: Path, force: bool = False) -> Path:
     """Refuse a target that is not a ``.png``, lies under a file, or exists (unless
     ``force``); checked before a long analysis, and again when writing. Missing folders are
