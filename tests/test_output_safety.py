@@ -675,3 +675,21 @@ def test_a_short_input_says_how_long_it_is(tiny_models_dir: Path, tmp_path: Path
     result = run("separate", short, "-o", tmp_path / "o", "-i", "vn")
     assert result.exit_code == 0, result.stderr
     assert f"{short}: 50 ms of audio in " in result.stderr
+
+
+def test_json_says_what_ended_a_run(tiny_models_dir: Path, tmp_path: Path) -> None:
+    """Found by a trial: ``--json`` printed nothing when a run ended on an error, and a
+    failure named its input twice ("a.wav: a.wav holds NaN ...")."""
+    broken = write_wav(tmp_path / "nan.wav", np.full(RATE, np.nan, dtype=np.float32))
+    good = write_wav(tmp_path / "good.wav", noise(1.0))
+    out = tmp_path / "o"
+    ended = run("separate", broken, "-o", out, "-i", "vn", "--json")
+    assert ended.exit_code == 1
+    document = json.loads(ended.stdout)
+    assert document["exit_code"] == 1 and "NaN" in document["error"]
+    bad_argument = run("separate", good, "-o", out, "-i", "vn", "--sample-rate", "x", "--json")
+    assert bad_argument.exit_code == 2 and json.loads(bad_argument.stdout)["exit_code"] == 2
+    batch = run("separate", broken, good, "-o", out, "-i", "vn", "--json", "--keep-going")
+    assert batch.exit_code == 1
+    (failure,) = json.loads(batch.stdout)["failures"]
+    assert failure.startswith(str(broken)) and failure.count(str(broken)) == 1, failure

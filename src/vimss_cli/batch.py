@@ -573,7 +573,8 @@ class Batch:
             except VimssError as error:
                 if not self.options.keep_going:
                     raise
-                self.failures.append(f"{_input_of(item)}: {error}")
+                name, text = _input_of(item), str(error)
+                self.failures.append(text if text.startswith(name) else f"{name}: {text}")
                 self.events.failed(error)
         return done
 

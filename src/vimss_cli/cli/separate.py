@@ -261,6 +261,28 @@ def separate_command(
     """Separate each INPUT into one WAV per player: OUTDIR/<input>/<NN>_<instrument>.wav."""
 
     def run() -> None:
+        try:
+            done = separate()
+        except VimssError as error:  # --json still prints one object: what ended the run
+            if as_json:
+                message = " ".join(str(error).split())
+                typer.echo(json.dumps({"error": message, "exit_code": error.exit_code}))
+            raise
+        if as_json:
+            typer.echo(json.dumps(done.to_json()))
+        elif not quiet:
+            _print_summary(done)
+        if done.failures:
+            failed, separated, skipped = len(done.failures), len(done.inputs), len(done.skipped)
+            raise VimssError(  # exit code 1: some inputs (or none) were separated
+                ("the input failed" if failed == 1 else f"all {failed} inputs failed")
+                if failed == len(inputs) and not separated
+                else f"{failed} failure{'s' if failed != 1 else ''} (--keep-going): {separated} "
+                f"of {len(inputs)} input{'s' if len(inputs) != 1 else ''} separated"
+                + (f", {skipped} skipped (their stems exist)" if skipped else "")
+            )
+
+    def separate() -> BatchReport:
         import_torch()
         from vimss_cli.batch import BatchOptions, parse_sample_rate, separate_inputs
 
@@ -294,20 +316,7 @@ def separate_command(
             skip_existing=skip_existing,
             keep_going=keep_going,
         )
-        done = separate_inputs(inputs, options, _PrintedEvents(quiet, not (quiet or as_json)))
-        if as_json:
-            typer.echo(json.dumps(done.to_json()))
-        elif not quiet:
-            _print_summary(done)
-        if done.failures:
-            failed, separated, skipped = len(done.failures), len(done.inputs), len(done.skipped)
-            raise VimssError(  # exit code 1: some inputs (or none) were separated
-                ("the input failed" if failed == 1 else f"all {failed} inputs failed")
-                if failed == len(inputs) and not separated
-                else f"{failed} failure{'s' if failed != 1 else ''} (--keep-going): {separated} "
-                f"of {len(inputs)} input{'s' if len(inputs) != 1 else ''} separated"
-                + (f", {skipped} skipped (their stems exist)" if skipped else "")
-            )
+        return separate_inputs(inputs, options, _PrintedEvents(quiet, not (quiet or as_json)))
 
     guarded(debug, run, terminate_cleanly=True)
 
