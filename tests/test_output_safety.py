@@ -693,3 +693,17 @@ def test_json_says_what_ended_a_run(tiny_models_dir: Path, tmp_path: Path) -> No
     assert batch.exit_code == 1
     (failure,) = json.loads(batch.stdout)["failures"]
     assert failure.startswith(str(broken)) and failure.count(str(broken)) == 1, failure
+
+
+def test_an_out_folder_named_like_a_file_is_warned_about(
+    tiny_models_dir: Path, mix: Path, tmp_path: Path
+) -> None:
+    """Found by a trial: ``-o result.wav`` silently made a folder called result.wav."""
+    out = tmp_path / "result.wav"
+    result = run("separate", mix, "-o", out, "-i", "vn")
+    assert result.exit_code == 0, result.stderr
+    (line,) = [w for w in warnings_of(result) if "--out" in w]
+    assert f"--out {out} looks like a file's name, but it names the output folder" in line
+    assert (out / "duet" / "01_vn.wav").is_file()
+    again = run("separate", mix, "-o", out, "-i", "vn", "--force")  # a folder now: no warning
+    assert not [w for w in warnings_of(again) if "--out" in w]

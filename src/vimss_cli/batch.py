@@ -68,6 +68,9 @@ from vimss_cli.vision.queries import (
 )
 
 T = TypeVar("T")
+
+#: An ``--out`` ending so is warned about: a user may think it names one output file.
+_MEDIA_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aiff", ".mp4", ".mov", ".mkv")
 R = TypeVar("R")
 
 
@@ -269,6 +272,11 @@ class Batch:
                 "--skip-existing keeps earlier stems and --force replaces them: give one"
             )
         check_output_folder(o.out_dir)
+        if o.out_dir.suffix.lower() in _MEDIA_SUFFIXES and not o.out_dir.exists():
+            self.events.warning(
+                f"--out {o.out_dir} looks like a file's name, but it names the output folder: "
+                f"the stems go into {o.out_dir / '<input>'}"
+            )
         check_wav_format(o.wav_format)
         if o.sample_rate is not None:
             check_format_rate(o.wav_format, o.sample_rate)
