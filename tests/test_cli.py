@@ -1125,6 +1125,7 @@ def test_filename_template_names_every_output(
         ("{input}/{player:02d}{input}.{ext}", "side by side"),
         ("{input}0{player}.{ext}", "side by side"),
         ("{input}/.{player}.{ext}", "names hidden files"),  # found by a new user's trial
+        (".stems/{input}/{player}.{ext}", "names hidden files or folders"),
     ],
 )
 def test_bad_filename_templates(

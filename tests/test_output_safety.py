@@ -575,21 +575,37 @@ def test_force_replaces_only_names_a_run_can_write(
     assert all(path.read_bytes() == b"the user's" for path in mine)
 
 
-def test_two_inputs_whose_stems_would_share_a_name_are_refused_before_any_work(
-    tiny_models_dir: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    "template, instruments",
+    [
+        ("{input}{instrument}{player}.{ext}", ("tbn", "bn")),  # atbn1.wav, the same name
+        ("{input}{instrument}{player}.{ext}", ("tbn", "vn")),  # at's earlier set holds atbn1
+        ("{input:.1}/{player:02d}_{instrument}.{ext}", ("vn", "cl")),  # one folder, a/
+    ],
+)
+def test_inputs_whose_stems_could_share_names_are_refused_before_any_work(
+    tiny_models_dir: Path, tmp_path: Path, template: str, instruments: tuple[str, str]
 ) -> None:
-    """Found by a trial: ``{input}{instrument}`` names a's trombone and at's bassoon alike;
-    the second input replaced the first's stem (``--force``) or failed after it."""
+    """Found by a trial and a review: under these templates a stem of a.wav is named, or
+    counted as an earlier stem, as one of at.wav; the second input's run replaced or (with
+    --force) deleted the first's stems, or failed after them."""
     first = write_wav(tmp_path / "a.wav", noise(1.0, seed=1))
     second = write_wav(tmp_path / "at.wav", noise(1.0, seed=2))
     out = tmp_path / "o"
-    template = ("--filename", "{input}{instrument}{player}.{ext}")
     for force in ([], ["--force"]):
         result = run(
-            "separate", first, second, "-i", "tbn", "-i", "bn", "-o", out, *template, *force
-        )
-        assert_clean_failure(result, f"a stem of {first} and one of {second} the same name")
-        assert not out.exists()
+            "separate", first, second, "-i", instruments[0], "-i", instruments[1], "-o", out,
+            "--filename", template, *force,
+        )  # fmt: skip
+        assert_clean_failure(result, "could name a stem of", f"{first}", f"{second}")
+        assert result.exit_code == 2 and not out.exists()
+    apart = template.replace("{input}", "{input}_").replace("{input:.1}", "{input}")
+    result = run(
+        "separate", first, second, "-i", instruments[0], "-i", instruments[1], "-o", out,
+        "--filename", apart,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert len(files_under(out)) == 2
 
 
 def test_skip_existing_skips_only_when_the_stems_asked_for_are_there(
@@ -629,6 +645,12 @@ def test_force_removes_the_listening_report_of_the_stems_it_replaces(
     result = run("separate", mix, "-o", out, "-i", "vn,ob", "--force", "--report")
     assert result.exit_code == 0, result.stderr
     assert "01_vn" in page.read_text() and "02_ob" in page.read_text()
+    # --report --force, and a later input fails before the pages are written: the old page
+    # does not stay beside the new stems (found by a review)
+    broken = write_wav(tmp_path / "nan.wav", np.full(RATE, np.nan, dtype=np.float32))
+    result = run("separate", mix, broken, "-o", out, "-i", "cl", "--report", "--force")
+    assert result.exit_code == 1 and (out / "duet" / "01_cl.wav").is_file()
+    assert not page.exists()
 
 
 def test_an_input_too_quiet_for_the_stems_format_is_warned_about(
@@ -660,13 +682,16 @@ def test_a_dc_offset_is_warned_about(tiny_models_dir: Path, tmp_path: Path) -> N
     clean = write_wav(tmp_path / "clean.wav", audio)
     offset = write_wav(tmp_path / "offset.wav", audio + 0.2)
     stereo = write_wav(tmp_path / "stereo.wav", np.stack([audio, audio + 0.2], axis=1))
-    for path, warned in ((clean, False), (offset, True), (stereo, True)):
+    short = write_wav(tmp_path / "short.wav", audio[: RATE // 5] + 0.2)  # a few cycles' mean
+    cases = ((clean, False), (short, False), (offset, True), (stereo, True))
+    for path, warned in cases:
         result = run("separate", path, "-o", out, "-i", "vn,vc")
         assert result.exit_code == 0, result.stderr
         lines = [w for w in warnings_of(result) if "DC offset" in w]
         assert len(lines) == warned, result.stderr
         if warned:
             assert f"{path.name} has a DC offset (" in lines[0] and "highpass" in lines[0]
+    assert "(channel 2: " in lines[0] and "channel 1" not in lines[0]  # the stereo one
 
 
 def test_a_short_input_says_how_long_it_is(tiny_models_dir: Path, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from vimss_cli.checkpoint import DEFAULT_MODEL_ALIAS, LoadedModel, load_model
 from vimss_cli.conditioning import Query
 from vimss_cli.devices import check_precision, resolve_device
 from vimss_cli.engine import even_tile, plan_tile, separate_array, separate_blocks
-from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError
+from vimss_cli.errors import InputError, NonFiniteAudioError, OutputError, OutputsExistError
 from vimss_cli.ffmpeg_io import first_audio_time
 from vimss_cli.instruments import MAX_PLAYERS
 from vimss_cli.media import AudioStream, MediaInfo, channel_peaks, count_frames, probe
@@ -240,7 +240,7 @@ def check_outputs_free(
                 "--out or --filename"
             )
     if existing and not force:
-        raise OutputError(
+        raise OutputsExistError(
             f"outputs already exist: {describe_paths(existing)} (use --force to replace them)"
         )
 
@@ -430,10 +430,16 @@ class _Refiner(_HeldMixture):
 
 class _LevelPassObserver:
     """A :func:`~vimss_cli.media.channel_peaks` observer: pushes pass ``i``'s blocks into
-    ``listeners[i]`` (if any) and sums them, to tell a DC offset (:meth:`offset_warnings`)."""
+    ``listeners[i]`` (if any) and sums them, to tell a DC offset (:meth:`offset_warnings`)
+    of a pass of at least ``minimum`` samples (pass ``i`` is channel ``i + 1`` when
+    ``per_channel``, else the mono downmix)."""
 
-    def __init__(self, listeners: list[RecordingListener] | None) -> None:
+    def __init__(
+        self, listeners: list[RecordingListener] | None, minimum: int, per_channel: bool = False
+    ) -> None:
         self.listeners = listeners or []
+        self.minimum = minimum
+        self.per_channel = per_channel
         self.sums: dict[int, float] = {}
         self.counts: dict[int, int] = {}
 
@@ -444,16 +450,25 @@ class _LevelPassObserver:
         self.counts[index] = self.counts.get(index, 0) + block.size
 
     def offset_warnings(self, name: str, peaks: list[float]) -> list[str]:
-        """One line if a pass's mean is at least :data:`DC_OFFSET_SHARE` of its peak."""
+        """One line naming the passes whose mean is at least :data:`DC_OFFSET_SHARE` of
+        their peak (none for a pass shorter than ``minimum``: a few cycles of a low note
+        have a mean of their own)."""
+        offsets = {}
         for index, peak in enumerate(peaks):
-            mean = self.sums.get(index, 0.0) / max(self.counts.get(index, 0), 1)
-            if peak > 0.0 and abs(mean) >= DC_OFFSET_SHARE * peak:
-                return [
-                    f"{name} has a DC offset ({abs(mean) / peak:.0%} of its peak): it costs "
-                    "separation and leaks into the stems; remove it first (e.g. ffmpeg -i IN "
-                    "-af highpass=f=10 OUT.wav)"
-                ]
-        return []
+            count = self.counts.get(index, 0)
+            mean = self.sums.get(index, 0.0) / max(count, 1)
+            if count >= self.minimum and peak > 0.0 and abs(mean) >= DC_OFFSET_SHARE * peak:
+                offsets[index] = abs(mean) / peak
+        if not offsets:
+            return []
+        shares = ", ".join(
+            (f"channel {index + 1}: " if self.per_channel else "") + f"{share:.0%} of its peak"
+            for index, share in offsets.items()
+        )
+        return [
+            f"{name} has a DC offset ({shares}): it costs separation and leaks into the "
+            "stems; remove it first (e.g. ffmpeg -i IN -af highpass=f=10 OUT.wav)"
+        ]
 
 
 class _InputAtRate:
@@ -972,7 +987,7 @@ class Separator:
             splitter, heard = self._voice_split_and_heard(queries)
             # the masks' ears, if they listen to the whole input first (in the peak pass)
             listeners = self._listeners(heard, splitter, 1)
-            observer = _LevelPassObserver(listeners)
+            observer = _LevelPassObserver(listeners, self.sample_rate // 2)
             with AudioStream(sound, self.sample_rate) as stream:
                 total_hint = stream.duration_hint
                 # the network hears the input at NETWORK_PEAK (a first pass finds its peak);
@@ -1111,7 +1126,7 @@ class Separator:
         # each channel's masks hear that channel first (in the peak pass), if they listen
         first_split, first_heard = self._voice_split_and_heard(queries)
         listeners = self._listeners(first_heard, first_split, channels)
-        observer = _LevelPassObserver(listeners)
+        observer = _LevelPassObserver(listeners, self.sample_rate // 2, channels > 1)
         # each channel is separated as if alone, heard at NETWORK_PEAK (input_levels)
         peaks, length = channel_peaks(
             sound,

@@ -20,6 +20,7 @@ Nothing here prints: warnings, notes, failures and progress go to a :class:`Batc
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,10 +41,21 @@ from vimss_cli.api import (
 )
 from vimss_cli.checkpoint import DEFAULT_MODEL_ALIAS
 from vimss_cli.conditioning import Query
-from vimss_cli.errors import InputError, NoAudioStreamError, OutputError, VimssError
+from vimss_cli.errors import (
+    InputError,
+    NoAudioStreamError,
+    OutputError,
+    OutputsExistError,
+    VimssError,
+)
 from vimss_cli.media import MediaInfo, check_input_path, probe
 from vimss_cli.progress import BatchEvents, ProgressCallback
-from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
+from vimss_cli.stem_names import (
+    DEFAULT_TEMPLATE,
+    INSTRUMENT_VALUES,
+    PLAYER_NUMBERS,
+    StemTemplate,
+)
 from vimss_cli.stem_writer import (
     check_format_channels,
     check_format_rate,
@@ -103,7 +115,8 @@ class BatchOptions:
         rest: also write the mixture minus the players' stems.
         filename: the stems' file name template (:mod:`vimss_cli.stem_names`).
         listening_report: also write an HTML page to hear the stems beside them.
-        skip_existing: leave out inputs whose stems are already there.
+        skip_existing: leave out inputs whose stems asked for are already there (any earlier
+            set when the players are not given: found in a video, or named by the file).
         keep_going: go on with the other inputs when one fails.
     """
 
@@ -225,6 +238,8 @@ class Batch:
         self.skipped: list[Path] = []
         #: inputs not skipped (``skip_existing``) whose folder holds other stems than asked
         self._other_stems: set[Path] = set()
+        #: whether any input has a picture (what the phases are called)
+        self._videos = False
 
     def plan_inputs(self) -> list[PlannedInput]:
         """The inputs to separate, each probed, after every check that needs no model: the
@@ -237,10 +252,9 @@ class Batch:
     def run(self) -> BatchReport:
         """Plan, load the model once, separate each input; the listening reports last."""
         checked = self.plan_inputs()
-        videos = any(planned.info.has_video for planned in checked)
-        with self.events.phase("finding the players" if videos else "reading the inputs"):
+        self._videos = any(planned.info.has_video for planned in checked)
+        with self.events.phase("finding the players" if self._videos else "reading the inputs"):
             plans = self._each(checked, self._plan_players)
-        self._refuse_shared_stems(plans)
         self._warn(line for plan in plans for line in plan.warnings)
         report = BatchReport(failures=self.failures, skipped=self.skipped)
         done = self._separate(plans, report) if plans else []
@@ -298,6 +312,7 @@ class Batch:
                     "one folder; separate them in two runs (or rename one)"
                 )
             by_folder[folder] = path
+        self._refuse_overlapping_stems(template)
         if o.audio is not None:
             if count != 1:
                 raise InputError(f"--audio gives the sound of one input, not {count}")
@@ -333,38 +348,46 @@ class Batch:
             kept.append((path, codes))
         return kept
 
+    def _refuse_overlapping_stems(self, template: StemTemplate) -> None:
+        """Refuse, before any work, a template under which a stem of one input could be
+        named as a stem of another (``{input}{instrument}``: ``a`` + ``tbn`` is ``at`` +
+        ``bn``; ``{input:.1}``: one folder for ``a`` and ``at``): the second input's run
+        would replace, or with ``force`` delete as its earlier set, the first's stems."""
+        o = self.options
+        ext = stem_extension(o.wav_format).lstrip(".")
+        names = {path: output_folder_name(path) for path in self.inputs}
+        folders = {path: template.folder(o.out_dir, name) for path, name in names.items()}
+        for first, second in itertools.combinations(self.inputs, 2):
+            if folders[first] != folders[second]:
+                continue
+            for this, other in ((first, second), (second, first)):
+                claims = template.is_stem(names[other])
+                for player, instrument in itertools.product(PLAYER_NUMBERS, INSTRUMENT_VALUES):
+                    stem = template.path(o.out_dir, names[this], player, instrument, ext)
+                    if claims(stem.name):
+                        raise InputError(
+                            f"--filename {o.filename!r} could name a stem of {this} and one of "
+                            f"{other} alike ({stem}): one run would replace or delete the "
+                            "other's; keep the inputs apart, e.g. with '_' after {input}"
+                        )
+
     def _asked_stems(self, path: Path, codes: str | None) -> list[Path] | None:
         """The stems an input's run would write when its instruments are given (``None``
         when they come from its video or name, unknown before it is looked at)."""
         if codes is None or codes.strip().lower() == AUTO:
             return None
-        queries = [Query(code) for code in checked_instrument_list(codes)]
+        return self._stem_paths(path, [Query(code) for code in checked_instrument_list(codes)])
+
+    def _stem_paths(self, path: Path, queries: list[Query]) -> list[Path]:
+        """The stems an input's run writes for ``queries``, in this run's format."""
         o = self.options
         extension = stem_extension(o.wav_format)
         return stem_paths(path, o.out_dir, queries, extension, o.filename, rest=o.rest)
 
-    def _stem_paths(self, plan: PlayerPlan) -> list[Path]:
-        """The stems a planned input's run writes."""
+    def _report_path(self, path: Path) -> Path:
+        """Where an input's listening report goes."""
         o = self.options
-        extension = stem_extension(o.wav_format)
-        return stem_paths(
-            plan.path, o.out_dir, plan.label_queries(), extension, o.filename, rest=o.rest
-        )
-
-    def _refuse_shared_stems(self, plans: list[PlayerPlan]) -> None:
-        """Refuse, before any work, a template that gives two inputs' stems one name
-        (``{input}{instrument}``: ``a`` + ``tbn`` and ``at`` + ``bn``); the second would
-        replace the first's stem, or be refused after the first was separated."""
-        owner: dict[Path, Path] = {}
-        for plan in plans:
-            for path in self._stem_paths(plan):
-                first = owner.setdefault(path.absolute(), plan.path)
-                if first != plan.path:
-                    raise InputError(
-                        f"--filename {self.options.filename!r} gives a stem of {first} and one "
-                        f"of {plan.path} the same name, {path}; put a character that no "
-                        "instrument code starts with (e.g. '_') after {input}"
-                    )
+        return StemTemplate(o.filename).report_path(o.out_dir, output_folder_name(path))
 
     def _probe(self, job: tuple[Path, str | None]) -> PlannedInput:
         # probe before loading the model, so bad files fail before a long run
@@ -406,7 +429,7 @@ class Batch:
                 stem_matcher(info.path, o.filename),
                 self._input_entries,
             )
-        except OutputError as error:
+        except OutputsExistError as error:
             if path in self._other_stems:
                 error.args = (f"{error}; --skip-existing passes over an input only when "
                               "the stems asked for are all there",)  # fmt: skip
@@ -418,10 +441,10 @@ class Batch:
         started = time.perf_counter()
         plan = plan_players(planned.info, planned.instruments, o.players, o.boxes, o.audio)
         plan.seconds += time.perf_counter() - started
-        paths = self._stem_paths(plan)
+        paths = self._stem_paths(plan.path, plan.label_queries())
         check_outputs_free(paths, o.force, stem_matcher(plan.path, o.filename), self._input_entries)
         if o.listening_report:  # a page of the user's is not replaced either
-            page = StemTemplate(o.filename).report_path(o.out_dir, output_folder_name(plan.path))
+            page = self._report_path(plan.path)
             if page.is_dir():
                 raise OutputError(f"cannot write the report {page}: a folder of that name is there")
             if page.exists() and not o.force:
@@ -460,8 +483,8 @@ class Batch:
             report.refined = separator.refine
             report.harmonic = separator.refine and separator.harmonic
             report.templates = report.harmonic and separator.templates
-            videos = any(plan.has_video for plan in plans)
-            with self.events.phase("looking at the players" if videos else "making the queries"):
+            looking = "looking at the players" if self._videos else "making the queries"
+            with self.events.phase(looking):
                 ready = self._each(plans, lambda plan: (plan, self._queries(plan, separator)))
             for plan, _ in ready:
                 for line in [describe_plan(plan), *plan.notes]:
@@ -540,21 +563,24 @@ class Batch:
             filename=o.filename,
         )
         report.players_seconds = plan.seconds
-        if o.force and not o.listening_report:
+        if o.force:
             self._remove_stale_report(plan.path)
         return report
 
     def _remove_stale_report(self, input_path: Path) -> None:
         """After ``force`` replaced an input's stems: remove the listening report of the
-        stems replaced (a page of ours; another file of that name is only warned about)."""
+        stems replaced, a page of ours (``listening_report`` writes a new one once every
+        input is done; a later input's failure must not leave the old one beside the new
+        stems). Another file of that name is kept: with ``listening_report`` it is replaced
+        then, as documented; without, it is warned about."""
         from vimss_cli.listening_report import is_listening_report
 
-        o = self.options
-        page = StemTemplate(o.filename).report_path(o.out_dir, output_folder_name(input_path))
+        page, writing = self._report_path(input_path), self.options.listening_report
         if not page.is_file():
             return
         if not is_listening_report(page):
-            self.events.warning(f"{page} may describe the stems just replaced; it is kept")
+            if not writing:
+                self.events.warning(f"{page} may describe the stems just replaced; it is kept")
             return
         try:
             page.unlink()
@@ -562,10 +588,11 @@ class Batch:
             self.events.warning(f"{page} describes the stems just replaced, and cannot be "
                                 f"removed: {error.strerror}")  # fmt: skip
             return
-        self.events.note(
-            f"removed {page}: it was the listening report of the stems replaced (--report, or "
-            "vimss report, makes one of the new stems)"
-        )
+        if not writing:
+            self.events.note(
+                f"removed {page}: it was the listening report of the stems replaced (--report, "
+                "or vimss report, makes one of the new stems)"
+            )
 
     def _warn(self, lines: Iterable[str]) -> None:
         for line in lines:
@@ -622,5 +649,5 @@ def write_listening_report(
         from vimss_cli.vision.drawing import players_png
 
         picture = players_png(plan.analysis)
-    path = StemTemplate(options.filename).report_path(options.out_dir, name)
+    path = StemTemplate(options.filename).report_path(options.out_dir, name)  # Batch._report_path
     return write_report(path, name, tracks, picture, force=options.force)

@@ -51,6 +51,10 @@ class OutputError(VimssError):
     """Outputs cannot be written (unwritable directory, existing files without --force)."""
 
 
+class OutputsExistError(OutputError):
+    """Outputs exist and ``force`` was not given."""
+
+
 class CheckpointError(VimssError):
     """A checkpoint cannot be found, verified or loaded."""
 

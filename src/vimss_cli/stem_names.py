@@ -62,8 +62,9 @@ class StemTemplate:
         if last_field != "ext" or last_spec or not last_literal.endswith("."):
             self._refuse("must end with .{ext}, so each stem's name says its format")
         trial = [self._render(self._name, "x", n, "vn", "wav") for n in _TRIAL_PLAYERS]
-        if trial[0].startswith("."):
-            self._refuse("names hidden files (a name that starts with '.')")
+        folder_parts = PurePosixPath(self._render(self._folder, "x", 1, "vn", "wav")).parts
+        if any(part.startswith(".") and part != ".." for part in (*folder_parts, trial[0])):
+            self._refuse("names hidden files or folders (a name that starts with '.')")
         if len(set(trial)) != len(trial):
             self._refuse("has no {player}: the stems of one input would share one name")
         for (_, first, _), (between, second, _) in itertools.pairwise(self._name):

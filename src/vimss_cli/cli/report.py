@@ -75,14 +75,19 @@ def report_command(
 
 def _players_picture(video: Path, players: int) -> bytes | None:
     """The video's frame with its ``players`` boxes as PNG, or ``None`` (with a warning) when
-    they cannot be found: the page is made without it."""
+    they cannot be found: the page is made without it. The players are found again, as
+    many as the stems: a separation made with ``--boxes`` may have used other boxes."""
     from vimss_cli.errors import VimssError
     from vimss_cli.vision.analysis import analyse_video
     from vimss_cli.vision.drawing import players_png
 
     try:
         analysis = analyse_video(video, players=players, check_sound=False)
-    except VimssError as error:
-        typer.echo(f"warning: the page has no players' picture: {error}", err=True)
+    except VimssError:  # its hints (--players, --boxes) are separate's, not report's
+        typer.echo(
+            f"warning: the page has no players' picture: {players} player(s) were not found "
+            f"in {video.name} again",
+            err=True,
+        )
         return None
     return players_png(analysis)

@@ -246,7 +246,13 @@ def separate_command(
     ] = False,
     skip_existing: Annotated[
         bool,
-        typer.Option("--skip-existing", help="Skip inputs whose stems are already there."),
+        typer.Option(
+            "--skip-existing",
+            help=(
+                "Skip inputs whose stems asked for (these players, format and --rest) are "
+                "already there; other stems there are refused as without it."
+            ),
+        ),
     ] = False,
     keep_going: Annotated[
         bool,
