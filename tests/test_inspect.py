@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import soundfile
 from typer.testing import CliRunner
@@ -264,6 +265,53 @@ def test_a_still_picture_beside_longer_sound_is_separated_with_a_warning(
     assert len(files_under(out)) == 2
 
 
+def test_a_still_picture_with_its_sound_given_apart_is_warned_about_as_a_still(
+    tiny_models_dir: Path, duet: Path, tmp_path: Path
+) -> None:
+    """Found by a trial: a PNG with --audio was told "the picture lasts 0.0 s but --audio
+    ... 4.7 s; is it this video's sound?" instead of the still's warning."""
+    still = tmp_path / "still.png"
+    ffmpeg("-i", str(duet), "-frames:v", "1", str(still))
+    sound = tmp_path / "sound.wav"
+    soundfile.write(sound, np.zeros(3 * RATE, np.float32) + 0.01, RATE)
+    result = run("separate", still, "--audio", sound, "-o", tmp_path / "out", "-i", "vn,vc")
+    assert result.exit_code == 0, result.stderr
+    assert "the picture is a still" in result.stderr and "is it this video's sound" not in (
+        result.stderr
+    )
+
+
+def test_urmp_names_that_disagree_are_told(
+    tiny_models_dir: Path, duet: Path, tmp_path: Path
+) -> None:
+    """Found by a trial: instruments read from --audio's name were said to come from the
+    video's; a video and an --audio named for other players were not told apart; and
+    --players against a name blamed --instruments, which was not given."""
+    silent = tmp_path / "Vid_01_Duet_vn_vc.mp4"
+    ffmpeg("-i", str(duet), "-an", "-c:v", "copy", str(silent))
+    plain = tmp_path / "duet_silent.mp4"
+    ffmpeg("-i", str(duet), "-an", "-c:v", "copy", str(plain))
+    sound = tmp_path / "AuMix_01_Duet_vn_cl.wav"
+    soundfile.write(sound, soundfile.read(duet_sound(duet, tmp_path))[0], RATE)
+    named_by_sound = run("separate", plain, "--audio", sound, "-o", tmp_path / "a")
+    assert named_by_sound.exit_code == 0, named_by_sound.stderr
+    assert f"read from the URMP-style name of {sound.name}" in named_by_sound.stderr
+    both = run("separate", silent, "--audio", sound, "-o", tmp_path / "b")
+    assert both.exit_code == 0, both.stderr
+    assert f"the names of {silent.name} (vn,vc) and {sound.name} (vn,cl) name other players" in (
+        " ".join(both.stderr.split())
+    )
+    count = run("separate", silent, "--audio", sound, "-o", tmp_path / "c", "--players", "3")
+    assert_clean_failure(count, f"--players 3 but the URMP-style name of {silent.name} names 2")
+
+
+def duet_sound(video: Path, tmp_path: Path) -> Path:
+    """The duet's own sound as a WAV at the tests' rate."""
+    path = tmp_path / "duet_sound.wav"
+    ffmpeg("-i", str(video), "-vn", "-ac", "1", "-ar", str(RATE), str(path))
+    return path
+
+
 def test_count_mismatch_with_a_visual_model(
     tiny_models_dir: Path, duet: Path, tmp_path: Path, visual_model: Path
 ) -> None:
@@ -276,6 +324,8 @@ def test_count_mismatch_with_a_visual_model(
 def test_inspect_bad_inputs(tmp_path: Path) -> None:
     sound = _audio_only_mp4(tmp_path)
     assert_clean_failure(run("inspect", sound), "no picture stream")
+    as_json = run("inspect", sound, "--json")  # one object on stdout, as separate's
+    assert as_json.exit_code != 0 and "no picture stream" in json.loads(as_json.stdout)["error"]
     assert_clean_failure(run("inspect", tmp_path / "nope.mp4"), "not found")
     stage = _empty_stage(tmp_path)
     assert_clean_failure(run("inspect", stage, "--out", tmp_path / "x.png"), "no players found")

@@ -47,7 +47,9 @@ def test_players_hint_decides_the_count(scenes) -> None:
     path, _ = scenes["trio-gradient-noisy"]
     analysis = analyse_video(path, players=2)
     assert len(analysis.players) == 2 and analysis.source == "players"
-    assert any("cut from the picture's layout (--players 2)" in w for w in analysis.warnings)
+    assert any(
+        "cut from the picture's layout into --players 2 strips" in w for w in analysis.warnings
+    )
 
 
 def test_boxes_override(scenes) -> None:
@@ -144,3 +146,22 @@ def test_unclaimed_motion_is_the_moving_columns_no_box_covers() -> None:
         unclaimed_motion(np.ones_like(grids), [(0, 0, 200, 300), (300, 0, 200, 300)], width) == []
     )
     assert unclaimed_motion(np.zeros_like(grids), [], width) == []  # a still picture
+
+
+def test_boxes_unlikely_to_be_players_are_warned_about() -> None:
+    """Found by a trial: a 6x8 px speck of background became a player, and at 1080p a
+    cartoon violin was taken for a person (a box 501x213), without a word. The real test
+    videos' boxes (heights 0.26-1.0 of the picture, widths up to 1.42 heights) pass."""
+    from vimss_cli.vision.analysis import unlikely_box_warnings
+
+    size = (1280, 720)
+    real = [(0, 0, 398, 280), (0, 0, 146, 392), (0, 0, 248, 190)]
+    assert unlikely_box_warnings(real, "people", size, "v.mp4") == []
+    speck = unlikely_box_warnings([(0, 0, 300, 400), (5, 5, 6, 8)], "layout", size, "v.mp4")
+    assert speck == [
+        "v.mp4: player 2's box is too small to be a player; check with `vimss inspect`, and if "
+        "the players are wrong, pass --players N or --boxes 'x,y,w,h;...'"
+    ]
+    (wide,) = unlikely_box_warnings([(84, 243, 501, 213)], "people", size, "v.mp4")
+    assert "player 1's box is much wider than tall: perhaps an instrument" in wide
+    assert unlikely_box_warnings([(84, 243, 501, 213)], "layout", size, "v.mp4") == []

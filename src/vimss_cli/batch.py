@@ -66,7 +66,7 @@ from vimss_cli.stem_writer import (
     remove_empty_folders,
     stem_extension,
 )
-from vimss_cli.vision.analysis import lengths_disagree
+from vimss_cli.vision.analysis import STILL_SECONDS, lengths_disagree
 from vimss_cli.vision.frames import stream_duration
 from vimss_cli.vision.queries import (
     AUTO,
@@ -618,7 +618,14 @@ def _audio_length_warnings(video: Path, audio: Path) -> list[str]:
     """A warning when ``--audio`` lasts much longer or shorter than the picture it is paired
     with (the same tolerance as a video's own sound): perhaps another take's sound."""
     picture, sound = stream_duration(video, "v:0"), probe(audio).duration
-    if picture is None or sound is None or not lengths_disagree(picture, sound):
+    if picture is None or sound is None:
+        return []
+    if picture < STILL_SECONDS < sound:  # as a video's own sound beside a still
+        return [
+            f"{video.name}: the picture is a still ({picture:.2f} s beside {sound:.1f} s of "
+            f"--audio {audio.name}): the players are found in it, but nobody can be seen playing"
+        ]
+    if not lengths_disagree(picture, sound):
         return []
     return [
         f"{video.name}: the picture lasts {picture:.1f} s but --audio {audio.name} "

@@ -6,6 +6,7 @@ import them to register their commands without an import cycle.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -154,6 +155,19 @@ def is_out_of_memory(error: BaseException) -> bool:
     """CPU ``MemoryError`` or torch's GPU ``OutOfMemoryError`` (told by name: torch is not
     imported here)."""
     return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+
+
+def json_error(action: Callable[[], T], as_json: bool) -> T:
+    """Run ``action``; with ``as_json``, a :class:`VimssError` that ends it prints one JSON
+    object on stdout, ``{"error": message, "exit_code": code}``, before it goes on to
+    :func:`guarded` (which prints the line on stderr and exits)."""
+    try:
+        return action()
+    except VimssError as error:
+        if as_json:
+            message = printable(" ".join(str(error).split()))
+            typer.echo(json.dumps({"error": message, "exit_code": error.exit_code}))
+        raise
 
 
 def guarded(debug: bool, action: Callable[[], T], *, terminate_cleanly: bool = False) -> T:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vimss_cli.cli.common import DebugOption, JsonOption, guarded
+from vimss_cli.cli.common import DebugOption, JsonOption, guarded, json_error
 
 
 def inspect_command(
@@ -76,7 +76,7 @@ def inspect_command(
             typer.echo(f"note: {note}", err=True)
         console.print(f"boxes drawn in {frame_path}")
 
-    guarded(debug, run)
+    guarded(debug, lambda: json_error(run, as_json))
 
 
 def pointing_at_picture(warning: str, frame_path: Path) -> str:

@@ -17,6 +17,7 @@ from vimss_cli.cli.common import (
     ModelOption,
     guarded,
     import_torch,
+    json_error,
     printable,
     status,
     stderr_console,
@@ -267,13 +268,7 @@ def separate_command(
     """Separate each INPUT into one WAV per player: OUTDIR/<input>/<NN>_<instrument>.wav."""
 
     def run() -> None:
-        try:
-            done = separate()
-        except VimssError as error:  # --json still prints one object: what ended the run
-            if as_json:
-                message = " ".join(str(error).split())
-                typer.echo(json.dumps({"error": message, "exit_code": error.exit_code}))
-            raise
+        done = json_error(separate, as_json)  # --json prints one object: what ended the run
         if as_json:
             typer.echo(json.dumps(done.to_json()))
         elif not quiet:

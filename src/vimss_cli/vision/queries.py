@@ -377,12 +377,17 @@ def checked_instrument_list(instruments: str) -> list[str]:
 
 def _named_instruments(
     info: MediaInfo, instruments: str | None, name_path: Path | None
-) -> list[str] | None:
+) -> tuple[list[str], Path] | None:
     """With no instruments given (``None`` or ``"auto"``), those of a URMP-style name of the
-    input or of ``name_path``; else ``None``."""
+    input, else of ``name_path`` (``--audio``), with the file that names them; else ``None``."""
     if instruments is not None and instruments.strip().lower() != AUTO:
         return None
-    return urmp_instruments(info.path) or (urmp_instruments(name_path) if name_path else None)
+    for path in (info.path, name_path):
+        if path is not None:
+            named = urmp_instruments(path)
+            if named:
+                return named, path
+    return None
 
 
 def check_who_plays(
@@ -428,13 +433,27 @@ def plan_players(
     """
     path = info.path
     auto = instruments is None or instruments.strip().lower() == AUTO
-    named = _named_instruments(info, instruments, name_path)
-    if named is not None:
+    found = _named_instruments(info, instruments, name_path)
+    if found is not None:
+        named, source = found
+        if players is not None and players != len(named):
+            raise InputError(
+                f"--players {players} but the URMP-style name of {source.name} names "
+                f"{len(named)} player{'s' if len(named) != 1 else ''}; pass --instruments to "
+                "say who plays"
+            )
         hint = players or (len(named) if info.has_video else None)
         plan = plan_players(info, ",".join(named), hint, boxes)
         plan.notes.append(
-            f"instruments {','.join(named)} read from the URMP-style name of {path.name}"
+            f"instruments {','.join(named)} read from the URMP-style name of {source.name}"
         )
+        other = None if name_path in (None, source) else urmp_instruments(name_path)
+        if name_path is not None and other and other != named:
+            plan.warnings.append(
+                f"the names of {source.name} ({','.join(named)}) and {name_path.name} "
+                f"({','.join(other)}) name other players; {source.name}'s are used (pass "
+                "--instruments to choose)"
+            )
         return plan
     check_who_plays(info, instruments, players, boxes, name_path)
     if auto:
