@@ -312,6 +312,16 @@ def duet_sound(video: Path, tmp_path: Path) -> Path:
     return path
 
 
+def test_a_label_model_given_the_players_says_it_does_not_look(
+    tiny_models_dir: Path, duet: Path, tmp_path: Path
+) -> None:
+    """Found by a trial: ``-i vn,vc,fl`` on a duet's video wrote 3 stems without a word that
+    the picture (2 players) was not looked at; a video model refuses the same."""
+    result = run("separate", duet, "-o", tmp_path / "out", "-i", "vn,vc,fl")
+    assert result.exit_code == 0, result.stderr
+    assert "the players are the 3 named; the picture is not looked at" in result.stderr
+
+
 def test_count_mismatch_with_a_visual_model(
     tiny_models_dir: Path, duet: Path, tmp_path: Path, visual_model: Path
 ) -> None:

@@ -243,6 +243,11 @@ class PlayerPlan:
                     "the model takes only instrument labels: the players' appearance and "
                     "motion were measured but are not used"
                 )
+            elif self.analysis is None and self.has_video and not pitch_voices:
+                self.notes.append(  # found by a new user's trial: nothing said so
+                    f"the players are the {len(self.labels)} named; the picture is not looked "
+                    "at (the model takes labels only), so its player count is not checked"
+                )
             return self.label_queries()
         if not self.has_video:
             self.notes.append("no picture: the model gets labels only")
