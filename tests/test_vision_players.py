@@ -165,3 +165,20 @@ def test_boxes_unlikely_to_be_players_are_warned_about() -> None:
     (wide,) = unlikely_box_warnings([(84, 243, 501, 213)], "people", size, "v.mp4")
     assert "player 1's box is much wider than tall: perhaps an instrument" in wide
     assert unlikely_box_warnings([(84, 243, 501, 213)], "layout", size, "v.mp4") == []
+
+
+def test_a_label_at_the_right_edge_stays_in_the_picture() -> None:
+    """Found by a trial: the label of a player at the picture's right edge was cut off."""
+    from vimss_cli.vision.analysis import Player, VideoAnalysis
+    from vimss_cli.vision.drawing import draw_players
+    from vimss_cli.vision.frames import VideoInfo
+    from vimss_cli.vision.instrument_guess import InstrumentGuess
+
+    info = VideoInfo(Path("v.mp4"), 640, 360, 1.0, False, 0.0)
+    guess = InstrumentGuess("vn", 0.8, "violin")
+    edge = Player(4, (630, 100, 10, 200), guess, np.zeros(1280, np.float32))
+    picture = np.full((360, 640, 3), 255, np.uint8)
+    drawn = draw_players(VideoAnalysis(info, 10.0, [edge], np.zeros((1, 1, 1)), picture, "boxes"))
+    label_rows = drawn[100:110]  # the label's filled background, in the player's colour
+    changed = np.flatnonzero((label_rows != 255).any(axis=(0, 2)))
+    assert changed.min() < 600  # drawn leftwards from the edge, whole (before: from x = 630)
