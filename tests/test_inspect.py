@@ -303,6 +303,16 @@ def test_urmp_names_that_disagree_are_told(
     )
     count = run("separate", silent, "--audio", sound, "-o", tmp_path / "c", "--players", "3")
     assert_clean_failure(count, f"--players 3 but the URMP-style name of {silent.name} names 2")
+    boxes = run("separate", silent, "--audio", sound, "-o", tmp_path / "c", "--boxes",
+                "0,0,10,10;20,0,10,10;40,0,10,10")  # fmt: skip
+    assert_clean_failure(boxes, f"--boxes gives 3 but the URMP-style name of {silent.name}")
+    folder = tmp_path / "02_Piece_vn_vc"  # a piece's folder names its files' players
+    folder.mkdir()
+    clip = folder / "clip.mp4"
+    ffmpeg("-i", str(duet), "-c", "copy", str(clip))
+    in_folder = run("separate", clip, "-o", tmp_path / "d")
+    assert in_folder.exit_code == 0, in_folder.stderr
+    assert "read from the URMP-style name of the folder 02_Piece_vn_vc" in in_folder.stderr
 
 
 def duet_sound(video: Path, tmp_path: Path) -> Path:
@@ -317,9 +327,12 @@ def test_a_label_model_given_the_players_says_it_does_not_look(
 ) -> None:
     """Found by a trial: ``-i vn,vc,fl`` on a duet's video wrote 3 stems without a word that
     the picture (2 players) was not looked at; a video model refuses the same."""
-    result = run("separate", duet, "-o", tmp_path / "out", "-i", "vn,vc,fl")
-    assert result.exit_code == 0, result.stderr
-    assert "the players are the 3 named; the picture is not looked at" in result.stderr
+    for extra in ([], ["--pitch-voices"]):  # no pair to give by motion: still not looked at
+        result = run("separate", duet, "-o", tmp_path / "out", "-i", "vn,vc,fl", "--force", *extra)
+        assert result.exit_code == 0, result.stderr
+        assert "the players are the 3 named; the picture is not looked at" in result.stderr
+    found = run("separate", duet, "-o", tmp_path / "found")  # looked at: no such note
+    assert found.exit_code == 0 and "not looked at" not in found.stderr
 
 
 def test_count_mismatch_with_a_visual_model(

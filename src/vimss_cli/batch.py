@@ -623,7 +623,7 @@ def _audio_length_warnings(video: Path, audio: Path) -> list[str]:
     if picture < STILL_SECONDS < sound:  # as a video's own sound beside a still
         return [
             f"{video.name}: the picture is a still ({picture:.2f} s beside {sound:.1f} s of "
-            f"--audio {audio.name}): the players are found in it, but nobody can be seen playing"
+            f"--audio {audio.name}): nobody can be seen playing in it"
         ]
     if not lengths_disagree(picture, sound):
         return []

@@ -290,10 +290,10 @@ def analyse_video(
             decoded, source = layout.boxes, layout.source
             tracked = [None] * len(decoded)
             if decoded and not too_few:
-                why = {"players": f"into --players {players} strips", "layout": "into equal panels"}
+                how = {"players": f"into --players {players} strips", "layout": "into equal panels"}
                 warnings.append(
                     f"no people seen in {info.path.name}: the {len(decoded)} player(s) were "
-                    f"cut from the picture's layout{' ' + why[source] if source in why else ''}; "
+                    f"cut from the picture's layout {how.get(source, f'({source})')}; "
                     "check them with `vimss inspect`"
                 )
         if not decoded:
@@ -310,7 +310,8 @@ def analyse_video(
                     f"x = {where} px); if a player was missed, pass --players N or --boxes "
                     "'x,y,w,h;...' (check with `vimss inspect`)"
                 )
-        warnings.extend(unlikely_box_warnings(decoded, source, size, info.path.name))
+        detected = [person is not None for person in tracked]
+        warnings.extend(unlikely_box_warnings(decoded, detected, size, info.path.name, source))
         one_wide_box = len(decoded) == 1 and decoded[0][2] > 0.8 * size[0]
         if panels is None and one_wide_box and source != "people":
             warnings.append(
@@ -341,21 +342,26 @@ MAX_PERSON_ASPECT = 2.0
 
 
 def unlikely_box_warnings(
-    boxes: list[Box], source: str, size: tuple[int, int], name: str
+    boxes: list[Box], detected: list[bool], size: tuple[int, int], name: str, source: str = ""
 ) -> list[str]:
-    """A warning for each found box (``(x, y, w, h)`` in a ``size`` picture) too small to be
-    a player, or, from the people detector, too wide to be a person."""
+    """A warning for each found box (``(x, y, w, h)`` in a ``size`` picture) that a person
+    detector found (``detected``) but is too wide to be a person, or that the picture's
+    layout gave but is too small to be a player (a person far away in a wide shot is small
+    and still a player). ``source`` ``"players"``: the user gave ``--players`` already."""
     warnings = []
-    for number, (_, _, w, h) in enumerate(boxes, start=1):
-        if h < MIN_PLAYER_HEIGHT * size[1]:
-            why = "too small to be a player"
-        elif source.startswith("people") and w > MAX_PERSON_ASPECT * h:
+    for number, ((_, _, w, h), person) in enumerate(zip(boxes, detected, strict=True), start=1):
+        if person and w > MAX_PERSON_ASPECT * h:
             why = "much wider than tall: perhaps an instrument taken for a person"
+        elif not person and h < MIN_PLAYER_HEIGHT * size[1]:
+            why = "too small to be a player"
         else:
             continue
+        advice = "--boxes 'x,y,w,h;...'"
+        if source != "players":
+            advice = f"--players N or {advice}"
         warnings.append(
             f"{name}: player {number}'s box is {why}; check with `vimss inspect`, and if the "
-            "players are wrong, pass --players N or --boxes 'x,y,w,h;...'"
+            f"players are wrong, pass {advice}"
         )
     return warnings
 

@@ -46,7 +46,7 @@ def draw_players(analysis: VideoAnalysis) -> np.ndarray:
         (text_w, text_h), base = cv2.getTextSize(label, font, font_scale, thickness)
         # inside the picture, also for a box at its right edge (a trial found labels cut off)
         x0 = max(0, min(top_left[0], image.shape[1] - text_w - 5))
-        y0 = max(0, top_left[1])
+        y0 = max(0, min(top_left[1], image.shape[0] - text_h - base - 5))
         cv2.rectangle(image, (x0, y0), (x0 + text_w + 4, y0 + text_h + base + 4), colour, -1)
         cv2.putText(
             image, label, (x0 + 2, y0 + text_h + 2), font, font_scale, (0, 0, 0), thickness,

@@ -86,6 +86,11 @@ class PlayerPlan:
             # a label model hears two players of one instrument as one stem, which
             # vimss_cli.pitch_voices splits by pitch into voice 1 and voice 2
             queries = self._voice_queries(queries, 2, by_pitch=True, by_motion=by_motion)
+        if self.has_video and self.analysis is None:  # a trial found nothing said so
+            self.notes.append(
+                f"the players are the {len(self.labels)} named; the picture is not looked at "
+                "(the model hears labels only), so its player count is not checked"
+            )
         if len(queries) > MOST_TRAINED_PLAYERS:
             self.warnings.append(
                 f"{self.path.name}: {len(queries)} players, but the models were trained on "
@@ -243,11 +248,6 @@ class PlayerPlan:
                     "the model takes only instrument labels: the players' appearance and "
                     "motion were measured but are not used"
                 )
-            elif self.analysis is None and self.has_video and not pitch_voices:
-                self.notes.append(  # found by a new user's trial: nothing said so
-                    f"the players are the {len(self.labels)} named; the picture is not looked "
-                    "at (the model takes labels only), so its player count is not checked"
-                )
             return self.label_queries()
         if not self.has_video:
             self.notes.append("no picture: the model gets labels only")
@@ -316,12 +316,19 @@ def urmp_instruments(path: Path) -> list[str] | None:
     ``Vid_01_Jupiter_vn_vc.mp4``, ``AuMix_01_Jupiter_vn_vc.wav``, ``01_Jupiter_vn_vc.mp4`` or
     any file inside a folder named ``01_Jupiter_vn_vc``.
     """
+    found = urmp_name(path)
+    return None if found is None else found[0]
+
+
+def urmp_name(path: Path) -> tuple[list[str], str] | None:
+    """:func:`urmp_instruments` with what named them: ``"Vid_01_Jupiter_vn_vc.mp4"``, or
+    ``"the folder 01_Jupiter_vn_vc"``."""
     stem = path.stem
     for prefix in (VIDEO_PREFIX, MIX_PREFIX):  # before the piece's folder name
         stem = stem.removeprefix(prefix)
-    for name in (stem, path.parent.name):
+    for name, said in ((stem, path.name), (path.parent.name, f"the folder {path.parent.name}")):
         try:
-            return list(parse_folder_name(name).instruments)
+            return list(parse_folder_name(name).instruments), said
         except InputError:
             continue
     return None
@@ -382,16 +389,16 @@ def checked_instrument_list(instruments: str) -> list[str]:
 
 def _named_instruments(
     info: MediaInfo, instruments: str | None, name_path: Path | None
-) -> tuple[list[str], Path] | None:
+) -> tuple[list[str], Path, str] | None:
     """With no instruments given (``None`` or ``"auto"``), those of a URMP-style name of the
-    input, else of ``name_path`` (``--audio``), with the file that names them; else ``None``."""
+    input, else of ``name_path`` (``--audio``), with the file they come from and what named
+    them (:func:`urmp_name`); else ``None``."""
     if instruments is not None and instruments.strip().lower() != AUTO:
         return None
-    for path in (info.path, name_path):
-        if path is not None:
-            named = urmp_instruments(path)
-            if named:
-                return named, path
+    for path in [p for p in (info.path, name_path) if p is not None]:
+        found = urmp_name(path)
+        if found:
+            return found[0], path, found[1]
     return None
 
 
@@ -440,23 +447,27 @@ def plan_players(
     auto = instruments is None or instruments.strip().lower() == AUTO
     found = _named_instruments(info, instruments, name_path)
     if found is not None:
-        named, source = found
+        named, source, said = found
+        box_count = None if boxes is None else len([b for b in boxes.split(";") if b.strip()])
         if players is not None and players != len(named):
+            mismatch = f"--players {players}"
+        elif box_count is not None and box_count != len(named):
+            mismatch = f"--boxes gives {box_count}"
+        else:
+            mismatch = None
+        if mismatch is not None:
             raise InputError(
-                f"--players {players} but the URMP-style name of {source.name} names "
-                f"{len(named)} player{'s' if len(named) != 1 else ''}; pass --instruments to "
-                "say who plays"
+                f"{mismatch} but the URMP-style name of {said} names {len(named)} "
+                f"player{'s' if len(named) != 1 else ''}; pass --instruments to say who plays"
             )
         hint = players or (len(named) if info.has_video else None)
         plan = plan_players(info, ",".join(named), hint, boxes)
-        plan.notes.append(
-            f"instruments {','.join(named)} read from the URMP-style name of {source.name}"
-        )
-        other = None if name_path in (None, source) else urmp_instruments(name_path)
-        if name_path is not None and other and other != named:
+        plan.notes.append(f"instruments {','.join(named)} read from the URMP-style name of {said}")
+        other = None if name_path in (None, source) else urmp_name(name_path)
+        if other and other[0] != named:
             plan.warnings.append(
-                f"the names of {source.name} ({','.join(named)}) and {name_path.name} "
-                f"({','.join(other)}) name other players; {source.name}'s are used (pass "
+                f"the names of {said} ({','.join(named)}) and {other[1]} "
+                f"({','.join(other[0])}) name other players; {said}'s are used (pass "
                 "--instruments to choose)"
             )
         return plan
