@@ -948,6 +948,13 @@ def test_an_interrupted_batch_names_the_inputs_whose_stems_are_kept(
     assert kept + "first.wav" in result.stderr
     assert (tmp_path / "out" / "first" / "01_vn.wav").is_file()
     assert not (tmp_path / "out" / "second").exists()
+    # --json still prints one object (found by a review: nothing on an interrupt)
+    again = run("separate", first, second, "-i", "vn", "-o", tmp_path / "json", "--json")
+    assert again.exit_code == 130
+    assert json.loads(again.stdout) == {
+        "error": "interrupted: nothing half-written was left behind",
+        "exit_code": 130,
+    }
 
 
 def test_separate_file_plans_the_queries_itself(tiny_models_dir: Path, tmp_path: Path) -> None:
@@ -1222,6 +1229,17 @@ def test_an_unforeseen_system_error_is_still_one_line(
 
     with pytest.raises(RuntimeError, match="a programming error"):  # not turned into a line
         guarded(False, bug)
+    # with --json the same ending is one object on stdout too; a bug prints none
+    from vimss_cli.cli.common import json_error
+
+    with pytest.raises(typer.Exit):
+        guarded(False, lambda: json_error(out_of_memory, True))
+    told = capsys.readouterr()
+    assert json.loads(told.out)["error"].startswith("out of memory: Unable to allocate")
+    assert json.loads(told.out)["exit_code"] == 1 and told.err.startswith("error: out of memory")
+    with pytest.raises(RuntimeError):
+        guarded(False, lambda: json_error(bug, True))
+    assert capsys.readouterr().out == ""
 
 
 def test_separate_without_the_note_classifier_fails_in_one_line_before_the_network(

@@ -157,21 +157,39 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
 
 
+def ending(error: BaseException) -> tuple[str, int] | None:
+    """The one line and the exit code a command ends with on ``error``: a known error, an
+    operating-system error or memory no check foresaw, Ctrl-C or SIGTERM/SIGHUP; ``None``
+    for anything else (a bug: its traceback is shown)."""
+    if isinstance(error, VimssError):
+        return f"error: {printable(' '.join(str(error).split()))}", error.exit_code
+    if isinstance(error, OSError) or is_out_of_memory(error):
+        return f"error: {printable(system_error_line(error))}", OutputError.exit_code
+    if isinstance(error, Terminated):
+        name = signal.Signals(error.signum).name
+        return f"interrupted by {name}: nothing half-written was left behind", 128 + error.signum
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted: nothing half-written was left behind", 130
+    return None
+
+
 def json_error(action: Callable[[], T], as_json: bool) -> T:
-    """Run ``action``; with ``as_json``, a :class:`VimssError` that ends it prints one JSON
-    object on stdout, ``{"error": message, "exit_code": code}``, before it goes on to
-    :func:`guarded` (which prints the line on stderr and exits)."""
+    """Run ``action``; with ``as_json``, whatever ends it as :func:`guarded` tells (an error,
+    an interrupt) also prints one JSON object on stdout, ``{"error": line, "exit_code":
+    code}``, before :func:`guarded` prints the line on stderr and exits."""
     try:
         return action()
-    except VimssError as error:
-        if as_json:
-            message = printable(" ".join(str(error).split()))
-            typer.echo(json.dumps({"error": message, "exit_code": error.exit_code}))
+    except BaseException as error:
+        told = ending(error) if as_json else None
+        if told is not None:
+            line, code = told
+            typer.echo(json.dumps({"error": line.removeprefix("error: "), "exit_code": code}))
         raise
 
 
 def guarded(debug: bool, action: Callable[[], T], *, terminate_cleanly: bool = False) -> T:
-    """Run ``action``; turn known errors and Ctrl-C into one line and an exit code.
+    """Run ``action``; turn known errors and Ctrl-C into one line and an exit code
+    (:func:`ending`).
 
     With ``terminate_cleanly``, SIGTERM and SIGHUP interrupt ``action`` as Ctrl-C does (so
     its cleanup runs) and exit with 128 + the signal's number.
@@ -181,25 +199,10 @@ def guarded(debug: bool, action: Callable[[], T], *, terminate_cleanly: bool = F
             with _termination_as_interrupt():
                 return action()
         return action()
-    except VimssError as error:
-        if _debug_enabled(debug):
+    except (VimssError, OSError, MemoryError, RuntimeError, KeyboardInterrupt) as error:
+        told = ending(error)
+        if _debug_enabled(debug) or told is None:
             raise
-        typer.echo(f"error: {printable(' '.join(str(error).split()))}", err=True)
-        raise typer.Exit(error.exit_code) from None
-    except (OSError, MemoryError, RuntimeError) as error:  # what no check foresaw
-        unforeseen = isinstance(error, OSError) or is_out_of_memory(error)
-        if _debug_enabled(debug) or not unforeseen:
-            raise
-        typer.echo(f"error: {printable(system_error_line(error))}", err=True)
-        raise typer.Exit(OutputError.exit_code) from None
-    except Terminated as stop:
-        if _debug_enabled(debug):
-            raise
-        name = signal.Signals(stop.signum).name
-        typer.echo(f"interrupted by {name}: nothing half-written was left behind", err=True)
-        raise typer.Exit(128 + stop.signum) from None
-    except KeyboardInterrupt:
-        if _debug_enabled(debug):
-            raise
-        typer.echo("interrupted: nothing half-written was left behind", err=True)
-        raise typer.Exit(130) from None
+        line, code = told
+        typer.echo(line, err=True)
+        raise typer.Exit(code) from None
