@@ -41,6 +41,7 @@ from vimss_cli.soft_masks import TEMPLATE_BLEND, SoftMaskFilter, timbre_listener
 from vimss_cli.soft_masks import refine as refine_on_mixture
 from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
+    INTEGER_BITS,
     WAV_FORMATS,
     FolderLock,
     StemSetWriter,
@@ -1319,7 +1320,7 @@ class Separator:
                 f"{sound.name}{downmix} peaks at {peak:.2f}, beyond full scale: its {wav_format} "
                 f"stems are scaled by 1/{peak:.2f} to fit (--format float32 keeps its level)"
             )
-        bits = {"PCM_16": 16, "PCM_24": 24}.get(WAV_FORMATS[wav_format])
+        bits = INTEGER_BITS.get(WAV_FORMATS[wav_format])
         quiet = bits is not None and 0.0 < peak * stem_gain < QUIET_STEPS / 2 ** (bits - 1)
         if samples and quiet:
             warnings.append(

@@ -20,7 +20,6 @@ Nothing here prints: warnings, notes, failures and progress go to a :class:`Batc
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,12 +49,7 @@ from vimss_cli.errors import (
 )
 from vimss_cli.media import MediaInfo, check_input_path, probe
 from vimss_cli.progress import BatchEvents, ProgressCallback
-from vimss_cli.stem_names import (
-    DEFAULT_TEMPLATE,
-    INSTRUMENT_VALUES,
-    PLAYER_NUMBERS,
-    StemTemplate,
-)
+from vimss_cli.stem_names import DEFAULT_TEMPLATE, StemTemplate
 from vimss_cli.stem_writer import (
     check_format_channels,
     check_format_rate,
@@ -353,23 +347,18 @@ class Batch:
         named as a stem of another (``{input}{instrument}``: ``a`` + ``tbn`` is ``at`` +
         ``bn``; ``{input:.1}``: one folder for ``a`` and ``at``): the second input's run
         would replace, or with ``force`` delete as its earlier set, the first's stems."""
-        o = self.options
-        ext = stem_extension(o.wav_format).lstrip(".")
-        names = {path: output_folder_name(path) for path in self.inputs}
-        folders = {path: template.folder(o.out_dir, name) for path, name in names.items()}
-        for first, second in itertools.combinations(self.inputs, 2):
-            if folders[first] != folders[second]:
-                continue
-            for this, other in ((first, second), (second, first)):
-                claims = template.is_stem(names[other])
-                for player, instrument in itertools.product(PLAYER_NUMBERS, INSTRUMENT_VALUES):
-                    stem = template.path(o.out_dir, names[this], player, instrument, ext)
-                    if claims(stem.name):
-                        raise InputError(
-                            f"--filename {o.filename!r} could name a stem of {this} and one of "
-                            f"{other} alike ({stem}): one run would replace or delete the "
-                            "other's; keep the inputs apart, e.g. with '_' after {input}"
-                        )
+        owners: dict[Path, Path] = {}  # each name an input's run could write -> that input
+        for path in self.inputs:
+            name = output_folder_name(path)
+            folder = template.folder(self.options.out_dir, name)
+            for stem in (folder / file_name for file_name in template.stem_names(name)):
+                first = owners.setdefault(stem, path)
+                if first != path:
+                    raise InputError(
+                        f"--filename {self.options.filename!r} could name a stem of {first} and "
+                        f"one of {path} alike ({stem}): one run would replace or delete the "
+                        "other's; keep the inputs apart, e.g. with '_' after {input}"
+                    )
 
     def _asked_stems(self, path: Path, codes: str | None) -> list[Path] | None:
         """The stems an input's run would write when its instruments are given (``None``
@@ -383,11 +372,6 @@ class Batch:
         o = self.options
         extension = stem_extension(o.wav_format)
         return stem_paths(path, o.out_dir, queries, extension, o.filename, rest=o.rest)
-
-    def _report_path(self, path: Path) -> Path:
-        """Where an input's listening report goes."""
-        o = self.options
-        return StemTemplate(o.filename).report_path(o.out_dir, output_folder_name(path))
 
     def _probe(self, job: tuple[Path, str | None]) -> PlannedInput:
         # probe before loading the model, so bad files fail before a long run
@@ -444,7 +428,7 @@ class Batch:
         paths = self._stem_paths(plan.path, plan.label_queries())
         check_outputs_free(paths, o.force, stem_matcher(plan.path, o.filename), self._input_entries)
         if o.listening_report:  # a page of the user's is not replaced either
-            page = self._report_path(plan.path)
+            page = report_path(self.options, plan.path)
             if page.is_dir():
                 raise OutputError(f"cannot write the report {page}: a folder of that name is there")
             if page.exists() and not o.force:
@@ -575,7 +559,7 @@ class Batch:
         then, as documented; without, it is warned about."""
         from vimss_cli.listening_report import is_listening_report
 
-        page, writing = self._report_path(input_path), self.options.listening_report
+        page, writing = report_path(self.options, input_path), self.options.listening_report
         if not page.is_file():
             return
         if not is_listening_report(page):
@@ -656,5 +640,13 @@ def write_listening_report(
         from vimss_cli.vision.drawing import players_png
 
         picture = players_png(plan.analysis)
-    path = StemTemplate(options.filename).report_path(options.out_dir, name)  # Batch._report_path
-    return write_report(path, name, tracks, picture, force=options.force)
+    return write_report(
+        report_path(options, result.input), name, tracks, picture, force=options.force
+    )
+
+
+def report_path(options: BatchOptions, input_path: Path) -> Path:
+    """Where an input's listening report goes (:meth:`StemTemplate.report_path`)."""
+    return StemTemplate(options.filename).report_path(
+        options.out_dir, output_folder_name(input_path)
+    )

@@ -12,7 +12,6 @@ its format's extension.
 from __future__ import annotations
 
 import itertools
-import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,20 +137,19 @@ class StemTemplate:
             f"{input_name}.report.html" if shared else "report.html"
         )
 
+    def stem_names(self, input_name: str) -> frozenset[str]:
+        """Every file name in :meth:`folder` a run on the input can write: players 1 to
+        :data:`PLAYER_NUMBERS`' last (the rest stem), every instrument value and format."""
+        return frozenset(
+            self._render(self._name, input_name, player, instrument, ext)
+            for player in PLAYER_NUMBERS
+            for instrument in INSTRUMENT_VALUES
+            for ext in EXTENSIONS
+        )
+
     def is_stem(self, input_name: str) -> Callable[[str], bool]:
         """Whether a file name in :meth:`folder` is a stem of the input (of any players and
         format): the earlier set that a new one replaces, or ``--skip-existing`` passes.
-        Only names a run can write count: players 1 to :data:`PLAYER_NUMBERS`' last (the
-        rest stem), so a template without ``{instrument}`` does not claim ``a_2023.wav``."""
-        pattern = []
-        for literal, name, spec in self._name:
-            pattern.append(re.escape(literal))
-            if name == "input":
-                pattern.append(re.escape(format(input_name, spec)))
-            elif name is not None:  # only values a run writes: not 'take_2023.wav' for {player}
-                values = {"player": PLAYER_NUMBERS, "instrument": INSTRUMENT_VALUES}.get(
-                    name, EXTENSIONS
-                )
-                pattern.append("(?:" + "|".join(re.escape(format(v, spec)) for v in values) + ")")
-        compiled = re.compile("".join(pattern))
-        return lambda file_name: compiled.fullmatch(file_name) is not None
+        Only names a run can write count (:meth:`stem_names`), so a template without
+        ``{instrument}`` does not claim ``a_2023.wav``."""
+        return self.stem_names(input_name).__contains__

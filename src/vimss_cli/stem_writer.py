@@ -42,6 +42,9 @@ WAV_FORMATS: dict[str, str] = {
     "mp3": "MPEG_LAYER_III",
 }
 
+#: libsndfile's integer subtypes -> their bits (the formats that round to steps and clip).
+INTEGER_BITS: dict[str, int] = {"PCM_16": 16, "PCM_24": 24}
+
 #: The sample rates MPEG-1, 2 and 2.5 Layer III can hold, in Hz.
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
